@@ -1,0 +1,1 @@
+"""Turnout's control plane: config, domain, breaker, ranker, table, events, store, APIs, scheduler, CLI."""

@@ -1,0 +1,498 @@
+"""Turnout's configuration (`turnout.yaml`): pydantic models, `${ENV}` expansion and clear errors.
+
+Every mistake becomes a `ConfigError` naming the file, the dotted field path, the problem and the fix,
+e.g. `turnout.yaml: routes.frontier.targets[2]: unknown target 'acme/x'; known: ...`.
+Secrets (`api_key`, auth tokens) are `SecretStr`: they never print, log or serialise in clear.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from controlplane.domain import TargetRef
+from controlplane.durations import Duration
+from controlplane.errors import ConfigError
+
+__all__ = [
+    "ADAPTERS",
+    "PROBE_KINDS_KNOWN",
+    "Config",
+    "ServerConfig",
+    "ListenConfig",
+    "DatabaseConfig",
+    "AuthConfig",
+    "TokenConfig",
+    "ProviderConfig",
+    "ModelConfig",
+    "PriceConfig",
+    "RouteConfig",
+    "RoutePolicy",
+    "HedgingConfig",
+    "PanelConfig",
+    "ProbeConfig",
+    "ProbeKindConfig",
+    "CompletionProbeConfig",
+    "BreakerConfig",
+    "RankingConfig",
+    "WebhookConfig",
+    "DataPlaneConfig",
+    "load_config",
+    "parse_config",
+    "config_hash",
+]
+
+ADAPTERS = ("openai", "anthropic", "gemini")
+# Kept in step with probes.PROBE_KINDS (a test checks the two agree).
+PROBE_KINDS_KNOWN = ("catalogue", "completion", "status_page", "count_tokens", "health")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ListenConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8700, ge=0, le=65535)
+
+
+class ServerConfig(_Model):
+    data: ListenConfig = ListenConfig(host="127.0.0.1", port=8700)
+    control: ListenConfig = ListenConfig(host="127.0.0.1", port=8701)
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0, description="largest request body accepted (413 above)")
+
+
+class DatabaseConfig(_Model):
+    url: str = Field(default="sqlite:///turnout.db", description="sqlite:///path.db or postgresql+psycopg://…")
+    observation_retention: Duration = Field(default=7 * 86400.0, description="how long raw observations are kept")
+    rollup_retention: Duration = Field(default=90 * 86400.0, description="how long per-minute rollups are kept")
+    event_retention: Duration = Field(default=90 * 86400.0, description="how long events are kept")
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, v: str) -> str:
+        if not (v.startswith("sqlite:///") or v.startswith("postgresql")):
+            raise ValueError(f"unsupported database url {v!r}; use sqlite:///turnout.db or postgresql+psycopg://user@host/db")
+        return v
+
+
+class TokenConfig(_Model):
+    token: SecretStr
+    scope: Literal["read", "admin"] = "read"
+    name: str = ""
+
+
+class AuthConfig(_Model):
+    public_read: bool = Field(default=True, description="read endpoints need no token when true")
+    tokens: list[TokenConfig] = []
+
+
+class PriceConfig(_Model):
+    input: float = Field(default=0.0, ge=0, description="USD per million input tokens")
+    output: float = Field(default=0.0, ge=0, description="USD per million output tokens")
+
+
+class ModelConfig(_Model):
+    name: str = Field(min_length=1)
+    price: PriceConfig = PriceConfig()
+    context_window: int | None = Field(default=None, gt=0, description="tokens; enables larger-context failover")
+    reasoning: bool = Field(default=False, description="reasoning model: probes use a larger token budget")
+    priority: int = Field(default=0, description="higher ranks earlier when scores are close")
+    status_component: str | None = Field(default=None, description="status page component name for this model")
+
+
+class ProviderConfig(_Model):
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    adapter: str = Field(description="openai | anthropic | gemini (openai covers all OpenAI-compatible APIs)")
+    base_url: str
+    api_key: SecretStr | None = Field(default=None, description='"${ENV_VAR}"; never written in clear')
+    flavor: str | None = Field(default=None, description="openai-compatible host quirks: azure, deepseek, openrouter, groq, …")
+    api_version: str | None = Field(default=None, description="Azure api-version / anthropic-version override")
+    region: str = "default"
+    jurisdiction: str = "unknown"
+    zero_retention: bool = False
+    egress: str = Field(default="default", description="egress region this provider is reached from")
+    status_page: str | None = Field(default=None, description="Statuspage summary.json URL")
+    status_components: list[str] = Field(default=[], description="status page components that matter for this provider")
+    headers: dict[str, str] = Field(default={}, description="extra request headers")
+    probe_budget_usd_per_day: float = Field(default=1.0, ge=0, description="spend cap for paid probes per day")
+    models: list[ModelConfig] = Field(min_length=1)
+
+    @field_validator("adapter")
+    @classmethod
+    def _known_adapter(cls, v: str) -> str:
+        if v not in ADAPTERS:
+            raise ValueError(f"unknown adapter {v!r}; known: {', '.join(ADAPTERS)}")
+        return v
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f"base_url must be an http(s) URL, got {v!r}")
+        return v.rstrip("/")
+
+    def model(self, name: str) -> ModelConfig | None:
+        return next((m for m in self.models if m.name == name), None)
+
+
+class RoutePolicy(_Model):
+    allow_regions: list[str] = Field(default=[], description="empty = any region")
+    allow_jurisdictions: list[str] = Field(default=[], description="empty = any jurisdiction")
+    deny_jurisdictions: list[str] = []
+    deny_providers: list[str] = []
+    deny_targets: list[str] = []
+    require_zero_retention: bool = False
+    max_price: float | None = Field(default=None, ge=0, description="USD per million output tokens")
+
+
+class HedgingConfig(_Model):
+    enabled: bool = False
+    min_delay: Duration = Field(default=0.2, description="never hedge earlier than this")
+    percentile: float = Field(default=0.95, gt=0, lt=1, description="hedge once TTFT exceeds this percentile")
+
+
+class PanelConfig(_Model):
+    from_: list[str] = Field(default=[], alias="from")
+    size: int = Field(default=3, ge=1)
+    distinct_providers: bool = True
+    quorum: int = Field(default=2, ge=1)
+    member_deadline: Duration = 30.0
+    judge: str | None = None
+    synthesizer: str | None = None
+    degrade_to_single: bool = False
+    judge_template: str | None = None
+    synthesizer_template: str | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class RouteConfig(_Model):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+    mode: Literal["failover", "panel"] = "failover"
+    targets: list[str] = []
+    policy: RoutePolicy = RoutePolicy()
+    spill_headroom: float = Field(default=0.05, ge=0, le=1, description="spill to the next target below this headroom")
+    panic_threshold: float = Field(default=0.5, ge=0, le=1, description="share of admissible targets below which the route ranks least-bad")
+    hedging: HedgingConfig = HedgingConfig()
+    panel: PanelConfig | None = None
+
+
+class ProbeKindConfig(_Model):
+    enabled: bool = True
+    interval: Duration | None = Field(default=None, description="defaults to probes.interval")
+    timeout: Duration | None = Field(default=None, description="defaults to probes.timeout")
+
+
+class CompletionProbeConfig(_Model):
+    prompt: str = "Reply with the single word: ok"
+    max_tokens: int = Field(default=16, ge=1)
+    reasoning_max_tokens: int = Field(default=512, ge=1, description="budget for reasoning models (1 token makes some fail)")
+    stream: bool = True
+
+
+def _default_kinds() -> dict[str, ProbeKindConfig]:
+    return {
+        "catalogue": ProbeKindConfig(interval=60.0),
+        "completion": ProbeKindConfig(interval=300.0),
+        "status_page": ProbeKindConfig(interval=120.0),
+    }
+
+
+class ProbeConfig(_Model):
+    interval: Duration = 15.0
+    jitter: float = Field(default=0.2, ge=0, le=1, description="fraction of the interval")
+    timeout: Duration = 10.0
+    concurrency: int = Field(default=64, ge=1)
+    kinds: dict[str, ProbeKindConfig] = Field(default_factory=_default_kinds)
+    completion: CompletionProbeConfig = CompletionProbeConfig()
+
+    @field_validator("kinds")
+    @classmethod
+    def _known_kinds(cls, v: dict[str, ProbeKindConfig]) -> dict[str, ProbeKindConfig]:
+        for kind in v:
+            if kind not in PROBE_KINDS_KNOWN:
+                raise ValueError(f"unknown probe kind {kind!r}; known: {', '.join(PROBE_KINDS_KNOWN)}")
+        return v
+
+
+class BreakerConfig(_Model):
+    """Defaults follow Envoy outlier detection and resilience4j (see README, 'Breaker knobs')."""
+
+    mode: Literal["enforce", "metrics_only"] = "enforce"
+    window: Duration = Field(default=60.0, description="sliding time window")
+    min_calls: int = Field(default=5, ge=1, description="calls in window before rates count")
+    failure_rate_threshold: float = Field(default=0.5, gt=0, le=1)
+    slow_call_threshold: Duration = Field(default=10.0, description="a call slower than this is slow")
+    slow_call_rate_threshold: float = Field(default=0.8, gt=0, le=1)
+    consecutive_failures: int = Field(default=5, ge=1)
+    open_duration: Duration = Field(default=30.0, description="first open duration")
+    open_duration_max: Duration = Field(default=300.0, description="cap for the exponential open duration")
+    half_open_trials: int = Field(default=3, ge=1, description="trial calls admitted in half_open")
+    half_open_successes: int = Field(default=2, ge=1, description="successes that close the breaker")
+    withdrawn_recheck: Duration = Field(default=900.0, description="recheck cadence for withdrawn targets")
+    overload_cooldown: Duration = Field(default=10.0, description="headroom held at 0 after overloaded")
+    rate_limit_default_backoff: Duration = Field(default=1.0, description="first backoff when no retry-after")
+    rate_limit_backoff_max: Duration = 60.0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BreakerConfig:
+        if self.half_open_successes > self.half_open_trials:
+            raise ValueError("half_open_successes must not exceed half_open_trials")
+        if self.open_duration_max < self.open_duration:
+            raise ValueError("open_duration_max must be at least open_duration")
+        return self
+
+
+class RankingConfig(_Model):
+    margin: float = Field(default=0.15, ge=0, description="a challenger must beat the primary by this share of score")
+    weight_latency: float = 1.0
+    weight_ttft: float = 1.0
+    weight_error_rate: float = 3.0
+    weight_headroom: float = 1.0
+    weight_price: float = 0.5
+    weight_priority: float = 1.0
+    half_open_share: float = Field(default=0.1, ge=0, le=1, description="share of traffic a half_open target gets")
+
+
+class WebhookConfig(_Model):
+    allow_private_networks: list[str] = Field(default=[], description='e.g. ["127.0.0.0/8"] for local receivers')
+    timeout: Duration = 10.0
+    max_attempts: int = Field(default=8, ge=1)
+    disable_after_failures: int = Field(default=50, ge=1, description="consecutive dead deliveries that disable an endpoint")
+
+    @field_validator("allow_private_networks")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for net in v:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"not a network: {net!r} (use CIDR like '127.0.0.0/8')") from exc
+        return v
+
+
+class DataPlaneConfig(_Model):
+    total_timeout: Duration = Field(default=120.0, description="deadline for a whole request incl. failovers")
+    connect_timeout: Duration = 3.0
+    first_byte_timeout: Duration = Field(default=30.0, description="per attempt: headers / first token")
+    stall_timeout: Duration = Field(default=30.0, description="streaming: no progress for this long ends the attempt")
+    max_attempts: int = Field(default=4, ge=1)
+    decision_log_retention: Duration = 30 * 86400.0
+    report_batch: int = Field(default=200, ge=1, description="data replicas: outcomes per report batch")
+    report_buffer: int = Field(default=10_000, ge=1, description="data replicas: outcomes buffered while control is down")
+
+
+class ScaleOutConfig(_Model):
+    leader_lease: Duration = Field(default=5.0, description="a follower takes over within about this time")
+    poll_interval: Duration = 2.0
+
+
+class Config(_Model):
+    server: ServerConfig = ServerConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    auth: AuthConfig = AuthConfig()
+    providers: list[ProviderConfig] = Field(min_length=1)
+    routes: list[RouteConfig] = []
+    probes: ProbeConfig = ProbeConfig()
+    breaker: BreakerConfig = BreakerConfig()
+    ranking: RankingConfig = RankingConfig()
+    webhooks: WebhookConfig = WebhookConfig()
+    dataplane: DataPlaneConfig = DataPlaneConfig()
+    scale_out: ScaleOutConfig = ScaleOutConfig()
+
+    # Not part of the file: where it came from and its hash (recorded with each event).
+    source: str = Field(default="<memory>", exclude=True)
+    hash: str = Field(default="", exclude=True)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Config:
+        ids = [p.id for p in self.providers]
+        for i, pid in enumerate(ids):
+            if pid in ids[:i]:
+                raise _FieldProblem(f"providers[{i}].id", f"duplicate provider id {pid!r}", "give each provider a unique id")
+        for p in self.providers:
+            names = [m.name for m in p.models]
+            for j, name in enumerate(names):
+                if name in names[:j]:
+                    raise _FieldProblem(f"providers.{p.id}.models[{j}].name", f"duplicate model {name!r}", "list each model once")
+        known = self.target_keys()
+        route_names = [r.name for r in self.routes]
+        for i, r in enumerate(self.routes):
+            if r.name in route_names[:i]:
+                raise _FieldProblem(f"routes[{i}].name", f"duplicate route name {r.name!r}", "give each route a unique name")
+            if r.mode == "failover" and not r.targets:
+                raise _FieldProblem(f"routes.{r.name}.targets", "a failover route needs at least one target", "list targets as provider/model")
+            for j, t in enumerate(r.targets):
+                if t not in known:
+                    raise _FieldProblem(
+                        f"routes.{r.name}.targets[{j}]",
+                        f"unknown target {t!r}; known: {', '.join(sorted(known)) or '(none)'}",
+                        "define the model under its provider's models, or fix the name",
+                    )
+            if r.mode == "panel":
+                if r.panel is None:
+                    raise _FieldProblem(f"routes.{r.name}.panel", "mode: panel needs a panel section", "add panel: {from: [...], size: 3}")
+                for j, ref in enumerate([*r.panel.from_, r.panel.judge, r.panel.synthesizer]):
+                    if ref is not None and ref not in known and ref not in route_names:
+                        raise _FieldProblem(f"routes.{r.name}.panel", f"unknown route or target {ref!r}", "name a route or provider/model")
+                if r.panel.quorum > r.panel.size:
+                    raise _FieldProblem(f"routes.{r.name}.panel.quorum", "quorum exceeds panel size", "lower quorum or raise size")
+        return self
+
+    # -- lookups -------------------------------------------------------------------------------
+    def target_keys(self) -> set[str]:
+        return {f"{p.id}/{m.name}" for p in self.providers for m in p.models}
+
+    def targets(self) -> list[TargetRef]:
+        return [TargetRef(p.id, m.name) for p in self.providers for m in p.models]
+
+    def provider(self, provider_id: str) -> ProviderConfig | None:
+        return next((p for p in self.providers if p.id == provider_id), None)
+
+    def route(self, name: str) -> RouteConfig | None:
+        return next((r for r in self.routes if r.name == name), None)
+
+    def model_of(self, target: str | TargetRef) -> ModelConfig | None:
+        ref = TargetRef.parse(target) if isinstance(target, str) else target
+        p = self.provider(ref.provider)
+        return p.model(ref.model) if p else None
+
+    def probe_interval(self, kind: str) -> float:
+        k = self.probes.kinds.get(kind)
+        return k.interval if k and k.interval is not None else self.probes.interval
+
+    def probe_timeout(self, kind: str) -> float:
+        k = self.probes.kinds.get(kind)
+        return k.timeout if k and k.timeout is not None else self.probes.timeout
+
+
+class _FieldProblem(ValueError):
+    """A cross-field mistake with its own dotted path (pydantic would only say 'value error')."""
+
+    def __init__(self, field: str, problem: str, fix: str = "") -> None:
+        self.field, self.problem, self.fix = field, problem, fix
+        super().__init__(problem)
+
+
+# -- loading ----------------------------------------------------------------------------------
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand_env(node: Any, path: str, file: str, env: dict[str, str]) -> Any:
+    """Replace `${VAR}` in every string; a missing variable is a ConfigError naming it and the field."""
+    if isinstance(node, dict):
+        return {k: _expand_env(v, _join(path, str(k)), file, env) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand_env(v, f"{path}[{i}]", file, env) for i, v in enumerate(node)]
+    if isinstance(node, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in env:
+                raise ConfigError(file, path, f"environment variable {name} is not set", f"export {name}=… before starting")
+            return env[name]
+
+        return _ENV.sub(sub, node)
+    return node
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _friendly_path(loc: tuple[int | str, ...], raw: Any) -> str:
+    """('providers', 0, 'adapter') → 'providers.openai.adapter' when the item has an id/name."""
+    out: list[str] = []
+    node = raw
+    for part in loc:
+        if isinstance(part, int):
+            item = node[part] if isinstance(node, list) and part < len(node) else None
+            label = item.get("id") or item.get("name") if isinstance(item, dict) else None
+            if isinstance(label, str) and out and out[-1] in ("providers", "routes", "models"):
+                out.append(f".{label}")
+            else:
+                out.append(f"[{part}]")
+            node = item
+        else:
+            out.append(f".{part}" if out else str(part))
+            node = node.get(part) if isinstance(node, dict) else None
+    return "".join(out)
+
+
+def _fix_for(err_type: str, field: str) -> str:
+    if err_type == "extra_forbidden":
+        return "remove it or check the spelling against the configuration reference"
+    if err_type == "missing":
+        return "add this required field"
+    if "duration" in field or err_type == "value_error" and "duration" in field:
+        return "use e.g. '500ms', '15s', '5m', '1h'"
+    return ""
+
+
+def parse_config(text: str, source: str = "<memory>", env: dict[str, str] | None = None) -> Config:
+    """Parse and validate YAML text; raise ConfigError (file, field, problem, fix) on any mistake."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(source, where, f"not valid YAML: {getattr(exc, 'problem', exc)}", "fix the YAML syntax") from None
+    if raw is None:
+        raise ConfigError(source, "", "the file is empty", "start from examples/turnout.yaml")
+    if not isinstance(raw, dict):
+        raise ConfigError(source, "", "the top level must be a mapping of sections", "start from examples/turnout.yaml")
+    expanded = _expand_env(raw, "", source, dict(os.environ) if env is None else env)
+    try:
+        cfg = Config.model_validate(expanded)
+    except ValidationError as exc:
+        raise _to_config_error(exc, source, raw) from None
+    digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return cfg.model_copy(update={"source": source, "hash": digest})
+
+
+def _to_config_error(exc: ValidationError, source: str, raw: Any) -> ConfigError:
+    problems: list[ConfigError] = []
+    for e in exc.errors(include_url=False):
+        ctx_err = (e.get("ctx") or {}).get("error")
+        if isinstance(ctx_err, _FieldProblem):
+            problems.append(ConfigError(source, ctx_err.field, ctx_err.problem, ctx_err.fix))
+            continue
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        field = _friendly_path(loc, raw)
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = f"unknown field {str(loc[-1])!r}"
+        elif "input" in e and e["type"] not in ("missing",) and not isinstance(e["input"], dict | list):
+            msg = f"{msg} (got {e['input']!r})" if "got" not in msg else msg
+        problems.append(ConfigError(source, field, msg, _fix_for(e["type"], field)))
+    first = problems[0]
+    if len(problems) > 1:
+        more = "; ".join(str(p) for p in problems[1:4])
+        first = ConfigError(first.file, first.field, f"{first.problem} [and {len(problems) - 1} more: {more}]", first.fix)
+    return first
+
+
+def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
+    """Read and validate a config file; raise ConfigError naming the file on any mistake."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), "", "file not found", "pass -c path/to/turnout.yaml") from None
+    except OSError as exc:
+        raise ConfigError(str(path), "", f"cannot read: {exc.strerror}", "") from None
+    return parse_config(text, source=p.name if p.parent == Path(".") else str(path), env=env)
+
+
+def config_hash(cfg: Config) -> str:
+    return cfg.hash

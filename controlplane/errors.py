@@ -1,0 +1,122 @@
+"""Turnout's exceptions. Errors carry fields; `__str__` is for people, `__repr__` shows the fields.
+
+    TurnoutError
+     ├── ConfigError(file, field, problem, fix)
+     ├── ProviderError(provider, target, classification)
+     ├── NoAdmissibleTarget(route, attempts)
+     ├── IllegalTransition(old, new)
+     └── StoreError(operation, cause)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from controlplane.domain import Classification, ErrorClass, State
+
+__all__ = [
+    "TurnoutError",
+    "ConfigError",
+    "ProviderError",
+    "NoAdmissibleTarget",
+    "Attempt",
+    "IllegalTransition",
+    "StoreError",
+]
+
+
+class TurnoutError(Exception):
+    """Base of every error Turnout raises on purpose."""
+
+
+class ConfigError(TurnoutError):
+    """A config mistake: names the file, the dotted field path, what is wrong and how to fix it."""
+
+    def __init__(self, file: str, field: str, problem: str, fix: str = "") -> None:
+        self.file, self.field, self.problem, self.fix = file, field, problem, fix
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.field}: " if self.field else f"{self.file}: "
+        return where + self.problem + (f" ({self.fix})" if self.fix else "")
+
+    def __repr__(self) -> str:
+        return f"ConfigError(file={self.file!r}, field={self.field!r}, problem={self.problem!r}, fix={self.fix!r})"
+
+
+class ProviderError(TurnoutError):
+    """An upstream answered badly (or not at all); `classification` says how."""
+
+    def __init__(self, provider: str, target: str | None, classification: Classification) -> None:
+        self.provider, self.target, self.classification = provider, target, classification
+        super().__init__(str(self))
+
+    @property
+    def error_class(self) -> ErrorClass:
+        return self.classification.error_class
+
+    @property
+    def status(self) -> int | None:
+        return self.classification.status
+
+    def __str__(self) -> str:
+        c = self.classification
+        who = self.target or self.provider
+        status = f" ({c.status})" if c.status is not None else ""
+        detail = f": {c.detail}" if c.detail else ""
+        return f"{who}: {c.error_class}{status}{detail}"
+
+    def __repr__(self) -> str:
+        return f"ProviderError(provider={self.provider!r}, target={self.target!r}, classification={self.classification!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    target: str
+    error_class: ErrorClass
+    status: int | None = None
+    detail: str = ""
+
+
+class NoAdmissibleTarget(TurnoutError):
+    """Every target of a route was tried or skipped; `attempts` keeps each one, in order."""
+
+    def __init__(self, route: str, attempts: Sequence[Attempt]) -> None:
+        self.route, self.attempts = route, list(attempts)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        tried = ", ".join(f"{a.target}: {a.error_class}" for a in self.attempts) or "no admissible target"
+        return f"route {self.route!r} exhausted ({tried})"
+
+    def __repr__(self) -> str:
+        return f"NoAdmissibleTarget(route={self.route!r}, attempts={self.attempts!r})"
+
+
+class IllegalTransition(TurnoutError):
+    def __init__(self, old: State, new: State) -> None:
+        self.old, self.new = old, new
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"illegal breaker transition {self.old} -> {self.new}"
+
+    def __repr__(self) -> str:
+        return f"IllegalTransition(old={self.old!r}, new={self.new!r})"
+
+
+class StoreError(TurnoutError):
+    """The store could not do what was asked (disk full, read-only, unreachable)."""
+
+    def __init__(self, operation: str, cause: str) -> None:
+        self.operation, self.cause = operation, cause
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"store {self.operation} failed: {self.cause}"
+
+    def __repr__(self) -> str:
+        return f"StoreError(operation={self.operation!r}, cause={self.cause!r})"
