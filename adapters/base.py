@@ -52,6 +52,8 @@ class StreamItem:
     content: bool = False
     classification: Classification | None = None
     usage: dict[str, int] | None = None
+    raw: bytes | None = None  # the upstream's own SSE event bytes when no translation was needed (pass-through)
+    finish_reason: str | None = None
 
 
 class StreamTranslator(Protocol):
