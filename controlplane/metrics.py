@@ -2,13 +2,47 @@
 
 Labels stay bounded: provider, model, route, kind, error_class, state, reason (a fixed vocabulary),
 outcome. Never request ids or free text. Each `Metrics` owns its registry, so tests get a fresh one.
+
+Besides the catalogue, the `observe_*` functions reflect the pipeline's values (observations, transitions,
+the published table, events) into the metrics, so every writer labels them the same way; `render` gives the
+exposition text and `catalogue_markdown` the reference page (docs/metrics.md, kept in sync by a test).
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
-__all__ = ["Metrics", "LATENCY_BUCKETS"]
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from controlplane.domain import Observation, Source, State, TargetRef
+
+if TYPE_CHECKING:
+    from controlplane.events import Event
+    from controlplane.table import Table
+
+__all__ = [
+    "Metrics",
+    "LATENCY_BUCKETS",
+    "CONTENT_TYPE",
+    "DATAPLANE_OK_OUTCOMES",
+    "MetricDoc",
+    "observe_observation",
+    "observe_probe",
+    "observe_transition",
+    "observe_table",
+    "observe_event",
+    "render",
+    "catalogue",
+    "catalogue_markdown",
+]
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+# `turnout_dataplane_requests_total{outcome}` values that do not spend the error budget: a success, and the
+# caller's own mistakes or departures. Any other outcome (exhausted, upstream_error, timeout, …) counts as an
+# error in the burn-rate alerts (dashboards/prometheus/alerts.yml), so an unforeseen outcome errs on alerting.
+DATAPLANE_OK_OUTCOMES = ("ok", "client_error", "client_disconnect")
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _T = ("provider", "model")
@@ -36,10 +70,10 @@ class Metrics:
         )
         # -- target health -------------------------------------------------------------------
         self.ttft_seconds = Histogram(
-            "turnout_ttft_seconds", "Time to first token.", [*_T, "source"], buckets=LATENCY_BUCKETS, registry=r
+            "turnout_ttft_seconds", "Time to first token of answered (ok) calls.", [*_T, "source"], buckets=LATENCY_BUCKETS, registry=r
         )
         self.latency_seconds = Histogram(
-            "turnout_latency_seconds", "Upstream call latency.", [*_T, "source"], buckets=LATENCY_BUCKETS, registry=r
+            "turnout_latency_seconds", "Upstream call latency of answered (ok) calls.", [*_T, "source"], buckets=LATENCY_BUCKETS, registry=r
         )
         self.tokens_per_second = Gauge("turnout_tokens_per_second", "Output tokens per second (last completion probe).", _T, registry=r)
         self.observations_total = Counter(
@@ -47,7 +81,7 @@ class Metrics:
         )
         self.target_state = Gauge("turnout_target_state", "1 for the target's current breaker state, else 0.", [*_T, "state"], registry=r)
         self.target_up = Gauge("turnout_target_up", "1 if the target is admissible (closed or half_open).", _T, registry=r)
-        self.capacity_headroom_ratio = Gauge("turnout_capacity_headroom_ratio", "Remaining/limit of the binding rate-limit dimension.", _T, registry=r)
+        self.capacity_headroom_ratio = Gauge("turnout_capacity_headroom_ratio", "Remaining/limit of the binding rate-limit dimension (last reading).", _T, registry=r)
         self.state_transitions_total = Counter(
             "turnout_state_transitions_total", "Breaker transitions.", [*_T, "from_state", "to_state", "reason"], registry=r
         )
@@ -88,3 +122,197 @@ class Metrics:
         # -- process -------------------------------------------------------------------------
         self.leader = Gauge("turnout_leader", "1 on the replica that holds leadership.", registry=r)
         self.ready = Gauge("turnout_ready", "1 when the store is writable and a table is loaded.", registry=r)
+        # label sets written by observe_table, so targets and routes that leave the config lose their series
+        self._table_series: dict[str, set[tuple[str, ...]]] = {}
+
+
+_ADMITTING = (State.CLOSED, State.HALF_OPEN)
+_OTHER = "other"
+
+
+def _split(target: str) -> tuple[str, str]:
+    """`provider/model` → labels; a malformed key still yields labels (metrics never crash a loop)."""
+    try:
+        ref = TargetRef.parse(target)
+    except ValueError:
+        return target or "unknown", ""
+    return ref.provider, ref.model
+
+
+def _bounded(value: str, limit: int = 48) -> str:
+    """Label values from a fixed vocabulary pass; anything that looks like free text becomes `other`."""
+    ok = 0 < len(value) <= limit and all(c.isalnum() or c in "_.-" for c in value)
+    return value if ok else _OTHER
+
+
+def observe_observation(m: Metrics, obs: Observation) -> None:
+    """Count one observation; record its latency, TTFT, tokens/s and headroom; for probes, outcome and success."""
+    provider, model = _split(obs.target)
+    source, error_class = str(obs.source), str(obs.error_class)
+    m.observations_total.labels(provider, model, source, error_class).inc()
+    # Latency percentiles describe answered calls; a timeout's "latency" is the deadline, and an auth refusal's is
+    # near zero: both would bend the percentiles without saying anything about speed (they are counted above).
+    if obs.ok and obs.latency_s is not None:
+        m.latency_seconds.labels(provider, model, source).observe(obs.latency_s)
+    if obs.ok and obs.ttft_s is not None:
+        m.ttft_seconds.labels(provider, model, source).observe(obs.ttft_s)
+    if obs.tokens_per_s is not None:
+        m.tokens_per_second.labels(provider, model).set(obs.tokens_per_s)
+    if obs.headroom is not None:
+        m.capacity_headroom_ratio.labels(provider, model).set(obs.headroom)
+    if obs.source is Source.PROBE:
+        kind = _bounded(obs.kind)
+        m.probe_outcomes_total.labels(provider, model, kind, error_class).inc()
+        m.probe_success.labels(provider, model, kind).set(1.0 if obs.ok else 0.0)
+
+
+def observe_probe(m: Metrics, target: str, kind: str, duration_s: float, observations: Iterable[Observation] = ()) -> None:
+    """One probe run as the scheduler job sees it: its duration, then each observation it returned."""
+    provider, model = _split(target)
+    m.probe_duration_seconds.labels(provider, model, _bounded(kind)).observe(max(0.0, duration_s))
+    for obs in observations:
+        observe_observation(m, obs)
+
+
+class TransitionLike(Protocol):
+    """What observe_transition reads from a breaker Transition (controlplane/breaker.py)."""
+
+    @property
+    def target(self) -> str: ...
+    @property
+    def old(self) -> State: ...
+    @property
+    def new(self) -> State: ...
+    @property
+    def reason(self) -> str: ...
+
+
+def observe_transition(m: Metrics, t: TransitionLike, *, would_block: bool = False) -> None:
+    """Count one breaker transition; `would_block` marks one made in metrics_only mode (it blocked nothing)."""
+    provider, model = _split(t.target)
+    m.state_transitions_total.labels(provider, model, str(t.old), str(t.new), _bounded(str(t.reason))).inc()
+    if would_block:
+        m.would_block_total.labels(provider, model).inc()
+
+
+def _replace_series(m: Metrics, family: str, gauge: Gauge, current: set[tuple[str, ...]]) -> None:
+    """Drop the series of `gauge` written by an earlier table but absent from this one."""
+    for gone in m._table_series.get(family, set()) - current:
+        try:
+            gauge.remove(*gone)
+        except KeyError:
+            pass
+    m._table_series[family] = current
+
+
+def observe_table(m: Metrics, table: Table) -> None:
+    """Reflect a table into the state, up, score and rank gauges (series of removed targets/routes disappear)."""
+    m.table_version.set(table.version)
+    states: set[tuple[str, ...]] = set()
+    ups: set[tuple[str, ...]] = set()
+    entries = dict(table.targets)
+    for ranking in table.routes.values():  # a table built without `targets` still reports its routes' targets
+        for e in ranking.entries:
+            entries.setdefault(e.target, e)
+    for key, e in entries.items():
+        provider, model = _split(key)
+        for state in State:
+            m.target_state.labels(provider, model, str(state)).set(1.0 if e.state is state else 0.0)
+            states.add((provider, model, str(state)))
+        m.target_up.labels(provider, model).set(1.0 if e.state in _ADMITTING else 0.0)
+        ups.add((provider, model))
+    _replace_series(m, "target_state", m.target_state, states)
+    _replace_series(m, "target_up", m.target_up, ups)
+
+    scores: set[tuple[str, ...]] = set()
+    ranks: set[tuple[str, ...]] = set()
+    routes: set[tuple[str, ...]] = set()
+    for name, ranking in table.routes.items():
+        m.route_admissible_targets.labels(name).set(len(ranking.admissible))
+        m.route_panic.labels(name).set(1.0 if ranking.panic else 0.0)
+        routes.add((name,))
+        for e in ranking.entries:
+            provider, model = _split(e.target)
+            labels = (name, provider, model)
+            m.route_target_rank.labels(*labels).set(e.rank if e.admissible and e.rank is not None else 0)
+            ranks.add(labels)
+            if e.score is not None:
+                m.route_target_score.labels(*labels).set(e.score)
+                scores.add(labels)
+    _replace_series(m, "route_target_score", m.route_target_score, scores)
+    _replace_series(m, "route_target_rank", m.route_target_rank, ranks)
+    _replace_series(m, "route_admissible_targets", m.route_admissible_targets, routes)
+    _replace_series(m, "route_panic", m.route_panic, routes)
+
+
+def observe_event(m: Metrics, event: Event) -> None:
+    """Count one emitted event by type (types outside EVENT_TYPES count as `other`)."""
+    from controlplane.events import EVENT_TYPES
+
+    m.events_total.labels(event.type if event.type in EVENT_TYPES else _OTHER).inc()
+
+
+def render(m: Metrics) -> bytes:
+    """The Prometheus text exposition of `m`'s registry (serve it with CONTENT_TYPE)."""
+    return generate_latest(m.registry)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricDoc:
+    """One row of the metric reference: the exposed name, its type, its labels and what it means."""
+
+    name: str
+    type: str
+    labels: tuple[str, ...]
+    help: str
+
+
+def catalogue(m: Metrics | None = None) -> list[MetricDoc]:
+    """Every metric defined on Metrics, in definition order, as it appears in the exposition."""
+    from prometheus_client.metrics import MetricWrapperBase
+
+    docs = []
+    for value in vars(m or Metrics()).values():
+        if not isinstance(value, MetricWrapperBase):
+            continue
+        # prometheus_client keeps name, type and label names on the wrapper only as underscored attributes;
+        # they have been stable across its releases and are the only way to list labels of an unused metric.
+        name, kind = value._name, value._type  # type: ignore[attr-defined]
+        exposed = f"{name}_total" if kind == "counter" else name
+        docs.append(MetricDoc(exposed, kind, tuple(value._labelnames), value._documentation))  # type: ignore[attr-defined]
+    return docs
+
+
+def catalogue_markdown(m: Metrics | None = None) -> str:
+    """docs/metrics.md: every metric with name, type, labels and meaning (regenerate: python -m controlplane.metrics)."""
+    lines = [
+        "# Turnout metrics",
+        "",
+        "Generated from `controlplane/metrics.py` by `python -m controlplane.metrics > docs/metrics.md`;",
+        "a test fails when this page and the registry disagree. Served at `GET /metrics` on the control port.",
+        "Histograms also expose `_bucket`, `_sum` and `_count` series; their buckets (seconds) are",
+        f"`{', '.join(str(b) for b in LATENCY_BUCKETS)}`.",
+        "",
+        "Label values come from fixed vocabularies: `provider` and `model` from the config, `route` from the config,",
+        "`kind` a probe kind, `source` `probe`|`live`, `error_class` and `state` as in ARCHITECTURE.md, `reason` a",
+        "breaker reason or failover error class, `outcome` a delivery or request outcome. Never request ids or free",
+        "text; anything else is reported as `other`.",
+        "",
+        "| name | type | labels | meaning |",
+        "|---|---|---|---|",
+    ]
+    for d in catalogue(m):
+        labels = ", ".join(f"`{x}`" for x in d.labels) or "—"
+        lines.append(f"| `{d.name}` | {d.type} | {labels} | {d.help} |")
+    lines += [
+        "",
+        "`turnout_dataplane_requests_total{outcome}` values that do not spend the error budget: "
+        + ", ".join(f"`{o}`" for o in DATAPLANE_OK_OUTCOMES)
+        + ". Every other outcome counts as an error in the burn-rate alerts.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m controlplane.metrics > docs/metrics.md
+    print(catalogue_markdown(), end="")
