@@ -1,0 +1,383 @@
+"""The store: durable observations, rollups, events, the health snapshot and published tables.
+
+SQLite (WAL, synchronous=NORMAL, busy_timeout) by default; the same code runs unchanged on PostgreSQL
+(`postgresql+psycopg://…`). Every method is blocking and commits before it returns, so nothing it
+acknowledged is lost on `kill -9`; async callers run it in a thread (`asyncio.to_thread`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, delete, event, func, inspect, text
+from sqlalchemy import select as sa_select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, SQLModel, select
+
+from controlplane.clock import Clock
+from controlplane.domain import ErrorClass, Observation, Scope, Source
+from controlplane.errors import StoreError
+from controlplane.events import Event
+from controlplane.models import (
+    CLASS_COLUMNS,
+    SCHEMA_VERSION,
+    EventRow,
+    HealthRow,
+    MetaRow,
+    ObservationRow,
+    PublishedTableRow,
+    RollupRow,
+)
+from controlplane.table import Table
+
+__all__ = ["Store", "EventHook", "UPTIME_EXCLUDED_KINDS", "KEEP_TABLES"]
+
+log = logging.getLogger("turnout.store")
+
+EventHook = Callable[[Session, list[Event]], None]
+# Status-page readings are provider-level hints, not outcomes of calls: they never count toward uptime.
+UPTIME_EXCLUDED_KINDS = frozenset({"status_page"})
+# Classes that say nothing about the target (the caller's own mistake).
+_NEUTRAL = frozenset({ErrorClass.CLIENT_ERROR})
+KEEP_TABLES = 50  # published tables kept for history / debugging
+
+
+def _utc(dt: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything we store is UTC."""
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def _json_safe(value: dict[str, object]) -> dict[str, Any]:
+    return json.loads(json.dumps(value, default=str)) if value else {}
+
+
+class Store:
+    """All persistence. `engine` is public: other parts add SQLModel tables and call `create_schema()`."""
+
+    def __init__(self, url: str, clock: Clock, *, create: bool = True) -> None:
+        self.url, self.clock = url, clock
+        self.is_sqlite = url.startswith("sqlite")
+        try:
+            if self.is_sqlite:
+                self.engine: Engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+                event.listen(self.engine, "connect", _sqlite_pragmas)
+            else:
+                self.engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        except (SQLAlchemyError, ModuleNotFoundError) as exc:
+            raise StoreError("open", f"{type(exc).__name__}: {_safe_url(url)}") from None
+        self._hooks: list[EventHook] = []
+        if create:
+            self.create_schema()
+
+    # -- schema -----------------------------------------------------------------------------------
+    def create_schema(self) -> int:
+        """Create missing tables, add missing columns (additive migration), record schema_version."""
+        try:
+            SQLModel.metadata.create_all(self.engine)
+            added = self._add_missing_columns()
+            with Session(self.engine) as s:
+                row = s.get(MetaRow, "schema_version")
+                if row is None:
+                    s.add(MetaRow(key="schema_version", value=str(SCHEMA_VERSION)))
+                elif int(row.value or 0) < SCHEMA_VERSION:
+                    row.value = str(SCHEMA_VERSION)
+                    s.add(row)
+                s.commit()
+        except SQLAlchemyError as exc:
+            raise StoreError("migrate", _brief(exc)) from None
+        for col in added:
+            log.info("store: added column %s", col)
+        return SCHEMA_VERSION
+
+    def _add_missing_columns(self) -> list[str]:
+        insp = inspect(self.engine)
+        added: list[str] = []
+        with self.engine.begin() as conn:
+            for table in SQLModel.metadata.sorted_tables:
+                if not insp.has_table(table.name):
+                    continue
+                have = {c["name"] for c in insp.get_columns(table.name)}
+                for col in table.columns:
+                    if col.name in have or col.primary_key:
+                        continue
+                    ddl_type = col.type.compile(dialect=self.engine.dialect)
+                    default = ""
+                    if col.default is not None and getattr(col.default, "is_scalar", False):
+                        default = f" DEFAULT {_sql_literal(col.default.arg)}"
+                    elif not col.nullable:
+                        default = " DEFAULT 0" if ddl_type.upper() in ("INTEGER", "BIGINT", "FLOAT", "REAL") else " DEFAULT ''"
+                    conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{col.name}" {ddl_type}{default}'))
+                    added.append(f"{table.name}.{col.name}")
+        return added
+
+    def schema_version(self) -> int:
+        with Session(self.engine) as s:
+            row = s.get(MetaRow, "schema_version")
+            return int(row.value) if row else 0
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- observations -----------------------------------------------------------------------------
+    def add_observations(self, observations: Sequence[Observation]) -> int:
+        """Store a batch of observations and fold them into the per-minute rollups, in one transaction."""
+        if not observations:
+            return 0
+        rows: list[dict[str, Any]] = []
+        rollups: dict[tuple[str, datetime], dict[str, Any]] = {}
+        for o in observations:
+            at = _utc(o.at)
+            provider = o.target.partition("/")[0]
+            rows.append(
+                {
+                    "target": o.target, "provider": provider, "at": at, "source": str(o.source), "kind": o.kind,
+                    "error_class": str(o.error_class), "latency_s": o.latency_s, "ttft_s": o.ttft_s,
+                    "tokens_per_s": o.tokens_per_s, "status": o.status, "headroom": o.headroom,
+                    "retry_after_s": o.retry_after_s, "scope": str(o.scope), "code": (o.code or None) and o.code[:200],
+                    "detail": o.detail[:1000], "extra": _json_safe(o.extra),
+                }
+            )
+            if o.kind in UPTIME_EXCLUDED_KINDS:
+                continue
+            minute = at.replace(second=0, microsecond=0)
+            r = rollups.setdefault((o.target, minute), _empty_rollup(o.target, provider, minute))
+            r[CLASS_COLUMNS[o.error_class]] += 1
+            if o.latency_s is not None and o.ok:
+                r["latency_sum"] += o.latency_s
+                r["latency_count"] += 1
+            if o.ttft_s is not None and o.ok:
+                r["ttft_sum"] += o.ttft_s
+                r["ttft_count"] += 1
+        try:
+            with Session(self.engine) as s:
+                s.execute(ObservationRow.__table__.insert(), rows)  # type: ignore[attr-defined]
+                if rollups:
+                    s.execute(self._rollup_upsert(), list(rollups.values()))
+                s.commit()
+        except SQLAlchemyError as exc:
+            raise StoreError("add_observations", _brief(exc)) from None
+        return len(rows)
+
+    def _rollup_upsert(self) -> Any:
+        table = RollupRow.__table__  # type: ignore[attr-defined]
+        ins = (sqlite.insert if self.is_sqlite else postgresql.insert)(table)
+        summed = [*CLASS_COLUMNS.values(), "latency_sum", "latency_count", "ttft_sum", "ttft_count"]
+        return ins.on_conflict_do_update(
+            index_elements=["target", "minute"], set_={c: table.c[c] + ins.excluded[c] for c in summed}
+        )
+
+    def latest_observations(self, target: str) -> dict[str, Observation]:
+        """The newest observation of each kind for one target (kind → observation)."""
+        with Session(self.engine) as s:
+            ids = sa_select(func.max(ObservationRow.id)).where(ObservationRow.target == target).group_by(ObservationRow.kind)
+            rows = s.exec(select(ObservationRow).where(ObservationRow.id.in_(ids))).all()  # type: ignore[union-attr, call-overload]
+            return {r.kind: _row_to_obs(r) for r in rows}
+
+    def recent_observations(self, target: str, limit: int = 100, since: datetime | None = None) -> list[Observation]:
+        """The newest observations of one target, newest first."""
+        q = select(ObservationRow).where(ObservationRow.target == target)
+        if since is not None:
+            q = q.where(ObservationRow.at >= _utc(since))  # type: ignore[arg-type, operator]
+        q = q.order_by(ObservationRow.id.desc()).limit(limit)  # type: ignore[union-attr]
+        with Session(self.engine) as s:
+            return [_row_to_obs(r) for r in s.exec(q).all()]
+
+    # -- rollups, uptime, retention ---------------------------------------------------------------
+    def rollup_and_prune(self, now: datetime, *, observation_retention: float, rollup_retention: float,
+                         event_retention: float | None = None) -> dict[str, int]:
+        """Drop raw observations, rollups (and events) past their retention. Rollups are kept current on
+        every write, so nothing needs rolling up here; the name says what the periodic job guarantees."""
+        now = _utc(now)
+        out: dict[str, int] = {}
+        try:
+            with Session(self.engine) as s:
+                r = s.execute(delete(ObservationRow).where(ObservationRow.at < now - timedelta(seconds=observation_retention)))  # type: ignore[arg-type, operator]
+                out["observations"] = r.rowcount or 0  # type: ignore[attr-defined]
+                r = s.execute(delete(RollupRow).where(RollupRow.minute < now - timedelta(seconds=rollup_retention)))  # type: ignore[arg-type, operator]
+                out["rollups"] = r.rowcount or 0  # type: ignore[attr-defined]
+                if event_retention is not None:
+                    r = s.execute(delete(EventRow).where(EventRow.at < now - timedelta(seconds=event_retention)))  # type: ignore[arg-type, operator]
+                    out["events"] = r.rowcount or 0  # type: ignore[attr-defined]
+                s.commit()
+        except SQLAlchemyError as exc:
+            raise StoreError("prune", _brief(exc)) from None
+        return out
+
+    def uptime(self, window_s: float, target: str | None = None, provider: str | None = None,
+               *, slo: float = 0.995) -> list[dict[str, Any]]:
+        """Per target over the last `window_s`: uptime % (ok / (ok + failures); client errors and status-page
+        hints excluded), counts by class, mean latency, and the share of the error budget (1 - slo) used."""
+        since = _utc(self.clock.wall()) - timedelta(seconds=window_s)
+        t = RollupRow.__table__  # type: ignore[attr-defined]
+        sums = [func.sum(t.c[c]).label(c) for c in (*CLASS_COLUMNS.values(), "latency_sum", "latency_count")]
+        q = sa_select(t.c.target, t.c.provider, *sums).where(t.c.minute >= since.replace(second=0, microsecond=0))
+        if target is not None:
+            q = q.where(t.c.target == target)
+        if provider is not None:
+            q = q.where(t.c.provider == provider)
+        q = q.group_by(t.c.target, t.c.provider).order_by(t.c.target)
+        out: list[dict[str, Any]] = []
+        with self.engine.connect() as conn:
+            for row in conn.execute(q).mappings():
+                by_class = {str(ec): int(row[col] or 0) for ec, col in CLASS_COLUMNS.items() if row[col]}
+                ok = by_class.get("ok", 0)
+                failed = sum(n for ec, n in by_class.items() if ec != "ok" and ErrorClass(ec) not in _NEUTRAL)
+                counted = ok + failed
+                up = 100.0 * ok / counted if counted else None
+                budget = None if up is None else (1 - up / 100) / (1 - slo) if slo < 1 else None
+                lat_n = int(row["latency_count"] or 0)
+                out.append(
+                    {
+                        "target": row["target"], "provider": row["provider"], "window_s": window_s,
+                        "total": sum(by_class.values()), "ok": ok, "failed": failed, "by_class": by_class,
+                        "uptime_pct": None if up is None else round(up, 4),
+                        "error_budget_used": None if budget is None else round(budget, 4), "slo": slo,
+                        "latency_mean_s": (float(row["latency_sum"]) / lat_n) if lat_n else None,
+                    }
+                )
+        return out
+
+    # -- events -----------------------------------------------------------------------------------
+    def add_event_hook(self, fn: EventHook) -> None:
+        """`fn(session, stored_events)` runs inside append_events' transaction (e.g. the webhook outbox)."""
+        self._hooks.append(fn)
+
+    def append_events(self, events: Iterable[Event]) -> list[Event]:
+        """Store events (ids assigned, monotonic), run every hook in the same transaction, commit."""
+        evs = list(events)
+        if not evs:
+            return []
+        try:
+            with Session(self.engine) as s:
+                rows = [
+                    EventRow(type=e.type, at=_utc(e.at), subject=e.subject, data=_json_safe(e.data), config_hash=e.config_hash)
+                    for e in evs
+                ]
+                s.add_all(rows)
+                s.flush()
+                stored = [replace(e, id=int(r.id or 0)) for e, r in zip(evs, rows, strict=True)]
+                for hook in self._hooks:
+                    hook(s, stored)
+                s.commit()
+        except SQLAlchemyError as exc:
+            raise StoreError("append_events", _brief(exc)) from None
+        return stored
+
+    def list_events(self, after: int | None = None, types: list[str] | None = None, limit: int = 100,
+                    subject: str | None = None) -> list[Event]:
+        """Events in id order. `after` given: those with id > after (oldest first, for paging forward);
+        `after` None: the newest `limit` events, still in ascending id order."""
+        q = select(EventRow)
+        if types:
+            q = q.where(EventRow.type.in_(types))  # type: ignore[attr-defined]
+        if subject is not None:
+            q = q.where(EventRow.subject == subject)
+        if after is not None:
+            q = q.where(EventRow.id > after).order_by(EventRow.id.asc()).limit(limit)  # type: ignore[operator, union-attr]
+        else:
+            q = q.order_by(EventRow.id.desc()).limit(limit)  # type: ignore[union-attr]
+        with Session(self.engine) as s:
+            rows = list(s.exec(q).all())
+        rows.sort(key=lambda r: r.id or 0)
+        return [Event(type=r.type, at=_utc(r.at), subject=r.subject, data=dict(r.data), config_hash=r.config_hash, id=r.id) for r in rows]
+
+    # -- health snapshot and tables ---------------------------------------------------------------
+    def save_health(self, snapshot: dict[str, Any], table: Table | None) -> None:
+        """Persist the health snapshot and (when given) a newly published table in one transaction."""
+        try:
+            with Session(self.engine) as s:
+                row = s.get(HealthRow, 1) or HealthRow(id=1, saved_at=self.clock.wall())
+                row.saved_at = _utc(self.clock.wall())
+                row.snapshot = _json_safe(snapshot)
+                if table is not None:
+                    row.table_version = max(row.table_version, table.version)
+                    if s.get(PublishedTableRow, table.version) is None:
+                        s.add(PublishedTableRow(version=table.version, published_at=_utc(table.published_at), data=table.to_dict()))
+                    s.execute(delete(PublishedTableRow).where(PublishedTableRow.version <= table.version - KEEP_TABLES))  # type: ignore[arg-type, operator]
+                s.add(row)
+                s.commit()
+        except SQLAlchemyError as exc:
+            raise StoreError("save_health", _brief(exc)) from None
+
+    def load_health(self) -> tuple[dict[str, Any] | None, Table | None]:
+        """The last saved snapshot and the newest published table (None, None on a fresh database)."""
+        with Session(self.engine) as s:
+            row = s.get(HealthRow, 1)
+            trow = s.exec(select(PublishedTableRow).order_by(PublishedTableRow.version.desc()).limit(1)).first()  # type: ignore[attr-defined]
+            snapshot = dict(row.snapshot) if row else None
+            table = Table.from_dict(trow.data) if trow else None
+        return snapshot, table
+
+    def table_history(self, limit: int = 10) -> list[Table]:
+        with Session(self.engine) as s:
+            rows = s.exec(select(PublishedTableRow).order_by(PublishedTableRow.version.desc()).limit(limit)).all()  # type: ignore[attr-defined]
+            return [Table.from_dict(r.data) for r in rows]
+
+    # -- inspection -------------------------------------------------------------------------------
+    def table_counts(self) -> dict[str, int]:
+        """Row count of every table in the database (for `turnout db info`)."""
+        insp = inspect(self.engine)
+        out: dict[str, int] = {}
+        with self.engine.connect() as conn:
+            for name in sorted(insp.get_table_names()):
+                out[name] = int(conn.execute(text(f'SELECT COUNT(*) FROM "{name}"')).scalar() or 0)
+        return out
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except SQLAlchemyError:
+            return False
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+    cur.execute("PRAGMA synchronous=NORMAL")  # durable on commit in WAL, minus an fsync per write
+    cur.execute("PRAGMA busy_timeout=10000")  # a second writer waits instead of failing
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _empty_rollup(target: str, provider: str, minute: datetime) -> dict[str, Any]:
+    base: dict[str, Any] = {"target": target, "provider": provider, "minute": minute}
+    base.update({c: 0 for c in CLASS_COLUMNS.values()})
+    base.update(latency_sum=0.0, latency_count=0, ttft_sum=0.0, ttft_count=0)
+    return base
+
+
+def _row_to_obs(r: ObservationRow) -> Observation:
+    return Observation(
+        target=r.target, at=_utc(r.at), source=Source(r.source), kind=r.kind, error_class=ErrorClass(r.error_class),
+        latency_s=r.latency_s, ttft_s=r.ttft_s, tokens_per_s=r.tokens_per_s, status=r.status, headroom=r.headroom,
+        retry_after_s=r.retry_after_s, scope=Scope(r.scope), code=r.code, detail=r.detail, extra=dict(r.extra or {}),
+    )
+
+
+def _safe_url(url: str) -> str:
+    """The database URL without a password (never logged in clear)."""
+    import re
+
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+def _brief(exc: BaseException) -> str:
+    """One line, no SQL parameters (they may hold data we do not want in logs)."""
+    orig = getattr(exc, "orig", None)
+    return f"{type(orig or exc).__name__}: {str(orig or exc).splitlines()[0][:200]}"
+
+
+def _sql_literal(v: object) -> str:
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    if isinstance(v, int | float):
+        return str(v)
+    return "'" + str(v).replace("'", "''") + "'"
