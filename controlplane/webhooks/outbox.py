@@ -1,0 +1,121 @@
+"""The durable outbox: the store hook that turns stored events into pending deliveries in the SAME transaction.
+
+`store.append_events` calls `Outbox.hook(session, stored_events)` inside its transaction, so an event and its
+deliveries commit together or not at all: after a `kill -9` nothing committed is lost and nothing is half
+written. After the commit the outbox wakes the dispatcher (thread-safe: the store may run in a worker thread).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import orjson
+from sqlalchemy import event as sa_event
+from sqlmodel import Session, SQLModel, select
+
+from controlplane.clock import Clock
+from controlplane.events import Event
+from controlplane.webhooks.models import PENDING, WebhookDelivery, WebhookEndpoint, new_message_id
+
+__all__ = ["Outbox", "install_outbox", "ensure_schema", "event_body", "enqueue"]
+
+log = logging.getLogger("turnout.webhooks")
+_TEST_EVENT = "webhook.test"
+_ENDPOINT_EVENTS = ("webhook.endpoint_disabled",)  # about one endpoint: never sent to that endpoint itself
+
+
+def event_body(event: Event) -> bytes:
+    """The webhook body: exactly the event's API payload (`Event.to_dict()`), compact JSON."""
+    d = event.to_dict()
+    # The same JSON-safe conversion the store applies to `data`, so webhooks and /api/v1/events agree byte for byte.
+    d["data"] = json.loads(json.dumps(d["data"], default=str)) if d["data"] else {}
+    return orjson.dumps(d)
+
+
+def ensure_schema(engine: Any) -> None:
+    """Create the webhook tables if missing (idempotent), whether or not the store already did."""
+    SQLModel.metadata.create_all(engine, tables=[WebhookEndpoint.__table__, WebhookDelivery.__table__])  # type: ignore[attr-defined]
+
+
+def _recipients(event: Event, endpoints: Iterable[WebhookEndpoint]) -> list[WebhookEndpoint]:
+    if event.type == _TEST_EVENT:  # a test message goes only to the endpoint it tests
+        return [ep for ep in endpoints if ep.id == event.subject]
+    return [ep for ep in endpoints if ep.wants(event.type) and not (event.type in _ENDPOINT_EVENTS and ep.id == event.subject)]
+
+
+def enqueue(session: Session, events: Iterable[Event], now: float) -> list[WebhookDelivery]:
+    """Add one pending delivery per (event, subscribed enabled endpoint) to the session; no commit."""
+    events = list(events)
+    if not events:
+        return []
+    endpoints = list(session.exec(select(WebhookEndpoint).where(WebhookEndpoint.enabled == True)))  # noqa: E712
+    out: list[WebhookDelivery] = []
+    for ev in events:
+        targets = _recipients(ev, endpoints)
+        if not targets:
+            continue
+        body = event_body(ev).decode()
+        for ep in targets:
+            d = WebhookDelivery(
+                id=new_message_id(),
+                endpoint_id=ep.id,
+                event_id=ev.id,
+                event_type=ev.type,
+                payload=body,
+                status=PENDING,
+                next_attempt_at=now,
+                created_at=ev.at.timestamp() if ev.at.tzinfo else now,
+            )
+            session.add(d)
+            out.append(d)
+    return out
+
+
+class Outbox:
+    """Registered once per store; dispatchers subscribe to be woken after each commit that queued work."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._wakers: list[Callable[[], None]] = []
+
+    def add_waker(self, fn: Callable[[], None]) -> Callable[[], None]:
+        self._wakers.append(fn)
+        return lambda: self._wakers.remove(fn) if fn in self._wakers else None
+
+    def wake(self) -> None:
+        for fn in list(self._wakers):
+            try:
+                fn()
+            except RuntimeError:  # the dispatcher's loop is closed: it will poll on restart
+                pass
+
+    def hook(self, session: Session, stored_events: list[Event]) -> None:
+        """The store event hook: runs inside the store's transaction (must not commit)."""
+        queued = enqueue(session, stored_events, self._clock.wall().timestamp())
+        if queued and not session.info.get("turnout_outbox_wake"):
+            session.info["turnout_outbox_wake"] = True
+
+            def _after_commit(sess: Session) -> None:
+                sess.info.pop("turnout_outbox_wake", None)
+                self.wake()
+
+            sa_event.listen(session, "after_commit", _after_commit, once=True)
+
+
+_installed: weakref.WeakKeyDictionary[Any, Outbox] = weakref.WeakKeyDictionary()
+
+
+def install_outbox(store: Any, clock: Clock) -> Outbox:
+    """Create the webhook tables and register the outbox hook on `store` (once per store; idempotent)."""
+    existing = _installed.get(store)
+    if existing is not None:
+        return existing
+    ensure_schema(store.engine)
+    outbox = Outbox(clock)
+    store.add_event_hook(outbox.hook)
+    _installed[store] = outbox
+    return outbox
