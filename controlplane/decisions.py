@@ -1,0 +1,264 @@
+"""The decision log: one record per data-plane request (never the prompt or the completion), and its usage summary.
+
+Each request leaves who asked (route, caller tag), where it went (target, every attempt with its error
+class), what it cost (tokens, estimated USD from the configured prices) and how long it took (latency,
+TTFT). Records are buffered in memory and written in batches by a background task, off the hot path;
+old rows are pruned after `dataplane.decision_log_retention`. `install(app, rt)` adds
+`GET /api/v1/usage?by=route|target|tag&window=…` to the control app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import BigInteger, Column, DateTime, Engine, Integer, String, Text, delete, func, select
+from sqlmodel import Field, Session, SQLModel
+
+from controlplane.clock import Clock
+from controlplane.durations import parse_duration
+
+__all__ = ["DecisionRow", "Decision", "DecisionLog", "summarise", "install", "USAGE_GROUPS", "cost_usd"]
+
+log = logging.getLogger(__name__)
+
+USAGE_GROUPS = ("route", "target", "tag")
+
+
+class DecisionRow(SQLModel, table=True):
+    """One data-plane request as stored. `attempts` is compact JSON: [[target, error_class, status], …]."""
+
+    __tablename__ = "dataplane_decisions"
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True))
+    at: datetime = Field(sa_column=Column(DateTime(timezone=True), index=True, nullable=False))
+    route: str = Field(sa_column=Column(String(300), index=True, nullable=False))
+    tag: str | None = Field(default=None, sa_column=Column(String(128), index=True, nullable=True))
+    target: str | None = Field(default=None, sa_column=Column(String(300), nullable=True))
+    outcome: str = Field(max_length=32)  # ok | exhausted | client_error | stream_error | client_gone
+    status: int = 200
+    stream: bool = False
+    n_attempts: int = 0
+    attempts: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    latency_s: float | None = None
+    ttft_s: float | None = None
+    table_version: int = 0
+
+
+@dataclass(slots=True)
+class Decision:
+    """The in-memory record the proxy hands over; cheap to build on the hot path."""
+
+    at: datetime
+    route: str
+    target: str | None
+    outcome: str
+    status: int
+    stream: bool
+    attempts: list[tuple[str, str, int | None]]
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    latency_s: float | None = None
+    ttft_s: float | None = None
+    tag: str | None = None
+    table_version: int = 0
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "at": self.at, "route": self.route, "tag": self.tag, "target": self.target, "outcome": self.outcome,
+            "status": self.status, "stream": self.stream, "n_attempts": len(self.attempts),
+            "attempts": json.dumps(self.attempts, separators=(",", ":")), "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out, "cost_usd": self.cost_usd, "latency_s": self.latency_s,
+            "ttft_s": self.ttft_s, "table_version": self.table_version,
+        }
+
+
+def cost_usd(tokens_in: int, tokens_out: int, price_in: float, price_out: float) -> float:
+    """Estimated spend from prices in USD per million tokens."""
+    return (tokens_in * price_in + tokens_out * price_out) / 1_000_000
+
+
+class DecisionLog:
+    """Buffers decisions and writes them in batches from a background task; prunes past the retention."""
+
+    def __init__(self, engine: Engine | None, clock: Clock, *, retention_s: float, batch: int = 500,
+                 flush_interval_s: float = 1.0, max_buffer: int = 100_000) -> None:
+        self._engine, self._clock, self._retention = engine, clock, retention_s
+        self._batch, self._interval, self._max = batch, flush_interval_s, max_buffer
+        self._buf: list[Decision] = []
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._last_prune: float | None = None
+        self.dropped = 0
+        self.written = 0
+
+    def record(self, d: Decision) -> None:
+        """Queue one decision; never blocks. A full buffer (store down for long) drops the newest."""
+        if len(self._buf) >= self._max:
+            self.dropped += 1
+            return
+        self._buf.append(d)
+        if len(self._buf) >= self._batch:
+            self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
+
+    def ensure_schema(self) -> None:
+        if self._engine is not None:
+            SQLModel.metadata.create_all(self._engine, tables=[DecisionRow.__table__])  # type: ignore[attr-defined]
+
+    async def start(self) -> None:
+        if self._engine is None or self._task is not None:
+            return
+        await asyncio.to_thread(self.ensure_schema)
+        self._task = asyncio.create_task(self._run(), name="turnout-decision-log")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._interval):
+                    await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.flush()
+                now = self._clock.monotonic()
+                if self._last_prune is None or now - self._last_prune > 3600:
+                    self._last_prune = now
+                    await asyncio.to_thread(self.prune, self._clock.wall())
+            except Exception:  # the store being down must never stop the data plane; rows wait in the buffer
+                log.warning("decision log write failed; %d records buffered", len(self._buf), exc_info=True)
+
+    async def flush(self) -> int:
+        """Write everything buffered now (in a thread: SQLAlchemy is blocking)."""
+        if self._engine is None:
+            self._buf.clear()  # no store (a data-only replica without one): nothing to keep them for
+            return 0
+        if not self._buf:
+            return 0
+        batch, self._buf = self._buf, []
+        try:
+            await asyncio.to_thread(self._write, batch)
+        except Exception:
+            self._buf = batch[: self._max - len(self._buf)] + self._buf  # keep them for the next try
+            raise
+        self.written += len(batch)
+        return len(batch)
+
+    def _write(self, batch: list[Decision]) -> None:
+        assert self._engine is not None
+        with self._engine.begin() as conn:
+            conn.execute(DecisionRow.__table__.insert(), [d.row() for d in batch])  # type: ignore[attr-defined]
+
+    def prune(self, now: datetime) -> int:
+        """Delete rows older than the retention; returns how many."""
+        if self._engine is None:
+            return 0
+        cutoff = now - timedelta(seconds=self._retention)
+        with self._engine.begin() as conn:
+            res = conn.execute(delete(DecisionRow).where(DecisionRow.at < cutoff))  # type: ignore[arg-type]
+            return int(res.rowcount or 0)
+
+
+def summarise(engine: Engine, by: str, since: datetime) -> list[dict[str, Any]]:
+    """Usage grouped by route, target or tag since `since`: requests, errors, failovers, tokens, cost, latency."""
+    if by not in USAGE_GROUPS:
+        raise ValueError(f"by must be one of {', '.join(USAGE_GROUPS)}")
+    col = {"route": DecisionRow.route, "target": DecisionRow.target, "tag": DecisionRow.tag}[by]
+    ok = func.sum(func.cast(DecisionRow.outcome == "ok", Integer))
+    stmt = (
+        select(
+            col.label("key"),
+            func.count().label("requests"),
+            ok.label("ok"),
+            func.sum(DecisionRow.n_attempts).label("attempts"),
+            func.sum(func.cast(DecisionRow.n_attempts > 1, Integer)).label("failed_over"),
+            func.sum(DecisionRow.tokens_in).label("tokens_in"),
+            func.sum(DecisionRow.tokens_out).label("tokens_out"),
+            func.sum(DecisionRow.cost_usd).label("cost_usd"),
+            func.avg(DecisionRow.latency_s).label("latency_avg_s"),
+            func.avg(DecisionRow.ttft_s).label("ttft_avg_s"),
+        )
+        .where(DecisionRow.at >= since)  # type: ignore[arg-type]
+        .group_by(col)
+        .order_by(func.sum(DecisionRow.cost_usd).desc(), col)
+    )
+    with Session(engine) as s:
+        rows = s.execute(stmt).all()
+    out: list[dict[str, Any]] = []
+    for r in rows:
+        requests = int(r.requests)
+        out.append({
+            by: r.key,
+            "requests": requests,
+            "errors": requests - int(r.ok or 0),
+            "attempts": int(r.attempts or 0),
+            "failed_over": int(r.failed_over or 0),  # requests that needed more than one attempt
+            "tokens_in": int(r.tokens_in or 0),
+            "tokens_out": int(r.tokens_out or 0),
+            "cost_usd": round(float(r.cost_usd or 0.0), 6),
+            "latency_avg_s": None if r.latency_avg_s is None else round(float(r.latency_avg_s), 4),
+            "ttft_avg_s": None if r.ttft_avg_s is None else round(float(r.ttft_avg_s), 4),
+        })
+    return out
+
+
+def _engine_of(rt: Any) -> Engine | None:
+    store = getattr(rt, "store", None)
+    return getattr(store, "engine", store)  # a Store, or an Engine handed over directly (tests)
+
+
+def _bad(field: str, problem: str) -> web.Response:
+    return web.json_response({"error": {"message": f"{field}: {problem}", "type": "invalid_request_error", "param": field, "code": "bad_parameter"}}, status=400)
+
+
+async def _usage(request: web.Request) -> web.Response:
+    rt = request.app[USAGE_RUNTIME]
+    by = request.query.get("by", "route")
+    if by not in USAGE_GROUPS:
+        return _bad("by", f"unknown grouping {by!r}; use one of {', '.join(USAGE_GROUPS)}")
+    try:
+        window = parse_duration(request.query.get("window", "24h"))
+    except ValueError as exc:
+        return _bad("window", str(exc))
+    engine = _engine_of(rt)
+    if engine is None:
+        return web.json_response({"error": {"message": "no store configured", "type": "service_unavailable", "param": None, "code": None}}, status=503)
+    now = rt.clock.wall()
+    since = now - timedelta(seconds=window)
+    await asyncio.to_thread(SQLModel.metadata.create_all, engine, [DecisionRow.__table__])  # type: ignore[attr-defined]
+    rows = await asyncio.to_thread(summarise, engine, by, since)
+    total = {k: sum(r[k] for r in rows) for k in ("requests", "errors", "attempts", "failed_over", "tokens_in", "tokens_out")}
+    total["cost_usd"] = round(sum(r["cost_usd"] for r in rows), 6)
+    return web.json_response({
+        "by": by, "window_s": window, "since": since.isoformat().replace("+00:00", "Z"),
+        "until": now.isoformat().replace("+00:00", "Z"), "rows": rows, "total": total,
+    })
+
+
+USAGE_RUNTIME: web.AppKey[Any] = web.AppKey("turnout_usage_runtime", object)
+
+
+def install(app: web.Application, rt: Any) -> None:
+    """Add `GET /api/v1/usage` to the control app (reads the store; `rt.store`, `rt.clock`)."""
+    app[USAGE_RUNTIME] = rt
+    app.router.add_get("/api/v1/usage", _usage)
