@@ -1,0 +1,453 @@
+"""The per-target breaker: a pure state machine over observations (no I/O, no timers; `now` is passed in).
+
+States and legal moves (ARCHITECTURE.md, "Breaker semantics"); every knob is in docs/breaker.md:
+
+    closed ──(failure rate | consecutive failures | slow-call rate)──► open
+    open ──(open duration elapsed, decided lazily)──► half_open
+    half_open ──(half_open_successes successes)──► closed
+    half_open ──(one failure, or trials used up)──► open (longer: exponential, capped)
+    closed | open | half_open ──(region_blocked, model_gone, auth, quota_exhausted)──► withdrawn
+    withdrawn ──(a successful check)──► half_open
+    any ◄──(operator only)──► drained
+
+Detection is kept apart from enforcement (Envoy): while drained, the detector keeps running underneath and
+its moves come back flagged `shadow`; in `metrics_only` mode every move happens and is reported, but the
+caller keeps the target admissible (the evidence says `would`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from controlplane.config import BreakerConfig
+from controlplane.domain import ErrorClass, Observation, State
+from controlplane.errors import IllegalTransition
+from controlplane.window import SlidingWindow, Verdict, WindowSnapshot
+
+__all__ = [
+    "ALLOWED",
+    "OPERATOR_ALLOWED",
+    "PRESSURE_CLASSES",
+    "COUNTED_FAILURES",
+    "NEUTRAL_KINDS",
+    "Evidence",
+    "Transition",
+    "Drain",
+    "Breaker",
+]
+
+_C, _H, _O, _W, _D = State.CLOSED, State.HALF_OPEN, State.OPEN, State.WITHDRAWN, State.DRAINED
+
+ALLOWED: frozenset[tuple[State, State]] = frozenset(
+    {
+        (_C, _O),
+        (_C, _W),
+        (_O, _H),
+        (_O, _W),
+        (_H, _C),
+        (_H, _O),
+        (_H, _W),
+        (_W, _H),
+    }
+)
+"""Moves the breaker makes by itself. Anything else raises IllegalTransition."""
+
+OPERATOR_ALLOWED: frozenset[tuple[State, State]] = frozenset(
+    {(s, _D) for s in (_C, _H, _O, _W)} | {(_D, s) for s in (_C, _H, _O, _W)}
+)
+"""Moves only an operator makes: into drained, and back out to whatever the detector says now."""
+
+# Rate limiting and overload first only lower headroom ("cool"); they count as failures only when sustained.
+PRESSURE_CLASSES: frozenset[ErrorClass] = frozenset({ErrorClass.RATE_LIMITED, ErrorClass.OVERLOADED})
+# Failures that always count in the window.
+COUNTED_FAILURES: frozenset[ErrorClass] = frozenset(
+    {ErrorClass.TIMEOUT, ErrorClass.CONNECT, ErrorClass.SERVER_ERROR, ErrorClass.BAD_RESPONSE}
+)
+_WITHDRAW: frozenset[ErrorClass] = frozenset(
+    {ErrorClass.REGION_BLOCKED, ErrorClass.MODEL_GONE, ErrorClass.AUTH, ErrorClass.QUOTA_EXHAUSTED}
+)
+# Probe kinds whose outcome never moves the breaker (provider-semantics.md §4: status pages de-rank only).
+NEUTRAL_KINDS: frozenset[str] = frozenset({"status_page"})
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Why a move happened: window counts, the deciding signal and, for fan-out, where it came from."""
+
+    verdict: str | None = None
+    calls: int = 0
+    failures: int = 0
+    slow_calls: int = 0
+    failure_rate: float = 0.0
+    slow_call_rate: float = 0.0
+    consecutive_failures: int = 0
+    window_s: float = 0.0
+    error_class: str | None = None
+    status: int | None = None
+    code: str | None = None
+    detail: str = ""
+    top_failures: tuple[tuple[str, int | None, int], ...] = ()
+    via: str | None = None  # the target whose signal was fanned out to this one (credential/egress scope)
+    open_for_s: float | None = None
+    would: bool = False  # metrics_only: what the breaker would have done; traffic is not blocked
+    actor: str | None = None  # operator moves
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["top_failures"] = [list(t) for t in self.top_failures]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Evidence:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        known["top_failures"] = tuple(tuple(t) for t in known.get("top_failures", ()))
+        return cls(**known)
+
+    @classmethod
+    def of_window(cls, snap: WindowSnapshot, obs: Observation | None, **extra: Any) -> Evidence:
+        return cls(
+            verdict=str(snap.verdict),
+            calls=snap.calls,
+            failures=snap.failures,
+            slow_calls=snap.slow_calls,
+            failure_rate=round(snap.failure_rate, 4),
+            slow_call_rate=round(snap.slow_call_rate, 4),
+            consecutive_failures=snap.consecutive_failures,
+            window_s=snap.window_s,
+            error_class=str(obs.error_class) if obs else None,
+            status=obs.status if obs else None,
+            code=obs.code if obs else None,
+            detail=obs.detail[:200] if obs else "",
+            top_failures=snap.top_failures,
+            **extra,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One move of one target's breaker, with its reason and evidence. `at` is monotonic seconds.
+
+    `shadow` marks a detector move made underneath an operator drain: counted, never enforced."""
+
+    target: str
+    old: State
+    new: State
+    reason: str  # "failure_rate", "consecutive_failures", "slow_call_rate", "model_gone", "drained", ...
+    evidence: Evidence
+    at: float = 0.0
+    shadow: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Drain:
+    """An operator drain; wall times because it is shown to people and survives restarts."""
+
+    reason: str
+    actor: str
+    at: datetime
+    until: datetime | None = None
+    provider: str | None = None  # set when the whole provider was drained
+
+
+_NONE: tuple[Transition, ...] = ()
+
+
+class Breaker:
+    """One target's breaker. Feed it `record(obs, now)`; call `poll(now)` for time-driven moves."""
+
+    def __init__(self, target: str, cfg: BreakerConfig, now: float) -> None:
+        self.target = target
+        self.cfg = cfg
+        self._state = State.CLOSED  # the detector's state; `state` adds the operator drain on top
+        self.since = now
+        self.reason = "start"
+        self.evidence = Evidence()
+        self.window = self._new_window()
+        self.openings = 0  # open level: each opening doubles the open duration (capped)
+        self.open_until: float | None = None
+        self.closed_since: float = now
+        self.trials = 0
+        self.trial_successes = 0
+        self.next_recheck: float | None = None
+        self.hold_until: float = -math.inf  # headroom is 0 until then (rate limit / overload cool-down)
+        self.last_headroom: float | None = None
+        self._rl_level = 0  # rate-limit backoff doublings without a retry-after
+        self._last_pressure: float | None = None
+        self.drain: Drain | None = None
+
+    # -- reading ---------------------------------------------------------------------------------
+    @property
+    def state(self) -> State:
+        """The effective state: drained while an operator drain holds, else the detector's state."""
+        return _D if self.drain is not None else self._state
+
+    @property
+    def detector_state(self) -> State:
+        return self._state
+
+    @property
+    def metrics_only(self) -> bool:
+        return self.cfg.mode == "metrics_only"
+
+    def admits(self, now: float) -> bool:
+        """May traffic go to this target now? Pure: the lazy open → half_open move itself is made by poll()."""
+        if self.drain is not None:
+            return False
+        if self.metrics_only:
+            return True
+        st = self._state
+        if st is _C:
+            return True
+        if st is _O:
+            return self.open_until is not None and now >= self.open_until
+        if st is _H:
+            return self.trials < self.cfg.half_open_trials
+        return False
+
+    def should_probe(self, now: float) -> bool:
+        """Withdrawn targets are probed only when their recheck is due; every other state is probed."""
+        if self._state is _W:
+            return self.next_recheck is None or now >= self.next_recheck
+        return True
+
+    def headroom(self, now: float) -> float | None:
+        """0 while cooling down after rate limiting / overload; else the last reading (None = unknown)."""
+        if now < self.hold_until:
+            return 0.0
+        return self.last_headroom
+
+    def stats(self, now: float) -> WindowSnapshot:
+        return self.window.snapshot(now)
+
+    # -- time ------------------------------------------------------------------------------------
+    def poll(self, now: float) -> tuple[Transition, ...]:
+        """Time-driven moves: open → half_open once the open duration (and any retry-after) has passed."""
+        if self._state is _O and self.open_until is not None and now >= self.open_until:
+            return (self._move(_H, "open_elapsed", Evidence(open_for_s=round(now - self.since, 3)), now),)
+        return _NONE
+
+    def recheck_now(self, now: float) -> None:
+        """Config changed: a withdrawn target is rechecked at once (the fix may be in the new config)."""
+        if self._state is _W:
+            self.next_recheck = now
+
+    def set_config(self, cfg: BreakerConfig, now: float) -> None:
+        changed = cfg != self.cfg
+        self.cfg = cfg
+        if changed:  # new thresholds apply to a fresh window (the old counts were judged by old rules)
+            self.window = self._new_window()
+
+    # -- observations ----------------------------------------------------------------------------
+    def record(self, obs: Observation, now: float) -> tuple[Transition, ...]:
+        """Feed one observation; return the moves it caused (usually none)."""
+        cls = obs.error_class
+        if cls is ErrorClass.CLIENT_ERROR or obs.kind in NEUTRAL_KINDS:
+            return _NONE  # the caller's mistake, or a status page: never counts against a target
+        self._cool(obs, cls, now)
+        if obs.headroom is not None and 0.0 <= obs.headroom <= 1.0:
+            self.last_headroom = obs.headroom
+        st = self._state
+        if cls in _WITHDRAW and not (cls is ErrorClass.QUOTA_EXHAUSTED and obs.retry_after_s is not None):
+            # (a quota with a known reset, e.g. Gemini's per-day quota, only cools: §6 "cool(daily reset)")
+            return self._withdraw(obs, now)
+        if st is _W:
+            if cls is ErrorClass.OK:
+                return (self._move(_H, "recheck_succeeded", self._ev(obs, now), now),)
+            self.next_recheck = now + self.cfg.withdrawn_recheck
+            return _NONE
+        out: tuple[Transition, ...] = _NONE
+        if st is _O:
+            out = self.poll(now)
+            if not out:
+                return _NONE  # open: outcomes are not counted until the open duration is over
+        if self._state is _H:
+            return out + self._trial(obs, cls, now)
+        return out + self._closed(obs, cls, now)
+
+    def _withdraw(self, obs: Observation, now: float) -> tuple[Transition, ...]:
+        self.next_recheck = now + self.cfg.withdrawn_recheck
+        if self._state is _W:
+            self.evidence = self._ev(obs, now)  # keep the latest signal as evidence; no move
+            return _NONE
+        return (self._move(_W, str(obs.error_class), self._ev(obs, now), now),)
+
+    def _closed(self, obs: Observation, cls: ErrorClass, now: float) -> tuple[Transition, ...]:
+        win = self.window
+        if cls is ErrorClass.OK:
+            win.add(now, failed=False, latency_s=obs.latency_s, ttft_s=obs.ttft_s)
+            return _NONE
+        if cls in PRESSURE_CLASSES:
+            # Sustained = a second pressure signal within one window; a lone 429 only cools. Pressure never
+            # extends or ends the consecutive-failure streak (a 429 says nothing about a 5xx run).
+            sustained = self._last_pressure is not None and now - self._last_pressure <= self.cfg.window
+            self._last_pressure = now
+            win.add(now, failed=sustained, error_class=str(cls), status=obs.status, counts_in_streak=False)
+        else:
+            win.add(now, failed=cls in COUNTED_FAILURES, latency_s=obs.latency_s, ttft_s=obs.ttft_s, error_class=str(cls), status=obs.status)
+        verdict = win.verdict(now)
+        if verdict in (Verdict.OK, Verdict.BELOW_MIN_CALLS):
+            return _NONE
+        return (self._move(_O, str(verdict), self._ev(obs, now), now),)
+
+    def _trial(self, obs: Observation, cls: ErrorClass, now: float) -> tuple[Transition, ...]:
+        if self.trials >= self.cfg.half_open_trials:
+            return _NONE  # only the configured number of trial outcomes count
+        self.trials += 1
+        failed = cls is not ErrorClass.OK
+        self.window.add(now, failed=failed, latency_s=obs.latency_s, ttft_s=obs.ttft_s, error_class=str(cls), status=obs.status)
+        if cls is ErrorClass.OK:
+            self.trial_successes += 1
+            if self.trial_successes >= self.cfg.half_open_successes:
+                return (self._move(_C, "trials_succeeded", self._ev(obs, now), now),)
+            return _NONE
+        if cls in PRESSURE_CLASSES:  # a trial spent without an answer either way
+            if self.trials >= self.cfg.half_open_trials:
+                return (self._move(_O, "trials_exhausted", self._ev(obs, now), now),)
+            return _NONE
+        return (self._move(_O, "trial_failed", self._ev(obs, now), now),)
+
+    def _cool(self, obs: Observation, cls: ErrorClass, now: float) -> None:
+        ra = obs.retry_after_s
+        if ra is not None and not (math.isfinite(ra) and ra >= 0):
+            ra = None  # a malformed hint is ignored, never trusted
+        if cls is ErrorClass.RATE_LIMITED:
+            if ra is None:
+                ra = min(self.cfg.rate_limit_default_backoff * 2**self._rl_level, self.cfg.rate_limit_backoff_max)
+                self._rl_level = min(self._rl_level + 1, 32)
+            self.hold_until = max(self.hold_until, now + ra)
+        elif cls is ErrorClass.OVERLOADED:
+            self.hold_until = max(self.hold_until, now + max(self.cfg.overload_cooldown, ra or 0.0))
+        elif ra is not None:
+            self.hold_until = max(self.hold_until, now + ra)
+        elif cls is ErrorClass.OK:
+            self._rl_level = 0
+        if ra is not None and self._state is _O and self.open_until is not None:
+            self.open_until = max(self.open_until, now + ra)  # a retry-after extends, never shortens
+
+    def _ev(self, obs: Observation, now: float) -> Evidence:
+        via = obs.extra.get("via") if obs.extra else None
+        return Evidence.of_window(
+            self.window.snapshot(now), obs, via=via if isinstance(via, str) else None, would=self.metrics_only
+        )
+
+    # -- operator --------------------------------------------------------------------------------
+    def set_drain(self, drain: Drain, now: float) -> Transition | None:
+        """Drain (or update an existing drain's reason/expiry). Returns the move, None when already drained."""
+        if self.drain is not None:
+            self.drain = drain
+            return None
+        old = self._state
+        _check(old, _D, OPERATOR_ALLOWED)
+        self.drain = drain
+        return Transition(self.target, old, _D, "drained", Evidence(actor=drain.actor, note=drain.reason), now)
+
+    def clear_drain(self, now: float, actor: str, reason: str = "") -> tuple[Transition, ...]:
+        """Undrain: back to what the detector says now (a withdrawn target stays withdrawn)."""
+        if self.drain is None:
+            return _NONE
+        self.drain = None
+        lazy = self.poll(now)
+        new = self._state
+        _check(_D, new, OPERATOR_ALLOWED)
+        t = Transition(self.target, _D, new, "undrained", Evidence(actor=actor, note=reason), now)
+        return (t,) + tuple(replace(x, shadow=True) for x in lazy)
+
+    # -- moves -----------------------------------------------------------------------------------
+    def _move(self, new: State, reason: str, evidence: Evidence, now: float) -> Transition:
+        old = self._state
+        _check(old, new, ALLOWED)
+        if new is _O:
+            if old is _C:  # time spent healthy earns back open levels (Envoy decrements its multiplier)
+                decay = int((now - self.closed_since) // max(self.cfg.open_duration_max, 1e-9))
+                self.openings = max(0, self.openings - decay)
+            self.openings += 1
+            dur = min(self.cfg.open_duration * 2 ** (self.openings - 1), self.cfg.open_duration_max)
+            self.open_until = max(now + dur, self.hold_until)
+            evidence = replace(evidence, open_for_s=round(self.open_until - now, 3))
+        elif new is _C:
+            self.closed_since = now
+            self.open_until = None
+        elif new is _H:
+            self.open_until = None
+        if new is not _W:
+            self.next_recheck = None
+        self.trials = self.trial_successes = 0
+        self._state = new
+        self.since = now
+        self.reason = reason
+        self.evidence = evidence
+        self.window = self._new_window()  # each state starts with a fresh window: a reset cannot be forgotten
+        return Transition(self.target, old, new, reason, evidence, now, shadow=self.drain is not None)
+
+    def _new_window(self) -> SlidingWindow:
+        c = self.cfg
+        return SlidingWindow(
+            c.window,
+            min_calls=c.min_calls,
+            failure_rate_threshold=c.failure_rate_threshold,
+            slow_call_threshold=c.slow_call_threshold,
+            slow_call_rate_threshold=c.slow_call_rate_threshold,
+            consecutive_failures=c.consecutive_failures,
+        )
+
+    # -- persistence (monotonic times become offsets the caller turns into wall times) -----------
+    def to_dict(self, now: float) -> dict[str, Any]:
+        """State needed to resume, with every deadline as seconds relative to `now` (the caller stores
+        wall times: monotonic readings do not survive a restart)."""
+
+        def rel(t: float | None) -> float | None:
+            return None if t is None or not math.isfinite(t) else t - now
+
+        return {
+            "state": str(self._state),
+            "since": rel(self.since),
+            "reason": self.reason,
+            "evidence": self.evidence.to_dict(),
+            "openings": self.openings,
+            "open_until": rel(self.open_until),
+            "closed_since": rel(self.closed_since),
+            "trials": self.trials,
+            "trial_successes": self.trial_successes,
+            "next_recheck": rel(self.next_recheck),
+            "hold_until": rel(self.hold_until),
+            "last_headroom": self.last_headroom,
+            "rl_level": self._rl_level,
+        }
+
+    @classmethod
+    def from_dict(cls, target: str, cfg: BreakerConfig, d: dict[str, Any], now: float) -> Breaker:
+        """Inverse of to_dict; relative times are re-anchored on `now`. The window starts fresh."""
+
+        def ab(x: Any) -> float | None:
+            return None if x is None else now + float(x)
+
+        b = cls(target, cfg, now)
+        b._state = State(d["state"])
+        if b._state is _D:  # drained lives in `drain`, never in the detector
+            b._state = _C
+        b.since = ab(d.get("since")) or now
+        b.reason = str(d.get("reason", "restored"))
+        b.evidence = Evidence.from_dict(d.get("evidence") or {})
+        b.openings = int(d.get("openings", 0))
+        b.open_until = ab(d.get("open_until"))
+        if b._state is _O and b.open_until is None:
+            b.open_until = now
+        b.closed_since = ab(d.get("closed_since")) or now
+        b.trials = int(d.get("trials", 0))
+        b.trial_successes = int(d.get("trial_successes", 0))
+        b.next_recheck = ab(d.get("next_recheck"))
+        hold = ab(d.get("hold_until"))
+        b.hold_until = -math.inf if hold is None else hold
+        lh = d.get("last_headroom")
+        b.last_headroom = None if lh is None else float(lh)
+        b._rl_level = int(d.get("rl_level", 0))
+        return b
+
+
+def _check(old: State, new: State, allowed: frozenset[tuple[State, State]]) -> None:
+    if (old, new) not in allowed:
+        raise IllegalTransition(old, new)

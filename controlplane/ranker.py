@@ -1,0 +1,209 @@
+"""The ranker: orders one route's targets from policy, breaker state and recent health.
+
+Steps, in order:
+1. Policy (config.RoutePolicy + provider tags) excludes targets; they stay in the route with `excluded_by`
+   and a reason and are never admissible, not even in panic.
+2. Admissible targets (closed; half_open with a small traffic share) are scored (higher is better) from
+   latency p50, TTFT p50, error rate, headroom, price and priority, weighted by config.ranking.
+3. Hysteresis: the previous order is kept unless a target beats the one ahead of it by `margin` (a share
+   of that target's score), so noise cannot flap the primary. Ties keep the configured route order.
+4. Panic (Envoy): when fewer than `panic_threshold` of the route's candidates are admissible, open and
+   exhausted half-open targets are appended least-bad first (soonest retry, then fewest errors) instead of
+   refusing everything. Withdrawn, drained and policy-excluded targets are never admitted by panic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from controlplane.config import ModelConfig, ProviderConfig, RankingConfig, RouteConfig, RoutePolicy
+from controlplane.domain import State
+from controlplane.reasons import PANIC_SUFFIX, excluded_reason
+from controlplane.table import RouteRanking, TableEntry
+
+__all__ = ["Candidate", "policy_exclusion", "score", "rank_route", "entry_for", "PRICE_SCALE", "PRIORITY_STEP"]
+
+# Price (USD per million output tokens) at which the price component is 0.5.
+PRICE_SCALE = 10.0
+# Score added per priority point (times weight_priority): enough to break near-ties, not to hide outages.
+PRIORITY_STEP = 0.05
+# Neutral component for what is not yet known (no calls in the window, no rate-limit headers).
+_UNKNOWN = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """What the ranker needs to know about one target (built by the health model from its breaker)."""
+
+    target: str
+    provider: ProviderConfig
+    model: ModelConfig
+    state: State
+    admissible: bool  # by breaker state alone (metrics_only keeps it true)
+    reason: str
+    latency_p50_s: float | None = None
+    latency_p95_s: float | None = None
+    ttft_p50_s: float | None = None
+    ttft_p95_s: float | None = None
+    error_rate: float | None = None
+    headroom: float | None = None
+    retry_in_s: float | None = None  # open targets: seconds until half_open (panic ordering)
+
+
+def policy_exclusion(policy: RoutePolicy, provider: ProviderConfig, model: ModelConfig, target: str) -> str | None:
+    """The first policy rule that excludes this target, written `rule: value`; None when allowed."""
+    if target in policy.deny_targets:
+        return f"deny_targets: {target}"
+    if provider.id in policy.deny_providers:
+        return f"deny_providers: {provider.id}"
+    if provider.jurisdiction in policy.deny_jurisdictions:
+        return f"deny_jurisdictions: {provider.jurisdiction}"
+    if policy.allow_jurisdictions and provider.jurisdiction not in policy.allow_jurisdictions:
+        return f"allow_jurisdictions: {provider.jurisdiction} not in {','.join(policy.allow_jurisdictions)}"
+    if policy.allow_regions and provider.region not in policy.allow_regions:
+        return f"allow_regions: {provider.region} not in {','.join(policy.allow_regions)}"
+    if policy.require_zero_retention and not provider.zero_retention:
+        return "require_zero_retention: provider retains data"
+    if policy.max_price is not None and model.price.output > policy.max_price:
+        return f"max_price: {model.price.output:g} > {policy.max_price:g}"
+    return None
+
+
+def _inv(x: float | None, scale: float = 1.0) -> float:
+    """Map a non-negative cost onto (0, 1]: 0 → 1, `scale` → 0.5; unknown → neutral."""
+    if x is None or not math.isfinite(x) or x < 0:
+        return _UNKNOWN
+    return 1.0 / (1.0 + x / scale)
+
+
+def score(c: Candidate, w: RankingConfig) -> float:
+    """Weighted mean of components in [0, 1] plus a small priority bonus. Higher is better."""
+    err = _UNKNOWN if c.error_rate is None else 1.0 - min(max(c.error_rate, 0.0), 1.0)
+    head = 1.0 if c.headroom is None else min(max(c.headroom, 0.0), 1.0)
+    parts = (
+        (w.weight_latency, _inv(c.latency_p50_s)),
+        (w.weight_ttft, _inv(c.ttft_p50_s)),
+        (w.weight_error_rate, err),
+        (w.weight_headroom, head),
+        (w.weight_price, _inv(c.model.price.output, PRICE_SCALE)),
+    )
+    total_w = sum(wt for wt, _ in parts)
+    base = sum(wt * v for wt, v in parts) / total_w if total_w > 0 else 0.0
+    return round(base + w.weight_priority * PRIORITY_STEP * c.model.priority, 6)
+
+
+def _beats(challenger: float, incumbent: float, margin: float) -> bool:
+    return challenger > incumbent + margin * abs(incumbent) + 1e-9
+
+
+def _sticky_order(names: list[str], scores: Mapping[str, float], idx: Mapping[str, int], previous: Sequence[str], margin: float) -> list[str]:
+    """Previous order first (for those still present), newcomers by score; then a target moves ahead of
+    its neighbour only if it beats it by the margin. Deterministic for equal inputs."""
+    present = set(names)
+    prev = [n for n in previous if n in present]
+    seen = set(prev)
+    fresh = sorted((n for n in names if n not in seen), key=lambda n: (-scores[n], idx[n]))
+    order = prev + fresh
+    for i in range(1, len(order)):
+        j = i
+        while j > 0 and _beats(scores[order[j]], scores[order[j - 1]], margin):
+            order[j - 1], order[j] = order[j], order[j - 1]
+            j -= 1
+    return order
+
+
+def entry_for(
+    c: Candidate,
+    *,
+    admissible: bool,
+    rank: int | None,
+    score_: float | None,
+    reason: str,
+    excluded_by: str | None = None,
+    half_open_share: float = 0.0,
+) -> TableEntry:
+    return TableEntry(
+        target=c.target,
+        provider=c.provider.id,
+        model=c.model.name,
+        state=c.state,
+        admissible=admissible,
+        rank=rank,
+        score=score_,
+        reason=reason,
+        excluded_by=excluded_by,
+        latency_p50_s=c.latency_p50_s,
+        latency_p95_s=c.latency_p95_s,
+        ttft_p50_s=c.ttft_p50_s,
+        ttft_p95_s=c.ttft_p95_s,
+        error_rate=c.error_rate,
+        headroom=c.headroom,
+        context_window=c.model.context_window,
+        adapter=c.provider.adapter,
+        half_open_share=half_open_share if c.state is State.HALF_OPEN and admissible else 0.0,
+    )
+
+
+def rank_route(
+    route: RouteConfig,
+    cands: Mapping[str, Candidate],
+    ranking: RankingConfig,
+    previous_order: Sequence[str] = (),
+) -> RouteRanking:
+    """Rank one route. `previous_order` is the last published admissible order (for hysteresis)."""
+    idx = {t: i for i, t in enumerate(route.targets)}
+    excluded: dict[str, str] = {}
+    closed: list[str] = []
+    half: list[str] = []
+    pool: list[str] = []  # not excluded, not drained: the panic threshold's denominator
+    for t in route.targets:
+        c = cands.get(t)
+        if c is None:
+            continue
+        why = policy_exclusion(route.policy, c.provider, c.model, t)
+        if why is not None:
+            excluded[t] = why
+            continue
+        if c.state is not State.DRAINED:
+            pool.append(t)
+        if c.admissible:
+            (half if c.state is State.HALF_OPEN else closed).append(t)
+    scores = {t: score(cands[t], ranking) for t in closed + half}
+    # closed targets always rank ahead of half_open ones (those only get a trial share)
+    order = _sticky_order(closed, scores, idx, previous_order, ranking.margin)
+    order += _sticky_order(half, scores, idx, previous_order, ranking.margin)
+    panic = bool(pool) and len(order) / len(pool) < route.panic_threshold
+    least_bad: list[str] = []
+    if panic:
+        rest = [t for t in pool if t not in scores and cands[t].state in (State.OPEN, State.HALF_OPEN)]
+
+        def badness(t: str) -> tuple[float, float, int]:
+            c = cands[t]
+            retry = c.retry_in_s if c.retry_in_s is not None else 0.0
+            return (max(retry, 0.0), c.error_rate if c.error_rate is not None else 1.0, idx[t])
+
+        least_bad = sorted(rest, key=badness)
+        for t in least_bad:
+            scores[t] = score(cands[t], ranking)
+    entries: list[TableEntry] = []
+    rank = 0
+    for t in order:
+        rank += 1
+        c = cands[t]
+        entries.append(entry_for(c, admissible=True, rank=rank, score_=scores[t], reason=c.reason, half_open_share=ranking.half_open_share))
+    for t in least_bad:
+        rank += 1
+        c = cands[t]
+        entries.append(entry_for(c, admissible=True, rank=rank, score_=scores[t], reason=c.reason + PANIC_SUFFIX, half_open_share=ranking.half_open_share))
+    placed = set(order) | set(least_bad)
+    for t in route.targets:
+        c = cands.get(t)
+        if c is None or t in placed:
+            continue
+        why = excluded.get(t)
+        entries.append(
+            entry_for(c, admissible=False, rank=None, score_=None, reason=excluded_reason(why) if why else c.reason, excluded_by=why)
+        )
+    return RouteRanking(route=route.name, entries=tuple(entries), panic=panic)
