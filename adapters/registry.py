@@ -1,0 +1,25 @@
+"""The adapters by name: `openai` (every OpenAI-compatible host), `anthropic`, `gemini`."""
+
+from __future__ import annotations
+
+from adapters.anthropic import AnthropicAdapter
+from adapters.base import Adapter
+from adapters.gemini import GeminiAdapter
+from adapters.openai import OpenAIAdapter
+
+__all__ = ["ADAPTERS", "get_adapter"]
+
+# One stateless instance per family; streams get their own translator objects.
+ADAPTERS: dict[str, Adapter] = {
+    "openai": OpenAIAdapter(),
+    "anthropic": AnthropicAdapter(),
+    "gemini": GeminiAdapter(),
+}
+
+
+def get_adapter(name: str) -> Adapter:
+    """The adapter for `name`; KeyError naming the known adapters otherwise."""
+    try:
+        return ADAPTERS[name]
+    except KeyError:
+        raise KeyError(f"unknown adapter {name!r}; known: {', '.join(ADAPTERS)}") from None
