@@ -1,0 +1,49 @@
+"""One small capped HTTP exchange for probes that call endpoints the Adapter protocol does not cover
+(status pages, /health, token counting). Transport faults come back classified, never raised."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from controlplane.domain import Classification, ErrorClass
+
+__all__ = ["Exchange", "exchange", "MAX_BYTES"]
+
+MAX_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    status: int | None  # None: no HTTP answer (see `failure`)
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    latency_s: float = 0.0
+    failure: Classification | None = None  # transport fault (connect / timeout / oversized body)
+
+
+async def exchange(session: aiohttp.ClientSession, method: str, url: str, *, timeout: float,
+                   headers: dict[str, str] | None = None, body: bytes | None = None) -> Exchange:
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout):
+            async with session.request(method, url, headers=headers, data=body, allow_redirects=False) as resp:
+                data = await resp.content.read(MAX_BYTES + 1)
+                hdrs = {k.lower(): v for k, v in resp.headers.items()}
+                status = resp.status
+    except TimeoutError:
+        return Exchange(None, latency_s=time.perf_counter() - started,
+                        failure=Classification(ErrorClass.TIMEOUT, detail=f"no answer within {timeout:g}s"))
+    except (aiohttp.ClientConnectionError, OSError) as exc:
+        return Exchange(None, latency_s=time.perf_counter() - started,
+                        failure=Classification(ErrorClass.CONNECT, detail=type(exc).__name__))
+    except aiohttp.ClientError as exc:
+        return Exchange(None, latency_s=time.perf_counter() - started,
+                        failure=Classification(ErrorClass.BAD_RESPONSE, detail=type(exc).__name__))
+    latency = time.perf_counter() - started
+    if len(data) > MAX_BYTES:
+        return Exchange(status, hdrs, b"", latency, Classification(ErrorClass.BAD_RESPONSE, status=status, detail="body too large"))
+    return Exchange(status, hdrs, data, latency)
