@@ -10,9 +10,13 @@ from __future__ import annotations
 from collections import Counter, deque
 from dataclasses import dataclass
 from enum import StrEnum
+from itertools import islice
 
-__all__ = ["Verdict", "WindowSnapshot", "SlidingWindow", "DEFAULT_MAX_SAMPLES"]
+__all__ = ["Verdict", "WindowSnapshot", "SlidingWindow", "DEFAULT_MAX_SAMPLES", "PERCENTILE_SAMPLES"]
 
+# Percentiles are taken over at most this many of the most recent calls: a sort of ~1,000 values is cheap
+# enough to do on every rerank, and a p95 from 1,000 recent samples is as good as one from 10,000.
+PERCENTILE_SAMPLES = 1_024
 # Upper bound on calls held at once: a very busy target keeps "the last `window` seconds or the last
 # DEFAULT_MAX_SAMPLES calls, whichever is fewer". Bounds memory and the cost of a percentile sort.
 DEFAULT_MAX_SAMPLES = 10_000
@@ -192,12 +196,14 @@ class SlidingWindow:
         return self._failures / n if n else None
 
     def percentiles(self, now: float) -> tuple[float | None, float | None, float | None, float | None]:
-        """(latency p50, latency p95, ttft p50, ttft p95) over successful calls; cached per change."""
+        """(latency p50, latency p95, ttft p50, ttft p95) over the successful calls among the most recent
+        PERCENTILE_SAMPLES; cached until the window changes."""
         self._evict(now)
         if self._cache is not None and self._cache_gen == self._gen:
             return self._cache
-        lat = sorted(c[3] for c in self._calls if c[3] is not None)
-        ttft = sorted(c[4] for c in self._calls if c[4] is not None)
+        recent = self._calls if len(self._calls) <= PERCENTILE_SAMPLES else list(islice(reversed(self._calls), PERCENTILE_SAMPLES))
+        lat = sorted([c[3] for c in recent if c[3] is not None])
+        ttft = sorted([c[4] for c in recent if c[4] is not None])
         self._cache = (_percentile(lat, 0.5), _percentile(lat, 0.95), _percentile(ttft, 0.5), _percentile(ttft, 0.95))
         self._cache_gen = self._gen
         return self._cache
