@@ -39,15 +39,14 @@ def classify_openai_info(
     status: int | None, info: ErrorInfo, headers: Mapping[str, str], now: datetime
 ) -> Classification:
     """Decide from machine fields first, then message text, then the status (None: an in-stream error)."""
-    m = info.markers()
+    ordered = info.ordered_markers()
     msg = info.lower_message()
 
     def done(cls: ErrorClass, code: str | None, scope: Scope | None = None, context: bool = False) -> Classification:
         return make(cls, status=status, info=info, headers=headers, now=now, scope=scope, code=code, context_exceeded=context)
 
     def hit(markers: frozenset[str]) -> str | None:
-        found = m & markers
-        return min(found) if found else None
+        return next((x for x in ordered if x in markers), None)
 
     if code := hit(wire.REGION):
         return done(ErrorClass.REGION_BLOCKED, code)

@@ -155,6 +155,12 @@ class ErrorInfo:
             if isinstance(e, dict) and (reason := _text(e.get("reason"))):
                 self.reasons.append(reason)
 
+    def ordered_markers(self) -> list[str]:
+        """Lower-cased markers, most specific first: code, inner code, type, status, reasons."""
+        out = [m.lower() for m in (self.code, self.inner_code, self.type, self.status) if m]
+        out.extend(r.lower() for r in self.reasons)
+        return out
+
     def markers(self) -> set[str]:
         """Lower-cased machine markers (type, code, status, reasons, inner code) for set lookups."""
         out = {m.lower() for m in (self.type, self.code, self.status, self.inner_code) if m}
