@@ -142,15 +142,14 @@ def _number(text: str | None) -> float | None:
 def headroom_from_headers(headers: Mapping[str, str], now: datetime, family: HeaderFamily) -> Headroom | None:
     """Headroom = min over dimensions of remaining/limit, with the binding dimension; None when no dimension is readable."""
     h = lower_headers(headers)
-    prefix = _PREFIX[family]
     best: tuple[float, str, float | None] | None = None
     remaining_by_dim: dict[str, float] = {}
     for dim in _DIMENSIONS[family]:
-        limit = _number(h.get(f"{prefix}limit-{dim}"))
-        remaining = _number(h.get(f"{prefix}remaining-{dim}"))
+        limit = _number(h.get(_key(family, "limit", dim)))
+        remaining = _number(h.get(_key(family, "remaining", dim)))
         if remaining is None or remaining < 0:  # -1 placeholders (Azure) mean unknown
             continue
-        reset_s = _reset_seconds(h.get(f"{prefix}reset-{dim}"), now, family)
+        reset_s = _reset_seconds(h.get(_key(family, "reset", dim)), now, family)
         name = dim.replace("-", "_")
         if limit is None or limit <= 0:
             # Azure sometimes sends only `remaining`: no ratio, but still worth reporting what is left.
@@ -172,6 +171,12 @@ def headroom_from_headers(headers: Mapping[str, str], now: datetime, family: Hea
         remaining_tokens=remaining_by_dim.get("tokens"),
         remaining_requests=remaining_by_dim.get("requests"),
     )
+
+
+def _key(family: HeaderFamily, field: str, dim: str) -> str:
+    # OpenAI: x-ratelimit-limit-requests; Anthropic: anthropic-ratelimit-requests-limit
+    prefix = _PREFIX[family]
+    return f"{prefix}{field}-{dim}" if family == "openai" else f"{prefix}{dim}-{field}"
 
 
 def _reset_seconds(value: str | None, now: datetime, family: HeaderFamily) -> float | None:
