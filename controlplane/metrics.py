@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from controlplane.domain import Observation, Source, State, TargetRef
 
@@ -38,7 +38,9 @@ __all__ = [
     "catalogue_markdown",
 ]
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# Text format 0.0.4: every Prometheus 2.x and 3.x scrapes it (3.x would refuse an unknown one without a fallback
+# setting), and for our ASCII metric names it is byte-for-byte what the newer 1.0.0 format would carry.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # `turnout_dataplane_requests_total{outcome}` values that do not spend the error budget: a success, and the
 # caller's own mistakes or departures. Any other outcome (exhausted, upstream_error, timeout, …) counts as an
 # error in the burn-rate alerts (dashboards/prometheus/alerts.yml), so an unforeseen outcome errs on alerting.

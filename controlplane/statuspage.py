@@ -9,16 +9,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import jinja2
 from aiohttp import web
+from sqlalchemy import case, func, select
 
-from controlplane.domain import State
+from controlplane.domain import ErrorClass, State
 from controlplane.events import Event
+from controlplane.models import CLASS_COLUMNS, RollupRow
 from controlplane.table import Table, TableEntry
 
 __all__ = [
@@ -32,7 +34,7 @@ __all__ = [
     "install",
     "render_status_page",
     "build_view",
-    "uptime_bars",
+    "uptime_history",
 ]
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,8 @@ PERIODS = 90  # like public status pages: 90 bars, oldest on the left
 PERIOD_SECONDS = {"day": 86400.0, "hour": 3600.0}
 REFRESH_S = 30
 RECENT_EVENTS = 20
+# Classes that say nothing about the target (the caller's own mistake); as in controlplane/store.py's uptime.
+_NEUTRAL = frozenset({ErrorClass.CLIENT_ERROR})
 # Each state has its own colour, and withdrawn in particular must not read as "down for a moment" (open):
 # it means the provider removed or refused the model and it will not come back by itself.
 STATE_COLOURS: dict[State, str] = {
@@ -138,51 +142,39 @@ class StatusView:
         return "degraded" if "degraded" in statuses else "operational"
 
 
-class _Store(Protocol):
-    def uptime(self, window_s: float, target: str | None = None, provider: str | None = None) -> list[dict[str, Any]]: ...
+def uptime_history(store: Any, now: datetime, period_s: float, periods: int = PERIODS) -> dict[str, tuple[Bar, ...]]:
+    """Per target, `periods` bars of uptime (oldest first) from the store's per-minute rollups, in one query.
 
-    def list_events(self, after: int | None, types: list[str] | None, limit: int) -> Sequence[Event]: ...
-
-
-def _count(row: Mapping[str, Any], *names: str) -> float | None:
-    for n in names:
-        v = row.get(n)
-        if isinstance(v, int | float):
-            return float(v)
-    return None
-
-
-def uptime_bars(
-    windows: Sequence[Iterable[Mapping[str, Any]]], targets: Iterable[str], now: datetime, period_s: float
-) -> dict[str, tuple[Bar, ...]]:
-    """Per-period bars from cumulative trailing windows: `windows[i]` = `store.uptime((i+1) × period)` rows.
-
-    A period's counts are the difference of two nested windows (rows carry `ok` and `total` counts), so one
-    uptime query per period serves every target. Rows without counts give no bar (shown as "no data").
+    Uptime counts as the store's `uptime()` does: ok / (ok + failures); client errors say nothing about a
+    target and are left out. A period with no counted observation has no bar value ("no data").
     """
-    cum: dict[str, list[tuple[float, float] | None]] = {t: [] for t in targets}
-    for window in windows:
-        rows = list(window)
-        seen: dict[str, tuple[float, float]] = {}
-        for row in rows:
-            ok, total = _count(row, "ok", "ok_count", "successes"), _count(row, "total", "count", "calls")
-            if isinstance(row.get("target"), str) and ok is not None and total is not None:
-                seen[row["target"]] = (ok, total)
-        usable = bool(seen) or not rows  # no rows: nothing observed; rows without counts: nothing we can split
-        for t, series in cum.items():
-            series.append(seen.get(t, (0.0, 0.0)) if usable else None)
+    t = RollupRow.__table__  # type: ignore[attr-defined]
+    start = now - timedelta(seconds=period_s * periods)
+    bounds = [start + timedelta(seconds=period_s * i) for i in range(periods)]
+    # A CASE over the period starts works the same on SQLite and PostgreSQL (no epoch arithmetic dialects);
+    # grouping happens outside the subquery so PostgreSQL sees one column, not two copies of a parametrised CASE.
+    bucket = case(*[(t.c.minute >= bounds[i], i) for i in reversed(range(periods))], else_=-1)
+    failing = [t.c[CLASS_COLUMNS[ec]] for ec in ErrorClass if ec is not ErrorClass.OK and ec not in _NEUTRAL]
+    inner = (
+        select(t.c.target, bucket.label("bucket"), t.c.n_ok.label("ok"), sum(failing[1:], failing[0]).label("failed"))
+        .where(t.c.minute >= start.replace(second=0, microsecond=0))
+        .subquery()
+    )
+    q = select(inner.c.target, inner.c.bucket, func.sum(inner.c.ok), func.sum(inner.c.failed)).group_by(
+        inner.c.target, inner.c.bucket
+    )
+    counts: dict[str, dict[int, tuple[int, int]]] = {}
+    with store.engine.connect() as conn:
+        for target, b, ok, failed in conn.execute(q):
+            if b is not None and 0 <= int(b) < periods:
+                counts.setdefault(target, {})[int(b)] = (int(ok or 0), int(failed or 0))
     out: dict[str, tuple[Bar, ...]] = {}
-    for t, series in cum.items():
+    for target, by_bucket in counts.items():
         bars = []
-        for i, counts in enumerate(series):  # i = 0 is the newest period
-            prev = series[i - 1] if i > 0 else (0.0, 0.0)
-            up: float | None = None
-            if counts is not None and prev is not None:
-                ok, total = counts[0] - prev[0], counts[1] - prev[1]
-                up = max(0.0, min(1.0, ok / total)) if total > 0 else None
-            bars.append(Bar(now - timedelta(seconds=period_s * (i + 1)), up))
-        bars += [Bar(now - timedelta(seconds=period_s * (j + 1)), None) for j in range(len(bars), PERIODS)]
-        out[t] = tuple(reversed(bars))  # oldest on the left
+        for i, bound in enumerate(bounds):
+            ok, failed = by_bucket.get(i, (0, 0))
+            bars.append(Bar(bound, ok / (ok + failed) if ok + failed else None))
+        out[target] = tuple(bars)
     return out
 
 
@@ -234,43 +226,61 @@ class _Recent:
     def __call__(self, event: Event) -> None:
         self.events.append(event)
 
-    def seed(self, store: _Store) -> None:
-        # The store lists in id order from `after`; a generous limit then the tail gives the newest ones.
-        stored = list(store.list_events(None, None, 100_000))[-RECENT_EVENTS:]
+    def seed(self, store: Any) -> None:
+        stored = store.list_events(None, None, RECENT_EVENTS)  # after=None: the newest, in ascending id order
         known = {e.id for e in self.events if e.id is not None}
         fresh = [e for e in stored if e.id is None or e.id not in known]
         self.events = deque([*fresh, *self.events], maxlen=RECENT_EVENTS)
         self.seeded = True
 
 
-async def _collect(rt: Any, recent: _Recent, period: str) -> StatusView:
+# Bars of day-long periods barely move between two page loads; re-reading 90 days of rollups every refresh
+# would cost far more than it shows. The newest bar may lag by up to this long.
+_HISTORY_TTL_S = {"day": 300.0, "hour": 30.0}
+
+
+class _History:
+    def __init__(self) -> None:
+        self.cached: dict[str, tuple[float, dict[str, tuple[Bar, ...]]]] = {}
+
+    def get(self, store: Any, period: str, now: datetime, mono: float) -> dict[str, tuple[Bar, ...]]:
+        hit = self.cached.get(period)
+        if hit is not None and mono - hit[0] < _HISTORY_TTL_S[period]:
+            return hit[1]
+        bars = uptime_history(store, now, PERIOD_SECONDS[period])
+        self.cached[period] = (mono, bars)
+        return bars
+
+
+async def _collect(rt: Any, recent: _Recent, history: _History, period: str) -> StatusView:
     table: Table = rt.table_source.current()
-    now: datetime = rt.clock.wall() if getattr(rt, "clock", None) is not None else table.published_at
-    period_s = PERIOD_SECONDS[period]
+    clock = getattr(rt, "clock", None)
+    now: datetime = clock.wall() if clock is not None else table.published_at
+    mono = clock.monotonic() if clock is not None else 0.0
     store = getattr(rt, "store", None)
     bars: dict[str, tuple[Bar, ...]] = {}
     note = ""
     if store is not None:
-        keys = list(table.targets) or sorted({e.target for r in table.routes.values() for e in r.entries})
 
         def query() -> dict[str, tuple[Bar, ...]]:
-            # Blocking DB work runs off the loop; one uptime query per period serves every target.
-            windows = [store.uptime(period_s * (i + 1)) for i in range(PERIODS)]
             if not recent.seeded:
                 recent.seed(store)
-            return uptime_bars(windows, keys, now, period_s)
+            return history.get(store, period, now, mono)
 
         try:
-            bars = await asyncio.to_thread(query)
-        except Exception as exc:  # the page must render even when the store is down: show it, don't fail
+            bars = await asyncio.to_thread(query)  # blocking DB work stays off the event loop
+        except Exception as exc:  # the page must render even when the store is down: say so, don't fail
             log.warning("status page: uptime unavailable: %s", type(exc).__name__)
             note = "uptime history unavailable right now"
     return build_view(table, now=now, bars=bars, events=list(recent.events), period=period, uptime_note=note)
 
 
 def install(app: web.Application, rt: Any) -> None:
-    """Mount `GET /` (the status page) on `app`; `?period=hour` shows 90 hours instead of 90 days."""
-    recent = _Recent()
+    """Mount `GET /` (the status page) on `app`; `?period=hour` shows 90 hours instead of 90 days.
+
+    Reads `rt.table_source.current()`, `rt.store` (rollups, events), `rt.bus` (new events) and `rt.clock`.
+    """
+    recent, history = _Recent(), _History()
     bus = getattr(rt, "bus", None)
     if bus is not None:
         bus.subscribe(recent)
@@ -279,7 +289,7 @@ def install(app: web.Application, rt: Any) -> None:
         period = request.query.get("period", "day")
         if period not in PERIOD_SECONDS:
             raise web.HTTPBadRequest(text=f"period must be one of {', '.join(PERIOD_SECONDS)}; got {period[:20]!r}")
-        html = render_status_page(await _collect(rt, recent, period))
+        html = render_status_page(await _collect(rt, recent, history, period))
         resp = web.Response(text=html, content_type="text/html", charset="utf-8")
         # No script runs on this page; the policy makes sure none ever can, even from an unescaped bug.
         resp.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"

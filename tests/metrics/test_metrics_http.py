@@ -1,0 +1,54 @@
+"""GET /metrics serves the runtime's registry in the Prometheus text format that promtool accepts."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from controlplane import metrics_http
+from controlplane.domain import ErrorClass, Observation
+from controlplane.metrics import Metrics, observe_observation, observe_table
+from tests.statuspage.sample import NOW, sample_table
+from tests.support import require_integration
+
+
+@dataclass
+class _Rt:
+    metrics: Metrics
+
+
+def _fed() -> Metrics:
+    m = Metrics()
+    observe_table(m, sample_table())
+    observe_observation(m, Observation.success("openai/gpt-4o", kind="completion", at=NOW, latency_s=0.3, ttft_s=0.1))
+    observe_observation(m, Observation.failure("mistral/mistral-large", ErrorClass.SERVER_ERROR, kind="completion", at=NOW))
+    m.dataplane_requests_total.labels("frontier", "ok").inc()
+    m.webhook_queue_depth.set(3)
+    m.scheduler_lag_seconds.observe(0.02)
+    return m
+
+
+async def test_metrics_endpoint_serves_the_registry() -> None:
+    app = web.Application()
+    metrics_http.install(app, _Rt(_fed()))
+    async with TestClient(TestServer(app)) as client:
+        resp = await client.get("/metrics")
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        body = await resp.text()
+    assert "turnout_table_version 7.0" in body
+    assert 'turnout_target_state{model="deepseek-chat",provider="deepseek",state="withdrawn"} 1.0' in body
+    assert 'turnout_dataplane_requests_total{outcome="ok",route="frontier"} 1.0' in body
+
+
+def test_promtool_check_metrics_accepts_the_exposition() -> None:
+    promtool = shutil.which("promtool")
+    require_integration(promtool is not None, "promtool not installed (Debian package prometheus)")
+    from controlplane.metrics import render
+
+    proc = subprocess.run([str(promtool), "check", "metrics"], input=render(_fed()), capture_output=True, timeout=60)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr).decode()
