@@ -111,7 +111,7 @@ async def test_batches_are_stored_ingested_persisted_then_published(parts: Any, 
     assert [e.id for e in sink.events] == seen_in_store  # ids assigned by the store before the bus saw them
     assert store.load_health()[0] == {"seen": 25, "version": health.version}
     assert m.registry.get_sample_value("turnout_table_version") == health.version
-    assert m.registry.get_sample_value("turnout_observations_total", {"provider": "p0", "model": "m0", "source": "probe", "error_class": "ok"}) == 22
+    assert m.registry.get_sample_value("turnout_observations_total", {"provider": "p0", "model": "m0", "source": "probe", "error_class": "ok"}) == 23
 
 
 async def test_submit_never_blocks_and_a_full_queue_drops_and_counts(parts: Any, clock: FakeClock) -> None:
