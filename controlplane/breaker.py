@@ -278,9 +278,8 @@ class Breaker:
     def _closed(self, obs: Observation, cls: ErrorClass, now: float) -> tuple[Transition, ...]:
         win = self.window
         if cls is ErrorClass.OK:
-            win.add(now, failed=False, latency_s=obs.latency_s, ttft_s=obs.ttft_s)
-            return _NONE
-        if cls in PRESSURE_CLASSES:
+            win.add(now, failed=False, latency_s=obs.latency_s, ttft_s=obs.ttft_s)  # may be slow
+        elif cls in PRESSURE_CLASSES:
             # Sustained = a second pressure signal within one window; a lone 429 only cools. Pressure never
             # extends or ends the consecutive-failure streak (a 429 says nothing about a 5xx run).
             sustained = self._last_pressure is not None and now - self._last_pressure <= self.cfg.window
