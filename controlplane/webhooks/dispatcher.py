@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,9 +42,9 @@ JITTER = 0.2
 _MAX_ERROR = 300  # stored error text is short and never contains request headers (the signature)
 
 
-def retry_delay(failed_attempts: int, rng: random.Random) -> float:
+def retry_delay(failed_attempts: int, rng: random.Random, schedule: Sequence[float] = RETRY_SCHEDULE) -> float:
     """Delay before the next attempt after `failed_attempts` failures (≥ 1), with ±20 % jitter."""
-    base = RETRY_SCHEDULE[min(failed_attempts, len(RETRY_SCHEDULE)) - 1]
+    base = schedule[min(failed_attempts, len(schedule)) - 1]
     return base * (1.0 + JITTER * (2.0 * rng.random() - 1.0))
 
 
@@ -88,6 +88,7 @@ class Dispatcher:
         batch: int = 200,
         poll_interval: float = 1.0,
         http: aiohttp.ClientSession | None = None,
+        schedule: Sequence[float] = RETRY_SCHEDULE,
     ) -> None:
         self._engine = engine
         self._clock = clock
@@ -100,6 +101,7 @@ class Dispatcher:
         self._batch = batch
         self._poll = poll_interval
         self._http = http
+        self._schedule = tuple(schedule)  # tests with a real receiver shorten it; production keeps Svix's
         self._own_http = http is None
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
@@ -297,7 +299,7 @@ class Dispatcher:
                     m.webhook_delivery_seconds.observe(max(0.0, now - job.created_at))
                 return True, None
             if attempts < self.config.max_attempts:
-                nxt = now + retry_delay(attempts, self._rng)
+                nxt = now + retry_delay(attempts, self._rng, self._schedule)
                 s.execute(q.values(attempts=attempts, next_attempt_at=nxt, last_status_code=result.status, last_error=result.error))
                 s.commit()
                 if m is not None:

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import Session, select
+
+from controlplane.clock import Clock
+from controlplane.config import WebhookConfig
+from controlplane.metrics import Metrics
+from controlplane.webhooks.dispatcher import AttemptResult, Dispatcher
+from controlplane.webhooks.models import WebhookDelivery, WebhookEndpoint
+from controlplane.webhooks.outbox import install_outbox
+from controlplane.webhooks.signing import generate_secret
+from tests.api.fakes import FakeRuntime
+from tests.fakes import FakeClock
+
+
+class ScriptedDispatcher(Dispatcher):
+    """A dispatcher whose HTTP attempts follow a script per URL (True = 2xx, int = that status)."""
+
+    def __init__(self, script: dict[str, list[bool | int]], **kw: Any) -> None:
+        super().__init__(**kw)
+        self.script = script
+        self.sent: list[tuple[str, str, bytes]] = []
+
+    async def attempt(self, url: str, msg_id: str, secret: str, body: bytes) -> AttemptResult:
+        self.sent.append((url, msg_id, body))
+        steps = self.script.get(url, [])
+        step = steps.pop(0) if steps else True
+        if step is True:
+            return AttemptResult(True, 200, None, 0.0)
+        return AttemptResult(False, int(step), f"HTTP {int(step)} (non-2xx response)", 0.0)
+
+
+def add_endpoint(rt: FakeRuntime, url: str, events: list[str] | None = None) -> WebhookEndpoint:
+    ep = WebhookEndpoint(id=f"ep_{abs(hash(url)) % 10**8}", url=url, events_json=json.dumps(events or []), secret=generate_secret(),
+                         created_at=rt.clock.wall().timestamp())
+    with Session(rt.store.engine) as s:
+        s.add(ep)
+        s.commit()
+        s.refresh(ep)
+    return ep
+
+
+def deliveries(rt: FakeRuntime, endpoint_id: str | None = None) -> list[WebhookDelivery]:
+    with Session(rt.store.engine) as s:
+        q = select(WebhookDelivery)
+        if endpoint_id is not None:
+            q = q.where(WebhookDelivery.endpoint_id == endpoint_id)
+        return list(s.exec(q.order_by(WebhookDelivery.seq)))  # type: ignore[arg-type]
+
+
+def make_dispatcher(rt: FakeRuntime, script: dict[str, list[bool | int]], config: WebhookConfig | None = None) -> ScriptedDispatcher:
+    async def append(events: Any) -> Any:
+        from controlplane.webhooks.service import append_and_publish
+
+        return await append_and_publish(rt, events)
+
+    return ScriptedDispatcher(
+        script, engine=rt.store.engine, clock=rt.clock, config=config or rt.config.webhooks, metrics=rt.metrics,
+        append_events=append, rng=random.Random(7),
+    )
+
+
+@pytest.fixture
+def wrt(tmp_path: Path) -> FakeRuntime:
+    rt = FakeRuntime(tmp_path, FakeClock())
+    install_outbox(rt.store, rt.clock)
+    return rt
+
+
+def fresh_metrics() -> Metrics:
+    return Metrics()
+
+
+__all__ = ["ScriptedDispatcher", "add_endpoint", "deliveries", "make_dispatcher", "Clock"]

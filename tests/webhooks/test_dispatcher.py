@@ -1,0 +1,94 @@
+"""Dispatcher rules with a FakeClock and scripted receivers: order, schedule, dead, disable, metrics."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+from sqlmodel import Session
+
+from controlplane.events import Event
+from controlplane.webhooks.dispatcher import RETRY_SCHEDULE, retry_delay
+from controlplane.webhooks.models import WebhookEndpoint
+from tests.api.fakes import FakeRuntime
+from tests.webhooks.conftest import add_endpoint, deliveries, make_dispatcher
+
+AT = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _events(rt: FakeRuntime, n: int, kind: str = "target.state_changed") -> list[Event]:
+    return rt.store.append_events([Event(type=kind, at=rt.clock.wall(), subject="openai/gpt-4o", data={"n": i}) for i in range(n)])
+
+
+def test_retry_schedule_goes_from_seconds_to_hours_with_bounded_jitter() -> None:
+    rng = random.Random(1)
+    delays = [retry_delay(n, rng) for n in range(1, 8)]
+    for d, base in zip(delays, RETRY_SCHEDULE, strict=True):
+        assert 0.8 * base <= d <= 1.2 * base
+    assert delays[0] < 10 and delays[-1] > 3600
+
+
+async def test_delivers_in_order_per_endpoint(wrt: FakeRuntime) -> None:
+    ep = add_endpoint(wrt, "http://127.0.0.1:1/a")
+    _events(wrt, 5)
+    d = make_dispatcher(wrt, {})
+    assert await d.tick() == 5
+    ns = [int(body.split(b'"n":')[1].split(b"}")[0]) for _, _, body in d.sent]
+    assert ns == [0, 1, 2, 3, 4]
+    assert all(x.status == "delivered" and x.attempts == 1 for x in deliveries(wrt, ep.id))
+    assert wrt.metrics.registry.get_sample_value("turnout_webhook_deliveries_total", {"outcome": "delivered"}) == 5
+
+
+async def test_a_failing_head_holds_its_endpoint_but_not_others(wrt: FakeRuntime) -> None:
+    bad = add_endpoint(wrt, "http://127.0.0.1:1/bad")
+    good = add_endpoint(wrt, "http://127.0.0.1:1/good")
+    _events(wrt, 3)
+    d = make_dispatcher(wrt, {bad.url: [500, 500]})
+    await d.tick()
+    assert [x.status for x in deliveries(wrt, good.id)] == ["delivered"] * 3
+    bad_rows = deliveries(wrt, bad.id)
+    assert [x.status for x in bad_rows] == ["pending"] * 3 and bad_rows[0].attempts == 1
+    assert bad_rows[0].last_status_code == 500 and "HTTP 500" in (bad_rows[0].last_error or "")
+    # Not due yet: nothing happens until the clock passes the first backoff (5 s ± 20 %).
+    assert await d.tick() == 0
+    wrt.clock.advance(6.1)
+    assert await d.tick() == 1  # second attempt fails again; the rest keep waiting behind it
+    wrt.clock.advance(300 * 1.21)
+    assert await d.tick() == 3
+    rows = deliveries(wrt, bad.id)
+    assert [x.status for x in rows] == ["delivered"] * 3 and rows[0].attempts == 3
+    ids = [mid for url, mid, _ in d.sent if url == bad.url]
+    assert ids[0] == ids[1] == ids[2], "every attempt of one message carries the same webhook-id"
+
+
+async def test_dead_after_last_attempt_then_endpoint_disabled_with_event(wrt: FakeRuntime) -> None:
+    ep = add_endpoint(wrt, "http://127.0.0.1:1/down")
+    watcher = add_endpoint(wrt, "http://127.0.0.1:1/watcher", ["webhook.*"])
+    _events(wrt, 2)
+    d = make_dispatcher(wrt, {ep.url: [503] * 100})
+    for _ in range(20):
+        await d.tick()
+        wrt.clock.advance(40_000)
+    rows = deliveries(wrt, ep.id)
+    max_attempts = wrt.config.webhooks.max_attempts
+    assert [x.status for x in rows] == ["dead", "dead"] and all(x.attempts == max_attempts for x in rows)
+    with Session(wrt.store.engine) as s:
+        stored = s.get(WebhookEndpoint, ep.id)
+        assert stored is not None and not stored.enabled and "in a row" in (stored.disabled_reason or "")
+    disabled = wrt.store.list_events(after=0, types=["webhook.endpoint_disabled"])
+    assert [e.subject for e in disabled] == [ep.id]
+    assert "secret" not in str(disabled[0].data) and "whsec_" not in str(disabled[0].data)
+    # other endpoints hear about it; the disabled one does not get it (or anything else) any more
+    assert [x.event_type for x in deliveries(wrt, watcher.id)] == ["webhook.endpoint_disabled"]
+    _events(wrt, 1)
+    assert len(deliveries(wrt, ep.id)) == 2
+    assert wrt.metrics.registry.get_sample_value("turnout_webhook_deliveries_total", {"outcome": "dead"}) == 2
+
+
+async def test_queue_depth_gauge_counts_pending(wrt: FakeRuntime) -> None:
+    ep = add_endpoint(wrt, "http://127.0.0.1:1/a")
+    _events(wrt, 3)
+    d = make_dispatcher(wrt, {ep.url: [500]})
+    await d.tick()
+    await d.tick()
+    assert wrt.metrics.registry.get_sample_value("turnout_webhook_queue_depth") == 3

@@ -1,0 +1,74 @@
+"""The outbox: deliveries commit with their event, per subscription; nothing is queued when the event is not."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+from sqlmodel import Session
+
+from controlplane.events import Event
+from controlplane.webhooks.outbox import Outbox, enqueue
+from tests.api.fakes import FakeRuntime
+from tests.webhooks.conftest import add_endpoint, deliveries
+
+AT = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_an_event_and_its_deliveries_commit_together(wrt: FakeRuntime) -> None:
+    a = add_endpoint(wrt, "http://127.0.0.1:1/a")
+    b = add_endpoint(wrt, "http://127.0.0.1:1/b", ["route.*"])
+    [ev] = wrt.store.append_events([Event(type="target.withdrawn", at=AT, subject="openai/gpt-4o", data={"why": "region_blocked"})])
+    got = deliveries(wrt)
+    assert [(d.endpoint_id, d.event_id) for d in got] == [(a.id, ev.id)]
+    assert orjson.loads(got[0].payload) == ev.to_dict()
+    wrt.store.append_events([Event(type="route.primary_changed", at=AT, subject="frontier")])
+    assert {d.endpoint_id for d in deliveries(wrt)} == {a.id, b.id}
+
+
+def test_payload_matches_the_events_api(wrt: FakeRuntime) -> None:
+    add_endpoint(wrt, "http://127.0.0.1:1/a")
+    wrt.store.append_events([Event(type="target.withdrawn", at=AT, subject="t", data={"at": AT, "n": 1})])
+    [listed] = wrt.store.list_events(after=0)
+    assert orjson.loads(deliveries(wrt)[0].payload) == listed.to_dict()
+
+
+def test_rollback_queues_nothing(wrt: FakeRuntime) -> None:
+    add_endpoint(wrt, "http://127.0.0.1:1/a")
+    outbox = Outbox(wrt.clock)
+    with Session(wrt.store.engine) as s:
+        outbox.hook(s, [Event(type="target.withdrawn", at=AT, subject="t", id=99)])
+        s.rollback()
+    assert deliveries(wrt) == []
+
+
+def test_a_failing_store_transaction_loses_event_and_deliveries_together(wrt: FakeRuntime) -> None:
+    add_endpoint(wrt, "http://127.0.0.1:1/a")
+
+    def boom(session: Session, events: list[Event]) -> None:
+        raise RuntimeError("disk on fire")
+
+    wrt.store.add_event_hook(boom)
+    with pytest.raises(RuntimeError):
+        wrt.store.append_events([Event(type="target.withdrawn", at=AT, subject="t")])
+    assert deliveries(wrt) == [] and wrt.store.list_events(after=0) == []
+
+
+def test_test_events_go_only_to_their_endpoint_and_disable_events_skip_the_subject(wrt: FakeRuntime) -> None:
+    a = add_endpoint(wrt, "http://127.0.0.1:1/a")
+    b = add_endpoint(wrt, "http://127.0.0.1:1/b")
+    wrt.store.append_events([Event(type="webhook.test", at=AT, subject=a.id)])
+    assert [d.endpoint_id for d in deliveries(wrt)] == [a.id]
+    wrt.store.append_events([Event(type="webhook.endpoint_disabled", at=AT, subject=a.id)])
+    assert [d.endpoint_id for d in deliveries(wrt)] == [a.id, b.id]
+
+
+def test_disabled_endpoints_get_nothing(wrt: FakeRuntime) -> None:
+    a = add_endpoint(wrt, "http://127.0.0.1:1/a")
+    with Session(wrt.store.engine) as s:
+        ep = s.get(type(a), a.id)
+        assert ep is not None
+        ep.enabled = False
+        s.add(ep)
+        assert enqueue(s, [Event(type="target.withdrawn", at=AT, subject="t", id=1)], 0.0) == []
