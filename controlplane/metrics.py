@@ -42,9 +42,9 @@ __all__ = [
 # setting), and for our ASCII metric names it is byte-for-byte what the newer 1.0.0 format would carry.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # `turnout_dataplane_requests_total{outcome}` values that do not spend the error budget: a success, and the
-# caller's own mistakes or departures. Any other outcome (exhausted, upstream_error, timeout, …) counts as an
+# caller's own mistakes or departures. Any other outcome (exhausted, stream_error, …; see adapters/proxy.py) counts as an
 # error in the burn-rate alerts (dashboards/prometheus/alerts.yml), so an unforeseen outcome errs on alerting.
-DATAPLANE_OK_OUTCOMES = ("ok", "client_error", "client_disconnect")
+DATAPLANE_OK_OUTCOMES = ("ok", "client_error", "client_gone")
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _T = ("provider", "model")

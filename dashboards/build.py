@@ -50,8 +50,8 @@ _STATE_EXPR = " + ".join(
     f'{code} * max by (provider, model) (turnout_target_state{{state="{s}", {P}}})' for s, code in STATE_CODES.items()
 )
 # Data-plane outcomes that do not spend the error budget (controlplane.metrics.DATAPLANE_OK_OUTCOMES); as in
-# alerts.yml, client_error and client_disconnect are left out of the denominator too (the caller's doing).
-_OK_OUTCOMES = "ok|client_error|client_disconnect"
+# alerts.yml, client_error and client_gone are left out of the denominator too (the caller's doing).
+_OK_OUTCOMES = "ok|client_error|client_gone"
 
 
 def q(expr: str, legend: str = "", *, instant: bool = False, table_format: bool = False) -> Dataquery:
@@ -237,7 +237,7 @@ def dataplane_dashboard() -> Dashboard:
     )
     d = _variables(d, provider=True, route=True)
     errors = f'sum(rate(turnout_dataplane_requests_total{{outcome!~"{_OK_OUTCOMES}", {R}}}[$__rate_interval]))'
-    every = f'sum(rate(turnout_dataplane_requests_total{{outcome!~"client_error|client_disconnect", {R}}}[$__rate_interval]))'
+    every = f'sum(rate(turnout_dataplane_requests_total{{outcome!~"client_error|client_gone", {R}}}[$__rate_interval]))'
     d = (
         d.with_row(Row("Traffic"))
         .with_panel(ts(
