@@ -31,6 +31,8 @@ PRICE_SCALE = 10.0
 PRIORITY_STEP = 0.05
 # Neutral component for what is not yet known (no calls in the window, no rate-limit headers).
 _UNKNOWN = 0.5
+# Floor for a component (all errors, no headroom): keeps the logarithm finite and the order meaningful.
+_FLOOR = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +81,11 @@ def _inv(x: float | None, scale: float = 1.0) -> float:
 
 
 def score(c: Candidate, w: RankingConfig) -> float:
-    """Weighted mean of components in [0, 1] plus a small priority bonus. Higher is better."""
+    """Weighted geometric mean of components in (0, 1], plus a small priority bonus. Higher is better.
+
+    Geometric rather than arithmetic: a target 10× slower, or with no headroom left, loses a real share
+    of its score instead of being averaged away by its other components, so `margin` (a share of the
+    score) means the same for every component."""
     err = _UNKNOWN if c.error_rate is None else 1.0 - min(max(c.error_rate, 0.0), 1.0)
     head = 1.0 if c.headroom is None else min(max(c.headroom, 0.0), 1.0)
     parts = (
@@ -89,8 +95,9 @@ def score(c: Candidate, w: RankingConfig) -> float:
         (w.weight_headroom, head),
         (w.weight_price, _inv(c.model.price.output, PRICE_SCALE)),
     )
-    total_w = sum(wt for wt, _ in parts)
-    base = sum(wt * v for wt, v in parts) / total_w if total_w > 0 else 0.0
+    total_w = sum(wt for wt, _ in parts if wt > 0)
+    log_sum = sum(wt * math.log(max(v, _FLOOR)) for wt, v in parts if wt > 0)
+    base = math.exp(log_sum / total_w) if total_w > 0 else 1.0
     return round(base + w.weight_priority * PRIORITY_STEP * c.model.priority, 6)
 
 
