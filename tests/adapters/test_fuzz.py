@@ -1,0 +1,64 @@
+"""Fuzzing: whatever bytes a provider sends, translators only ever return items and parse_response only
+ever returns a completion or raises ProviderError; classify always returns a Classification."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from adapters.registry import ADAPTERS, get_adapter
+from controlplane.domain import Classification
+from controlplane.errors import ProviderError
+
+NAMES = sorted(ADAPTERS)
+FRAGMENTS = [
+    b"data: ", b"event: ", b": keep-alive", b"\n", b"\r\n", b"\n\n", b"{", b"}", b"[", b"]", b'"', b"[DONE]",
+    b'{"choices":[{"delta":{"content":"x"},"finish_reason":null}]}', b'{"type":"message_start","message":{}}',
+    b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"}}', b'{"type":"message_stop"}',
+    b'{"candidates":[{"content":{"parts":[{"text":"a"}]},"finishReason":"STOP"}]}', b'{"error":{"code":503}}',
+    b'{"error":"x"}', b"null", b"<html>", b"\xff\xfe", b"\x00",
+]
+chunks = st.lists(st.one_of(st.binary(max_size=64), st.sampled_from(FRAGMENTS)), max_size=30)
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.mark.parametrize("name", NAMES)
+@FUZZ
+@given(parts=chunks)
+def test_stream_translators_only_return_items(name: str, parts: list[bytes]) -> None:
+    t = get_adapter(name).stream_translator(model="m")
+    items = [i for p in parts for i in t.feed(p)] + t.close()
+    ends = [i for i in items if i.kind in ("done", "error")]
+    assert len(ends) == 1, "every stream ends exactly once: done, or a classified error"
+    assert items.index(ends[0]) == len(items) - 1
+    assert all(i.classification is not None for i in items if i.kind == "error")
+
+
+@pytest.mark.parametrize("name", NAMES)
+@FUZZ
+@given(body=st.one_of(st.binary(max_size=300), st.lists(st.sampled_from(FRAGMENTS), max_size=12).map(b"".join)))
+def test_parse_response_returns_completion_or_provider_error(name: str, body: bytes) -> None:
+    try:
+        out = get_adapter(name).parse_response(body, model="m")
+    except ProviderError as exc:
+        assert exc.classification.detail is not None
+    else:
+        assert isinstance(out.get("choices"), list)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@FUZZ
+@given(status=st.integers(100, 999), body=st.binary(max_size=200), headers=st.dictionaries(st.sampled_from(["retry-after", "retry-after-ms", "x-should-retry", "x-ratelimit-remaining-tokens"]), st.text(max_size=20)))
+def test_classify_never_raises(name: str, status: int, body: bytes, headers: dict[str, str]) -> None:
+    assert isinstance(get_adapter(name).classify(status, headers, body), Classification)
+
+
+@FUZZ
+@given(doc=st.recursive(st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=10), lambda c: st.lists(c, max_size=4) | st.dictionaries(st.sampled_from(["error", "type", "code", "status", "message", "details", "errors", "metadata", "object", "violations", "quotaId", "reason"]), c, max_size=5), max_leaves=20))
+def test_classify_survives_any_json_shape(doc: object) -> None:
+    body = orjson.dumps(doc)
+    for name in NAMES:
+        for status in (200, 400, 403, 429, 503):
+            assert isinstance(get_adapter(name).classify(status, {}, body), Classification)
