@@ -1,0 +1,119 @@
+"""`turnout serve -c FILE [--role control|data|all]`: run the control plane and/or the data plane.
+
+`control` runs probes, health, the pipeline, webhooks and the control app (status API, /metrics, status page);
+`data` serves the OpenAI-compatible endpoint; `all` (default) does both in one process. SIGHUP reloads the
+config (an invalid file is refused and logged; the old config stays); SIGTERM / SIGINT stop cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from controlplane.config import Config, load_config
+from controlplane.errors import ConfigError
+
+__all__ = ["add_parser", "serve", "configure_logging"]
+
+log = logging.getLogger("turnout.serve")
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("serve", help="run the control plane and the data plane")
+    p.add_argument("-c", "--config", default="turnout.yaml", help="path to turnout.yaml (default: ./turnout.yaml)")
+    p.add_argument("--role", choices=("control", "data", "all"), default="all",
+                   help="control: probes, health, API; data: OpenAI-compatible endpoint; all: both (default)")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.set_defaults(func=_run)
+
+
+def configure_logging(level: str = "info") -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # APScheduler logs every job run at INFO: thousands of lines a minute with many targets.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def _run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)  # a ConfigError here exits 2 before anything starts
+    configure_logging(args.log_level)
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(serve(cfg, args.config, args.role))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(serve(cfg, args.config, args.role))
+
+
+async def _site(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
+
+
+async def serve(cfg: Config, config_path: str | None, role: str = "all", *,
+                stop: asyncio.Event | None = None, on_ready: Callable[[Any], None] | None = None) -> int:
+    """Run until SIGTERM/SIGINT (or `stop` is set). Returns the process exit code."""
+    from controlplane.control_app import build_control_app
+    from controlplane.runtime import Runtime
+
+    control = role in ("control", "all")
+    rt = Runtime(cfg, config_path=config_path, probes=control, webhooks=control)
+    await rt.start()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    reloads: set[asyncio.Task[None]] = set()
+
+    async def reload() -> None:
+        try:
+            new = await rt.reload_config(actor="sighup")
+            log.info("SIGHUP: config reloaded (hash %s)", new.hash)
+        except ConfigError as exc:
+            log.error("SIGHUP: config refused, keeping the running one: %s", exc)
+
+    def on_hup() -> None:
+        task = loop.create_task(reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    runners: list[web.AppRunner] = []
+    try:
+        if control:
+            c = cfg.server.control
+            runners.append(await _site(build_control_app(rt), c.host, c.port))
+            log.info("control plane on http://%s:%d", c.host, c.port)
+        if role in ("data", "all"):
+            try:
+                from adapters.proxy import build_data_app
+            except ModuleNotFoundError as exc:
+                if not (exc.name and "adapters".startswith(exc.name.split(".")[0])):
+                    raise
+                log.warning("data plane not available in this build (%s)", exc.name)
+            else:
+                d = cfg.server.data
+                runners.append(await _site(build_data_app(rt), d.host, d.port))
+                log.info("data plane on http://%s:%d/v1", d.host, d.port)
+        if on_ready is not None:
+            on_ready(rt)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        for task in list(reloads):
+            await asyncio.gather(task, return_exceptions=True)
+        for r in reversed(runners):
+            await r.cleanup()
+        await rt.stop()
+    return 0
