@@ -18,7 +18,7 @@ from controlplane.api import models as m
 from controlplane.api.auth import AuthFailure, Principal, authorize
 from controlplane.api.http import ApiError, error_response, json_response, read_body
 from controlplane.api.openapi import Operation, Param, build_document
-from controlplane.api.status import MAX_WAIT_S, WINDOWS, StatusHandlers
+from controlplane.api.status import MAX_ID, MAX_WAIT_S, WINDOWS, StatusHandlers
 from controlplane.api.summary import SummaryResponse
 from controlplane.api.webhooks_api import WebhookHandlers
 from controlplane.errors import ConfigError, TurnoutError
@@ -104,7 +104,7 @@ def operations(rt: Any) -> list[Operation]:
     async def openapi(request: web.Request) -> web.Response:
         return json_response(openapi_document(rt))
 
-    after = Param("after", "query", {"type": "integer", "minimum": 0}, description="a table version / event id")
+    after = Param("after", "query", {"type": "integer", "minimum": 0, "maximum": MAX_ID}, description="a table version / event id")
     wait = Param("wait", "query", {"type": "number", "minimum": 0, "maximum": MAX_WAIT_S}, description="long-poll seconds (with after)")
     types = Param("type", "query", {"type": "array", "items": {"type": "string", "enum": list(EVENT_TYPES)}}, explode=True)
     limit = Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000})
@@ -186,9 +186,23 @@ def _guard(op: Operation, rt: Any) -> Handler:
     return handler
 
 
+@web.middleware
+async def _json_router_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The router's own 404/405 answers become JSON errors under /api/ (other apps' paths are left alone)."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if not request.path.startswith("/api/") or exc.status not in (404, 405):
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        what = "no such API path" if exc.status == 404 else f"method {request.method} not allowed here"
+        return error_response(exc.status, "not_found" if exc.status == 404 else "method_not_allowed", what, headers=headers)
+
+
 def install(app: web.Application, rt: Any) -> None:
     """Mount the status API, webhook management, /openapi.json, /healthz and /readyz on the control app."""
     app[RUNTIME_KEY] = rt
+    app.middlewares.append(_json_router_errors)
     for op in operations(rt):
-        path = op.path.replace("{model}", "{model:.+}")  # model names may contain '/'
+        path = op.path.replace("{model}", r"{model:[\s\S]+}")  # model names may contain '/'
         app.router.add_route(op.method, path, _guard(op, rt))

@@ -13,9 +13,10 @@ from controlplane.domain import State, TargetRef
 from controlplane.events import EVENT_TYPES
 from controlplane.table import Table, TableEntry
 
-__all__ = ["StatusHandlers", "MAX_WAIT_S", "WINDOWS"]
+__all__ = ["StatusHandlers", "MAX_ID", "MAX_WAIT_S", "WINDOWS"]
 
 MAX_WAIT_S = 300.0
+MAX_ID = 2**53 - 1  # versions and event ids stay JSON-safe integers (and fit SQLite's INTEGER)
 WINDOWS: dict[str, float] = {"1h": 3600.0, "24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0}
 
 
@@ -57,7 +58,7 @@ class StatusHandlers:
         return body
 
     async def table(self, request: web.Request) -> web.StreamResponse:
-        after = int_param(request, "after", minimum=0)
+        after = int_param(request, "after", minimum=0, maximum=MAX_ID)
         wait = float_param(request, "wait", minimum=0.0, maximum=MAX_WAIT_S)
         table: Table = self.rt.table_source.current()
         if after is not None and table.version <= after:
@@ -163,7 +164,7 @@ class StatusHandlers:
 
     # -- events and uptime ------------------------------------------------------------------
     async def events(self, request: web.Request) -> web.Response:
-        after = int_param(request, "after", minimum=0)
+        after = int_param(request, "after", minimum=0, maximum=MAX_ID)
         limit = int_param(request, "limit", minimum=1, maximum=1000, default=100) or 100
         types: list[str] = []
         for raw in request.query.getall("type", []):

@@ -20,11 +20,12 @@ async def append_and_publish(rt: Any, events: list[Event]) -> list[Event]:
     return stored
 
 
-def start_dispatcher(rt: Any, *, poll_interval: float = 1.0) -> asyncio.Task[None]:
+def start_dispatcher(rt: Any, *, poll_interval: float = 1.0, **options: Any) -> asyncio.Task[None]:
     """Install the outbox hook on `rt.store` (idempotent) and start delivering; cancel the task to stop.
 
     Only the leader should run it (one dispatcher per store keeps per-endpoint order). Call it after the
-    store schema exists; it creates the webhook tables itself if needed.
+    store schema exists; it creates the webhook tables itself if needed. `options` go to `Dispatcher`
+    (tests shorten `schedule`).
     """
     outbox = install_outbox(rt.store, rt.clock)
 
@@ -38,6 +39,7 @@ def start_dispatcher(rt: Any, *, poll_interval: float = 1.0) -> asyncio.Task[Non
         metrics=getattr(rt, "metrics", None),
         append_events=append,
         poll_interval=poll_interval,
+        **options,
     )
     unhook = outbox.add_waker(dispatcher.wake)
     task = asyncio.get_running_loop().create_task(dispatcher.run(), name="turnout-webhook-dispatcher")
