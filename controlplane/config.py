@@ -393,7 +393,7 @@ def _expand_env(node: Any, path: str, file: str, env: dict[str, str]) -> Any:
     if isinstance(node, dict):
         return {k: _expand_env(v, _join(path, str(k)), file, env) for k, v in node.items()}
     if isinstance(node, list):
-        return [_expand_env(v, f"{path}[{i}]", file, env) for i, v in enumerate(node)]
+        return [_expand_env(v, _item_path(path, i, v), file, env) for i, v in enumerate(node)]
     if isinstance(node, str):
 
         def sub(m: re.Match[str]) -> str:
@@ -404,6 +404,14 @@ def _expand_env(node: Any, path: str, file: str, env: dict[str, str]) -> Any:
 
         return _ENV.sub(sub, node)
     return node
+
+
+def _item_path(path: str, i: int, item: Any) -> str:
+    """`providers[0]` → `providers.openai` when the item has an id/name (same paths as validation errors)."""
+    label = (item.get("id") or item.get("name")) if isinstance(item, dict) else None
+    if isinstance(label, str) and path.rsplit(".", 1)[-1] in ("providers", "routes", "models"):
+        return f"{path}.{label}"
+    return f"{path}[{i}]"
 
 
 def _join(path: str, key: str) -> str:
