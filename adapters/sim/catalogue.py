@@ -252,7 +252,7 @@ _ROWS: list[FaultSpec] = [
     FaultSpec("DS-402", B.ERROR, "DeepSeek insufficient balance", _OA, E.QUOTA_EXHAUSTED, render=_oa(402, "unknown_error", "invalid_request_error", "Insufficient Balance")),
     FaultSpec("DS-503", B.ERROR, "DeepSeek overloaded", _OA, E.OVERLOADED, render=_oa(503, "unknown_error", "invalid_request_error", "Server overloaded, please try again later.")),
     FaultSpec("GQ-498", B.ERROR, "Groq flex capacity", _OA, E.OVERLOADED, render=_oa(498, "tokens", "capacity_exceeded", "Flex tier capacity exceeded. This is a transient error, please retry later.")),
-    FaultSpec("TG-403", B.ERROR, "Together context (403)", _OA, E.CLIENT_ERROR, render=_oa(403, "invalid_request_error", None, "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 8193. Given: 8000 `inputs` tokens and 512 `max_new_tokens`")),
+    FaultSpec("TG-403", B.ERROR, "Together context (403)", _OA, E.CLIENT_ERROR, render=_oa(403, "invalid_request_error", None, "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 8193 (the maximum context length). Given: 8000 `inputs` tokens and 512 `max_new_tokens`")),
     FaultSpec("OR-402", B.ERROR, "OpenRouter credits", _OA, E.QUOTA_EXHAUSTED, render=_raw(402, {"error": {"code": 402, "message": "Insufficient credits. Add more using https://openrouter.ai/credits"}})),
     FaultSpec("OR-503", B.ERROR, "OpenRouter no provider", _OA, E.OVERLOADED, render=_raw(503, {"error": {"code": 503, "message": "No allowed providers are available for the selected model."}}, Retry_After="30")),
     FaultSpec("OR-MID", B.MID_ERROR, "comments, 1 chunk, error chunk with finish_reason error, [DONE]", _OA, E.SERVER_ERROR),
