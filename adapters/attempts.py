@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from adapters.base import Adapter, StreamItem, StreamTranslator
+from adapters.base import Adapter, StreamItem, StreamTranslator, UpstreamRequest
 from adapters.selection import Candidate
 from controlplane.clock import Clock
 from controlplane.domain import Classification, ErrorClass, Headroom
@@ -113,6 +113,8 @@ class UpstreamAttempt:
         req = self.adapter.build_request(self.cand.provider, self.cand.model, self._body, stream=self.stream)
         self._t0 = self._clock.monotonic()
         first_byte_at = min(loop.time() + self._timeouts.first_byte, self._deadline)
+        if not self.stream:
+            return await self._json(req, first_byte_at)
         try:
             async with asyncio.timeout_at(first_byte_at):
                 self._resp = await self._session.request(
@@ -129,26 +131,33 @@ class UpstreamAttempt:
             return Opened(_fail(ErrorClass.CONNECT, f"connection failed before a response: {type(exc).__name__}"))
         resp = self._resp
         headroom = self._headroom(resp)
-        if resp.status >= 300 or not self.stream:
-            return await self._read_whole(resp, headroom, first_byte_at)
+        if resp.status >= 300:
+            return await self._read_error(resp, headroom, first_byte_at)
         return await self._first_chunk(resp, headroom, first_byte_at)
 
-    def _headroom(self, resp: aiohttp.ClientResponse) -> Headroom | None:
+    async def _json(self, req: UpstreamRequest, first_byte_at: float) -> Opened:
+        """A non-streamed answer: one timeout covers headers and body (its first byte comes only once it is all generated)."""
+        resp: aiohttp.ClientResponse | None = None
         try:
-            return self.adapter.headroom(resp.headers, self._clock.wall())
-        except Exception:  # a header we cannot read must not fail a request that succeeded
-            return None
-
-    async def _read_whole(self, resp: aiohttp.ClientResponse, headroom: Headroom | None, first_byte_at: float) -> Opened:
-        ok_status = 200 <= resp.status < 300
-        try:
-            async with asyncio.timeout_at(max(first_byte_at, self._deadline) if ok_status else first_byte_at):
+            async with asyncio.timeout_at(first_byte_at):
+                resp = self._resp = await self._session.request(
+                    req.method, req.url, headers=req.headers, data=req.body, timeout=self._client_timeout
+                )
+                ok_status = 200 <= resp.status < 300
                 body = await resp.read() if ok_status else await resp.content.read(_ERROR_BODY_LIMIT)
+        except aiohttp.ConnectionTimeoutError:
+            return Opened(_fail(ErrorClass.CONNECT, "connect timeout"))
         except TimeoutError:
-            return Opened(_fail(ErrorClass.TIMEOUT, "response body not complete in time", resp.status), headroom=headroom)
+            status = resp.status if resp is not None else None
+            return Opened(_fail(ErrorClass.TIMEOUT, "no complete answer within the first-byte timeout", status))
+        except aiohttp.ClientConnectorError as exc:
+            return Opened(_fail(ErrorClass.CONNECT, f"cannot connect: {type(exc).__name__}"))
         except (aiohttp.ClientError, OSError) as exc:
-            return Opened(_fail(ErrorClass.BAD_RESPONSE, f"response body cut short: {type(exc).__name__}", resp.status), headroom=headroom)
+            if resp is None:
+                return Opened(_fail(ErrorClass.CONNECT, f"connection failed before a response: {type(exc).__name__}"))
+            return Opened(_fail(ErrorClass.BAD_RESPONSE, f"response body cut short: {type(exc).__name__}", resp.status))
         latency = self._clock.monotonic() - self._t0
+        headroom = self._headroom(resp)
         if not ok_status:
             return Opened(self._classify(resp, body), latency_s=latency, headroom=headroom, body=body)
         try:
@@ -159,6 +168,23 @@ class UpstreamAttempt:
             return Opened(_fail(ErrorClass.BAD_RESPONSE, f"unreadable response: {type(exc).__name__}", resp.status), latency_s=latency)
         return Opened(Classification(ErrorClass.OK, status=resp.status), latency_s=latency, ttft_s=latency,
                       headroom=headroom, body=body, response=parsed)
+
+    def _headroom(self, resp: aiohttp.ClientResponse) -> Headroom | None:
+        try:
+            return self.adapter.headroom(resp.headers, self._clock.wall())
+        except Exception:  # a header we cannot read must not fail a request that succeeded
+            return None
+
+    async def _read_error(self, resp: aiohttp.ClientResponse, headroom: Headroom | None, first_byte_at: float) -> Opened:
+        """A stream request answered with an error status: read (a capped amount of) the body and classify it."""
+        try:
+            async with asyncio.timeout_at(first_byte_at):
+                body = await resp.content.read(_ERROR_BODY_LIMIT)
+        except TimeoutError:
+            return Opened(_fail(ErrorClass.TIMEOUT, "error body not complete in time", resp.status), headroom=headroom)
+        except (aiohttp.ClientError, OSError) as exc:
+            return Opened(_fail(ErrorClass.BAD_RESPONSE, f"error body cut short: {type(exc).__name__}", resp.status), headroom=headroom)
+        return Opened(self._classify(resp, body), latency_s=self._clock.monotonic() - self._t0, headroom=headroom, body=body)
 
     def _classify(self, resp: aiohttp.ClientResponse, body: bytes) -> Classification:
         try:
@@ -217,8 +243,12 @@ class UpstreamAttempt:
                     out.append(b"data: " + orjson.dumps(item.chunk) + b"\n\n")
             elif item.kind == "done":
                 out.append(_DONE)
-            elif item.kind == "keepalive" and item.raw is not None and item.raw.startswith(b":"):
-                out.append(item.raw)  # comments keep idle client connections (and proxies) open
+            elif item.kind == "keepalive":
+                # Role-only preambles are forwarded (clients expect them); bare pings carry no bytes to forward.
+                if item.raw is not None:
+                    out.append(item.raw)
+                elif item.chunk is not None:
+                    out.append(b"data: " + orjson.dumps(item.chunk) + b"\n\n")
         return b"".join(out)
 
     async def pump(self, emit: Callable[[bytes], Awaitable[None]], buffered: list[StreamItem]) -> StreamEnd:

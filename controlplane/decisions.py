@@ -104,6 +104,8 @@ class DecisionLog:
 
     def record(self, d: Decision) -> None:
         """Queue one decision; never blocks. A full buffer (store down for long) drops the newest."""
+        if self._engine is None:
+            return  # no store (e.g. a data-only replica): nothing would ever drain the buffer
         if len(self._buf) >= self._max:
             self.dropped += 1
             return

@@ -1,0 +1,3 @@
+from bench.dataplane.run import main
+
+main()

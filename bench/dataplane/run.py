@@ -1,0 +1,226 @@
+"""The data-plane bench: direct-to-upstream vs through Turnout, in one run, on this machine.
+
+Prints, side by side: throughput at 64 connections (wrk) and the ratio, Turnout's CPU ms per proxied request
+(utime+stime from /proc over the wrk window), added latency p50/p99 at one connection, resident memory while
+1,000 streams are open, and upstream attempts per target during a withdrawal phase and a hang phase. Every
+figure is labelled with the git commit it belongs to. Never asserted anywhere: these are measurements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+__all__ = ["main"]
+
+_BODY = '{"model":"main","messages":[{"role":"user","content":"hi"}]}'
+_LUA = f"""wrk.method = "POST"
+wrk.body = '{_BODY}'
+wrk.headers["Content-Type"] = "application/json"
+"""
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _commit() -> str:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "adapters", "controlplane", "bench"], cwd=root,
+                               capture_output=True, text=True).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _ensure_wrk() -> str:
+    path = shutil.which("wrk")
+    if path:
+        return path
+    print("wrk not found; installing the Debian package …", flush=True)
+    subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=False, capture_output=True)
+    path = shutil.which("wrk")
+    if not path:
+        raise SystemExit("wrk is required (apt-get install wrk)")
+    return path
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14, 15 of stat)
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    assert m, text
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def _wrk(wrk: str, url: str, conns: int, seconds: int, lua: str) -> dict[str, float]:
+    out = subprocess.run([wrk, "-t", "1" if conns == 1 else "2", "-c", str(conns), "-d", f"{seconds}s", "--latency", "-s", lua, url],
+                         capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    lat = {p: _ms(v) for p, v in re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M)}
+    return {"rps": rps, "requests": total, "errors": int(non2xx.group(1)) if non2xx else 0,
+            "p50_ms": lat.get("50", float("nan")), "p99_ms": lat.get("99", float("nan"))}
+
+
+def _start(args: list[str]) -> subprocess.Popen[str]:
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-m", *args], cwd=root, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if "ready" not in line:
+        proc.kill()
+        raise SystemExit(f"{args[0]} did not start: {line!r}")
+    return proc
+
+
+async def _streams(url: str, n: int, pid: int) -> list[float]:
+    """Open n concurrent streams through Turnout; sample its RSS while they run."""
+    samples = [_rss_mb(pid)]
+    body = {"model": "stream", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    conn = aiohttp.TCPConnector(limit=0)
+    errors = 0
+    async with aiohttp.ClientSession(connector=conn) as s:
+
+        async def one() -> None:
+            nonlocal errors
+            async with s.post(url, json=body) as r:
+                data = await r.read()
+                if r.status != 200 or not data.endswith(b"data: [DONE]\n\n"):
+                    errors += 1
+
+        for _ in range(3):  # three waves: memory should come back to the same level
+            tasks = [asyncio.create_task(one()) for _ in range(n)]
+            while not all(t.done() for t in tasks):
+                await asyncio.sleep(0.5)
+                samples.append(_rss_mb(pid))
+            await asyncio.gather(*tasks)
+            samples.append(_rss_mb(pid))
+    if errors:
+        print(f"  stream errors: {errors}")
+    return samples
+
+
+async def _load(url: str, clients: int, seconds: float, stop_after: Any = None) -> tuple[int, int]:
+    """Steady load from `clients` concurrent clients for `seconds`; returns (ok, client-visible errors)."""
+    ok = err = 0
+    deadline = time.monotonic() + seconds
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+
+        async def client() -> None:
+            nonlocal ok, err
+            while time.monotonic() < deadline:
+                async with s.post(url, data=_BODY, headers={"content-type": "application/json"}) as r:
+                    await r.read()
+                    if r.status == 200:
+                        ok += 1
+                    else:
+                        err += 1
+
+        await asyncio.gather(*(client() for _ in range(clients)))
+    return ok, err
+
+
+async def _phase(name: str, turnout: str, admin: list[str], mode: str, seconds: float) -> None:
+    async with aiohttp.ClientSession() as s:
+        await (await s.post(f"{turnout}/_bench/reset")).read()
+        for a in admin:
+            await (await s.post(f"{a}/_admin/mode", json={"mode": "ok"})).read()
+        before = [(await (await s.get(f"{a}/_admin/stats")).json())["count"] for a in admin]
+        await (await s.post(f"{admin[0]}/_admin/mode", json={"mode": mode})).read()
+        ok, err = await _load(f"{turnout}/v1/chat/completions", 20, seconds)
+        after = [(await (await s.get(f"{a}/_admin/stats")).json())["count"] for a in admin]
+        st = await (await s.get(f"{turnout}/_bench/state")).json()
+        await (await s.post(f"{admin[0]}/_admin/mode", json={"mode": "ok"})).read()
+    counts = [b - a for a, b in zip(before, after, strict=True)]
+    print(f"  {name:<11} {seconds:.0f}s, 20 clients: ok={ok} client-visible errors={err}; upstream attempts "
+          f"primary={counts[0]} secondary={counts[1]}; primary state={st['states'].get('p1/m')}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    seconds = int(args[0]) if args else 5
+    wrk = _ensure_wrk()
+    commit = _commit()
+    up_ports = [_free_port() for _ in range(3)]
+    t_port = _free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / "bench.yaml"
+        cfg.write_text(f"""
+providers:
+  - {{id: p1, adapter: openai, base_url: "http://127.0.0.1:{up_ports[0]}/v1", models: [{{name: m, price: {{input: 1, output: 2}}}}]}}
+  - {{id: p2, adapter: openai, base_url: "http://127.0.0.1:{up_ports[1]}/v1", models: [{{name: m}}]}}
+  - {{id: slow, adapter: openai, base_url: "http://127.0.0.1:{up_ports[2]}/v1", models: [{{name: m}}]}}
+routes:
+  - {{name: main, targets: [p1/m, p2/m]}}
+  - {{name: stream, targets: [slow/m]}}
+dataplane: {{first_byte_timeout: 1s, total_timeout: 10s}}
+""")
+        lua = Path(tmp) / "post.lua"
+        lua.write_text(_LUA)
+        procs = [_start(["bench.dataplane.upstream", str(up_ports[0]), str(up_ports[1])]),
+                 _start(["bench.dataplane.upstream", "--chunk-delay=0.2", str(up_ports[2])]),
+                 _start(["bench.dataplane.turnout_proc", str(cfg), str(t_port)])]
+        pid = procs[2].pid
+        try:
+            direct_url = f"http://127.0.0.1:{up_ports[0]}/v1/chat/completions"
+            turnout_url = f"http://127.0.0.1:{t_port}/v1/chat/completions"
+            _wrk(wrk, turnout_url, 8, 1, str(lua))  # warm-up: pools, caches
+            print(f"Turnout data-plane bench @ {commit} ({os.cpu_count()} CPUs, wrk + upstream on the same machine)")
+            d64 = _wrk(wrk, direct_url, 64, seconds, str(lua))
+            cpu0 = _cpu_s(pid)
+            t64 = _wrk(wrk, turnout_url, 64, seconds, str(lua))
+            cpu_ms = (_cpu_s(pid) - cpu0) * 1000 / max(t64["requests"], 1)
+            d1 = _wrk(wrk, direct_url, 1, seconds, str(lua))
+            t1 = _wrk(wrk, turnout_url, 1, seconds, str(lua))
+            print(f"  {'':<24}{'direct':>12}{'turnout':>12}")
+            print(f"  {'req/s @64 conns':<24}{d64['rps']:>12.0f}{t64['rps']:>12.0f}   ratio {t64['rps'] / d64['rps']:.1%} (target ≥ 25%)")
+            print(f"  {'non-2xx @64':<24}{d64['errors']:>12.0f}{t64['errors']:>12.0f}")
+            print(f"  {'CPU ms/request':<24}{'':>12}{cpu_ms:>12.3f}   (target ≤ 0.3)")
+            print(f"  {'p50 ms @1 conn':<24}{d1['p50_ms']:>12.3f}{t1['p50_ms']:>12.3f}   added {t1['p50_ms'] - d1['p50_ms']:.3f} (target < 0.7)")
+            print(f"  {'p99 ms @1 conn':<24}{d1['p99_ms']:>12.3f}{t1['p99_ms']:>12.3f}   added {t1['p99_ms'] - d1['p99_ms']:.3f} (target < 2)")
+            rss = asyncio.run(_streams(turnout_url, 1000, pid))
+            print(f"  1000 concurrent streams, 3 waves: RSS MB {' '.join(f'{x:.0f}' for x in rss)}")
+            admin = [f"http://127.0.0.1:{p}" for p in up_ports[:2]]
+            t_base = f"http://127.0.0.1:{t_port}"
+            asyncio.run(_phase("withdrawal", t_base, admin, "region_blocked", seconds))
+            asyncio.run(_phase("hang", t_base, admin, "hang", seconds))
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                try:
+                    p.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    p.kill()

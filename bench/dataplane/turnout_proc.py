@@ -1,0 +1,132 @@
+"""The Turnout data plane as the bench runs it: one process, uvloop, the real app, a stand-in control loop.
+
+The stand-in (`MiniBreaker`) is the smallest thing that closes the loop from live outcomes to the table the
+data plane reads: withdraw on region_blocked / model_gone / auth / quota_exhausted, open after three
+consecutive timeouts or connect failures, publish a new table version. It lets the bench show that a withdrawn
+or open target receives no live traffic. Run: `python -m bench.dataplane.turnout_proc CONFIG.yaml PORT`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from adapters.proxy import build_data_app
+from controlplane.clock import SystemClock
+from controlplane.config import Config, load_config
+from controlplane.domain import WITHDRAW_CLASSES, ErrorClass, Observation, State
+from controlplane.metrics import Metrics
+from controlplane.table import RouteRanking, Table, TableEntry
+
+__all__ = ["MiniBreaker", "initial_table", "main"]
+
+
+def initial_table(cfg: Config, version: int = 1) -> Table:
+    clock = SystemClock()
+    adapters = {p.id: p.adapter for p in cfg.providers}
+
+    def entry(key: str, rank: int) -> TableEntry:
+        provider, _, model = key.partition("/")
+        return TableEntry(key, provider, model, State.CLOSED, True, rank, 1.0, "closed", adapter=adapters[provider])
+
+    routes = {r.name: RouteRanking(r.name, tuple(entry(t, i + 1) for i, t in enumerate(r.targets))) for r in cfg.routes}
+    targets = {t.key: entry(t.key, 1) for t in cfg.targets()}
+    return Table(version, clock.wall(), routes, targets)
+
+
+@dataclass
+class MiniBreaker:
+    """Table source and observation sink in one: a bench stand-in for breaker → ranker → table."""
+
+    cfg: Config
+    table: Table = field(init=False)
+    consecutive: dict[str, int] = field(default_factory=dict)
+    observed: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.table = initial_table(self.cfg)
+
+    def current(self) -> Table:
+        return self.table
+
+    async def wait_newer(self, version: int, timeout: float) -> Table | None:
+        return None
+
+    def submit(self, obs: Observation) -> None:
+        per = self.observed.setdefault(obs.target, {})
+        per[str(obs.error_class)] = per.get(str(obs.error_class), 0) + 1
+        if obs.error_class in WITHDRAW_CLASSES:
+            self._set(obs.target, State.WITHDRAWN)
+        elif obs.error_class in (ErrorClass.TIMEOUT, ErrorClass.CONNECT):
+            n = self.consecutive[obs.target] = self.consecutive.get(obs.target, 0) + 1
+            if n >= 3:
+                self._set(obs.target, State.OPEN)
+        else:
+            self.consecutive[obs.target] = 0
+
+    def _set(self, target: str, state: State) -> None:
+        t = self.table
+        if t.targets[target].state is state:
+            return
+
+        def fix(e: TableEntry) -> TableEntry:
+            return dataclasses.replace(e, state=state, admissible=False, rank=None, reason=str(state)) if e.target == target else e
+
+        routes = {n: RouteRanking(n, tuple(sorted((fix(e) for e in r.entries), key=lambda e: not e.admissible))) for n, r in t.routes.items()}
+        self.table = Table(t.version + 1, t.published_at, routes, {k: fix(e) for k, e in t.targets.items()})
+
+    def reset(self) -> None:
+        self.table = initial_table(self.cfg, self.table.version + 1)
+        self.consecutive.clear()
+        self.observed.clear()
+
+
+@dataclass
+class BenchRuntime:
+    config: Config
+    table_source: Any
+    sink: Any
+    metrics: Metrics = field(default_factory=Metrics)
+    clock: SystemClock = field(default_factory=SystemClock)
+    store: Any = None
+
+
+def build(cfg: Config) -> tuple[web.Application, MiniBreaker]:
+    mini = MiniBreaker(cfg)
+    app = build_data_app(BenchRuntime(cfg, mini, mini))
+
+    async def reset(request: web.Request) -> web.Response:
+        mini.reset()
+        return web.json_response({"version": mini.table.version})
+
+    async def state(request: web.Request) -> web.Response:
+        return web.json_response({"version": mini.table.version, "observed": mini.observed,
+                                  "states": {k: str(e.state) for k, e in mini.table.targets.items()}})
+
+    app.router.add_post("/_bench/reset", reset)
+    app.router.add_get("/_bench/state", state)
+    return app, mini
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    cfg = load_config(args[0])
+    port = int(args[1])
+    import uvloop
+
+    uvloop.install()
+    app, _ = build(cfg)
+    import os, gc
+    if os.environ.get("H6_GC"):
+        gc.freeze()
+        gc.set_threshold(50_000, 50, 100)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=lambda *_: print("ready", flush=True), backlog=4096)
+
+
+if __name__ == "__main__":
+    main()
