@@ -19,9 +19,9 @@ from adapters import calls
 from adapters.base import CompletionProbeResult, ModelListing, StreamItem, UpstreamRequest
 from adapters.headers import headroom_from_headers
 from adapters.sse import SSEEvent, SSEParser
-from adapters.wire.chat import content_parts, data_url, json_args, stop_list
+from adapters.wire.chat import as_list, content_parts, data_url, json_args, max_tokens, stop_list
 from adapters.wire import anthropic as wire
-from adapters.wire.common import ErrorInfo, json_or_none
+from adapters.wire.common import ErrorInfo, json_or_none, obj
 from adapters.wire.status import is_context_message, make, ok_or_bad, status_fallback
 from controlplane.domain import Classification, ErrorClass, Headroom, Scope
 from controlplane.errors import ProviderError
@@ -138,12 +138,12 @@ def to_messages_request(body: Mapping[str, Any], model: str, *, stream: bool) ->
             push("user", _blocks(m.get("content"), where))
         elif role == "assistant":
             blocks = _blocks(m.get("content"), where) if m.get("content") else []
-            for j, tc in enumerate(m.get("tool_calls") or []):
-                fn = tc.get("function") or {} if isinstance(tc, dict) else {}
+            for j, call in enumerate(as_list(m.get("tool_calls"), f"{where}.tool_calls")):
+                fn = obj(obj(call).get("function"))
                 blocks.append(
                     {
                         "type": "tool_use",
-                        "id": str(tc.get("id") or f"toolu_{i}_{j}"),
+                        "id": str(obj(call).get("id") or f"toolu_{i}_{j}"),
                         "name": str(fn.get("name", "")),
                         "input": json_args(fn.get("arguments"), f"{where}.tool_calls[{j}].function.arguments"),
                     }
@@ -157,8 +157,7 @@ def to_messages_request(body: Mapping[str, Any], model: str, *, stream: bool) ->
     req: dict[str, Any] = {"model": model, "messages": out}
     if system:
         req["system"] = "\n\n".join(system)
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or wire.DEFAULT_MAX_TOKENS
-    req["max_tokens"] = int(max_tokens)
+    req["max_tokens"] = max_tokens(body, wire.DEFAULT_MAX_TOKENS)
     if (stops := stop_list(body.get("stop"))) is not None:
         req["stop_sequences"] = stops
     for src, dst in (("temperature", "temperature"), ("top_p", "top_p")):
@@ -168,9 +167,9 @@ def to_messages_request(body: Mapping[str, Any], model: str, *, stream: bool) ->
     if isinstance(tools, list) and tools:
         req["tools"] = [
             {
-                "name": (t.get("function") or {}).get("name", ""),
-                "description": (t.get("function") or {}).get("description", ""),
-                "input_schema": (t.get("function") or {}).get("parameters") or {"type": "object", "properties": {}},
+                "name": obj(t.get("function")).get("name", ""),
+                "description": obj(t.get("function")).get("description", ""),
+                "input_schema": obj(t.get("function")).get("parameters") or {"type": "object", "properties": {}},
             }
             for t in tools
             if isinstance(t, dict)
@@ -248,7 +247,7 @@ def from_message(doc: Any, model: str) -> dict[str, Any]:
         message["tool_calls"] = calls_
     if reasoning:
         message["reasoning_content"] = "".join(reasoning)
-    usage = doc.get("usage") if isinstance(doc.get("usage"), dict) else {}
+    usage = obj(doc.get("usage"))
     return {
         "id": str(doc.get("id", "")),
         "object": "chat.completion",
@@ -318,13 +317,13 @@ class AnthropicStream:
         if kind == "error" or "error" in doc:
             return _error_item(classify_anthropic_info(None, ErrorInfo.from_doc(doc), {}, datetime.now(UTC)))
         if kind == "message_start":
-            msg = doc.get("message") if isinstance(doc.get("message"), dict) else {}
+            msg = obj(doc.get("message"))
             self._id = str(msg.get("id", ""))
             self._model = str(msg.get("model") or self._model)
-            self._input_usage = msg.get("usage") if isinstance(msg.get("usage"), dict) else {}
+            self._input_usage = obj(msg.get("usage"))
             return StreamItem("keepalive", chunk=self._chunk({"role": "assistant", "content": ""}))
         if kind == "content_block_start":
-            block = doc.get("content_block") if isinstance(doc.get("content_block"), dict) else {}
+            block = obj(doc.get("content_block"))
             if block.get("type") == "tool_use":
                 idx = len(self._tool_index)
                 self._tool_index[int(doc.get("index") or 0)] = idx
@@ -332,7 +331,7 @@ class AnthropicStream:
                 return StreamItem("chunk", chunk=self._chunk({"tool_calls": [call]}), content=True)
             return StreamItem("keepalive")
         if kind == "content_block_delta":
-            d = doc.get("delta") if isinstance(doc.get("delta"), dict) else {}
+            d = obj(doc.get("delta"))
             dt = d.get("type")
             if dt == "text_delta":
                 return StreamItem("chunk", chunk=self._chunk({"content": str(d.get("text", ""))}), content=bool(d.get("text")))
@@ -344,7 +343,7 @@ class AnthropicStream:
                 return StreamItem("chunk", chunk=self._chunk({"reasoning_content": str(d.get("thinking", ""))}), content=bool(d.get("thinking")))
             return StreamItem("keepalive")  # signature_delta and future kinds carry no visible progress
         if kind == "message_delta":
-            d = doc.get("delta") if isinstance(doc.get("delta"), dict) else {}
+            d = obj(doc.get("delta"))
             finish = _finish(d.get("stop_reason"))
             u = dict(self._input_usage)
             if isinstance(doc.get("usage"), dict):

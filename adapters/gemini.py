@@ -21,8 +21,8 @@ from adapters.base import CompletionProbeResult, ModelListing, StreamItem, Upstr
 from adapters.headers import parse_go_duration, parse_retry_after
 from adapters.sse import SSEEvent, SSEParser
 from adapters.wire import gemini as wire
-from adapters.wire.chat import content_parts, data_url, json_args, stop_list
-from adapters.wire.common import ErrorInfo, json_or_none
+from adapters.wire.chat import as_list, content_parts, data_url, json_args, max_tokens, stop_list
+from adapters.wire.common import ErrorInfo, json_or_none, obj
 from adapters.wire.status import is_context_message, make, ok_or_bad, status_fallback
 from controlplane.domain import Classification, ErrorClass, Headroom, Scope
 from controlplane.errors import ProviderError
@@ -157,10 +157,10 @@ def to_generate_request(body: Mapping[str, Any]) -> dict[str, Any]:
             push("user", _parts(m.get("content"), where))
         elif role == "assistant":
             parts = _parts(m.get("content"), where)
-            for j, tc in enumerate(m.get("tool_calls") or []):
-                fn = (tc.get("function") or {}) if isinstance(tc, dict) else {}
+            for j, call in enumerate(as_list(m.get("tool_calls"), f"{where}.tool_calls")):
+                fn = obj(obj(call).get("function"))
                 name = str(fn.get("name", ""))
-                names[str(tc.get("id", ""))] = name
+                names[str(obj(call).get("id", ""))] = name
                 parts.append({"functionCall": {"name": name, "args": json_args(fn.get("arguments"), f"{where}.tool_calls[{j}].function.arguments")}})
             push("model", parts)
         elif role == "tool":
@@ -175,9 +175,9 @@ def to_generate_request(body: Mapping[str, Any]) -> dict[str, Any]:
     if system:
         req["systemInstruction"] = {"parts": system}
     gen: dict[str, Any] = {}
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
-    if max_tokens is not None:
-        gen["maxOutputTokens"] = int(max_tokens)
+    limit = max_tokens(body, None)
+    if limit is not None:
+        gen["maxOutputTokens"] = limit
     if body.get("temperature") is not None:
         gen["temperature"] = body["temperature"]
     if body.get("top_p") is not None:
@@ -193,7 +193,7 @@ def to_generate_request(body: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(tools, list) and tools:
         decls = []
         for t in tools:
-            fn = (t.get("function") or {}) if isinstance(t, dict) else {}
+            fn = obj(obj(t).get("function"))
             d: dict[str, Any] = {"name": fn.get("name", ""), "description": fn.get("description", "")}
             if fn.get("parameters"):
                 d["parameters"] = fn["parameters"]
@@ -231,8 +231,10 @@ def _candidate(doc: Mapping[str, Any], call_base: int) -> tuple[str, str, list[d
     cand = cands[0]
     if not isinstance(cand, dict):
         raise ValueError("malformed candidate")
-    content = cand.get("content") if isinstance(cand.get("content"), dict) else {}
-    text, reasoning, tool_calls = [], [], []
+    content = obj(cand.get("content"))
+    text: list[str] = []
+    reasoning: list[str] = []
+    tool_calls: list[dict[str, Any]] = []
     for part in content.get("parts") or []:
         if not isinstance(part, dict):
             raise ValueError("malformed part")

@@ -21,7 +21,7 @@ from adapters.base import CompletionProbeResult, ModelListing, StreamItem, Upstr
 from adapters.headers import headroom_from_headers
 from adapters.sse import SSEParser
 from adapters.wire import openai as wire
-from adapters.wire.common import ErrorInfo, json_or_none
+from adapters.wire.common import ErrorInfo, json_or_none, obj
 from adapters.wire.status import is_context_message, make, ok_or_bad, status_fallback
 from controlplane.domain import Classification, ErrorClass, Headroom, Scope
 from controlplane.errors import ProviderError
@@ -181,7 +181,7 @@ class OpenAIStream:
         for ch in choices:
             if not isinstance(ch, dict):
                 return _bad("malformed_chunk", "stream chunk with a malformed choice")
-            delta = ch.get("delta") if isinstance(ch.get("delta"), dict) else {}
+            delta = obj(ch.get("delta"))
             content = content or _has_content(delta)
             finish = ch.get("finish_reason") or finish
         if finish == "error":  # OpenRouter without an error object

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["content_parts", "data_url", "json_args", "stop_list"]
+__all__ = ["as_list", "content_parts", "data_url", "json_args", "max_tokens", "stop_list"]
 
 _DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+);base64,(.*)$", re.DOTALL)
 
@@ -75,3 +75,24 @@ def stop_list(stop: Any) -> list[str] | None:
     if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
         return list(stop)
     raise ValueError("stop: must be a string or a list of strings")
+
+
+def as_list(value: Any, where: str) -> list[Any]:
+    """A list field that may be absent (None → [])."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"{where}: must be a list")
+    return value
+
+
+def max_tokens(body: Any, default: int | None) -> int | None:
+    """`max_completion_tokens` or `max_tokens` as a positive int (reasoning models use the former)."""
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: must be a positive integer, got {value!r}")
+        return value
+    return default

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["ErrorInfo", "json_or_none", "looks_like_html", "scrub", "short_detail", "DETAIL_MAX"]
+__all__ = ["ErrorInfo", "json_or_none", "looks_like_html", "obj", "scrub", "short_detail", "DETAIL_MAX"]
 
 DETAIL_MAX = 200
 
@@ -45,6 +45,11 @@ def json_or_none(body: bytes | str) -> Any:
         return orjson.loads(body)
     except (orjson.JSONDecodeError, TypeError, ValueError):
         return None
+
+
+def obj(value: Any) -> dict[str, Any]:
+    """`value` when it is a JSON object, else an empty one: for reading optional nested fields."""
+    return value if isinstance(value, dict) else {}
 
 
 def looks_like_html(body: bytes) -> bool:

@@ -62,3 +62,48 @@ def test_classify_survives_any_json_shape(doc: object) -> None:
     for name in NAMES:
         for status in (200, 400, 403, 429, 503):
             assert isinstance(get_adapter(name).classify(status, {}, body), Classification)
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**31), 2**31) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.sampled_from(["role", "content", "tool_calls", "function", "name", "arguments", "id", "type", "text", "image_url", "url", "tool_call_id", "parameters"]), c, max_size=4),
+    max_leaves=15,
+)
+_message = st.fixed_dictionaries({"role": st.sampled_from(["system", "user", "assistant", "tool", "developer", "x"])}, optional={"content": _json, "tool_calls": _json, "tool_call_id": _json, "name": _json})
+_body = st.fixed_dictionaries(
+    {"messages": st.one_of(st.lists(_message, max_size=4), _json)},
+    optional={"tools": _json, "tool_choice": _json, "stop": _json, "max_tokens": st.integers(1, 10**6), "temperature": _json, "parallel_tool_calls": _json, "response_format": _json},
+)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@FUZZ
+@given(body=_body)
+def test_build_request_returns_a_request_or_a_value_error(name: str, body: dict[str, object]) -> None:
+    from tests.adapters.conftest import provider
+
+    p = provider(name, "https://example.invalid/v1")
+    try:
+        req = get_adapter(name).build_request(p, "m", body, stream=True)
+    except ValueError as exc:
+        assert str(exc)
+    else:
+        assert req.body is not None and orjson.loads(req.body) is not None
+
+
+@pytest.mark.parametrize("name", ["anthropic", "gemini"])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"messages": [{"role": "assistant", "tool_calls": 5}]}, "messages[0].tool_calls"),
+        ({"messages": [{"role": "user", "content": "x"}], "max_tokens": "abc"}, "max_tokens"),
+        ({"messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 0}, "max_completion_tokens"),
+        ({"messages": [{"role": "user", "content": "x"}], "stop": 5}, "stop"),
+        ({"messages": "hi"}, "messages"),
+    ],
+)
+def test_bad_caller_fields_are_named(name: str, body: dict[str, object], field: str) -> None:
+    from tests.adapters.conftest import provider
+
+    with pytest.raises(ValueError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        get_adapter(name).build_request(provider(name, "https://example.invalid/v1"), "m", body, stream=False)
