@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from controlplane.breaker import ALLOWED, OPERATOR_ALLOWED, Breaker, Drain
+from controlplane.breaker import ALLOWED, OPERATOR_ALLOWED, Breaker, Drain, Transition
 from controlplane.config import BreakerConfig
-from controlplane.domain import ErrorClass, Observation, State
+from controlplane.domain import ErrorClass, Observation, Source, State
 from controlplane.errors import IllegalTransition
 
 T = "acme/m"
@@ -19,15 +19,15 @@ E = ErrorClass
 
 def ob(cls: ErrorClass = E.OK, **kw: Any) -> Observation:
     kw.setdefault("kind", "completion")
-    return Observation(target=T, at=AT, source=kw.pop("source", "probe"), error_class=cls, **kw)  # type: ignore[arg-type]
+    return Observation(target=T, at=AT, source=kw.pop("source", Source.PROBE), error_class=cls, **kw)
 
 
 def brk(**kw: Any) -> Breaker:
     return Breaker(T, BreakerConfig(**kw), 0.0)
 
 
-def feed(b: Breaker, items: list[ErrorClass], start: float = 0.0, step: float = 1.0) -> list[Any]:
-    out = []
+def feed(b: Breaker, items: list[ErrorClass], start: float = 0.0, step: float = 1.0) -> list[Transition]:
+    out: list[Transition] = []
     for i, cls in enumerate(items):
         out.extend(b.record(ob(cls, status=503 if cls is E.SERVER_ERROR else None), start + i * step))
     return out
@@ -62,7 +62,7 @@ def test_opens_on_consecutive_failures() -> None:
 
 def test_opens_on_slow_call_rate() -> None:
     b = brk(min_calls=3, slow_call_threshold=5.0, slow_call_rate_threshold=0.6)
-    moves = []
+    moves: list[Transition] = []
     for i in range(3):
         moves += b.record(ob(latency_s=6.0), float(i))
     assert [m.reason for m in moves] == ["slow_call_rate"]
@@ -189,7 +189,7 @@ def test_lone_rate_limits_lower_headroom_but_do_not_open() -> None:
 
 def test_sustained_rate_limiting_opens() -> None:
     b = brk(min_calls=4, failure_rate_threshold=0.5, consecutive_failures=3)
-    moves = []
+    moves: list[Transition] = []
     for i in range(6):
         moves += b.record(ob(E.RATE_LIMITED, retry_after_s=1.0), float(i))
     assert [m.reason for m in moves] == ["failure_rate"]
