@@ -74,7 +74,7 @@ class _Overrides:
 
     async def reload(self, request: web.Request) -> web.Response:
         try:
-            cfg = await self.rt.reload_config()
+            cfg = await self.rt.reload_config(actor=request[PRINCIPAL_KEY].name)
         except ConfigError as exc:
             raise ApiError(422, "invalid_config", str(exc), exc.field or None) from None
         cfg = cfg if cfg is not None else self.rt.config
@@ -98,6 +98,8 @@ def operations(rt: Any) -> list[Operation]:
         except Exception:  # no table published yet
             version = None
         checks = {"store": store_ok, "table": version is not None}
+        if hasattr(rt, "started"):  # the real Runtime says when start() has finished
+            checks["started"] = bool(rt.started)
         ok = all(checks.values())
         return json_response({"status": "ready" if ok else "not_ready", "checks": checks, "table_version": version}, 200 if ok else 503)
 

@@ -143,8 +143,8 @@ class FakeRuntime:
         self.calls.append(("undrain", {"target": target, "provider": provider, "reason": reason, "actor": actor}))
         self.publish_states({k: State.CLOSED for k in self._keys(target, provider)})
 
-    async def reload_config(self) -> Config:
-        self.calls.append(("reload", {}))
+    async def reload_config(self, *, actor: str = "system") -> Config:
+        self.calls.append(("reload", {"actor": actor}))
         if self.reload_error is not None:
             raise self.reload_error
         return self.config

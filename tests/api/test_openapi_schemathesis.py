@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +9,6 @@ from typing import Any
 import pytest
 import requests
 import schemathesis
-from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -23,11 +20,10 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from controlplane.api.routes import install
 from controlplane.clock import SystemClock
 from tests.api.conftest import ADMIN
 from tests.api.fakes import FakeRuntime
-from tests.support import free_port
+from tests.api.threaded import serve_in_thread
 
 pytestmark = pytest.mark.integration
 EXAMPLES = 12  # per operation and mode: enough to find shape bugs, small enough to stay fast
@@ -35,27 +31,8 @@ EXAMPLES = 12  # per operation and mode: enough to find shape bugs, small enough
 
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The API served from its own event loop in a thread, so schemathesis' blocking client can call it."""
-    rt = FakeRuntime(tmp_path_factory.mktemp("schemathesis"), SystemClock())
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    port = free_port()
-
-    async def start() -> web.AppRunner:
-        app = web.Application()
-        install(app, rt)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        return runner
-
-    runner = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
-    yield f"http://127.0.0.1:{port}"
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
-    loop.close()
+    with serve_in_thread(FakeRuntime(tmp_path_factory.mktemp("schemathesis"), SystemClock())) as url:
+        yield url
 
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
