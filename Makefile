@@ -27,5 +27,9 @@ soak: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# The status page after a failover, rendered by headless Chromium (Debian package chromium) → screenshots/.
+screenshots: $(STAMP)
+	TURNOUT_REQUIRE_INTEGRATION=1 TURNOUT_SCREENSHOT_DIR=screenshots $(BIN)/python -m pytest -q -p no:cacheprovider tests/statuspage/test_chromium.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache turnout.db*
