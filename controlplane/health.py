@@ -68,7 +68,6 @@ class HealthModel:
         self._exhausted: set[str] = set()
         self._version = 0
         self._sig: object = None
-        self._dirty = False
         now = clock.monotonic()
         self._last_rank = now
         self._apply_config(config, now)
@@ -196,7 +195,6 @@ class HealthModel:
                     urgent |= self._record(self._breakers[t], o, now, transitions)
             else:
                 urgent |= self._record(b, obs, now, transitions)
-        self._dirty = True
         if not urgent and now - self._last_rank < self.rerank_interval:
             return Outcome(transitions) if transitions else Outcome()
         events = self._transition_events(transitions)
@@ -341,7 +339,7 @@ class HealthModel:
 
     def _rerank(self, now: float, events: list[Event], *, announce: bool = True) -> Table | None:
         """Rank every route; add route events to `events`; return a new Table only when order/state changed."""
-        self._last_rank, self._dirty = now, False
+        self._last_rank = now
         cfg = self._cfg
         cands = {t: self._candidate(t, b, now) for t, b in self._breakers.items()}
         routes: dict[str, RouteRanking] = {
