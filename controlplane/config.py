@@ -268,6 +268,11 @@ class WebhookConfig(_Model):
     timeout: Duration = 10.0
     max_attempts: int = Field(default=8, ge=1)
     disable_after_failures: int = Field(default=50, ge=1, description="consecutive dead deliveries that disable an endpoint")
+    retry_schedule: list[Duration] = Field(
+        default=[5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],
+        min_length=1,
+        description="delay before each retry (Svix-like, ±20 % jitter); the last entry repeats",
+    )
 
     @field_validator("allow_private_networks")
     @classmethod

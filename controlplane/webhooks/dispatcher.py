@@ -2,8 +2,8 @@
 
 - Per-endpoint ordering: an endpoint's deliveries go strictly in `seq` order; a failing head waits for its
   retry and holds the ones behind it (other endpoints are unaffected: one worker task per endpoint).
-- Retries follow a Svix-like schedule (immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h) with ±20 %
-  jitter; after `config.webhooks.max_attempts` the delivery is `dead`. `disable_after_failures` dead
+- Retries follow a Svix-like schedule (immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h; configurable as
+  `webhooks.retry_schedule`) with ±20 % jitter; after `config.webhooks.max_attempts` the delivery is `dead`. `disable_after_failures` dead
   deliveries in a row disable the endpoint and emit `webhook.endpoint_disabled`.
 - Every attempt carries the same `webhook-id`, so a crash between sending and recording only produces a
   duplicate that receivers drop. Times come from the injected clock: tests advance it and call `tick()`.
@@ -88,7 +88,7 @@ class Dispatcher:
         batch: int = 200,
         poll_interval: float = 1.0,
         http: aiohttp.ClientSession | None = None,
-        schedule: Sequence[float] = RETRY_SCHEDULE,
+        schedule: Sequence[float] | None = None,
     ) -> None:
         self._engine = engine
         self._clock = clock
@@ -101,7 +101,7 @@ class Dispatcher:
         self._batch = batch
         self._poll = poll_interval
         self._http = http
-        self._schedule = tuple(schedule)  # tests with a real receiver shorten it; production keeps Svix's
+        self._schedule = tuple(schedule) if schedule is not None else None  # None: config.webhooks.retry_schedule
         self._own_http = http is None
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
@@ -299,7 +299,8 @@ class Dispatcher:
                     m.webhook_delivery_seconds.observe(max(0.0, now - job.created_at))
                 return True, None
             if attempts < self.config.max_attempts:
-                nxt = now + retry_delay(attempts, self._rng, self._schedule)
+                schedule = self._schedule or tuple(getattr(self.config, "retry_schedule", RETRY_SCHEDULE))
+                nxt = now + retry_delay(attempts, self._rng, schedule)
                 s.execute(q.values(attempts=attempts, next_attempt_at=nxt, last_status_code=result.status, last_error=result.error))
                 s.commit()
                 if m is not None:
