@@ -212,16 +212,8 @@ class OpenAIAdapter:
             out.pop("stream", None)
             out.pop("stream_options", None)
         headers = {"content-type": "application/json", "accept": "text/event-stream" if stream else "application/json"}
-        url = f"{provider.base_url}/chat/completions"
-        key = provider.api_key.get_secret_value() if provider.api_key else None
-        if provider.flavor == "azure":
-            url += f"?api-version={provider.api_version or wire.DEFAULT_AZURE_API_VERSION}"
-            if key:
-                headers["api-key"] = key
-        elif key:
-            headers["authorization"] = f"Bearer {key}"
-        headers.update(provider.headers)
-        return UpstreamRequest("POST", url, headers, orjson.dumps(out))
+        headers.update(_auth_headers(provider))
+        return UpstreamRequest("POST", _url(provider, "/chat/completions"), headers, orjson.dumps(out))
 
     def parse_response(self, body: bytes, *, model: str) -> dict[str, Any]:
         doc = json_or_none(body)
@@ -247,19 +239,17 @@ class OpenAIAdapter:
         return headroom_from_headers(headers, now, "openai")
 
     async def list_models(self, session: aiohttp.ClientSession, provider: ProviderConfig, *, timeout: float) -> ModelListing:
-        url = f"{provider.base_url}/models"
-        headers = self.build_request(provider, "", {}, stream=False).headers
-        headers.pop("content-type", None)
-        if provider.flavor == "azure":
-            url += f"?api-version={provider.api_version or wire.DEFAULT_AZURE_API_VERSION}"
-        got = await calls.fetch(session, UpstreamRequest("GET", url, headers), timeout=timeout, provider_id=provider.id)
+        req = UpstreamRequest("GET", _url(provider, "/models"), _auth_headers(provider))
+        got = await calls.fetch(session, req, timeout=timeout, provider_id=provider.id)
         now = datetime.now(UTC)
-        if not 200 <= got.status < 300:
-            raise ProviderError(provider.id, None, classify_openai(got.status, got.headers, got.body, now=now))
+        c = classify_openai(got.status, got.headers, got.body, now=now)
+        if not c.ok:
+            raise ProviderError(provider.id, None, c)
         doc = json_or_none(got.body)
         data = doc.get("data") if isinstance(doc, dict) else None
         if not isinstance(data, list):
-            raise ProviderError(provider.id, None, classify_openai(got.status, got.headers, got.body, now=now) if not got.body.strip() else Classification(ErrorClass.BAD_RESPONSE, status=got.status, code="bad_listing", detail="model list without data[]"))
+            bad = Classification(ErrorClass.BAD_RESPONSE, status=got.status, code="bad_listing", detail="model list without data[]")
+            raise ProviderError(provider.id, None, bad)
         models = [str(m["id"]) for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
         return ModelListing(models, self.headroom(got.headers, now))
 
@@ -274,6 +264,25 @@ class OpenAIAdapter:
         timeout: float,
     ) -> CompletionProbeResult:
         return await calls.probe_completion(self, session, provider, model, prompt=prompt, max_tokens=max_tokens, timeout=timeout)
+
+
+def _url(provider: ProviderConfig, path: str) -> str:
+    url = f"{provider.base_url}{path}"
+    if provider.flavor == "azure":
+        url += f"?api-version={provider.api_version or wire.DEFAULT_AZURE_API_VERSION}"
+    return url
+
+
+def _auth_headers(provider: ProviderConfig) -> dict[str, str]:
+    """Credentials (Azure: `api-key`; everyone else: Bearer; local hosts: none) plus configured headers."""
+    headers: dict[str, str] = {}
+    key = provider.api_key.get_secret_value() if provider.api_key else None
+    if key and provider.flavor == "azure":
+        headers["api-key"] = key
+    elif key:
+        headers["authorization"] = f"Bearer {key}"
+    headers.update(provider.headers)
+    return headers
 
 
 def _empty_choice(c: Mapping[str, Any]) -> bool:
