@@ -279,9 +279,9 @@ def catalogue(m: Metrics | None = None) -> list[MetricDoc]:
             continue
         # prometheus_client keeps name, type and label names on the wrapper only as underscored attributes;
         # they have been stable across its releases and are the only way to list labels of an unused metric.
-        name, kind = value._name, value._type  # type: ignore[attr-defined]
+        name, kind = value._name, str(value._type)
         exposed = f"{name}_total" if kind == "counter" else name
-        docs.append(MetricDoc(exposed, kind, tuple(value._labelnames), value._documentation))  # type: ignore[attr-defined]
+        docs.append(MetricDoc(exposed, kind, tuple(value._labelnames), value._documentation))
     return docs
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from aiohttp import web
@@ -16,7 +17,7 @@ class _HasMetrics(Protocol):
     def metrics(self) -> Metrics: ...
 
 
-def metrics_handler(metrics: Metrics) -> web.Handler:
+def metrics_handler(metrics: Metrics) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """A handler serving `metrics` (used by the control app and by data-plane-only replicas)."""
 
     async def handle(request: web.Request) -> web.Response:
