@@ -245,6 +245,13 @@ class Breaker:
     def record(self, obs: Observation, now: float) -> tuple[Transition, ...]:
         """Feed one observation; return the moves it caused (usually none)."""
         cls = obs.error_class
+        if type(cls) is not ErrorClass:  # e.g. a plain string from a data replica's JSON report
+            try:
+                cls = ErrorClass(cls)
+            except ValueError:
+                return _NONE  # an unknown class says nothing we can act on
+        if not _sane(obs.latency_s) or not _sane(obs.ttft_s):
+            obs = replace(obs, latency_s=obs.latency_s if _sane(obs.latency_s) else None, ttft_s=obs.ttft_s if _sane(obs.ttft_s) else None)
         if cls is ErrorClass.CLIENT_ERROR or obs.kind in NEUTRAL_KINDS:
             return _NONE  # the caller's mistake, or a status page: never counts against a target
         self._cool(obs, cls, now)
@@ -445,6 +452,11 @@ class Breaker:
         b.last_headroom = None if lh is None else float(lh)
         b._rl_level = int(d.get("rl_level", 0))
         return b
+
+
+def _sane(x: float | None) -> bool:
+    """A duration we can use: None (unknown) or finite and non-negative. NaN would poison percentiles."""
+    return x is None or (math.isfinite(x) and x >= 0)
 
 
 def _check(old: State, new: State, allowed: frozenset[tuple[State, State]]) -> None:

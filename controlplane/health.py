@@ -189,7 +189,7 @@ class HealthModel:
             if b is None:
                 self.unknown_observations += 1
                 continue
-            if obs.scope is not Scope.TARGET and obs.error_class in WITHDRAW_CLASSES:
+            if obs.scope != Scope.TARGET and obs.error_class in WITHDRAW_CLASSES:
                 for t in self._by_provider.get(b.target.partition("/")[0], ()):
                     o = obs if t == obs.target else obs.with_(target=t, extra={**obs.extra, "via": obs.target})
                     urgent |= self._record(self._breakers[t], o, now, transitions)

@@ -301,3 +301,15 @@ def test_round_trip_through_dict_keeps_state_and_deadlines() -> None:
     assert r.state is State.OPEN
     assert r.open_until == pytest.approx(b.open_until - 10.0 + 1000.0)  # type: ignore[operator]
     assert r.evidence == b.evidence and r.openings == b.openings
+
+
+def test_malformed_observations_never_crash_or_poison_the_window() -> None:
+    b = brk(min_calls=1)
+    b.record(ob(E.OK, latency_s=float("nan"), ttft_s=-1.0), 0.0)
+    b.record(ob(E.OK, latency_s=0.5, ttft_s=float("inf")), 1.0)
+    assert b.window.percentiles(1.0) == (0.5, 0.5, None, None)
+    weird = Observation(target=T, at=AT, source=Source.PROBE, kind="completion", error_class="server_error")  # type: ignore[arg-type]
+    b.record(weird, 2.0)
+    assert b.window.calls(2.0) == 3
+    unknown = Observation(target=T, at=AT, source=Source.PROBE, kind="completion", error_class="teapot")  # type: ignore[arg-type]
+    assert b.record(unknown, 3.0) == () and b.window.calls(3.0) == 3
