@@ -146,7 +146,7 @@ async def running_turnout(tmp_path: Path) -> AsyncIterator[Turnout]:
     bus = EventBus()
     metrics = Metrics()
     observe_table(metrics, health.table)
-    pipeline = Pipeline(store=store, health=health, publisher=publisher, bus=bus, clock=clock, metrics=metrics,
+    pipeline = Pipeline(store=store, health=health, publisher=publisher, bus=bus, clock=clock, metrics=metrics,  # type: ignore[arg-type]  # HealthLike is narrower than HealthModel's signatures
                         config=lambda: config, snapshot_every=3600.0)
     rt = _Rt(config, clock, store, bus, publisher, metrics)
     app = web.Application()

@@ -79,12 +79,10 @@ def test_free_text_never_becomes_a_label_value() -> None:
 
 
 def test_transition_counts_and_metrics_only_would_block() -> None:
-    from controlplane.breaker import Transition  # the real value the health model returns
+    from controlplane.breaker import Evidence, Transition  # the real value the health model returns
 
     m = Metrics()
-    fields = {f: None for f in Transition.__dataclass_fields__}
-    t = Transition(**{**fields, "target": "deepseek/deepseek-chat", "old": State.CLOSED, "new": State.WITHDRAWN,
-                      "reason": "region_blocked", "at": 0.0, "shadow": False})
+    t = Transition("deepseek/deepseek-chat", State.CLOSED, State.WITHDRAWN, "region_blocked", Evidence(error_class="region_blocked"))
     observe_transition(m, t, would_block=True)
     t2 = {"provider": "deepseek", "model": "deepseek-chat"}
     assert v(m, "turnout_state_transitions_total", **t2, from_state="closed", to_state="withdrawn", reason="region_blocked") == 1
