@@ -356,7 +356,7 @@ class HealthModel:
             new = rr.primary.target if rr.primary else None
             old = self._primaries.get(name)
             if announce and name in self._primaries and new != old:
-                why = next((e.reason for e in rr.entries if e.target == old), "removed from route") if old else "route recovered"
+                why = self._why_primary_changed(rr, old, new)
                 events.append(Event("route.primary_changed", wall, name,
                                     {"from": old, "to": new, "reason": why, "panic": rr.panic}, cfg.hash))
             self._primaries[name] = new
@@ -376,6 +376,18 @@ class HealthModel:
         self._version += 1
         self._table = Table(version=self._version, published_at=wall, routes=routes, targets=targets, config_hash=cfg.hash)
         return self._table
+
+    @staticmethod
+    def _why_primary_changed(rr: RouteRanking, old: str | None, new: str | None) -> str:
+        if old is None:
+            return "route recovered"
+        was = next((e for e in rr.entries if e.target == old), None)
+        if was is None:
+            return "removed from route"
+        if was.admissible:  # still fine, just clearly worse now (beaten by more than the margin)
+            now_ = rr.primary
+            return f"outscored: {new} {now_.score if now_ else None} vs {old} {was.score}"
+        return was.reason
 
     # -- persistence -----------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
