@@ -18,8 +18,9 @@ from adapters.sim.faults import FaultRule, Fired
 
 __all__ = ["Turn", "send_plain", "send_stream", "reset_connection", "hold", "pause"]
 
-# After how many body events a stream fault strikes (provider-semantics.md §7).
-_CUT = {Behaviour.RESET: 2, Behaviour.STALL: 3, Behaviour.MID_ERROR: 2, Behaviour.MALFORMED: 2}
+# After how many content events (past the preamble) a stream fault strikes (provider-semantics.md §7).
+# Stall: "after 3 chunks" counts OpenAI's role chunk, so 2 content events: the stall lands mid-answer.
+_CUT = {Behaviour.RESET: 2, Behaviour.STALL: 2, Behaviour.MID_ERROR: 2, Behaviour.MALFORMED: 2}
 
 
 @dataclass
