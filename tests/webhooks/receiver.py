@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ class Receiver:
     script: list[int] = field(default_factory=list)
     got: list[Received] = field(default_factory=list)
     port: int = 0
+    on_receive: Callable[[int], None] | None = None  # called with the request count before answering
     _runner: web.AppRunner | None = None
 
     @property
@@ -44,6 +45,8 @@ class Receiver:
             except WebhookVerificationError:
                 verified = False
         self.got.append(Received(request.headers.get("webhook-id", ""), body, verified))
+        if self.on_receive is not None:
+            self.on_receive(len(self.got))
         status = self.script.pop(0) if self.script else 200
         return web.Response(status=status, text="ok" if status < 300 else "nope")
 
