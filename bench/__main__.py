@@ -18,8 +18,9 @@ def discover() -> list[str]:
     return sorted(set(names))
 
 
-def run(name: str) -> bool:
-    """Import `bench.<name>` and call its `main()` (awaited when async); False when it failed."""
+def run(name: str, argv: list[str] | None = None) -> bool:
+    """Import `bench.<name>` and call its `main()` (awaited when async); False when it failed.
+    A `main` that takes a parameter gets `argv` (its own options; none = its defaults)."""
     module = importlib.import_module(f"bench.{name}")
     fn = getattr(module, "main", None)
     if fn is None:
@@ -28,7 +29,7 @@ def run(name: str) -> bool:
     started = time.perf_counter()
     try:
         params = inspect.signature(fn).parameters
-        result = fn([]) if params else fn()  # benches taking argv get none: their defaults
+        result = fn(list(argv or [])) if params else fn()
         if inspect.isawaitable(result):
             asyncio.run(result)  # type: ignore[arg-type]
     except Exception as exc:  # one broken bench must not hide the others' numbers
@@ -39,14 +40,19 @@ def run(name: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m bench` runs every bench; `python -m bench a b` runs those; `python -m bench a --opt x`
+    passes the options after the (single) name to that bench's main."""
     args = sys.argv[1:] if argv is None else argv
     known = discover()
-    unknown = [a for a in args if a not in known]
-    if unknown:
-        print(f"unknown bench {', '.join(unknown)}; known: {', '.join(known)}", file=sys.stderr)
+    names = [a for a in args if not a.startswith("-")]
+    if names and names[0] not in known:
+        print(f"unknown bench {names[0]}; known: {', '.join(known)}", file=sys.stderr)
         return 2
-    ok = all([run(name) for name in (args or known)])
-    return 0 if ok else 1
+    if len(names) > 1 and all(n in known for n in names) and len(names) == len(args):
+        return 0 if all([run(n) for n in names]) else 1
+    if names:
+        return 0 if run(names[0], args[args.index(names[0]) + 1 :]) else 1
+    return 0 if all([run(n) for n in known]) else 1
 
 
 if __name__ == "__main__":
