@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from controlplane.config import Config, load_config
-from controlplane.errors import ConfigError
+from controlplane.errors import ConfigError, StoreError
 
 __all__ = ["add_parser", "serve", "configure_logging"]
 
@@ -46,10 +46,19 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     try:
         import uvloop
+
+        factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
     except ImportError:
-        return asyncio.run(serve(cfg, args.config, args.role))
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(serve(cfg, args.config, args.role))
+        factory = None
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(serve(cfg, args.config, args.role))
+    except StoreError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    except OSError as exc:  # e.g. the port is taken
+        log.error("cannot start: %s", exc.strerror or exc)
+        return 1
 
 
 async def _site(app: web.Application, host: str, port: int) -> web.AppRunner:

@@ -114,3 +114,21 @@ async def test_stop_is_clean_and_idempotent(tmp_path: Path, clock: FakeClock) ->
     await rt.stop()
     assert rt.session.closed and rt.metrics.registry.get_sample_value("turnout_ready") == 0
 
+
+
+async def test_control_app_mounts_available_installers_and_falls_back_to_its_own_probes(tmp_path: Path, clock: FakeClock) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from controlplane.control_app import build_control_app
+
+    rt = await _runtime(_write(tmp_path), clock, Script())
+    try:
+        app = build_control_app(rt, installers=("controlplane.metrics_http", "controlplane.not_built_yet"))
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            assert (await client.get("/healthz")).status == 200
+            ready = await client.get("/readyz")
+            assert ready.status == 200 and (await ready.json())["table_version"] == rt.table_source.current().version
+            metrics = await (await client.get("/metrics")).text()
+            assert "turnout_table_version" in metrics
+    finally:
+        await rt.stop()

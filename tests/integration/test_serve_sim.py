@@ -132,6 +132,15 @@ def _spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
                             cwd=str(config.parent), env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
 
+async def _logged(log: Path, text: str) -> bool:
+    return text in log.read_text(errors="replace")
+
+
+async def _reloaded_events(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM events WHERE type = 'config.reloaded'").fetchone()[0])
+
+
 def _published_versions(db: Path) -> list[int]:
     with sqlite3.connect(db) as conn:
         return [r[0] for r in conn.execute("SELECT version FROM published_tables ORDER BY version")]
@@ -170,6 +179,15 @@ async def test_kill_9_and_restart_resumes_states_and_table_versions(sim: Simulat
             versions = _published_versions(db)
             assert versions == sorted(set(versions))  # strictly increasing, nothing republished
             assert (await _get(session, f"{base}/readyz"))[0] == 200
+
+            good = config.read_text()
+            config.write_text(good.replace("adapter: openai", "adapter: nope"))
+            proc.send_signal(signal.SIGHUP)  # an invalid file is refused: the server keeps running on the old one
+            await _until(lambda: _logged(tmp_path / "serve.log", "config refused"))
+            assert proc.poll() is None and (await _get(session, f"{base}/readyz"))[0] == 200
+            config.write_text(good.replace("jitter: 0.1", "jitter: 0.2"))
+            proc.send_signal(signal.SIGHUP)
+            await _until(lambda: _reloaded_events(db))
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
