@@ -65,6 +65,7 @@ class Env:
     url: str  # the data plane's /v1 base
     aclient: openai.AsyncOpenAI
     client: openai.OpenAI
+    app: web.Application
 
     def requests(self, provider: str) -> int:
         return self.sim.requests(provider)
@@ -84,10 +85,11 @@ async def make_env(sim: Simulator) -> AsyncIterator[Callable[..., Awaitable[Env]
     async def make(extra: str = "", **rt_kw: Any) -> Env:
         cfg = parse_with_key(turnout_yaml(sim, extra))
         rt = Rt(cfg, StaticTables(make_table(cfg)), **rt_kw)
-        runner, port = await start_app(build_data_app(rt))
+        app = build_data_app(rt)
+        runner, port = await start_app(app)
         url = f"http://127.0.0.1:{port}/v1"
         env = Env(sim, rt, cfg, url, openai.AsyncOpenAI(base_url=url, api_key="client-key", max_retries=0),
-                  openai.OpenAI(base_url=url, api_key="client-key", max_retries=0))
+                  openai.OpenAI(base_url=url, api_key="client-key", max_retries=0), app)
         started.append((runner, env))
         return env
 

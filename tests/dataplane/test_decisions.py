@@ -1,0 +1,93 @@
+"""The decision log: one row per request (never the prompt or completion), cost from prices, the usage API."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import openai
+import pytest
+from aiohttp import web
+from sqlalchemy import create_engine, select
+from sqlmodel import Session
+
+from adapters.proxy import DATA_STATE
+from controlplane.decisions import Decision, DecisionLog, DecisionRow, install
+from tests.dataplane.conftest import Env, start_app
+from tests.fakes import FakeClock
+
+pytestmark = pytest.mark.integration
+
+MSG = [{"role": "user", "content": "a secret prompt"}]
+
+
+async def test_requests_leave_rows_with_attempts_tokens_and_cost_and_the_usage_api_sums_them(
+    make_env: Callable[..., Awaitable[Env]], tmp_path: Path
+) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'd.db'}")
+    env = await make_env(store=engine)
+    await env.aclient.chat.completions.create(model="main", messages=MSG, user="team-a")
+    env.sim.set_fault("oa", "overloaded")
+    await env.aclient.chat.completions.create(model="main", messages=MSG, extra_headers={"x-turnout-tag": "team-b"})
+    stream = await env.aclient.chat.completions.create(model="main", messages=MSG, stream=True, user="team-a")
+    [c async for c in stream]
+    env.sim.set_fault("ob", "overloaded")
+    with pytest.raises(openai.InternalServerError):
+        await env.aclient.chat.completions.create(model="main", messages=MSG, user="team-b")
+    log = env.app[DATA_STATE].decisions
+    assert log is not None
+    assert await log.flush() == 4
+
+    with Session(engine) as s:
+        rows = s.execute(select(DecisionRow).order_by(DecisionRow.id)).scalars().all()  # type: ignore[arg-type]
+    assert [(r.target, r.outcome, r.n_attempts, r.tag) for r in rows] == [
+        ("oa/gpt-x", "ok", 1, "team-a"), ("ob/gpt-x", "ok", 2, "team-b"), ("ob/gpt-x", "ok", 2, "team-a"), (None, "exhausted", 2, "team-b")]
+    first = rows[0]
+    assert first.tokens_in > 0 and first.tokens_out > 0
+    assert first.cost_usd == pytest.approx((first.tokens_in * 2 + first.tokens_out * 8) / 1e6)  # oa's prices
+    assert rows[2].stream and rows[2].tokens_out > 0  # usage read from the stream even though the client did not ask
+    assert '"overloaded"' in rows[1].attempts
+    dump = repr([r.model_dump() for r in rows])
+    assert "secret prompt" not in dump and "Hello from" not in dump  # never the prompt or the completion
+
+    control = web.Application()
+    install(control, env.rt)
+    runner, port = await start_app(control)
+    try:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"http://127.0.0.1:{port}/api/v1/usage", params={"by": "tag", "window": "1h"}) as r:
+                assert r.status == 200
+                usage = await r.json()
+            async with s.get(f"http://127.0.0.1:{port}/api/v1/usage", params={"by": "colour"}) as r:
+                assert r.status == 400 and (await r.json())["error"]["param"] == "by"
+            async with s.get(f"http://127.0.0.1:{port}/api/v1/usage", params={"window": "soon"}) as r:
+                assert r.status == 400 and (await r.json())["error"]["param"] == "window"
+            async with s.get(f"http://127.0.0.1:{port}/api/v1/usage", params={"by": "target"}) as r:
+                by_target = {row["target"]: row for row in (await r.json())["rows"]}
+    finally:
+        await runner.cleanup()
+    by_tag = {row["tag"]: row for row in usage["rows"]}
+    assert by_tag["team-a"]["requests"] == 2 and by_tag["team-a"]["errors"] == 0
+    assert by_tag["team-b"]["requests"] == 2 and by_tag["team-b"]["errors"] == 1 and by_tag["team-b"]["failed_over"] == 2
+    assert usage["total"]["requests"] == 4
+    assert usage["total"]["cost_usd"] == pytest.approx(sum(r.cost_usd for r in rows), abs=1e-6)
+    assert by_target["ob/gpt-x"]["requests"] == 2
+    engine.dispose()
+
+
+async def test_rows_past_the_retention_are_pruned(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'd.db'}")
+    clock = FakeClock()
+    log = DecisionLog(engine, clock, retention_s=3600)
+    log.ensure_schema()
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    for age_h in (0, 2, 5):
+        log.record(Decision(at=now - timedelta(hours=age_h), route="main", target="oa/gpt-x", outcome="ok", status=200,
+                            stream=False, attempts=[("oa/gpt-x", "ok", 200)]))
+    assert await log.flush() == 3
+    assert log.prune(now) == 2
+    with Session(engine) as s:
+        assert len(s.execute(select(DecisionRow)).all()) == 1
+    engine.dispose()
