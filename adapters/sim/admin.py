@@ -191,7 +191,8 @@ async def _timeline_set(request: web.Request) -> web.Response:
     except ValidationError as exc:
         e = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in e["loc"]).replace("timeline", "entries", 1)
-        return _bad(f"{where}: {str(e['msg']).removeprefix('Value error, ')}")
+        msg = str(e["msg"]).removeprefix("Value error, ").replace("timeline[", "entries[", 1)
+        return _bad(f"{where}: {msg}" if where else msg)
     sim.timeline.replace(list(checked.timeline))
     if body.get("start"):
         sim.timeline.start()
