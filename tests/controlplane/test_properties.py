@@ -90,7 +90,8 @@ def check_table(m: HealthModel, metrics_only: bool) -> None:
     assert not any(e.admissible for e in t.routes["cheap"].entries if e.target == "a/n")
 
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# database=None: no .hypothesis directory in the working directory (tests write nothing to cwd)
+SETTINGS = settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @SETTINGS
