@@ -149,11 +149,15 @@ def parse_sim_config(data: Mapping[str, Any] | str, source: str = "<memory>") ->
     try:
         return SimConfig.model_validate(dict(raw))
     except ValidationError as exc:
-        e = exc.errors(include_url=False)[0]
+        # A misspelt key also makes the real one "missing": report the unknown field first, it is the cause.
+        errors = sorted(exc.errors(include_url=False), key=lambda err: err["type"] != "extra_forbidden")
+        e = errors[0]
         field = ".".join(str(p) for p in e["loc"])
         msg = str(e["msg"]).removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = f"unknown field {str(e['loc'][-1])!r}"
+        if len(errors) > 1:
+            msg += f" [and {len(errors) - 1} more]"
         raise ConfigError(source, field, msg, "see docs/simulator.md") from None
 
 
