@@ -1,10 +1,12 @@
-"""A running control plane for the metrics/status-page integration tests, driven through a failover scenario.
+"""A running Turnout control plane for the metrics/status-page integration tests, driven through a failover.
 
-Real parts: the config parser, Store (SQLite in tmp_path), HealthModel, TablePublisher, EventBus and Pipeline
-(which reflects everything into Metrics), served over HTTP by `metrics_http` and `statuspage` on a free
-loopback port. Until `turnout serve` runs the data plane, webhook dispatcher and probe scheduler together,
-`Traffic` writes their metrics the way those parts do (adapters/proxy.py, controlplane/webhooks/dispatcher.py,
-controlplane/scheduler.py), so every dashboard query has live series to read.
+Real parts: controlplane.runtime.Runtime (store on SQLite in tmp_path, health model, publisher, pipeline,
+probe scheduler) and the control app from controlplane.control_app (status API, status page, /metrics) on a
+free loopback port. Probes are scripted (the scheduler's real `run_probe_job` path runs them, so probe metrics
+are the real ones); the clock is a FakeClock the scenario advances. Until `turnout serve` runs the data plane
+against the simulator here, `Traffic` writes the data-plane, webhook and scheduler-lag metrics the way
+adapters/proxy.py, controlplane/webhooks/dispatcher.py and controlplane/scheduler.py do, so every dashboard
+query has live series to read.
 """
 
 from __future__ import annotations
@@ -12,92 +14,94 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
 
-from controlplane import metrics_http, statuspage
 from controlplane.clock import FakeClock
-from controlplane.config import Config, parse_config
-from controlplane.domain import ErrorClass, Observation, Scope, Source, State
-from controlplane.events import EventBus
-from controlplane.health import HealthModel
-from controlplane.metrics import Metrics, observe_probe, observe_table
-from controlplane.pipeline import Pipeline
-from controlplane.publisher import TablePublisher
-from controlplane.store import Store
+from controlplane.config import parse_config
+from controlplane.control_app import build_control_app
+from controlplane.domain import ErrorClass, Observation, Scope, Source, State, TargetRef
+from controlplane.metrics import observe_probe
+from controlplane.runtime import Runtime
+from probes import ProbeContext
 from tests.support import free_port
 
-__all__ = ["CONFIG", "Turnout", "running_turnout"]
+__all__ = ["CONFIG", "Script", "Turnout", "Traffic", "running_turnout"]
 
 CONFIG = """
+database: {{url: "sqlite:///{db}"}}
 providers:
   - id: openai
     adapter: openai
     base_url: http://127.0.0.1:9/openai/v1
-    models: [{name: gpt-4o}, {name: gpt-4o-mini}]
+    models: [{{name: gpt-4o}}, {{name: gpt-4o-mini}}]
   - id: anthropic
     adapter: anthropic
     base_url: http://127.0.0.1:9/anthropic
-    models: [{name: claude-sonnet-4}]
+    models: [{{name: claude-sonnet-4}}]
   - id: deepseek
     adapter: openai
     base_url: http://127.0.0.1:9/deepseek/v1
-    models: [{name: deepseek-chat}]
+    models: [{{name: deepseek-chat}}]
 routes:
-  - {name: frontier, targets: [openai/gpt-4o, anthropic/claude-sonnet-4, deepseek/deepseek-chat]}
-  - {name: cheap-fast, targets: [deepseek/deepseek-chat]}
-  - {name: mini, targets: [openai/gpt-4o-mini, anthropic/claude-sonnet-4]}
+  - {{name: frontier, targets: [openai/gpt-4o, anthropic/claude-sonnet-4, deepseek/deepseek-chat]}}
+  - {{name: cheap-fast, targets: [deepseek/deepseek-chat]}}
+  - {{name: mini, targets: [openai/gpt-4o-mini, anthropic/claude-sonnet-4]}}
+probes: {{interval: 30s, kinds: {{completion: {{interval: 30s}}}}}}
 """
+TARGETS = ("openai/gpt-4o", "openai/gpt-4o-mini", "anthropic/claude-sonnet-4", "deepseek/deepseek-chat")
 
 
 @dataclass
-class _Rt:
-    """The slice of controlplane.runtime.Runtime that metrics_http and statuspage read."""
+class Script:
+    """What the scripted completion probe answers per target (ok unless told otherwise)."""
 
-    config: Config
-    clock: FakeClock
-    store: Store
-    bus: EventBus
-    table_source: TablePublisher
-    metrics: Metrics
+    answer: dict[str, ErrorClass] = field(default_factory=dict)
+
+    async def probe(self, target: TargetRef, ctx: ProbeContext) -> list[Observation]:
+        at = ctx.clock.wall()
+        ec = self.answer.get(target.key, ErrorClass.OK)
+        if ec is ErrorClass.OK:
+            return [Observation.success(target.key, kind="completion", at=at, latency_s=0.4, ttft_s=0.13,
+                                        tokens_per_s=60.0, headroom=0.6)]
+        if ec is ErrorClass.REGION_BLOCKED:  # the whole egress region is refused (provider-semantics.md §6)
+            return [Observation.failure(target.key, ec, kind="completion", at=at, status=403, scope=Scope.EGRESS,
+                                        code="unsupported_country_region_territory")]
+        return [Observation.failure(target.key, ec, kind="completion", at=at, status=503)]
 
 
 @dataclass
 class Turnout:
     url: str
-    rt: _Rt
-    pipeline: Pipeline
-    health: HealthModel
+    rt: Runtime
+    script: Script
+    clock: FakeClock
 
-    def ok(self, target: str, *, source: Source = Source.PROBE, latency: float = 0.4) -> Observation:
-        kind = "live" if source is Source.LIVE else "completion"
-        return Observation.success(target, kind=kind, source=source, at=self.rt.clock.wall(), latency_s=latency,
-                                   ttft_s=latency / 3, tokens_per_s=60.0, headroom=0.6)
+    def live_ok(self, target: str) -> Observation:
+        return Observation.success(target, kind="live", source=Source.LIVE, at=self.clock.wall(), latency_s=1.2,
+                                   ttft_s=0.3, headroom=0.5)
 
-    async def feed(self, observations: list[Observation]) -> None:
-        for o in observations:
-            self.pipeline.submit(o)
-        await self.pipeline.flush()
+    async def probe_all(self) -> None:
+        for t in TARGETS:
+            await self.rt.scheduler.run_probe_job(t, "completion")
+        await self.rt.sink.flush()
 
     async def failover_scenario(self) -> None:
         """Healthy → deepseek withdrawn (region block, whole egress) → openai/gpt-4o opens on 5xx."""
-        c = self.rt.clock
-        healthy = ["openai/gpt-4o", "openai/gpt-4o-mini", "anthropic/claude-sonnet-4", "deepseek/deepseek-chat"]
         for _ in range(6):
-            await self.feed([self.ok(t) for t in healthy] + [self.ok(t, source=Source.LIVE) for t in healthy])
-            c.advance(5)
-        await self.feed([Observation.failure("deepseek/deepseek-chat", ErrorClass.REGION_BLOCKED, kind="completion",
-                                             at=c.wall(), status=403, scope=Scope.EGRESS,
-                                             code="unsupported_country_region_territory")])
-        c.advance(1)
+            await self.probe_all()
+            for t in TARGETS:
+                self.rt.sink.submit(self.live_ok(t))
+            self.clock.advance(5)
+        self.script.answer["deepseek/deepseek-chat"] = ErrorClass.REGION_BLOCKED
+        self.script.answer["openai/gpt-4o"] = ErrorClass.SERVER_ERROR
         for _ in range(6):
-            await self.feed([Observation.failure("openai/gpt-4o", ErrorClass.SERVER_ERROR, kind="completion",
-                                                 at=c.wall(), status=503)])
-            c.advance(1)
-        assert self.health.states()["deepseek/deepseek-chat"] is State.WITHDRAWN
-        assert self.health.states()["openai/gpt-4o"] is State.OPEN
+            await self.probe_all()
+            self.clock.advance(1)
+        states = self.rt.health.states()
+        assert states["deepseek/deepseek-chat"] is State.WITHDRAWN and states["openai/gpt-4o"] is State.OPEN, states
 
 
 class Traffic:
@@ -125,10 +129,8 @@ class Traffic:
         m.webhook_delivery_seconds.observe(0.3)
         m.scheduler_lag_seconds.observe(8.0)  # probes start late: the scheduler is saturated
         for target in ("anthropic/claude-sonnet-4", "openai/gpt-4o-mini"):
-            obs = [self.t.ok(target), self.t.ok(target, source=Source.LIVE, latency=1.2)]
-            observe_probe(m, target, "completion", 0.5)
-            for o in obs:
-                self.t.pipeline.submit(o)
+            observe_probe(m, target, "completion", 0.5)  # the probe runs themselves happen in probe_all()
+            self.t.rt.sink.submit(self.t.live_ok(target))
 
     async def run(self, period: float = 0.25) -> None:
         while True:
@@ -139,28 +141,18 @@ class Traffic:
 @contextlib.asynccontextmanager
 async def running_turnout(tmp_path: Path) -> AsyncIterator[Turnout]:
     clock = FakeClock()
-    config = parse_config(CONFIG, env={})
-    store = Store(f"sqlite:///{tmp_path / 'turnout.db'}", clock)
-    health = HealthModel(config, clock)
-    publisher = TablePublisher(health.table)
-    bus = EventBus()
-    metrics = Metrics()
-    observe_table(metrics, health.table)
-    pipeline = Pipeline(store=store, health=health, publisher=publisher, bus=bus, clock=clock, metrics=metrics,  # type: ignore[arg-type]  # HealthLike is narrower than HealthModel's signatures
-                        config=lambda: config, snapshot_every=3600.0)
-    rt = _Rt(config, clock, store, bus, publisher, metrics)
-    app = web.Application()
-    metrics_http.install(app, rt)
-    statuspage.install(app, rt)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    pipeline.start()
+    script = Script()
+    config = parse_config(CONFIG.format(db=tmp_path / "turnout.db"), env={})
+    rt = Runtime(config, clock=clock, kinds={"completion": script.probe}, fire=False, webhooks=False)
+    await rt.start()
+    runner: web.AppRunner | None = None
     try:
-        yield Turnout(f"http://127.0.0.1:{port}", rt, pipeline, health)
+        runner = web.AppRunner(build_control_app(rt))
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        yield Turnout(f"http://127.0.0.1:{port}", rt, script, clock)
     finally:
-        await pipeline.stop()
-        await runner.cleanup()
-        store.close()
+        if runner is not None:
+            await runner.cleanup()
+        await rt.stop()
