@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -33,9 +33,14 @@ log = logging.getLogger("turnout.pipeline")
 
 
 class OutcomeLike(Protocol):
-    transitions: list[Any]
-    events: list[Event]
-    table: Table | None
+    """What a health mutator returns (controlplane.health.Outcome)."""
+
+    @property
+    def transitions(self) -> list[Any]: ...
+    @property
+    def events(self) -> list[Event]: ...
+    @property
+    def table(self) -> Table | None: ...
 
 
 class HealthLike(Protocol):
@@ -43,7 +48,7 @@ class HealthLike(Protocol):
 
     @property
     def table(self) -> Table: ...
-    def ingest_many(self, obs_list: list[Observation]) -> OutcomeLike: ...
+    def ingest_many(self, obs_list: Iterable[Observation]) -> OutcomeLike: ...
     def tick(self) -> OutcomeLike: ...
     def drain(self, *, target: str | None = ..., provider: str | None = ..., reason: str, until: datetime | None, actor: str) -> OutcomeLike: ...
     def undrain(self, *, target: str | None = ..., provider: str | None = ..., actor: str, reason: str = ...) -> OutcomeLike: ...

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, create_engine, delete, event, func, inspect, text
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, SQLModel, select
+from sqlmodel import Session, SQLModel, col, select
 
 from controlplane.clock import Clock
 from controlplane.domain import ErrorClass, Observation, Scope, Source
@@ -109,7 +109,7 @@ class Store:
                     ddl_type = col.type.compile(dialect=self.engine.dialect)
                     default = ""
                     if col.default is not None and getattr(col.default, "is_scalar", False):
-                        default = f" DEFAULT {_sql_literal(col.default.arg)}"
+                        default = f" DEFAULT {_sql_literal(getattr(col.default, 'arg', ''))}"
                     elif not col.nullable:
                         default = " DEFAULT 0" if ddl_type.upper() in ("INTEGER", "BIGINT", "FLOAT", "REAL") else " DEFAULT ''"
                     conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{col.name}" {ddl_type}{default}'))
@@ -175,15 +175,15 @@ class Store:
     def latest_observations(self, target: str) -> dict[str, Observation]:
         """The newest observation of each kind for one target (kind → observation)."""
         with Session(self.engine) as s:
-            ids = sa_select(func.max(ObservationRow.id)).where(ObservationRow.target == target).group_by(ObservationRow.kind)
-            rows = s.exec(select(ObservationRow).where(ObservationRow.id.in_(ids))).all()  # type: ignore[union-attr, call-overload]
+            ids = sa_select(func.max(ObservationRow.id)).where(col(ObservationRow.target) == target).group_by(col(ObservationRow.kind))
+            rows = s.exec(select(ObservationRow).where(col(ObservationRow.id).in_(ids))).all()
             return {r.kind: _row_to_obs(r) for r in rows}
 
     def recent_observations(self, target: str, limit: int = 100, since: datetime | None = None) -> list[Observation]:
         """The newest observations of one target, newest first."""
         q = select(ObservationRow).where(ObservationRow.target == target)
         if since is not None:
-            q = q.where(ObservationRow.at >= _utc(since))  # type: ignore[arg-type, operator]
+            q = q.where(ObservationRow.at >= _utc(since))
         q = q.order_by(ObservationRow.id.desc()).limit(limit)  # type: ignore[union-attr]
         with Session(self.engine) as s:
             return [_row_to_obs(r) for r in s.exec(q).all()]
@@ -197,12 +197,12 @@ class Store:
         out: dict[str, int] = {}
         try:
             with Session(self.engine) as s:
-                r = s.execute(delete(ObservationRow).where(ObservationRow.at < now - timedelta(seconds=observation_retention)))  # type: ignore[arg-type, operator]
+                r = s.execute(delete(ObservationRow).where(col(ObservationRow.at) < now - timedelta(seconds=observation_retention)))
                 out["observations"] = r.rowcount or 0  # type: ignore[attr-defined]
-                r = s.execute(delete(RollupRow).where(RollupRow.minute < now - timedelta(seconds=rollup_retention)))  # type: ignore[arg-type, operator]
+                r = s.execute(delete(RollupRow).where(col(RollupRow.minute) < now - timedelta(seconds=rollup_retention)))
                 out["rollups"] = r.rowcount or 0  # type: ignore[attr-defined]
                 if event_retention is not None:
-                    r = s.execute(delete(EventRow).where(EventRow.at < now - timedelta(seconds=event_retention)))  # type: ignore[arg-type, operator]
+                    r = s.execute(delete(EventRow).where(col(EventRow.at) < now - timedelta(seconds=event_retention)))
                     out["events"] = r.rowcount or 0  # type: ignore[attr-defined]
                 s.commit()
         except SQLAlchemyError as exc:
@@ -299,7 +299,7 @@ class Store:
                     row.table_version = max(row.table_version, table.version)
                     if s.get(PublishedTableRow, table.version) is None:
                         s.add(PublishedTableRow(version=table.version, published_at=_utc(table.published_at), data=table.to_dict()))
-                    s.execute(delete(PublishedTableRow).where(PublishedTableRow.version <= table.version - KEEP_TABLES))  # type: ignore[arg-type, operator]
+                    s.execute(delete(PublishedTableRow).where(col(PublishedTableRow.version) <= table.version - KEEP_TABLES))
                 s.add(row)
                 s.commit()
         except SQLAlchemyError as exc:
