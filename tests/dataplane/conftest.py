@@ -30,7 +30,7 @@ SIM: dict[str, Any] = {
 }
 
 
-def turnout_yaml(sim: Simulator, extra: str = "") -> str:
+def turnout_yaml(sim: Simulator, extra: str = "", routes: str = "") -> str:
     return f"""
 providers:
   - {{id: oa, adapter: openai, base_url: "{sim.base_url('oa')}", api_key: "${{SIM_KEY}}", jurisdiction: us,
@@ -44,7 +44,7 @@ providers:
 routes:
   - {{name: main, targets: [oa/gpt-x, ob/gpt-x]}}
   - {{name: cross, targets: [oa/gpt-x, an/claude-x, gg/gem-x]}}
-dataplane: {{first_byte_timeout: 1s, stall_timeout: 1s, total_timeout: 8s, connect_timeout: 1s}}
+{routes}dataplane: {{first_byte_timeout: 1s, stall_timeout: 1s, total_timeout: 8s, connect_timeout: 1s}}
 {extra}
 """
 
