@@ -7,6 +7,9 @@ Server-rendered HTML (Jinja2, autoescaped) that works without JavaScript and ref
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import hmac
 import logging
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -275,10 +278,40 @@ async def _collect(rt: Any, recent: _Recent, history: _History, period: str) -> 
     return build_view(table, now=now, bars=bars, events=list(recent.events), period=period, uptime_note=note)
 
 
+def _credential(request: web.Request) -> bytes | None:
+    """The token a caller presents: `Bearer <token>` (scripts) or Basic with the token as password (browsers
+    prompt for it, so the page needs no JavaScript even when reads are private)."""
+    scheme, _, value = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip().encode()
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        return decoded.partition(b":")[2] or None
+    return None
+
+
+def _may_read(request: web.Request, rt: Any) -> bool:
+    """`config.auth.public_read` opens the page; otherwise any configured token (read or admin) does."""
+    auth = getattr(getattr(rt, "config", None), "auth", None)
+    if auth is None or auth.public_read:
+        return True
+    given = _credential(request)
+    if given is None:
+        return False
+    ok = False
+    for t in auth.tokens:  # every token is compared (no early exit): timing says nothing about which matched
+        ok |= hmac.compare_digest(given, t.token.get_secret_value().encode())
+    return ok
+
+
 def install(app: web.Application, rt: Any) -> None:
     """Mount `GET /` (the status page) on `app`; `?period=hour` shows 90 hours instead of 90 days.
 
-    Reads `rt.table_source.current()`, `rt.store` (rollups, events), `rt.bus` (new events) and `rt.clock`.
+    Reads `rt.table_source.current()`, `rt.store` (rollups, events), `rt.bus` (new events), `rt.clock` and
+    `rt.config.auth` (when reads are not public, a configured token is needed, as for the status API).
     """
     recent, history = _Recent(), _History()
     bus = getattr(rt, "bus", None)
@@ -286,6 +319,11 @@ def install(app: web.Application, rt: Any) -> None:
         bus.subscribe(recent)
 
     async def page(request: web.Request) -> web.Response:
+        if not _may_read(request, rt):
+            raise web.HTTPUnauthorized(
+                text="this status page needs a token: sign in with any user name and the token as password",
+                headers={"WWW-Authenticate": 'Basic realm="Turnout status", charset="UTF-8"'},
+            )
         period = request.query.get("period", "day")
         if period not in PERIOD_SECONDS:
             raise web.HTTPBadRequest(text=f"period must be one of {', '.join(PERIOD_SECONDS)}; got {period[:20]!r}")

@@ -146,3 +146,32 @@ async def test_page_still_renders_when_the_store_fails() -> None:
 @pytest.mark.parametrize("uptime, level", [(None, "none"), (1.0, "good"), (0.995, "minor"), (0.96, "major"), (0.5, "bad")])
 def test_bar_levels(uptime: float | None, level: str) -> None:
     assert statuspage.Bar(NOW, uptime).level == level
+
+
+@dataclass
+class _PrivateRt(_Rt):
+    config: Any = None
+
+
+async def test_private_reads_need_a_token_by_bearer_or_basic_auth() -> None:
+    import base64
+
+    from controlplane.config import parse_config
+
+    cfg = parse_config(
+        "providers: [{id: a, adapter: openai, base_url: 'http://127.0.0.1:9/v1', models: [{name: m}]}]\n"
+        "auth: {public_read: false, tokens: [{token: s3cret-read, scope: read}]}\n", env={})
+    app = web.Application()
+    statuspage.install(app, _PrivateRt(_Source(sample_table()), None, EventBus(), FakeClock(NOW), cfg))
+
+    def basic(password: str) -> dict[str, str]:
+        return {"Authorization": "Basic " + base64.b64encode(f"me:{password}".encode()).decode()}
+
+    async with TestClient(TestServer(app)) as client:
+        denied = await client.get("/")
+        assert denied.status == 401 and denied.headers["WWW-Authenticate"].startswith("Basic ")
+        assert (await client.get("/", headers=basic("wrong"))).status == 401
+        assert (await client.get("/", headers={"Authorization": "Basic !!notbase64"})).status == 401
+        assert (await client.get("/", headers=basic("s3cret-read"))).status == 200
+        ok = await client.get("/", headers={"Authorization": "Bearer s3cret-read"})
+        assert ok.status == 200 and "s3cret" not in await ok.text()
