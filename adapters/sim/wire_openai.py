@@ -170,13 +170,13 @@ def _forced_tool(tools: Any, choice: Any) -> ToolCall | None:
     """The tool to call when `tool_choice` is `required` or names a function; None otherwise."""
     if not isinstance(tools, list) or not tools:
         return None
-    fns = [t.get("function") for t in tools if isinstance(t, dict) and isinstance(t.get("function"), dict)]
+    fns: list[dict[str, Any]] = [t["function"] for t in tools if isinstance(t, dict) and isinstance(t.get("function"), dict)]
     if not fns:
         return None
     wanted: str | None = None
     if isinstance(choice, dict):
-        fn = choice.get("function")
-        wanted = fn.get("name") if isinstance(fn, dict) else None
+        named = choice.get("function")
+        wanted = named.get("name") if isinstance(named, dict) else None
     elif choice != "required":
         return None
     fn = next((f for f in fns if f.get("name") == wanted), fns[0])

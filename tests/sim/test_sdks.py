@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anthropic
 import openai
@@ -15,7 +16,7 @@ from tests.sim.conftest import KEY
 
 pytestmark = pytest.mark.integration
 
-WEATHER_OA = {
+WEATHER_OA: Any = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -23,7 +24,7 @@ WEATHER_OA = {
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}, "required": ["city"]},
     },
 }
-WEATHER_AN = {
+WEATHER_AN: Any = {
     "name": "get_weather",
     "description": "Weather for a city",
     "input_schema": {"type": "object", "properties": {"city": {"type": "string"}, "units": {"type": "string", "enum": ["metric", "imperial"]}}, "required": ["city"]},
@@ -72,15 +73,16 @@ async def test_openai_sdk_max_tokens_cuts_with_finish_length(oa: openai.AsyncOpe
 
 async def test_openai_sdk_gets_the_required_tool_call_echoed(oa: openai.AsyncOpenAI) -> None:
     resp = await oa.chat.completions.create(
-        model="gpt-x", messages=[{"role": "user", "content": "weather?"}], tools=[WEATHER_OA], tool_choice="required"  # type: ignore[list-item]
+        model="gpt-x", messages=[{"role": "user", "content": "weather?"}], tools=[WEATHER_OA], tool_choice="required"
     )
     calls = resp.choices[0].message.tool_calls
     assert resp.choices[0].finish_reason == "tool_calls" and calls
-    assert calls[0].function.name == "get_weather"  # type: ignore[union-attr]
-    assert json.loads(calls[0].function.arguments) == {"city": "sim", "days": 1}  # type: ignore[union-attr]
+    call = calls[0]
+    assert call.type == "function" and call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "sim", "days": 1}
 
     stream = await oa.chat.completions.create(
-        model="gpt-x", messages=[{"role": "user", "content": "weather?"}], tools=[WEATHER_OA], tool_choice="required", stream=True  # type: ignore[list-item]
+        model="gpt-x", messages=[{"role": "user", "content": "weather?"}], tools=[WEATHER_OA], tool_choice="required", stream=True
     )
     name, args, finish = "", "", None
     async for chunk in stream:
@@ -92,7 +94,7 @@ async def test_openai_sdk_gets_the_required_tool_call_echoed(oa: openai.AsyncOpe
 
 
 async def test_openai_sdk_without_tool_choice_gets_text(oa: openai.AsyncOpenAI) -> None:
-    resp = await oa.chat.completions.create(model="gpt-x", messages=[{"role": "user", "content": "hi"}], tools=[WEATHER_OA])  # type: ignore[list-item]
+    resp = await oa.chat.completions.create(model="gpt-x", messages=[{"role": "user", "content": "hi"}], tools=[WEATHER_OA])
     assert resp.choices[0].message.tool_calls is None and resp.choices[0].message.content
 
 
@@ -133,14 +135,14 @@ async def test_anthropic_sdk_streams_to_a_final_message(an: anthropic.AsyncAnthr
 
 async def test_anthropic_sdk_gets_the_forced_tool_use(an: anthropic.AsyncAnthropic) -> None:
     msg = await an.messages.create(
-        model="claude-x", max_tokens=64, messages=[{"role": "user", "content": "weather?"}], tools=[WEATHER_AN], tool_choice={"type": "any"}  # type: ignore[list-item]
+        model="claude-x", max_tokens=64, messages=[{"role": "user", "content": "weather?"}], tools=[WEATHER_AN], tool_choice={"type": "any"}
     )
     block = msg.content[0]
     assert msg.stop_reason == "tool_use" and block.type == "tool_use"
     assert block.name == "get_weather" and block.input == {"city": "sim", "units": "metric"}
 
     async with an.messages.stream(
-        model="claude-x", max_tokens=64, messages=[{"role": "user", "content": "weather?"}], tools=[WEATHER_AN], tool_choice={"type": "tool", "name": "get_weather"}  # type: ignore[list-item]
+        model="claude-x", max_tokens=64, messages=[{"role": "user", "content": "weather?"}], tools=[WEATHER_AN], tool_choice={"type": "tool", "name": "get_weather"}
     ) as stream:
         final = await stream.get_final_message()
     assert final.content[0].type == "tool_use" and final.content[0].input == {"city": "sim", "units": "metric"}
