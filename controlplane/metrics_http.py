@@ -1,9 +1,14 @@
-"""`GET /metrics`: the Prometheus exposition of the runtime's metric registry."""
+"""`GET /metrics`: the Prometheus exposition of the runtime's metric registry.
+
+Open when `config.auth.public_read` is true (the default), like every read endpoint; otherwise the scraper
+sends a configured token (`authorization: {type: Bearer, credentials: …}` in its scrape config).
+"""
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -17,10 +22,26 @@ class _HasMetrics(Protocol):
     def metrics(self) -> Metrics: ...
 
 
-def metrics_handler(metrics: Metrics) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """A handler serving `metrics` (used by the control app and by data-plane-only replicas)."""
+def _authorized(request: web.Request, auth: Any) -> bool:
+    if auth is None or auth.public_read:
+        return True
+    scheme, _, value = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return False
+    given, ok = value.strip().encode(), False
+    for t in auth.tokens:  # compare against every token: the time taken does not reveal which one matched
+        ok |= hmac.compare_digest(given, t.token.get_secret_value().encode())
+    return ok
+
+
+def metrics_handler(metrics: Metrics, auth: Any = None) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A handler serving `metrics` (used by the control app and by data-plane-only replicas); `auth` is
+    `config.auth` (None: open)."""
 
     async def handle(request: web.Request) -> web.Response:
+        if not _authorized(request, auth):
+            raise web.HTTPUnauthorized(text="/metrics needs a bearer token (auth.public_read is false)",
+                                       headers={"WWW-Authenticate": 'Bearer realm="turnout"'})
         # Rendering walks every series under the registry's lock; it is fast (well under a millisecond per
         # hundred series), so it runs on the loop rather than paying a thread hop on every scrape.
         body = render(metrics)
@@ -34,4 +55,4 @@ def metrics_handler(metrics: Metrics) -> Callable[[web.Request], Awaitable[web.S
 
 def install(app: web.Application, rt: _HasMetrics) -> None:
     """Mount `GET /metrics` on `app`, reading `rt.metrics.registry` at every scrape."""
-    app.router.add_get("/metrics", metrics_handler(rt.metrics))
+    app.router.add_get("/metrics", metrics_handler(rt.metrics, getattr(getattr(rt, "config", None), "auth", None)))

@@ -52,3 +52,23 @@ def test_promtool_check_metrics_accepts_the_exposition() -> None:
 
     proc = subprocess.run([str(promtool), "check", "metrics"], input=render(_fed()), capture_output=True, timeout=60)
     assert proc.returncode == 0, (proc.stdout + proc.stderr).decode()
+
+
+async def test_private_reads_need_a_bearer_token_for_metrics() -> None:
+    from controlplane.config import parse_config
+
+    @dataclass
+    class _PrivateRt:
+        metrics: Metrics
+        config: object
+
+    cfg = parse_config(
+        "providers: [{id: a, adapter: openai, base_url: 'http://127.0.0.1:9/v1', models: [{name: m}]}]\n"
+        "auth: {public_read: false, tokens: [{token: scrape-token, scope: read}]}\n", env={})
+    app = web.Application()
+    metrics_http.install(app, _PrivateRt(_fed(), cfg))
+    async with TestClient(TestServer(app)) as client:
+        assert (await client.get("/metrics")).status == 401
+        assert (await client.get("/metrics", headers={"Authorization": "Bearer nope"})).status == 401
+        ok = await client.get("/metrics", headers={"Authorization": "Bearer scrape-token"})
+        assert ok.status == 200 and "turnout_table_version" in await ok.text()
