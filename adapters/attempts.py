@@ -304,6 +304,11 @@ class UpstreamAttempt:
             end.client_gone = True
             return end
 
+    @property
+    def usage(self) -> dict[str, int] | None:
+        """Usage seen so far on this stream (the final usage chunk, when it came)."""
+        return self._usage
+
     def _end(self, c: Classification) -> StreamEnd:
         return StreamEnd(c, usage=self._usage, ttft_s=self._ttft, latency_s=self._clock.monotonic() - self._t0)
 

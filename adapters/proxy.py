@@ -127,7 +127,9 @@ def build_data_app(rt: Any, *, adapters: Mapping[str, Adapter] | None = None,
                    rand: Callable[[], float] = random.random) -> web.Application:
     """The data-plane app. `rt` needs config, table_source, sink, metrics, clock; `store` enables the decision log."""
     cfg = rt.config
-    app = web.Application(client_max_size=cfg.server.max_body_bytes)
+    # handler_cancellation: a client that disconnects (or gives up on its own timeout) cancels its handler at
+    # once, so the upstream attempt is abandoned and nothing is counted against the provider.
+    app = web.Application(client_max_size=cfg.server.max_body_bytes, handler_args={"handler_cancellation": True})
     state = DataPlaneState(rt, adapters, rand)
     app[DATA_STATE] = state
     app.router.add_post("/v1/chat/completions", _chat)
@@ -248,6 +250,7 @@ async def _serve(request: web.Request, st: DataPlaneState, req: _Request, t0: fl
                 opened = await att.open()
         except asyncio.CancelledError:
             att.close()  # the client went away (handler cancelled): nothing counts against the provider
+            _finish(st, req, None, "client_gone", 499, t0)
             raise
         if opened.ok:
             return await _commit(request, st, req, att, opened, t0)
@@ -400,7 +403,8 @@ async def _commit(request: web.Request, st: DataPlaneState, req: _Request, att: 
     except (ConnectionError, ClientGone):
         end = StreamEnd(Classification(ErrorClass.OK), client_gone=True)
     except asyncio.CancelledError:
-        att.close()
+        att.close()  # the client went away mid-stream: not the provider's fault, no observation
+        _finish(st, req, cand, "client_gone", 499, t0, att.usage)
         raise
     att.close(reuse=end.classification.ok and not end.client_gone)
     c = end.classification

@@ -82,8 +82,8 @@ async def make_env(sim: Simulator) -> AsyncIterator[Callable[..., Awaitable[Env]
     """Build the data plane in front of `sim`; `extra` YAML adds routes/sections, `rt_kw` the stand-in runtime."""
     started: list[tuple[web.AppRunner, Env]] = []
 
-    async def make(extra: str = "", **rt_kw: Any) -> Env:
-        cfg = parse_with_key(turnout_yaml(sim, extra))
+    async def make(extra: str = "", routes: str = "", **rt_kw: Any) -> Env:
+        cfg = parse_with_key(turnout_yaml(sim, extra, routes))
         rt = Rt(cfg, StaticTables(make_table(cfg)), **rt_kw)
         app = build_data_app(rt)
         runner, port = await start_app(app)
