@@ -217,7 +217,7 @@ _ROWS: list[FaultSpec] = [
     FaultSpec("NET-1", B.REFUSED, "connection refused: the provider's listener is closed", expected=E.CONNECT, all_endpoints=True),
     FaultSpec("NET-2", B.RESET, "TCP reset (streams: after 2 chunks)", expected=E.CONNECT, all_endpoints=True),
     FaultSpec("NET-3", B.HANG, "headers held `seconds` s (default: until the fault clears)", expected=E.TIMEOUT, all_endpoints=True),
-    FaultSpec("NET-4", B.KEEPALIVE, "queued: keep-alives every `interval` s for `seconds` s, then tokens", defaults={"seconds": 3.0, "interval": 1.0}),
+    FaultSpec("NET-4", B.KEEPALIVE, "queued: keep-alives every `interval` s for `seconds` s, then tokens (`then: close`: close instead)", defaults={"seconds": 3.0, "interval": 1.0, "then": "tokens"}),
     FaultSpec("NET-5", B.STALL, "stream stalls after 3 chunks (preamble + 2 content chunks), connection held open", expected=E.TIMEOUT),
     FaultSpec("NET-6", B.SLOW, "slow decode at `rate` tokens/s", defaults={"rate": 2.0}),
     FaultSpec("NET-7", B.TRUNCATED, "stream ends without its terminator (plain: cut JSON)", expected=E.BAD_RESPONSE),

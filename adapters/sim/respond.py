@@ -106,6 +106,9 @@ async def send_plain(t: Turn) -> web.StreamResponse:
                 # DeepSeek sends blank lines while a non-streaming request is queued.
                 if await _trickle(t, resp, t.fault, b"\n"):
                     return resp
+                if t.fault.param("then") == "close":
+                    await resp.write_eof()
+                    return resp
             elif b is Behaviour.MALFORMED:
                 payload = b'{"choices":[{"message":{"content":"ab'
             elif b is Behaviour.TRUNCATED:
@@ -151,8 +154,12 @@ async def send_stream(t: Turn) -> web.StreamResponse:
 
 async def _stream_body(t: Turn, resp: web.StreamResponse) -> None:
     b, rule, wire, call = t.behaviour, t.fault, t.wire, t.call
-    if b is Behaviour.KEEPALIVE and rule is not None and await _trickle(t, resp, rule, wire.keepalive(t.flavor)):
-        return
+    if b is Behaviour.KEEPALIVE and rule is not None:
+        if await _trickle(t, resp, rule, wire.keepalive(t.flavor)):
+            return
+        if rule.param("then") == "close":  # DeepSeek gives up on a queued request after 10 minutes
+            await resp.write_eof()
+            return
     if b is Behaviour.EMPTY or b is Behaviour.POLICY:
         for ev in wire.stream_empty(call) if b is Behaviour.EMPTY else wire.stream_policy(call):
             await resp.write(ev)

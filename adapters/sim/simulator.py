@@ -31,7 +31,11 @@ class Simulator:
     With no clock given it uses the real clock and ticks itself in the background. With an injected clock
     (e.g. FakeClock) nothing happens on its own: call `await sim.advance(s)` or `await sim.tick()`."""
 
-    def __init__(self, config: SimConfig, *, clock: Clock | None = None, admin: bool = True, admin_port: int | None = None) -> None:
+    def __init__(
+        self, config: SimConfig, *, clock: Clock | None = None, admin: bool = True, admin_port: int | None = None, free_ports: bool = False
+    ) -> None:
+        if free_ports:  # tests run in parallel: never the file's fixed ports
+            config = config.model_copy(update={"admin_port": 0, "providers": [p.model_copy(update={"port": 0}) for p in config.providers]})
         self.config = config
         self.clock: Clock = clock or SystemClock()
         self._autotick = clock is None

@@ -104,3 +104,16 @@ async def test_turnout_providers_validate_and_work_with_the_adapters() -> None:
             assert (await get_adapter("gemini").list_models(session, gg, timeout=5)).models == ["gem-y"]
             probe = await get_adapter("gemini").probe_completion(session, gg, "gem-x", prompt="ping", max_tokens=16, timeout=5)
             assert probe.classification.error_class is ErrorClass.MODEL_GONE
+
+
+@pytest.mark.integration
+async def test_example_simulator_runs_on_free_ports() -> None:
+    async with Simulator.from_yaml(ROOT / "examples" / "sim.yaml", clock=FakeClock(), free_ports=True) as sim:
+        fixed = {p.port for p in load_sim_config(ROOT / "examples" / "sim.yaml").providers}
+        assert not {sim.port(p.id) for p in sim.config.providers} & fixed
+        assert sim.timeline.running
+        async with aiohttp.ClientSession() as session:
+            async with session.get(sim.base_url("sim-vllm") + "/models") as r:  # no key needed
+                assert r.status == 200
+            async with session.get(sim.admin_url + "/providers") as r:
+                assert len((await r.json())["providers"]) == 5

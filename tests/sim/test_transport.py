@@ -172,3 +172,11 @@ async def test_loading_health_then_ready(sim: Simulator, http: aiohttp.ClientSes
     await sim.advance(10)
     async with http.get(sim.root_url("lc") + "/health") as r:
         assert r.status == 200 and await r.json() == {"status": "ok"}
+
+
+async def test_keepalive_queue_can_end_in_a_close_without_tokens(sim: Simulator, http: aiohttp.ClientSession) -> None:
+    sim.set_fault("ds", "keepalive_queue", count=2, seconds=0.02, interval=0.01, then="close")
+    status, _, body = await call(http, sim, "ds", stream=True)
+    assert status == 200 and b": keep-alive" in body and b"data:" not in body
+    status, _, body = await call(http, sim, "ds")  # plain request: blank lines, then nothing
+    assert status == 200 and body.strip() == b""
