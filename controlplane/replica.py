@@ -1,0 +1,325 @@
+"""Data-plane replica mode (`turnout serve --role data --control-url URL …`): a data plane without a store.
+
+- The table comes from any reachable control replica by long-poll (`GET /api/v1/table?after=V&wait=S`);
+  a replica that answers nothing, an error or an older version is skipped for the next URL.
+- Static stability: when no control replica answers, the replica keeps serving on the last table it has.
+- Passive outlier detection, always on: `consecutive_failures` failures in a row (or one withdrawing
+  answer: auth, region_blocked, model_gone, quota_exhausted) eject a target locally for `open_duration`,
+  doubling on repeat ejections up to `open_duration_max` (Envoy's outlier detection). A route never loses
+  its last admissible target this way (ejecting it would only turn errors into 503s).
+- Every upstream attempt's outcome is buffered and posted in batches of `dataplane.report_batch` to
+  `POST /api/v1/observations` on the leader; the buffer holds `dataplane.report_buffer` outcomes, the
+  oldest dropped first when full, counted in `turnout_dataplane_reports_dropped_total`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+from controlplane.clock import Clock, SystemClock
+from controlplane.config import Config, load_config
+from controlplane.domain import FAILURE_CLASSES, WITHDRAW_CLASSES, ErrorClass, Observation
+from controlplane.metrics import Metrics
+from controlplane.publisher import TablePublisher
+from controlplane.replication_api import observation_to_wire
+from controlplane.table import RouteRanking, Table
+
+__all__ = ["OutlierDetector", "ReplicaTable", "OutcomeReporter", "DataReplica", "control_token"]
+
+log = logging.getLogger("turnout.replica")
+
+LONG_POLL_S = 25.0
+_BACKOFF_MIN, _BACKOFF_MAX = 0.1, 2.0
+
+
+def control_token(config: Config) -> str | None:
+    """The bearer token for reports: `TURNOUT_CONTROL_TOKEN`, else the first admin token in the config."""
+    env = os.environ.get("TURNOUT_CONTROL_TOKEN")
+    if env:
+        return env
+    return next((t.token.get_secret_value() for t in config.auth.tokens if t.scope == "admin"), None)
+
+
+@dataclass(slots=True)
+class _Ejection:
+    until: float
+    count: int  # ejections so far (the next one lasts longer)
+    reason: str
+
+
+class OutlierDetector:
+    """Consecutive-failure ejection on live outcomes, by this replica alone (clock injected)."""
+
+    def __init__(self, clock: Clock, *, consecutive: int, base: float, cap: float) -> None:
+        self.clock, self.consecutive, self.base, self.cap = clock, consecutive, base, cap
+        self._failures: dict[str, int] = {}
+        self._ejections: dict[str, _Ejection] = {}
+
+    @classmethod
+    def from_config(cls, config: Config, clock: Clock) -> OutlierDetector:
+        b = config.breaker
+        return cls(clock, consecutive=b.consecutive_failures, base=b.open_duration, cap=b.open_duration_max)
+
+    def record(self, obs: Observation) -> None:
+        ec = obs.error_class
+        if ec is ErrorClass.OK:
+            self._failures.pop(obs.target, None)
+            return
+        if ec in WITHDRAW_CLASSES:
+            self._eject(obs.target, f"{ec} ({obs.status or '-'})")
+        elif ec in FAILURE_CLASSES:
+            n = self._failures.get(obs.target, 0) + 1
+            self._failures[obs.target] = n
+            if n >= self.consecutive:
+                self._eject(obs.target, f"{n}×{ec} in a row")
+
+    def _eject(self, target: str, reason: str) -> None:
+        now = self.clock.monotonic()
+        prev = self._ejections.get(target)
+        if prev is not None and prev.until > now:
+            return  # already out; failures that were in flight do not extend it
+        count = prev.count + 1 if prev is not None else 1
+        duration = min(self.base * 2 ** (count - 1), self.cap)
+        self._ejections[target] = _Ejection(now + duration, count, reason)
+        self._failures.pop(target, None)
+        log.warning("ejected %s locally for %.0fs: %s", target, duration, reason)
+
+    def ejected(self) -> dict[str, str]:
+        """Targets ejected now → reason."""
+        now = self.clock.monotonic()
+        return {t: e.reason for t, e in self._ejections.items() if e.until > now}
+
+    def apply(self, table: Table) -> Table:
+        """`table` with locally ejected targets made inadmissible and the rest re-ranked (same version)."""
+        out = self.ejected()
+        if not out:
+            return table
+        routes = {name: _eject_route(r, out) for name, r in table.routes.items()}
+        targets = {k: (_ejected_entry(e, out[k]) if k in out and e.admissible else e) for k, e in table.targets.items()}
+        return replace(table, routes=routes, targets=targets)
+
+
+def _ejected_entry(e: Any, reason: str) -> Any:
+    return replace(e, admissible=False, rank=None, reason=f"ejected by this data replica: {reason}")
+
+
+def _eject_route(r: RouteRanking, out: dict[str, str]) -> RouteRanking:
+    if not any(e.admissible and e.target in out for e in r.entries):
+        return r
+    if all(e.target in out for e in r.entries if e.admissible):
+        return r  # never eject a route's last admissible targets: errors beat a certain 503
+    kept = [e for e in r.entries if e.admissible and e.target not in out]
+    kept = [replace(e, rank=i) for i, e in enumerate(kept, start=1)]
+    rest = [_ejected_entry(e, out[e.target]) if e.admissible else e for e in r.entries if not (e.admissible and e.target not in out)]
+    return replace(r, entries=tuple(kept + rest))
+
+
+class ReplicaTable:
+    """The replica's TableSource: the control plane's table with local ejections applied (same version)."""
+
+    def __init__(self, detector: OutlierDetector, initial: Table | None = None) -> None:
+        self.detector = detector
+        self.base = TablePublisher(initial or Table(version=0, published_at=datetime.now(UTC)))
+        self._cache: tuple[int, frozenset[str], Table] | None = None
+
+    def current(self) -> Table:
+        base = self.base.current()
+        out = frozenset(self.detector.ejected())
+        c = self._cache
+        if c is not None and c[0] == base.version and c[1] == out:
+            return c[2]
+        table = self.detector.apply(base)
+        self._cache = (base.version, out, table)
+        return table
+
+    async def wait_newer(self, version: int, timeout: float) -> Table | None:
+        got = await self.base.wait_newer(version, timeout)
+        return None if got is None else self.current()
+
+    def offer(self, table: Table) -> bool:
+        """Adopt a table from a control replica when it is newer; older versions are ignored."""
+        if table.version <= self.base.version:
+            return False
+        self.base.publish(table)
+        return True
+
+
+class OutcomeReporter:
+    """The replica's ObservationSink: feeds the outlier detector and buffers outcomes for the control plane."""
+
+    def __init__(self, detector: OutlierDetector, metrics: Metrics, *, capacity: int, batch: int) -> None:
+        self.detector, self.metrics, self.capacity, self.batch = detector, metrics, capacity, batch
+        self._buf: deque[Observation] = deque()
+        self.dropped = 0
+
+    def submit(self, obs: Observation) -> None:
+        self.detector.record(obs)
+        self._buf.append(obs)
+        self._trim()
+
+    def _trim(self) -> None:
+        while len(self._buf) > self.capacity:
+            self._buf.popleft()  # the oldest matter least to the breakers
+            self.dropped += 1
+            self.metrics.dataplane_reports_dropped_total.inc()
+
+    def __len__(self) -> int:
+        return len(self._buf)
+
+    def take(self) -> list[Observation]:
+        """Remove and return up to one batch, oldest first."""
+        n = min(self.batch, len(self._buf))
+        return [self._buf.popleft() for _ in range(n)]
+
+    def give_back(self, batch: Sequence[Observation]) -> None:
+        """A batch that could not be sent goes back in front; the buffer bound still holds."""
+        self._buf.extendleft(reversed(batch))
+        self._trim()
+
+
+class DataReplica:
+    """What `build_data_app(rt)` needs (config, clock, metrics, table_source, sink; store None), fed from
+    control replicas. `start()` begins following and reporting; `stop()` flushes one last batch."""
+
+    store: Any = None
+
+    def __init__(self, config: Config, control_urls: Sequence[str], *, clock: Clock | None = None,
+                 metrics: Metrics | None = None, config_path: str | None = None, token: str | None = None,
+                 long_poll: float = LONG_POLL_S, report_interval: float = 0.5) -> None:
+        if not control_urls:
+            raise ValueError("--control-url: a data replica needs at least one control replica URL")
+        self.config = config
+        self.config_path = config_path
+        self.urls = [u.rstrip("/") for u in control_urls]
+        self.clock: Clock = clock or SystemClock()
+        self.metrics = metrics or Metrics()
+        self.detector = OutlierDetector.from_config(config, self.clock)
+        self.table_source = ReplicaTable(self.detector)
+        dp = config.dataplane
+        self.sink = OutcomeReporter(self.detector, self.metrics, capacity=dp.report_buffer, batch=dp.report_batch)
+        self.token = token if token is not None else control_token(config)
+        self.long_poll, self.report_interval = long_poll, report_interval
+        self._table_url = 0  # index of the control replica we follow the table from
+        self._report_url = 0  # and the one we report to (the leader, once found)
+        self._http: aiohttp.ClientSession | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.connected = False  # the last long-poll got an answer
+        self.sent = 0  # outcomes the control plane accepted
+        self.started = False
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._http = aiohttp.ClientSession(headers={"User-Agent": "turnout-data-replica/0.1"})
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._follow_forever(), name="turnout-replica-follow"),
+                       loop.create_task(self._report_forever(), name="turnout-replica-report")]
+        self.started = True
+        self.metrics.ready.set(1)
+        log.info("data replica following %s", ", ".join(self.urls))
+
+    async def stop(self) -> None:
+        if not self.started:
+            return
+        self.started = False
+        self.metrics.ready.set(0)
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            async with asyncio.timeout(2.0):
+                await self.report_once()  # the last outcomes, if the leader is there to take them
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            pass
+        if self._http is not None:
+            await self._http.close()
+
+    async def reload_config(self, *, actor: str = "system") -> Config:
+        if not self.config_path:
+            raise ValueError("this replica was not started from a file")
+        cfg = await asyncio.to_thread(load_config, self.config_path)
+        self.config = cfg
+        log.info("data replica config reloaded by %s (hash %s)", actor, cfg.hash)
+        return cfg
+
+    def status(self) -> dict[str, Any]:
+        return {"started": self.started, "table_version": self.table_source.base.version, "connected": self.connected,
+                "buffered": len(self.sink), "dropped": self.sink.dropped, "ejected": sorted(self.detector.ejected())}
+
+    # -- table ------------------------------------------------------------------------------
+    async def follow_once(self, wait: float | None = None) -> bool:
+        """One long-poll against the current control URL. True when it answered (200 or 304)."""
+        assert self._http is not None, "start() first"
+        wait = self.long_poll if wait is None else wait
+        url = self.urls[self._table_url % len(self.urls)]
+        after = self.table_source.base.version
+        try:
+            async with self._http.get(f"{url}/api/v1/table", params={"after": str(after), "wait": f"{wait:g}"},
+                                      timeout=aiohttp.ClientTimeout(total=wait + 5.0, sock_connect=2.0)) as r:
+                if r.status == 304:
+                    return True
+                if r.status != 200:
+                    raise aiohttp.ClientResponseError(r.request_info, (), status=r.status)
+                table = Table.from_dict(await r.json())
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError, TypeError) as exc:
+            if self.connected:
+                log.warning("control replica %s unreachable (%s); serving table v%d", url, type(exc).__name__, after)
+            self.connected = False
+            self._table_url += 1
+            return False
+        if not self.table_source.offer(table):
+            self._table_url += 1  # a lagging follower: prefer another replica next time
+        self.connected = True
+        return True
+
+    async def _follow_forever(self) -> None:
+        backoff = _BACKOFF_MIN
+        while True:
+            if await self.follow_once():
+                backoff = _BACKOFF_MIN
+            else:  # one round over every URL before backing off further
+                await asyncio.sleep(backoff)
+                if self._table_url % len(self.urls) == 0:
+                    backoff = min(backoff * 2, _BACKOFF_MAX)
+
+    # -- reports ----------------------------------------------------------------------------
+    async def report_once(self) -> int:
+        """Send one batch to the leader (trying each URL once). Returns how many were accepted."""
+        assert self._http is not None, "start() first"
+        batch = self.sink.take()
+        if not batch:
+            return 0
+        body = {"replica": f"data@{os.getpid()}", "observations": [observation_to_wire(o) for o in batch]}
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        for _ in range(len(self.urls)):
+            url = self.urls[self._report_url % len(self.urls)]
+            try:
+                async with self._http.post(f"{url}/api/v1/observations", json=body, headers=headers,
+                                           timeout=aiohttp.ClientTimeout(total=10.0, sock_connect=2.0)) as r:
+                    if r.status == 202:
+                        self.sent += len(batch)
+                        return len(batch)
+                    if r.status in (400, 401, 403, 413, 422):  # will never be accepted: do not retry forever
+                        log.error("control plane refused a report batch of %d: HTTP %d %s", len(batch), r.status, (await r.text())[:200])
+                        return 0
+            except (aiohttp.ClientError, OSError, TimeoutError):
+                pass
+            self._report_url += 1  # not the leader, or unreachable: the next one
+        self.sink.give_back(batch)
+        return 0
+
+    async def _report_forever(self) -> None:
+        backoff = self.report_interval
+        while True:
+            await asyncio.sleep(backoff if len(self.sink) < self.sink.batch else 0)
+            if not len(self.sink):
+                continue
+            backoff = self.report_interval if await self.report_once() else min(backoff * 2, 5.0)
