@@ -121,8 +121,9 @@ class SingleLeader:
 
 class LeaseElector:
     """The lease-row elector on PostgreSQL. `step()` is one attempt (tests call it with a FakeClock);
-    `run()` repeats it every `lease / 3` seconds until cancelled. Transition callbacks are awaited in the
-    elector's loop and must be quick (start or stop tasks, not wait for them)."""
+    `run()` repeats it every `lease / 3` seconds until cancelled. Transition callbacks run one after the
+    other in a task of their own, so a slow start of the leader's services never delays a renewal;
+    `settle()` waits for the ones queued so far."""
 
     def __init__(
         self,
@@ -151,6 +152,7 @@ class LeaseElector:
         self._term = 0
         self._leader = False
         self._valid_until = 0.0  # clock.monotonic() after which we no longer trust our lease
+        self._callbacks: asyncio.Task[None] | None = None  # the chain of transition callbacks
         self.elections = 0
 
     # -- state ------------------------------------------------------------------------------
@@ -248,8 +250,7 @@ class LeaseElector:
         if self.metrics is not None:
             self.metrics.leader.set(1)
         log.info("elected leader (term %d, lease %.1fs)", term, self.lease)
-        if self.on_elected is not None:
-            await self.on_elected(term)
+        self._queue(self.on_elected, term)
 
     async def _step_down(self, why: str) -> None:
         if not self._leader:
@@ -258,8 +259,27 @@ class LeaseElector:
         if self.metrics is not None:
             self.metrics.leader.set(0)
         log.warning("stepping down as leader (term %d): %s", self._term, why)
-        if self.on_demoted is not None:
-            await self.on_demoted(self._term)
+        self._queue(self.on_demoted, self._term)
+
+    def _queue(self, fn: TransitionFn | None, term: int) -> None:
+        if fn is None:
+            return
+        prev = self._callbacks
+
+        async def chained() -> None:
+            if prev is not None:
+                await asyncio.gather(prev, return_exceptions=True)
+            try:
+                await fn(term)
+            except Exception:  # a failed start/stop is logged; the election itself carries on
+                log.exception("leader transition callback %r failed (term %d)", fn, term)
+
+        self._callbacks = asyncio.get_running_loop().create_task(chained(), name="turnout-leader-transition")
+
+    async def settle(self) -> None:
+        """Wait until every transition callback queued so far has finished."""
+        while self._callbacks is not None and not self._callbacks.done():
+            await asyncio.gather(self._callbacks, return_exceptions=True)
 
     async def step(self) -> bool:
         """One election round: renew our lease, or try to take an expired one. Returns whether we lead."""
@@ -307,6 +327,7 @@ class LeaseElector:
         """Give up leadership now (clean shutdown): callbacks first, then end the lease for the next leader."""
         was_leader, term = self._leader, self._term
         await self._step_down("resigning")
+        await self.settle()  # the leader's services are stopped before the next leader may start
         if was_leader:
             try:
                 await self._query(

@@ -39,6 +39,11 @@ async def electors(pg_url: str, clock: FakeClock) -> AsyncIterator[tuple[list[Le
         await e._drop_connection()
 
 
+async def _settle(*es: LeaseElector) -> None:
+    for e in es:
+        await e.settle()
+
+
 def _expire(pg_url: str) -> None:
     """What the passage of a whole lease does in the database (the leader stopped renewing)."""
     with psycopg.connect(pg_conninfo(pg_url), autocommit=True) as conn:
@@ -53,6 +58,7 @@ async def test_exactly_one_of_three_concurrent_candidates_leads(electors: tuple[
     for _ in range(3):
         results = await asyncio.gather(*(e.step() for e in es))
         assert sum(results) == 1
+    await _settle(*es)
     assert [c for c in log.calls if c[1] == "elected"] == [(es[results.index(True)].holder, "elected", 1)]
     info = await es[1].current()
     assert info is not None and info.valid and info.term == 1
@@ -66,6 +72,7 @@ async def test_resigning_leader_hands_over_at_once_with_a_higher_term(electors: 
     assert not a.is_leader
     assert await b.step()
     assert b.term == 2
+    await _settle(a, b)
     assert log.calls == [("a", "elected", 1), ("a", "demoted", 1), ("b", "elected", 2)]
 
 
@@ -78,6 +85,7 @@ async def test_follower_takes_over_an_expired_lease_and_the_old_leader_steps_dow
     _expire(pg_url)  # a stopped renewing (killed, paused, cut off) for a whole lease
     assert await b.step()
     assert not await a.step(), "a cannot renew a lease it no longer holds"
+    await _settle(a, b)
     assert log.calls == [("a", "elected", 1), ("b", "elected", 2), ("a", "demoted", 1)]
 
 
@@ -92,6 +100,7 @@ async def test_leader_steps_down_on_its_own_clock_before_the_lease_can_pass_to_a
     assert await a.step(), "a failed renewal with lease left keeps leadership"
     clock.advance(LEASE * SAFETY / 2 + 0.01)
     assert not await a.step()
+    await a.settle()
     assert log.calls[-1] == ("a", "demoted", 1)
 
 
@@ -117,6 +126,7 @@ async def test_run_loop_elects_and_resigns_when_cancelled(pg_url: str) -> None:
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert await b.step(), "a released the lease on its way out"
+    await b.settle()
     await b._drop_connection()
     assert log.calls == [("a", "elected", 1), ("a", "demoted", 1), ("b", "elected", 2)]
 
@@ -136,3 +146,23 @@ def test_conninfo_from_sqlalchemy_url_keeps_credentials_out_of_the_way() -> None
 def test_lease_must_be_positive() -> None:
     with pytest.raises(ValueError, match="leader_lease"):
         LeaseElector("postgresql+psycopg://u@h/d", lease=0)
+
+
+async def test_a_slow_leader_start_does_not_delay_renewal(pg_url: str, clock: FakeClock) -> None:
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow_start(term: int) -> None:
+        started.set()
+        await release.wait()
+
+    a = LeaseElector(pg_url, lease=LEASE, holder="a", clock=clock, on_elected=slow_start)
+    try:
+        assert await a.step()
+        await started.wait()
+        clock.advance(a.interval)
+        assert await a.step(), "renewed while the callback is still running"
+        release.set()
+        await a.settle()
+    finally:
+        await a._drop_connection()
