@@ -22,6 +22,7 @@ from typing import Any
 
 import aiohttp
 from sqlalchemy import func, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from controlplane.clock import Clock
@@ -69,6 +70,11 @@ class _Job:
     created_at: float
 
 
+def _job(r: Any) -> _Job:
+    return _Job(seq=int(r.seq), id=r.id, endpoint_id=r.endpoint_id, url=r.url, secret=r.secret, payload=r.payload,
+                attempts=int(r.attempts), next_attempt_at=float(r.next_attempt_at), created_at=float(r.created_at))
+
+
 AppendEvents = Callable[[list[Event]], Awaitable[list[Event]]]
 
 
@@ -104,6 +110,8 @@ class Dispatcher:
         self._schedule = tuple(schedule) if schedule is not None else None  # None: config.webhooks.retry_schedule
         self._own_http = http is None
         self._workers: dict[str, asyncio.Task[None]] = {}
+        self._pending: list[tuple[_Job, AttemptResult, asyncio.Future[tuple[bool, dict[str, Any] | None]]]] = []
+        self._flushing = False
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -141,7 +149,7 @@ class Dispatcher:
             while True:
                 self._wake.clear()
                 try:
-                    self._spawn_due(await asyncio.to_thread(self._due_heads))
+                    self._spawn_due(await self._find_due())
                     sleep = await asyncio.to_thread(self._seconds_to_next_due)
                 except Exception:  # a store hiccup must not end webhook delivery for good
                     log.exception("webhook dispatch pass failed; retrying")
@@ -159,7 +167,7 @@ class Dispatcher:
         """Deliver everything due at the clock's current time; return the number of attempts made."""
         self._loop = asyncio.get_running_loop()
         before = self._attempts_made
-        self._spawn_due(await asyncio.to_thread(self._due_heads))
+        self._spawn_due(await self._find_due())
         while self._workers:
             await asyncio.gather(*list(self._workers.values()), return_exceptions=True)
         return self._attempts_made - before
@@ -167,8 +175,12 @@ class Dispatcher:
     _attempts_made = 0
 
     # -- queue queries (run in a thread) ------------------------------------------------------
-    def _due_heads(self) -> list[str]:
-        """Enabled endpoints whose oldest pending delivery is due now; also refreshes the queue gauge."""
+    def _due_heads(self, busy: frozenset[str] = frozenset()) -> dict[str, list[_Job]]:
+        """First batch of each enabled endpoint (not `busy`) whose oldest pending delivery is due now.
+
+        One query for all endpoints (ROW_NUMBER per endpoint, SQLite ≥ 3.25 and PostgreSQL), so a burst
+        fanned out to many endpoints costs one read, not one per endpoint. Also refreshes the queue gauge.
+        """
         now = self._clock.wall().timestamp()
         with Session(self._engine) as s:
             heads = (
@@ -186,7 +198,28 @@ class Dispatcher:
             if self._metrics is not None:
                 depth = s.exec(select(func.count()).select_from(WebhookDelivery).where(WebhookDelivery.status == PENDING)).one()
                 self._metrics.webhook_queue_depth.set(depth)
-        return list(rows)
+            ids = sorted(set(rows) - busy)
+            if not ids:
+                return {}
+            d = WebhookDelivery.__table__.c  # type: ignore[attr-defined]
+            rn = func.row_number().over(partition_by=d.endpoint_id, order_by=d.seq).label("rn")
+            ranked = select(d.seq.label("seq"), rn).where(d.status == PENDING, d.endpoint_id.in_(ids)).subquery()
+            out: dict[str, list[_Job]] = {}
+            for r in s.execute(
+                self._job_query().join(ranked, ranked.c.seq == d.seq).where(ranked.c.rn <= self._batch).order_by(d.endpoint_id, d.seq)
+            ):
+                out.setdefault(r.endpoint_id, []).append(_job(r))
+        return out
+
+    @staticmethod
+    def _job_query() -> Any:
+        d = WebhookDelivery.__table__.c  # type: ignore[attr-defined]
+        e = WebhookEndpoint.__table__.c  # type: ignore[attr-defined]
+        return (
+            sa_select(d.seq, d.id, d.endpoint_id, e.url, e.secret, d.payload, d.attempts, d.next_attempt_at, d.created_at)
+            .join_from(WebhookDelivery.__table__, WebhookEndpoint.__table__, e.id == d.endpoint_id)  # type: ignore[attr-defined]
+            .where(e.enabled == True)  # noqa: E712
+        )
 
     def _seconds_to_next_due(self) -> float:
         with Session(self._engine) as s:
@@ -198,30 +231,20 @@ class Dispatcher:
         return self._poll if nxt is None else float(nxt) - self._clock.wall().timestamp()
 
     def _load_batch(self, endpoint_id: str) -> list[_Job]:
+        d = WebhookDelivery.__table__.c  # type: ignore[attr-defined]
+        q = self._job_query().where(d.endpoint_id == endpoint_id, d.status == PENDING).order_by(d.seq).limit(self._batch)
         with Session(self._engine) as s:
-            ep = s.get(WebhookEndpoint, endpoint_id)
-            if ep is None or not ep.enabled:
-                return []
-            rows = s.exec(
-                select(WebhookDelivery)
-                .where(WebhookDelivery.endpoint_id == endpoint_id, WebhookDelivery.status == PENDING)
-                .order_by(col(WebhookDelivery.seq))
-                .limit(self._batch)
-            ).all()
-            return [
-                _Job(
-                    seq=int(r.seq or 0), id=r.id, endpoint_id=ep.id, url=ep.url, secret=ep.secret, payload=r.payload,
-                    attempts=r.attempts, next_attempt_at=r.next_attempt_at, created_at=r.created_at,
-                )
-                for r in rows
-            ]
+            return [_job(r) for r in s.execute(q)]
 
     # -- workers ----------------------------------------------------------------------------
-    def _spawn_due(self, endpoint_ids: list[str]) -> None:
-        for ep_id in endpoint_ids:
+    async def _find_due(self) -> dict[str, list[_Job]]:
+        return await asyncio.to_thread(self._due_heads, frozenset(self._workers))
+
+    def _spawn_due(self, due: dict[str, list[_Job]]) -> None:
+        for ep_id, first in due.items():
             if ep_id in self._workers:
                 continue
-            task = asyncio.get_running_loop().create_task(self._drain_endpoint(ep_id), name=f"webhook:{ep_id}")
+            task = asyncio.get_running_loop().create_task(self._drain_endpoint(ep_id, first), name=f"webhook:{ep_id}")
             self._workers[ep_id] = task
             task.add_done_callback(lambda t, ep_id=ep_id: self._worker_done(ep_id, t))
 
@@ -232,22 +255,66 @@ class Dispatcher:
             log.error("webhook worker for %s failed: %r", ep_id, task.exception())
         self._wake.set()  # more may have arrived while this endpoint was busy
 
-    async def _drain_endpoint(self, endpoint_id: str) -> None:
-        """Deliver this endpoint's pending rows in order until one fails, none is due, or none is left."""
+    async def _drain_endpoint(self, endpoint_id: str, first: list[_Job] | None = None) -> None:
+        """Deliver this endpoint's pending rows in order until one fails, none is due, or none is left.
+
+        Successes are recorded by group commit without waiting (the next send starts at once); a failure
+        waits for its record. Everything outstanding is recorded before the next batch is read, so a row
+        is never read back as pending after it was delivered (in this process).
+        """
         while True:
-            jobs = await asyncio.to_thread(self._load_batch, endpoint_id)
-            for job in jobs:
-                if job.next_attempt_at > self._clock.wall().timestamp():
-                    return
-                result = await self.attempt(job.url, job.id, job.secret, job.payload.encode())
-                self._attempts_made += 1
-                proceed, disabled = await asyncio.to_thread(self._record, job, result)
-                if disabled is not None:
-                    await self._emit_disabled(disabled)
-                if not proceed:
-                    return
-            if len(jobs) < self._batch:
+            jobs, first = (first, None) if first is not None else (await asyncio.to_thread(self._load_batch, endpoint_id), None)
+            outstanding: list[asyncio.Future[tuple[bool, dict[str, Any] | None]]] = []
+            stop = False
+            try:
+                for job in jobs:
+                    if job.next_attempt_at > self._clock.wall().timestamp():
+                        stop = True
+                        break
+                    result = await self.attempt(job.url, job.id, job.secret, job.payload.encode())
+                    self._attempts_made += 1
+                    recorded = self._record_soon(job, result)
+                    outstanding.append(recorded)
+                    if not result.ok:
+                        proceed, _ = await asyncio.shield(recorded)
+                        if not proceed:
+                            stop = True
+                            break
+            finally:
+                for proceed, disabled in await asyncio.gather(*outstanding):
+                    if disabled is not None:
+                        await self._emit_disabled(disabled)
+            if stop or len(jobs) < self._batch:
                 return
+
+    def _record_soon(self, job: _Job, result: AttemptResult) -> asyncio.Future[tuple[bool, dict[str, Any] | None]]:
+        """Queue one outcome for the next group commit; the first caller flushes until the queue is empty."""
+        fut: asyncio.Future[tuple[bool, dict[str, Any] | None]] = asyncio.get_running_loop().create_future()
+        self._pending.append((job, result, fut))
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().create_task(self._flush())
+        return fut
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    outs = await asyncio.to_thread(self._record_many, [(j, r) for j, r, _ in batch])
+                except BaseException as exc:
+                    for _, _, f in batch:
+                        if not f.done():
+                            f.set_exception(exc if isinstance(exc, Exception) else RuntimeError("flush cancelled"))
+                    if not isinstance(exc, Exception):
+                        raise
+                    log.error("recording webhook attempts failed: %r", exc)
+                    continue
+                for (_, _, f), out in zip(batch, outs, strict=True):
+                    if not f.done():
+                        f.set_result(out)
+        finally:
+            self._flushing = False
 
     async def attempt(self, url: str, msg_id: str, secret: str, body: bytes) -> AttemptResult:
         """One signed POST; never raises for receiver or network faults (they come back as the result)."""
@@ -278,48 +345,62 @@ class Dispatcher:
             except OSError as exc:
                 return done(False, None, f"connect: {exc}")
 
-    def _record(self, job: _Job, result: AttemptResult) -> tuple[bool, dict[str, Any] | None]:
-        """Store one attempt's outcome. Returns (continue with the next delivery?, disabled-endpoint info)."""
+    def _record_many(self, items: list[tuple[_Job, AttemptResult]]) -> list[tuple[bool, dict[str, Any] | None]]:
+        """Store attempts' outcomes in one transaction. Per item: (go on with the next delivery?, disabled info)."""
         now = self._clock.wall().timestamp()
-        attempts = job.attempts + 1
+        cfg = self.config
+        schedule = self._schedule or tuple(getattr(cfg, "retry_schedule", RETRY_SCHEDULE))
         m = self._metrics
-        disabled: dict[str, Any] | None = None
+        out: list[tuple[bool, dict[str, Any] | None]] = []
+        counts = {"delivered": 0, "failed": 0, "dead": 0}
+        latencies: list[float] = []
+        reset: set[str] = set()
         with Session(self._engine) as s:
-            q = update(WebhookDelivery).where(col(WebhookDelivery.seq) == job.seq)
-            if result.ok:
-                s.execute(q.values(status=DELIVERED, attempts=attempts, delivered_at=now, last_status_code=result.status, last_error=None))
-                s.execute(
-                    update(WebhookEndpoint)
-                    .where(col(WebhookEndpoint.id) == job.endpoint_id, col(WebhookEndpoint.consecutive_failures) != 0)
-                    .values(consecutive_failures=0)
-                )
-                s.commit()
-                if m is not None:
-                    m.webhook_deliveries_total.labels(outcome="delivered").inc()
-                    m.webhook_delivery_seconds.observe(max(0.0, now - job.created_at))
-                return True, None
-            if attempts < self.config.max_attempts:
-                schedule = self._schedule or tuple(getattr(self.config, "retry_schedule", RETRY_SCHEDULE))
-                nxt = now + retry_delay(attempts, self._rng, schedule)
-                s.execute(q.values(attempts=attempts, next_attempt_at=nxt, last_status_code=result.status, last_error=result.error))
-                s.commit()
-                if m is not None:
-                    m.webhook_deliveries_total.labels(outcome="failed").inc()
-                return False, None
-            s.execute(q.values(status=DEAD, attempts=attempts, last_status_code=result.status, last_error=result.error))
-            ep = s.get(WebhookEndpoint, job.endpoint_id)
-            if ep is not None:
-                ep.consecutive_failures += 1
-                if ep.enabled and ep.consecutive_failures >= self.config.disable_after_failures:
-                    ep.enabled = False
-                    ep.disabled_reason = f"{ep.consecutive_failures} deliveries in a row failed every attempt; last: {result.error}"
-                    disabled = {"endpoint_id": ep.id, "consecutive_failures": ep.consecutive_failures, "last_error": result.error}
-                s.add(ep)
+            for job, result in items:
+                attempts = job.attempts + 1
+                q = update(WebhookDelivery).where(col(WebhookDelivery.seq) == job.seq)
+                if result.ok:
+                    s.execute(q.values(status=DELIVERED, attempts=attempts, delivered_at=now, last_status_code=result.status, last_error=None))
+                    if job.endpoint_id not in reset:  # in order: a later dead delivery in this batch counts from 0
+                        reset.add(job.endpoint_id)
+                        s.execute(
+                            update(WebhookEndpoint)
+                            .where(col(WebhookEndpoint.id) == job.endpoint_id, col(WebhookEndpoint.consecutive_failures) != 0)
+                            .values(consecutive_failures=0)
+                        )
+                    counts["delivered"] += 1
+                    latencies.append(max(0.0, now - job.created_at))
+                    out.append((True, None))
+                    continue
+                if attempts < cfg.max_attempts:
+                    nxt = now + retry_delay(attempts, self._rng, schedule)
+                    s.execute(q.values(attempts=attempts, next_attempt_at=nxt, last_status_code=result.status, last_error=result.error))
+                    counts["failed"] += 1
+                    out.append((False, None))
+                    continue
+                s.execute(q.values(status=DEAD, attempts=attempts, last_status_code=result.status, last_error=result.error))
+                counts["dead"] += 1
+                log.warning("webhook delivery %s to %s is dead after %d attempts: %s", job.id, job.endpoint_id, attempts, result.error)
+                disabled: dict[str, Any] | None = None
+                ep = s.get(WebhookEndpoint, job.endpoint_id, populate_existing=True)
+                if ep is not None:
+                    reset.discard(job.endpoint_id)  # a success after this one must reset again
+                    ep.consecutive_failures += 1
+                    if ep.enabled and ep.consecutive_failures >= cfg.disable_after_failures:
+                        ep.enabled = False
+                        ep.disabled_reason = f"{ep.consecutive_failures} deliveries in a row failed every attempt; last: {result.error}"
+                        disabled = {"endpoint_id": ep.id, "consecutive_failures": ep.consecutive_failures, "last_error": result.error}
+                    s.add(ep)
+                    s.flush()
+                out.append((disabled is None, disabled))
             s.commit()
         if m is not None:
-            m.webhook_deliveries_total.labels(outcome="dead").inc()
-        log.warning("webhook delivery %s to %s is dead after %d attempts: %s", job.id, job.endpoint_id, attempts, result.error)
-        return disabled is None, disabled
+            for outcome, n in counts.items():
+                if n:
+                    m.webhook_deliveries_total.labels(outcome=outcome).inc(n)
+            for lat in latencies:
+                m.webhook_delivery_seconds.observe(lat)
+        return out
 
     async def _emit_disabled(self, info: dict[str, Any]) -> None:
         log.warning("webhook endpoint %s disabled after %d dead deliveries", info["endpoint_id"], info["consecutive_failures"])

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import event as sa_event
+from sqlalchemy import insert
 from sqlmodel import Session, SQLModel, select
 
 from controlplane.clock import Clock
@@ -47,32 +48,32 @@ def _recipients(event: Event, endpoints: Iterable[WebhookEndpoint]) -> list[Webh
     return [ep for ep in endpoints if ep.wants(event.type) and not (event.type in _ENDPOINT_EVENTS and ep.id == event.subject)]
 
 
-def enqueue(session: Session, events: Iterable[Event], now: float) -> list[WebhookDelivery]:
-    """Add one pending delivery per (event, subscribed enabled endpoint) to the session; no commit."""
+def enqueue(session: Session, events: Iterable[Event], now: float) -> list[dict[str, Any]]:
+    """Insert one pending delivery per (event, subscribed enabled endpoint) in the session's transaction (no commit).
+
+    A bulk Core insert: fan-out to many endpoints is one statement, not one ORM object each.
+    """
     events = list(events)
     if not events:
         return []
     endpoints = list(session.exec(select(WebhookEndpoint).where(WebhookEndpoint.enabled == True)))  # noqa: E712
-    out: list[WebhookDelivery] = []
+    rows: list[dict[str, Any]] = []
     for ev in events:
         targets = _recipients(ev, endpoints)
         if not targets:
             continue
         body = event_body(ev).decode()
+        created = ev.at.timestamp() if ev.at.tzinfo else now
         for ep in targets:
-            d = WebhookDelivery(
-                id=new_message_id(),
-                endpoint_id=ep.id,
-                event_id=ev.id,
-                event_type=ev.type,
-                payload=body,
-                status=PENDING,
-                next_attempt_at=now,
-                created_at=ev.at.timestamp() if ev.at.tzinfo else now,
+            rows.append(
+                {
+                    "id": new_message_id(), "endpoint_id": ep.id, "event_id": ev.id, "event_type": ev.type, "payload": body,
+                    "status": PENDING, "attempts": 0, "next_attempt_at": now, "created_at": created,
+                }
             )
-            session.add(d)
-            out.append(d)
-    return out
+    if rows:
+        session.execute(insert(WebhookDelivery), rows)
+    return rows
 
 
 class Outbox:

@@ -10,6 +10,7 @@ passes `allow_redirects=False`), so a public endpoint cannot bounce a delivery i
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 from collections.abc import Sequence
@@ -33,8 +34,13 @@ class WebhookUrlError(ValueError):
         super().__init__(problem)
 
 
-def _networks(allow: Sequence[str]) -> list[_Net]:
-    return [ipaddress.ip_network(n, strict=False) for n in allow]
+def _networks(allow: Sequence[str]) -> tuple[_Net, ...]:
+    return _parse_networks(tuple(allow))
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_networks(allow: tuple[str, ...]) -> tuple[_Net, ...]:  # parsed once per allow-list, not per delivery
+    return tuple(ipaddress.ip_network(n, strict=False) for n in allow)
 
 
 def _public(ip: _IP) -> bool:

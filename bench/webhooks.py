@@ -1,0 +1,125 @@
+"""Bench: webhook fan-out. N endpoints on a local receiver (its own process) × M events appended at a steady
+rate through the real store + outbox + dispatcher; prints deliveries/s and event → delivery latency
+percentiles (receiver arrival minus the event's `at`). Never asserts.
+Aim (issue 6): 100 endpoints × 1,000 events with p99 event → delivery < 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from sqlmodel import Session
+
+from bench.status_api import free_port
+from controlplane.clock import SystemClock
+from controlplane.config import WebhookConfig
+from controlplane.events import Event
+from controlplane.metrics import Metrics
+from controlplane.store import Store
+from controlplane.webhooks.dispatcher import Dispatcher
+from controlplane.webhooks.models import WebhookEndpoint
+from controlplane.webhooks.outbox import install_outbox
+from controlplane.webhooks.signing import generate_secret
+
+__all__ = ["main"]
+
+
+def _receiver(port: int, ready: Any) -> None:
+    """Receiver process: records arrival latency per delivery; GET /stats returns them."""
+    latencies: list[float] = []
+    seen: set[str] = set()
+
+    async def hook(request: web.Request) -> web.Response:
+        body = await request.read()
+        msg = request.headers.get("webhook-id", "")
+        if msg not in seen:
+            seen.add(msg)
+            at = datetime.fromisoformat(json.loads(body)["at"].replace("Z", "+00:00")).timestamp()
+            latencies.append(time.time() - at)
+        return web.Response(text="ok")
+
+    async def stats(request: web.Request) -> web.Response:
+        return web.json_response({"latencies": latencies})
+
+    app = web.Application()
+    app.router.add_post("/hook/{i}", hook)
+    app.router.add_get("/stats", stats)
+    ready.set()
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, handle_signals=True)
+
+
+async def _run(endpoints: int, events: int, rate: float, db: Path, port: int) -> None:
+    clock = SystemClock()
+    store = Store(f"sqlite:///{db}", clock)
+    outbox = install_outbox(store, clock)
+    with Session(store.engine) as s:
+        for i in range(endpoints):
+            s.add(WebhookEndpoint(id=f"ep_{i:04d}", url=f"http://127.0.0.1:{port}/hook/{i}", secret=generate_secret(), created_at=time.time()))
+        s.commit()
+    cfg = WebhookConfig(allow_private_networks=["127.0.0.0/8"], timeout=5.0)
+    dispatcher = Dispatcher(engine=store.engine, clock=clock, config=cfg, metrics=Metrics(), poll_interval=0.5, concurrency=128)
+    outbox.add_waker(dispatcher.wake)
+    task = asyncio.create_task(dispatcher.run())
+    started = time.perf_counter()
+    for n in range(events):
+        ev = Event(type="target.state_changed", at=datetime.now(UTC), subject=f"p/m{n % 10}", data={"n": n})
+        await asyncio.to_thread(store.append_events, [ev])
+        delay = started + (n + 1) / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+    appended = time.perf_counter() - started
+    total = endpoints * events
+    async with aiohttp.ClientSession() as http:
+        while True:
+            async with http.get(f"http://127.0.0.1:{port}/stats") as r:
+                lat = (await r.json())["latencies"]
+            if len(lat) >= total or time.perf_counter() - started > 300:
+                break
+            await asyncio.sleep(0.2)
+    elapsed = time.perf_counter() - started
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    store.close()
+    lat.sort()
+    pct = lambda q: lat[min(len(lat) - 1, int(len(lat) * q))] * 1000  # noqa: E731
+    print(f"fan-out: {endpoints} endpoints × {events} events at {rate:g} events/s (appended in {appended:.1f} s)")
+    print(f"  delivered {len(lat):,}/{total:,} in {elapsed:.1f} s = {len(lat) / elapsed:,.0f} deliveries/s")
+    if lat:
+        print(f"  event → delivery: p50 {pct(0.5):.0f} ms, p99 {pct(0.99):.0f} ms, max {lat[-1] * 1000:.0f} ms, "
+              f"mean {statistics.fmean(lat) * 1000:.0f} ms  (aim p99 < 1,000 ms)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="bench.webhooks")
+    ap.add_argument("--endpoints", type=int, default=100)
+    ap.add_argument("--events", type=int, default=1000)
+    ap.add_argument("--rate", type=float, default=50.0, help="events appended per second")
+    args = ap.parse_args(argv or [])
+    port = free_port()
+    ctx = mp.get_context("spawn")
+    ready = ctx.Event()
+    proc = ctx.Process(target=_receiver, args=(port, ready), daemon=True)
+    proc.start()
+    try:
+        ready.wait(20)
+        time.sleep(0.5)  # the site binds just after `ready`
+        with tempfile.TemporaryDirectory() as tmp:
+            asyncio.run(_run(args.endpoints, args.events, args.rate, Path(tmp) / "bench.db", port))
+    finally:
+        proc.terminate()
+        proc.join(10)
+
+
+if __name__ == "__main__":
+    main()
