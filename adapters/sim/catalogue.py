@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from enum import StrEnum
 from typing import Any
@@ -84,10 +84,24 @@ class FaultSpec:
     all_endpoints: bool = False  # also hits catalogue/health/count-tokens endpoints (auth, region)
     drops_model: bool = False  # the model leaves the catalogue while active
     render: Callable[[RenderContext], ErrorResponse] | None = None
-    defaults: Mapping[str, Any] = field(default_factory=dict)
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # every parameter the fault takes, with its default
 
     def applies_to(self, family: str) -> bool:
         return self.families is None or family in self.families
+
+    def check_params(self, params: Mapping[str, Any]) -> None:
+        """Raise ValueError naming a parameter this fault does not take, or a value it cannot use."""
+        for name, value in params.items():
+            if name not in self.defaults:
+                known = ", ".join(self.defaults) or "none"
+                raise ValueError(f"fault {self.id} takes no parameter {name!r}; it takes: {known}")
+            if name in _NUMERIC and value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
+                raise ValueError(f"{self.id} parameter {name!r} must be a non-negative number, got {value!r}")
+        if self.render is not None:
+            self.render(RenderContext("m", datetime(2026, 1, 1, tzinfo=UTC), "openai", params))  # e.g. HDR-RA's hint
+
+
+_NUMERIC = frozenset({"seconds", "interval", "rate", "steps", "status"})
 
 
 def rfc3339(t: datetime) -> str:
@@ -216,18 +230,18 @@ _ROWS: list[FaultSpec] = [
     # -- transport and timing (any family) --
     FaultSpec("NET-1", B.REFUSED, "connection refused: the provider's listener is closed", expected=E.CONNECT, all_endpoints=True),
     FaultSpec("NET-2", B.RESET, "TCP reset (streams: after 2 chunks)", expected=E.CONNECT, all_endpoints=True),
-    FaultSpec("NET-3", B.HANG, "headers held `seconds` s (default: until the fault clears)", expected=E.TIMEOUT, all_endpoints=True),
+    FaultSpec("NET-3", B.HANG, "headers held `seconds` s (default: until the fault clears)", expected=E.TIMEOUT, all_endpoints=True, defaults={"seconds": None}),
     FaultSpec("NET-4", B.KEEPALIVE, "queued: keep-alives every `interval` s for `seconds` s, then tokens (`then: close`: close instead)", defaults={"seconds": 3.0, "interval": 1.0, "then": "tokens"}),
     FaultSpec("NET-5", B.STALL, "stream stalls after 3 chunks (preamble + 2 content chunks), connection held open", expected=E.TIMEOUT),
     FaultSpec("NET-6", B.SLOW, "slow decode at `rate` tokens/s", defaults={"rate": 2.0}),
     FaultSpec("NET-7", B.TRUNCATED, "stream ends without its terminator (plain: cut JSON)", expected=E.BAD_RESPONSE),
     FaultSpec("NET-8", B.MALFORMED, 'malformed chunk `data: {"choices":[{"delta":{"content":"ab`', expected=E.BAD_RESPONSE),
-    FaultSpec("NET-9", B.ERROR, "CDN page: `status` (502 or 200) text/html Bad gateway", expected=E.BAD_RESPONSE, render=_html),
+    FaultSpec("NET-9", B.ERROR, "CDN page: `status` (502 or 200) text/html Bad gateway", expected=E.BAD_RESPONSE, render=_html, defaults={"status": 502}),
     FaultSpec("NET-10", B.EMPTY, "200 with empty content and no finish reason", expected=E.BAD_RESPONSE),
     FaultSpec("LATENCY", B.LATENCY, "extra `seconds` before response headers", defaults={"seconds": 1.0}),
     FaultSpec("TTFT", B.TTFT, "extra `seconds` before the first token", defaults={"seconds": 1.0}),
     FaultSpec("POL", B.POLICY, "policy outcome: content_filter / refusal / blockReason SAFETY", expected=E.CLIENT_ERROR),
-    FaultSpec("HDR-RA", B.ERROR, "429/503 (`status`) with one retry hint (`hint`: ms|seconds|date|no_retry)", expected=E.RATE_LIMITED, render=_hdr_ra),
+    FaultSpec("HDR-RA", B.ERROR, "429/503 (`status`) with one retry hint (`hint`: ms|seconds|date|no_retry)", expected=E.RATE_LIMITED, render=_hdr_ra, defaults={"hint": "seconds", "status": 429}),
     FaultSpec("CAT-1", B.CATALOGUE, "model drops out of the catalogue (inference unaffected); Anthropic pages of 1"),
     FaultSpec("LC-LOAD", B.HEALTH_LOADING, "llama.cpp loading: /health and inference 503 `unavailable_error`", all_endpoints=True, render=_health_loading),
     FaultSpec("ST-1", B.STATUS, "status page: indicator major, API component partial_outage, major incident"),
@@ -239,7 +253,7 @@ _ROWS: list[FaultSpec] = [
     FaultSpec("OA-404", B.ERROR, "model gone (and off /models)", _OA, E.MODEL_GONE, drops_model=True, render=_oa(404, "invalid_request_error", "model_not_found", "The model `{model}` does not exist or you do not have access to it.")),
     FaultSpec("OA-429R", B.ERROR, "rate limit with retry-after and x-ratelimit headers", _OA, E.RATE_LIMITED, render=_oa_429r),
     FaultSpec("OA-429S", B.ERROR, "slow down", _OA, E.RATE_LIMITED, render=_oa(429, "rate_limit_error", "slow_down", "We're currently processing too many requests from your organization; please slow down.", retry_after="5")),
-    FaultSpec("OA-429Q", B.ERROR, "quota exhausted (`code`: insufficient_quota | credit_balance_exhausted)", _OA, E.QUOTA_EXHAUSTED, render=_oa_429q),
+    FaultSpec("OA-429Q", B.ERROR, "quota exhausted (`code`: insufficient_quota | credit_balance_exhausted)", _OA, E.QUOTA_EXHAUSTED, render=_oa_429q, defaults={"code": "insufficient_quota"}),
     FaultSpec("OA-503", B.ERROR, "overloaded", _OA, E.OVERLOADED, render=_oa(503, "service_unavailable_error", "server_is_overloaded", "The server is overloaded, please try again later.", retry_after="1")),
     FaultSpec("OA-500", B.ERROR, "server error", _OA, E.SERVER_ERROR, render=_oa(500, "server_error", None, "The server had an error while processing your request. Sorry about that!")),
     FaultSpec("OA-CTX", B.ERROR, "context too long", _OA, E.CLIENT_ERROR, render=_oa(400, "invalid_request_error", "context_length_exceeded", "This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens.", param="messages")),

@@ -21,7 +21,7 @@ from adapters.sim.chat import BadRequest, ChatCall, WireFormat, build_answer, es
 from adapters.sim.config import SimProvider
 from adapters.sim.faults import FaultBook, Fired
 from adapters.sim.ratelimit import RateLimiter, rate_headers
-from adapters.sim.respond import Turn, hold, pause, reset_connection, send_plain, send_stream
+from adapters.sim.respond import WAS_RESET, Turn, hold, pause, reset_connection, send_plain, send_stream
 from adapters.sim.stats import Stats
 from adapters.sim.wire_anthropic import AnthropicWire
 from adapters.sim.wire_gemini import GeminiWire
@@ -145,7 +145,7 @@ class ProviderServer:
         except web.HTTPException as exc:
             self._stats.status(self.cfg.id, exc.status)
             raise
-        self._stats.status(self.cfg.id, resp.status)
+        self._stats.status(self.cfg.id, "reset" if resp.get(WAS_RESET) else resp.status)
         return resp
 
     # -- answers shared by every route --

@@ -16,7 +16,9 @@ from adapters.sim.catalogue import Behaviour
 from adapters.sim.chat import Answer, ChatCall, WireFormat
 from adapters.sim.faults import FaultRule, Fired
 
-__all__ = ["Turn", "send_plain", "send_stream", "reset_connection", "hold", "pause"]
+__all__ = ["Turn", "send_plain", "send_stream", "reset_connection", "hold", "pause", "WAS_RESET"]
+
+WAS_RESET: web.ResponseKey[bool] = web.ResponseKey("sim_reset")  # stats count a reset, not the placeholder 500
 
 # After how many content events (past the preamble) a stream fault strikes (provider-semantics.md §7).
 # Stall: "after 3 chunks" counts OpenAI's role chunk, so 2 content events: the stall lands mid-answer.
@@ -83,7 +85,9 @@ def reset_connection(request: web.Request) -> web.Response:
             with suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         transport.abort()
-    return web.Response(status=500)
+    resp = web.Response(status=500)
+    resp[WAS_RESET] = True
+    return resp
 
 
 async def send_plain(t: Turn) -> web.StreamResponse:

@@ -218,6 +218,7 @@ class Simulator:
         if model is not None and server.cfg.model(model) is None:
             raise ValueError(f"provider {provider!r} has no model {model!r}; known: {', '.join(m.name for m in server.cfg.models)}")
         spec = resolve_fault(fault, server.cfg.family, server.cfg.effective_flavor)
+        spec.check_params(params)
         rule = self.book.add(provider, spec, model=model, count=count, duration=duration, probability=probability, params=params, start=_start)
         return rule.id
 

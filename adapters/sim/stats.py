@@ -15,7 +15,7 @@ class Stats:
     def __init__(self) -> None:
         self.requests: Counter[tuple[str, str, str]] = Counter()  # (provider, model or "", endpoint)
         self.faults: Counter[tuple[str, str]] = Counter()  # (provider, fault id)
-        self.statuses: Counter[tuple[str, int]] = Counter()  # (provider, HTTP status)
+        self.statuses: Counter[tuple[str, int | str]] = Counter()  # (provider, HTTP status or "reset")
 
     def count(self, provider: str, model: str | None, endpoint: str) -> None:
         self.requests[(provider, model or "", endpoint)] += 1
@@ -23,7 +23,7 @@ class Stats:
     def fault(self, provider: str, fault_id: str) -> None:
         self.faults[(provider, fault_id)] += 1
 
-    def status(self, provider: str, status: int) -> None:
+    def status(self, provider: str, status: int | str) -> None:
         self.statuses[(provider, status)] += 1
 
     def requests_for(self, provider: str | None = None, model: str | None = None, endpoint: str | None = None) -> int:

@@ -59,6 +59,9 @@ async def test_faults_set_list_clear_over_http(sim: Simulator, http: aiohttp.Cli
         ({"provider": "oa", "fault": "auth", "probability": 2}, "probability must be in (0, 1]"),
         ({"provider": "oa", "fault": "auth", "colour": "red"}, "unknown field(s) colour"),
         ({"fault": "auth"}, "`provider` is required"),
+        ({"provider": "oa", "fault": "hang", "params": {"secs": 1}}, "takes no parameter 'secs'; it takes: seconds"),
+        ({"provider": "oa", "fault": "HDR-RA", "params": {"hint": "soon"}}, "hint must be one of ms, seconds, date, no_retry"),
+        ({"provider": "oa", "fault": "latency", "params": {"seconds": "x"}}, "'seconds' must be a non-negative number"),
     ],
 )
 async def test_bad_fault_requests_name_the_problem(sim: Simulator, http: aiohttp.ClientSession, body: dict[str, Any], message: str) -> None:

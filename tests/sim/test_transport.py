@@ -54,6 +54,7 @@ async def test_reset_before_the_answer(sim: Simulator, http: aiohttp.ClientSessi
     with pytest.raises(aiohttp.ClientConnectionError):
         await call(http, sim, "an")
     assert (await call(http, sim, "an"))[0] == 200
+    assert sim.stats()["providers"]["an"]["statuses"] == {"reset": 1, "200": 1}, sim.stats()["providers"]["an"]
 
 
 async def test_reset_after_two_chunks_of_a_stream(sim: Simulator, http: aiohttp.ClientSession) -> None:
