@@ -2,7 +2,7 @@
 
 One process serves several ports; each port has its own mode, switchable at runtime through
 `POST /_admin/mode` with `{"mode": "ok" | "region_blocked" | "hang" | "server_error"}`, and counts the chat
-requests it received (`GET /_admin/stats`). Run: `python -m bench.dataplane.upstream PORT [PORT…]`.
+requests it received (`GET /_admin/stats`). Run: `python -m bench.dataplane.upstream [--chunk-delay=S] [--chunks=N] PORT [PORT…]`.
 """
 
 from __future__ import annotations
@@ -79,10 +79,10 @@ def build_upstream(stream_chunks: int = 3, chunk_delay_s: float = 0.0) -> web.Ap
     return app
 
 
-async def _serve(ports: list[int], chunk_delay_s: float) -> None:
+async def _serve(ports: list[int], chunk_delay_s: float, chunks: int) -> None:
     runners = []
     for port in ports:
-        runner = web.AppRunner(build_upstream(chunk_delay_s=chunk_delay_s), access_log=None)
+        runner = web.AppRunner(build_upstream(stream_chunks=chunks, chunk_delay_s=chunk_delay_s), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port, backlog=4096).start()
         runners.append(runner)
@@ -96,16 +96,22 @@ async def _serve(ports: list[int], chunk_delay_s: float) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    delay = 0.0
-    if args and args[0].startswith("--chunk-delay="):
-        delay = float(args.pop(0).split("=", 1)[1])
+    delay, chunks = 0.0, 3
+    while args and args[0].startswith("--"):
+        name, _, value = args.pop(0).partition("=")
+        if name == "--chunk-delay":
+            delay = float(value)
+        elif name == "--chunks":
+            chunks = int(value)
+        else:
+            raise SystemExit(f"unknown option {name}; use --chunk-delay=S --chunks=N PORT…")
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is a dependency; plain asyncio still works
         pass
-    asyncio.run(_serve([int(p) for p in args], delay))
+    asyncio.run(_serve([int(p) for p in args], delay, chunks))
 
 
 if __name__ == "__main__":
