@@ -99,7 +99,8 @@ class Relay:
             return resp
 
 
-def turnout_yaml(sim: Simulator, judge_url: str, synth_url: str, panel: str = "", routes: str = "", extra: str = "") -> str:
+def turnout_yaml(sim: Simulator, judge_url: str, synth_url: str, panel: str = "", routes: str = "", extra: str = "",
+                 first_byte: str = "2s") -> str:
     def url(p: str) -> str:
         return {"jd": judge_url, "sy": synth_url}.get(p, sim.base_url(p))
 
@@ -118,7 +119,7 @@ routes:
   - name: fusion
     mode: panel
     panel: {{from: [frontier, cheap], size: 3, quorum: 2, member_deadline: 3s, judge: judging, synthesizer: sy/synth-x{panel}}}
-{routes}dataplane: {{first_byte_timeout: 2s, stall_timeout: 2s, total_timeout: 8s, connect_timeout: 1s}}
+{routes}dataplane: {{first_byte_timeout: {first_byte}, stall_timeout: 2s, total_timeout: 8s, connect_timeout: 1s}}
 {extra}
 """
 
@@ -174,11 +175,11 @@ async def make_env(sim: Simulator) -> AsyncIterator[Callable[..., Awaitable[Env]
     """`panel` adds fields to the fusion route's panel mapping (e.g. ", degrade_to_single: true")."""
     started: list[tuple[web.AppRunner, Env]] = []
 
-    async def make(panel: str = "", routes: str = "", extra: str = "", **rt_kw: Any) -> Env:
+    async def make(panel: str = "", routes: str = "", extra: str = "", first_byte: str = "2s", **rt_kw: Any) -> Env:
         judge, synth = Relay(sim.root_url("jd")), Relay(sim.root_url("sy"))
         await judge.start()
         await synth.start()
-        cfg = parse(turnout_yaml(sim, judge.url("/v1"), synth.url("/v1"), panel, routes, extra))
+        cfg = parse(turnout_yaml(sim, judge.url("/v1"), synth.url("/v1"), panel, routes, extra, first_byte))
         rt = Rt(cfg, StaticTables(make_table(cfg)), **rt_kw)
         app = build_data_app(rt)
         if not PROXY_WIRED:

@@ -206,3 +206,41 @@ async def test_custom_templates_shape_what_the_judge_and_synthesizer_see(make_en
     assert status == 200
     assert env.judge.prompt().startswith("JUDGE 3: <answer")
     assert env.synth.prompt().startswith("SYN <answer") and env.synth.prompt().endswith(ANSWERS["jd"])
+
+
+async def test_member_timing_out_early_is_replaced_while_the_member_deadline_leaves_time(make_env: MakeEnv) -> None:
+    env = await make_env(panel=", member_deadline: 3s", first_byte="300ms")
+    env.sim.set_fault("ob", "hang")
+    t = time.monotonic()
+    status, doc, headers = await _ask(env)
+    assert status == 200, doc
+    assert time.monotonic() - t < 2.5
+    assert headers["x-turnout-panel-members"] == "oa/gpt-x,an/claude-x,gg/gem-x"
+    slot3 = [(m["target"], m["outcome"]) for m in doc["turnout"]["members"] if m["slot"] == 3]
+    assert slot3 == [("ob/gpt-x", "timeout"), ("gg/gem-x", "ok")]
+    assert env.rt.sink.classes("ob/gpt-x") == ["timeout"]  # the provider's own timeout is held against it
+
+
+async def test_debug_stream_starts_with_the_trail_as_an_sse_comment(env: Env) -> None:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{env.url}/chat/completions", json={"model": "fusion", "messages": MSG, "stream": True},
+                          headers={"x-turnout-debug": "1"}) as resp:
+            raw = (await resp.read()).decode()
+            trail = json.loads(resp.headers["x-turnout-decision"])
+    assert raw.startswith(": turnout {")
+    comment = json.loads(raw.split("\n", 1)[0][len(": turnout "):])
+    assert comment["judge"]["given"] == env.judge.bodies[-1]["messages"][-1]["content"]
+    assert trail["survivors"] == ["oa/gpt-x", "an/claude-x", "ob/gpt-x"]
+    assert raw.rstrip().endswith("data: [DONE]")
+
+
+async def test_an_explicit_target_can_sit_on_the_panel(make_env: MakeEnv) -> None:
+    env = await make_env(routes="  - {name: duo, mode: panel, panel: {from: [gg/gem-x, frontier], size: 2, quorum: 2, synthesizer: sy/synth-x}}\n")
+    resp = await env.post({"model": "duo", "messages": MSG})
+    doc = json.loads(await resp.read())
+    assert resp.status == 200, doc
+    assert resp.headers["x-turnout-panel-members"] == "gg/gem-x,oa/gpt-x"
+    assert env.judge.bodies == []  # no judge configured: the synthesizer works from the answers alone
+    assert "(no analysis available)" in env.synth.prompt()
