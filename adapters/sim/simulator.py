@@ -4,6 +4,7 @@ stats and timeline, the admin server, and the Python API tests use (`async with 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from contextlib import suppress
 from pathlib import Path
@@ -21,6 +22,8 @@ from adapters.sim.timeline import Timeline
 from controlplane.clock import Clock, SystemClock
 
 __all__ = ["Simulator"]
+
+log = logging.getLogger(__name__)
 
 _TICK_S = 0.2  # real-clock cadence of the background tick (durations, timeline, listener restarts)
 
@@ -128,7 +131,9 @@ class Simulator:
         for scheduled, entry in self.timeline.due():
             self._apply(entry, scheduled)
         self.book.expire()  # an entry whose whole duration already passed
-        for server in self.providers.values():
+        for pid, server in self.providers.items():
+            if self._started and not server.listening and not self.book.refusing(pid):
+                self._listener_may_change(pid)
             await server.settle()
 
     async def advance(self, seconds: float) -> None:
@@ -161,8 +166,12 @@ class Simulator:
             return
         if self.book.refusing(provider):
             server.stop_listening()
-        else:
+            return
+        try:
             server.start_listening()
+        except OSError as exc:
+            # Someone took the port while it was closed; the next tick tries again.
+            log.warning("simulated provider %s cannot listen again on port %s: %s", provider, server.port, exc.strerror or exc)
 
     @property
     def stopping(self) -> asyncio.Event:
