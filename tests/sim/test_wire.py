@@ -4,6 +4,7 @@ tool echo in every family, catalogue pages, count-tokens, and every friendly ali
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import aiohttp
 import pytest
@@ -106,7 +107,7 @@ async def test_deepseek_keepalives_are_not_progress_for_the_adapter(sim: Simulat
 
 @pytest.mark.integration
 async def test_every_family_streams_and_answers_tool_calls_for_the_adapters(sim: Simulator, http: aiohttp.ClientSession) -> None:
-    tools = {
+    tools: dict[str, tuple[dict[str, Any], str, str]] = {
         "oa": ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"a": {"type": "boolean"}}}}}], "tool_choice": "required"}, "openai", "gpt-x"),
         "an": ({"tools": [{"name": "f", "input_schema": {"type": "object", "properties": {"a": {"type": "boolean"}}}}], "tool_choice": {"type": "any"}}, "anthropic", "claude-x"),
     }
