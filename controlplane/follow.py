@@ -1,5 +1,7 @@
 """Followers: a control replica that does not lead learns each new table version from the store.
 
+`ControlReplica` runs one control replica: it follows until elected (controlplane/leader.py), then leads.
+
 The leader writes every table it publishes to `published_tables` before anyone can read it (the pipeline's
 rule). On PostgreSQL a trigger on that table sends `NOTIFY turnout_table, '<version>'` in the same
 transaction, so a follower hears of a version only once it is committed and readable; the follower then
@@ -12,16 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 
+from controlplane.errors import TurnoutError
 from controlplane.models import PublishedTableRow
 from controlplane.publisher import TablePublisher
 from controlplane.table import Table
 
-__all__ = ["TABLE_CHANNEL", "install_notify", "newest_table", "StoreFollower"]
+__all__ = ["TABLE_CHANNEL", "install_notify", "newest_table", "StoreFollower", "ControlReplica", "NotLeader", "lifecycle_for"]
 
 log = logging.getLogger("turnout.follow")
 
@@ -142,3 +149,226 @@ class StoreFollower:
                 if not got:
                     await self.refresh_async()
                     await conn.execute("SELECT 1")  # a dead connection raises here and we fall back to polling
+
+
+# -- a control replica: follows until elected, leads until it steps down ------------------------------
+
+
+class NotLeader(TurnoutError):
+    """An operator action reached a follower: it must go to the leader."""
+
+    def __init__(self, action: str, leader_url: str | None) -> None:
+        self.action, self.leader_url = action, leader_url
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f" at {self.leader_url}" if self.leader_url else ""
+        return f"this control replica is a follower; send {self.action} to the leader{where}"
+
+    def __repr__(self) -> str:
+        return f"NotLeader(action={self.action!r}, leader_url={self.leader_url!r})"
+
+
+@dataclass
+class _Outcome:
+    transitions: list[Any] = field(default_factory=list)
+    events: list[Any] = field(default_factory=list)
+    table: Table | None = None
+
+
+class _FollowerSink:
+    """`rt.sink` while following: no pipeline runs here. Operator actions are refused (NotLeader); a reload
+    only changes the local config; live outcomes (`--role all` on a follower) are counted and dropped."""
+
+    def __init__(self, leader_url: Callable[[], Awaitable[str | None]]) -> None:
+        self._leader_url = leader_url
+        self.processed = 0
+        self.dropped = 0
+
+    def submit(self, obs: Any) -> None:
+        self.dropped += 1
+
+    async def drain(self, **_: Any) -> _Outcome:
+        raise NotLeader("drain", await self._leader_url())
+
+    async def undrain(self, **_: Any) -> _Outcome:
+        raise NotLeader("undrain", await self._leader_url())
+
+    async def reload(self, config: Any, *, actor: str = "system") -> _Outcome:
+        return _Outcome()
+
+    async def flush(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+
+class _IdleScheduler:
+    """`rt.scheduler` while following: nothing is probed here."""
+
+    jobs: list[Any] = []
+
+    def set_config(self, config: Any) -> None:
+        return None
+
+    async def shutdown(self) -> None:
+        return None
+
+
+class ControlReplica:
+    """Runs a `controlplane.runtime.Runtime` as one of several control replicas on one PostgreSQL database.
+
+    Following: `rt.table_source` is fed from the store (NOTIFY, polling fallback); `rt.health` is a read-only
+    view rebuilt from the stored snapshot; no probes, pipeline or webhook dispatcher. Elected: `rt.start()`
+    builds them from the store (breaker states from the snapshot, versions continuing from the newest stored
+    table); their tables are forwarded into the same long-lived publisher, so long-polls never notice the
+    switch. Demoted: `rt.stop()` tears them down and following resumes. The store and publisher that the
+    API handlers hold stay the same for the process's life.
+    """
+
+    def __init__(self, rt: Any, *, advertise_url: str = "", lease: float | None = None) -> None:
+        self.rt = rt
+        cfg = rt.config
+        self.url = cfg.database.url
+        self.lease = float(lease if lease is not None else cfg.scale_out.leader_lease)
+        self.advertise_url = advertise_url or os.environ.get("TURNOUT_ADVERTISE_URL") or _default_advertise(cfg)
+        self.store: Any = None
+        self.publisher: TablePublisher | None = None
+        self.follower: StoreFollower | None = None
+        self.elector: Any = None
+        self._leader_store: Any = None
+        self._unforward: Callable[[], None] | None = None
+        self._follow_task: asyncio.Task[None] | None = None
+        self._elect_task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def is_leader(self) -> bool:
+        return bool(self.elector is not None and self.elector.is_leader)
+
+    async def start(self) -> None:
+        from controlplane.leader import LeaseElector, pg_conninfo
+        from controlplane.store import Store
+        from controlplane.webhooks.outbox import install_outbox
+
+        rt = self.rt
+        self.store = await asyncio.to_thread(Store, self.url, rt.clock)
+        await asyncio.to_thread(install_notify, self.store.engine)
+        # Events written here (webhook tests via a follower's API) still queue their deliveries.
+        install_outbox(self.store, rt.clock)
+        last = await asyncio.to_thread(newest_table, self.store.engine, 0)
+        self.publisher = TablePublisher(last or Table(version=0, published_at=rt.clock.wall()))
+        self.follower = StoreFollower(self.store.engine, self.publisher, conninfo=pg_conninfo(self.url),
+                                      poll_interval=rt.config.scale_out.poll_interval, on_table=self._on_table)
+        self.elector = LeaseElector(self.url, lease=self.lease, advertise_url=self.advertise_url, clock=None,
+                                    metrics=rt.metrics, on_elected=self._elected, on_demoted=self._demoted)
+        rt.leadership = self.elector
+        self._become_follower()
+        self._elect_task = asyncio.get_running_loop().create_task(self.elector.run(), name="turnout-leader-election")
+        log.info("control replica %s started as follower at table v%d (lease %.1fs)", self.elector.holder,
+                 self.publisher.version, self.lease)
+
+    async def stop(self) -> None:
+        """Resign (the leader's services stop first), stop following, close the store."""
+        self._stopping = True
+        if self._elect_task is not None:
+            self._elect_task.cancel()
+            await asyncio.gather(self._elect_task, return_exceptions=True)
+            self._elect_task = None
+        await self._stop_following()
+        self.rt.started = False
+        self.rt.metrics.ready.set(0)
+        if self.store is not None:
+            await asyncio.to_thread(self.store.close)
+
+    # -- roles ------------------------------------------------------------------------------
+    def _become_follower(self) -> None:
+        rt = self.rt
+        assert self.publisher is not None and self.follower is not None
+        rt.store, rt.table_source = self.store, self.publisher
+        rt.sink, rt.scheduler = _FollowerSink(self._leader_url), _IdleScheduler()
+        if rt.health is None:
+            self._refresh_health_view(self.publisher.current())
+        rt.started = True
+        rt.metrics.ready.set(1)
+        if self._stopping or (self._follow_task is not None and not self._follow_task.done()):
+            return
+        self._follow_task = asyncio.get_running_loop().create_task(self.follower.run(), name="turnout-follower")
+
+    async def _stop_following(self) -> None:
+        if self._follow_task is not None:
+            self._follow_task.cancel()
+            await asyncio.gather(self._follow_task, return_exceptions=True)
+            self._follow_task = None
+
+    async def _elected(self, term: int) -> None:
+        rt = self.rt
+        assert self.publisher is not None
+        await self._stop_following()
+        try:
+            await rt.start()
+        except Exception:
+            log.exception("could not start leading (term %d); stepping down to retry", term)
+            if rt.started:
+                await rt.stop()
+            self.elector.expire_now()  # the next election step demotes us (following resumes) and retries
+            self._become_follower()
+            return
+        self._leader_store, rt.store = rt.store, self.store
+        leading: TablePublisher = rt.table_source
+        self._forward(leading.current())
+        self._unforward = leading.subscribe(self._forward)
+        rt.table_source = self.publisher
+        log.info("leading (term %d) from table v%d", term, self.publisher.version)
+
+    async def _demoted(self, term: int) -> None:
+        rt = self.rt
+        if self._unforward is not None:
+            self._unforward()
+            self._unforward = None
+        if self._leader_store is not None:
+            rt.store, self._leader_store = self._leader_store, None
+            try:
+                await rt.stop()
+            except Exception:  # keep going: following matters more than a clean teardown
+                log.exception("stopping the leader's services failed (term %d)", term)
+        self._become_follower()
+
+    async def _leader_url(self) -> str | None:
+        info = await self.elector.current() if self.elector is not None else None
+        return info.url if info is not None and info.valid else None
+
+    def _forward(self, table: Table) -> None:
+        assert self.publisher is not None
+        if table.version > self.publisher.version:
+            self.publisher.publish(table)
+
+    # -- the follower's read-only views ----------------------------------------------------------
+    def _on_table(self, table: Table) -> None:
+        """Runs in the follower's worker thread after each new version."""
+        self._refresh_health_view(table)
+
+    def _refresh_health_view(self, table: Table) -> None:
+        from controlplane.health import HealthModel
+        from controlplane.metrics import observe_table
+
+        rt = self.rt
+        try:
+            snapshot, _ = self.store.load_health()
+            rt.health = HealthModel(rt.config, rt.clock, snapshot=snapshot, last_table=table if table.version else None)
+        except Exception as exc:  # the table is what matters; target detail may lag
+            log.debug("follower health view not refreshed: %s", type(exc).__name__)
+        if table.version:
+            observe_table(rt.metrics, table)
+
+
+def _default_advertise(cfg: Any) -> str:
+    c = cfg.server.control
+    host = socket.gethostname() if c.host in ("0.0.0.0", "::", "") else c.host
+    return f"http://{host}:{c.port}"
+
+
+def lifecycle_for(rt: Any) -> Any:
+    """What `turnout serve` starts and stops: a ControlReplica on PostgreSQL, the runtime itself on SQLite."""
+    return ControlReplica(rt) if not rt.config.database.url.startswith("sqlite") else rt

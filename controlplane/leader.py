@@ -276,6 +276,10 @@ class LeaseElector:
 
         self._callbacks = asyncio.get_running_loop().create_task(chained(), name="turnout-leader-transition")
 
+    def expire_now(self) -> None:
+        """Distrust our lease from now on: the next step steps down (and may try again for a new term)."""
+        self._valid_until = 0.0
+
     async def settle(self) -> None:
         """Wait until every transition callback queued so far has finished."""
         while self._callbacks is not None and not self._callbacks.done():

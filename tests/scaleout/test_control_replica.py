@@ -1,0 +1,76 @@
+"""Two control replicas (real Runtimes) on one PostgreSQL database, in one process: one leads, the other
+follows the table through the store; on a hand-over the new leader resumes breaker states and versions."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from controlplane.follow import ControlReplica, NotLeader, lifecycle_for
+from controlplane.runtime import Runtime
+from controlplane.table import Table
+from tests.scaleout.helpers import small_config
+from tests.support import free_port
+
+pytestmark = [pytest.mark.postgres, pytest.mark.integration]
+
+
+async def _until(pred: object, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not pred():  # type: ignore[operator]
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def replicas(pg_url: str) -> AsyncIterator[list[ControlReplica]]:
+    out: list[ControlReplica] = []
+    for _ in range(2):
+        cfg = small_config(f"""
+database: {{url: "{pg_url}"}}
+server: {{control: {{port: {free_port()}}}}}
+scale_out: {{leader_lease: 800ms, poll_interval: 200ms}}
+probes: {{kinds: {{catalogue: {{enabled: false}}, completion: {{enabled: false}}, status_page: {{enabled: false}}}}}}
+""")
+        rt = Runtime(cfg, probes=False, webhooks=True)
+        rep = lifecycle_for(rt)
+        assert isinstance(rep, ControlReplica)
+        await rep.start()
+        out.append(rep)
+    yield out
+    for rep in out:
+        await rep.stop()
+
+
+def _state(t: Table, target: str) -> str:
+    return str(t.targets[target].state)
+
+
+async def test_one_leads_the_other_follows_and_takes_over_with_state_and_versions(replicas: list[ControlReplica]) -> None:
+    await _until(lambda: any(r.is_leader and r.rt.sink.__class__.__name__ == "Pipeline" for r in replicas))
+    leader = next(r for r in replicas if r.is_leader)
+    follower = next(r for r in replicas if r is not leader)
+    assert not follower.is_leader
+
+    await leader.rt.drain(target="p1/m1", reason="maintenance", actor="test")
+    v = leader.rt.table_source.current().version
+    got = await follower.rt.table_source.wait_newer(v - 1, timeout=5.0)
+    assert got is not None and got.version == v and _state(got, "p1/m1") == "drained", "the follower serves the leader's table"
+
+    with pytest.raises(NotLeader, match="leader at http://"):
+        await follower.rt.drain(target="p1/m2", reason="x", actor="test")
+
+    await leader.stop()  # resigns: the follower takes over at its next election step
+    await _until(lambda: follower.is_leader and follower.rt.sink.__class__.__name__ == "Pipeline")
+    t = follower.rt.table_source.current()
+    assert t.version >= v and _state(t, "p1/m1") == "drained", "breaker and override states resumed from the store"
+    await follower.rt.undrain(target="p1/m1", actor="test")
+    t2 = follower.rt.table_source.current()
+    assert t2.version > v and _state(t2, "p1/m1") != "drained"
+
+
+def test_sqlite_runs_the_runtime_itself() -> None:
+    rt = Runtime(small_config())
+    assert lifecycle_for(rt) is rt
