@@ -1,0 +1,97 @@
+"""`turnout status` / `turnout events` against a served status API (real HTTP on a free loopback port)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from controlplane.cli import main
+from tests.cli.stub_api import StubApi, sample_table
+from tests.support import free_port
+
+
+@pytest.fixture
+async def api(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[StubApi]:
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.delenv("TURNOUT_URL", raising=False)
+    stub = StubApi()
+    await stub.start(free_port())
+    yield stub
+    await stub.stop()
+
+
+async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Yield to the loop until `cond` holds (a readiness check, not a timing assumption)."""
+    async with asyncio.timeout(timeout):
+        while not cond():
+            await asyncio.sleep(0.01)
+
+
+async def run_cli(*argv: str) -> int:
+    # The CLI is synchronous (urllib); run it off the loop that serves the API.
+    return await asyncio.to_thread(main, list(argv))
+
+
+async def test_status_prints_every_route_with_state_and_reason(api: StubApi, capsys: pytest.CaptureFixture[str]) -> None:
+    assert await run_cli("status", "--url", api.url) == 0
+    out = capsys.readouterr().out
+    assert "route frontier" in out and "route cheap" in out
+    assert "openai/gpt-5.5" in out and "withdrawn" in out
+    assert "region_blocked (403)" in out  # the reason is shown, not just the state
+    assert "v1" in out
+
+
+async def test_status_json_is_the_api_payload_filtered_by_route(api: StubApi, capsys: pytest.CaptureFixture[str]) -> None:
+    assert await run_cli("status", "--url", api.url, "--json", "--route", "frontier") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["version"] == 1 and list(doc["routes"]) == ["frontier"]
+    assert doc["routes"]["frontier"]["primary"] == "openai/gpt-5.5"
+    assert [e["state"] for e in doc["routes"]["frontier"]["entries"]] == ["closed", "closed", "withdrawn"]
+
+
+async def test_status_unknown_route_names_the_known_ones(api: StubApi, capsys: pytest.CaptureFixture[str]) -> None:
+    assert await run_cli("status", "--url", api.url, "--route", "nope") == 1
+    err = capsys.readouterr().err
+    assert "unknown route 'nope'" in err and "cheap, frontier" in err
+
+
+async def test_status_unreachable_control_plane_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert await run_cli("status", "--url", f"http://127.0.0.1:{free_port()}") == 1
+    assert "cannot reach the control plane" in capsys.readouterr().err
+
+
+async def test_status_watch_long_polls_and_prints_each_new_version(api: StubApi, capsys: pytest.CaptureFixture[str]) -> None:
+    cli = asyncio.create_task(run_cli("status", "--url", api.url, "--watch", "--json", "--count", "2"))
+    for version, primary in ((2, "anthropic/claude-sonnet-4"), (3, "openai/gpt-5.5")):
+        await until(lambda: api.waiting > 0)  # the CLI is parked in its long-poll
+        api.publish(sample_table(version, primary))
+        await until(lambda: api.waiting == 0)
+    assert await asyncio.wait_for(cli, 10) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert [d["version"] for d in lines] == [1, 2, 3]
+    assert lines[1]["routes"]["frontier"]["primary"] == "anthropic/claude-sonnet-4"
+
+
+async def test_events_lists_history_filtered_by_type(api: StubApi, capsys: pytest.CaptureFixture[str]) -> None:
+    api.add_event("target.withdrawn", "deepseek/deepseek-chat", old="closed", new="withdrawn", reason="region_blocked")
+    api.add_event("route.primary_changed", "frontier", **{"from": "openai/gpt-5.5", "to": "anthropic/claude-sonnet-4"})
+    assert await run_cli("events", "--url", api.url) == 0
+    out = capsys.readouterr().out
+    assert out.index("target.withdrawn") < out.index("route.primary_changed")
+    assert "closed → withdrawn" in out and "openai/gpt-5.5 → anthropic/claude-sonnet-4" in out
+    assert await run_cli("events", "--url", api.url, "--type", "route.primary_changed", "--json") == 0
+    docs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [d["type"] for d in docs] == ["route.primary_changed"]
+
+
+async def test_events_follow_prints_only_new_events(api: StubApi, capsys: pytest.CaptureFixture[str]) -> None:
+    api.add_event("target.state_changed", "openai/gpt-5.5", old="closed", new="open")
+    cli = asyncio.create_task(run_cli("events", "--url", api.url, "--follow", "--json", "--count", "1", "--interval", "0.05"))
+    await until(lambda: "target.state_changed" in capsys.readouterr().out)  # history printed; now polling
+    api.add_event("target.withdrawn", "deepseek/deepseek-chat", old="closed", new="withdrawn")
+    assert await asyncio.wait_for(cli, 10) == 0
+    ids = [json.loads(line)["id"] for line in capsys.readouterr().out.splitlines()]
+    assert ids == [2]  # only the new one; history (id 1) was printed before
