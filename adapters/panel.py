@@ -565,16 +565,17 @@ async def _single(request: web.Request, run: _Run, best: _Answer) -> web.StreamR
         {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": best.text}, "finish_reason": None}]},
         {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": choice.get("finish_reason") or "stop"}]},
     ]
-    resp = await _open_stream(request, run)
+    resp: web.StreamResponse | None = None
     try:
+        resp = await _open_stream(request, run)
         await resp.write(b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events))
         if run.include_usage:
             await resp.write(_usage_chunk(run, meta))
         await resp.write(_DONE)
         await resp.write_eof()
-    except (ConnectionError, RuntimeError):
+    except (ConnectionError, RuntimeError):  # the client left
         run.finish("client_gone", 499)
-        return resp
+        return resp or web.StreamResponse()
     run.finish("degraded", 200)
     return resp
 

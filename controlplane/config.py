@@ -174,6 +174,20 @@ class PanelConfig(_Model):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
+    @field_validator("judge_template", "synthesizer_template")
+    @classmethod
+    def _template_placeholders(cls, v: str | None) -> str | None:
+        # adapters/panel_prompts.py fills these names; without {answers} the stage never sees the panel's work.
+        known = ("question", "answers", "analysis", "count")
+        if v is None:
+            return v
+        unknown = [n for n in re.findall(r"\{([a-z_]+)\}", v) if n not in known]
+        if unknown:
+            raise ValueError(f"unknown placeholder {{{unknown[0]}}}; known: {{question}}, {{answers}}, {{analysis}}, {{count}}")
+        if "{answers}" not in v:
+            raise ValueError("a panel template must contain {answers} (the panel's answers go there)")
+        return v
+
 
 class RouteConfig(_Model):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")

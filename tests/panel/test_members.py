@@ -90,3 +90,24 @@ def test_transcript_keeps_roles_and_text_parts() -> None:
 
 def test_answers_are_numbered_and_anonymous() -> None:
     assert numbered_answers([" one ", "two"]) == '<answer n="1">\none\n</answer>\n\n<answer n="2">\ntwo\n</answer>'
+
+
+@pytest.mark.parametrize(("template", "problem"), [
+    ("judge this", "must contain {answers}"),
+    ("{answers} {answer}", "unknown placeholder {answer}"),
+])
+def test_config_rejects_a_panel_template_naming_the_field(template: str, problem: str) -> None:
+    from controlplane.config import parse_config
+    from controlplane.errors import ConfigError
+
+    text = f"""
+providers:
+  - {{id: a, adapter: openai, base_url: "http://127.0.0.1:9", models: [{{name: x}}]}}
+routes:
+  - {{name: r, targets: [a/x]}}
+  - {{name: p, mode: panel, panel: {{from: [r], size: 1, quorum: 1, judge_template: "{template}"}}}}
+"""
+    with pytest.raises(ConfigError) as exc:
+        parse_config(text, source="turnout.yaml", env={})
+    assert exc.value.field == "routes.p.panel.judge_template"
+    assert problem in exc.value.problem
