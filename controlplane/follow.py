@@ -59,7 +59,7 @@ def newest_table(engine: Engine, after: int = 0) -> Table | None:
     """The newest published table when its version is > `after`; None otherwise."""
     with Session(engine) as s:
         row = s.exec(
-            select(PublishedTableRow).where(PublishedTableRow.version > after)  # type: ignore[arg-type, operator]
+            select(PublishedTableRow).where(PublishedTableRow.version > after)
             .order_by(PublishedTableRow.version.desc()).limit(1)  # type: ignore[attr-defined]
         ).first()
         return Table.from_dict(row.data) if row is not None else None

@@ -63,11 +63,11 @@ def observation_from_wire(d: Any) -> Observation:
         raise WireError("at", "must be an ISO 8601 time") from None
     at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
     try:
-        error_class = ErrorClass(d.get("error_class"))
+        error_class = ErrorClass(str(d.get("error_class")))
     except ValueError:
         raise WireError("error_class", f"unknown error class; known: {', '.join(e.value for e in ErrorClass)}") from None
     try:
-        scope = Scope(d.get("scope", "target"))
+        scope = Scope(str(d.get("scope", "target")))
     except ValueError:
         raise WireError("scope", f"unknown scope; known: {', '.join(s.value for s in Scope)}") from None
     kind = d.get("kind", "live")
