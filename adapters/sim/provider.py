@@ -68,8 +68,9 @@ class ProviderServer:
 
     # -- listener --
     async def start(self) -> None:
-        # Short shutdown: held requests are released by `stopping` before cleanup.
-        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0, handle_signals=False)
+        # Short shutdown: held requests are released by `stopping` before cleanup. Handler cancellation: a
+        # client that gives up on a hung or stalled request frees its handler (no pile-up in a long demo).
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0, handle_signals=False, handler_cancellation=True)
         await self._runner.setup()
         self.start_listening()
         await self.settle()
