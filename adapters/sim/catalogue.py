@@ -101,7 +101,7 @@ class FaultSpec:
             self.render(RenderContext("m", datetime(2026, 1, 1, tzinfo=UTC), "openai", params))  # e.g. HDR-RA's hint
 
 
-_NUMERIC = frozenset({"seconds", "interval", "rate", "steps", "status"})
+_NUMERIC = frozenset({"seconds", "interval", "rate", "steps", "status", "mb"})
 
 
 def rfc3339(t: datetime) -> str:
@@ -218,6 +218,12 @@ def _html(c: RenderContext) -> ErrorResponse:
     return ErrorResponse(status, page.encode(), content_type="text/html")
 
 
+def _huge(c: RenderContext) -> ErrorResponse:
+    """A well-formed 200 far larger than any completion: readers must cap what they buffer."""
+    size = int(float(c.params.get("mb", 10)) * 1024 * 1024)
+    return ErrorResponse(200, b'{"choices":[{"index":0,"message":{"role":"assistant","content":"' + b"x" * size + b'"},"finish_reason":"stop"}]}')
+
+
 def _health_loading(c: RenderContext) -> ErrorResponse:
     return ErrorResponse(503, _json({"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}}))
 
@@ -238,6 +244,9 @@ _ROWS: list[FaultSpec] = [
     FaultSpec("NET-8", B.MALFORMED, 'malformed chunk `data: {"choices":[{"delta":{"content":"ab`', expected=E.BAD_RESPONSE),
     FaultSpec("NET-9", B.ERROR, "CDN page: `status` (502 or 200) text/html Bad gateway", expected=E.BAD_RESPONSE, render=_html, defaults={"status": 502}),
     FaultSpec("NET-10", B.EMPTY, "200 with empty content and no finish reason", expected=E.BAD_RESPONSE),
+    # Bad-input extras beyond §7 (issue 3, "Bad input"): nothing at all, and a 10 MB body.
+    FaultSpec("EMPTY-BODY", B.ERROR, "200 with an empty body", expected=E.BAD_RESPONSE, render=lambda c: ErrorResponse(200, b"")),
+    FaultSpec("BIG", B.ERROR, "200 with a `mb` MB JSON body (default 10)", render=_huge, defaults={"mb": 10}),
     FaultSpec("LATENCY", B.LATENCY, "extra `seconds` before response headers", defaults={"seconds": 1.0}),
     FaultSpec("TTFT", B.TTFT, "extra `seconds` before the first token", defaults={"seconds": 1.0}),
     FaultSpec("POL", B.POLICY, "policy outcome: content_filter / refusal / blockReason SAFETY", expected=E.CLIENT_ERROR),
@@ -320,6 +329,8 @@ ALIASES: dict[str, dict[str, str]] = {
     "malformed_json": {"*": "NET-8"},
     "html_502": {"*": "NET-9"},
     "empty_completion": {"*": "NET-10"},
+    "empty_body": {"*": "EMPTY-BODY"},
+    "huge_body": {"*": "BIG"},
     "stream_break": {"*": "NET-7"},
     "truncated": {"*": "NET-7"},
     "stall": {"*": "NET-5"},

@@ -62,6 +62,8 @@ CASES: list[Case] = [
     Case("NET-9", status=502, headers={"content-type": "text/html"}, contains=(b"Bad Gateway",), cls=E.BAD_RESPONSE),
     Case("NET-9", params={"status": 200}, headers={"content-type": "text/html"}, contains=(b"<html>",), cls=E.BAD_RESPONSE, label="NET-9@oa-200"),
     Case("NET-10", body={"choices.0.message.content": "", "choices.0.finish_reason": None}, cls=E.BAD_RESPONSE),
+    Case("EMPTY-BODY", "an", cls=E.BAD_RESPONSE),
+    Case("BIG", params={"mb": 10}, contains=(b"x" * 1024,), cls=None, check=None),
     Case("LATENCY", params={"seconds": 0.01}),
     Case("TTFT", stream=True, params={"seconds": 0.01}),
     Case("POL", body={"choices.0.finish_reason": "content_filter"}, cls=None),
@@ -190,6 +192,8 @@ async def test_fault_answers_as_documented_and_classifies(sim: Simulator, http: 
         for path, want in case.body.items():
             assert _at(doc, path) == want, f"{path} in {doc}"
     assert sim.stats()["providers"][case.provider]["faults"] == {case.fault: 1}
+    if case.fault == "BIG":
+        assert len(body) > 10 * 1024 * 1024
 
     got = _judge(family_of(case.provider), status, headers, body, stream=case.stream, model=MODEL[case.provider], now=sim.clock.wall())
     if case.cls is not None:
