@@ -262,6 +262,7 @@ class UpstreamAttempt:
             if any(i.kind == "done" for i in buffered):
                 return self._end(Classification(ErrorClass.OK, status=resp.status))
             progress_at = loop.time() + stall
+            cut: BaseException | None
             while True:
                 try:
                     async with asyncio.timeout_at(progress_at):

@@ -99,9 +99,9 @@ def parse_preferences(body: dict[str, Any], headers: Mapping[str, str]) -> Prefe
     fields: dict[str, tuple[object, str]] = {}
     for name in ("x-turnout-order", "x-turnout-allow-fallbacks", "x-turnout-deny-jurisdictions",
                  "x-turnout-require-zero-retention", "x-turnout-max-price", "x-turnout-debug", "x-turnout-tag"):
-        value = headers.get(name)
-        if value is not None:
-            fields[name[len("x-turnout-"):].replace("-", "_")] = (value, name)
+        header = headers.get(name)
+        if header is not None:
+            fields[name[len("x-turnout-"):].replace("-", "_")] = (header, name)
     if raw is not None:
         if not isinstance(raw, dict):
             raise PreferenceError("turnout", f"expected an object, got {type(raw).__name__}")

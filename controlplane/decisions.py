@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import BigInteger, Column, DateTime, Engine, Integer, String, Text, delete, func, select
+from sqlalchemy import BigInteger, Column, DateTime, Engine, Integer, String, Text, case, delete, func, select
 from sqlmodel import Field, Session, SQLModel
 
 from controlplane.clock import Clock
@@ -29,6 +29,7 @@ __all__ = ["DecisionRow", "Decision", "DecisionLog", "summarise", "install", "US
 log = logging.getLogger(__name__)
 
 USAGE_GROUPS = ("route", "target", "tag")
+_SCHEMA_READY: set[int] = set()  # engines whose decision table is known to exist
 
 
 class DecisionRow(SQLModel, table=True):
@@ -185,24 +186,24 @@ def summarise(engine: Engine, by: str, since: datetime) -> list[dict[str, Any]]:
     """Usage grouped by route, target or tag since `since`: requests, errors, failovers, tokens, cost, latency."""
     if by not in USAGE_GROUPS:
         raise ValueError(f"by must be one of {', '.join(USAGE_GROUPS)}")
-    col = {"route": DecisionRow.route, "target": DecisionRow.target, "tag": DecisionRow.tag}[by]
-    ok = func.sum(func.cast(DecisionRow.outcome == "ok", Integer))
+    t = DecisionRow.__table__.c  # type: ignore[attr-defined]  # Core columns: typed SQL expressions
+    col = t[by]
     stmt = (
         select(
             col.label("key"),
             func.count().label("requests"),
-            ok.label("ok"),
-            func.sum(DecisionRow.n_attempts).label("attempts"),
-            func.sum(func.cast(DecisionRow.n_attempts > 1, Integer)).label("failed_over"),
-            func.sum(DecisionRow.tokens_in).label("tokens_in"),
-            func.sum(DecisionRow.tokens_out).label("tokens_out"),
-            func.sum(DecisionRow.cost_usd).label("cost_usd"),
-            func.avg(DecisionRow.latency_s).label("latency_avg_s"),
-            func.avg(DecisionRow.ttft_s).label("ttft_avg_s"),
+            func.sum(case((t.outcome == "ok", 1), else_=0)).label("ok"),
+            func.sum(t.n_attempts).label("attempts"),
+            func.sum(case((t.n_attempts > 1, 1), else_=0)).label("failed_over"),
+            func.sum(t.tokens_in).label("tokens_in"),
+            func.sum(t.tokens_out).label("tokens_out"),
+            func.sum(t.cost_usd).label("cost_usd"),
+            func.avg(t.latency_s).label("latency_avg_s"),
+            func.avg(t.ttft_s).label("ttft_avg_s"),
         )
-        .where(DecisionRow.at >= since)  # type: ignore[arg-type]
+        .where(t.at >= since)
         .group_by(col)
-        .order_by(func.sum(DecisionRow.cost_usd).desc(), col)
+        .order_by(func.sum(t.cost_usd).desc(), col)
     )
     with Session(engine) as s:
         rows = s.execute(stmt).all()
@@ -247,7 +248,9 @@ async def _usage(request: web.Request) -> web.Response:
         return web.json_response({"error": {"message": "no store configured", "type": "service_unavailable", "param": None, "code": None}}, status=503)
     now = rt.clock.wall()
     since = now - timedelta(seconds=window)
-    await asyncio.to_thread(SQLModel.metadata.create_all, engine, [DecisionRow.__table__])  # type: ignore[attr-defined]
+    if id(engine) not in _SCHEMA_READY:  # a control replica may start before any data plane wrote a row
+        await asyncio.to_thread(SQLModel.metadata.create_all, engine, [DecisionRow.__table__])  # type: ignore[attr-defined]
+        _SCHEMA_READY.add(id(engine))
     rows = await asyncio.to_thread(summarise, engine, by, since)
     total = {k: sum(r[k] for r in rows) for k in ("requests", "errors", "attempts", "failed_over", "tokens_in", "tokens_out")}
     total["cost_usd"] = round(sum(r["cost_usd"] for r in rows), 6)

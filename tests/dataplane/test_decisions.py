@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,13 +11,14 @@ import aiohttp
 import openai
 import pytest
 from aiohttp import web
-from sqlalchemy import create_engine, select
+from sqlalchemy import Engine, create_engine, select, text
 from sqlmodel import Session
 
 from adapters.proxy import DATA_STATE
-from controlplane.decisions import Decision, DecisionLog, DecisionRow, install
+from controlplane.decisions import Decision, DecisionLog, DecisionRow, install, summarise
 from tests.dataplane.conftest import Env, start_app
 from tests.fakes import FakeClock
+from tests.support import require_integration
 
 pytestmark = pytest.mark.integration
 
@@ -91,3 +93,36 @@ async def test_rows_past_the_retention_are_pruned(tmp_path: Path) -> None:
     with Session(engine) as s:
         assert len(s.execute(select(DecisionRow)).all()) == 1
     engine.dispose()
+
+
+def _postgres_engine(schema: str) -> Engine | None:
+    try:
+        import psycopg
+
+        with psycopg.connect("host=127.0.0.1 user=postgres dbname=test", connect_timeout=2, autocommit=True) as c:
+            c.execute(f"CREATE SCHEMA {schema}")
+    except Exception:
+        return None
+    return create_engine("postgresql+psycopg://postgres@127.0.0.1/test", connect_args={"options": f"-csearch_path={schema}"})
+
+
+@pytest.mark.postgres
+async def test_decision_log_and_summary_work_on_postgres() -> None:
+    schema = f"h6_decisions_{uuid.uuid4().hex[:8]}"  # our own schema: other tests share the database
+    engine = _postgres_engine(schema)
+    require_integration(engine is not None, "PostgreSQL on 127.0.0.1:5432 (user postgres, database test) not reachable")
+    assert engine is not None
+    try:
+        log = DecisionLog(engine, FakeClock(), retention_s=86400)
+        log.ensure_schema()
+        now = datetime(2026, 1, 1, tzinfo=UTC)
+        for target, outcome, n in (("oa/gpt-x", "ok", 1), ("ob/gpt-x", "ok", 2), (None, "exhausted", 2)):
+            log.record(Decision(at=now, route="main", target=target, outcome=outcome, status=200, stream=False,
+                                attempts=[("oa/gpt-x", "overloaded", 503)] * n, tokens_in=10, tokens_out=5, cost_usd=0.5, tag="t"))
+        assert await log.flush() == 3
+        (row,) = summarise(engine, "route", now - timedelta(hours=1))
+        assert row["requests"] == 3 and row["errors"] == 1 and row["failed_over"] == 2 and row["cost_usd"] == 1.5
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        engine.dispose()
