@@ -304,10 +304,12 @@ class _Run:
             "usage": self.usage(), "cost_usd": round(self.cost(), 8),
         }
 
-    def headers(self) -> dict[str, str]:
+    def headers(self, *, complete: bool = True) -> dict[str, str]:
+        """Response headers; `complete` is False for a stream, whose cost is not known before it ends."""
         h = {"x-turnout-attempts": str(len(self.calls)), "x-turnout-table-version": str(self.table.version),
-             "x-turnout-panel-members": ",".join(a.cand.target for a in self.survivors()),
-             "x-turnout-cost-usd": f"{self.cost():.8f}"}
+             "x-turnout-panel-members": ",".join(a.cand.target for a in self.survivors())}
+        if complete:
+            h["x-turnout-cost-usd"] = f"{self.cost():.8f}"
         if self.final is not None:
             h["x-turnout-target"] = self.final.target
         if self.prefs.debug:
@@ -493,7 +495,7 @@ def _usage_chunk(run: _Run, meta: dict[str, Any]) -> bytes:
 
 
 async def _open_stream(request: web.Request, run: _Run) -> web.StreamResponse:
-    resp = web.StreamResponse(headers={**run.headers(), "Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    resp = web.StreamResponse(headers={**run.headers(complete=False), "Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await resp.prepare(request)
     if run.prefs.debug:  # an SSE comment: clients skip it, a person reading the stream sees what happened
         await resp.write(b": turnout " + orjson.dumps(run.trail(full=True)) + b"\n\n")

@@ -48,7 +48,7 @@ SIM: dict[str, Any] = {
     ],
 }
 
-MSG = [{"role": "user", "content": "What is the capital of France?"}]
+MSG: Any = [{"role": "user", "content": "What is the capital of France?"}]  # Any: SDK message params and plain JSON
 
 
 @dataclass

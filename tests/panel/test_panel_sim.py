@@ -121,10 +121,10 @@ async def test_usage_and_cost_add_up_over_members_judge_and_synthesizer(make_env
 
 async def test_openai_sdk_json_and_stream_succeed_while_one_panel_provider_is_withdrawn(env: Env) -> None:
     env.sim.set_fault("an", "model_gone")
-    done = await env.aclient.chat.completions.create(model="fusion", messages=MSG)  # type: ignore[arg-type]
+    done = await env.aclient.chat.completions.create(model="fusion", messages=MSG)
     assert done.choices[0].message.content == ANSWERS["sy"]
     assert done.usage is not None and done.usage.completion_tokens > len(ANSWERS["sy"].split())
-    stream = await env.aclient.chat.completions.create(model="fusion", messages=MSG, stream=True,  # type: ignore[arg-type]
+    stream = await env.aclient.chat.completions.create(model="fusion", messages=MSG, stream=True,
                                                        stream_options={"include_usage": True})
     text, usages = "", []
     async for chunk in stream:
@@ -141,7 +141,7 @@ async def test_openai_sdk_json_and_stream_succeed_while_one_panel_provider_is_wi
 
 
 async def test_stream_without_usage_option_carries_no_usage_chunk(env: Env) -> None:
-    stream = await env.aclient.chat.completions.create(model="fusion", messages=MSG, stream=True)  # type: ignore[arg-type]
+    stream = await env.aclient.chat.completions.create(model="fusion", messages=MSG, stream=True)
     chunks = [c async for c in stream]
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == ANSWERS["sy"]
     assert all(c.usage is None for c in chunks)
@@ -168,7 +168,7 @@ async def test_below_quorum_degrades_to_the_best_single_answer_when_the_route_sa
     assert _content(doc) == ANSWERS["oa"]
     assert headers["x-turnout-target"] == "oa/gpt-x"
     assert any("degraded" in n for n in doc["turnout"]["notes"])
-    stream = await env.aclient.chat.completions.create(model="fusion", messages=MSG, stream=True,  # type: ignore[arg-type]
+    stream = await env.aclient.chat.completions.create(model="fusion", messages=MSG, stream=True,
                                                        stream_options={"include_usage": True})
     chunks = [c async for c in stream]
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == ANSWERS["oa"]
