@@ -194,7 +194,7 @@ class DataReplica:
 
     def __init__(self, config: Config, control_urls: Sequence[str], *, clock: Clock | None = None,
                  metrics: Metrics | None = None, config_path: str | None = None, token: str | None = None,
-                 long_poll: float = LONG_POLL_S, report_interval: float = 0.5) -> None:
+                 long_poll: float = LONG_POLL_S, report_interval: float = 0.5, first_table_timeout: float = 10.0) -> None:
         if not control_urls:
             raise ValueError("--control-url: a data replica needs at least one control replica URL")
         self.config = config
@@ -208,6 +208,7 @@ class DataReplica:
         self.sink = OutcomeReporter(self.detector, self.metrics, capacity=dp.report_buffer, batch=dp.report_batch)
         self.token = token if token is not None else control_token(config)
         self.long_poll, self.report_interval = long_poll, report_interval
+        self.first_table_timeout = first_table_timeout
         self._table_url = 0  # index of the control replica we follow the table from
         self._report_url = 0  # and the one we report to (the leader, once found)
         self._http: aiohttp.ClientSession | None = None
@@ -223,8 +224,12 @@ class DataReplica:
         self._tasks = [loop.create_task(self._follow_forever(), name="turnout-replica-follow"),
                        loop.create_task(self._report_forever(), name="turnout-replica-report")]
         self.started = True
+        # Open the port with a table when one is to be had: requests before the first table could only fail.
+        if await self.table_source.base.wait_newer(0, self.first_table_timeout) is None:
+            log.warning("no control replica answered within %.0fs (%s); serving without a table until one does",
+                        self.first_table_timeout, ", ".join(self.urls))
         self.metrics.ready.set(1)
-        log.info("data replica following %s", ", ".join(self.urls))
+        log.info("data replica following %s at table v%d", ", ".join(self.urls), self.table_source.base.version)
 
     async def stop(self) -> None:
         if not self.started:

@@ -107,7 +107,7 @@ async def controls() -> AsyncIterator[list[StubControl]]:
 @pytest.fixture
 async def replica(controls: list[StubControl], clock: FakeClock) -> AsyncIterator[DataReplica]:
     dead = f"http://127.0.0.1:{free_port()}"  # listed first: nobody there
-    r = DataReplica(small_config(), [dead, *(c.url for c in controls)], clock=clock, token=ADMIN)
+    r = DataReplica(small_config(), [dead, *(c.url for c in controls)], clock=clock, token=ADMIN, first_table_timeout=0)
     await r.start()
     for t in r._tasks:  # the test drives follow_once / report_once itself
         t.cancel()
@@ -145,6 +145,16 @@ async def test_outcomes_go_to_the_leader_in_batches_once_it_is_back(replica: Dat
     assert await replica.report_once() == 3
     assert len(leader.rt.sink.got) == 3 and controls[0].rt.sink.got == [], "the follower refused, the leader took them"
     assert len(replica.sink) == 0
+
+
+async def test_start_waits_for_the_first_table(controls: list[StubControl]) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    r = DataReplica(small_config(), [dead, controls[0].url], token=ADMIN)
+    await r.start()
+    try:
+        assert r.table_source.current().version == 1 and r.connected
+    finally:
+        await r.stop()
 
 
 def test_a_replica_needs_a_control_url() -> None:
