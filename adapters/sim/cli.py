@@ -9,7 +9,6 @@ import sys
 from contextlib import suppress
 
 from rich.console import Console
-from rich.table import Table
 
 from adapters.sim.config import SimConfig, load_sim_config
 from adapters.sim.simulator import Simulator
@@ -54,13 +53,15 @@ async def _serve(cfg: SimConfig, admin_port: int | None) -> None:
 
 
 def _print_banner(sim: Simulator) -> None:
-    console = Console()
-    table = Table("provider", "family", "flavor", "base_url", "models", title="simulated providers")
+    # Plain lines, not a table: the URLs must survive narrow terminals and pipes intact (people copy them).
+    console = Console(soft_wrap=True)
+    console.print("[bold]simulated providers[/bold]")
+    width = max(len(pid) for pid in sim.providers)
     for pid, server in sim.providers.items():
         p = server.cfg
-        table.add_row(pid, p.family, p.effective_flavor, server.base_url, ", ".join(m.name for m in p.models))
-    console.print(table)
-    console.print(f"admin API: {sim.admin_url}  (GET /providers, /faults, /stats, /timeline; docs/simulator.md)")
+        models = ", ".join(m.name for m in p.models)
+        console.print(f"  {pid:<{width}}  {server.base_url:<32} {p.family}/{p.effective_flavor}  {models}", highlight=False)
+    console.print(f"admin API: {sim.admin_url}  (GET /providers, /faults, /stats, /timeline; docs/simulator.md)", highlight=False)
     if sim.timeline.running:
         console.print(f"timeline: {len(sim.config.timeline)} entries, running")
     console.print("Ctrl-C to stop")
