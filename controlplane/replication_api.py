@@ -8,6 +8,7 @@ history and uptime: replaying them into breakers would judge the present on the 
 
 Body: `{"replica": "name", "observations": [{"target", "at", "kind", "error_class", ...}, ...]}`; needs an
 admin token. Answer 202: `{"accepted", "stale", "rejected": [{"index", "field", "error"}], "table_version"}`.
+`GET /api/v1/leader` (read scope) says whether this replica leads, the term and the leader's URL.
 """
 
 from __future__ import annotations
@@ -168,6 +169,31 @@ def _handler(rt: Any) -> Any:
     return ingest
 
 
+def _leader_handler(rt: Any) -> Any:
+    async def leader(request: web.Request) -> web.Response:
+        from controlplane.api.auth import AuthFailure, authorize
+
+        try:
+            authorize(request, rt.config.auth, "read")
+        except AuthFailure as exc:
+            return _error(exc.status, exc.code, exc.message)
+        leadership = getattr(rt, "leadership", None)
+        if leadership is None:  # one process (SQLite): it always leads
+            body: dict[str, Any] = {"mode": "single", "this_replica_leads": True, "term": 1, "leader_url": None}
+        else:
+            info = await leadership.current()
+            body = {
+                "mode": "replicated", "this_replica_leads": bool(leadership.is_leader), "term": info.term if info else None,
+                "leader_url": info.url if info is not None and info.valid else None,
+                "lease_remaining_s": round(info.expires_in_s, 3) if info is not None and info.valid else None,
+            }
+        body["table_version"] = rt.table_source.current().version
+        return web.Response(body=orjson.dumps(body), content_type="application/json", headers={"Cache-Control": "no-cache"})
+
+    return leader
+
+
 def install(app: web.Application, rt: Any) -> None:
-    """Mount `POST /api/v1/observations` on the control app."""
+    """Mount `POST /api/v1/observations` and `GET /api/v1/leader` (who leads, as the database sees it)."""
     app.router.add_post("/api/v1/observations", _handler(rt))
+    app.router.add_get("/api/v1/leader", _leader_handler(rt))

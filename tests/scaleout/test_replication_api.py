@@ -86,3 +86,13 @@ def test_wire_round_trip_keeps_every_field_but_extra() -> None:
     assert back.source is Source.LIVE and back.extra == {} and back.retry_after_s == 2.0 and back.code == "rate_limit_exceeded"
     with pytest.raises(WireError, match="at:"):
         observation_from_wire({**observation_to_wire(o), "at": "yesterday"})
+
+
+async def test_leader_endpoint_says_who_leads(control: StubControl) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{control.url}/api/v1/leader") as r:
+            assert (await r.json()) == {"mode": "single", "this_replica_leads": True, "term": 1, "leader_url": None, "table_version": 4}
+        control.rt.leadership = StubLeadership(is_leader=False, url="http://c2:8701")
+        async with http.get(f"{control.url}/api/v1/leader") as r:
+            body = await r.json()
+    assert body["mode"] == "replicated" and not body["this_replica_leads"] and body["leader_url"] == "http://c2:8701" and body["term"] == 3
