@@ -241,7 +241,9 @@ class _Run:
                 else:
                     self.notes.append(f"slot {slot}: replaced by {cand.target}")
 
-        await asyncio.gather(*(run_slot(i, c) for i, c in enumerate(chosen, 1)))
+        async with asyncio.TaskGroup() as tg:  # a bug in one slot cancels the others instead of orphaning them
+            for i, c in enumerate(chosen, 1):
+                tg.create_task(run_slot(i, c))
 
     async def member(self, slot: int, cand: Candidate, body: dict[str, Any], deadline: float) -> bool:
         att = self.attempt(cand, body, stream=False, deadline=deadline)

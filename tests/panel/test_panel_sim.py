@@ -244,3 +244,23 @@ async def test_an_explicit_target_can_sit_on_the_panel(make_env: MakeEnv) -> Non
     assert resp.headers["x-turnout-panel-members"] == "gg/gem-x,oa/gpt-x"
     assert env.judge.bodies == []  # no judge configured: the synthesizer works from the answers alone
     assert "(no analysis available)" in env.synth.prompt()
+
+
+async def test_streamed_synthesizer_fails_over_before_its_first_chunk(make_env: MakeEnv) -> None:
+    env = await make_env(panel=", synthesizer: writing", routes="  - {name: writing, targets: [sy/synth-x, gg/gem-x]}\n")
+    env.sim.set_fault("sy", "overloaded")
+    stream = await env.aclient.chat.completions.create(model="fusion", messages=MSG, stream=True)
+    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert text == ANSWERS["gg"]  # gg (a spare member) now writes the synthesis
+    assert "overloaded" in env.rt.sink.classes("sy/synth-x")
+
+
+async def test_members_refusing_the_request_return_the_client_error(make_env: MakeEnv) -> None:
+    env = await make_env()
+    for p in ("oa", "an", "ob"):
+        env.sim.set_fault(p, "context_length")
+    status, doc, _ = await _ask(env, debug=False)
+    assert status == 400, doc
+    assert doc["error"]["type"] == "invalid_request_error"
+    assert env.judge.bodies == [] and env.synth.bodies == []
+    assert env.sim.requests("gg") == 0  # a refused request is not retried on a replacement
