@@ -288,12 +288,12 @@ def _attempt(st: DataPlaneState, cand: Candidate, req: _Request, deadline: float
 
 
 def _observe(st: DataPlaneState, cand: Candidate, c: Classification, latency: float | None, ttft: float | None,
-             headroom: float | None) -> None:
+             headroom: float | None, duration: float | None = None) -> None:
     rt = st.rt
     rt.sink.submit(Observation(
         target=cand.target, at=rt.clock.wall(), source=Source.LIVE, kind="live", error_class=c.error_class,
         latency_s=latency, ttft_s=ttft, status=c.status, headroom=headroom, retry_after_s=c.retry_after_s,
-        scope=c.scope, code=c.code, detail=c.detail,
+        scope=c.scope, code=c.code, detail=c.detail, extra={"stream_duration_s": duration} if duration is not None else {},
     ))
 
 
@@ -412,7 +412,8 @@ async def _commit(request: web.Request, st: DataPlaneState, req: _Request, att: 
         # The client left (disconnect or its own timeout): never counts against the provider.
         _finish(st, req, cand, "client_gone", 499, t0, end.usage, end.ttft_s)
         return resp
-    _observe(st, cand, c, end.latency_s, end.ttft_s, headroom)
+    # latency = to the first chunk: a long generation is not a slow call (the breaker's slow-call rule reads latency)
+    _observe(st, cand, c, opened.latency_s, end.ttft_s, headroom, duration=end.latency_s)
     st.child(metrics.dataplane_attempts_total, req.plan.name, cand.provider.id, cand.model, str(c.error_class)).inc()
     if not c.ok:
         req.tries[-1] = _Try(cand.target, c.error_class, c.status, c.detail, end.latency_s)
