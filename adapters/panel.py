@@ -146,6 +146,7 @@ class _Run:
         self.analysis: str | None = None
         self.client_error: tuple[Opened, Candidate] | None = None
         self.final: Candidate | None = None
+        self.finished = False
 
     # -- one upstream call ------------------------------------------------------------------------
     def attempt(self, cand: Candidate, body: dict[str, Any], *, stream: bool, deadline: float) -> UpstreamAttempt:
@@ -319,7 +320,10 @@ class _Run:
         return h
 
     def finish(self, outcome: str, status: int, ttft: float | None = None) -> None:
-        """Metrics and the one decision-log record for the whole panel call."""
+        """Metrics and the one decision-log record for the whole panel call (only the first call counts)."""
+        if self.finished:
+            return
+        self.finished = True
         st, rt = self.st, self.st.rt
         m, route = rt.metrics, self.route.name
         latency = rt.clock.monotonic() - self.t0
@@ -374,6 +378,15 @@ async def handle_panel(request: web.Request, body: dict[str, Any], route_cfg: Ro
     except TemplateError as exc:
         return _error(500, f"panel misconfigured: {exc}", "server_error", "panel_misconfigured")
     run = _Run(state, route_cfg, panel, body, prefs, t0, state.rt.table_source.current())
+    try:
+        return await _serve(request, run, judge_t, synth_t)
+    except asyncio.CancelledError:  # the client left (the proxy cancels its handler): every attempt was closed
+        run.finish("client_gone", 499)
+        raise
+
+
+async def _serve(request: web.Request, run: _Run, judge_t: str, synth_t: str) -> web.StreamResponse:
+    panel, body, prefs, state = run.panel, run.body, run.prefs, run.st
     plans: list[Plan] = []
     for ref in panel.from_:
         plan = state.selector.plan(run.table, ref, prefs)
@@ -524,7 +537,9 @@ async def _stream_synthesis(request: web.Request, run: _Run, att: UpstreamAttemp
     except (ConnectionError, ClientGone):
         end = StreamEnd(Classification(ErrorClass.OK), client_gone=True)
     except asyncio.CancelledError:
-        att.close()
+        att.close()  # the client left mid-stream: no observation; the tokens spent so far still count
+        call.tokens_in, call.tokens_out = _tokens(att.usage)
+        call.cost_usd = cost_usd(call.tokens_in, call.tokens_out, cand.price_in, cand.price_out)
         raise
     att.close(reuse=end.classification.ok and not end.client_gone)
     call.tokens_in, call.tokens_out = _tokens(end.usage)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from sqlalchemy import create_engine, select
 from sqlmodel import Session
@@ -222,8 +224,6 @@ async def test_member_timing_out_early_is_replaced_while_the_member_deadline_lea
 
 
 async def test_debug_stream_starts_with_the_trail_as_an_sse_comment(env: Env) -> None:
-    import aiohttp
-
     async with aiohttp.ClientSession() as s:
         async with s.post(f"{env.url}/chat/completions", json={"model": "fusion", "messages": MSG, "stream": True},
                           headers={"x-turnout-debug": "1"}) as resp:
@@ -264,3 +264,25 @@ async def test_members_refusing_the_request_return_the_client_error(make_env: Ma
     assert doc["error"]["type"] == "invalid_request_error"
     assert env.judge.bodies == [] and env.synth.bodies == []
     assert env.sim.requests("gg") == 0  # a refused request is not retried on a replacement
+
+
+async def _until(cond: Callable[[], bool]) -> None:
+    """Wait for a condition the server side reaches on its own (bounded; no timing decision is made on it)."""
+    async with asyncio.timeout(10):
+        while not cond():
+            await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_client_leaving_mid_panel_stops_the_members_and_counts_against_no_one(make_env: MakeEnv, stream: bool) -> None:
+    env = await make_env(panel=", member_deadline: 5s")
+    env.sim.set_fault("ob", "latency", seconds=4)  # still working when the client gives up
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.3)) as s:
+        with pytest.raises(TimeoutError):
+            async with s.post(f"{env.url}/chat/completions", json={"model": "fusion", "messages": MSG, "stream": stream}) as r:
+                await r.read()
+    value = env.rt.metrics.registry.get_sample_value
+    await _until(lambda: (value("turnout_dataplane_requests_total", {"route": "fusion", "outcome": "client_gone"}) or 0) == 1)
+    assert env.rt.sink.classes("ob/gpt-x") == []  # the abandoned member is not an outcome
+    assert env.judge.bodies == [] and env.synth.bodies == []
+    assert env.sim.requests("gg") == 0
