@@ -450,6 +450,7 @@ async def _synthesize(request: web.Request, run: _Run, prompt: str) -> web.Strea
     body["messages"] = [*system, {"role": "user", "content": prompt}]
     if run.stream:
         body["stream_options"] = {"include_usage": True}  # the summed usage needs the synthesizer's own
+    run.client_error = None  # a judge refusing our own prompt is not the client's mistake; the synthesizer's is
     got = await run.call("synthesizer", ref, body, stream=run.stream) if ref is not None else None
     if got is None:
         if run.client_error is not None:
