@@ -49,7 +49,7 @@ class StubApi:
         self.app = web.Application()
         self.app.router.add_get("/api/v1/table", self._table)
         self.app.router.add_get("/api/v1/events", self._events)
-        self.waiting = 0  # long-poll requests parked right now
+        self.parked_after: list[int] = []  # `after` of each long-poll parked right now
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -76,14 +76,14 @@ class StubApi:
         after = request.query.get("after")
         if after is not None and self.table.version <= int(after):
             changed = self._changed
-            self.waiting += 1
+            self.parked_after.append(int(after))
             try:
                 # Capped at 1 s: a server may end a long-poll early, and a stuck test then fails fast.
                 await asyncio.wait_for(changed.wait(), min(1.0, float(request.query.get("wait", "30"))))
             except TimeoutError:
                 return web.Response(status=304)
             finally:
-                self.waiting -= 1
+                self.parked_after.remove(int(after))
         return web.json_response(self.table.to_dict())
 
     async def _events(self, request: web.Request) -> web.Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -31,8 +32,23 @@ async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
 
 
 async def run_cli(*argv: str) -> int:
-    # The CLI is synchronous (urllib); run it off the loop that serves the API.
-    return await asyncio.to_thread(main, list(argv))
+    """Run the synchronous CLI (urllib) off the loop that serves the API.
+
+    A daemon thread rather than `to_thread`: if a test fails while the CLI still follows, the process
+    can still exit instead of waiting on a thread that never ends."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[int] = loop.create_future()
+
+    def run() -> None:
+        try:
+            rc = main(list(argv))
+        except BaseException as exc:  # handed to the test
+            loop.call_soon_threadsafe(lambda: done.done() or done.set_exception(exc))
+        else:
+            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(rc))
+
+    threading.Thread(target=run, daemon=True).start()
+    return await done
 
 
 async def test_status_prints_every_route_with_state_and_reason(api: StubApi, capsys: pytest.CaptureFixture[str]) -> None:
@@ -66,9 +82,8 @@ async def test_status_unreachable_control_plane_is_a_clear_error(capsys: pytest.
 async def test_status_watch_long_polls_and_prints_each_new_version(api: StubApi, capsys: pytest.CaptureFixture[str]) -> None:
     cli = asyncio.create_task(run_cli("status", "--url", api.url, "--watch", "--json", "--count", "2"))
     for version, primary in ((2, "anthropic/claude-sonnet-4"), (3, "openai/gpt-5.5")):
-        await until(lambda: api.waiting > 0)  # the CLI is parked in its long-poll
+        await until(lambda: version - 1 in api.parked_after)  # the CLI has seen v-1 and waits for newer
         api.publish(sample_table(version, primary))
-        await until(lambda: api.waiting == 0)
     assert await asyncio.wait_for(cli, 10) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
     assert [d["version"] for d in lines] == [1, 2, 3]
