@@ -34,6 +34,7 @@ log = logging.getLogger("turnout.follow")
 
 TABLE_CHANNEL = "turnout_table"
 _TRIGGER_LOCK = 0x666F6C6C  # "foll": replicas starting together do not race on CREATE OR REPLACE
+_SCHEMA_LOCK = 0x73636865  # "sche": nor on the store's CREATE TABLE
 
 _TRIGGER_SQL = (
     "CREATE OR REPLACE FUNCTION turnout_notify_table() RETURNS trigger LANGUAGE plpgsql AS $$ "
@@ -253,7 +254,7 @@ class ControlReplica:
         from controlplane.webhooks.outbox import install_outbox
 
         rt = self.rt
-        self.store = await asyncio.to_thread(Store, self.url, rt.clock)
+        self.store = await asyncio.to_thread(_open_store_serialised, Store, self.url, rt.clock)
         await asyncio.to_thread(install_notify, self.store.engine)
         # Events written here (webhook tests via a follower's API) still queue their deliveries.
         install_outbox(self.store, rt.clock)
@@ -361,6 +362,21 @@ class ControlReplica:
             log.debug("follower health view not refreshed: %s", type(exc).__name__)
         if table.version:
             observe_table(rt.metrics, table)
+
+
+def _open_store_serialised(store_cls: Any, url: str, clock: Any) -> Any:
+    """Open the store (creating or migrating the schema) under a PostgreSQL advisory lock: replicas starting
+    together would otherwise race on CREATE TABLE (duplicate pg_type rows) and one would fail to start."""
+    import psycopg
+
+    from controlplane.leader import pg_conninfo
+
+    with psycopg.connect(pg_conninfo(url), autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
+        try:
+            return store_cls(url, clock)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
 
 
 def _default_advertise(cfg: Any) -> str:
