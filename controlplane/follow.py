@@ -13,6 +13,7 @@ Versions only go up: a row older than what the follower already serves is ignore
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import socket
@@ -35,6 +36,7 @@ log = logging.getLogger("turnout.follow")
 TABLE_CHANNEL = "turnout_table"
 _TRIGGER_LOCK = 0x666F6C6C  # "foll": replicas starting together do not race on CREATE OR REPLACE
 _SCHEMA_LOCK = 0x73636865  # "sche": nor on the store's CREATE TABLE
+_TABLE_MODULES = ("controlplane.webhooks.models", "controlplane.decisions")  # other parts' SQLModel tables
 
 _TRIGGER_SQL = (
     "CREATE OR REPLACE FUNCTION turnout_notify_table() RETURNS trigger LANGUAGE plpgsql AS $$ "
@@ -371,6 +373,11 @@ def _open_store_serialised(store_cls: Any, url: str, clock: Any) -> Any:
 
     from controlplane.leader import pg_conninfo
 
+    for module in _TABLE_MODULES:  # their tables join SQLModel.metadata, so this one CREATE covers them too
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError:
+            pass
     with psycopg.connect(pg_conninfo(url), autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
         try:
