@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     wrk = _ensure_wrk()
     commit = _commit()
     up_ports = [_free_port() for _ in range(3)]
-    t_port = _free_port()
+    t_port, b_port = _free_port(), _free_port()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "bench.yaml"
         cfg.write_text(f"""
@@ -202,25 +202,37 @@ dataplane: {{first_byte_timeout: 3s, total_timeout: 10s}}
         # The upstreams are quiet: clients that leave mid-stream make aiohttp log tracebacks there.
         procs = [_start(["bench.dataplane.upstream", str(up_ports[0]), str(up_ports[1])], quiet=True),
                  _start(["bench.dataplane.upstream", "--chunk-delay=0.2", "--chunks=25", str(up_ports[2])], quiet=True),
-                 _start(["bench.dataplane.turnout_proc", str(cfg), str(t_port)])]
-        pid = procs[2].pid
+                 _start(["bench.dataplane.turnout_proc", str(cfg), str(t_port)]),
+                 _start(["bench.dataplane.bare", f"http://127.0.0.1:{up_ports[0]}/v1/chat/completions", str(b_port)], quiet=True)]
+        pid, bare_pid = procs[2].pid, procs[3].pid
         try:
             direct_url = f"http://127.0.0.1:{up_ports[0]}/v1/chat/completions"
             turnout_url = f"http://127.0.0.1:{t_port}/v1/chat/completions"
             _wrk(wrk, turnout_url, 8, 1, str(lua))  # warm-up: pools, caches
             print(f"Turnout data-plane bench @ {commit} ({os.cpu_count()} CPUs, wrk + upstream on the same machine)")
+            bare_url = f"http://127.0.0.1:{b_port}/v1/chat/completions"
+            _wrk(wrk, bare_url, 8, 1, str(lua))
             d64 = _wrk(wrk, direct_url, 64, seconds, str(lua))
+            cpu0 = _cpu_s(bare_pid)
+            b64 = _wrk(wrk, bare_url, 64, seconds, str(lua))
+            bare_cpu_ms = (_cpu_s(bare_pid) - cpu0) * 1000 / max(b64["requests"], 1)
             cpu0 = _cpu_s(pid)
             t64 = _wrk(wrk, turnout_url, 64, seconds, str(lua))
             cpu_ms = (_cpu_s(pid) - cpu0) * 1000 / max(t64["requests"], 1)
             d1 = _wrk(wrk, direct_url, 1, seconds, str(lua))
+            b1 = _wrk(wrk, bare_url, 1, seconds, str(lua))
             t1 = _wrk(wrk, turnout_url, 1, seconds, str(lua))
-            print(f"  {'':<24}{'direct':>12}{'turnout':>12}")
-            print(f"  {'req/s @64 conns':<24}{d64['rps']:>12.0f}{t64['rps']:>12.0f}   ratio {t64['rps'] / d64['rps']:.1%} (target ≥ 25%)")
-            print(f"  {'non-2xx @64':<24}{d64['errors']:>12.0f}{t64['errors']:>12.0f}")
-            print(f"  {'CPU ms/request':<24}{'':>12}{cpu_ms:>12.3f}   (target ≤ 0.3)")
-            print(f"  {'p50 ms @1 conn':<24}{d1['p50_ms']:>12.3f}{t1['p50_ms']:>12.3f}   added {t1['p50_ms'] - d1['p50_ms']:.3f} (target < 0.7)")
-            print(f"  {'p99 ms @1 conn':<24}{d1['p99_ms']:>12.3f}{t1['p99_ms']:>12.3f}   added {t1['p99_ms'] - d1['p99_ms']:.3f} (target < 2)")
+            load = Path("/proc/loadavg").read_text().split()[0]
+            print(f"  load average at the end of the wrk phases: {load} (other processes share these CPUs)")
+            print(f"  {'':<24}{'direct':>12}{'bare aiohttp':>14}{'turnout':>12}")
+            print(f"  {'req/s @64 conns':<24}{d64['rps']:>12.0f}{b64['rps']:>14.0f}{t64['rps']:>12.0f}"
+                  f"   ratio {t64['rps'] / d64['rps']:.1%} of direct (target ≥ 25%), bare {b64['rps'] / d64['rps']:.1%}")
+            print(f"  {'non-2xx @64':<24}{d64['errors']:>12.0f}{b64['errors']:>14.0f}{t64['errors']:>12.0f}")
+            print(f"  {'CPU ms/request':<24}{'':>12}{bare_cpu_ms:>14.3f}{cpu_ms:>12.3f}   (target ≤ 0.3)")
+            print(f"  {'p50 ms @1 conn':<24}{d1['p50_ms']:>12.3f}{b1['p50_ms']:>14.3f}{t1['p50_ms']:>12.3f}"
+                  f"   added {t1['p50_ms'] - d1['p50_ms']:.3f} (target < 0.7)")
+            print(f"  {'p99 ms @1 conn':<24}{d1['p99_ms']:>12.3f}{b1['p99_ms']:>14.3f}{t1['p99_ms']:>12.3f}"
+                  f"   added {t1['p99_ms'] - d1['p99_ms']:.3f} (target < 2)")
             rss = asyncio.run(_streams(turnout_url, 1000, pid))
             print(f"  1000 concurrent 5 s streams, 3 waves: Turnout RSS MB {' '.join(f'{x:.0f}' for x in rss)}")
             admin = [f"http://127.0.0.1:{p}" for p in up_ports[:2]]
