@@ -332,6 +332,11 @@ class ControlReplica:
             self._unforward = None
         if self._leader_store is not None:
             rt.store, self._leader_store = self._leader_store, None
+            # Webhooks first: no delivery may leave after we stepped down (Runtime.stop() ends the dispatcher
+            # only after draining the pipeline, which can take a while when the database is slow).
+            dispatcher = getattr(rt, "_dispatcher", None)
+            if dispatcher is not None:
+                dispatcher.cancel()
             try:
                 await rt.stop()
             except Exception:  # keep going: following matters more than a clean teardown
