@@ -120,3 +120,15 @@ async def test_body_over_the_limit_is_413(make_env: object) -> None:
     with pytest.raises(openai.APIStatusError) as info:
         await env.aclient.chat.completions.create(model="main", messages=[{"role": "user", "content": "x" * 5000}])
     assert info.value.status_code == 413
+
+
+async def test_a_reloaded_config_applies_to_the_next_request(env: Env) -> None:
+    from tests.dataplane.conftest import parse_with_key, turnout_yaml
+    from tests.dataplane.helpers import make_table
+
+    new = parse_with_key(turnout_yaml(env.sim, routes="  - {name: extra, targets: [gg/gem-x]}\n"))
+    env.rt.config = new
+    env.rt.table_source.table = make_table(new, version=2)
+    assert [m.id for m in (await env.aclient.models.list()).data] == ["main", "cross", "extra"]
+    raw = await env.aclient.chat.completions.with_raw_response.create(model="extra", messages=MSG)
+    assert raw.headers["x-turnout-target"] == "gg/gem-x" and raw.headers["x-turnout-table-version"] == "2"
