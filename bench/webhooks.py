@@ -92,7 +92,9 @@ async def _run(endpoints: int, events: int, rate: float, db: Path, port: int) ->
     await asyncio.gather(task, return_exceptions=True)
     store.close()
     lat.sort()
-    pct = lambda q: lat[min(len(lat) - 1, int(len(lat) * q))] * 1000  # noqa: E731
+
+    def pct(q: float) -> float:
+        return float(lat[min(len(lat) - 1, int(len(lat) * q))]) * 1000
     print(f"fan-out: {endpoints} endpoints × {events} events at {rate:g} events/s (appended in {appended:.1f} s)")
     print(f"  delivered {len(lat):,}/{total:,} in {elapsed:.1f} s = {len(lat) / elapsed:,.0f} deliveries/s")
     if lat:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
@@ -246,7 +247,7 @@ class Dispatcher:
                 continue
             task = asyncio.get_running_loop().create_task(self._drain_endpoint(ep_id, first), name=f"webhook:{ep_id}")
             self._workers[ep_id] = task
-            task.add_done_callback(lambda t, ep_id=ep_id: self._worker_done(ep_id, t))
+            task.add_done_callback(functools.partial(self._worker_done, ep_id))
 
     def _worker_done(self, ep_id: str, task: asyncio.Task[None]) -> None:
         if self._workers.get(ep_id) is task:

@@ -81,7 +81,8 @@ async def test_receiver_failing_twice_gets_each_event_exactly_once_after_dedup(s
     assert receiver.got[0].msg_id == receiver.got[1].msg_id == receiver.got[2].msg_id
 
 
-async def test_secret_is_shown_once_and_urls_are_ssrf_checked(setup: Any) -> None:
+async def test_secret_is_shown_once_and_urls_are_ssrf_checked(setup: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG")
     rt, client, receiver = setup
     created = await _register(client, receiver, ["target.*"])
     assert created["secret"].startswith("whsec_")
@@ -94,6 +95,11 @@ async def test_secret_is_shown_once_and_urls_are_ssrf_checked(setup: Any) -> Non
         assert r.status == 422 and err["field"] == "url", url
     r = await client.post("/api/v1/webhooks", json={"url": receiver.url, "events": ["nope"]}, headers=ADMIN)
     assert r.status == 422 and (await r.json())["error"]["field"] == "events"
+    receiver.script = [500]
+    await asyncio.to_thread(rt.store.append_events, _withdrawal(rt)[:1])
+    await until(lambda: len(receiver.unique()) == 1)
+    key = created["secret"].removeprefix("whsec_")
+    assert key not in caplog.text and ADMIN["Authorization"].split()[1] not in caplog.text
 
 
 async def test_test_message_deliveries_listing_redeliver_and_delete(setup: Any) -> None:
