@@ -112,10 +112,10 @@ class FakeHealth:
 class FakeRuntime:
     """The attributes the API reads, with drain/undrain/reload recorded and reflected in the table."""
 
-    def __init__(self, tmp_path: Path, clock: Clock, *, public_read: bool = True, db_name: str = "turnout.db") -> None:
+    def __init__(self, tmp_path: Path, clock: Clock, *, public_read: bool = True, db_url: str | None = None) -> None:
         self.config = make_config(public_read)
         self.clock = clock
-        self.store = Store(f"sqlite:///{tmp_path / db_name}", clock)
+        self.store = Store(db_url or f"sqlite:///{tmp_path / 'turnout.db'}", clock)
         self.bus = EventBus()
         self.health = FakeHealth()
         self.metrics = Metrics()

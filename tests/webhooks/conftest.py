@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import json
 import random
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlmodel import Session, select
+from sqlalchemy import create_engine
+from sqlmodel import Session, SQLModel, select
 
 from controlplane.clock import Clock
 from controlplane.config import WebhookConfig
@@ -17,6 +20,7 @@ from controlplane.webhooks.outbox import install_outbox
 from controlplane.webhooks.signing import generate_secret
 from tests.api.fakes import FakeRuntime
 from tests.fakes import FakeClock
+from tests.support import require_integration
 
 
 class ScriptedDispatcher(Dispatcher):
@@ -66,11 +70,42 @@ def make_dispatcher(rt: FakeRuntime, script: dict[str, list[bool | int]], config
     )
 
 
-@pytest.fixture
-def wrt(tmp_path: Path) -> FakeRuntime:
-    rt = FakeRuntime(tmp_path, FakeClock())
+PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3"
+
+
+@pytest.fixture(scope="session")
+def webhooks_pg_url() -> Iterator[str | None]:
+    """A PostgreSQL database of our own for this session (dropped at the end); None when unreachable."""
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            name = f"turnout_wh_{uuid.uuid4().hex[:10]}"
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except Exception:  # not reachable here: the postgres cases skip (or fail under TURNOUT_REQUIRE_INTEGRATION)
+        yield None
+        return
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def wrt(request: pytest.FixtureRequest, tmp_path: Path, webhooks_pg_url: str | None) -> Iterator[FakeRuntime]:
+    """A stand-in runtime with the outbox installed, on SQLite and on PostgreSQL."""
+    url = None
+    if request.param == "postgres":
+        require_integration(webhooks_pg_url is not None, "PostgreSQL not reachable at 127.0.0.1:5432")
+        url = webhooks_pg_url
+        engine = create_engine(str(url))
+        SQLModel.metadata.drop_all(engine)  # each test starts empty
+        engine.dispose()
+    rt = FakeRuntime(tmp_path, FakeClock(), db_url=url)
     install_outbox(rt.store, rt.clock)
-    return rt
+    yield rt
+    rt.store.close()
 
 
 def fresh_metrics() -> Metrics:
