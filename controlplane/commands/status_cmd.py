@@ -196,19 +196,20 @@ def event_summary(event: dict[str, Any]) -> str:
             break
     if d.get("reason"):
         bits.append(str(d["reason"]))
-    shown = {"old", "new", "from", "to", "old_primary", "new_primary", "previous", "primary", "reason"}
+    shown = {"old", "new", "from", "to", "old_primary", "new_primary", "previous", "primary", "reason", "mode"}
     extras = [f"{k}={v}" for k, v in d.items() if k not in shown and isinstance(v, str | int | float) and not isinstance(v, bool)]
     bits.extend(extras[:3])
     return ", ".join(bits)
 
 
-def event_line(event: dict[str, Any]) -> Text:
-    """One event as a coloured line: time, type, subject, summary."""
+def event_line(event: dict[str, Any], *, with_time: bool = True) -> Text:
+    """One event as a coloured line: time (UTC), type, subject, summary."""
     etype = str(event.get("type", "?"))
     style = "red" if etype.endswith(("withdrawn", "exhausted")) else "yellow" if "changed" in etype else "green"
     at = str(event.get("at", ""))
     at = at[11:19] if len(at) >= 19 else at
-    return Text.assemble((f"{at} ", "dim"), (f"{etype:<22} ", style), (f"{event.get('subject', '')} ", "bold"), event_summary(event))
+    return Text.assemble((f"{at} " if with_time else "", "dim"), (f"{etype:<22} ", style),
+                         (f"{event.get('subject', '')} ", "bold"), event_summary(event))
 
 
 # -- commands ---------------------------------------------------------------------------------------
