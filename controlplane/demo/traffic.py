@@ -4,6 +4,7 @@ and the client-side view of it: requests, errors, failovers inside requests, lat
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q * len(ordered) + 0.5)))
+    rank = max(1, min(len(ordered), math.ceil(q * len(ordered))))
     return ordered[rank - 1]
 
 
