@@ -72,9 +72,12 @@ async def _run(endpoints: int, events: int, rate: float, db: Path, port: int) ->
     outbox.add_waker(dispatcher.wake)
     task = asyncio.create_task(dispatcher.run())
     started = time.perf_counter()
+    append_times: list[float] = []
     for n in range(events):
         ev = Event(type="target.state_changed", at=datetime.now(UTC), subject=f"p/m{n % 10}", data={"n": n})
+        t0 = time.perf_counter()
         await asyncio.to_thread(store.append_events, [ev])
+        append_times.append(time.perf_counter() - t0)
         delay = started + (n + 1) / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
@@ -96,6 +99,9 @@ async def _run(endpoints: int, events: int, rate: float, db: Path, port: int) ->
     def pct(q: float) -> float:
         return float(lat[min(len(lat) - 1, int(len(lat) * q))]) * 1000
     print(f"fan-out: {endpoints} endpoints × {events} events at {rate:g} events/s (appended in {appended:.1f} s)")
+    append_times.sort()
+    print(f"  append_events (with outbox fan-out): p50 {append_times[len(append_times) // 2] * 1000:.1f} ms, "
+          f"max {append_times[-1] * 1000:.1f} ms")
     print(f"  delivered {len(lat):,}/{total:,} in {elapsed:.1f} s = {len(lat) / elapsed:,.0f} deliveries/s")
     if lat:
         print(f"  event → delivery: p50 {pct(0.5):.0f} ms, p99 {pct(0.99):.0f} ms, max {lat[-1] * 1000:.0f} ms, "

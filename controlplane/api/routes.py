@@ -160,8 +160,18 @@ def operations(rt: Any) -> list[Operation]:
     ]
 
 
+_DOCS: dict[tuple[int, str, bool], dict[str, Any]] = {}
+
+
 def openapi_document(rt: Any) -> dict[str, Any]:
-    return build_document(operations(rt), public_read=rt.config.auth.public_read)
+    """The OpenAPI document for `rt`'s current config (built once per config; reloads may change auth)."""
+    key = (id(rt), rt.config.hash, rt.config.auth.public_read)
+    doc = _DOCS.get(key)
+    if doc is None:
+        if len(_DOCS) > 16:  # reloads and tests create new keys; keep the cache small
+            _DOCS.clear()
+        doc = _DOCS[key] = build_document(operations(rt), public_read=rt.config.auth.public_read)
+    return doc
 
 
 def _guard(op: Operation, rt: Any) -> Handler:

@@ -31,24 +31,14 @@ from controlplane.config import WebhookConfig
 from controlplane.events import Event
 from controlplane.metrics import Metrics
 from controlplane.webhooks.models import DEAD, DELIVERED, PENDING, WebhookDelivery, WebhookEndpoint
+from controlplane.webhooks.retry import RETRY_SCHEDULE, retry_delay
 from controlplane.webhooks.signing import signed_headers
 from controlplane.webhooks.urls import GuardedResolver, WebhookUrlError, validate_url
 
 __all__ = ["RETRY_SCHEDULE", "retry_delay", "Dispatcher", "AttemptResult"]
 
 log = logging.getLogger("turnout.webhooks")
-
-# Seconds before attempt n+1 (index n-1 = after the n-th failure); Svix's published schedule.
-RETRY_SCHEDULE: tuple[float, ...] = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
-JITTER = 0.2
 _MAX_ERROR = 300  # stored error text is short and never contains request headers (the signature)
-
-
-def retry_delay(failed_attempts: int, rng: random.Random, schedule: Sequence[float] = RETRY_SCHEDULE) -> float:
-    """Delay before the next attempt after `failed_attempts` failures (≥ 1), with ±20 % jitter."""
-    base = schedule[min(failed_attempts, len(schedule)) - 1]
-    return base * (1.0 + JITTER * (2.0 * rng.random() - 1.0))
-
 
 @dataclass(frozen=True, slots=True)
 class AttemptResult:
