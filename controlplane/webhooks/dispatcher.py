@@ -20,6 +20,7 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from sqlalchemy import func, update
@@ -59,6 +60,11 @@ class _Job:
     attempts: int
     next_attempt_at: float
     created_at: float
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 def _job(r: Any) -> _Job:
@@ -312,7 +318,10 @@ class Dispatcher:
         started = asyncio.get_running_loop().time()
 
         def done(ok: bool, status: int | None, error: str | None) -> AttemptResult:
-            return AttemptResult(ok, status, error[:_MAX_ERROR] if error else None, asyncio.get_running_loop().time() - started)
+            if error:
+                # A receiver's path or query can hold its own token: stored errors and events name only the origin.
+                error = error.replace(url, _origin(url))[:_MAX_ERROR]
+            return AttemptResult(ok, status, error or None, asyncio.get_running_loop().time() - started)
 
         try:
             validate_url(url, self.config.allow_private_networks)  # literal IPs skip the resolver

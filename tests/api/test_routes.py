@@ -205,3 +205,19 @@ async def test_openapi_lists_every_route(client: Client) -> None:
     assert doc["openapi"] == "3.1.0"
     assert {"/api/v1/table", "/api/v2/summary.json", "/api/v1/webhooks/{id}/deliveries/{delivery}/redeliver"} <= set(doc["paths"])
     assert doc["paths"]["/api/v1/webhooks"]["post"]["security"] == [{"bearer": []}]
+
+
+async def test_long_poll_on_the_real_publisher_returns_within_50ms(client: Client, rt: FakeRuntime) -> None:
+    from controlplane.publisher import TablePublisher
+    from tests.api.fakes import make_table
+
+    publisher = TablePublisher(make_table(rt.config, 5))
+    rt.table_source = publisher  # type: ignore[assignment]
+    loop = asyncio.get_running_loop()
+    polls = [asyncio.create_task(client.get("/api/v1/table", params={"after": "5", "wait": "10"})) for _ in range(5)]
+    await asyncio.sleep(0.05)  # let the requests start waiting (not a timing assertion)
+    published = loop.time()
+    publisher.publish(make_table(rt.config, 6, {"openai/gpt-4o": State.OPEN}))
+    for r in await asyncio.gather(*polls):
+        assert r.status == 200 and (await r.json())["version"] == 6
+    assert loop.time() - published < 0.05

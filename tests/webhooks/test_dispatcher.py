@@ -92,3 +92,14 @@ async def test_queue_depth_gauge_counts_pending(wrt: FakeRuntime) -> None:
     await d.tick()
     await d.tick()
     assert wrt.metrics.registry.get_sample_value("turnout_webhook_queue_depth") == 3
+
+
+async def test_stored_errors_name_only_the_origin_of_the_url(wrt: FakeRuntime) -> None:
+    from controlplane.webhooks.dispatcher import Dispatcher
+
+    d = Dispatcher(engine=wrt.store.engine, clock=wrt.clock, config=wrt.config.webhooks)
+    url = "http://10.1.1.1:9/hooks/T000/B000/s3cr3tpath?token=abc"
+    result = await d.attempt(url, "msg_1", "whsec_AAAA", b"{}")
+    await d.close()
+    assert not result.ok and result.error is not None and result.error.startswith("refused")
+    assert "s3cr3tpath" not in result.error and "token=abc" not in result.error
