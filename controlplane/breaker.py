@@ -309,6 +309,10 @@ class Breaker:
             self.trial_successes += 1
             if self.trial_successes >= self.cfg.half_open_successes:
                 return (self._move(_C, "trials_succeeded", self._ev(obs, now), now),)
+            if self.trials >= self.cfg.half_open_trials:
+                # The last trial succeeded but too few did (an earlier one met pressure): without this move the
+                # breaker would admit nothing more and count nothing more, wedged in half_open for good.
+                return (self._move(_O, "trials_exhausted", self._ev(obs, now), now),)
             return _NONE
         if cls in PRESSURE_CLASSES:  # a trial spent without an answer either way
             if self.trials >= self.cfg.half_open_trials:

@@ -1,0 +1,32 @@
+"""Regression tests for bugs the chaos suite found in other modules (each fix is small; see docs/reliability.md)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from controlplane.breaker import Breaker
+from controlplane.config import BreakerConfig
+from controlplane.domain import ErrorClass, Observation, Source, State
+
+E = ErrorClass
+AT = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _obs(cls: ErrorClass) -> Observation:
+    return Observation(target="p/m", at=AT, source=Source.PROBE, kind="completion", error_class=cls)
+
+
+def test_half_open_with_a_pressure_trial_then_a_success_reopens_instead_of_wedging() -> None:
+    # Found by test_each_catalogue_fault_alone_end_to_end[AN-MID]: trial 1 met `overloaded` (pressure, no verdict),
+    # trial 2 succeeded, 1 of 2 successes: the breaker admitted nothing more and stayed half_open for good.
+    b = Breaker("p/m", BreakerConfig(half_open_trials=2, half_open_successes=2, consecutive_failures=1), 0.0)
+    b.record(_obs(E.SERVER_ERROR), 0.0)
+    assert b.state is State.OPEN
+    b.poll(100.0)
+    assert b.state is State.HALF_OPEN
+    assert b.record(_obs(E.OVERLOADED), 100.0) == ()
+    moves = b.record(_obs(E.OK), 101.0)
+    assert [(t.new, t.reason) for t in moves] == [(State.OPEN, "trials_exhausted")]
+    assert not b.admits(101.0)
+    b.poll(10_000.0)  # the next half_open gets fresh trials
+    assert b.state is State.HALF_OPEN and b.admits(10_000.0)
