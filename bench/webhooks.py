@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
+import socket
 import statistics
 import tempfile
 import time
@@ -108,11 +109,23 @@ async def _run(endpoints: int, events: int, rate: float, db: Path, port: int) ->
               f"mean {statistics.fmean(lat) * 1000:.0f} ms  (aim p99 < 1,000 ms)")
 
 
+def _wait_listening(port: int, timeout: float = 20.0) -> None:
+    """The receiver binds just after signalling `ready`: poll until its port accepts connections."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"receiver did not start on port {port}")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="bench.webhooks")
     ap.add_argument("--endpoints", type=int, default=100)
     ap.add_argument("--events", type=int, default=1000)
-    ap.add_argument("--rate", type=float, default=50.0, help="events appended per second")
+    ap.add_argument("--rate", type=float, default=10.0, help="events appended per second (10 × 100 endpoints = 1,000 deliveries/s)")
     args = ap.parse_args(argv or [])
     port = free_port()
     ctx = mp.get_context("spawn")
@@ -121,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     proc.start()
     try:
         ready.wait(20)
-        time.sleep(0.5)  # the site binds just after `ready`
+        _wait_listening(port)
         with tempfile.TemporaryDirectory() as tmp:
             asyncio.run(_run(args.endpoints, args.events, args.rate, Path(tmp) / "bench.db", port))
     finally:

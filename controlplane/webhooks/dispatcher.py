@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from sqlalchemy import func, update
+from sqlalchemy import bindparam, func, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -346,60 +346,69 @@ class Dispatcher:
                 return done(False, None, f"connect: {exc}")
 
     def _record_many(self, items: list[tuple[_Job, AttemptResult]]) -> list[tuple[bool, dict[str, Any] | None]]:
-        """Store attempts' outcomes in one transaction. Per item: (go on with the next delivery?, disabled info)."""
+        """Store attempts' outcomes in one transaction (executemany per outcome; few statements per batch).
+
+        Per item: (go on with this endpoint's next delivery?, disabled-endpoint info). Each endpoint's
+        consecutive-dead count follows the batch in order: a success resets it, each dead adds one.
+        """
         now = self._clock.wall().timestamp()
         cfg = self.config
         schedule = self._schedule or tuple(getattr(cfg, "retry_schedule", RETRY_SCHEDULE))
-        m = self._metrics
         out: list[tuple[bool, dict[str, Any] | None]] = []
-        counts = {"delivered": 0, "failed": 0, "dead": 0}
+        rows: dict[str, list[dict[str, Any]]] = {DELIVERED: [], PENDING: [], DEAD: []}
+        order: dict[str, list[tuple[bool, int]]] = {}  # endpoint → [(ok?, item index)] for successes and deads
         latencies: list[float] = []
-        reset: set[str] = set()
-        with Session(self._engine) as s:
-            for job, result in items:
-                attempts = job.attempts + 1
-                q = update(WebhookDelivery).where(col(WebhookDelivery.seq) == job.seq)
-                if result.ok:
-                    s.execute(q.values(status=DELIVERED, attempts=attempts, delivered_at=now, last_status_code=result.status, last_error=None))
-                    if job.endpoint_id not in reset:  # in order: a later dead delivery in this batch counts from 0
-                        reset.add(job.endpoint_id)
-                        s.execute(
-                            update(WebhookEndpoint)
-                            .where(col(WebhookEndpoint.id) == job.endpoint_id, col(WebhookEndpoint.consecutive_failures) != 0)
-                            .values(consecutive_failures=0)
-                        )
-                    counts["delivered"] += 1
-                    latencies.append(max(0.0, now - job.created_at))
-                    out.append((True, None))
-                    continue
-                if attempts < cfg.max_attempts:
-                    nxt = now + retry_delay(attempts, self._rng, schedule)
-                    s.execute(q.values(attempts=attempts, next_attempt_at=nxt, last_status_code=result.status, last_error=result.error))
-                    counts["failed"] += 1
-                    out.append((False, None))
-                    continue
-                s.execute(q.values(status=DEAD, attempts=attempts, last_status_code=result.status, last_error=result.error))
-                counts["dead"] += 1
+        for i, (job, result) in enumerate(items):
+            attempts = job.attempts + 1
+            row = {"b_seq": job.seq, "b_attempts": attempts, "b_code": result.status, "b_error": result.error}
+            if result.ok:
+                rows[DELIVERED].append({**row, "b_at": now})
+                order.setdefault(job.endpoint_id, []).append((True, i))
+                latencies.append(max(0.0, now - job.created_at))
+                out.append((True, None))
+            elif attempts < cfg.max_attempts:
+                rows[PENDING].append({**row, "b_next": now + retry_delay(attempts, self._rng, schedule)})
+                out.append((False, None))
+            else:
+                rows[DEAD].append(row)
+                order.setdefault(job.endpoint_id, []).append((False, i))
+                out.append((True, None))
                 log.warning("webhook delivery %s to %s is dead after %d attempts: %s", job.id, job.endpoint_id, attempts, result.error)
-                disabled: dict[str, Any] | None = None
-                ep = s.get(WebhookEndpoint, job.endpoint_id, populate_existing=True)
-                if ep is not None:
-                    reset.discard(job.endpoint_id)  # a success after this one must reset again
-                    ep.consecutive_failures += 1
-                    if ep.enabled and ep.consecutive_failures >= cfg.disable_after_failures:
-                        ep.enabled = False
-                        ep.disabled_reason = f"{ep.consecutive_failures} deliveries in a row failed every attempt; last: {result.error}"
-                        disabled = {"endpoint_id": ep.id, "consecutive_failures": ep.consecutive_failures, "last_error": result.error}
-                    s.add(ep)
-                    s.flush()
-                out.append((disabled is None, disabled))
+        d = WebhookDelivery.__table__.c  # type: ignore[attr-defined]
+        e = WebhookEndpoint.__table__.c  # type: ignore[attr-defined]
+        by_seq = update(WebhookDelivery.__table__).where(d.seq == bindparam("b_seq"))  # type: ignore[attr-defined]
+        common: dict[str, Any] = {"attempts": bindparam("b_attempts"), "last_status_code": bindparam("b_code"), "last_error": bindparam("b_error")}
+        with Session(self._engine) as s:
+            if rows[DELIVERED]:
+                s.execute(by_seq.values(status=DELIVERED, delivered_at=bindparam("b_at"), **common), rows[DELIVERED])
+            if rows[PENDING]:
+                s.execute(by_seq.values(next_attempt_at=bindparam("b_next"), **common), rows[PENDING])
+            if rows[DEAD]:
+                s.execute(by_seq.values(status=DEAD, **common), rows[DEAD])
+            resets = sorted(ep for ep, seq in order.items() if seq[-1][0])
+            if resets:
+                s.execute(update(WebhookEndpoint.__table__).where(e.id.in_(resets), e.consecutive_failures != 0).values(consecutive_failures=0))  # type: ignore[attr-defined]
+            for ep_id, seq in order.items():
+                if seq[-1][0]:
+                    continue  # ends with a success: reset above
+                tail = len(seq) - max((k + 1 for k, (ok, _) in enumerate(seq) if ok), default=0)
+                ep = s.get(WebhookEndpoint, ep_id)
+                if ep is None:
+                    continue
+                ep.consecutive_failures = (0 if any(ok for ok, _ in seq) else ep.consecutive_failures) + tail
+                if ep.enabled and ep.consecutive_failures >= cfg.disable_after_failures:
+                    ep.enabled = False
+                    last_error = items[seq[-1][1]][1].error
+                    ep.disabled_reason = f"{ep.consecutive_failures} deliveries in a row failed every attempt; last: {last_error}"
+                    out[seq[-1][1]] = (False, {"endpoint_id": ep.id, "consecutive_failures": ep.consecutive_failures, "last_error": last_error})
+                s.add(ep)
             s.commit()
-        if m is not None:
-            for outcome, n in counts.items():
-                if n:
-                    m.webhook_deliveries_total.labels(outcome=outcome).inc(n)
+        if self._metrics is not None:
+            for outcome, key in (("delivered", DELIVERED), ("failed", PENDING), ("dead", DEAD)):
+                if rows[key]:
+                    self._metrics.webhook_deliveries_total.labels(outcome=outcome).inc(len(rows[key]))
             for lat in latencies:
-                m.webhook_delivery_seconds.observe(lat)
+                self._metrics.webhook_delivery_seconds.observe(lat)
         return out
 
     async def _emit_disabled(self, info: dict[str, Any]) -> None:
