@@ -6,6 +6,7 @@ import asyncio
 import json
 import threading
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +111,56 @@ async def test_events_follow_prints_only_new_events(api: StubApi, capsys: pytest
     assert await asyncio.wait_for(cli, 10) == 0
     ids = [json.loads(line)["id"] for line in capsys.readouterr().out.splitlines()]
     assert ids == [2]  # only the new one; history (id 1) was printed before
+
+
+# -- against the real control app --------------------------------------------------------------------
+
+
+@pytest.mark.integration
+async def test_status_and_events_show_a_withdrawal_from_the_real_control_app(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aiohttp import web
+
+    from controlplane.config import parse_config
+    from controlplane.control_app import build_control_app
+    from controlplane.domain import ErrorClass, Observation, Source
+    from controlplane.runtime import Runtime
+
+    monkeypatch.setenv("COLUMNS", "200")
+    cfg = parse_config(f"""
+database: {{url: "sqlite:///{tmp_path / 't.db'}"}}
+providers:
+  - {{id: oa, adapter: openai, base_url: "http://127.0.0.1:1/v1", models: [{{name: m}}]}}
+  - {{id: an, adapter: anthropic, base_url: "http://127.0.0.1:1", models: [{{name: c}}]}}
+routes:
+  - {{name: frontier, targets: [oa/m, an/c]}}
+""")
+    rt = Runtime(cfg, probes=False, webhooks=False, fire=False)
+    await rt.start()
+    runner = web.AppRunner(build_control_app(rt), handle_signals=False)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        primary = rt.table_source.current().routes["frontier"].primary
+        assert primary is not None
+        rt.sink.submit(Observation.failure(primary.target, ErrorClass.REGION_BLOCKED, kind="completion",
+                                           at=rt.clock.wall(), source=Source.LIVE, status=403))
+        await rt.sink.flush()
+
+        assert await run_cli("status", "--url", url, "--route", "frontier") == 0
+        out = capsys.readouterr().out
+        assert "withdrawn" in out and primary.target in out
+
+        assert await run_cli("events", "--url", url, "--type", "target.withdrawn") == 0
+        out = capsys.readouterr().out
+        assert "target.withdrawn" in out and primary.target in out and "withdrawn" in out
+
+        assert await run_cli("events", "--url", url, "--json") == 0
+        types = [json.loads(line)["type"] for line in capsys.readouterr().out.splitlines()]
+        assert "route.primary_changed" in types
+    finally:
+        await runner.cleanup()
+        await rt.stop()
