@@ -103,3 +103,31 @@ async def test_stored_errors_name_only_the_origin_of_the_url(wrt: FakeRuntime) -
     await d.close()
     assert not result.ok and result.error is not None and result.error.startswith("refused")
     assert "s3cr3tpath" not in result.error and "token=abc" not in result.error
+
+
+async def test_dead_count_follows_the_batch_in_order(wrt: FakeRuntime) -> None:
+    from controlplane.webhooks.dispatcher import AttemptResult, _Job
+
+    ep = add_endpoint(wrt, "http://127.0.0.1:1/a")
+    _events(wrt, 2)
+    rows = deliveries(wrt, ep.id)
+    with Session(wrt.store.engine) as s:
+        stored = s.get(WebhookEndpoint, ep.id)
+        assert stored is not None
+        stored.consecutive_failures = 5
+        s.add(stored)
+        s.commit()
+    d = make_dispatcher(wrt, {})
+    last = wrt.config.webhooks.max_attempts - 1
+
+    def job(i: int) -> _Job:
+        r = rows[i]
+        return _Job(seq=int(r.seq or 0), id=r.id, endpoint_id=ep.id, url=ep.url, secret="", payload=r.payload,
+                    attempts=last, next_attempt_at=0.0, created_at=0.0)
+
+    ok, dead = AttemptResult(True, 200, None, 0.0), AttemptResult(False, 500, "HTTP 500", 0.0)
+    d._record_many([(job(0), ok), (job(1), dead)])
+    with Session(wrt.store.engine) as s:
+        after = s.get(WebhookEndpoint, ep.id)
+        assert after is not None and after.consecutive_failures == 1 and after.enabled
+    assert [r.status for r in deliveries(wrt, ep.id)] == ["delivered", "dead"]
