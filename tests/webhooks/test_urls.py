@@ -67,3 +67,18 @@ async def test_resolver_keeps_only_public_answers() -> None:
     assert [a["host"] for a in await guard.resolve("mixed.example", 80)] == ["93.184.216.34"]
     allowed = GuardedResolver(["127.0.0.0/8"], _Scripted(["127.0.0.1"]))
     assert [a["host"] for a in await allowed.resolve("local.test", 80)] == ["127.0.0.1"]
+
+
+async def test_delivery_to_a_name_that_rebinds_to_a_private_address_is_refused() -> None:
+    import aiohttp
+
+    from controlplane.clock import SystemClock
+    from controlplane.config import WebhookConfig
+    from controlplane.webhooks.dispatcher import Dispatcher
+
+    connector = aiohttp.TCPConnector(resolver=GuardedResolver([], _Scripted(["10.0.0.5"])))
+    async with aiohttp.ClientSession(connector=connector) as http:
+        d = Dispatcher(engine=None, clock=SystemClock(), config=WebhookConfig(), http=http)
+        result = await d.attempt("http://rebind.example:8080/hook", "msg_1", "whsec_AAAA", b"{}")
+    assert not result.ok and result.status is None
+    assert result.error is not None and "SSRF guard" in result.error
