@@ -16,9 +16,10 @@ import aiohttp
 import orjson
 
 from adapters import calls
-from adapters.base import CompletionProbeResult, ModelListing, StreamItem, UpstreamRequest
+from adapters.base import ModelListing, StreamItem, UpstreamRequest
 from adapters.headers import headroom_from_headers
-from adapters.sse import SSEEvent, SSEParser
+from adapters.sse import SSEEvent
+from adapters.translator import SSETranslator
 from adapters.wire.chat import as_list, content_parts, data_url, json_args, max_tokens, stop_list
 from adapters.wire import anthropic as wire
 from adapters.wire.common import ErrorInfo, json_or_none, obj
@@ -258,38 +259,21 @@ def from_message(doc: Any, model: str) -> dict[str, Any]:
     }
 
 
-class AnthropicStream:
+class AnthropicStream(SSETranslator):
     """Messages event stream → OpenAI chunks. `message_stop` ends it; `event: error` is classified by error.type."""
 
+    terminator = "message_stop"
+
     def __init__(self, model: str) -> None:
-        self._sse = SSEParser()
+        super().__init__()
         self._model = model
         self._id = ""
         self._created = int(time.time())
-        self._ended = False
         self._input_usage: dict[str, Any] = {}
         self._tool_index: dict[int, int] = {}  # content block index -> OpenAI tool_calls index
 
-    def feed(self, data: bytes) -> list[StreamItem]:
-        return self._items(self._sse.feed(data))
-
-    def close(self) -> list[StreamItem]:
-        items = self._items(self._sse.close())
-        if not self._ended:
-            self._ended = True
-            items.append(_error_item(Classification(ErrorClass.BAD_RESPONSE, code="truncated", detail="stream closed without message_stop")))
-        return items
-
-    def _items(self, events: list[SSEEvent]) -> list[StreamItem]:
-        out: list[StreamItem] = []
-        for ev in events:
-            if self._ended:
-                break
-            item = self._item(ev)
-            if item.kind in ("done", "error"):
-                self._ended = True
-            out.append(item)
-        return out
+    def _translate(self, ev: SSEEvent) -> list[StreamItem]:
+        return [self._item(ev)]
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None, usage: dict[str, int] | None = None) -> dict[str, Any]:
         c: dict[str, Any] = {
@@ -359,7 +343,7 @@ def _error_item(c: Classification) -> StreamItem:
     return StreamItem("error", classification=c)
 
 
-class AnthropicAdapter:
+class AnthropicAdapter(calls.StreamedProbe):
     """The Adapter for Anthropic's Messages API."""
 
     name = _NAME
@@ -418,15 +402,3 @@ class AnthropicAdapter:
             if not doc.get("has_more") or not after:
                 break
         return ModelListing(models, headroom)
-
-    async def probe_completion(
-        self,
-        session: aiohttp.ClientSession,
-        provider: ProviderConfig,
-        model: str,
-        *,
-        prompt: str,
-        max_tokens: int,
-        timeout: float,
-    ) -> CompletionProbeResult:
-        return await calls.probe_completion(self, session, provider, model, prompt=prompt, max_tokens=max_tokens, timeout=timeout)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from adapters.base import Adapter
     from controlplane.config import ProviderConfig
 
-__all__ = ["MAX_BODY_BYTES", "Fetched", "fetch", "transport_classification", "probe_completion", "probe_body"]
+__all__ = ["MAX_BODY_BYTES", "Fetched", "fetch", "transport_classification", "probe_completion", "probe_body", "StreamedProbe"]
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 
@@ -128,6 +128,7 @@ async def probe_completion(
     headers: Mapping[str, str] = {}
     result: Classification | None = None
     after_headers = False
+    finished = False  # a finish reason was seen: an answer without content (e.g. cut at max_tokens) is still an answer
     try:
         async with asyncio.timeout(timeout):
             async with session.request(
@@ -149,11 +150,16 @@ async def probe_completion(
                             t = monotonic()
                             if item.usage:
                                 usage = item.usage
+                            finished = finished or item.finish_reason is not None
                             if item.kind == "chunk" and item.content:
                                 first = t if first is None else first
                                 last = t
                             elif item.kind == "error":
                                 result = item.classification
+                            elif item.kind == "done" and first is None and not finished:
+                                # provider-semantics.md §6: an empty 200 (no content, no finish reason) is bad_response
+                                result = Classification(ErrorClass.BAD_RESPONSE, status=resp.status, code="empty_completion",
+                                                        detail="stream ended with no content and no finish reason")
                             elif item.kind == "done":
                                 result = Classification(ErrorClass.OK, status=resp.status)
                         if result is not None:
@@ -184,3 +190,19 @@ async def probe_completion(
         output_tokens=out_tokens,
         input_tokens=in_tokens,
     )
+
+
+class StreamedProbe:
+    """Adapter mixin: `probe_completion` as the shared streamed minimal completion above."""
+
+    async def probe_completion(
+        self,
+        session: aiohttp.ClientSession,
+        provider: ProviderConfig,
+        model: str,
+        *,
+        prompt: str,
+        max_tokens: int,
+        timeout: float,
+    ) -> CompletionProbeResult:
+        return await probe_completion(self, session, provider, model, prompt=prompt, max_tokens=max_tokens, timeout=timeout)  # type: ignore[arg-type]

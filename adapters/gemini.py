@@ -17,9 +17,10 @@ import aiohttp
 import orjson
 
 from adapters import calls
-from adapters.base import CompletionProbeResult, ModelListing, StreamItem, UpstreamRequest
+from adapters.base import ModelListing, StreamItem, UpstreamRequest
 from adapters.headers import parse_go_duration, parse_retry_after
-from adapters.sse import SSEEvent, SSEParser
+from adapters.sse import SSEEvent
+from adapters.translator import SSETranslator
 from adapters.wire import gemini as wire
 from adapters.wire.chat import as_list, content_parts, data_url, json_args, max_tokens, stop_list
 from adapters.wire.common import ErrorInfo, json_or_none, obj
@@ -285,37 +286,17 @@ def from_generate(doc: Any, model: str) -> dict[str, Any]:
     }
 
 
-class GeminiStream:
+class GeminiStream(SSETranslator):
     """`alt=sse` GenerateContentResponse chunks → OpenAI chunks; the chunk carrying finishReason ends it."""
 
+    terminator = "finishReason"
+
     def __init__(self, model: str) -> None:
-        self._sse = SSEParser()
+        super().__init__()
         self._model = model
         self._id = f"gemini-{int(time.time() * 1000)}"
         self._created = int(time.time())
         self._calls = 0
-        self._ended = False
-
-    def feed(self, data: bytes) -> list[StreamItem]:
-        return self._items(self._sse.feed(data))
-
-    def close(self) -> list[StreamItem]:
-        items = self._items(self._sse.close())
-        if not self._ended:
-            self._ended = True
-            items.append(StreamItem("error", classification=Classification(ErrorClass.BAD_RESPONSE, code="truncated", detail="stream closed without finishReason")))
-        return items
-
-    def _items(self, events: list[SSEEvent]) -> list[StreamItem]:
-        out: list[StreamItem] = []
-        for ev in events:
-            if self._ended:
-                break
-            for item in self._translate(ev):
-                out.append(item)
-                if item.kind in ("done", "error"):
-                    self._ended = True
-        return out
 
     def _translate(self, ev: SSEEvent) -> list[StreamItem]:
         if ev.kind == "comment":
@@ -362,7 +343,7 @@ class GeminiStream:
         return items
 
 
-class GeminiAdapter:
+class GeminiAdapter(calls.StreamedProbe):
     """The Adapter for the Gemini API (generativelanguage.googleapis.com/v1beta)."""
 
     name = _NAME
@@ -415,15 +396,3 @@ class GeminiAdapter:
             if not token:
                 break
         return ModelListing(models, None)
-
-    async def probe_completion(
-        self,
-        session: aiohttp.ClientSession,
-        provider: ProviderConfig,
-        model: str,
-        *,
-        prompt: str,
-        max_tokens: int,
-        timeout: float,
-    ) -> CompletionProbeResult:
-        return await calls.probe_completion(self, session, provider, model, prompt=prompt, max_tokens=max_tokens, timeout=timeout)

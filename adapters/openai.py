@@ -17,9 +17,10 @@ import aiohttp
 import orjson
 
 from adapters import calls
-from adapters.base import CompletionProbeResult, ModelListing, StreamItem, UpstreamRequest
+from adapters.base import ModelListing, StreamItem, UpstreamRequest
 from adapters.headers import headroom_from_headers
-from adapters.sse import SSEParser
+from adapters.sse import SSEEvent
+from adapters.translator import SSETranslator
 from adapters.wire import openai as wire
 from adapters.wire.common import ErrorInfo, json_or_none, obj
 from adapters.wire.status import is_context_message, make, ok_or_bad, status_fallback
@@ -125,36 +126,19 @@ def _usage(doc: Mapping[str, Any]) -> dict[str, int] | None:
     return out or None
 
 
-class OpenAIStream:
+class OpenAIStream(SSETranslator):
     """Pass-through translation of an OpenAI-compatible SSE stream into StreamItems."""
 
+    terminator = "[DONE]"
+
     def __init__(self, model: str) -> None:
-        self._sse = SSEParser()
+        super().__init__()
         self._model = model
-        self._ended = False
 
-    def feed(self, data: bytes) -> list[StreamItem]:
-        return self._items(self._sse.feed(data))
+    def _translate(self, ev: SSEEvent) -> list[StreamItem]:
+        return [self._item(ev)]
 
-    def close(self) -> list[StreamItem]:
-        items = self._items(self._sse.close())
-        if not self._ended:
-            self._ended = True
-            items.append(_bad("truncated", "stream closed without [DONE]"))
-        return items
-
-    def _items(self, events: list[Any]) -> list[StreamItem]:
-        out: list[StreamItem] = []
-        for ev in events:
-            if self._ended:
-                break
-            item = self._item(ev)
-            if item.kind in ("done", "error"):
-                self._ended = True
-            out.append(item)
-        return out
-
-    def _item(self, ev: Any) -> StreamItem:
+    def _item(self, ev: SSEEvent) -> StreamItem:
         if ev.kind == "comment":
             return StreamItem("keepalive")
         if ev.kind == "overflow":
@@ -196,7 +180,7 @@ def _bad(code: str, detail: str) -> StreamItem:
     return StreamItem("error", classification=Classification(ErrorClass.BAD_RESPONSE, code=code, detail=detail))
 
 
-class OpenAIAdapter:
+class OpenAIAdapter(calls.StreamedProbe):
     """The Adapter for every OpenAI-compatible host."""
 
     name = _NAME
@@ -252,18 +236,6 @@ class OpenAIAdapter:
             raise ProviderError(provider.id, None, bad)
         models = [str(m["id"]) for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
         return ModelListing(models, self.headroom(got.headers, now))
-
-    async def probe_completion(
-        self,
-        session: aiohttp.ClientSession,
-        provider: ProviderConfig,
-        model: str,
-        *,
-        prompt: str,
-        max_tokens: int,
-        timeout: float,
-    ) -> CompletionProbeResult:
-        return await calls.probe_completion(self, session, provider, model, prompt=prompt, max_tokens=max_tokens, timeout=timeout)
 
 
 def _url(provider: ProviderConfig, path: str) -> str:
