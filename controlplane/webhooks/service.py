@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from controlplane.events import Event
+from controlplane.metrics import observe_event
 from controlplane.webhooks.dispatcher import Dispatcher
 from controlplane.webhooks.outbox import install_outbox
 
@@ -15,7 +16,10 @@ __all__ = ["start_dispatcher", "append_and_publish"]
 async def append_and_publish(rt: Any, events: list[Event]) -> list[Event]:
     """Store events (the outbox hook queues their deliveries in the same transaction), then publish them."""
     stored: list[Event] = await asyncio.to_thread(rt.store.append_events, events)
+    metrics = getattr(rt, "metrics", None)
     for ev in stored:
+        if metrics is not None:
+            observe_event(metrics, ev)
         rt.bus.publish(ev)
     return stored
 
