@@ -262,8 +262,12 @@ class Breaker:
             # (a quota with a known reset, e.g. Gemini's per-day quota, only cools: §6 "cool(daily reset)")
             return self._withdraw(obs, now)
         if st is _W:
-            if cls is ErrorClass.OK:
+            if cls is ErrorClass.OK and (self.next_recheck is None or now >= self.next_recheck):
                 return (self._move(_H, "recheck_succeeded", self._ev(obs, now), now),)
+            if cls is ErrorClass.OK:
+                # Not a recheck: a probe that ran alongside the one that withdrew (e.g. a completion answering while
+                # the model left the catalogue). Counting it would undo every withdrawal in the same batch.
+                return _NONE
             self.next_recheck = now + self.cfg.withdrawn_recheck
             return _NONE
         out: tuple[Transition, ...] = _NONE

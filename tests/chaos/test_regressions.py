@@ -30,3 +30,15 @@ def test_half_open_with_a_pressure_trial_then_a_success_reopens_instead_of_wedgi
     assert not b.admits(101.0)
     b.poll(10_000.0)  # the next half_open gets fresh trials
     assert b.state is State.HALF_OPEN and b.admits(10_000.0)
+
+
+def test_an_ok_that_is_not_a_recheck_does_not_lift_a_withdrawal() -> None:
+    # Found by test_each_catalogue_fault_alone_end_to_end[CAT-1]: the catalogue probe saw the model gone and, in the
+    # same batch, the completion probe (run alongside) answered ok: the target went withdrawn → half_open at once.
+    b = Breaker("p/m", BreakerConfig(withdrawn_recheck=30.0), 0.0)
+    b.record(_obs(E.MODEL_GONE), 10.0)
+    assert b.state is State.WITHDRAWN
+    assert b.record(_obs(E.OK), 10.0) == ()
+    assert b.state is State.WITHDRAWN and not b.should_probe(20.0)
+    (move,) = b.record(_obs(E.OK), 40.0)  # the recheck, when due, still brings it back
+    assert (move.new, move.reason) == (State.HALF_OPEN, "recheck_succeeded")
