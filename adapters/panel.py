@@ -550,8 +550,10 @@ async def _stream_synthesis(request: web.Request, run: _Run, att: UpstreamAttemp
         return resp or web.StreamResponse()
     c = end.classification
     rt = run.st.rt
+    # Latency = to the first chunk, as the proxy reports streams: a long synthesis is not a slow call.
     rt.sink.submit(Observation(target=cand.target, at=rt.clock.wall(), source=Source.LIVE, kind="live", error_class=c.error_class,
-                               latency_s=end.latency_s, ttft_s=end.ttft_s, status=c.status, scope=c.scope, code=c.code, detail=c.detail))
+                               latency_s=opened.latency_s, ttft_s=end.ttft_s, status=c.status, scope=c.scope, code=c.code,
+                               detail=c.detail, extra={"stream_duration_s": end.latency_s} if end.latency_s is not None else {}))
     assert resp is not None
     if c.ok:
         call.latency_s = end.latency_s
