@@ -347,9 +347,13 @@ def _finish(st: DataPlaneState, req: _Request, target: Candidate | None, outcome
 
 def _exhausted(st: DataPlaneState, req: _Request, t0: float) -> web.Response:
     attempts = [{"target": t.target, "error_class": str(t.error_class), "status": t.status} for t in req.tries]
-    tried = ", ".join(f"{a['target']}: {a['error_class']}" for a in attempts) or "no admissible target"
+    # Nothing tried: say why each target was passed over (withdrawn, open, excluded by policy), from the table.
+    skipped = [{"target": t, "reason": r} for t, r in req.plan.skipped]
+    why = "; ".join(f"{s['target']}: {s['reason']}" for s in skipped)
+    tried = ", ".join(f"{a['target']}: {a['error_class']}" for a in attempts) or (
+        f"no admissible target: {why}" if why else "no admissible target")
     _finish(st, req, None, "exhausted", 503, t0)
-    extra: dict[str, Any] = {"attempts": attempts}
+    extra: dict[str, Any] = {"attempts": attempts, "skipped": skipped}
     if req.prefs.debug:
         extra["turnout"] = req.trail()
     return _error(503, f"no target could answer for {req.plan.name!r} ({tried})", "service_unavailable",
