@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 
 from rich.console import Console
 
@@ -36,7 +37,8 @@ def _run(args: argparse.Namespace) -> int:
 
     # The live view is the output; library logs (probe errors during scripted faults are expected) stay quiet.
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
-    console = Console()
+    # Without a terminal (CI, `make demo > log`) lines must not be cut at 80 columns.
+    console = Console(soft_wrap=not sys.stdout.isatty())
     opts = DemoOptions(speed=args.speed, forever=args.forever, plain=True if args.plain else None)
     try:
         return asyncio.run(run_demo(opts, console))

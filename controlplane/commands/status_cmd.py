@@ -144,35 +144,50 @@ def _state_text(state: str) -> Text:
     return Text(state, style=STATE_STYLES.get(state, "white"))
 
 
-def _route_table(name: str, route: dict[str, Any]) -> RichTable:
+_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("#", "right"), ("target", "left"), ("state", "left"), ("score", "right"), ("p50", "right"), ("p95", "right"),
+    ("ttft", "right"), ("errors", "right"), ("headroom", "right"), ("reason", "left"),
+)
+_COMPACT = ("#", "target", "state", "p50", "errors", "headroom", "reason")  # for narrow panels (the demo)
+
+
+def _route_table(name: str, route: dict[str, Any], *, compact: bool = False) -> RichTable:
     title = f"route [bold]{name}[/bold]" + ("  [red]PANIC: ranking least-bad[/red]" if route.get("panic") else "")
     t = RichTable(title=title, title_justify="left", expand=False, pad_edge=False)
-    for col, justify in (("#", "right"), ("target", "left"), ("state", "left"), ("score", "right"), ("p50", "right"),
-                         ("p95", "right"), ("ttft", "right"), ("errors", "right"), ("headroom", "right"), ("reason", "left")):
-        t.add_column(col, justify=justify, overflow="fold" if col == "reason" else "ellipsis")  # type: ignore[arg-type]
-    for e in route.get("entries", []):
+    columns = [(c, j) for c, j in _COLUMNS if not compact or c in _COMPACT]
+    entries: list[dict[str, Any]] = list(route.get("entries", []))
+    for col, justify in columns:
+        if col == "reason":
+            t.add_column(col, justify="left", overflow="fold", ratio=1)
+        else:  # never squeeze names and numbers: the reason column gives way
+            t.add_column(col, justify=justify, no_wrap=True,  # type: ignore[arg-type]
+                         min_width=max((len(str(e.get("target", ""))) for e in entries), default=6) if col == "target" else None)
+    for e in entries:
         state = str(e.get("state", "?"))
         reason = str(e.get("reason") or "")
         if e.get("excluded_by"):
             reason = f"excluded by {e['excluded_by']}" + (f"; {reason}" if reason else "")
         score = e.get("score")
-        t.add_row(
-            str(e["rank"]) if e.get("rank") is not None else "-",
-            Text(str(e.get("target", "?")), style="bold" if e.get("rank") == 1 else ""),
-            _state_text(state),
-            f"{score:.2f}" if isinstance(score, int | float) else "-",
-            _ms(e.get("latency_p50_s")),
-            _ms(e.get("latency_p95_s")),
-            _ms(e.get("ttft_p50_s")),
-            _pct(e.get("error_rate")),
-            _pct(e.get("headroom")),
-            Text(reason, style="dim" if state == "closed" else STATE_STYLES.get(state, "")),
-        )
+        cells: dict[str, Any] = {
+            "#": str(e["rank"]) if e.get("rank") is not None else "-",
+            "target": Text(str(e.get("target", "?")), style="bold" if e.get("rank") == 1 else ""),
+            "state": _state_text(state),
+            "score": f"{score:.2f}" if isinstance(score, int | float) else "-",
+            "p50": _ms(e.get("latency_p50_s")),
+            "p95": _ms(e.get("latency_p95_s")),
+            "ttft": _ms(e.get("ttft_p50_s")),
+            "errors": _pct(e.get("error_rate")),
+            "headroom": _pct(e.get("headroom")),
+            "reason": Text(reason, style="dim" if state == "closed" else STATE_STYLES.get(state, "")),
+        }
+        t.add_row(*(cells[c] for c, _ in columns))
     return t
 
 
-def table_renderable(table: dict[str, Any], route: str | None = None) -> RenderableType:
-    """The table as rich renderables: one ranked, state-coloured table per route (or only `route`)."""
+def table_renderable(table: dict[str, Any], route: str | None = None, *, compact: bool = False) -> RenderableType:
+    """The table as rich renderables: one ranked, state-coloured table per route (or only `route`).
+
+    `compact` keeps the columns that matter at a glance (for panels narrower than a terminal)."""
     routes: dict[str, Any] = table.get("routes", {})
     names = [route] if route else sorted(routes)
     header = Text.assemble(
@@ -180,7 +195,7 @@ def table_renderable(table: dict[str, Any], route: str | None = None) -> Rendera
         (f"  config {str(table.get('config_hash', ''))[:12]}", "dim"),
     )
     parts: list[RenderableType] = [header]
-    parts.extend(_route_table(n, routes[n]) for n in names if n in routes)
+    parts.extend(_route_table(n, routes[n], compact=compact) for n in names if n in routes)
     if not routes:
         parts.append(Text("no routes configured", style="dim"))
     return Group(*parts)

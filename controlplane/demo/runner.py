@@ -63,12 +63,13 @@ def _matches(subject: str, fault: Fault) -> bool:
 
 
 def _reaction(applied: _Applied, events: list[tuple[float, Event]]) -> tuple[str, float | None]:
-    """What Turnout did about a chapter's faults: the first table change away from a faulted target."""
-    for t, ev in events:
-        if t < applied.at:
-            continue
+    """What Turnout did about a chapter's faults: the route moving away from a faulted target (the failover
+    clients feel), else the first state change of a faulted target."""
+    later = [(t, ev) for t, ev in events if t >= applied.at]
+    for t, ev in later:
         if ev.type == "route.primary_changed" and any(_matches(str(ev.data.get("from") or ""), f) for f in applied.faults):
             return f"{ev.subject}: primary {ev.data.get('from')} → {ev.data.get('to')} ({ev.data.get('reason', '')})", t - applied.at
+    for t, ev in later:
         if ev.type == "target.state_changed" and any(_matches(ev.subject, f) for f in applied.faults):
             return f"{ev.subject}: {ev.data.get('from')} → {ev.data.get('to')} ({ev.data.get('reason', '')})", t - applied.at
     return "absorbed: failed over inside requests, the ranking did not need to move", None

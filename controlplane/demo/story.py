@@ -81,7 +81,7 @@ def turnout_config(providers: list[dict[str, Any]], *, db_url: str, data_port: i
             "kinds": {"catalogue": {"interval": s(4)}, "completion": {"interval": s(3)}, "status_page": {"interval": s(6)}},
         },
         "breaker": {
-            "window": s(20), "min_calls": 4, "slow_call_threshold": "800ms", "slow_call_rate_threshold": 0.6,
+            "window": s(10), "min_calls": 4, "slow_call_threshold": "800ms", "slow_call_rate_threshold": 0.6,
             "consecutive_failures": 4, "open_duration": s(10), "open_duration_max": s(30),
             "withdrawn_recheck": s(30), "overload_cooldown": s(4),
         },

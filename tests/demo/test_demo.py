@@ -65,3 +65,10 @@ async def test_demo_plays_the_story_with_zero_failed_requests_and_exits_0() -> N
     assert "STORY  export-control directive" in text  # plain progress lines without a terminal
     assert "with a verified signature" in text and not re.search(r"\(0 with a verified signature\)", text)
     assert "/api/v1/table" in text and "/metrics" in text
+
+
+def test_demo_package_exports_resolve() -> None:
+    import controlplane.demo as demo
+
+    assert sorted(demo.__all__) == ["DemoOptions", "REQUIRED_EVENTS", "run_demo"]
+    assert all(hasattr(demo, name) for name in demo.__all__)
