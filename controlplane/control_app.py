@@ -53,6 +53,7 @@ def _readyz(rt: Any) -> Any:
     async def handle(request: web.Request) -> web.Response:
         store = getattr(rt, "store", None)
         ok = bool(getattr(rt, "started", False)) and store is not None and store.ping()
+        ok = ok and bool(getattr(getattr(rt, "sink", None), "store_ok", True))  # writes failing: not ready
         table = rt.table_source.current() if getattr(rt, "table_source", None) is not None else None
         body = {"ready": ok, "table_version": table.version if table else None}
         return web.json_response(body, status=200 if ok else 503)

@@ -102,6 +102,8 @@ class Pipeline:
         self.dropped = 0
         self.processed = 0
         self.store_failures = 0
+        self._failures_at_outage = 0
+        self.store_ok = True  # False from a failed write until the next successful one (readiness reads it)
 
     # -- the sink -------------------------------------------------------------------------------
     def submit(self, obs: Observation) -> None:
@@ -175,6 +177,7 @@ class Pipeline:
         async with self._lock:
             try:
                 await asyncio.to_thread(self.store.add_observations, batch)
+                self._store_wrote()
             except TurnoutError as exc:  # health still learns from them; the store catching up matters less
                 self._store_failed("add_observations", exc)
             outcome = self.health.ingest_many(batch)
@@ -194,6 +197,7 @@ class Pipeline:
             try:
                 stored = await asyncio.to_thread(self.store.append_events, events)
                 self._pending_events = []
+                self._store_wrote()
             except TurnoutError as exc:
                 self._pending_events = events
                 self._store_failed("append_events", exc)
@@ -203,6 +207,7 @@ class Pipeline:
                 await asyncio.to_thread(self.store.save_health, self.health.snapshot(), table)
                 self._last_snapshot = self.clock.monotonic()
                 self._unpublished = None
+                self._store_wrote()
             except TurnoutError as exc:
                 self._unpublished = table
                 self._store_failed("save_health", exc)
@@ -222,7 +227,22 @@ class Pipeline:
 
     def _store_failed(self, op: str, exc: Exception) -> None:
         self.store_failures += 1
-        log.error("store %s failed (%s); will retry", op, exc)
+        if self.metrics is not None:
+            self.metrics.ready.set(0)
+        if self.store_ok:  # one clear line per outage (a full disk fails every write, several a second)
+            self.store_ok = False
+            self._failures_at_outage = self.store_failures - 1
+            log.error("store %s failed (%s); serving the last durable table, not ready until writes succeed again; "
+                      "further failures are counted, not logged", op, exc)
+        else:
+            log.debug("store %s failed again (%s)", op, exc)
+
+    def _store_wrote(self) -> None:
+        if not self.store_ok:
+            self.store_ok = True
+            if self.metrics is not None:
+                self.metrics.ready.set(1)
+            log.warning("store writes succeed again after %d failed writes", self.store_failures - self._failures_at_outage)
 
     # -- operator actions and housekeeping (serialised with batches) ----------------------------
     async def drain(self, *, target: str | None = None, provider: str | None = None, reason: str,

@@ -98,6 +98,9 @@ def operations(rt: Any) -> list[Operation]:
         except Exception:  # no table published yet
             version = None
         checks = {"store": store_ok, "table": version is not None}
+        sink = getattr(rt, "sink", None)
+        if sink is not None and hasattr(sink, "store_ok"):  # reads may work while writes fail (full disk, read-only)
+            checks["store_writes"] = bool(sink.store_ok)
         if hasattr(rt, "started"):  # the real Runtime says when start() has finished
             checks["started"] = bool(rt.started)
         ok = all(checks.values())
@@ -148,6 +151,8 @@ def operations(rt: Any) -> list[Operation]:
         o("GET", "/api/v1/webhooks/{id}", "getWebhook", "One endpoint", "webhooks", "admin", {200: m.WebhookEndpointModel}, (_EP,), handler=wh.get),
         o("DELETE", "/api/v1/webhooks/{id}", "deleteWebhook", "Remove an endpoint and its queue", "webhooks", "admin", {204: None}, (_EP,),
           handler=wh.delete),
+        o("POST", "/api/v1/webhooks/{id}/enable", "enableWebhook", "Re-enable a disabled endpoint; its queue resumes", "webhooks",
+          "admin", {200: m.WebhookEndpointModel}, (_EP,), handler=wh.enable),
         o("POST", "/api/v1/webhooks/{id}/test", "testWebhook", "Send a webhook.test message to this endpoint", "webhooks", "admin",
           {202: m.WebhookTestResponse, 409: m.ErrorResponse}, (_EP,), handler=wh.test),
         o("GET", "/api/v1/webhooks/{id}/deliveries", "listDeliveries", "Deliveries: status, attempts, last error, response code",
