@@ -470,21 +470,50 @@ def parse_config(text: str, source: str = "<memory>", env: dict[str, str] | None
     """Parse and validate YAML text; raise ConfigError (file, field, problem, fix) on any mistake."""
     try:
         raw = yaml.safe_load(text)
+    except RecursionError:  # e.g. "[[[[…" thousands deep: PyYAML recurses once per level
+        raise ConfigError(source, "", "the YAML is nested too deeply", "a config is a few levels deep; check the brackets") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(source, where, f"not valid YAML: {getattr(exc, 'problem', exc)}", "fix the YAML syntax") from None
+    except ValueError:  # PyYAML converts scalars itself: e.g. an integer of more than 4300 digits
+        raise ConfigError(source, "", "not valid YAML: a number too large to read", "use a reasonable number") from None
     if raw is None:
         raise ConfigError(source, "", "the file is empty", "start from examples/turnout.yaml")
     if not isinstance(raw, dict):
         raise ConfigError(source, "", "the top level must be a mapping of sections", "start from examples/turnout.yaml")
-    expanded = _expand_env(raw, "", source, dict(os.environ) if env is None else env)
+    try:
+        expanded = _expand_env(raw, "", source, dict(os.environ) if env is None else env)
+    except RecursionError:  # an alias that contains itself (`a: &a [*a]`) is an endless structure
+        raise ConfigError(source, "", "the YAML refers to itself (a recursive alias) or is nested too deeply",
+                          "remove the alias loop") from None
     try:
         cfg = Config.model_validate(expanded)
     except ValidationError as exc:
-        raise _to_config_error(exc, source, raw) from None
+        raise _redacted(_to_config_error(exc, source, raw), raw, dict(os.environ) if env is None else env) from None
     digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return cfg.model_copy(update={"source": source, "hash": digest})
+
+
+def _redacted(err: ConfigError, raw: Any, env: dict[str, str]) -> ConfigError:
+    """Replace every `${VAR}` value the file used with the reference itself: a key put in the wrong field (say
+    `base_url: ${OPENAI_API_KEY}`) must not be printed by the error that field's check raises."""
+    names: set[str] = set()
+    stack = [raw]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str):
+            names.update(_ENV.findall(node))
+    problem = err.problem
+    for name in sorted(names, key=lambda n: -len(env.get(n, ""))):
+        value = env.get(name, "")
+        if len(value) >= 4:  # shorter values are not secrets, and replacing them would garble the message
+            problem = problem.replace(value, f"${{{name}}}")
+    return err if problem == err.problem else ConfigError(err.file, err.field, problem, err.fix)
 
 
 def _to_config_error(exc: ValidationError, source: str, raw: Any) -> ConfigError:

@@ -42,3 +42,18 @@ def test_an_ok_that_is_not_a_recheck_does_not_lift_a_withdrawal() -> None:
     assert b.state is State.WITHDRAWN and not b.should_probe(20.0)
     (move,) = b.record(_obs(E.OK), 40.0)  # the recheck, when due, still brings it back
     assert (move.new, move.reason) == (State.HALF_OPEN, "recheck_succeeded")
+
+
+def test_a_key_in_the_wrong_field_is_not_printed_by_the_config_error() -> None:
+    # Found by test_config_with_any_field_set_to_anything_gives_config_error_or_config: validation messages echo
+    # the rejected value, which after ${VAR} expansion is the secret itself.
+    import pytest
+
+    from controlplane.config import parse_config
+    from controlplane.errors import ConfigError
+
+    text = "providers:\n  - {id: a, adapter: openai, base_url: '${OPENAI_API_KEY}', models: [{name: m}]}\n"
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, env={"OPENAI_API_KEY": "sk-live-0123456789"})
+    assert "sk-live-0123456789" not in str(info.value) and "${OPENAI_API_KEY}" in str(info.value)
+    assert info.value.field == "providers.a.base_url"
