@@ -113,13 +113,30 @@ class WebhookHandlers:
         await asyncio.to_thread(remove)
         return web.Response(status=204)
 
+    async def enable(self, request: web.Request) -> web.Response:
+        """Re-enable a disabled endpoint: its counter resets and its queued deliveries resume, in order."""
+        ep_id = request.match_info["id"]
+
+        def update() -> dict[str, Any]:
+            with Session(self._engine()) as s:
+                ep = self._get(s, ep_id)
+                ep.enabled, ep.disabled_reason, ep.consecutive_failures = True, None, 0
+                s.add(ep)
+                s.commit()
+                s.refresh(ep)
+                return endpoint_dict(ep)
+
+        out = await asyncio.to_thread(update)
+        self.outbox.wake()
+        return json_response(out)
+
     async def test(self, request: web.Request) -> web.Response:
         ep_id = request.match_info["id"]
 
         def check() -> None:
             with Session(self._engine()) as s:
                 if not self._get(s, ep_id).enabled:
-                    raise ApiError(409, "endpoint_disabled", f"webhook endpoint {ep_id} is disabled; delete and re-create it")
+                    raise ApiError(409, "endpoint_disabled", f"webhook endpoint {ep_id} is disabled; re-enable it first (POST …/enable)")
 
         await asyncio.to_thread(check)
         event = Event(type="webhook.test", at=self.rt.clock.wall(), subject=ep_id, data={"endpoint_id": ep_id, "message": "test delivery from Turnout"})

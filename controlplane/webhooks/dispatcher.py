@@ -153,8 +153,10 @@ class Dispatcher:
                     sleep = self._poll
                 # Due heads already being worked on wake us when their worker ends; otherwise sleep to the next due.
                 timeout = self._poll if sleep <= 0 else min(self._poll, sleep)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that lands as the wake fires.
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
         finally:

@@ -95,7 +95,8 @@ class FakeTableSource:
             if remaining <= 0:
                 return None
             try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._changed.wait()
             except TimeoutError:
                 return None
         return self._table

@@ -135,3 +135,22 @@ async def test_redirects_are_not_followed_and_private_literals_refused_at_delive
     await until(lambda: len(receiver.got) >= 2)
     first = [d for d in deliveries(rt) if d.endpoint_id != "ep_sneaky"][0]
     assert first.status == "pending" and first.last_status_code == 302 and "redirect not followed" in (first.last_error or "")
+
+
+async def test_a_disabled_endpoint_refuses_tests_until_re_enabled(setup: Any) -> None:
+    rt, client, receiver = setup
+    created = await _register(client, receiver)
+    ep = created["id"]
+    with Session(rt.store.engine) as s:
+        row = s.get(WebhookEndpoint, ep)
+        assert row is not None
+        row.enabled, row.disabled_reason, row.consecutive_failures = False, "50 deliveries in a row failed", 50
+        s.add(row)
+        s.commit()
+    r = await client.post(f"/api/v1/webhooks/{ep}/test", headers=ADMIN)
+    assert r.status == 409 and (await r.json())["error"]["code"] == "endpoint_disabled"
+    r = await client.post(f"/api/v1/webhooks/{ep}/enable", headers=ADMIN)
+    body = await r.json()
+    assert r.status == 200 and body["enabled"] and body["consecutive_failures"] == 0 and "secret" not in body
+    assert (await client.post(f"/api/v1/webhooks/{ep}/test", headers=ADMIN)).status == 202
+    await until(lambda: len(receiver.unique()) == 1)
