@@ -50,7 +50,8 @@ OA, OB, AN, GG = "oa/gpt-x", "ob/gpt-x", "an/claude-x", "gg/gem-x"
 
 
 def sim_config() -> dict[str, Any]:
-    fast = {"port": 0, "latency": "2ms", "ttft": "2ms", "token_rate": 2000}
+    fast = {"port": 0, "latency": "2ms", "ttft": "2ms", "token_rate": 2000,
+            "rate_limits": {"requests": 10**9, "tokens": 10**12}}  # the simulated clock never refills them
     models = {"openai": "gpt-x", "anthropic": "claude-x", "gemini": "gem-x"}
     out: dict[str, Any] = {"host": "127.0.0.1", "admin_port": 0, "seed": 3, "providers": [
         {"id": pid, "family": fam, "api_key": PROVIDER_KEY, **fast, "models": [{"name": models[fam], "context_window": 8192}]}
