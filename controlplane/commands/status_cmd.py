@@ -46,6 +46,9 @@ STATE_STYLES: dict[str, str] = {
 }
 _LONG_POLL_S = 25.0  # below common proxy idle timeouts (30 s+)
 _RETRY_S = 2.0  # how long --watch/--follow wait before retrying an unreachable control plane
+# Layouts by terminal width: all columns from _WIDE; without score, p95 and TTFT from _NARROW; below that
+# the reason moves to its own line under each target, so names, numbers and reasons all stay readable.
+_WIDE, _NARROW = 140, 100
 
 
 class ApiError(Exception):
@@ -151,23 +154,35 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
 _COMPACT = ("#", "target", "state", "p50", "errors", "headroom", "reason")  # for narrow panels (the demo)
 
 
-def _route_table(name: str, route: dict[str, Any], *, compact: bool = False) -> RichTable:
+def _layout(width: int | None) -> str:
+    if width is None or width >= _WIDE:
+        return "full"
+    return "compact" if width >= _NARROW else "narrow"
+
+
+def _route_table(name: str, route: dict[str, Any], *, layout: str = "full") -> RichTable:
     title = f"route [bold]{name}[/bold]" + ("  [red]PANIC: ranking least-bad[/red]" if route.get("panic") else "")
     t = RichTable(title=title, title_justify="left", expand=False, pad_edge=False)
-    columns = [(c, j) for c, j in _COLUMNS if not compact or c in _COMPACT]
+    columns = [(c, j) for c, j in _COLUMNS if layout == "full" or c in _COMPACT]
+    if layout == "narrow":
+        columns = [(c, j) for c, j in columns if c != "reason"]
     entries: list[dict[str, Any]] = list(route.get("entries", []))
+    longest = max((len(str(e.get("target", ""))) for e in entries), default=6)
     for col, justify in columns:
         if col == "reason":
             t.add_column(col, justify="left", overflow="fold", ratio=1)
+        elif col == "target" and layout == "narrow":  # also holds the reason line: may wrap, never below a name
+            t.add_column(col, justify="left", overflow="fold", min_width=longest)
         else:  # never squeeze names and numbers: the reason column gives way
             t.add_column(col, justify=justify, no_wrap=True,  # type: ignore[arg-type]
-                         min_width=max((len(str(e.get("target", ""))) for e in entries), default=6) if col == "target" else None)
+                         min_width=longest if col == "target" else None)
     for e in entries:
         state = str(e.get("state", "?"))
         reason = str(e.get("reason") or "")
         if e.get("excluded_by"):
             reason = f"excluded by {e['excluded_by']}" + (f"; {reason}" if reason else "")
         score = e.get("score")
+        reason_text = Text(reason, style="dim" if state == "closed" else STATE_STYLES.get(state, ""))
         cells: dict[str, Any] = {
             "#": str(e["rank"]) if e.get("rank") is not None else "-",
             "target": Text(str(e.get("target", "?")), style="bold" if e.get("rank") == 1 else ""),
@@ -178,16 +193,18 @@ def _route_table(name: str, route: dict[str, Any], *, compact: bool = False) -> 
             "ttft": _ms(e.get("ttft_p50_s")),
             "errors": _pct(e.get("error_rate")),
             "headroom": _pct(e.get("headroom")),
-            "reason": Text(reason, style="dim" if state == "closed" else STATE_STYLES.get(state, "")),
+            "reason": reason_text,
         }
         t.add_row(*(cells[c] for c, _ in columns))
+        if layout == "narrow" and reason:
+            t.add_row(*(Text.assemble("  ", reason_text) if c == "target" else "" for c, _ in columns))
     return t
 
 
-def table_renderable(table: dict[str, Any], route: str | None = None, *, compact: bool = False) -> RenderableType:
+def table_renderable(table: dict[str, Any], route: str | None = None, *, width: int | None = None) -> RenderableType:
     """The table as rich renderables: one ranked, state-coloured table per route (or only `route`).
 
-    `compact` keeps the columns that matter at a glance (for panels narrower than a terminal)."""
+    `width` (columns available) picks the layout: narrower drops secondary columns before names or reasons."""
     routes: dict[str, Any] = table.get("routes", {})
     names = [route] if route else sorted(routes)
     header = Text.assemble(
@@ -195,7 +212,7 @@ def table_renderable(table: dict[str, Any], route: str | None = None, *, compact
         (f"  config {str(table.get('config_hash', ''))[:12]}", "dim"),
     )
     parts: list[RenderableType] = [header]
-    parts.extend(_route_table(n, routes[n], compact=compact) for n in names if n in routes)
+    parts.extend(_route_table(n, routes[n], layout=_layout(width)) for n in names if n in routes)
     if not routes:
         parts.append(Text("no routes configured", style="dim"))
     return Group(*parts)
@@ -278,14 +295,15 @@ def _status(args: argparse.Namespace) -> int:
         print(json.dumps(table, separators=(",", ":")) if args.watch else json.dumps(table, indent=2), flush=True)
     if not args.watch:
         if not args.json:
-            console.print(table_renderable(table, args.route))
+            console.print(table_renderable(table, args.route, width=console.width))
         return 0
     try:
         if args.json or not console.is_terminal:
             _watch_plain(client, table, args, console)
         else:
-            with Live(table_renderable(table, args.route), console=console, auto_refresh=False) as live:
-                _watch_loop(client, table, args, lambda t: live.update(table_renderable(t, args.route), refresh=True), err)
+            with Live(table_renderable(table, args.route, width=console.width), console=console, auto_refresh=False) as live:
+                _watch_loop(client, table, args,
+                            lambda t: live.update(table_renderable(t, args.route, width=console.width), refresh=True), err)
     except KeyboardInterrupt:
         return 0
     return 0
@@ -297,7 +315,7 @@ def _watch_plain(client: StatusClient, table: dict[str, Any], args: argparse.Nam
         if args.json:
             print(json.dumps(t, separators=(",", ":")), flush=True)
         else:
-            console.print(table_renderable(t, args.route))
+            console.print(table_renderable(t, args.route, width=console.width))
 
     if not args.json:
         show(table)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import signal
 import tempfile
 import time
 from collections import Counter
@@ -180,12 +181,22 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
         console.print(summary_renderable(summary))
         if opts.forever:
             console.print(f"[bold]--forever:[/bold] everything keeps running; try `turnout status --url {control_url} --watch`. Ctrl-C stops.")
-            try:
-                await asyncio.Event().wait()
-            except asyncio.CancelledError:
-                pass
+            await _until_stopped()
         return 0 if summary.passed else 1
     return 1  # pragma: no cover - the exit stack re-raises instead
+
+
+async def _until_stopped() -> None:
+    """Wait for Ctrl-C or SIGTERM; either ends the demo cleanly (servers closed, temp dir removed)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 def _apply(sim: Any, ch: Chapter, table: Any, applied: list[_Applied], now: float) -> _Applied:

@@ -113,7 +113,7 @@ class LiveView:
             Layout(_counters(snap), size=len(snap.stats) + 6),
         )
         layout["main"].split_row(
-            Layout(Panel(table_renderable(snap.table, compact=True), title="ranked table (GET /api/v1/table)"), ratio=3),
+            Layout(Panel(table_renderable(snap.table, width=self.console.width * 3 // 5 - 4), title="ranked table (GET /api/v1/table)"), ratio=3),
             Layout(Panel(feed, title="events"), ratio=2),
         )
         self._live.update(layout, refresh=True)

@@ -164,3 +164,18 @@ routes:
     finally:
         await runner.cleanup()
         await rt.stop()
+
+
+@pytest.mark.parametrize("width", [60, 80, 120, 200])
+def test_table_keeps_names_numbers_and_reasons_readable_at_any_width(width: int) -> None:
+    from rich.console import Console
+
+    from controlplane.commands.status_cmd import table_renderable
+
+    console = Console(width=width, record=True, color_system=None)
+    console.print(table_renderable(sample_table(1).to_dict(), "frontier", width=width))
+    text = console.export_text()
+    for name in ("openai/gpt-5.5", "anthropic/claude-sonnet-4", "deepseek/deepseek-chat", "120ms"):
+        assert name in text, text  # never cut or folded
+    assert "region_blocked" in text.replace("\n", "")
+    assert ("p95" in text) == (width >= 140)  # secondary columns go first when space is short
