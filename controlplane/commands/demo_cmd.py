@@ -43,4 +43,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(run_demo(opts, console))
     except KeyboardInterrupt:
-        return 130 if not args.forever else 0
+        return 130
+    except OSError as exc:  # e.g. no loopback port could be bound: say what, not a traceback
+        console.print(f"[red]demo failed:[/red] {exc.strerror or exc}")
+        return 1

@@ -93,6 +93,8 @@ class Traffic:
 
     async def stop(self) -> None:
         """Let in-flight requests finish (they count), then close the client."""
+        if self._stop.is_set() and not self._tasks:
+            return  # already stopped (the runner stops traffic before the summary and again on exit)
         self._stop.set()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()

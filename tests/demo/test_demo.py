@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 
@@ -55,7 +56,8 @@ def test_demo_command_rejects_a_bad_speed(capsys: pytest.CaptureFixture[str]) ->
 async def test_demo_plays_the_story_with_zero_failed_requests_and_exits_0() -> None:
     out = io.StringIO()
     console = Console(file=out, width=200, force_terminal=False)
-    rc = await run_demo(DemoOptions(speed=12, plain=True), console)
+    async with asyncio.timeout(90):  # the story takes about 7 s at this speed; never hang the suite
+        rc = await run_demo(DemoOptions(speed=12, plain=True), console)
     text = out.getvalue()
     assert rc == 0, text
     assert "Summary PASS" in text
