@@ -220,9 +220,13 @@ def test_oversized_body_is_413_with_or_without_content_length(served: _Served) -
 
 
 def _raw(port: int, data: bytes) -> bytes:
+    """Send raw bytes; return the whole answer (the server closes the connection after refusing a request)."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(data)
-        return s.recv(200)
+        out = b""
+        while chunk := s.recv(4096):
+            out += chunk
+        return out
 
 
 @pytest.mark.integration
@@ -242,6 +246,15 @@ def test_oversized_headers_are_refused_and_the_listener_keeps_serving(served: _S
 def test_oversized_headers_get_431(served: _Served) -> None:
     head = _raw(served.port, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n")
     assert int(head.split()[1]) == 431
+
+
+@pytest.mark.integration
+@pytest.mark.xfail(strict=True, reason="aiohttp's 400 for an unparseable request quotes the first 100 bytes of the bad line back "
+                                       "to the sender (its own bytes, e.g. its token); changing the body needs a custom RequestHandler")
+def test_a_refused_oversized_header_is_not_echoed_back(served: _Served) -> None:
+    head = _raw(served.port, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-own-token"
+                + b"a" * 20_000 + b"\r\n\r\n")
+    assert b"sk-own-token" not in head
 
 
 @pytest.mark.integration

@@ -57,3 +57,25 @@ def test_a_key_in_the_wrong_field_is_not_printed_by_the_config_error() -> None:
         parse_config(text, env={"OPENAI_API_KEY": "sk-live-0123456789"})
     assert "sk-live-0123456789" not in str(info.value) and "${OPENAI_API_KEY}" in str(info.value)
     assert info.value.field == "providers.a.base_url"
+
+
+def test_malformed_request_logs_one_line_without_the_offending_bytes() -> None:
+    # Found by test_sentinel_secrets_…: an oversized Authorization header put its token (and a traceback) in the
+    # serve log through aiohttp's "Error handling request" record.
+    import logging
+
+    from aiohttp.http_exceptions import LineTooLong
+
+    from controlplane.commands.serve_cmd import _MalformedRequestFilter
+
+    try:
+        raise LineTooLong(b"Bearer sk-secret-token" + b"a" * 100, 8190)
+    except LineTooLong:
+        import sys
+
+        record = logging.LogRecord("aiohttp.server", logging.ERROR, __file__, 1, "Error handling request from %s",
+                                   ("127.0.0.1",), sys.exc_info())
+    assert _MalformedRequestFilter().filter(record)
+    text = logging.Formatter("%(levelname)s %(message)s").format(record)
+    assert "sk-secret-token" not in text and "Traceback" not in text and "\n" not in text
+    assert text.startswith("WARNING Error handling request from 127.0.0.1: malformed request refused (LineTooLong")
