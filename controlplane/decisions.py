@@ -100,6 +100,7 @@ class DecisionLog:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._last_prune: float | None = None
+        self._failing = False  # a write failed and nothing has succeeded since (logged once per outage)
         self.dropped = 0
         self.written = 0
 
@@ -148,8 +149,16 @@ class DecisionLog:
                 if self._last_prune is None or now - self._last_prune > 3600:
                     self._last_prune = now
                     await asyncio.to_thread(self.prune, self._clock.wall())
-            except Exception:  # the store being down must never stop the data plane; rows wait in the buffer
-                log.warning("decision log write failed; %d records buffered", len(self._buf), exc_info=True)
+                if self._failing:
+                    self._failing = False
+                    log.warning("decision log writes succeed again")
+            except Exception as exc:  # the store being down must never stop the data plane; rows wait in the buffer
+                # One line per outage (a full disk fails every flush), without SQL parameters or a traceback.
+                if not self._failing:
+                    self._failing = True
+                    cause = getattr(exc, "orig", None) or exc
+                    log.warning("decision log write failed (%s: %s); %d records buffered, retrying quietly",
+                                type(cause).__name__, str(cause).splitlines()[0][:200] if str(cause) else "", len(self._buf))
 
     async def flush(self) -> int:
         """Write everything buffered now (in a thread: SQLAlchemy is blocking)."""

@@ -138,9 +138,11 @@ async def test_full_disk_keeps_serving_the_last_table_reports_not_ready_and_logs
     serve.start()
     assert serve.proc is not None
     pid = serve.proc.pid
+    receiver = await Receiver().start()
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
             await until(lambda: serve.ready(http), 60, "start")
+            await _register(serve, http, receiver)  # the dispatcher has deliveries to record while the disk is full
             status, before = await serve.get(http, "/api/v1/table")
             assert status == 200 and before["targets"][OA]["state"] == "closed"
             soft, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
@@ -152,18 +154,22 @@ async def test_full_disk_keeps_serving_the_last_table_reports_not_ready_and_logs
                 return (await serve.get(http, "/readyz"))[0] == 503
 
             await until(not_ready, 20, "/readyz 503 while the store cannot write")
-            await asyncio.sleep(3)  # a few seconds of failing writes: probes, ticks, snapshots all fail
+            chat = {"model": "pair", "messages": [{"role": "user", "content": "hi"}]}
+            for _ in range(6):  # a few seconds of failing writes: probes, ticks, snapshots, decision log, webhooks
+                async with http.post(f"{serve.data}/chat/completions", json=chat) as r:
+                    assert r.status == 200, await r.text()
+                await asyncio.sleep(0.5)
             assert serve.proc.poll() is None, serve.log[-3000:]  # still running
             status, during = await serve.get(http, "/api/v1/table")
             assert status == 200
             # the last durable table is served: a table that could not be stored is not published
             assert during["version"] == before["version"] and during["targets"][OA]["state"] == "closed"
-            async with http.post(f"{serve.data}/chat/completions", json={"model": "pair", "messages": [{"role": "user", "content": "hi"}]}) as r:
+            async with http.post(f"{serve.data}/chat/completions", json=chat) as r:
                 assert r.status == 200, await r.text()  # the data plane keeps answering (oa fails over to ob)
             failed_log = serve.log[log_mark:]
             assert "Traceback" not in failed_log, failed_log[-3000:]
             errors = [ln for ln in failed_log.splitlines() if " ERROR " in ln]
-            assert 1 <= len(errors) <= 3, errors[:20]  # one clear line (per writer), not one per write
+            assert 1 <= len(errors) <= 3, "\n".join(errors[:20])  # one clear line (per writer), not one per write
             assert any("disk" in ln.lower() or "full" in ln.lower() or "store" in ln.lower() for ln in errors), errors
 
             resource.prlimit(pid, resource.RLIMIT_FSIZE, (soft, hard))  # space is back
@@ -176,6 +182,18 @@ async def test_full_disk_keeps_serving_the_last_table_reports_not_ready_and_logs
             status, events = await serve.get(http, "/api/v1/events?limit=100")
             assert any(e["type"] == "target.withdrawn" and e["subject"] == OA for e in events["events"])
             assert OB in (await serve.get(http, "/api/v1/table"))[1]["targets"]
+            assert "Traceback" not in serve.log[log_mark:], serve.log[log_mark:][-3000:]
+            got = await _eventually_delivered(receiver)
+            assert "target.withdrawn" in got, got  # the withdrawal stored after recovery also went out
         assert serve.stop() == 0, serve.log[-3000:]
     finally:
         serve.stop()
+        await receiver.stop()
+
+
+async def _eventually_delivered(receiver: Receiver) -> list[str]:
+    async def withdrawn() -> list[str] | None:
+        got = [str(r.body.get("type")) for r in receiver.unique()]
+        return got if "target.withdrawn" in got else None
+
+    return list(await until(withdrawn, 30, "the withdrawal webhook"))
