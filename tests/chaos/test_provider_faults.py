@@ -29,6 +29,8 @@ PARAMS: dict[str, dict[str, Any]] = {
     "LATENCY": {"seconds": 0.05},
     "TTFT": {"seconds": 0.05},
 }
+# Faults that act before a stream's first content chunk (the others cut, stall or break it after content).
+BEFORE_FIRST_CHUNK = {Behaviour.ERROR, Behaviour.REFUSED, Behaviour.HANG, Behaviour.EMPTY, Behaviour.HEALTH_LOADING}
 # What the (streaming) completion probe may also see: a reset after two chunks is a cut-off body.
 ALSO: dict[str, tuple[ErrorClass, ...]] = {"NET-2": (E.BAD_RESPONSE,)}
 # provider for a family-specific row; its route puts that provider first
@@ -74,10 +76,13 @@ async def test_each_catalogue_fault_alone_end_to_end(make_stack: Any, fault: str
         assert m >= 1, (fault, spec.expected)
     else:
         assert status == 200, (fault, body)
-    s_status, _, text = await stack.chat(route, stream=True)
+    s_status, s_headers, text = await stack.chat(route, stream=True)
     assert s_status < 500, (fault, s_status, text)
     if s_status == 200:
         assert _stream_ok(text), (fault, text[-300:])  # a clean end, or an OpenAI-style error event: never a silent cut
+    if spec.behaviour in BEFORE_FIRST_CHUNK and spec.expected not in (None, E.CLIENT_ERROR):
+        # nothing reached the client yet: the stream fails over as freely as a plain request
+        assert s_status == 200 and s_headers["x-turnout-target"] == OB and "data: [DONE]" in text, (fault, s_headers, text[-300:])
 
     # -- probes, table, events, webhooks -------------------------------------------------------
     await stack.step(35, by=5)
