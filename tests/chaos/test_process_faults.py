@@ -86,6 +86,22 @@ async def _kill_restart_cycle(sim: Simulator, tmp_path: Path, db_url: str) -> No
                 assert status == 200 and table["version"] >= after_kill  # never back in versions
                 assert table["targets"]["an/claude-x"]["state"] == "withdrawn"  # the state came back from the store
                 seen_versions.append(table["version"])
+            # one more kill exactly while a delivery is in flight: the receiver holds the request and Turnout dies
+            killed = asyncio.Event()
+            held = len(receiver.got)
+
+            def kill_mid_delivery(n: int) -> None:
+                if n > held and not killed.is_set():
+                    serve.kill()
+                    killed.set()
+
+            receiver.on_receive = kill_mid_delivery
+            async with http.post(f"{serve.control}/api/v1/webhooks/{endpoint}/test", headers={"Authorization": f"Bearer {ADMIN}"}) as r:
+                assert r.status in (200, 201, 202), await r.text()
+            await asyncio.wait_for(killed.wait(), 30)
+            receiver.on_receive = None
+            serve.start()
+            await until(lambda: serve.ready(http), 60, "restart after a kill mid-delivery")
             # the churn stops; every event must reach the receiver exactly once after de-duplication
             sim.clear_faults()
             sim.set_fault("an", "region_blocked")
