@@ -201,6 +201,11 @@ async def _chat(request: web.Request) -> web.StreamResponse:
         prefs = parse_preferences(body, request.headers)
     except PreferenceError as exc:
         return _bad_request(exc.field, exc.problem)
+    route_cfg = cfg.route(model)
+    if route_cfg is not None and route_cfg.mode == "panel":
+        from adapters.panel import handle_panel  # late: the panel module imports this one's types
+
+        return await handle_panel(request, body, route_cfg, state=st, prefs=prefs, t0=t0)
     plan = st.selector.plan(rt.table_source.current(), model, prefs)
     if plan is None:
         known = ", ".join(st.selector.models()) or "(none)"
