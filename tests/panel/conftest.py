@@ -1,10 +1,9 @@
 """A panel route in front of the provider simulator: six simulated providers with fixed answers, the real
-data plane with a stand-in runtime (static table, list sink, optional decision-log store), and recording
+data plane (its proxy hands panel routes to adapters.panel) with a stand-in runtime (static table, list sink, optional decision-log store), and recording
 relays in front of the judge and the synthesizer so a test sees exactly what each was sent."""
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,10 +14,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-import adapters.proxy
-from adapters.panel import handle_panel
-from adapters.preferences import parse_preferences
-from adapters.proxy import DATA_STATE, build_data_app
+from adapters.proxy import build_data_app
 from adapters.sim import Simulator
 from controlplane.config import Config, parse_config
 from tests.dataplane.helpers import Rt, StaticTables, make_table
@@ -128,24 +124,6 @@ def parse(text: str) -> Config:
     return parse_config(text, env={"SIM_KEY": KEY})
 
 
-@web.middleware
-async def _panel_shim(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Until the proxy hands panel routes to `handle_panel` itself, do it in front of it (same arguments)."""
-    if request.method == "POST" and request.path == "/v1/chat/completions":
-        st = request.app[DATA_STATE]
-        t0 = st.rt.clock.monotonic()
-        body = orjson.loads(await request.read())
-        route = st.config().route(body.get("model")) if isinstance(body, dict) else None
-        if route is not None and route.mode == "panel":
-            prefs = parse_preferences(body, request.headers)
-            return await handle_panel(request, body, route, state=st, prefs=prefs, t0=t0)
-    result: web.StreamResponse = await handler(request)
-    return result
-
-
-PROXY_WIRED = "handle_panel" in inspect.getsource(adapters.proxy)
-
-
 @dataclass
 class Env:
     sim: Simulator
@@ -182,8 +160,6 @@ async def make_env(sim: Simulator) -> AsyncIterator[Callable[..., Awaitable[Env]
         cfg = parse(turnout_yaml(sim, judge.url("/v1"), synth.url("/v1"), panel, routes, extra, first_byte))
         rt = Rt(cfg, StaticTables(make_table(cfg)), **rt_kw)
         app = build_data_app(rt)
-        if not PROXY_WIRED:
-            app.middlewares.append(_panel_shim)
         runner = web.AppRunner(app, shutdown_timeout=1.0)
         await runner.setup()
         port = free_port()

@@ -15,7 +15,7 @@ from adapters.sim import Simulator
 from controlplane.domain import State
 from controlplane.runtime import Runtime
 from tests.fakes import FakeClock
-from tests.panel.conftest import MSG, PROXY_WIRED, Relay, _panel_shim, parse, turnout_yaml
+from tests.panel.conftest import MSG, Relay, parse, turnout_yaml
 from tests.support import free_port
 
 pytestmark = pytest.mark.integration
@@ -29,8 +29,6 @@ async def test_withdrawn_member_leaves_the_table_and_the_next_panel(sim: Simulat
     rt = Runtime(cfg, clock=FakeClock(), probes=False, webhooks=False, fire=False)
     await rt.start()
     app = build_data_app(rt)
-    if not PROXY_WIRED:
-        app.middlewares.append(_panel_shim)
     runner = web.AppRunner(app, shutdown_timeout=1.0)
     await runner.setup()
     port = free_port()

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlmodel import Session
 
+from adapters.proxy import DATA_STATE
 from controlplane.decisions import DecisionRow
 from tests.panel.conftest import ANSWERS, MSG, PRICES, Env
 
@@ -108,7 +109,7 @@ async def test_usage_and_cost_add_up_over_members_judge_and_synthesizer(make_env
     expected = sum((c["tokens_in"] * PRICES[c["target"].split("/")[0]][0]
                     + c["tokens_out"] * PRICES[c["target"].split("/")[0]][1]) / 1e6 for c in calls)
     assert float(headers["x-turnout-cost-usd"]) == pytest.approx(expected, abs=1e-8)
-    decisions = env.app[__import__("adapters.proxy", fromlist=["DATA_STATE"]).DATA_STATE].decisions
+    decisions = env.app[DATA_STATE].decisions
     assert decisions is not None
     await decisions.flush()
     with Session(engine) as s:
