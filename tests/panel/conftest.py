@@ -1,6 +1,7 @@
-"""A panel route in front of the provider simulator: six simulated providers with fixed answers, the real
-data plane (its proxy hands panel routes to adapters.panel) with a stand-in runtime (static table, list sink, optional decision-log store), and recording
-relays in front of the judge and the synthesizer so a test sees exactly what each was sent."""
+"""A panel route in front of the provider simulator: six simulated providers with fixed answers; the real
+data plane (its proxy hands panel routes to adapters.panel) with a stand-in runtime (static table, list
+sink, optional decision-log store); recording relays in front of the judge and the synthesizer, so a test
+sees exactly what each was sent."""
 
 from __future__ import annotations
 
