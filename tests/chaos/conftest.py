@@ -35,7 +35,8 @@ from tests.fakes import FakeClock
 from tests.support import free_port
 from tests.webhooks.receiver import Receiver
 
-__all__ = ["SOAK", "SENTINELS", "ADMIN", "READER", "Stack", "sim_config", "turnout_config", "start_app", "open_fds"]
+__all__ = ["SOAK", "SENTINELS", "ADMIN", "READER", "Stack", "sim_config", "turnout_config", "start_app", "open_fds",
+           "build_stack", "teardown_stack"]
 
 SOAK = os.environ.get("TURNOUT_SOAK") == "1"
 
@@ -113,6 +114,7 @@ class Stack:
     receiver: Receiver
     endpoint: str = ""  # the receiver's webhook endpoint id
     _runners: list[web.AppRunner] = field(default_factory=list)
+    _arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     # -- time ----------------------------------------------------------------------------------
     async def step(self, seconds: float = 1.0, *, by: float = 1.0) -> None:
@@ -159,16 +161,23 @@ class Stack:
         return self.rt.metrics.registry.get_sample_value(name, labels or {}) or 0.0
 
     async def delivered(self, types: set[str], timeout: float = 10.0) -> list[str]:
-        """Wait (bounded) until the receiver holds a verified delivery of each type; return all received types."""
-        deadline = asyncio.get_running_loop().time() + timeout
+        """Wait until the receiver holds a verified delivery of each type (woken by each arrival, bounded by
+        `timeout`: deliveries travel over real sockets); return every type received."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         while True:
+            self._arrived.clear()
             got = [str(r.body.get("type")) for r in self.receiver.unique()]
-            if types <= set(got) or asyncio.get_running_loop().time() > deadline:
+            if types <= set(got) or loop.time() > deadline:
                 return got
-            await asyncio.sleep(0.05)
+            try:
+                await asyncio.wait_for(self._arrived.wait(), deadline - loop.time())
+            except TimeoutError:
+                pass
 
 
-async def _build(tmp_path: Path, mutate: Callable[[dict[str, Any]], None] | None = None) -> Stack:
+async def build_stack(tmp_path: Path, mutate: Callable[[dict[str, Any]], None] | None = None) -> Stack:
+    """Start the whole stack with its store in `tmp_path`; `mutate(raw)` may change the Turnout config first."""
     # Wall time starts now: receivers verify signature timestamps against their real clock (5 min tolerance).
     clock = FakeClock(datetime.now(UTC))
     sim = Simulator.from_yaml(sim_config(), clock=clock)
@@ -190,10 +199,12 @@ async def _build(tmp_path: Path, mutate: Callable[[dict[str, Any]], None] | None
     status, created = await stack.api("/api/v1/webhooks", ADMIN, "POST", json={"url": receiver.url})
     assert status == 201, created
     receiver.secret, stack.endpoint = created["secret"], created["id"]
+    receiver.on_receive = lambda _n: stack._arrived.set()
     return stack
 
 
-async def _teardown(stack: Stack) -> None:
+async def teardown_stack(stack: Stack) -> None:
+    """Stop everything `build_stack` started, in reverse order."""
     stack.sim.clear_faults()
     await stack.http.close()
     for r in reversed(stack._runners):
@@ -211,13 +222,13 @@ async def make_stack(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[St
     async def make(mutate: Callable[[dict[str, Any]], None] | None = None, sub: str = "s") -> Stack:
         d = tmp_path / f"{sub}{len(built)}"
         d.mkdir()
-        s = await _build(d, mutate)
+        s = await build_stack(d, mutate)
         built.append(s)
         return s
 
     yield make
     for s in built:
-        await _teardown(s)
+        await teardown_stack(s)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.chaos.conftest import OA, SOAK, _build, _teardown, open_fds
+from tests.chaos.conftest import OA, SOAK, build_stack, open_fds, teardown_stack
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,7 @@ async def test_streaming_clients_see_no_error_while_a_provider_is_withdrawn_and_
     def primary_first(raw: dict[str, object]) -> None:
         raw["providers"][0]["models"][0]["priority"] = 5  # type: ignore[index]
 
-    stack = await _build(tmp_path, primary_first)
+    stack = await build_stack(tmp_path, primary_first)
     errors: list[str] = []
     per_round: list[int] = []
     try:
@@ -62,7 +62,7 @@ async def test_streaming_clients_see_no_error_while_a_provider_is_withdrawn_and_
         rows = [json.dumps(e.data) for e in stack.events("target.withdrawn") if e.subject == OA]
         assert len(rows) == 1, rows
     finally:
-        await _teardown(stack)
+        await teardown_stack(stack)
     gc.collect()
     await asyncio.sleep(0)  # let closed transports finish closing
     assert open_fds() <= fds_at_start + 2, (fds_at_start, open_fds())
