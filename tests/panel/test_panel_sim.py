@@ -287,3 +287,17 @@ async def test_a_client_leaving_mid_panel_stops_the_members_and_counts_against_n
     assert env.rt.sink.classes("ob/gpt-x") == []  # the abandoned member is not an outcome
     assert env.judge.bodies == [] and env.synth.bodies == []
     assert env.sim.requests("gg") == 0
+
+
+@pytest.mark.parametrize("synthesizer", ["an/claude-x", "gg/gem-x"])
+async def test_translated_synthesizer_streams_carry_exactly_the_summed_usage(make_env: MakeEnv, synthesizer: str) -> None:
+    env = await make_env(panel=f", synthesizer: {synthesizer}")
+    stream = await env.aclient.chat.completions.create(model="fusion", messages=MSG, stream=True,
+                                                       stream_options={"include_usage": True})
+    chunks = [c async for c in stream]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == ANSWERS[synthesizer.split("/")[0]]
+    usages = [c.usage for c in chunks if c.usage is not None]
+    assert len(usages) == 1 and chunks[-1].usage is usages[0]
+    done = await env.aclient.chat.completions.create(model="fusion", messages=MSG)
+    assert done.usage is not None
+    assert usages[0].completion_tokens == done.usage.completion_tokens  # same panel, same deterministic answers
