@@ -37,6 +37,9 @@ async def test_streaming_clients_see_no_error_while_a_provider_is_withdrawn_and_
 
     def primary_first(raw: dict[str, object]) -> None:
         raw["providers"][0]["models"][0]["priority"] = 5  # type: ignore[index]
+        # clients, Turnout and the simulator share one event loop here: under a busy CI machine a first byte can
+        # take over a second without any provider being slow, and that is not what this test measures
+        raw["dataplane"] = {"first_byte_timeout": "15s", "stall_timeout": "15s", "total_timeout": "30s"}
 
     stack = await build_stack(tmp_path, primary_first)
     errors: list[str] = []
