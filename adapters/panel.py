@@ -8,6 +8,7 @@ Below the quorum the client gets an OpenAI-shaped 503, or the best single answer
 The judge and the synthesizer are routes or targets and fail over like any route. Every upstream call is a
 live observation; the whole panel call is one decision-log record with usage and estimated cost summed over
 all calls. `x-turnout-debug: 1` adds the trail: members, latencies, outcomes and what the judge was given.
+Writing the replies (errors, the re-emitted stream, the degraded answer) is adapters/panel_replies.py.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
-from adapters.attempts import ClientGone, Opened, StreamEnd, UpstreamAttempt
+from adapters.attempts import Opened, UpstreamAttempt
 from adapters.panel_prompts import (
     DEFAULT_JUDGE_TEMPLATE,
     DEFAULT_SYNTHESIZER_TEMPLATE,
@@ -31,6 +32,7 @@ from adapters.panel_prompts import (
     render,
     transcript,
 )
+from adapters.panel_replies import below_quorum, client_error, error, single, stream_synthesis, synth_failed, tokens
 from adapters.preferences import Preferences
 from adapters.selection import Candidate, Plan
 from controlplane.config import PanelConfig, RouteConfig
@@ -41,9 +43,8 @@ from controlplane.table import Table
 if TYPE_CHECKING:
     from adapters.proxy import DataPlaneState
 
-__all__ = ["Call", "choose_members", "handle_panel", "sum_usage"]
+__all__ = ["Call", "MemberAnswer", "PanelRun", "choose_members", "handle_panel", "sum_usage"]
 
-_DONE = b"data: [DONE]\n\n"
 _MIN_LEFT_S = 0.05  # a replacement needs at least this much of the member deadline left to be worth starting
 _NOT_FOR_PANELS = ("tools", "functions", "tool_choice", "function_call")
 
@@ -75,19 +76,13 @@ class Call:
 
 
 @dataclass(slots=True)
-class _Answer:
+class MemberAnswer:
+    """A member that answered: its slot, its target and its text (the OpenAI-shaped response kept for degrading)."""
+
     slot: int
     cand: Candidate
     text: str
     response: dict[str, Any]
-
-
-def _tokens(usage: Any) -> tuple[int, int]:
-    if not isinstance(usage, dict):
-        return 0, 0
-    tin = usage.get("prompt_tokens", usage.get("input_tokens", 0))
-    tout = usage.get("completion_tokens", usage.get("output_tokens", 0))
-    return (tin if isinstance(tin, int) else 0), (tout if isinstance(tout, int) else 0)
 
 
 def sum_usage(calls: Sequence[Call]) -> dict[str, int]:
@@ -122,12 +117,7 @@ def _text(response: dict[str, Any] | None) -> str:
     return content if isinstance(content, str) else ""
 
 
-def _error(status: int, message: str, type_: str, code: str, headers: dict[str, str] | None = None, **extra: Any) -> web.Response:
-    body = {"error": {"message": message, "type": type_, "param": None, "code": code, **extra}}
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json", headers=headers)
-
-
-class _Run:
+class PanelRun:
     """Everything one panel request carries through its stages."""
 
     def __init__(self, st: DataPlaneState, route: RouteConfig, panel: PanelConfig, body: dict[str, Any], prefs: Preferences,
@@ -139,7 +129,7 @@ class _Run:
         self.loop = asyncio.get_running_loop()
         self.deadline = self.loop.time() + st.rt.config.dataplane.total_timeout
         self.calls: list[Call] = []
-        self.answers: dict[int, _Answer] = {}
+        self.answers: dict[int, MemberAnswer] = {}
         self.notes: list[str] = []
         self.skipped: list[tuple[str, str]] = []
         self.judge_input: str | None = None
@@ -159,7 +149,7 @@ class _Run:
                usage: Any = None, outcome: str | None = None, observe: bool = True, ttft: float | None = None,
                headroom: float | None = None) -> Call:
         """Log one call for the trail, count it, and report it as a live observation."""
-        tin, tout = _tokens(usage)
+        tin, tout = tokens(usage)
         call = Call(stage, cand.target, outcome or str(c.error_class), c.status, latency, c.detail, slot, tin, tout,
                     cost_usd(tin, tout, cand.price_in, cand.price_out))
         self.calls.append(call)
@@ -262,7 +252,7 @@ class _Run:
             self.record("member", cand, c, opened.latency_s, slot=slot, usage=opened.response.get("usage"),
                         outcome=None if text.strip() else "empty", ttft=opened.ttft_s, headroom=headroom)
             if text.strip():
-                self.answers[slot] = _Answer(slot, cand, text, opened.response)
+                self.answers[slot] = MemberAnswer(slot, cand, text, opened.response)
                 return True
             return False
         # Cut by our own member deadline before the provider's first-byte timeout: not the provider's fault,
@@ -278,7 +268,7 @@ class _Run:
             self.client_error = self.client_error or (opened, cand)
         return False
 
-    def survivors(self) -> list[_Answer]:
+    def survivors(self) -> list[MemberAnswer]:
         return [self.answers[s] for s in sorted(self.answers)]
 
     # -- bookkeeping ------------------------------------------------------------------------------
@@ -368,16 +358,16 @@ async def handle_panel(request: web.Request, body: dict[str, Any], route_cfg: Ro
     """Serve one chat completion for a `mode: panel` route (the proxy has validated `model`, `messages`, `stream`)."""
     panel = route_cfg.panel
     if panel is None:
-        return _error(500, f"route {route_cfg.name!r} has mode panel but no panel section", "server_error", "panel_misconfigured")
+        return error(500, f"route {route_cfg.name!r} has mode panel but no panel section", "server_error", "panel_misconfigured")
     for key in _NOT_FOR_PANELS:
         if body.get(key) is not None:
-            return _error(400, f"{key}: not supported on the panel route {route_cfg.name!r} (members answer in text)",
+            return error(400, f"{key}: not supported on the panel route {route_cfg.name!r} (members answer in text)",
                           "invalid_request_error", "unsupported_parameter", param=key)
     try:
         judge_t, synth_t = _templates(route_cfg, panel)
     except TemplateError as exc:
-        return _error(500, f"panel misconfigured: {exc}", "server_error", "panel_misconfigured")
-    run = _Run(state, route_cfg, panel, body, prefs, t0, state.rt.table_source.current())
+        return error(500, f"panel misconfigured: {exc}", "server_error", "panel_misconfigured")
+    run = PanelRun(state, route_cfg, panel, body, prefs, t0, state.rt.table_source.current())
     try:
         return await _serve(request, run, judge_t, synth_t)
     except asyncio.CancelledError:  # the client left (the proxy cancels its handler): every attempt was closed
@@ -385,7 +375,7 @@ async def handle_panel(request: web.Request, body: dict[str, Any], route_cfg: Ro
         raise
 
 
-async def _serve(request: web.Request, run: _Run, judge_t: str, synth_t: str) -> web.StreamResponse:
+async def _serve(request: web.Request, run: PanelRun, judge_t: str, synth_t: str) -> web.StreamResponse:
     panel, body, prefs, state = run.panel, run.body, run.prefs, run.st
     plans: list[Plan] = []
     for ref in panel.from_:
@@ -402,11 +392,11 @@ async def _serve(request: web.Request, run: _Run, judge_t: str, synth_t: str) ->
     survivors = run.survivors()
     if len(survivors) < panel.quorum:
         if run.client_error is not None and not survivors:
-            return _client_error(run)
+            return client_error(run)
         if panel.degrade_to_single and survivors:
             run.notes.append(f"below quorum ({len(survivors)} of {panel.quorum}): degraded to the best single answer")
-            return await _single(request, run, survivors[0])
-        return _below_quorum(run, len(survivors))
+            return await single(request, run, survivors[0])
+        return below_quorum(run, len(survivors))
     question = transcript(body.get("messages") or [])
     answers = numbered_answers([a.text for a in survivors])
     values = {"question": question, "answers": answers, "count": str(len(survivors))}
@@ -421,29 +411,7 @@ async def _serve(request: web.Request, run: _Run, judge_t: str, synth_t: str) ->
     return await _synthesize(request, run, render(synth_t, values))
 
 
-def _client_error(run: _Run) -> web.Response:
-    assert run.client_error is not None
-    opened, cand = run.client_error
-    c = opened.classification
-    status = c.status if c.status is not None and 400 <= c.status < 500 else 400
-    run.final = cand
-    run.finish("client_error", status)
-    return _error(status, c.detail or "the request was rejected by the provider", "invalid_request_error",
-                  c.code or "invalid_request", headers=run.headers())
-
-
-def _below_quorum(run: _Run, answered: int) -> web.Response:
-    members = [c.brief() for c in run.calls if c.stage == "member"]
-    tried = ", ".join(f"{m['target']}: {m['outcome']}" for m in members) or "no admissible member"
-    run.finish("below_quorum", 503)
-    extra: dict[str, Any] = {"members": members}
-    if run.prefs.debug:
-        extra["turnout"] = run.trail(full=True)
-    return _error(503, f"panel {run.route.name!r}: {answered} of {run.panel.quorum} required members answered ({tried})",
-                  "service_unavailable", "panel_quorum_not_met", headers=run.headers(), **extra)
-
-
-async def _synthesize(request: web.Request, run: _Run, prompt: str) -> web.StreamResponse:
+async def _synthesize(request: web.Request, run: PanelRun, prompt: str) -> web.StreamResponse:
     ref = _synth_ref(run.panel)
     system = [m for m in run.body.get("messages") or [] if isinstance(m, dict) and m.get("role") in ("system", "developer")]
     body = {k: v for k, v in run.body.items() if k not in ("messages", "stream_options")}
@@ -454,11 +422,11 @@ async def _synthesize(request: web.Request, run: _Run, prompt: str) -> web.Strea
     got = await run.call("synthesizer", ref, body, stream=run.stream) if ref is not None else None
     if got is None:
         if run.client_error is not None:
-            return _client_error(run)
+            return client_error(run)
         if run.panel.degrade_to_single:
             run.notes.append("synthesizer failed: degraded to the best single answer")
-            return await _single(request, run, run.survivors()[0])
-        return _synth_failed(run)
+            return await single(request, run, run.survivors()[0])
+        return synth_failed(run)
     att, opened = got
     run.final = att.cand
     if not run.stream:
@@ -468,136 +436,4 @@ async def _synthesize(request: web.Request, run: _Run, prompt: str) -> web.Strea
             out["turnout"] = run.trail(full=True)
         run.finish("ok", 200, opened.ttft_s)
         return web.Response(body=orjson.dumps(out), content_type="application/json", headers=run.headers())
-    return await _stream_synthesis(request, run, att, opened)
-
-
-def _synth_failed(run: _Run) -> web.Response:
-    calls = [c.brief() for c in run.calls if c.stage == "synthesizer"]
-    tried = ", ".join(f"{c['target']}: {c['outcome']}" for c in calls) or "no admissible target"
-    run.finish("exhausted", 503)
-    extra: dict[str, Any] = {"attempts": calls}
-    if run.prefs.debug:
-        extra["turnout"] = run.trail(full=True)
-    return _error(503, f"panel {run.route.name!r}: the synthesizer could not answer ({tried})", "service_unavailable",
-                  "no_admissible_target", headers=run.headers(), **extra)
-
-
-def _strip_usage(data: bytes) -> bytes:
-    """Drop the upstream's own usage from stream bytes (the client gets the panel's sum at the end) and hold [DONE]."""
-    if b'"usage"' not in data and _DONE not in data:
-        return data
-    out: list[bytes] = []
-    for event in data.split(b"\n\n"):
-        if not event or event.strip() == _DONE.strip():
-            continue
-        if b'"usage"' in event and event.startswith(b"data: {"):
-            try:
-                chunk = orjson.loads(event[6:])
-            except orjson.JSONDecodeError:
-                chunk = None
-            if isinstance(chunk, dict) and "usage" in chunk:
-                if not chunk.get("choices"):
-                    continue  # the usage-only chunk
-                chunk.pop("usage")
-                event = b"data: " + orjson.dumps(chunk)
-        out.append(event + b"\n\n")
-    return b"".join(out)
-
-
-def _usage_chunk(run: _Run, meta: dict[str, Any]) -> bytes:
-    chunk = {"id": meta.get("id", "turnout-panel"), "object": "chat.completion.chunk", "created": meta.get("created", 0),
-             "model": meta.get("model", run.route.name), "choices": [], "usage": run.usage()}
-    return b"data: " + orjson.dumps(chunk) + b"\n\n"
-
-
-async def _open_stream(request: web.Request, run: _Run) -> web.StreamResponse:
-    resp = web.StreamResponse(headers={**run.headers(complete=False), "Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-    await resp.prepare(request)
-    if run.prefs.debug:  # an SSE comment: clients skip it, a person reading the stream sees what happened
-        await resp.write(b": turnout " + orjson.dumps(run.trail(full=True)) + b"\n\n")
-    return resp
-
-
-async def _stream_synthesis(request: web.Request, run: _Run, att: UpstreamAttempt, opened: Opened) -> web.StreamResponse:
-    cand = att.cand
-    call = run.record("synthesizer", cand, opened.classification, opened.latency_s, observe=False)
-    meta = next((i.chunk for i in opened.buffered if i.chunk is not None and i.chunk.get("id")), None) or {}
-    resp: web.StreamResponse | None = None
-    try:
-        resp = await _open_stream(request, run)
-
-        async def emit(data: bytes) -> None:
-            data = _strip_usage(data)
-            if data:
-                try:
-                    await resp.write(data)
-                except (ConnectionError, RuntimeError) as exc:
-                    raise ClientGone() from exc
-
-        end = await att.pump(emit, opened.buffered)
-    except (ConnectionError, ClientGone):
-        end = StreamEnd(Classification(ErrorClass.OK), client_gone=True)
-    except asyncio.CancelledError:
-        att.close()  # the client left mid-stream: no observation; the tokens spent so far still count
-        call.tokens_in, call.tokens_out = _tokens(att.usage)
-        call.cost_usd = cost_usd(call.tokens_in, call.tokens_out, cand.price_in, cand.price_out)
-        raise
-    att.close(reuse=end.classification.ok and not end.client_gone)
-    call.tokens_in, call.tokens_out = _tokens(end.usage)
-    call.cost_usd = cost_usd(call.tokens_in, call.tokens_out, cand.price_in, cand.price_out)
-    if end.client_gone:
-        run.finish("client_gone", 499, end.ttft_s)
-        return resp or web.StreamResponse()
-    c = end.classification
-    rt = run.st.rt
-    # Latency = to the first chunk, as the proxy reports streams: a long synthesis is not a slow call.
-    rt.sink.submit(Observation(target=cand.target, at=rt.clock.wall(), source=Source.LIVE, kind="live", error_class=c.error_class,
-                               latency_s=opened.latency_s, ttft_s=end.ttft_s, status=c.status, scope=c.scope, code=c.code,
-                               detail=c.detail, extra={"stream_duration_s": end.latency_s} if end.latency_s is not None else {}))
-    assert resp is not None
-    if c.ok:
-        call.latency_s = end.latency_s
-        try:
-            if run.include_usage:
-                await resp.write(_usage_chunk(run, meta))
-            await resp.write(_DONE)
-            await resp.write_eof()
-        except (ConnectionError, RuntimeError):
-            pass
-    else:
-        call.outcome, call.status, call.detail = str(c.error_class), c.status, c.detail
-    run.finish("ok" if c.ok else "stream_error", 200, end.ttft_s)
-    return resp
-
-
-async def _single(request: web.Request, run: _Run, best: _Answer) -> web.StreamResponse:
-    """Below quorum with `degrade_to_single`: the best (highest-ranked) member's answer, JSON or as a stream."""
-    run.final = best.cand
-    out = dict(best.response)
-    out["usage"] = run.usage()
-    if not run.stream:
-        if run.prefs.debug:
-            out["turnout"] = run.trail(full=True)
-        run.finish("degraded", 200)
-        return web.Response(body=orjson.dumps(out), content_type="application/json", headers=run.headers())
-    meta = {"id": out.get("id", "turnout-panel"), "created": out.get("created", 0), "model": out.get("model", run.route.name)}
-    choice = out["choices"][0] if isinstance(out.get("choices"), list) and out["choices"] else {}
-    base = {**meta, "object": "chat.completion.chunk"}
-    events = [
-        {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": best.text}, "finish_reason": None}]},
-        {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": choice.get("finish_reason") or "stop"}]},
-    ]
-    resp: web.StreamResponse | None = None
-    try:
-        resp = await _open_stream(request, run)
-        await resp.write(b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events))
-        if run.include_usage:
-            await resp.write(_usage_chunk(run, meta))
-        await resp.write(_DONE)
-        await resp.write_eof()
-    except (ConnectionError, RuntimeError):  # the client left
-        run.finish("client_gone", 499)
-        return resp or web.StreamResponse()
-    run.finish("degraded", 200)
-    return resp
-
+    return await stream_synthesis(request, run, att, opened)
