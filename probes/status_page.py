@@ -49,7 +49,8 @@ def assess(summary: dict[str, Any], components: list[str]) -> tuple[int, str]:
     for inc in incidents if isinstance(incidents, list) else []:
         if not isinstance(inc, dict) or inc.get("status") in ("resolved", "postmortem"):
             continue
-        touched = {str(c.get("name", "")).lower() for c in inc.get("components") or [] if isinstance(c, dict)}
+        touched_by = inc.get("components")  # a list of dicts on a real page; anything else touches nothing we know
+        touched = {str(c.get("name", "")).lower() for c in touched_by if isinstance(c, dict)} if isinstance(touched_by, list) else set()
         if wanted and touched and not (touched & wanted):
             continue
         sev = SEVERITY.get(str(inc.get("impact", "")), 0)
