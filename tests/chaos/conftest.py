@@ -113,6 +113,7 @@ class Stack:
     http: aiohttp.ClientSession
     receiver: Receiver
     endpoint: str = ""  # the receiver's webhook endpoint id
+    raw: dict[str, Any] = field(default_factory=dict)  # the Turnout config it was built from (keys as ${SIM_KEY})
     _runners: list[web.AppRunner] = field(default_factory=list)
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -195,7 +196,7 @@ async def build_stack(tmp_path: Path, mutate: Callable[[dict[str, Any]], None] |
     receiver = await Receiver().start()
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     stack = Stack(sim, rt, clock, f"http://127.0.0.1:{data_port}/v1", f"http://127.0.0.1:{control_port}", http, receiver,
-                  _runners=runners)
+                  raw=raw, _runners=runners)
     status, created = await stack.api("/api/v1/webhooks", ADMIN, "POST", json={"url": receiver.url})
     assert status == 201, created
     receiver.secret, stack.endpoint = created["secret"], created["id"]
