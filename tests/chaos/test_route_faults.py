@@ -31,7 +31,7 @@ async def test_combined_faults_never_reach_the_client(stack: Stack) -> None:
     assert (await stack.api("/readyz"))[0] == 200
 
 
-async def _withdraw_all(stack: Stack, fault: str) -> None:
+async def _fault_all(stack: Stack, fault: str) -> None:
     for p in ("oa", "ob"):
         stack.sim.set_fault(p, fault)
     await stack.sim.tick()
@@ -40,7 +40,7 @@ async def _withdraw_all(stack: Stack, fault: str) -> None:
 @pytest.mark.parametrize("fault", ["region_blocked", "model_gone"])
 async def test_all_targets_failing_gives_a_clear_503_and_one_exhausted_then_one_recovered(stack: Stack, fault: str) -> None:
     await stack.step(10, by=5)
-    await _withdraw_all(stack, fault)
+    await _fault_all(stack, fault)
     for _ in range(3):  # live traffic and probes both see it
         await stack.chat("pair")
     await stack.step(30, by=5)
@@ -143,7 +143,7 @@ async def test_a_provider_flapping_every_few_seconds_does_not_flap_the_table(mak
 
 async def test_all_targets_open_ranks_least_bad_and_503s_list_each_attempt(stack: Stack) -> None:
     await stack.step(10, by=5)
-    await _withdraw_all(stack, "server_error")
+    await _fault_all(stack, "server_error")
     await stack.step(30, by=5)
     assert {stack.state(OA), stack.state(OB)} <= {"open", "half_open"}
     ranking = stack.table().routes["pair"]
