@@ -22,6 +22,7 @@ INSTALLERS: tuple[str, ...] = (
     "controlplane.statuspage",  # HTML status page at /
     "controlplane.metrics_http",  # /metrics
     "controlplane.decisions",  # usage API
+    "controlplane.replication_api",  # scale-out: data replicas' outcome reports, GET /api/v1/leader
 )
 
 

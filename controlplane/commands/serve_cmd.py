@@ -12,7 +12,7 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -31,6 +31,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--role", choices=("control", "data", "all"), default="all",
                    help="control: probes, health, API; data: OpenAI-compatible endpoint; all: both (default)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--control-url", action="append", default=[], metavar="URL",
+                   help="with --role data: a control replica to follow (repeatable); see docs/scale-out.md")
     p.set_defaults(func=_run)
 
 
@@ -70,7 +72,7 @@ def _run(args: argparse.Namespace) -> int:
         factory = None
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
-            return runner.run(serve(cfg, args.config, args.role))
+            return runner.run(serve(cfg, args.config, args.role, control_urls=args.control_url))
     except StoreError as exc:
         log.error("cannot start: %s", exc)
         return 1
@@ -87,14 +89,27 @@ async def _site(app: web.Application, host: str, port: int) -> web.AppRunner:
 
 
 async def serve(cfg: Config, config_path: str | None, role: str = "all", *,
-                stop: asyncio.Event | None = None, on_ready: Callable[[Any], None] | None = None) -> int:
+                stop: asyncio.Event | None = None, on_ready: Callable[[Any], None] | None = None,
+                control_urls: Sequence[str] = ()) -> int:
     """Run until SIGTERM/SIGINT (or `stop` is set). Returns the process exit code."""
     from controlplane.control_app import build_control_app
     from controlplane.runtime import Runtime
 
     control = role in ("control", "all")
-    rt = Runtime(cfg, config_path=config_path, probes=control, webhooks=control)
-    await rt.start()
+    if control_urls and role != "data":
+        log.error("--control-url is for data replicas: add --role data (see docs/scale-out.md)")
+        return 2
+    rt: Any
+    if control_urls:  # a data-plane replica (docs/scale-out.md): no store, the table comes from control replicas
+        from controlplane.replica import DataReplica
+
+        rt = life = DataReplica(cfg, control_urls, config_path=config_path)
+    else:
+        from controlplane.follow import lifecycle_for
+
+        rt = Runtime(cfg, config_path=config_path, probes=control, webhooks=control)
+        life = lifecycle_for(rt) if control else rt  # on PostgreSQL: one of several control replicas
+    await life.start()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     reloads: set[asyncio.Task[None]] = set()
@@ -129,7 +144,12 @@ async def serve(cfg: Config, config_path: str | None, role: str = "all", *,
                 log.warning("data plane not available in this build (%s)", exc.name)
             else:
                 d = cfg.server.data
-                runners.append(await _site(build_data_app(rt), d.host, d.port))
+                app = build_data_app(rt)
+                if control_urls:  # a data replica has no control app: its metrics are served here
+                    from controlplane.metrics_http import install as install_metrics
+
+                    install_metrics(app, rt)
+                runners.append(await _site(app, d.host, d.port))
                 log.info("data plane on http://%s:%d/v1", d.host, d.port)
         if on_ready is not None:
             on_ready(rt)
@@ -142,5 +162,5 @@ async def serve(cfg: Config, config_path: str | None, role: str = "all", *,
             await asyncio.gather(task, return_exceptions=True)
         for r in reversed(runners):
             await r.cleanup()
-        await rt.stop()
+        await life.stop()
     return 0
