@@ -398,5 +398,6 @@ def _default_advertise(cfg: Any) -> str:
 
 
 def lifecycle_for(rt: Any) -> Any:
-    """What `turnout serve` starts and stops: a ControlReplica on PostgreSQL, the runtime itself on SQLite."""
+    """What `turnout serve --role control` starts and stops: a ControlReplica on PostgreSQL, the runtime
+    itself on SQLite. (`--role all` is the single-process mode and always runs the runtime itself.)"""
     return ControlReplica(rt) if not rt.config.database.url.startswith("sqlite") else rt

@@ -108,7 +108,8 @@ async def serve(cfg: Config, config_path: str | None, role: str = "all", *,
         from controlplane.follow import lifecycle_for
 
         rt = Runtime(cfg, config_path=config_path, probes=control, webhooks=control)
-        life = lifecycle_for(rt) if control else rt  # on PostgreSQL: one of several control replicas
+        # --role control on PostgreSQL: one of several elected replicas; `all` stays the single-process mode
+        life = lifecycle_for(rt) if role == "control" else rt
     await life.start()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
