@@ -160,3 +160,9 @@ async def test_start_waits_for_the_first_table(controls: list[StubControl]) -> N
 def test_a_replica_needs_a_control_url() -> None:
     with pytest.raises(ValueError, match="--control-url"):
         DataReplica(small_config(), [])
+
+
+async def test_serve_refuses_control_urls_outside_the_data_role() -> None:
+    from controlplane.commands.serve_cmd import serve
+
+    assert await serve(small_config(), None, "control", control_urls=["http://127.0.0.1:9"]) == 2
