@@ -153,6 +153,7 @@ class LeaseElector:
         self._leader = False
         self._valid_until = 0.0  # clock.monotonic() after which we no longer trust our lease
         self._callbacks: asyncio.Task[None] | None = None  # the chain of transition callbacks
+        self._db_ok = True
         self.elections = 0
 
     # -- state ------------------------------------------------------------------------------
@@ -309,8 +310,13 @@ class LeaseElector:
         try:
             term = await self._try_acquire(self.interval)
         except Exception as exc:
-            log.warning("leader election: database unreachable (%s)", type(exc).__name__)
+            if self._db_ok:  # one line per outage, not one per attempt
+                log.warning("leader election: database unreachable (%s); retrying every %.1fs", type(exc).__name__, self.interval)
+            self._db_ok = False
             return False
+        if not self._db_ok:
+            log.info("leader election: database reachable again")
+        self._db_ok = True
         if term is not None:
             await self._become_leader(term, started)
         return self._leader
