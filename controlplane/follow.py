@@ -245,10 +245,21 @@ class ControlReplica:
         self._follow_task: asyncio.Task[None] | None = None
         self._elect_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self.leading = False  # the leader's services run here (from the end of election to demotion)
 
+    # -- what `rt.leadership` answers (the replication API asks it) ---------------------------------
     @property
     def is_leader(self) -> bool:
-        return bool(self.elector is not None and self.elector.is_leader)
+        """True while the leader's services run here: not merely elected, and not yet stepping down."""
+        return self.leading and bool(self.elector is not None and self.elector.is_leader)
+
+    @property
+    def term(self) -> int:
+        return int(self.elector.term) if self.elector is not None else 0
+
+    async def current(self) -> Any:
+        """The lease row as the database sees it (LeaderInfo), or None."""
+        return await self.elector.current() if self.elector is not None else None
 
     async def start(self) -> None:
         from controlplane.leader import LeaseElector, pg_conninfo
@@ -259,14 +270,16 @@ class ControlReplica:
         self.store = await asyncio.to_thread(_open_store_serialised, Store, self.url, rt.clock)
         await asyncio.to_thread(install_notify, self.store.engine)
         # Events written here (webhook tests via a follower's API) still queue their deliveries.
-        install_outbox(self.store, rt.clock)
+        await asyncio.to_thread(install_outbox, self.store, rt.clock)
         last = await asyncio.to_thread(newest_table, self.store.engine, 0)
         self.publisher = TablePublisher(last or Table(version=0, published_at=rt.clock.wall()))
         self.follower = StoreFollower(self.store.engine, self.publisher, conninfo=pg_conninfo(self.url),
                                       poll_interval=rt.config.scale_out.poll_interval, on_table=self._on_table)
         self.elector = LeaseElector(self.url, lease=self.lease, advertise_url=self.advertise_url, clock=None,
                                     metrics=rt.metrics, on_elected=self._elected, on_demoted=self._demoted)
-        rt.leadership = self.elector
+        rt.leadership = self
+        if rt.health is None:  # blocking reads: off the loop, which must keep renewing a lease
+            await asyncio.to_thread(self._refresh_health_view, self.publisher.current())
         self._become_follower()
         self._elect_task = asyncio.get_running_loop().create_task(self.elector.run(), name="turnout-leader-election")
         log.info("control replica %s started as follower at table v%d (lease %.1fs)", self.elector.holder,
@@ -291,8 +304,6 @@ class ControlReplica:
         assert self.publisher is not None and self.follower is not None
         rt.store, rt.table_source = self.store, self.publisher
         rt.sink, rt.scheduler = _FollowerSink(self._leader_url), _IdleScheduler()
-        if rt.health is None:
-            self._refresh_health_view(self.publisher.current())
         rt.started = True
         rt.metrics.ready.set(1)
         if self._stopping or (self._follow_task is not None and not self._follow_task.done()):
@@ -323,10 +334,12 @@ class ControlReplica:
         self._forward(leading.current())
         self._unforward = leading.subscribe(self._forward)
         rt.table_source = self.publisher
+        self.leading = True
         log.info("leading (term %d) from table v%d", term, self.publisher.version)
 
     async def _demoted(self, term: int) -> None:
         rt = self.rt
+        self.leading = False
         if self._unforward is not None:
             self._unforward()
             self._unforward = None

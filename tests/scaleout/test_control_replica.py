@@ -31,7 +31,7 @@ async def replicas(pg_url: str) -> AsyncIterator[list[ControlReplica]]:
         cfg = small_config(f"""
 database: {{url: "{pg_url}"}}
 server: {{control: {{port: {free_port()}}}}}
-scale_out: {{leader_lease: 800ms, poll_interval: 200ms}}
+scale_out: {{leader_lease: 2s, poll_interval: 200ms}}
 probes: {{kinds: {{catalogue: {{enabled: false}}, completion: {{enabled: false}}, status_page: {{enabled: false}}}}}}
 """)
         rt = Runtime(cfg, probes=False, webhooks=True)
@@ -49,8 +49,8 @@ def _state(t: Table, target: str) -> str:
 
 
 async def test_one_leads_the_other_follows_and_takes_over_with_state_and_versions(replicas: list[ControlReplica]) -> None:
-    await _until(lambda: any(r.is_leader and r.rt.sink.__class__.__name__ == "Pipeline" for r in replicas))
-    leader = next(r for r in replicas if r.is_leader)
+    await _until(lambda: any(r.leading for r in replicas))
+    leader = next(r for r in replicas if r.leading)
     follower = next(r for r in replicas if r is not leader)
     assert not follower.is_leader
 
@@ -63,7 +63,7 @@ async def test_one_leads_the_other_follows_and_takes_over_with_state_and_version
         await follower.rt.drain(target="p1/m2", reason="x", actor="test")
 
     await leader.stop()  # resigns: the follower takes over at its next election step
-    await _until(lambda: follower.is_leader and follower.rt.sink.__class__.__name__ == "Pipeline")
+    await _until(lambda: follower.leading)
     t = follower.rt.table_source.current()
     assert t.version >= v and _state(t, "p1/m1") == "drained", "breaker and override states resumed from the store"
     await follower.rt.undrain(target="p1/m1", actor="test")
