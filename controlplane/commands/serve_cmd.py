@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from controlplane.config import Config, load_config
+from controlplane.httpserver import GuardedAppRunner
 from controlplane.errors import ConfigError, StoreError
 
 __all__ = ["add_parser", "serve", "configure_logging"]
@@ -82,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 async def _site(app: web.Application, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = GuardedAppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner

@@ -27,6 +27,7 @@ from controlplane.demo.story import SIDE_ROUTE, STORY_SECONDS, TOP_ROUTE, Chapte
 from controlplane.demo.traffic import Traffic
 from controlplane.demo.view import FaultResult, LiveView, PlainView, Snapshot, Summary, View, summary_renderable
 from controlplane.events import Event
+from controlplane.httpserver import GuardedAppRunner
 
 __all__ = ["DemoOptions", "run_demo", "REQUIRED_EVENTS"]
 
@@ -52,7 +53,7 @@ class _Applied:
 
 
 async def _serve(app: web.Application) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    runner = GuardedAppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

@@ -25,6 +25,7 @@ from adapters.proxy import build_data_app
 from adapters.sim import Simulator
 from controlplane.config import parse_config
 from controlplane.errors import ConfigError
+from controlplane.httpserver import GuardedAppRunner
 from tests.chaos.conftest import PROVIDER_KEY, SOAK, parse, sim_config, turnout_config
 from tests.dataplane.helpers import Rt, StaticTables, make_table
 from tests.fakes import FakeClock
@@ -146,7 +147,7 @@ def served() -> Iterator[_Served]:
         raw["server"]["max_body_bytes"] = 16 * 1024
         cfg = parse(raw)
         app = build_data_app(Rt(cfg, StaticTables(make_table(cfg))))
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        runner = GuardedAppRunner(app, access_log=None, shutdown_timeout=1.0)  # as turnout serve runs it
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         return sim, runner
@@ -241,16 +242,20 @@ def test_oversized_headers_are_refused_and_the_listener_keeps_serving(served: _S
 
 
 @pytest.mark.integration
-@pytest.mark.xfail(strict=True, reason="aiohttp's HTTP parser answers 400 (LineTooLong / 'Too many headers'), not 431; "
-                                       "a 431 needs a custom RequestHandler in the data-plane server")
 def test_oversized_headers_get_431(served: _Served) -> None:
     head = _raw(served.port, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n")
     assert int(head.split()[1]) == 431
+    many = _raw(served.port, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: a\r\n" % i for i in range(500)) + b"\r\n")
+    assert int(many.split()[1]) == 431
 
 
 @pytest.mark.integration
-@pytest.mark.xfail(strict=True, reason="aiohttp's 400 for an unparseable request quotes the first 100 bytes of the bad line back "
-                                       "to the sender (its own bytes, e.g. its token); changing the body needs a custom RequestHandler")
+def test_an_oversized_request_line_gets_414(served: _Served) -> None:
+    head = _raw(served.port, b"POST /v1/" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert int(head.split()[1]) == 414
+
+
+@pytest.mark.integration
 def test_a_refused_oversized_header_is_not_echoed_back(served: _Served) -> None:
     head = _raw(served.port, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-own-token"
                 + b"a" * 20_000 + b"\r\n\r\n")
