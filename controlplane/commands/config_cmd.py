@@ -28,7 +28,11 @@ def _check(args: argparse.Namespace) -> int:
     console.print(providers)
     routes = RichTable("route", "mode", "targets", title="routes")
     for r in cfg.routes:
-        routes.add_row(r.name, r.mode, ", ".join(r.targets) or "-")
+        if r.mode == "panel" and r.panel is not None:
+            what = f"panel of {r.panel.size} (quorum {r.panel.quorum}) from {', '.join(r.panel.from_)}"
+        else:
+            what = ", ".join(r.targets) or "-"
+        routes.add_row(r.name, r.mode, what)
     console.print(routes)
     kinds = ", ".join(f"{k} every {cfg.probe_interval(k):g}s" for k, v in cfg.probes.kinds.items() if v.enabled)
     console.print(f"probes: {kinds}; database: {cfg.database.url}")
