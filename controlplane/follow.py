@@ -35,7 +35,6 @@ log = logging.getLogger("turnout.follow")
 
 TABLE_CHANNEL = "turnout_table"
 _TRIGGER_LOCK = 0x666F6C6C  # "foll": replicas starting together do not race on CREATE OR REPLACE
-_SCHEMA_LOCK = 0x73636865  # "sche": nor on the store's CREATE TABLE
 _TABLE_MODULES = ("controlplane.webhooks.models", "controlplane.decisions")  # other parts' SQLModel tables
 
 _TRIGGER_SQL = (
@@ -385,23 +384,14 @@ class ControlReplica:
 
 
 def _open_store_serialised(store_cls: Any, url: str, clock: Any) -> Any:
-    """Open the store (creating or migrating the schema) under a PostgreSQL advisory lock: replicas starting
-    together would otherwise race on CREATE TABLE (duplicate pg_type rows) and one would fail to start."""
-    import psycopg
-
-    from controlplane.leader import pg_conninfo
-
+    """Open the store with every table module imported first, so its one (lock-serialised) migration
+    creates their tables too; Store.create_schema serialises replicas starting together."""
     for module in _TABLE_MODULES:  # their tables join SQLModel.metadata, so this one CREATE covers them too
         try:
             importlib.import_module(module)
         except ModuleNotFoundError:
             pass
-    with psycopg.connect(pg_conninfo(url), autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
-        try:
-            return store_cls(url, clock)
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
+    return store_cls(url, clock)
 
 
 def _default_advertise(cfg: Any) -> str:

@@ -45,6 +45,7 @@ EventHook = Callable[[Session, list[Event]], None]
 UPTIME_EXCLUDED_KINDS = frozenset({"status_page"})
 # Classes that say nothing about the target (the caller's own mistake).
 _NEUTRAL = frozenset({ErrorClass.CLIENT_ERROR})
+_SCHEMA_LOCK = 0x7363686D  # advisory lock key serialising schema migrations between processes
 KEEP_TABLES = 50  # published tables kept for history / debugging
 
 
@@ -77,7 +78,24 @@ class Store:
 
     # -- schema -----------------------------------------------------------------------------------
     def create_schema(self) -> int:
-        """Create missing tables, add missing columns (additive migration), record schema_version."""
+        """Create missing tables, add missing columns (additive migration), record schema_version.
+
+        On PostgreSQL this holds an advisory lock for the whole migration: replicas starting together would
+        otherwise race on CREATE TABLE (duplicate pg_type rows) and one of them would fail to start."""
+        if self.engine.dialect.name != "postgresql":
+            return self._create_schema()
+        try:
+            with self.engine.connect() as lock_conn:
+                lock_conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _SCHEMA_LOCK})
+                try:
+                    return self._create_schema()
+                finally:
+                    lock_conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _SCHEMA_LOCK})
+                    lock_conn.commit()
+        except SQLAlchemyError as exc:
+            raise StoreError("migrate", _brief(exc)) from None
+
+    def _create_schema(self) -> int:
         try:
             SQLModel.metadata.create_all(self.engine)
             added = self._add_missing_columns()
