@@ -319,6 +319,8 @@ class ControlReplica:
         rt = self.rt
         assert self.publisher is not None
         await self._stop_following()
+        elector = self.elector
+        rt.leadership_fence = lambda: bool(elector is not None and elector.is_leader)
         try:
             await rt.start()
         except Exception:

@@ -89,6 +89,8 @@ class Runtime:
         self.session: aiohttp.ClientSession = None  # type: ignore[assignment]
         self.scheduler: ProbeScheduler = None  # type: ignore[assignment]
         self._dispatcher: asyncio.Task[None] | None = None
+        # Set by a scale-out control replica: True only while this process holds the leader lease.
+        self.leadership_fence: Callable[[], bool] | None = None
         self.started = False
 
     # -- lifecycle --------------------------------------------------------------------------------

@@ -92,8 +92,13 @@ class Dispatcher:
         poll_interval: float = 1.0,
         http: aiohttp.ClientSession | None = None,
         schedule: Sequence[float] | None = None,
+        fence: Callable[[], bool] | None = None,
     ) -> None:
         self._engine = engine
+        # Scale-out: checked before every send; False once this replica's leader lease is no longer held, so a
+        # deposed leader never sends while its successor does (the lease lapses here before it can be taken).
+        self._fence = fence
+        self._fenced_logged = False
         self._clock = clock
         # A callable follows config reloads (the runtime passes `lambda: rt.config.webhooks`).
         self._config = config if callable(config) else (lambda: config)
@@ -270,6 +275,13 @@ class Dispatcher:
                     if job.next_attempt_at > self._clock.wall().timestamp():
                         stop = True
                         break
+                    if self._fence is not None and not self._fence():
+                        if not self._fenced_logged:
+                            log.warning("webhook delivery paused: this replica no longer holds the leader lease")
+                            self._fenced_logged = True
+                        stop = True
+                        break
+                    self._fenced_logged = False
                     result = await self.attempt(job.url, job.id, job.secret, job.payload.encode())
                     self._attempts_made += 1
                     recorded = self._record_soon(job, result)

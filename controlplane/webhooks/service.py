@@ -43,7 +43,7 @@ def start_dispatcher(rt: Any, *, poll_interval: float = 1.0, **options: Any) -> 
         metrics=getattr(rt, "metrics", None),
         append_events=append,
         poll_interval=poll_interval,
-        **options,
+        **{"fence": getattr(rt, "leadership_fence", None), **options},
     )
     unhook = outbox.add_waker(dispatcher.wake)
     task = asyncio.get_running_loop().create_task(dispatcher.run(), name="turnout-webhook-dispatcher")

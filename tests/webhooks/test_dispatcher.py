@@ -131,3 +131,16 @@ async def test_dead_count_follows_the_batch_in_order(wrt: FakeRuntime) -> None:
         after = s.get(WebhookEndpoint, ep.id)
         assert after is not None and after.consecutive_failures == 1 and after.enabled
     assert [r.status for r in deliveries(wrt, ep.id)] == ["delivered", "dead"]
+
+
+async def test_a_replica_without_the_leader_lease_sends_nothing_until_it_holds_it(wrt: FakeRuntime) -> None:
+    ep = add_endpoint(wrt, "http://127.0.0.1:1/a")
+    _events(wrt, 3)
+    d = make_dispatcher(wrt, {})
+    leading = False
+    d._fence = lambda: leading  # what a scale-out control replica installs (its elector's lease)
+    assert await d.tick() == 0 and d.sent == []
+    assert [x.status for x in deliveries(wrt, ep.id)] == ["pending"] * 3, "nothing committed is lost while fenced"
+    leading = True
+    assert await d.tick() == 3
+    assert [x.status for x in deliveries(wrt, ep.id)] == ["delivered"] * 3
