@@ -121,10 +121,6 @@ def main(argv: list[str] | None = None) -> None:
 
     uvloop.install()
     app, _ = build(cfg)
-    import os, gc
-    if os.environ.get("H6_GC"):
-        gc.freeze()
-        gc.set_threshold(50_000, 50, 100)
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=lambda *_: print("ready", flush=True), backlog=4096)
 
 
