@@ -174,7 +174,7 @@ def summary_renderable(s: Summary) -> RenderableType:
         hooks[t] = hooks.get(t, 0) + 1
     parts.append(Text(f"webhooks received by the local receiver: {len(s.webhooks)} ({verified} with a verified signature): "
                       + (", ".join(f"{k} ×{v}" for k, v in sorted(hooks.items())) or "none")))
-    parts.append(Text("where to look next:", style="bold"))
+    parts.append(Text("where to look next (these stay up with `turnout demo --forever`):", style="bold"))
     parts.extend(Text(f"  {k:<30} {v}") for k, v in s.urls.items())
     for p in s.problems:
         parts.append(Text(f"problem: {p}", style="red"))
