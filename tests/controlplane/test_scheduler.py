@@ -164,7 +164,8 @@ async def test_reload_keeps_unchanged_jobs_and_drops_removed_ones() -> None:
 async def test_apscheduler_fires_jobs_on_the_real_loop_and_shuts_down_cleanly() -> None:
     probes = "probes: {interval: 100ms, jitter: 0.1, timeout: 1s, kinds: {catalogue: {interval: 100ms}, completion: {enabled: false}}}"
     lags: list[float] = []
-    sched, sink = _sched(probes, metrics=Metrics(), on_start=lambda key, lag: lags.append(lag))
+    metrics = Metrics()
+    sched, sink = _sched(probes, metrics=metrics, on_start=lambda key, lag: lags.append(lag))
     sched.adapter_for = lambda p: ScriptedAdapter(models=["m0", "m1"])  # type: ignore[assignment, return-value]
     sink.wanted = 8  # two catalogue runs per provider
     sched.start()
@@ -174,4 +175,6 @@ async def test_apscheduler_fires_jobs_on_the_real_loop_and_shuts_down_cleanly() 
         await sched.shutdown()
     assert {o.target for o in sink.observations} == {"p0/m0", "p0/m1", "p1/m0", "p1/m1"}
     assert lags and max(lags) < 1.0
+    # the real scheduler, not a test, feeds the lag histogram the TurnoutProbeSchedulerLag alert reads
+    assert (metrics.registry.get_sample_value("turnout_scheduler_lag_seconds_count") or 0) >= len(lags)
     assert not sched.running

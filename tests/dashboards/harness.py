@@ -4,8 +4,10 @@ Real parts: the simulator (adapters.sim), controlplane.runtime.Runtime (store on
 model, publisher, pipeline, probe scheduler running the real completion probe against the simulator), the
 control app (status API, status page, /metrics) and the data plane (adapters.proxy) on free loopback ports.
 The clock is a FakeClock the scenario advances; probe runs are started by calling the scheduler's job body.
-Two kinds of series come from the test itself until `turnout serve` wires them here: webhook delivery metrics
-(the dispatcher needs a receiving endpoint) and scheduler lag (observed only when APScheduler fires a job).
+Webhook series come from the real dispatcher delivering to two local receivers (one answers 200, one 500 so a
+real backlog builds). One series comes from the test itself: scheduler lag, observed only when APScheduler fires
+a job, and here probe runs are started by hand (tests/controlplane/test_scheduler.py shows the real scheduler
+feeding it).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from tests.support import free_port
 __all__ = ["KEY", "SIM", "TARGETS", "Turnout", "Traffic", "running_turnout"]
 
 KEY = "sim-metrics-key"
+ADMIN = "metrics-admin-token"
+BACKLOG = 105  # test messages to the failing receiver: TurnoutWebhookBacklog fires above 100
 SIM: dict[str, Any] = {
     "seed": 7,
     "providers": [
@@ -61,6 +65,8 @@ def _config(sim: Simulator, db: Path) -> str:
         "  - {name: mini, targets: [openai/gpt-4o-mini, anthropic/claude-sonnet-4]}",
         "probes: {interval: 30s, kinds: {completion: {interval: 30s}}}",
         "dataplane: {first_byte_timeout: 2s, stall_timeout: 2s, total_timeout: 8s, connect_timeout: 1s}",
+        'auth: {tokens: [{token: "${ADMIN}", scope: admin}]}',
+        'webhooks: {allow_private_networks: ["127.0.0.0/8"]}',
         "",
     ])
 
@@ -73,6 +79,18 @@ class Turnout:
     sim: Simulator
     clock: FakeClock
     session: aiohttp.ClientSession
+    webhooks: dict[str, str]  # receiver name ("ok", "down") -> endpoint id
+
+    async def admin_post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        async with self.session.post(f"{self.url}{path}", json=body or {}, headers={"Authorization": f"Bearer {ADMIN}"}) as resp:
+            assert resp.status < 300, (path, resp.status, await resp.text())
+            doc: dict[str, Any] = await resp.json() if resp.content_type == "application/json" else {}
+            return doc
+
+    async def webhook_backlog(self, n: int = BACKLOG) -> None:
+        """Queue test messages to the receiver that answers 500: the head fails, the rest wait behind it."""
+        for _ in range(n):
+            await self.admin_post(f"/api/v1/webhooks/{self.webhooks['down']}/test")
 
     async def probe_all(self) -> None:
         for t in TARGETS:
@@ -115,12 +133,9 @@ class Traffic:
     async def step(self) -> None:
         for route in ROUTES:
             await self.t.request(route, stream=route == "mini")
-        m = self.t.rt.metrics
-        m.webhook_deliveries_total.labels(outcome="delivered").inc()
-        m.webhook_deliveries_total.labels(outcome="failed").inc()
-        m.webhook_queue_depth.set(150)  # a backlog: the receiver is failing
-        m.webhook_delivery_seconds.observe(0.3)
-        m.scheduler_lag_seconds.observe(8.0)  # probes start late: the scheduler is saturated
+        await self.t.admin_post(f"/api/v1/webhooks/{self.t.webhooks['ok']}/test")  # delivered at once
+        # Probe runs are started by hand here, so APScheduler never measures a late start (see the module docstring).
+        self.t.rt.metrics.scheduler_lag_seconds.observe(8.0)
         await self.t.probe_all()
 
     async def run(self, period: float = 0.25) -> None:
@@ -133,11 +148,25 @@ class Traffic:
 async def running_turnout(tmp_path: Path) -> AsyncIterator[Turnout]:
     clock = FakeClock()
     async with Simulator.from_yaml(SIM, clock=FakeClock(), admin=False) as sim:
-        config = parse_config(_config(sim, tmp_path / "turnout.db"), env={"SIM_KEY": KEY})
-        rt = Runtime(config, clock=clock, fire=False, webhooks=False)
+        config = parse_config(_config(sim, tmp_path / "turnout.db"), env={"SIM_KEY": KEY, "ADMIN": ADMIN})
+        rt = Runtime(config, clock=clock, fire=False, webhooks=True)
         await rt.start()
         runners: list[web.AppRunner] = []
         try:
+            receivers = {}
+            for name, status in (("ok", 200), ("down", 500)):
+
+                async def answer(_request: web.Request, status: int = status) -> web.Response:
+                    return web.Response(status=status)
+
+                receiver = web.Application()
+                receiver.router.add_post("/hook", answer)
+                runner = web.AppRunner(receiver, shutdown_timeout=1.0)
+                await runner.setup()
+                runners.append(runner)
+                port = free_port()
+                await web.TCPSite(runner, "127.0.0.1", port).start()
+                receivers[name] = f"http://127.0.0.1:{port}/hook"
             urls = []
             for app in (build_control_app(rt), build_data_app(rt)):
                 runner = web.AppRunner(app, shutdown_timeout=1.0)
@@ -147,7 +176,11 @@ async def running_turnout(tmp_path: Path) -> AsyncIterator[Turnout]:
                 await web.TCPSite(runner, "127.0.0.1", port).start()
                 urls.append(f"http://127.0.0.1:{port}")
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-                yield Turnout(urls[0], urls[1], rt, sim, clock, session)
+                turnout = Turnout(urls[0], urls[1], rt, sim, clock, session, {})
+                for name, url in receivers.items():
+                    created = await turnout.admin_post("/api/v1/webhooks", {"url": url, "description": f"metrics test ({name})"})
+                    turnout.webhooks[name] = created["id"]
+                yield turnout
         finally:
             sim.clear_faults()
             for runner in reversed(runners):

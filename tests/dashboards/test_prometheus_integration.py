@@ -87,6 +87,7 @@ async def test_every_dashboard_and_alert_expression_returns_data(tmp_path: Path)
     assert len(exprs) > 40
     async with running_turnout(tmp_path) as turnout:
         await turnout.failover_scenario()
+        await turnout.webhook_backlog()
         traffic = asyncio.create_task(Traffic(turnout).run())
         try:
             with _prometheus(tmp_path, turnout.url.removeprefix("http://")) as prom:
