@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 
 import pytest
@@ -12,8 +13,34 @@ __all__ = ["free_port", "require_integration", "REQUIRE_INTEGRATION"]
 REQUIRE_INTEGRATION = os.environ.get("TURNOUT_REQUIRE_INTEGRATION") == "1"
 
 
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A free loopback port BELOW the kernel's ephemeral range.
+
+    Servers that bind port 0 and every outgoing connection take ports from the ephemeral range; a port picked
+    there and released could be taken by another test of the parallel run before our server binds it. Below
+    that range only other free_port() callers compete, across ~20,000 ports chosen at random.
+    """
+    high = _ephemeral_low()
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(12_000, high)
+        if 18_700 <= port < 18_800:  # examples/sim.yaml's fixed ports
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # everything below the range is taken: fall back to the kernel's choice
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
