@@ -18,7 +18,7 @@ from controlplane.api.http import ApiError, choice_param, int_param, json_respon
 from controlplane.api.models import WebhookCreate
 from controlplane.events import Event
 from controlplane.webhooks.models import PENDING, WebhookDelivery, WebhookEndpoint, new_endpoint_id
-from controlplane.webhooks.outbox import Outbox
+from controlplane.webhooks.outbox import Outbox, lock_endpoints
 from controlplane.webhooks.service import append_and_publish
 from controlplane.webhooks.signing import generate_secret
 from controlplane.webhooks.urls import WebhookUrlError, check_resolved, validate_url
@@ -76,6 +76,7 @@ class WebhookHandlers:
 
         def insert() -> dict[str, Any]:
             with Session(self._engine()) as s:
+                lock_endpoints(s, exclusive=True)  # in-flight event appends finish first (see lock_endpoints)
                 s.add(ep)
                 s.commit()
                 s.refresh(ep)

@@ -15,14 +15,14 @@ from typing import Any
 
 import orjson
 from sqlalchemy import event as sa_event
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 from sqlmodel import Session, SQLModel, select
 
 from controlplane.clock import Clock
 from controlplane.events import Event
 from controlplane.webhooks.models import PENDING, WebhookDelivery, WebhookEndpoint, new_message_id
 
-__all__ = ["Outbox", "install_outbox", "ensure_schema", "event_body", "enqueue"]
+__all__ = ["Outbox", "install_outbox", "ensure_schema", "event_body", "enqueue", "lock_endpoints"]
 
 log = logging.getLogger("turnout.webhooks")
 _TEST_EVENT = "webhook.test"
@@ -42,6 +42,21 @@ def ensure_schema(engine: Any) -> None:
     SQLModel.metadata.create_all(engine, tables=[WebhookEndpoint.__table__, WebhookDelivery.__table__])  # type: ignore[attr-defined]
 
 
+_ENDPOINTS_LOCK = 0x77686F6B  # advisory lock key: event appends (shared) vs endpoint creation (exclusive)
+
+
+def lock_endpoints(session: Session, *, exclusive: bool) -> None:
+    """Order event appends against endpoint creation on PostgreSQL (held until the transaction ends).
+
+    Appends take it shared, creation exclusive: an append that read the endpoint list before a new endpoint
+    committed has itself committed before that creation returns, and every later append sees the endpoint.
+    So an endpoint receives exactly the events committed after its creation returned. (SQLite serialises
+    writers already.)"""
+    if session.get_bind().dialect.name == "postgresql":
+        fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        session.connection().execute(text(f"SELECT {fn}(:k)"), {"k": _ENDPOINTS_LOCK})
+
+
 def _recipients(event: Event, endpoints: Iterable[WebhookEndpoint]) -> list[WebhookEndpoint]:
     if event.type == _TEST_EVENT:  # a test message goes only to the endpoint it tests
         return [ep for ep in endpoints if ep.id == event.subject]
@@ -56,6 +71,7 @@ def enqueue(session: Session, events: Iterable[Event], now: float) -> list[dict[
     events = list(events)
     if not events:
         return []
+    lock_endpoints(session, exclusive=False)
     endpoints = list(session.exec(select(WebhookEndpoint).where(WebhookEndpoint.enabled == True)))  # noqa: E712
     rows: list[dict[str, Any]] = []
     for ev in events:

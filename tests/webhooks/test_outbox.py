@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 import pytest
@@ -72,3 +73,31 @@ def test_disabled_endpoints_get_nothing(wrt: FakeRuntime) -> None:
         ep.enabled = False
         s.add(ep)
         assert enqueue(s, [Event(type="target.withdrawn", at=AT, subject="t", id=1)], 0.0) == []
+
+
+@pytest.mark.postgres
+def test_an_endpoint_created_while_an_event_is_in_flight_waits_for_it(tmp_path: Path, webhooks_pg_url: str | None) -> None:
+    """PostgreSQL (SQLite serialises writers itself): creation waits for an in-flight append, so an endpoint
+    gets exactly the events committed after its creation returned."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    from controlplane.webhooks.outbox import install_outbox, lock_endpoints
+    from tests.fakes import FakeClock
+    from tests.support import require_integration
+
+    require_integration(webhooks_pg_url is not None, "PostgreSQL not reachable at 127.0.0.1:5432")
+    wrt = FakeRuntime(tmp_path, FakeClock(), db_url=webhooks_pg_url)
+    install_outbox(wrt.store, wrt.clock)
+    ev = Event(type="target.state_changed", at=AT, subject="openai/gpt-4o", data={}, id=1)
+    with Session(wrt.store.engine) as appending:
+        enqueue(appending, [ev], AT.timestamp())  # holds the shared lock until this transaction ends
+        with Session(wrt.store.engine) as creating:
+            creating.connection().execute(text("SET LOCAL lock_timeout = '100ms'"))
+            with pytest.raises(OperationalError, match="lock timeout"):
+                lock_endpoints(creating, exclusive=True)
+        appending.commit()
+    with Session(wrt.store.engine) as creating:
+        lock_endpoints(creating, exclusive=True)  # free once the append has committed
+        creating.commit()
+    wrt.store.close()
