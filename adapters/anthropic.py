@@ -23,7 +23,7 @@ from adapters.translator import SSETranslator
 from adapters.wire.chat import as_list, content_parts, data_url, json_args, max_tokens, stop_list
 from adapters.wire import anthropic as wire
 from adapters.wire.common import ErrorInfo, json_or_none, obj
-from adapters.wire.status import is_context_message, make, ok_or_bad, status_fallback
+from adapters.wire.status import classify_answer, is_context_message, make, status_fallback
 from controlplane.domain import Classification, ErrorClass, Headroom, Scope
 from controlplane.errors import ProviderError
 
@@ -82,16 +82,7 @@ def classify_anthropic_info(
 
 def classify_anthropic(status: int, headers: Mapping[str, str], body: bytes, *, now: datetime | None = None) -> Classification:
     """Error class, scope and retry hints for one Messages API answer (2xx included)."""
-    now = now or datetime.now(UTC)
-    if 200 <= status < 300:
-        bad = ok_or_bad(status, body)
-        if bad is not None:
-            return bad
-        info = ErrorInfo.from_body(body)
-        if info.has_error:
-            return classify_anthropic_info(None, info, headers, now)
-        return Classification(ErrorClass.OK, status=status)
-    return classify_anthropic_info(status, ErrorInfo.from_body(body), headers, now)
+    return classify_answer(status, headers, body, now, classify_anthropic_info)
 
 
 # ---- request translation -------------------------------------------------------------------------

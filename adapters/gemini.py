@@ -24,7 +24,7 @@ from adapters.translator import SSETranslator
 from adapters.wire import gemini as wire
 from adapters.wire.chat import as_list, content_parts, data_url, json_args, max_tokens, stop_list
 from adapters.wire.common import ErrorInfo, json_or_none, obj
-from adapters.wire.status import is_context_message, make, ok_or_bad, status_fallback
+from adapters.wire.status import classify_answer, is_context_message, make, status_fallback
 from controlplane.domain import Classification, ErrorClass, Headroom, Scope
 from controlplane.errors import ProviderError
 
@@ -99,21 +99,18 @@ def classify_gemini_info(status: int | None, info: ErrorInfo, headers: Mapping[s
 
 def classify_gemini(status: int, headers: Mapping[str, str], body: bytes, *, now: datetime | None = None) -> Classification:
     """Error class, scope and retry hints for one Gemini answer (2xx included: a blocked prompt is client_error)."""
-    now = now or datetime.now(UTC)
-    if 200 <= status < 300:
-        bad = ok_or_bad(status, body)
-        if bad is not None:
-            return bad
-        doc = json_or_none(body)
-        info = ErrorInfo.from_body(body)
-        if info.has_error:
-            return classify_gemini_info(None, info, headers, now)
-        if isinstance(doc, dict) and not doc.get("candidates"):
-            reason = (doc.get("promptFeedback") or {}).get("blockReason") if isinstance(doc.get("promptFeedback"), dict) else None
-            if reason:
-                return Classification(ErrorClass.CLIENT_ERROR, status=status, code=str(reason), detail=f"prompt blocked: {reason}")
-        return Classification(ErrorClass.OK, status=status)
-    return classify_gemini_info(status, ErrorInfo.from_body(body), headers, now)
+    return classify_answer(status, headers, body, now, classify_gemini_info, _blocked_prompt)
+
+
+def _blocked_prompt(status: int, body: bytes) -> Classification | None:
+    """A 200 without candidates whose promptFeedback names a blockReason: the caller's prompt was refused."""
+    doc = json_or_none(body)
+    if isinstance(doc, dict) and not doc.get("candidates"):
+        feedback = doc.get("promptFeedback")
+        reason = feedback.get("blockReason") if isinstance(feedback, dict) else None
+        if reason:
+            return Classification(ErrorClass.CLIENT_ERROR, status=status, code=str(reason), detail=f"prompt blocked: {reason}")
+    return None
 
 
 # ---- request translation -------------------------------------------------------------------------

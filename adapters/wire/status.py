@@ -7,14 +7,14 @@ the status. The fallback is shared by the three families; each family module dec
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 
 from adapters.headers import parse_retry_after, parse_should_retry, retry_hint_from_message
 from adapters.wire.common import ErrorInfo, short_detail
 from controlplane.domain import Classification, ErrorClass, Scope
 
-__all__ = ["status_fallback", "make", "ok_or_bad", "SCOPE_OF", "is_context_message"]
+__all__ = ["status_fallback", "make", "ok_or_bad", "classify_answer", "SCOPE_OF", "is_context_message"]
 
 # Every "too long for this model" wording we know (OpenAI, DeepSeek, vLLM, Anthropic, Gemini, Together…).
 _CONTEXT = re.compile(
@@ -123,3 +123,29 @@ def ok_or_bad(status: int, body: bytes) -> Classification | None:
     if body.lstrip()[:1] == b"<":
         return Classification(ErrorClass.BAD_RESPONSE, status=status, code="html", detail="HTML page instead of an API answer")
     return None
+
+
+InfoClassifier = Callable[[int | None, ErrorInfo, Mapping[str, str], datetime], Classification]
+
+
+def classify_answer(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: datetime | None,
+    by_info: InfoClassifier,
+    ok_check: Callable[[int, bytes], Classification | None] | None = None,
+) -> Classification:
+    """Every family's `classify()`: a 2xx can still be garbage or carry an error object (classified by the
+    family's `by_info` with status None, as in-stream errors are); `ok_check` may veto a clean 2xx."""
+    now = now or datetime.now(UTC)
+    if 200 <= status < 300:
+        bad = ok_or_bad(status, body)
+        if bad is not None:
+            return bad
+        info = ErrorInfo.from_body(body)
+        if info.has_error:
+            return by_info(None, info, headers, now)
+        vetoed = ok_check(status, body) if ok_check is not None else None
+        return vetoed or Classification(ErrorClass.OK, status=status)
+    return by_info(status, ErrorInfo.from_body(body), headers, now)
