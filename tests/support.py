@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import random
 import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
-__all__ = ["free_port", "require_integration", "REQUIRE_INTEGRATION"]
+__all__ = ["free_port", "require_integration", "REQUIRE_INTEGRATION", "PG_ADMIN", "pg_database"]
 
 REQUIRE_INTEGRATION = os.environ.get("TURNOUT_REQUIRE_INTEGRATION") == "1"
 
@@ -52,3 +55,26 @@ def require_integration(available: bool, reason: str) -> None:
     if REQUIRE_INTEGRATION:
         pytest.fail(f"integration prerequisite missing (TURNOUT_REQUIRE_INTEGRATION=1): {reason}")
     pytest.skip(reason)
+
+
+PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3"
+
+
+@contextmanager
+def pg_database(prefix: str = "turnout_test") -> Iterator[str | None]:
+    """A fresh PostgreSQL database (dropped afterwards, even with connections left open), as a SQLAlchemy URL;
+    None when the server is not reachable (callers decide: require_integration, or a skipped variant)."""
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except Exception:  # any failure to connect means "not available here"
+        yield None
+        return
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -10,9 +10,8 @@ import signal
 import subprocess
 import sys
 import threading
-import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +21,11 @@ import yaml
 
 from adapters.sim import Simulator
 from tests.chaos.conftest import PROVIDER_KEY, turnout_config
-from tests.support import free_port
+from tests.support import PG_ADMIN, free_port
+from tests.support import pg_database as support_pg_database
 
 __all__ = ["Serve", "until", "pg_database", "PG_ADMIN"]
 
-PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3"
 
 
 async def until(predicate: Callable[[], Awaitable[Any]], timeout: float = 30.0, what: str = "condition") -> Any:
@@ -117,20 +116,6 @@ class Serve:
         return (await self.get(http, "/readyz"))[0] == 200
 
 
-@contextmanager
-def pg_database() -> Iterator[str | None]:
+def pg_database() -> AbstractContextManager[str | None]:
     """A fresh PostgreSQL database for one test (dropped after); None when the server is not reachable."""
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            name = f"turnout_chaos_{uuid.uuid4().hex[:10]}"
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except Exception:  # any failure to connect means "not available here"
-        yield None
-        return
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return support_pg_database("turnout_chaos")

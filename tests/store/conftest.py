@@ -2,44 +2,19 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from controlplane.store import Store
 from tests.fakes import FakeClock
-from tests.support import require_integration
-
-PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3"
-
-
-def _pg_available() -> bool:
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_ADMIN):
-            return True
-    except Exception:  # any failure to connect means "not available here"
-        return False
-
+from tests.support import pg_database, require_integration
 
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str | None]:
     """A fresh PostgreSQL database for this test session (dropped at the end); None when unreachable."""
-    if not _pg_available():
-        yield None
-        return
-    import psycopg
-
-    name = f"turnout_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with pg_database("turnout_test") as url:
+        yield url
 
 
 def _reset_pg(url: str) -> None:

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import json
 import random
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from controlplane.webhooks.outbox import install_outbox
 from controlplane.webhooks.signing import generate_secret
 from tests.api.fakes import FakeRuntime
 from tests.fakes import FakeClock
-from tests.support import require_integration
+from tests.support import pg_database, require_integration
 
 
 class ScriptedDispatcher(Dispatcher):
@@ -70,26 +69,11 @@ def make_dispatcher(rt: FakeRuntime, script: dict[str, list[bool | int]], config
     )
 
 
-PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3"
-
-
 @pytest.fixture(scope="session")
 def webhooks_pg_url() -> Iterator[str | None]:
     """A PostgreSQL database of our own for this session (dropped at the end); None when unreachable."""
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            name = f"turnout_wh_{uuid.uuid4().hex[:10]}"
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except Exception:  # not reachable here: the postgres cases skip (or fail under TURNOUT_REQUIRE_INTEGRATION)
-        yield None
-        return
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with pg_database("turnout_wh") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
