@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import random
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
-__all__ = ["free_port", "require_integration", "REQUIRE_INTEGRATION", "PG_ADMIN", "pg_database"]
+__all__ = ["free_port", "require_integration", "REQUIRE_INTEGRATION", "PG_ADMIN", "pg_database", "until"]
 
 REQUIRE_INTEGRATION = os.environ.get("TURNOUT_REQUIRE_INTEGRATION") == "1"
 
@@ -78,3 +81,21 @@ def pg_database(prefix: str = "turnout_test") -> Iterator[str | None]:
     finally:
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition", *, interval: float = 0.02) -> Any:
+    """Poll `predicate()` (plain or async) until it returns something truthy, and return that; fail at the deadline.
+
+    For conditions a real server or subprocess reaches on its own: the test decides nothing on timing, it only
+    bounds how long it waits."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            pytest.fail(f"{what} not reached within {timeout:g} s")
+        await asyncio.sleep(interval)

@@ -4,42 +4,24 @@ it), wait for conditions with a deadline, and stop it cleanly."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 import yaml
 
 from adapters.sim import Simulator
 from tests.chaos.conftest import PROVIDER_KEY, turnout_config
-from tests.support import PG_ADMIN, free_port
+from tests.support import PG_ADMIN, free_port, until
 from tests.support import pg_database as support_pg_database
 
 __all__ = ["Serve", "until", "pg_database", "PG_ADMIN"]
-
-
-
-async def until(predicate: Callable[[], Awaitable[Any]], timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll an async predicate until it returns something truthy; fail at the deadline (a subprocess has no clock
-    we can drive, so this bounded wait is the one place the chaos suite waits on real time)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if loop.time() > deadline:
-            pytest.fail(f"{what} not reached within {timeout:g}s")
-        await asyncio.sleep(0.1)
 
 
 class Serve:

@@ -26,7 +26,7 @@ from adapters.sim import Simulator
 from controlplane.config import parse_config
 from controlplane.errors import ConfigError
 from controlplane.httpserver import GuardedAppRunner
-from tests.chaos.conftest import PROVIDER_KEY, SOAK, parse, sim_config, turnout_config
+from tests.chaos.conftest import SOAK, parse, sim_config, turnout_config
 from tests.dataplane.helpers import Rt, StaticTables, make_table
 from tests.fakes import FakeClock
 from tests.support import free_port

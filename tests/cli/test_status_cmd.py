@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from controlplane.cli import main
 from tests.cli.stub_api import StubApi, sample_table
-from tests.support import free_port
+from tests.support import free_port, until
 
 
 @pytest.fixture
@@ -23,13 +23,6 @@ async def api(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[StubApi]:
     await stub.start(free_port())
     yield stub
     await stub.stop()
-
-
-async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Yield to the loop until `cond` holds (a readiness check, not a timing assumption)."""
-    async with asyncio.timeout(timeout):
-        while not cond():
-            await asyncio.sleep(0.01)
 
 
 async def run_cli(*argv: str) -> int:
@@ -44,7 +37,7 @@ async def run_cli(*argv: str) -> int:
         try:
             rc = main(list(argv))
         except BaseException as exc:  # handed to the test
-            loop.call_soon_threadsafe(lambda: done.done() or done.set_exception(exc))
+            loop.call_soon_threadsafe(lambda e=exc: done.done() or done.set_exception(e))  # `exc` is unbound after the block
         else:
             loop.call_soon_threadsafe(lambda: done.done() or done.set_result(rc))
 

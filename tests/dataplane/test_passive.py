@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 
@@ -11,17 +10,11 @@ import pytest
 
 from adapters.proxy import DATA_STATE
 from tests.dataplane.conftest import Env
+from tests.support import until as _until
 
 pytestmark = pytest.mark.integration
 
 BODY = {"model": "main", "messages": [{"role": "user", "content": "hi"}]}
-
-
-async def _until(cond: Callable[[], bool]) -> None:
-    """Wait for a condition the server side reaches on its own (bounded; no timing decision is made on it)."""
-    async with asyncio.timeout(10):
-        while not cond():
-            await asyncio.sleep(0.01)
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -9,7 +9,6 @@ table version sequence resume (no version lower than one already published).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -30,6 +29,7 @@ from controlplane.domain import ErrorClass, State
 from controlplane.runtime import Runtime
 from tests.fakes import FakeClock
 from tests.support import free_port
+from tests.support import until as _until
 
 pytestmark = pytest.mark.integration
 
@@ -112,18 +112,6 @@ async def test_every_target_is_observed_and_a_fault_changes_the_class_within_one
 async def _get(session: aiohttp.ClientSession, url: str) -> Any:
     async with session.get(url) as resp:
         return resp.status, (await resp.json() if resp.content_type == "application/json" else await resp.text())
-
-
-async def _until(predicate: Any, timeout: float = 30.0) -> Any:
-    """Poll `predicate()` (async) until it returns something truthy; fail at the deadline."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail("condition not reached in time")
-        await asyncio.sleep(0.1)
 
 
 def _spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:

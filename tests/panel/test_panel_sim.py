@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -17,6 +16,7 @@ from sqlmodel import Session
 from adapters.proxy import DATA_STATE
 from controlplane.decisions import DecisionRow
 from tests.panel.conftest import ANSWERS, MSG, PRICES, Env
+from tests.support import until as _until
 
 pytestmark = pytest.mark.integration
 
@@ -265,13 +265,6 @@ async def test_members_refusing_the_request_return_the_client_error(make_env: Ma
     assert doc["error"]["type"] == "invalid_request_error"
     assert env.judge.bodies == [] and env.synth.bodies == []
     assert env.sim.requests("gg") == 0  # a refused request is not retried on a replacement
-
-
-async def _until(cond: Callable[[], bool]) -> None:
-    """Wait for a condition the server side reaches on its own (bounded; no timing decision is made on it)."""
-    async with asyncio.timeout(10):
-        while not cond():
-            await asyncio.sleep(0.01)
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -28,6 +28,7 @@ import yaml
 from adapters.sim.simulator import Simulator
 from controlplane.leader import pg_conninfo
 from tests.support import free_port
+from tests.support import until as _until
 from tests.webhooks.receiver import Receiver
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.slow]
@@ -117,17 +118,6 @@ class Cluster:
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.tmp.glob("*.log")))
-
-
-async def _until(predicate: Any, timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} not reached within {timeout:.0f} s")
-        await asyncio.sleep(0.05)
 
 
 async def _get_json(http: aiohttp.ClientSession, url: str) -> Any:

@@ -3,7 +3,6 @@ follows the table through the store; on a hand-over the new leader resumes break
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -13,15 +12,9 @@ from controlplane.runtime import Runtime
 from controlplane.table import Table
 from tests.scaleout.helpers import small_config
 from tests.support import free_port
+from tests.support import until as _until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.integration]
-
-
-async def _until(pred: object, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not pred():  # type: ignore[operator]
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ decrement; held requests let go on clear and on shutdown (nothing leaks)."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import aiohttp
 import pytest
@@ -12,17 +11,9 @@ import pytest
 from adapters.sim import Simulator
 from tests.fakes import FakeClock
 from tests.sim.conftest import SIM_CONFIG, call, request_for
+from tests.support import until as _until
 
 pytestmark = pytest.mark.integration
-
-
-async def _until(predicate: Any, what: str) -> None:
-    """Yield to the loop until the simulator has seen the request (bounded; no fixed sleep)."""
-    for _ in range(500):
-        if predicate():
-            return
-        await asyncio.sleep(0.002)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def test_refused_closes_only_that_providers_listener(sim: Simulator, http: aiohttp.ClientSession) -> None:
@@ -76,7 +67,7 @@ async def test_hang_holds_headers_until_the_fault_clears(sim: Simulator, http: a
         async with http.post(url, json=body, headers=headers, timeout=aiohttp.ClientTimeout(total=0.2)):
             pass
     pending = asyncio.ensure_future(call(http, sim, "oa"))
-    await _until(lambda: sim.requests("oa") == 2, "the second request")
+    await _until(lambda: sim.requests("oa") == 2, what="the second request", interval=0.002)
     assert not pending.done()
     sim.clear_faults("oa")
     status, _, _ = await asyncio.wait_for(pending, 5)
@@ -107,7 +98,7 @@ async def test_stopping_releases_held_requests() -> None:
     async with sim, aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
         sim.set_fault("oa", "hang")
         pending = asyncio.ensure_future(call(http, sim, "oa"))
-        await _until(lambda: sim.requests("oa") == 1, "the request")
+        await _until(lambda: sim.requests("oa") == 1, what="the request", interval=0.002)
     with pytest.raises(aiohttp.ClientError):
         await asyncio.wait_for(pending, 5)
 

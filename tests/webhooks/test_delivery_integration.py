@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,20 +21,12 @@ from controlplane.webhooks.service import start_dispatcher
 from controlplane.webhooks.signing import generate_secret
 from tests.api.conftest import ADMIN
 from tests.api.fakes import FakeRuntime
+from tests.support import until
 from tests.webhooks.conftest import deliveries
 from tests.webhooks.receiver import Receiver, types
 
 pytestmark = pytest.mark.integration
 FAST = (0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07)
-
-
-async def until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait for a condition with a deadline (polls the event loop; not a fixed sleep)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not cond():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.005)
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ import yaml
 
 from adapters.sim.simulator import Simulator
 from tests.support import free_port
+from tests.support import until as _until
 from tests.webhooks.receiver import Receiver, types
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -58,17 +59,6 @@ def _spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "controlplane.cli", "serve", "-c", str(config), "--role", "control"],
                             cwd=str(config.parent), env={**os.environ, "PYTHONUNBUFFERED": "1"},
                             stdout=log.open("ab"), stderr=subprocess.STDOUT)
-
-
-async def _until(predicate: Any, timeout: float = 40.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail("condition not reached in time")
-        await asyncio.sleep(0.1)
 
 
 def _deliveries(db: Path, endpoint: str) -> list[tuple[str, int, str]]:
