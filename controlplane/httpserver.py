@@ -1,15 +1,18 @@
 """Turnout's HTTP listeners: an aiohttp AppRunner whose protocol answers an oversized request head the way
-HTTP says (431 for headers, 414 for the request line) and never quotes the client's own bytes back.
+HTTP says (431 for headers, 414 for the request line) and never quotes the client's own bytes back — not in
+the answer, not in the log.
 
-aiohttp's parser refuses such requests itself, before any handler or middleware runs, and answers
-`400` with the first 100 bytes of the offending line in the body — for an `Authorization` header that is
-the caller's token. Everything else about the listener is stock aiohttp.
+aiohttp's parser refuses such requests itself, before any handler or middleware runs, answers `400` with the
+first 100 bytes of the offending line in the body and logs a traceback whose message quotes them too — for an
+`Authorization` header that is the caller's token. Everything else about the listener is stock aiohttp.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
-from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+from typing import Any
+
+from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
@@ -29,6 +32,15 @@ def head_error_status(exc: BaseException | None, status: int) -> int:
 
 
 class _GuardedHandler(RequestHandler):
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        exc = kw.get("exc_info")
+        if isinstance(exc, HttpProcessingError):  # one line, without the refused bytes or a traceback
+            remote = args[1] if len(args) > 1 else "?"
+            self.logger.warning("malformed request from %s refused (%s, HTTP %s)", remote, type(exc).__name__,
+                                head_error_status(exc, exc.code))
+            return
+        super().log_exception(*args, **kw)
+
     def handle_error(
         self,
         request: BaseRequest,

@@ -42,24 +42,7 @@ def configure_logging(level: str = "info") -> None:
     # APScheduler logs every job run at INFO: thousands of lines a minute with many targets.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    server_log = logging.getLogger("aiohttp.server")
-    if not any(isinstance(f, _MalformedRequestFilter) for f in server_log.filters):
-        server_log.addFilter(_MalformedRequestFilter())
-
-
-class _MalformedRequestFilter(logging.Filter):
-    """aiohttp logs a traceback for every malformed request, and the exception quotes the offending bytes (an
-    oversized `Authorization` header puts its token in the log). One line, without the bytes, is enough."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        from aiohttp.http_exceptions import HttpProcessingError
-
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, HttpProcessingError):
-            record.msg, record.args = "%s: malformed request refused (%s, HTTP %s)", (record.getMessage(), type(exc).__name__, exc.code)
-            record.exc_info, record.exc_text = None, None
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-        return True
+    # Malformed requests are logged in one line without their bytes by controlplane.httpserver's listener.
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from controlplane.breaker import Breaker
 from controlplane.config import BreakerConfig
 from controlplane.domain import ErrorClass, Observation, Source, State
@@ -63,23 +65,30 @@ def test_a_key_in_the_wrong_field_is_not_printed_by_the_config_error() -> None:
     assert info.value.field == "providers.a.base_url"
 
 
-def test_malformed_request_logs_one_line_without_the_offending_bytes() -> None:
+async def test_malformed_request_logs_one_line_without_the_offending_bytes(caplog: pytest.LogCaptureFixture) -> None:
     # Found by test_sentinel_secrets_…: an oversized Authorization header put its token (and a traceback) in the
-    # serve log through aiohttp's "Error handling request" record.
+    # serve log through aiohttp's "Error handling request" record. Every Turnout listener uses GuardedAppRunner.
+    import asyncio
     import logging
 
-    from aiohttp.http_exceptions import LineTooLong
+    from aiohttp import web
 
-    from controlplane.commands.serve_cmd import _MalformedRequestFilter
+    from controlplane.httpserver import GuardedAppRunner
+    from tests.support import free_port
 
+    runner = GuardedAppRunner(web.Application(), access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        raise LineTooLong(b"Bearer sk-secret-token" + b"a" * 100, 8190)
-    except LineTooLong:
-        import sys
-
-        record = logging.LogRecord("aiohttp.server", logging.ERROR, __file__, 1, "Error handling request from %s",
-                                   ("127.0.0.1",), sys.exc_info())
-    assert _MalformedRequestFilter().filter(record)
-    text = logging.Formatter("%(levelname)s %(message)s").format(record)
-    assert "sk-secret-token" not in text and "Traceback" not in text and "\n" not in text
-    assert text.startswith("WARNING Error handling request from 127.0.0.1: malformed request refused (LineTooLong")
+        with caplog.at_level(logging.DEBUG, logger="aiohttp.server"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-secret-token" + b"a" * 20_000 + b"\r\n\r\n")
+            answer = await reader.read()  # the listener answers and closes
+            writer.close()
+    finally:
+        await runner.cleanup()
+    assert answer.split()[1] == b"431" and b"sk-secret-token" not in answer
+    records = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert len(records) == 1 and records[0].levelno == logging.WARNING and records[0].exc_info is None
+    assert "sk-secret-token" not in records[0].getMessage() and "LineTooLong" in records[0].getMessage()
