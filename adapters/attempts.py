@@ -14,11 +14,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import orjson
 
 from adapters.base import Adapter, StreamItem, StreamTranslator, UpstreamRequest
+from adapters.calls import MAX_BODY_BYTES
 from adapters.selection import Candidate
+from adapters.transport import (UpstreamBodyTooLarge, UpstreamClosed, UpstreamConnectError, UpstreamPool,
+                                UpstreamProtocolError, UpstreamResponse)
 from controlplane.clock import Clock
 from controlplane.domain import Classification, ErrorClass, Headroom
 from controlplane.errors import ProviderError
@@ -26,6 +28,8 @@ from controlplane.errors import ProviderError
 __all__ = ["Timeouts", "Opened", "StreamEnd", "UpstreamAttempt", "ClientGone", "sse_error_event"]
 
 _ERROR_BODY_LIMIT = 1 << 20  # an error body larger than this is garbage anyway; never buffer a 10 MB page
+# Failures while reading an answer that has started: cut off, reset, not HTTP, undecodable.
+_READ_ERRORS = (UpstreamClosed, UpstreamProtocolError, UpstreamBodyTooLarge, OSError)
 _DONE = b"data: [DONE]\n\n"
 
 
@@ -74,6 +78,22 @@ def _fail(error_class: ErrorClass, detail: str, status: int | None = None) -> Cl
     return Classification(error_class, status=status, detail=detail)
 
 
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _before_answer(exc: Exception) -> Classification:
+    """The class of a failure before any answer: no connection, a connection dropped, or bytes that are not HTTP."""
+    if isinstance(exc, UpstreamConnectError):
+        detail = "connect timeout" if "timeout" in str(exc) else f"cannot connect: {exc}"
+        return _fail(ErrorClass.CONNECT, detail)
+    if isinstance(exc, UpstreamProtocolError):
+        return _fail(ErrorClass.BAD_RESPONSE, f"unreadable answer: {exc}")
+    if isinstance(exc, OSError):  # UpstreamClosed (a ConnectionError) and resets
+        return _fail(ErrorClass.CONNECT, f"connection failed before a response: {_why(exc)}")
+    raise exc
+
+
 def sse_error_event(c: Classification) -> bytes:
     """The OpenAI-style mid-stream error event that ends a client stream."""
     err = {"message": c.detail or f"upstream {c.error_class}", "type": "upstream_error", "code": str(c.error_class), "param": None}
@@ -85,23 +105,22 @@ class UpstreamAttempt:
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        pool: UpstreamPool,
         adapter: Adapter,
         cand: Candidate,
         body: dict[str, Any],
         *,
         stream: bool,
         timeouts: Timeouts,
-        client_timeout: aiohttp.ClientTimeout,
         clock: Clock,
         deadline: float,
         include_usage: bool = True,
     ) -> None:
         self.cand, self.adapter, self.stream = cand, adapter, stream
-        self._session, self._body, self._timeouts = session, body, timeouts
-        self._client_timeout, self._clock, self._deadline = client_timeout, clock, deadline
+        self._pool, self._body, self._timeouts = pool, body, timeouts
+        self._clock, self._deadline = clock, deadline
         self._include_usage = include_usage  # False: drop the usage-only chunk we asked the upstream for
-        self._resp: aiohttp.ClientResponse | None = None
+        self._resp: UpstreamResponse | None = None
         self._translator: StreamTranslator | None = None
         self._t0 = 0.0
         self._ttft: float | None = None
@@ -117,18 +136,11 @@ class UpstreamAttempt:
             return await self._json(req, first_byte_at)
         try:
             async with asyncio.timeout_at(first_byte_at):
-                self._resp = await self._session.request(
-                    req.method, req.url, headers=req.headers, data=req.body, timeout=self._client_timeout
-                )
-        except aiohttp.ConnectionTimeoutError:  # before TimeoutError: aiohttp's connect timeout is one too
-            return Opened(_fail(ErrorClass.CONNECT, "connect timeout"))
+                self._resp = await self._pool.request(req.method, req.url, req.headers, req.body)
         except TimeoutError:
             return Opened(_fail(ErrorClass.TIMEOUT, "no response headers within the first-byte timeout"))
-        except aiohttp.ClientConnectorError as exc:
-            return Opened(_fail(ErrorClass.CONNECT, f"cannot connect: {type(exc).__name__}"))
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError) as exc:
-            # ConnectionTimeoutError (connect timeout), resets and disconnects before any response.
-            return Opened(_fail(ErrorClass.CONNECT, f"connection failed before a response: {type(exc).__name__}"))
+        except Exception as exc:
+            return Opened(_before_answer(exc))
         resp = self._resp
         headroom = self._headroom(resp)
         if resp.status >= 300:
@@ -137,25 +149,21 @@ class UpstreamAttempt:
 
     async def _json(self, req: UpstreamRequest, first_byte_at: float) -> Opened:
         """A non-streamed answer: one timeout covers headers and body (its first byte comes only once it is all generated)."""
-        resp: aiohttp.ClientResponse | None = None
+        resp: UpstreamResponse | None = None
         try:
             async with asyncio.timeout_at(first_byte_at):
-                resp = self._resp = await self._session.request(
-                    req.method, req.url, headers=req.headers, data=req.body, timeout=self._client_timeout
-                )
+                resp = self._resp = await self._pool.request(req.method, req.url, req.headers, req.body)
                 ok_status = 200 <= resp.status < 300
-                body = await resp.read() if ok_status else await resp.content.read(_ERROR_BODY_LIMIT)
-        except aiohttp.ConnectionTimeoutError:
-            return Opened(_fail(ErrorClass.CONNECT, "connect timeout"))
+                body = await resp.read(MAX_BODY_BYTES) if ok_status else await resp.read_prefix(_ERROR_BODY_LIMIT)
         except TimeoutError:
             status = resp.status if resp is not None else None
             return Opened(_fail(ErrorClass.TIMEOUT, "no complete answer within the first-byte timeout", status))
-        except aiohttp.ClientConnectorError as exc:
-            return Opened(_fail(ErrorClass.CONNECT, f"cannot connect: {type(exc).__name__}"))
-        except (aiohttp.ClientError, OSError) as exc:
+        except Exception as exc:
             if resp is None:
-                return Opened(_fail(ErrorClass.CONNECT, f"connection failed before a response: {type(exc).__name__}"))
-            return Opened(_fail(ErrorClass.BAD_RESPONSE, f"response body cut short: {type(exc).__name__}", resp.status))
+                return Opened(_before_answer(exc))
+            if not isinstance(exc, _READ_ERRORS):
+                raise
+            return Opened(_fail(ErrorClass.BAD_RESPONSE, f"response body cut short or unreadable: {_why(exc)}", resp.status))
         latency = self._clock.monotonic() - self._t0
         headroom = self._headroom(resp)
         if not ok_status:
@@ -169,37 +177,37 @@ class UpstreamAttempt:
         return Opened(Classification(ErrorClass.OK, status=resp.status), latency_s=latency, ttft_s=latency,
                       headroom=headroom, body=body, response=parsed)
 
-    def _headroom(self, resp: aiohttp.ClientResponse) -> Headroom | None:
+    def _headroom(self, resp: UpstreamResponse) -> Headroom | None:
         try:
             return self.adapter.headroom(resp.headers, self._clock.wall())
         except Exception:  # a header we cannot read must not fail a request that succeeded
             return None
 
-    async def _read_error(self, resp: aiohttp.ClientResponse, headroom: Headroom | None, first_byte_at: float) -> Opened:
+    async def _read_error(self, resp: UpstreamResponse, headroom: Headroom | None, first_byte_at: float) -> Opened:
         """A stream request answered with an error status: read (a capped amount of) the body and classify it."""
         try:
             async with asyncio.timeout_at(first_byte_at):
-                body = await resp.content.read(_ERROR_BODY_LIMIT)
+                body = await resp.read_prefix(_ERROR_BODY_LIMIT)
         except TimeoutError:
             return Opened(_fail(ErrorClass.TIMEOUT, "error body not complete in time", resp.status), headroom=headroom)
-        except (aiohttp.ClientError, OSError) as exc:
-            return Opened(_fail(ErrorClass.BAD_RESPONSE, f"error body cut short: {type(exc).__name__}", resp.status), headroom=headroom)
+        except _READ_ERRORS as exc:
+            return Opened(_fail(ErrorClass.BAD_RESPONSE, f"error body cut short: {_why(exc)}", resp.status), headroom=headroom)
         return Opened(self._classify(resp, body), latency_s=self._clock.monotonic() - self._t0, headroom=headroom, body=body)
 
-    def _classify(self, resp: aiohttp.ClientResponse, body: bytes) -> Classification:
+    def _classify(self, resp: UpstreamResponse, body: bytes) -> Classification:
         try:
             return self.adapter.classify(resp.status, resp.headers, body)
         except Exception as exc:
             return _fail(ErrorClass.BAD_RESPONSE, f"unclassifiable error answer: {type(exc).__name__}", resp.status)
 
-    async def _first_chunk(self, resp: aiohttp.ClientResponse, headroom: Headroom | None, first_byte_at: float) -> Opened:
+    async def _first_chunk(self, resp: UpstreamResponse, headroom: Headroom | None, first_byte_at: float) -> Opened:
         """Read until the first real chunk; keep-alives and pings do not count as progress (TTFT timeout)."""
         tr = self._translator = self.adapter.stream_translator(model=self.cand.model)
         buffered: list[StreamItem] = []
         try:
             async with asyncio.timeout_at(first_byte_at):
                 while True:
-                    data = await resp.content.readany()
+                    data = await resp.readany()
                     items = tr.feed(data) if data else tr.close()
                     for item in items:
                         if item.kind == "error":
@@ -215,8 +223,8 @@ class UpstreamAttempt:
                         return Opened(_fail(ErrorClass.BAD_RESPONSE, "stream closed before any chunk", resp.status), headroom=headroom)
         except TimeoutError:
             return Opened(_fail(ErrorClass.TIMEOUT, "no chunk within the first-byte timeout", resp.status), headroom=headroom)
-        except (aiohttp.ClientError, OSError) as exc:
-            return Opened(_fail(ErrorClass.BAD_RESPONSE, f"stream cut before any chunk: {type(exc).__name__}", resp.status), headroom=headroom)
+        except _READ_ERRORS as exc:
+            return Opened(_fail(ErrorClass.BAD_RESPONSE, f"stream cut before any chunk: {_why(exc)}", resp.status), headroom=headroom)
         except Exception as exc:  # translator bug on odd bytes: classified, never a crash
             return Opened(_fail(ErrorClass.BAD_RESPONSE, f"unreadable stream: {type(exc).__name__}", resp.status), headroom=headroom)
         latency = self._clock.monotonic() - self._t0
@@ -266,12 +274,12 @@ class UpstreamAttempt:
             while True:
                 try:
                     async with asyncio.timeout_at(progress_at):
-                        data = await resp.content.readany()
+                        data = await resp.readany()
                 except TimeoutError:
                     c = _fail(ErrorClass.TIMEOUT, "stream stalled after content was forwarded", resp.status)
                     await emit(sse_error_event(c))
                     return self._end(c)
-                except (aiohttp.ClientError, OSError) as exc:
+                except _READ_ERRORS as exc:
                     data, cut = b"", exc
                 else:
                     cut = None

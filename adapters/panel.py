@@ -141,9 +141,9 @@ class PanelRun:
     # -- one upstream call ------------------------------------------------------------------------
     def attempt(self, cand: Candidate, body: dict[str, Any], *, stream: bool, deadline: float) -> UpstreamAttempt:
         st = self.st
-        assert st.session is not None
-        return UpstreamAttempt(st.session, st.adapter(cand.adapter), cand, body, stream=stream, timeouts=st.timeouts,
-                               client_timeout=st.client_timeout, clock=st.rt.clock, deadline=deadline)
+        assert st.pool is not None
+        return UpstreamAttempt(st.pool, st.adapter(cand.adapter), cand, body, stream=stream, timeouts=st.timeouts,
+                               clock=st.rt.clock, deadline=deadline)
 
     def record(self, stage: str, cand: Candidate, c: Classification, latency: float | None, *, slot: int | None = None,
                usage: Any = None, outcome: str | None = None, observe: bool = True, ttft: float | None = None,

@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import orjson
 from aiohttp import web
 
@@ -26,6 +25,7 @@ from adapters.base import Adapter
 from adapters.hedging import hedged_open
 from adapters.preferences import PreferenceError, Preferences, parse_preferences
 from adapters.selection import Candidate, Plan, Selector
+from adapters.transport import UpstreamPool
 from controlplane.decisions import Decision, DecisionLog, cost_usd
 from controlplane.domain import Classification, ErrorClass, Observation, Source
 
@@ -76,7 +76,7 @@ class _Request:
 
 
 class DataPlaneState:
-    """Per-app state: the runtime, the pooled upstream session, the selector and the decision log."""
+    """Per-app state: the runtime, the pooled upstream connections, the selector and the decision log."""
 
     def __init__(self, rt: Any, adapters: Mapping[str, Adapter] | None, rand: Callable[[], float]) -> None:
         self.rt = rt
@@ -84,7 +84,7 @@ class DataPlaneState:
         self.selector = Selector(cfg, rand)
         self.rand = rand
         self._adapters: dict[str, Adapter] = dict(adapters or {})
-        self.session: aiohttp.ClientSession | None = None
+        self.pool: UpstreamPool | None = None
         self.decisions: DecisionLog | None = None
         self._children: dict[tuple[Any, ...], Any] = {}
         self._apply(cfg)
@@ -92,7 +92,8 @@ class DataPlaneState:
     def _apply(self, cfg: Any) -> None:
         dp = cfg.dataplane
         self.timeouts = Timeouts(connect=dp.connect_timeout, first_byte=dp.first_byte_timeout, stall=dp.stall_timeout)
-        self.client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=dp.connect_timeout)
+        if self.pool is not None:
+            self.pool.connect_timeout = dp.connect_timeout
         self.models_body = orjson.dumps({"object": "list", "data": [
             {"id": r.name, "object": "model", "created": 0, "owned_by": "turnout"} for r in cfg.routes]})
 
@@ -141,9 +142,8 @@ def build_data_app(rt: Any, *, adapters: Mapping[str, Adapter] | None = None,
 
 async def _startup(app: web.Application) -> None:
     st = app[DATA_STATE]
-    # One pooled keep-alive session for all upstreams (per-host pools inside the connector), never per request.
-    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60, ttl_dns_cache=300)
-    st.session = aiohttp.ClientSession(connector=connector, auto_decompress=True, cookie_jar=aiohttp.DummyCookieJar())
+    # One pool of keep-alive connections for all upstreams (an idle list per origin), never a client per request.
+    st.pool = UpstreamPool(connect_timeout=st.rt.config.dataplane.connect_timeout)
     store = getattr(st.rt, "store", None)
     engine = getattr(store, "engine", store)
     st.decisions = DecisionLog(engine, st.rt.clock, retention_s=st.rt.config.dataplane.decision_log_retention)
@@ -157,8 +157,8 @@ async def _cleanup(app: web.Application) -> None:
             await st.decisions.stop()
         except Exception:  # the store is gone at shutdown: the records are lost, the shutdown is not
             pass
-    if st.session is not None:
-        await st.session.close()
+    if st.pool is not None:
+        await st.pool.close()
 
 
 async def _models(request: web.Request) -> web.Response:
@@ -287,9 +287,9 @@ async def _serve(request: web.Request, st: DataPlaneState, req: _Request, t0: fl
 
 
 def _attempt(st: DataPlaneState, cand: Candidate, req: _Request, deadline: float) -> UpstreamAttempt:
-    assert st.session is not None
-    return UpstreamAttempt(st.session, st.adapter(cand.adapter), cand, req.body, stream=req.stream, timeouts=st.timeouts,
-                           client_timeout=st.client_timeout, clock=st.rt.clock, deadline=deadline, include_usage=req.include_usage)
+    assert st.pool is not None
+    return UpstreamAttempt(st.pool, st.adapter(cand.adapter), cand, req.body, stream=req.stream, timeouts=st.timeouts,
+                           clock=st.rt.clock, deadline=deadline, include_usage=req.include_usage)
 
 
 def _observe(st: DataPlaneState, cand: Candidate, c: Classification, latency: float | None, ttft: float | None,
