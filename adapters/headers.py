@@ -144,13 +144,12 @@ def headroom_from_headers(headers: Mapping[str, str], now: datetime, family: Hea
     h = lower_headers(headers)
     best: tuple[float, str, float | None] | None = None
     remaining_by_dim: dict[str, float] = {}
-    for dim in _DIMENSIONS[family]:
-        limit = _number(h.get(_key(family, "limit", dim)))
-        remaining = _number(h.get(_key(family, "remaining", dim)))
+    for name, limit_key, remaining_key, reset_key in _KEYS[family]:
+        limit = _number(h.get(limit_key))
+        remaining = _number(h.get(remaining_key))
         if remaining is None or remaining < 0:  # -1 placeholders (Azure) mean unknown
             continue
-        reset_s = _reset_seconds(h.get(_key(family, "reset", dim)), now, family)
-        name = dim.replace("-", "_")
+        reset_s = _reset_seconds(h.get(reset_key), now, family)
         if limit is None or limit <= 0:
             # Azure sometimes sends only `remaining`: no ratio, but still worth reporting what is left.
             remaining_by_dim[name] = remaining
@@ -177,6 +176,14 @@ def _key(family: HeaderFamily, field: str, dim: str) -> str:
     # OpenAI: x-ratelimit-limit-requests; Anthropic: anthropic-ratelimit-requests-limit
     prefix = _PREFIX[family]
     return f"{prefix}{field}-{dim}" if family == "openai" else f"{prefix}{dim}-{field}"
+
+
+# Per family, per dimension: (name, limit header, remaining header, reset header), built once (read per answer).
+_KEYS: dict[HeaderFamily, list[tuple[str, str, str, str]]] = {
+    family: [(dim.replace("-", "_"), _key(family, "limit", dim), _key(family, "remaining", dim), _key(family, "reset", dim))
+             for dim in dims]
+    for family, dims in (("openai", _DIMENSIONS["openai"]), ("anthropic", _DIMENSIONS["anthropic"]))
+}
 
 
 def _reset_seconds(value: str | None, now: datetime, family: HeaderFamily) -> float | None:

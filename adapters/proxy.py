@@ -94,6 +94,7 @@ class DataPlaneState:
         self.timeouts = Timeouts(connect=dp.connect_timeout, first_byte=dp.first_byte_timeout, stall=dp.stall_timeout)
         if self.pool is not None:
             self.pool.connect_timeout = dp.connect_timeout
+        self.routes = {r.name: r for r in cfg.routes}  # read per request: a dict, not a scan of the config
         self.models_body = orjson.dumps({"object": "list", "data": [
             {"id": r.name, "object": "model", "created": 0, "owned_by": "turnout"} for r in cfg.routes]})
 
@@ -201,7 +202,7 @@ async def _chat(request: web.Request) -> web.StreamResponse:
         prefs = parse_preferences(body, request.headers)
     except PreferenceError as exc:
         return _bad_request(exc.field, exc.problem)
-    route_cfg = cfg.route(model)
+    route_cfg = st.routes.get(model)
     if route_cfg is not None and route_cfg.mode == "panel":
         from adapters.panel import handle_panel  # late: the panel module imports this one's types
 

@@ -162,6 +162,11 @@ async def _load(url: str, clients: int, seconds: float, stop_after: Any = None) 
     return ok, err
 
 
+async def _get_json(url: str) -> Any:
+    async with aiohttp.ClientSession() as s, s.get(url) as r:
+        return await r.json()
+
+
 async def _phase(name: str, turnout: str, admin: list[str], mode: str, seconds: float) -> None:
     async with aiohttp.ClientSession() as s:
         await (await s.post(f"{turnout}/_bench/reset")).read()
@@ -223,6 +228,8 @@ dataplane: {{first_byte_timeout: 3s, total_timeout: 10s}}
             b1 = _wrk(wrk, bare_url, 1, seconds, str(lua))
             t1 = _wrk(wrk, turnout_url, 1, seconds, str(lua))
             load = Path("/proc/loadavg").read_text().split()[0]
+            log = asyncio.run(_get_json(f"http://127.0.0.1:{t_port}/_bench/state"))["decisions"]
+            print(f"  decision log (SQLite, as under serve): {log['written']} records written, {log['dropped']} dropped")
             print(f"  load average at the end of the wrk phases: {load} (other processes share these CPUs)")
             print(f"  {'':<24}{'direct':>12}{'bare aiohttp':>14}{'turnout':>12}")
             print(f"  {'req/s @64 conns':<24}{d64['rps']:>12.0f}{b64['rps']:>14.0f}{t64['rps']:>12.0f}"

@@ -11,16 +11,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
-from adapters.proxy import build_data_app
+from adapters.proxy import DATA_STATE, build_data_app
 from controlplane.clock import SystemClock
 from controlplane.config import Config, load_config
 from controlplane.domain import WITHDRAW_CLASSES, ErrorClass, Observation, State
 from controlplane.metrics import Metrics
+from controlplane.store import Store
 from controlplane.table import RouteRanking, Table, TableEntry
 
 __all__ = ["MiniBreaker", "initial_table", "main"]
@@ -96,16 +98,18 @@ class BenchRuntime:
     store: Any = None
 
 
-def build(cfg: Config) -> tuple[web.Application, MiniBreaker]:
+def build(cfg: Config, store: Any = None) -> tuple[web.Application, MiniBreaker]:
     mini = MiniBreaker(cfg)
-    app = build_data_app(BenchRuntime(cfg, mini, mini))
+    app = build_data_app(BenchRuntime(cfg, mini, mini, store=store))
 
     async def reset(request: web.Request) -> web.Response:
         mini.reset()
         return web.json_response({"version": mini.table.version})
 
     async def state(request: web.Request) -> web.Response:
+        log = app[DATA_STATE].decisions
         return web.json_response({"version": mini.table.version, "observed": mini.observed,
+                                  "decisions": {"written": log.written if log else 0, "dropped": log.dropped if log else 0},
                                   "states": {k: str(e.state) for k, e in mini.table.targets.items()}})
 
     app.router.add_post("/_bench/reset", reset)
@@ -120,8 +124,12 @@ def main(argv: list[str] | None = None) -> None:
     import uvloop
 
     uvloop.install()
-    app, _ = build(cfg)
-    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=lambda *_: print("ready", flush=True), backlog=4096)
+    # The decision log writes to a real SQLite store, as under `turnout serve`: accounting is part of the cost.
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(f"sqlite:///{tmp}/decisions.db", SystemClock())
+        app, _ = build(cfg, store)
+        web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=lambda *_: print("ready", flush=True),
+                    backlog=4096)
 
 
 if __name__ == "__main__":

@@ -95,6 +95,30 @@ async def test_rows_past_the_retention_are_pruned(tmp_path: Path) -> None:
     engine.dispose()
 
 
+async def test_rows_written_by_the_log_are_byte_for_byte_what_the_orm_writes(tmp_path: Path) -> None:
+    """The log writes with the driver's executemany (bench/dataplane); stored values must not change form."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'd.db'}")
+    log = DecisionLog(engine, FakeClock(), retention_s=86400)
+    log.ensure_schema()
+    d = Decision(at=datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC), route="main", target="oa/gpt-x", outcome="ok",
+                 status=200, stream=True, attempts=[("ob/gpt-x", "overloaded", 529), ("oa/gpt-x", "ok", 200)],
+                 tokens_in=12, tokens_out=3, cost_usd=0.000123, latency_s=0.25, ttft_s=None, tag="team-ä", table_version=7)
+    log.record(d)
+    assert await log.flush() == 1
+    with Session(engine) as s:
+        s.add(DecisionRow(at=d.at, route=d.route, tag=d.tag, target=d.target, outcome=d.outcome, status=d.status,
+                          stream=d.stream, n_attempts=2, attempts='[["ob/gpt-x","overloaded",529],["oa/gpt-x","ok",200]]',
+                          tokens_in=12, tokens_out=3, cost_usd=0.000123, latency_s=0.25, ttft_s=None, table_version=7))
+        s.commit()
+    with engine.connect() as conn:
+        raw = conn.exec_driver_sql("SELECT * FROM dataplane_decisions ORDER BY id").fetchall()
+    assert [r[1:] for r in raw[:1]] == [r[1:] for r in raw[1:]]  # same text, same numbers, same booleans
+    with Session(engine) as s:
+        first = s.execute(select(DecisionRow).order_by(DecisionRow.id)).scalars().first()  # type: ignore[arg-type]
+    assert first is not None and first.at.replace(tzinfo=UTC) == d.at and first.stream is True
+    engine.dispose()
+
+
 def _postgres_engine(schema: str) -> Engine | None:
     try:
         import psycopg
@@ -120,6 +144,9 @@ async def test_decision_log_and_summary_work_on_postgres() -> None:
             log.record(Decision(at=now, route="main", target=target, outcome=outcome, status=200, stream=False,
                                 attempts=[("oa/gpt-x", "overloaded", 503)] * n, tokens_in=10, tokens_out=5, cost_usd=0.5, tag="t"))
         assert await log.flush() == 3
+        with Session(engine) as s:
+            stored = s.execute(select(DecisionRow)).scalars().all()  # type: ignore[arg-type]
+        assert {r.at for r in stored} == {now} and {r.n_attempts for r in stored} == {1, 2}
         (row,) = summarise(engine, "route", now - timedelta(hours=1))
         assert row["requests"] == 3 and row["errors"] == 1 and row["failed_over"] == 2 and row["cost_usd"] == 1.5
     finally:
