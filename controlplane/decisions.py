@@ -122,14 +122,16 @@ class DecisionLog:
                  flush_interval_s: float = 1.0, max_buffer: int = 100_000) -> None:
         self._engine, self._clock, self._retention = engine, clock, retention_s
         self._batch, self._interval, self._max = batch, flush_interval_s, max_buffer
-        self._buf: list[Decision] = []
+        # Rows ready for the driver, converted on the hot path (cheap): the writer thread then runs only the
+        # driver's executemany, which lets go of the GIL, so a flush never stalls the event loop for milliseconds.
+        self._buf: list[tuple[Any, ...]] = []
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._last_prune: float | None = None
         self._failing = False  # a write failed and nothing has succeeded since (logged once per outage)
         self.dropped = 0
         self.written = 0
-        self._insert: tuple[str, list[tuple[int, Any]]] | None = None
+        self._sql, self._procs = _insert_statement(engine.dialect) if engine is not None else ("", [])
 
     def record(self, d: Decision) -> None:
         """Queue one decision; never blocks. A full buffer (store down for long) drops the newest."""
@@ -138,7 +140,8 @@ class DecisionLog:
         if len(self._buf) >= self._max:
             self.dropped += 1
             return
-        self._buf.append(d)
+        values = d.values()
+        self._buf.append(_converted(values, self._procs) if self._procs else values)
         if len(self._buf) >= self._batch:
             self._wake.set()
 
@@ -203,14 +206,10 @@ class DecisionLog:
         self.written += len(batch)
         return len(batch)
 
-    def _write(self, batch: list[Decision]) -> None:
+    def _write(self, batch: list[tuple[Any, ...]]) -> None:
         assert self._engine is not None
-        if self._insert is None:
-            self._insert = _insert_statement(self._engine.dialect)
-        sql, procs = self._insert
-        rows = [d.values() for d in batch] if not procs else [_converted(d.values(), procs) for d in batch]
         with self._engine.begin() as conn:
-            conn.exec_driver_sql(sql, rows)
+            conn.exec_driver_sql(self._sql, batch)
 
     def prune(self, now: datetime) -> int:
         """Delete rows older than the retention; returns how many."""
