@@ -315,21 +315,16 @@ class PanelRun:
             return
         self.finished = True
         st, rt = self.st, self.st.rt
-        m, route = rt.metrics, self.route.name
+        route = self.route.name
         latency = rt.clock.monotonic() - self.t0
-        st.child(m.dataplane_requests_total, route, outcome).inc()
-        st.child(m.dataplane_request_duration_seconds, route, "true" if self.stream else "false").observe(latency)
+        st.count_request(route, self.stream, outcome, latency)
         by_target: dict[str, tuple[Call, int, int, float]] = {}
         for c in self.calls:
             if c.tokens_in or c.tokens_out:
                 _, tin, tout, cost = by_target.get(c.target, (c, 0, 0, 0.0))
                 by_target[c.target] = (c, tin + c.tokens_in, tout + c.tokens_out, cost + c.cost_usd)
         for target, (_, tin, tout, cost) in by_target.items():
-            provider, _, model = target.partition("/")
-            st.child(m.dataplane_tokens_total, route, provider, model, "in").inc(tin)
-            st.child(m.dataplane_tokens_total, route, provider, model, "out").inc(tout)
-            if cost:
-                st.child(m.dataplane_cost_usd_total, route, provider, model).inc(cost)
+            st.count_usage(route, target, tin, tout, cost)
         if st.decisions is not None:
             u = self.usage()
             st.decisions.record(Decision(

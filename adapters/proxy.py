@@ -121,6 +121,32 @@ class DataPlaneState:
             c = self._children[key] = metric.labels(*labels)
         return c
 
+    def count_request(self, route: str, stream: bool, outcome: str, latency: float) -> None:
+        """Metrics for one finished client request."""
+        key = ("request", route, stream, outcome)
+        pair = self._children.get(key)
+        if pair is None:
+            m = self.rt.metrics
+            pair = self._children[key] = (m.dataplane_requests_total.labels(route, outcome),
+                                          m.dataplane_request_duration_seconds.labels(route, "true" if stream else "false"))
+        pair[0].inc()
+        pair[1].observe(latency)
+
+    def count_usage(self, route: str, target: str, tokens_in: int, tokens_out: int, cost: float) -> None:
+        """Tokens and estimated spend through one target (children for the three series cached together)."""
+        key = ("usage", route, target)
+        trio = self._children.get(key)
+        if trio is None:
+            m = self.rt.metrics
+            provider, _, model = target.partition("/")
+            trio = self._children[key] = (m.dataplane_tokens_total.labels(route, provider, model, "in"),
+                                          m.dataplane_tokens_total.labels(route, provider, model, "out"),
+                                          m.dataplane_cost_usd_total.labels(route, provider, model))
+        trio[0].inc(tokens_in)
+        trio[1].inc(tokens_out)
+        if cost:
+            trio[2].inc(cost)
+
 
 DATA_STATE: web.AppKey[DataPlaneState] = web.AppKey("turnout_data_plane", DataPlaneState)
 
@@ -331,18 +357,13 @@ def _finish(st: DataPlaneState, req: _Request, target: Candidate | None, outcome
             usage: Mapping[str, Any] | None = None, ttft: float | None = None) -> None:
     """Metrics and the decision-log record for one finished client request."""
     rt = st.rt
-    m = rt.metrics
     route = req.plan.name
     latency = rt.clock.monotonic() - t0
-    st.child(m.dataplane_requests_total, route, outcome).inc()
-    st.child(m.dataplane_request_duration_seconds, route, "true" if req.stream else "false").observe(latency)
+    st.count_request(route, req.stream, outcome, latency)
     tin, tout = _tokens(usage)
     cost = cost_usd(tin, tout, target.price_in, target.price_out) if target is not None else 0.0
     if target is not None and (tin or tout):
-        st.child(m.dataplane_tokens_total, route, target.provider.id, target.model, "in").inc(tin)
-        st.child(m.dataplane_tokens_total, route, target.provider.id, target.model, "out").inc(tout)
-        if cost:
-            st.child(m.dataplane_cost_usd_total, route, target.provider.id, target.model).inc(cost)
+        st.count_usage(route, target.target, tin, tout, cost)
     if st.decisions is not None:
         st.decisions.record(Decision(
             at=rt.clock.wall(), route=route, target=target.target if target else None, outcome=outcome, status=status,

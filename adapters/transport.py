@@ -30,6 +30,7 @@ __all__ = ["UpstreamPool", "UpstreamResponse", "UpstreamConnectError", "Upstream
 _HIGH_WATER = 256 * 1024  # unread body bytes held before the socket is paused
 _LOW_WATER = 64 * 1024
 _URL_CACHE_MAX = 4096  # parsed upstream URLs kept (the set is small: one per provider/model/endpoint)
+_HEAD_CACHE_MAX = 1024  # encoded header sets kept (one or two per provider)
 
 Origin = tuple[str, str, int]  # scheme, host, port
 
@@ -310,6 +311,7 @@ class UpstreamPool:
         self._ssl = ssl_context
         self._idle: dict[Origin, list[_Connection]] = {}
         self._urls: dict[str, tuple[Origin, bytes]] = {}  # url -> (origin, request-line target + host header)
+        self._heads: dict[tuple[tuple[str, str], ...], bytes] = {}
         self._default_headers = f"user-agent: {user_agent}\r\naccept-encoding: gzip, deflate\r\n".encode()
         self._closed = False
 
@@ -322,7 +324,7 @@ class UpstreamPool:
         if self._closed:
             raise UpstreamConnectError("the upstream pool is closed")
         origin, target = self._parse(url)
-        payload = _encode(method, target, headers, body, self._default_headers)
+        payload = _encode(method, target, self._head(headers), body)
         for attempt in (1, 2):
             conn = self._take_idle(origin) or await self._connect(origin)
             resp = conn.send(payload)
@@ -346,6 +348,17 @@ class UpstreamPool:
         self._idle.clear()
 
     # -- internals --------------------------------------------------------------------------------
+    def _head(self, headers: Mapping[str, str]) -> bytes:
+        """Encoded header lines, cached: a provider sends the same few headers (type, accept, key) every time."""
+        key = tuple(headers.items())
+        hit = self._heads.get(key)
+        if hit is None:
+            hit = _header_block(headers, self._default_headers)
+            if len(self._heads) >= _HEAD_CACHE_MAX:
+                self._heads.clear()
+            self._heads[key] = hit
+        return hit
+
     def _parse(self, url: str) -> tuple[Origin, bytes]:
         hit = self._urls.get(url)
         if hit is not None:
@@ -412,7 +425,14 @@ class UpstreamPool:
         return conn
 
 
-def _encode(method: str, target: bytes, headers: Mapping[str, str], body: bytes | None, defaults: bytes) -> bytes:
+def _encode(method: str, target: bytes, head: bytes, body: bytes | None) -> bytes:
+    size = len(body) if body else 0
+    return (method.encode("ascii") + b" " + target + b"\r\n" + head
+            + b"content-length: " + str(size).encode() + b"\r\n\r\n" + (body or b""))
+
+
+def _header_block(headers: Mapping[str, str], defaults: bytes) -> bytes:
+    """The request's header lines (ours for framing, the defaults unless the caller set them), validated."""
     lines = []
     has = set()
     for name, value in headers.items():
@@ -430,6 +450,4 @@ def _encode(method: str, target: bytes, headers: Mapping[str, str], body: bytes 
     if "user-agent" in has or "accept-encoding" in has:
         defaults = b"".join(line + b"\r\n" for line in defaults.split(b"\r\n")
                             if line and line.split(b":", 1)[0].decode() not in has)
-    size = len(body) if body else 0
-    return (method.encode("ascii") + b" " + target + b"\r\n" + defaults + head
-            + b"content-length: " + str(size).encode() + b"\r\n\r\n" + (body or b""))
+    return defaults + head
