@@ -20,6 +20,7 @@ from controlplane.domain import Headroom
 
 __all__ = [
     "lower_headers",
+    "LowerHeaders",
     "parse_go_duration",
     "parse_rfc3339",
     "parse_retry_after",
@@ -45,8 +46,14 @@ _DIMENSIONS = {
 _PREFIX = {"openai": "x-ratelimit-", "anthropic": "anthropic-ratelimit-"}
 
 
+class LowerHeaders(dict[str, str]):
+    """Headers whose names are already lower-cased (the data plane's transport builds these): read as they are."""
+
+
 def lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """Header names lower-cased (aiohttp's CIMultiDict already ignores case; plain dicts in tests do not)."""
+    if isinstance(headers, LowerHeaders):
+        return headers  # read on every proxied answer: no copy when there is nothing to lower
     return {str(k).lower(): str(v) for k, v in headers.items()}
 
 

@@ -194,6 +194,23 @@ async def _models(request: web.Request) -> web.Response:
     return web.Response(body=st.models_body, content_type="application/json")
 
 
+async def _body(request: web.Request, limit: int) -> bytes | None:
+    """The request body, or None when it is over `limit`.
+
+    A body that arrived with the headers (most chat requests) is taken as it is: `request.read()` would still loop
+    over its stream, await twice and copy, which showed in the per-request CPU (bench/dataplane).
+    """
+    content = request.content
+    if content.is_eof():
+        raw = content.read_nowait()
+    else:
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return None
+    return None if len(raw) > limit else raw
+
+
 def _bad_request(field: str, problem: str) -> web.Response:
     return _error(400, f"{field}: {problem}", "invalid_request_error", "invalid_value", param=field)
 
@@ -205,9 +222,8 @@ async def _chat(request: web.Request) -> web.StreamResponse:
     t0 = rt.clock.monotonic()
     if request.content_length is not None and request.content_length > cfg.server.max_body_bytes:
         return _error(413, f"request body exceeds {cfg.server.max_body_bytes} bytes", "invalid_request_error", "request_too_large")
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
+    raw = await _body(request, cfg.server.max_body_bytes)
+    if raw is None:
         return _error(413, f"request body exceeds {cfg.server.max_body_bytes} bytes", "invalid_request_error", "request_too_large")
     try:
         body = orjson.loads(raw)

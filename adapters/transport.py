@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from adapters.headers import LowerHeaders
+
 __all__ = ["UpstreamPool", "UpstreamResponse", "UpstreamConnectError", "UpstreamClosed", "UpstreamProtocolError",
            "UpstreamBodyTooLarge"]
 
@@ -62,7 +64,7 @@ class UpstreamResponse:
 
     def __init__(self, conn: _Connection) -> None:
         self.status = 0
-        self.headers: dict[str, str] = {}
+        self.headers: dict[str, str] = LowerHeaders()
         self._conn: _Connection | None = conn
         self._chunks: list[bytes] = []
         self._buffered = 0
@@ -231,7 +233,7 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         resp = self.resp
         assert resp is not None
-        headers: dict[str, str] = {}
+        headers = LowerHeaders()
         for raw_name, raw_value in zip(self._names, self._values, strict=True):
             name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
             headers[name] = f"{headers[name]}, {value}" if name in headers else value

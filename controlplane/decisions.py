@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -84,35 +85,38 @@ class Decision:
 _COLUMNS = ("at", "route", "tag", "target", "outcome", "status", "stream", "n_attempts", "attempts", "tokens_in",
             "tokens_out", "cost_usd", "latency_s", "ttft_s", "table_version")
 _PLACEHOLDER = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+_ROWS_PER_STATEMENT = 200  # 200 x 15 parameters: well under SQLite's 32,766 and PostgreSQL's 65,535
 
 
-def _insert_statement(dialect: Any) -> tuple[str, list[tuple[int, Any]]]:
-    """A plain INSERT in the driver's own parameter style, and each column's value converter for this dialect.
+def _insert_statement(dialect: Any, rows: int) -> str:
+    """One INSERT of `rows` rows in the driver's own parameter style.
 
-    Written with the driver's executemany: SQLAlchemy's per-row parameter machinery cost more CPU than the rest of
-    a proxied request (bench/dataplane). The converters are the columns' own bind processors (e.g. SQLite's
-    datetime text format), so rows read back exactly as if the ORM had written them.
+    Why not the ORM, nor executemany: SQLAlchemy's per-row parameter machinery cost more CPU than the rest of a
+    proxied request, and the sqlite3 driver lets go of the GIL around every row it steps, so a writer thread and
+    the busy event loop traded the GIL once per row, which cost more than the insert (bench/dataplane). One
+    multi-row statement per chunk is one step. Every value is already of a type both drivers take as it is (str,
+    int, float, bool, None), except `at` on SQLite: see `_at_for`.
     """
     mark = _PLACEHOLDER.get(dialect.paramstyle)
     if mark is None:
         raise ValueError(f"unsupported DB-API paramstyle {dialect.paramstyle!r}")
-    cols = DecisionRow.__table__.c  # type: ignore[attr-defined]
-    procs = [(i, p) for i, name in enumerate(_COLUMNS)
-             if (p := cols[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None]
-    sql = f"INSERT INTO {DecisionRow.__tablename__} ({', '.join(_COLUMNS)}) VALUES ({', '.join([mark] * len(_COLUMNS))})"
-    return sql, procs
+    row = f"({', '.join([mark] * len(_COLUMNS))})"
+    return f"INSERT INTO {DecisionRow.__tablename__} ({', '.join(_COLUMNS)}) VALUES {', '.join([row] * rows)}"
+
+
+def _sqlite_datetime(at: datetime) -> str:
+    """SQLAlchemy's SQLite DATETIME text ('2026-01-02 03:04:05.000006', the fields as they are): what the ORM stores."""
+    return at.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _at_for(dialect: Any) -> Callable[[datetime], Any] | None:
+    """How `at` goes to the driver: PostgreSQL takes the datetime itself; SQLite stores SQLAlchemy's text form."""
+    return _sqlite_datetime if dialect.name == "sqlite" else None
 
 
 def cost_usd(tokens_in: int, tokens_out: int, price_in: float, price_out: float) -> float:
     """Estimated spend from prices in USD per million tokens."""
     return (tokens_in * price_in + tokens_out * price_out) / 1_000_000
-
-
-def _converted(values: tuple[Any, ...], procs: list[tuple[int, Any]]) -> tuple[Any, ...]:
-    out = list(values)
-    for i, proc in procs:
-        out[i] = proc(out[i])
-    return tuple(out)
 
 
 class DecisionLog:
@@ -131,7 +135,8 @@ class DecisionLog:
         self._failing = False  # a write failed and nothing has succeeded since (logged once per outage)
         self.dropped = 0
         self.written = 0
-        self._sql, self._procs = _insert_statement(engine.dialect) if engine is not None else ("", [])
+        self._statements: dict[int, str] = {}  # rows per statement -> SQL (all full chunks share one)
+        self._at = _at_for(engine.dialect) if engine is not None else None
 
     def record(self, d: Decision) -> None:
         """Queue one decision; never blocks. A full buffer (store down for long) drops the newest."""
@@ -141,7 +146,7 @@ class DecisionLog:
             self.dropped += 1
             return
         values = d.values()
-        self._buf.append(_converted(values, self._procs) if self._procs else values)
+        self._buf.append((self._at(values[0]), *values[1:]) if self._at is not None else values)
         if len(self._buf) >= self._batch:
             self._wake.set()
 
@@ -209,7 +214,12 @@ class DecisionLog:
     def _write(self, batch: list[tuple[Any, ...]]) -> None:
         assert self._engine is not None
         with self._engine.begin() as conn:
-            conn.exec_driver_sql(self._sql, batch)
+            for start in range(0, len(batch), _ROWS_PER_STATEMENT):
+                chunk = batch[start:start + _ROWS_PER_STATEMENT]
+                sql = self._statements.get(len(chunk))
+                if sql is None:
+                    sql = self._statements[len(chunk)] = _insert_statement(self._engine.dialect, len(chunk))
+                conn.exec_driver_sql(sql, tuple(v for row in chunk for v in row))
 
     def prune(self, now: datetime) -> int:
         """Delete rows older than the retention; returns how many."""
