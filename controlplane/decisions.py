@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,6 +21,7 @@ from aiohttp import web
 from sqlalchemy import BigInteger, Column, DateTime, Engine, Integer, String, Text, case, delete, func, select
 from sqlmodel import Field, Session, SQLModel
 
+from controlplane.bulk import BulkInsert
 from controlplane.clock import Clock
 from controlplane.durations import parse_duration
 
@@ -84,34 +84,6 @@ class Decision:
 
 _COLUMNS = ("at", "route", "tag", "target", "outcome", "status", "stream", "n_attempts", "attempts", "tokens_in",
             "tokens_out", "cost_usd", "latency_s", "ttft_s", "table_version")
-_PLACEHOLDER = {"qmark": "?", "format": "%s", "pyformat": "%s"}
-_ROWS_PER_STATEMENT = 200  # 200 x 15 parameters: well under SQLite's 32,766 and PostgreSQL's 65,535
-
-
-def _insert_statement(dialect: Any, rows: int) -> str:
-    """One INSERT of `rows` rows in the driver's own parameter style.
-
-    Why not the ORM, nor executemany: SQLAlchemy's per-row parameter machinery cost more CPU than the rest of a
-    proxied request, and the sqlite3 driver lets go of the GIL around every row it steps, so a writer thread and
-    the busy event loop traded the GIL once per row, which cost more than the insert (bench/dataplane). One
-    multi-row statement per chunk is one step. Every value is already of a type both drivers take as it is (str,
-    int, float, bool, None), except `at` on SQLite: see `_at_for`.
-    """
-    mark = _PLACEHOLDER.get(dialect.paramstyle)
-    if mark is None:
-        raise ValueError(f"unsupported DB-API paramstyle {dialect.paramstyle!r}")
-    row = f"({', '.join([mark] * len(_COLUMNS))})"
-    return f"INSERT INTO {DecisionRow.__tablename__} ({', '.join(_COLUMNS)}) VALUES {', '.join([row] * rows)}"
-
-
-def _sqlite_datetime(at: datetime) -> str:
-    """SQLAlchemy's SQLite DATETIME text ('2026-01-02 03:04:05.000006', the fields as they are): what the ORM stores."""
-    return at.replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
-def _at_for(dialect: Any) -> Callable[[datetime], Any] | None:
-    """How `at` goes to the driver: PostgreSQL takes the datetime itself; SQLite stores SQLAlchemy's text form."""
-    return _sqlite_datetime if dialect.name == "sqlite" else None
 
 
 def cost_usd(tokens_in: int, tokens_out: int, price_in: float, price_out: float) -> float:
@@ -135,8 +107,7 @@ class DecisionLog:
         self._failing = False  # a write failed and nothing has succeeded since (logged once per outage)
         self.dropped = 0
         self.written = 0
-        self._statements: dict[int, str] = {}  # rows per statement -> SQL (all full chunks share one)
-        self._at = _at_for(engine.dialect) if engine is not None else None
+        self._bulk = BulkInsert(DecisionRow.__tablename__, _COLUMNS, engine.dialect) if engine is not None else None
 
     def record(self, d: Decision) -> None:
         """Queue one decision; never blocks. A full buffer (store down for long) drops the newest."""
@@ -145,8 +116,9 @@ class DecisionLog:
         if len(self._buf) >= self._max:
             self.dropped += 1
             return
-        values = d.values()
-        self._buf.append((self._at(values[0]), *values[1:]) if self._at is not None else values)
+        assert self._bulk is not None
+        values = d.values()  # converted here, cheaply, so the writer thread only steps the statement
+        self._buf.append((self._bulk.datetime_param(values[0]), *values[1:]) if self._bulk.sqlite else values)
         if len(self._buf) >= self._batch:
             self._wake.set()
 
@@ -212,14 +184,9 @@ class DecisionLog:
         return len(batch)
 
     def _write(self, batch: list[tuple[Any, ...]]) -> None:
-        assert self._engine is not None
+        assert self._engine is not None and self._bulk is not None
         with self._engine.begin() as conn:
-            for start in range(0, len(batch), _ROWS_PER_STATEMENT):
-                chunk = batch[start:start + _ROWS_PER_STATEMENT]
-                sql = self._statements.get(len(chunk))
-                if sql is None:
-                    sql = self._statements[len(chunk)] = _insert_statement(self._engine.dialect, len(chunk))
-                conn.exec_driver_sql(sql, tuple(v for row in chunk for v in row))
+            self._bulk.write(conn, batch)
 
     def prune(self, now: datetime) -> int:
         """Delete rows older than the retention; returns how many."""

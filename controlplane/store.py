@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, SQLModel, col, select
 
+from controlplane.bulk import BulkInsert
 from controlplane.clock import Clock
 from controlplane.domain import ErrorClass, Observation, Scope, Source
 from controlplane.errors import StoreError
@@ -45,6 +46,8 @@ EventHook = Callable[[Session, list[Event]], None]
 UPTIME_EXCLUDED_KINDS = frozenset({"status_page"})
 # Classes that say nothing about the target (the caller's own mistake).
 _NEUTRAL = frozenset({ErrorClass.CLIENT_ERROR})
+_OBSERVATION_COLUMNS = ("target", "provider", "at", "source", "kind", "error_class", "latency_s", "ttft_s", "tokens_per_s",
+                        "status", "headroom", "retry_after_s", "scope", "code", "detail", "extra")
 _SCHEMA_LOCK = 0x7363686D  # advisory lock key serialising schema migrations between processes
 KEEP_TABLES = 50  # published tables kept for history / debugging
 
@@ -73,6 +76,7 @@ class Store:
         except (SQLAlchemyError, ModuleNotFoundError) as exc:
             raise StoreError("open", f"{type(exc).__name__}: {_safe_url(url)}") from None
         self._hooks: list[EventHook] = []
+        self._obs_bulk: BulkInsert | None = None
         if create:
             self.create_schema()
 
@@ -147,20 +151,17 @@ class Store:
         """Store a batch of observations and fold them into the per-minute rollups, in one transaction."""
         if not observations:
             return 0
-        rows: list[dict[str, Any]] = []
+        bulk = self._observation_insert()
+        rows: list[tuple[Any, ...]] = []
         rollups: dict[tuple[str, datetime], dict[str, Any]] = {}
         for o in observations:
             at = _utc(o.at)
             provider = o.target.partition("/")[0]
-            rows.append(
-                {
-                    "target": o.target, "provider": provider, "at": at, "source": str(o.source), "kind": o.kind,
-                    "error_class": str(o.error_class), "latency_s": o.latency_s, "ttft_s": o.ttft_s,
-                    "tokens_per_s": o.tokens_per_s, "status": o.status, "headroom": o.headroom,
-                    "retry_after_s": o.retry_after_s, "scope": str(o.scope), "code": (o.code or None) and o.code[:200],
-                    "detail": o.detail[:1000], "extra": _json_safe(o.extra),
-                }
-            )
+            rows.append((
+                o.target, provider, bulk.datetime_param(at), str(o.source), o.kind, str(o.error_class), o.latency_s,
+                o.ttft_s, o.tokens_per_s, o.status, o.headroom, o.retry_after_s, str(o.scope),
+                (o.code or None) and o.code[:200], o.detail[:1000], json.dumps(o.extra, default=str) if o.extra else "{}",
+            ))
             if o.kind in UPTIME_EXCLUDED_KINDS:
                 continue
             minute = at.replace(second=0, microsecond=0)
@@ -174,13 +175,19 @@ class Store:
                 r["ttft_count"] += 1
         try:
             with Session(self.engine) as s:
-                s.execute(ObservationRow.__table__.insert(), rows)  # type: ignore[attr-defined]
+                bulk.write(s.connection(), rows)
                 if rollups:
                     s.execute(self._rollup_upsert(), list(rollups.values()))
                 s.commit()
         except SQLAlchemyError as exc:
             raise StoreError("add_observations", _brief(exc)) from None
         return len(rows)
+
+    def _observation_insert(self) -> BulkInsert:
+        """Live traffic writes an observation per request: a multi-row INSERT (controlplane/bulk.py says why)."""
+        if self._obs_bulk is None:
+            self._obs_bulk = BulkInsert(ObservationRow.__tablename__, _OBSERVATION_COLUMNS, self.engine.dialect)
+        return self._obs_bulk
 
     def _rollup_upsert(self) -> Any:
         table = RollupRow.__table__  # type: ignore[attr-defined]

@@ -35,6 +35,25 @@ def test_observations_round_trip_and_latest_per_kind(store: Store, clock: FakeCl
     assert store.latest_observations("other/x") == {}
 
 
+def test_bulk_written_observations_are_stored_as_the_orm_stores_them(store: Store, clock: FakeClock) -> None:
+    """add_observations writes one multi-row INSERT (controlplane/bulk.py); the stored form must not change."""
+    from controlplane.models import ObservationRow
+
+    o = _obs(clock, status=503, latency_s=0.25, headroom=0.5, retry_after_s=2.0, code="overloaded_error",
+             detail="Overloaded ✓", extra={"stream_duration_s": 1.5, "n": [1, 2]})
+    store.add_observations([o, o])
+    with Session(store.engine) as s:
+        s.add(ObservationRow(target=o.target, provider="p", at=o.at, source=str(o.source), kind=o.kind,
+                             error_class=str(o.error_class), latency_s=0.25, ttft_s=None, tokens_per_s=None, status=503,
+                             headroom=0.5, retry_after_s=2.0, scope=str(o.scope), code="overloaded_error",
+                             detail="Overloaded ✓", extra={"stream_duration_s": 1.5, "n": [1, 2]}))
+        s.commit()
+    with store.engine.connect() as conn:
+        raw = [tuple(r[1:]) for r in conn.execute(text("SELECT * FROM observations ORDER BY id")).fetchall()]
+    assert raw[0] == raw[1] == raw[2]  # same text, numbers and JSON as the ORM's own row
+    assert store.latest_observations("p/m")["completion"].extra == {"stream_duration_s": 1.5, "n": [1, 2]}
+
+
 def test_uptime_counts_failures_but_not_client_errors_or_status_page_hints(store: Store, clock: FakeClock) -> None:
     batch = [_obs(clock, latency_s=1.0) for _ in range(7)]
     batch += [_obs(clock, ec=ErrorClass.SERVER_ERROR), _obs(clock, ec=ErrorClass.TIMEOUT), _obs(clock, ec=ErrorClass.CLIENT_ERROR)]
