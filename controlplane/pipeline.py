@@ -86,6 +86,8 @@ class Pipeline:
         batch_max: int = 1000,
         queue_max: int = 100_000,
         snapshot_every: float = 5.0,
+        write_every: float = 0.25,
+        write_batch: int = 2000,
     ) -> None:
         self.store, self.health, self.publisher, self.bus, self.clock, self.metrics = store, health, publisher, bus, clock, metrics
         self._config = config
@@ -97,6 +99,12 @@ class Pipeline:
         self._pending_events: list[Event] = []  # not yet durable (store was failing): retried next commit
         self._unpublished: Table | None = None  # made by health, not yet durable
         self._last_snapshot = clock.monotonic()
+        # Raw observations are written behind the health model, in batches (at most `write_every` seconds or
+        # `write_batch` observations behind): live traffic brings one per request, and a thread hop plus a
+        # transaction per small batch cost more than the request itself (bench/dataplane).
+        self.write_every, self.write_batch = write_every, write_batch
+        self._unwritten: list[Observation] = []
+        self._write_due_at = 0.0  # loop time by which the oldest unwritten observation must be written
         self._idle = asyncio.Event()
         self._idle.set()
         self.dropped = 0
@@ -128,7 +136,8 @@ class Pipeline:
         await self._queue.put(_STOP)
         task, self._task = self._task, None
         await task
-        async with self._lock:  # a clean stop leaves the freshest snapshot behind
+        async with self._lock:  # a clean stop writes what is pending and leaves the freshest snapshot behind
+            await self._write_observations()
             await self._commit(_Result(), snapshot=True)
 
     async def flush(self) -> None:
@@ -137,10 +146,21 @@ class Pipeline:
             await self.process_pending()
             return
         await self._idle.wait()
+        async with self._lock:
+            await self._write_observations()
 
     async def _run(self) -> None:
         while True:
-            first = await self._queue.get()
+            if self._unwritten:  # wait for more, but not past the moment the pending ones are due
+                try:
+                    async with asyncio.timeout_at(self._write_due_at):
+                        first = await self._queue.get()
+                except TimeoutError:
+                    async with self._lock:
+                        await self._write_observations()
+                    continue
+            else:
+                first = await self._queue.get()
             batch: list[Observation] = []
             stop = first is _STOP
             if not stop:
@@ -175,11 +195,12 @@ class Pipeline:
     # -- one batch ------------------------------------------------------------------------------
     async def process(self, batch: list[Observation]) -> OutcomeLike:
         async with self._lock:
-            try:
-                await asyncio.to_thread(self.store.add_observations, batch)
-                self._store_wrote()
-            except TurnoutError as exc:  # health still learns from them; the store catching up matters less
-                self._store_failed("add_observations", exc)
+            if not self._unwritten:
+                self._write_due_at = asyncio.get_running_loop().time() + self.write_every
+            self._unwritten.extend(batch)
+            if (self._task is None or len(self._unwritten) >= self.write_batch
+                    or asyncio.get_running_loop().time() >= self._write_due_at):
+                await self._write_observations()
             outcome = self.health.ingest_many(batch)
             await self._commit(outcome)
         self.processed += len(batch)
@@ -187,6 +208,18 @@ class Pipeline:
             for o in batch:
                 observe_observation(self.metrics, o)
         return outcome
+
+    async def _write_observations(self) -> None:
+        """Write the pending raw observations (caller holds the lock). A failed write is counted and the batch
+        dropped: health has already learnt from it, and the store catching up matters less."""
+        batch, self._unwritten = self._unwritten, []
+        if not batch:
+            return
+        try:
+            await asyncio.to_thread(self.store.add_observations, batch)
+            self._store_wrote()
+        except TurnoutError as exc:
+            self._store_failed("add_observations", exc)
 
     async def _commit(self, outcome: OutcomeLike, *, snapshot: bool = False) -> None:
         """Persist events, snapshot and table; publish only what is durable."""

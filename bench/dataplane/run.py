@@ -1,9 +1,13 @@
 """The data-plane bench: direct-to-upstream vs through Turnout, in one run, on this machine.
 
-Prints, side by side: throughput at 64 connections (wrk) and the ratio, Turnout's CPU ms per proxied request
-(utime+stime from /proc over the wrk window), added latency p50/p99 at one connection, resident memory while
-1,000 streams are open, and upstream attempts per target during a withdrawal phase and a hang phase. Every
-figure is labelled with the git commit it belongs to. Never asserted anywhere: these are measurements.
+Three proxies are measured against the same direct baseline: `turnout serve` as an operator runs it (control
+plane, observation pipeline, SQLite store and data plane in one process), the data plane alone (the real app with
+a stand-in control loop and its decision log on SQLite), and a bare aiohttp pass-through (the floor). For each:
+throughput at 64 connections (wrk) as a share of direct, CPU ms per proxied request (utime+stime from /proc over
+the wrk window plus the moments after it until the process is quiet again, so writes that lag behind the load
+are counted), and added latency p50/p99 at one connection. Then resident memory of `turnout serve` while 1,000
+streams are open, and upstream attempts per target during a withdrawal phase and a hang phase. Every figure is
+labelled with the git commit it belongs to. Never asserted anywhere: these are measurements.
 
 This machine's throughput moves by ±15 % from one 5-second window to the next (a shared VM), so the direct,
 bare and Turnout phases run back to back in several interleaved rounds and each figure is the median of the
@@ -188,36 +192,74 @@ async def _phase(name: str, turnout: str, admin: list[str], mode: str, seconds: 
           f"primary={counts[0]} secondary={counts[1]}; primary state={st['states'].get('p1/m')}")
 
 
-def _round(wrk: str, lua: str, seconds: int, direct: str, bare: tuple[str, int], turnout: tuple[str, int]) -> dict[str, Any]:
-    """One round: direct, bare and Turnout back to back at 64 connections, then at one; CPU per request from /proc."""
+def _cpu_settled(pid: int, since: float) -> float:
+    """CPU seconds used since `since`, once the process has gone quiet: work deferred past the load window
+    (decision-log and observation writes catching up) belongs to the requests that caused it."""
+    prev = _cpu_s(pid)
+    for _ in range(50):
+        time.sleep(0.2)
+        cur = _cpu_s(pid)
+        if cur - prev <= 0.01:
+            break
+        prev = cur
+    return prev - since
+
+
+def _round(wrk: str, lua: str, seconds: int, direct: str, proxies: list[tuple[str, str, int]]) -> dict[str, Any]:
+    """One round: direct and each proxy back to back at 64 connections, then at one; CPU per request from /proc."""
     out: dict[str, Any] = {"direct64": _wrk(wrk, direct, 64, seconds, lua)}
-    for name, (url, pid) in (("bare", bare), ("turnout", turnout)):
+    for name, url, pid in proxies:
         cpu0 = _cpu_s(pid)
         r = out[f"{name}64"] = _wrk(wrk, url, 64, seconds, lua)
-        out[f"{name}_cpu_ms"] = (_cpu_s(pid) - cpu0) * 1000 / max(r["requests"], 1)
-    for name, url in (("direct", direct), ("bare", bare[0]), ("turnout", turnout[0])):
+        out[f"{name}_cpu_ms"] = _cpu_settled(pid, cpu0) * 1000 / max(r["requests"], 1)
+    out["direct1"] = _wrk(wrk, direct, 1, seconds, lua)
+    for name, url, _ in proxies:
         out[f"{name}1"] = _wrk(wrk, url, 1, seconds, lua)
     return out
 
 
-def _report(rounds: list[dict[str, Any]]) -> None:
+def _report(rounds: list[dict[str, Any]], names: list[str]) -> None:
     def fig(f: Any, fmt: str) -> str:
         vals = [f(r) for r in rounds]
         return f"{statistics.median(vals):{fmt}} [{' '.join(f'{v:{fmt}}' for v in vals)}]"
 
-    print(f"  {'':<22}{'direct':>10}{'bare aiohttp':>14}{'turnout':>10}")
-    med = {k: statistics.median(r[k][m] for r in rounds) for k in ("direct64", "bare64", "turnout64") for m in ("rps",)}
-    print(f"  {'req/s @64 conns':<22}{med['direct64']:>10.0f}{med['bare64']:>14.0f}{med['turnout64']:>10.0f}")
-    print(f"  {'non-2xx @64':<22}{sum(r['direct64']['errors'] for r in rounds):>10.0f}"
-          f"{sum(r['bare64']['errors'] for r in rounds):>14.0f}{sum(r['turnout64']['errors'] for r in rounds):>10.0f}")
-    print(f"  throughput vs direct   turnout {fig(lambda r: r['turnout64']['rps'] / r['direct64']['rps'] * 100, '.1f')} % "
-          f"(target ≥ 25); bare {fig(lambda r: r['bare64']['rps'] / r['direct64']['rps'] * 100, '.1f')} %")
-    print(f"  CPU ms/request         turnout {fig(lambda r: r['turnout_cpu_ms'], '.3f')} (target ≤ 0.3); "
-          f"bare {fig(lambda r: r['bare_cpu_ms'], '.3f')}")
-    for p, target in (("p50", "0.7"), ("p99", "2")):
-        print(f"  added {p} ms @1 conn   turnout {fig(lambda r: r['turnout1'][f'{p}_ms'] - r['direct1'][f'{p}_ms'], '.3f')} "
-              f"(target < {target}); bare {fig(lambda r: r['bare1'][f'{p}_ms'] - r['direct1'][f'{p}_ms'], '.3f')}; "
-              f"direct {p} {fig(lambda r: r['direct1'][f'{p}_ms'], '.3f')}")
+    for name in names:
+        print(f"  {name}:")
+        print(f"    throughput vs direct  {fig(lambda r: r[f'{name}64']['rps'] / r['direct64']['rps'] * 100, '.1f')} % "
+              f"(target ≥ 25)   req/s {fig(lambda r: r[f'{name}64']['rps'], '.0f')}, "
+              f"non-2xx {sum(r[f'{name}64']['errors'] for r in rounds):.0f}")
+        print(f"    CPU ms/request        {fig(lambda r: r[f'{name}_cpu_ms'], '.3f')} (target ≤ 0.3)")
+        for p, target in (("p50", "0.7"), ("p99", "2")):
+            print(f"    added {p} ms, 1 conn  {fig(lambda r: r[f'{name}1'][f'{p}_ms'] - r['direct1'][f'{p}_ms'], '.3f')} "
+                  f"(target < {target})")
+    print(f"  direct: req/s @64 {fig(lambda r: r['direct64']['rps'], '.0f')}; p50 / p99 ms @1 "
+          f"{fig(lambda r: r['direct1']['p50_ms'], '.3f')} / {fig(lambda r: r['direct1']['p99_ms'], '.3f')}")
+
+
+def _start_serve(cfg: Path, data_url: str) -> subprocess.Popen[str]:
+    """`turnout serve` as an operator runs it; ready once its data plane lists the routes."""
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-m", "controlplane.cli", "serve", "-c", str(cfg)], cwd=root,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+
+    async def ready() -> bool:
+        async with aiohttp.ClientSession() as s:
+            for _ in range(150):
+                try:
+                    async with s.get(f"{data_url}/v1/models") as r:
+                        if r.status == 200:
+                            return True
+                except aiohttp.ClientError:
+                    pass
+                if proc.poll() is not None:
+                    return False
+                await asyncio.sleep(0.1)
+        return False
+
+    if not asyncio.run(ready()):
+        proc.kill()
+        raise SystemExit("turnout serve did not start")
+    return proc
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -227,10 +269,10 @@ def main(argv: list[str] | None = None) -> None:
     wrk = _ensure_wrk()
     commit = _commit()
     up_ports = [_free_port() for _ in range(3)]
-    t_port, b_port = _free_port(), _free_port()
+    t_port, b_port, s_data, s_control = _free_port(), _free_port(), _free_port(), _free_port()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "bench.yaml"
-        cfg.write_text(f"""
+        targets = f"""
 providers:
   - {{id: p1, adapter: openai, base_url: "http://127.0.0.1:{up_ports[0]}/v1", models: [{{name: m, price: {{input: 1, output: 2}}}}]}}
   - {{id: p2, adapter: openai, base_url: "http://127.0.0.1:{up_ports[1]}/v1", models: [{{name: m}}]}}
@@ -239,6 +281,15 @@ routes:
   - {{name: main, targets: [p1/m, p2/m]}}
   - {{name: stream, targets: [slow/m]}}
 dataplane: {{first_byte_timeout: 3s, total_timeout: 10s}}
+"""
+        cfg.write_text(targets)
+        # The full product: control plane, pipeline, SQLite store and data plane in one process. Probes are off:
+        # the upstreams answer chat completions only, and the figures are about proxied requests.
+        serve_cfg = Path(tmp) / "serve.yaml"
+        serve_cfg.write_text(targets + f"""
+server: {{data: {{host: 127.0.0.1, port: {s_data}}}, control: {{host: 127.0.0.1, port: {s_control}}}}}
+database: {{url: "sqlite:///{tmp}/turnout.db"}}
+probes: {{kinds: {{catalogue: {{enabled: false}}, completion: {{enabled: false}}, status_page: {{enabled: false}}}}}}
 """)
         lua = Path(tmp) / "post.lua"
         lua.write_text(_LUA)
@@ -247,7 +298,9 @@ dataplane: {{first_byte_timeout: 3s, total_timeout: 10s}}
                  _start(["bench.dataplane.upstream", "--chunk-delay=0.2", "--chunks=25", str(up_ports[2])], quiet=True),
                  _start(["bench.dataplane.turnout_proc", str(cfg), str(t_port)]),
                  _start(["bench.dataplane.bare", f"http://127.0.0.1:{up_ports[0]}/v1/chat/completions", str(b_port)], quiet=True)]
-        pid, bare_pid = procs[2].pid, procs[3].pid
+        serve_url = f"http://127.0.0.1:{s_data}"
+        procs.append(_start_serve(serve_cfg, serve_url))
+        pid, bare_pid, serve_pid = procs[2].pid, procs[3].pid, procs[4].pid
         try:
             direct_url = f"http://127.0.0.1:{up_ports[0]}/v1/chat/completions"
             turnout_url = f"http://127.0.0.1:{t_port}/v1/chat/completions"
@@ -255,16 +308,23 @@ dataplane: {{first_byte_timeout: 3s, total_timeout: 10s}}
             print(f"Turnout data-plane bench @ {commit} ({os.cpu_count()} CPUs, wrk + upstream on the same machine)")
             bare_url = f"http://127.0.0.1:{b_port}/v1/chat/completions"
             _wrk(wrk, bare_url, 8, 1, str(lua))
-            rounds = [_round(wrk, str(lua), seconds, direct_url, (bare_url, bare_pid), (turnout_url, pid)) for _ in range(n_rounds)]
+            _wrk(wrk, f"{serve_url}/v1/chat/completions", 8, 1, str(lua))
+            proxies = [("turnout serve (control plane, pipeline, SQLite store, data plane: one process)",
+                        f"{serve_url}/v1/chat/completions", serve_pid),
+                       ("data plane alone (stand-in control loop; decision log on SQLite)", turnout_url, pid),
+                       ("bare aiohttp pass-through (no routing, no accounting)", bare_url, bare_pid)]
+            rounds = [_round(wrk, str(lua), seconds, direct_url, proxies) for _ in range(n_rounds)]
             load = Path("/proc/loadavg").read_text().split()[0]
             log = asyncio.run(_get_json(f"http://127.0.0.1:{t_port}/_bench/state"))["decisions"]
-            print(f"  decision log (SQLite, as under serve): {log['written']} records written, {log['dropped']} dropped")
+            print(f"  data plane alone: decision log (SQLite) {log['written']} records written, {log['dropped']} dropped")
             print(f"  load average at the end of the wrk phases: {load} (other processes share these CPUs)")
             print(f"  {n_rounds} interleaved rounds of {seconds} s per phase; each figure is the median over the rounds "
                   f"(per-round values in brackets)")
-            _report(rounds)
-            rss = asyncio.run(_streams(turnout_url, 1000, pid))
-            print(f"  1000 concurrent 5 s streams, 3 waves: Turnout RSS MB {' '.join(f'{x:.0f}' for x in rss)}")
+            _report(rounds, [name for name, _, _ in proxies])
+            rss = asyncio.run(_streams(f"{serve_url}/v1/chat/completions", 1000, serve_pid))
+            print(f"  1000 concurrent 5 s streams, 3 waves: turnout serve RSS MB {' '.join(f'{x:.0f}' for x in rss)}")
+            print("  failover cost, data plane alone (its stand-in control loop withdraws or opens a target at once, so "
+                  "every upstream attempt after that would be live traffic to a target that should get none):")
             admin = [f"http://127.0.0.1:{p}" for p in up_ports[:2]]
             t_base = f"http://127.0.0.1:{t_port}"
             asyncio.run(_phase("withdrawal", t_base, admin, "region_blocked", seconds))

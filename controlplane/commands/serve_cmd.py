@@ -26,6 +26,7 @@ __all__ = ["add_parser", "serve", "configure_logging"]
 
 log = logging.getLogger("turnout.serve")
 _GC_YOUNG_THRESHOLD = 20_000
+_GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -78,6 +79,7 @@ def tune_gc_for_serving() -> None:
     """
     gc.freeze()
     gc.set_threshold(_GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+    sys.setswitchinterval(_GIL_SWITCH_INTERVAL_S)
 
 
 async def _site(app: web.Application, host: str, port: int) -> web.AppRunner:
