@@ -76,6 +76,7 @@ class Store:
         except (SQLAlchemyError, ModuleNotFoundError) as exc:
             raise StoreError("open", f"{type(exc).__name__}: {_safe_url(url)}") from None
         self._hooks: list[EventHook] = []
+        self._before_insert: list[Callable[[Session], None]] = []
         self._obs_bulk: BulkInsert | None = None
         if create:
             self.create_schema()
@@ -269,9 +270,13 @@ class Store:
         return out
 
     # -- events -----------------------------------------------------------------------------------
-    def add_event_hook(self, fn: EventHook) -> None:
-        """`fn(session, stored_events)` runs inside append_events' transaction (e.g. the webhook outbox)."""
+    def add_event_hook(self, fn: EventHook, *, before_insert: Callable[[Session], None] | None = None) -> None:
+        """`fn(session, stored_events)` runs inside append_events' transaction (e.g. the webhook outbox);
+        `before_insert(session)`, in the same transaction before the events get their ids (e.g. a lock that
+        must order whole appends, id allocation included)."""
         self._hooks.append(fn)
+        if before_insert is not None:
+            self._before_insert.append(before_insert)
 
     def append_events(self, events: Iterable[Event]) -> list[Event]:
         """Store events (ids assigned, monotonic), run every hook in the same transaction, commit."""
@@ -280,6 +285,8 @@ class Store:
             return []
         try:
             with Session(self.engine) as s:
+                for before in self._before_insert:
+                    before(s)
                 rows = [
                     EventRow(type=e.type, at=_utc(e.at), subject=e.subject, data=_json_safe(e.data), config_hash=e.config_hash)
                     for e in evs

@@ -48,10 +48,10 @@ _ENDPOINTS_LOCK = 0x77686F6B  # advisory lock key: event appends (shared) vs end
 def lock_endpoints(session: Session, *, exclusive: bool) -> None:
     """Order event appends against endpoint creation on PostgreSQL (held until the transaction ends).
 
-    Appends take it shared, creation exclusive: an append that read the endpoint list before a new endpoint
-    committed has itself committed before that creation returns, and every later append sees the endpoint.
-    So an endpoint receives exactly the events committed after its creation returned. (SQLite serialises
-    writers already.)"""
+    Appends take it shared (before their events are inserted and get their ids), creation exclusive: an append
+    that began before a new endpoint committed has itself committed before that creation returns, and every later
+    append sees the endpoint and has higher event ids. So an endpoint receives exactly the events committed after
+    its creation returned. (SQLite serialises writers already.)"""
     if session.get_bind().dialect.name == "postgresql":
         fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
         session.connection().execute(text(f"SELECT {fn}(:k)"), {"k": _ENDPOINTS_LOCK})
@@ -133,6 +133,8 @@ def install_outbox(store: Any, clock: Clock) -> Outbox:
         return existing
     ensure_schema(store.engine)
     outbox = Outbox(clock)
-    store.add_event_hook(outbox.hook)
+    # The shared lock is taken before the events are inserted: ids are allocated at insert, so an append that
+    # got its ids before an endpoint was created must also commit before that creation returns.
+    store.add_event_hook(outbox.hook, before_insert=lambda session: lock_endpoints(session, exclusive=False))
     _installed[store] = outbox
     return outbox

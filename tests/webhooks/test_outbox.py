@@ -101,3 +101,55 @@ def test_an_endpoint_created_while_an_event_is_in_flight_waits_for_it(tmp_path: 
         lock_endpoints(creating, exclusive=True)  # free once the append has committed
         creating.commit()
     wrt.store.close()
+
+
+@pytest.mark.postgres
+def test_an_append_takes_the_shared_lock_before_its_events_get_ids(tmp_path: Path, webhooks_pg_url: str | None) -> None:
+    """Ids are allocated at insert: an append blocked by an endpoint creation must not hold ids yet, or an event
+    with a lower id could commit after the creation without a delivery (caught by the SIGKILL chaos test)."""
+    import threading
+
+    from sqlalchemy import text
+    from sqlmodel import select
+
+    from controlplane.webhooks.models import WebhookDelivery, WebhookEndpoint
+    from controlplane.webhooks.outbox import install_outbox, lock_endpoints
+    from tests.fakes import FakeClock
+    from tests.support import require_integration
+
+    require_integration(webhooks_pg_url is not None, "PostgreSQL not reachable at 127.0.0.1:5432")
+    wrt = FakeRuntime(tmp_path, FakeClock(), db_url=webhooks_pg_url)
+    install_outbox(wrt.store, wrt.clock)
+    engine = wrt.store.engine
+
+    def last_id() -> int:
+        with engine.connect() as c:
+            return int(c.execute(text("SELECT coalesce(max(id), 0) FROM events")).scalar_one())
+
+    def waiting_for_advisory_lock() -> bool:
+        with engine.connect() as c:
+            return bool(c.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")).scalar_one())
+
+    before = last_id()
+    appended: list[Event] = []
+    with Session(engine) as creating:
+        lock_endpoints(creating, exclusive=True)
+        worker = threading.Thread(target=lambda: appended.extend(wrt.store.append_events([
+            Event(type="target.state_changed", at=AT, subject="openai/gpt-4o", data={})])))
+        worker.start()
+        for _ in range(500):  # until the append waits on the lock (a state in pg_locks, not a timing guess)
+            if waiting_for_advisory_lock():
+                break
+            threading.Event().wait(0.01)
+        assert waiting_for_advisory_lock()
+        with engine.connect() as c:  # nothing of the append is visible or numbered while it waits
+            seq = c.execute(text("SELECT last_value, is_called FROM events_id_seq")).one()
+        assert not seq.is_called or seq.last_value <= before
+        creating.add(WebhookEndpoint(id="ep-new", url="https://example.com/hook", secret="whsec_x"))
+        creating.commit()
+    worker.join(10)
+    assert appended and appended[0].id is not None and appended[0].id > before
+    with Session(engine) as s:  # the creation returned first, so the append saw the endpoint
+        rows = list(s.exec(select(WebhookDelivery).where(WebhookDelivery.event_id == appended[0].id)))
+    assert [r.endpoint_id for r in rows] == ["ep-new"]
+    wrt.store.close()
