@@ -10,9 +10,10 @@ exposition text and `catalogue_markdown` the reference page (docs/metrics.md, ke
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -55,6 +56,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry if registry is not None else CollectorRegistry()
+        self._children: dict[tuple[Any, ...], Any] = {}
         # -- probes ---------------------------------------------------------------------------
         self.probe_duration_seconds = Histogram(
             "turnout_probe_duration_seconds", "Probe duration by kind.", [*_T, "kind"], buckets=LATENCY_BUCKETS, registry=r
@@ -127,11 +129,20 @@ class Metrics:
         # label sets written by observe_table, so targets and routes that leave the config lose their series
         self._table_series: dict[str, set[tuple[str, ...]]] = {}
 
+    def child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, cached: only for series that are never removed (the observation metrics)."""
+        key = (id(metric), *labels)
+        c = self._children.get(key)
+        if c is None:
+            c = self._children[key] = metric.labels(*labels)
+        return c
+
 
 _ADMITTING = (State.CLOSED, State.HALF_OPEN)
 _OTHER = "other"
 
 
+@functools.lru_cache(maxsize=4096)
 def _split(target: str) -> tuple[str, str]:
     """`provider/model` → labels; a malformed key still yields labels (metrics never crash a loop)."""
     try:
@@ -148,24 +159,28 @@ def _bounded(value: str, limit: int = 48) -> str:
 
 
 def observe_observation(m: Metrics, obs: Observation) -> None:
-    """Count one observation; record its latency, TTFT, tokens/s and headroom; for probes, outcome and success."""
+    """Count one observation; record its latency, TTFT, tokens/s and headroom; for probes, outcome and success.
+
+    Live traffic brings one per proxied request, so labelled children are looked up in a cache (`labels()` takes
+    a lock and validates every call); series are still created only when first written."""
     provider, model = _split(obs.target)
     source, error_class = str(obs.source), str(obs.error_class)
-    m.observations_total.labels(provider, model, source, error_class).inc()
+    child = m.child
+    child(m.observations_total, provider, model, source, error_class).inc()
     # Latency percentiles describe answered calls; a timeout's "latency" is the deadline, and an auth refusal's is
     # near zero: both would bend the percentiles without saying anything about speed (they are counted above).
     if obs.ok and obs.latency_s is not None:
-        m.latency_seconds.labels(provider, model, source).observe(obs.latency_s)
+        child(m.latency_seconds, provider, model, source).observe(obs.latency_s)
     if obs.ok and obs.ttft_s is not None:
-        m.ttft_seconds.labels(provider, model, source).observe(obs.ttft_s)
+        child(m.ttft_seconds, provider, model, source).observe(obs.ttft_s)
     if obs.tokens_per_s is not None:
-        m.tokens_per_second.labels(provider, model).set(obs.tokens_per_s)
+        child(m.tokens_per_second, provider, model).set(obs.tokens_per_s)
     if obs.headroom is not None:
-        m.capacity_headroom_ratio.labels(provider, model).set(obs.headroom)
+        child(m.capacity_headroom_ratio, provider, model).set(obs.headroom)
     if obs.source is Source.PROBE:
         kind = _bounded(obs.kind)
-        m.probe_outcomes_total.labels(provider, model, kind, error_class).inc()
-        m.probe_success.labels(provider, model, kind).set(1.0 if obs.ok else 0.0)
+        child(m.probe_outcomes_total, provider, model, kind, error_class).inc()
+        child(m.probe_success, provider, model, kind).set(1.0 if obs.ok else 0.0)
 
 
 def observe_probe(m: Metrics, target: str, kind: str, duration_s: float, observations: Iterable[Observation] = ()) -> None:

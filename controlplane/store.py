@@ -78,6 +78,7 @@ class Store:
         self._hooks: list[EventHook] = []
         self._before_insert: list[Callable[[Session], None]] = []
         self._obs_bulk: BulkInsert | None = None
+        self._live_ok_second: dict[str, int] = {}  # target -> second of its last raw successful live row
         if create:
             self.create_schema()
 
@@ -149,7 +150,12 @@ class Store:
 
     # -- observations -----------------------------------------------------------------------------
     def add_observations(self, observations: Sequence[Observation]) -> int:
-        """Store a batch of observations and fold them into the per-minute rollups, in one transaction."""
+        """Store a batch of observations and fold them into the per-minute rollups, in one transaction.
+
+        Every observation is counted in the rollups. Raw rows are kept for every probe result and every failure,
+        but for successful live calls at most one per target per second: live traffic brings one per request
+        (thousands a second), each request is in the decision log already, and a raw row each would make the
+        store the data plane's bottleneck (bench/dataplane). Returns the number of raw rows written."""
         if not observations:
             return 0
         bulk = self._observation_insert()
@@ -158,22 +164,18 @@ class Store:
         for o in observations:
             at = _utc(o.at)
             provider = o.target.partition("/")[0]
+            if o.source is Source.LIVE and o.ok:
+                second = int(at.timestamp())
+                if self._live_ok_second.get(o.target) == second:
+                    self._fold(rollups, o, at, provider)
+                    continue
+                self._live_ok_second[o.target] = second
             rows.append((
                 o.target, provider, bulk.datetime_param(at), str(o.source), o.kind, str(o.error_class), o.latency_s,
                 o.ttft_s, o.tokens_per_s, o.status, o.headroom, o.retry_after_s, str(o.scope),
                 (o.code or None) and o.code[:200], o.detail[:1000], json.dumps(o.extra, default=str) if o.extra else "{}",
             ))
-            if o.kind in UPTIME_EXCLUDED_KINDS:
-                continue
-            minute = at.replace(second=0, microsecond=0)
-            r = rollups.setdefault((o.target, minute), _empty_rollup(o.target, provider, minute))
-            r[CLASS_COLUMNS[o.error_class]] += 1
-            if o.latency_s is not None and o.ok:
-                r["latency_sum"] += o.latency_s
-                r["latency_count"] += 1
-            if o.ttft_s is not None and o.ok:
-                r["ttft_sum"] += o.ttft_s
-                r["ttft_count"] += 1
+            self._fold(rollups, o, at, provider)
         try:
             with Session(self.engine) as s:
                 bulk.write(s.connection(), rows)
@@ -183,6 +185,21 @@ class Store:
         except SQLAlchemyError as exc:
             raise StoreError("add_observations", _brief(exc)) from None
         return len(rows)
+
+    @staticmethod
+    def _fold(rollups: dict[tuple[str, datetime], dict[str, Any]], o: Observation, at: datetime, provider: str) -> None:
+        """Count one observation into its target's per-minute rollup row."""
+        if o.kind in UPTIME_EXCLUDED_KINDS:
+            return
+        minute = at.replace(second=0, microsecond=0)
+        r = rollups.setdefault((o.target, minute), _empty_rollup(o.target, provider, minute))
+        r[CLASS_COLUMNS[o.error_class]] += 1
+        if o.latency_s is not None and o.ok:
+            r["latency_sum"] += o.latency_s
+            r["latency_count"] += 1
+        if o.ttft_s is not None and o.ok:
+            r["ttft_sum"] += o.ttft_s
+            r["ttft_count"] += 1
 
     def _observation_insert(self) -> BulkInsert:
         """Live traffic writes an observation per request: a multi-row INSERT (controlplane/bulk.py says why)."""

@@ -54,6 +54,21 @@ def test_bulk_written_observations_are_stored_as_the_orm_stores_them(store: Stor
     assert store.latest_observations("p/m")["completion"].extra == {"stream_duration_s": 1.5, "n": [1, 2]}
 
 
+def test_successful_live_calls_keep_one_raw_row_per_target_and_second_but_all_count(store: Store, clock: FakeClock) -> None:
+    def live(ec: ErrorClass = ErrorClass.OK, target: str = "p/m") -> Observation:
+        return Observation(target=target, at=clock.wall(), source=Source.LIVE, kind="live", error_class=ec, latency_s=0.1)
+
+    assert store.add_observations([live() for _ in range(5)] + [live(target="q/m"), live(ErrorClass.SERVER_ERROR)]) == 3
+    assert store.add_observations([live(), live(ErrorClass.TIMEOUT)]) == 1  # same second: only the failure is a row
+    clock.advance(1)
+    assert store.add_observations([live(), live()]) == 1  # a new second: one more row
+    with store.engine.connect() as conn:
+        raw = conn.execute(text("SELECT error_class, count(*) FROM observations WHERE target = 'p/m' GROUP BY error_class")).all()
+    assert dict(raw) == {"ok": 2, "server_error": 1, "timeout": 1}
+    pm = {r["target"]: r for r in store.uptime(3600)}["p/m"]
+    assert (pm["ok"], pm["failed"]) == (8, 2)  # the rollups count every call
+
+
 def test_uptime_counts_failures_but_not_client_errors_or_status_page_hints(store: Store, clock: FakeClock) -> None:
     batch = [_obs(clock, latency_s=1.0) for _ in range(7)]
     batch += [_obs(clock, ec=ErrorClass.SERVER_ERROR), _obs(clock, ec=ErrorClass.TIMEOUT), _obs(clock, ec=ErrorClass.CLIENT_ERROR)]
