@@ -195,14 +195,14 @@ class Pipeline:
     # -- one batch ------------------------------------------------------------------------------
     async def process(self, batch: list[Observation]) -> OutcomeLike:
         async with self._lock:
+            outcome = self.health.ingest_many(batch)  # first: the table reacts before anything is written
+            await self._commit(outcome)
             if not self._unwritten:
                 self._write_due_at = asyncio.get_running_loop().time() + self.write_every
             self._unwritten.extend(batch)
             if (self._task is None or len(self._unwritten) >= self.write_batch
                     or asyncio.get_running_loop().time() >= self._write_due_at):
                 await self._write_observations()
-            outcome = self.health.ingest_many(batch)
-            await self._commit(outcome)
         self.processed += len(batch)
         if self.metrics is not None:
             for o in batch:

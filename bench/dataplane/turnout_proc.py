@@ -19,7 +19,7 @@ from aiohttp import web
 
 from adapters.proxy import DATA_STATE, build_data_app
 from controlplane.clock import SystemClock
-from controlplane.commands.serve_cmd import tune_gc_for_serving
+from controlplane.commands.serve_cmd import tune_interpreter_for_serving
 from controlplane.config import Config, load_config
 from controlplane.domain import WITHDRAW_CLASSES, ErrorClass, Observation, State
 from controlplane.metrics import Metrics
@@ -130,10 +130,10 @@ def main(argv: list[str] | None = None) -> None:
         store = Store(f"sqlite:///{tmp}/decisions.db", SystemClock())
         app, _ = build(cfg, store)
 
-        async def tune_gc(_app: web.Application) -> None:
-            tune_gc_for_serving()  # as `turnout serve` does once it is up
+        async def tune(_app: web.Application) -> None:
+            tune_interpreter_for_serving()  # as `turnout serve` does once it is up
 
-        app.on_startup.append(tune_gc)
+        app.on_startup.append(tune)
         web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=lambda *_: print("ready", flush=True),
                     backlog=4096)
 
