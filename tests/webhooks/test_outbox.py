@@ -118,6 +118,12 @@ def test_an_append_takes_the_shared_lock_before_its_events_get_ids(tmp_path: Pat
     from tests.support import require_integration
 
     require_integration(webhooks_pg_url is not None, "PostgreSQL not reachable at 127.0.0.1:5432")
+    from sqlalchemy import create_engine
+    from sqlmodel import SQLModel
+
+    fresh = create_engine(str(webhooks_pg_url))
+    SQLModel.metadata.drop_all(fresh)  # start empty: earlier tests in this session left endpoints behind
+    fresh.dispose()
     wrt = FakeRuntime(tmp_path, FakeClock(), db_url=webhooks_pg_url)
     install_outbox(wrt.store, wrt.clock)
     engine = wrt.store.engine
@@ -128,7 +134,8 @@ def test_an_append_takes_the_shared_lock_before_its_events_get_ids(tmp_path: Pat
 
     def waiting_for_advisory_lock() -> bool:
         with engine.connect() as c:
-            return bool(c.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")).scalar_one())
+            return bool(c.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND "
+                                       "database = (SELECT oid FROM pg_database WHERE datname = current_database())")).scalar_one())
 
     before = last_id()
     appended: list[Event] = []
