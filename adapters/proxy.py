@@ -173,7 +173,9 @@ async def _startup(app: web.Application) -> None:
     st.pool = UpstreamPool(connect_timeout=st.rt.config.dataplane.connect_timeout)
     store = getattr(st.rt, "store", None)
     engine = getattr(store, "engine", store)
-    st.decisions = DecisionLog(engine, st.rt.clock, retention_s=st.rt.config.dataplane.decision_log_retention)
+    # A data replica has no store: it forwards each record to the control plane with its outcome reports.
+    st.decisions = DecisionLog(engine, st.rt.clock, retention_s=st.rt.config.dataplane.decision_log_retention,
+                               forward=getattr(st.rt, "forward_decision", None))
     await st.decisions.start()
 
 

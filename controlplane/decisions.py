@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -95,8 +96,10 @@ class DecisionLog:
     """Buffers decisions and writes them in batches from a background task; prunes past the retention."""
 
     def __init__(self, engine: Engine | None, clock: Clock, *, retention_s: float, batch: int = 500,
-                 flush_interval_s: float = 1.0, max_buffer: int = 100_000) -> None:
+                 flush_interval_s: float = 1.0, max_buffer: int = 100_000,
+                 forward: Callable[[Decision], None] | None = None) -> None:
         self._engine, self._clock, self._retention = engine, clock, retention_s
+        self._forward = forward  # no store here (a data replica): hand each record to whoever ships it
         self._batch, self._interval, self._max = batch, flush_interval_s, max_buffer
         # Rows ready for the driver, converted on the hot path (cheap): the writer thread then runs only the
         # driver's executemany, which lets go of the GIL, so a flush never stalls the event loop for milliseconds.
@@ -112,7 +115,9 @@ class DecisionLog:
     def record(self, d: Decision) -> None:
         """Queue one decision; never blocks. A full buffer (store down for long) drops the newest."""
         if self._engine is None:
-            return  # no store (e.g. a data-only replica): nothing would ever drain the buffer
+            if self._forward is not None:
+                self._forward(d)
+            return  # no store and nobody to forward to: nothing would ever drain the buffer
         if len(self._buf) >= self._max:
             self.dropped += 1
             return

@@ -30,7 +30,8 @@ from controlplane.config import Config, load_config
 from controlplane.domain import FAILURE_CLASSES, WITHDRAW_CLASSES, ErrorClass, Observation
 from controlplane.metrics import Metrics
 from controlplane.publisher import TablePublisher
-from controlplane.replication_api import observation_to_wire
+from controlplane.decisions import Decision
+from controlplane.replication_api import decision_to_wire, observation_to_wire
 from controlplane.table import RouteRanking, Table
 
 __all__ = ["OutlierDetector", "ReplicaTable", "OutcomeReporter", "DataReplica", "control_token"]
@@ -206,6 +207,8 @@ class DataReplica:
         self.table_source = ReplicaTable(self.detector)
         dp = config.dataplane
         self.sink = OutcomeReporter(self.detector, self.metrics, capacity=dp.report_buffer, batch=dp.report_batch)
+        # Decision-log records go to the control plane with the outcome reports, under the same bound.
+        self.decisions: deque[Decision] = deque(maxlen=dp.report_buffer)
         self.token = token if token is not None else control_token(config)
         self.long_poll, self.report_interval = long_poll, report_interval
         self.first_table_timeout = first_table_timeout
@@ -215,6 +218,7 @@ class DataReplica:
         self._tasks: list[asyncio.Task[None]] = []
         self.connected = False  # the last long-poll got an answer
         self.sent = 0  # outcomes the control plane accepted
+        self.decisions_sent = 0  # decision-log records the control plane accepted
         self.started = False
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -296,13 +300,22 @@ class DataReplica:
                     backoff = min(backoff * 2, _BACKOFF_MAX)
 
     # -- reports ----------------------------------------------------------------------------
+    def forward_decision(self, d: Decision) -> None:
+        """The data plane's decision log hands each record here (no store of our own); the oldest go first when full."""
+        if len(self.decisions) == self.decisions.maxlen:
+            self.metrics.dataplane_reports_dropped_total.inc()
+        self.decisions.append(d)
+
     async def report_once(self) -> int:
-        """Send one batch to the leader (trying each URL once). Returns how many were accepted."""
+        """Send one batch to the leader (trying each URL once). Returns how many items (outcomes and decision
+        records) were accepted."""
         assert self._http is not None, "start() first"
         batch = self.sink.take()
-        if not batch:
+        records = [self.decisions.popleft() for _ in range(min(self.sink.batch, len(self.decisions)))]
+        if not batch and not records:
             return 0
-        body = {"replica": f"data@{os.getpid()}", "observations": [observation_to_wire(o) for o in batch]}
+        body = {"replica": f"data@{os.getpid()}", "observations": [observation_to_wire(o) for o in batch],
+                "decisions": [decision_to_wire(d) for d in records]}
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         for _ in range(len(self.urls)):
             url = self.urls[self._report_url % len(self.urls)]
@@ -311,7 +324,8 @@ class DataReplica:
                                            timeout=aiohttp.ClientTimeout(total=10.0, sock_connect=2.0)) as r:
                     if r.status == 202:
                         self.sent += len(batch)
-                        return len(batch)
+                        self.decisions_sent += len(records)
+                        return len(batch) + len(records)
                     if r.status in (400, 401, 403, 413, 422):  # will never be accepted: do not retry forever
                         log.error("control plane refused a report batch of %d: HTTP %d %s", len(batch), r.status, (await r.text())[:200])
                         return 0
@@ -319,12 +333,13 @@ class DataReplica:
                 pass
             self._report_url += 1  # not the leader, or unreachable: the next one
         self.sink.give_back(batch)
+        self.decisions.extendleft(reversed(records))  # back in front; the bound drops from the far end
         return 0
 
     async def _report_forever(self) -> None:
         backoff = self.report_interval
         while True:
             await asyncio.sleep(backoff if len(self.sink) < self.sink.batch else 0)
-            if not len(self.sink):
+            if not len(self.sink) and not self.decisions:
                 continue
             backoff = self.report_interval if await self.report_once() else min(backoff * 2, 5.0)

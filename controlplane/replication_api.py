@@ -6,8 +6,11 @@ leader feeds them into its pipeline (breakers see them like its own live traffic
 Outcomes older than the breaker window (buffered while the control plane was away) are only stored for
 history and uptime: replaying them into breakers would judge the present on the past.
 
-Body: `{"replica": "name", "observations": [{"target", "at", "kind", "error_class", ...}, ...]}`; needs an
-admin token. Answer 202: `{"accepted", "stale", "rejected": [{"index", "field", "error"}], "table_version"}`.
+Body: `{"replica": "name", "observations": [{"target", "at", "kind", "error_class", ...}, ...],
+"decisions": [{"at", "route", "target", "outcome", "status", "attempts", "tokens_in", ...}, ...]}`
+(`decisions` optional: the replica's decision-log records, written to this store); needs an admin token.
+Answer 202: `{"accepted", "stale", "rejected": [{"index", "field", "error"}], "decisions_accepted",
+"decisions_rejected", "table_version"}`.
 `GET /api/v1/leader` (read scope) says whether this replica leads, the term and the leader's URL.
 """
 
@@ -22,13 +25,17 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from controlplane.decisions import Decision, DecisionLog
 from controlplane.domain import ErrorClass, Observation, Scope, Source
 
-__all__ = ["MAX_BATCH", "WireError", "observation_to_wire", "observation_from_wire", "install"]
+__all__ = ["MAX_BATCH", "WireError", "observation_to_wire", "observation_from_wire", "decision_to_wire",
+           "decision_from_wire", "install"]
 
 log = logging.getLogger("turnout.replication")
 
 MAX_BATCH = 10_000
+_MAX_ATTEMPTS = 64
+_DECISIONS: web.AppKey[DecisionLog] = web.AppKey("turnout_replica_decisions", DecisionLog)
 _MAX_REJECTS_SHOWN = 20
 _FLOATS = ("latency_s", "ttft_s", "tokens_per_s", "headroom", "retry_after_s")
 
@@ -39,6 +46,39 @@ class WireError(ValueError):
     def __init__(self, field: str, problem: str) -> None:
         self.field, self.problem = field, problem
         super().__init__(f"{field}: {problem}")
+
+
+def _wire_time(d: dict[str, Any], field: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(str(d.get(field)).replace("Z", "+00:00"))
+    except ValueError:
+        raise WireError(field, "must be an ISO 8601 time") from None
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def _wire_number(d: dict[str, Any], field: str, *, nullable: bool = True) -> float | None:
+    v = d.get(field)
+    if v is None and nullable:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+        raise WireError(field, "must be a finite number >= 0" + (" or null" if nullable else ""))
+    return float(v)
+
+
+def _wire_count(d: dict[str, Any], field: str) -> int:
+    v = d.get(field, 0)
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise WireError(field, "must be an integer >= 0")
+    return v
+
+
+def _wire_text(d: dict[str, Any], field: str, limit: int, *, nullable: bool = False) -> str | None:
+    v = d.get(field)
+    if v is None and nullable:
+        return None
+    if not isinstance(v, str) or not 0 < len(v) <= limit:
+        raise WireError(field, f"must be a string of 1 to {limit} characters" + (" or null" if nullable else ""))
+    return v
 
 
 def observation_to_wire(o: Observation) -> dict[str, Any]:
@@ -58,11 +98,7 @@ def observation_from_wire(d: Any) -> Observation:
     target = d.get("target")
     if not isinstance(target, str) or "/" not in target or len(target) > 300:
         raise WireError("target", "must be 'provider/model'")
-    try:
-        at = datetime.fromisoformat(str(d.get("at")).replace("Z", "+00:00"))
-    except ValueError:
-        raise WireError("at", "must be an ISO 8601 time") from None
-    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    at = _wire_time(d, "at")
     try:
         error_class = ErrorClass(str(d.get("error_class")))
     except ValueError:
@@ -74,12 +110,7 @@ def observation_from_wire(d: Any) -> Observation:
     kind = d.get("kind", "live")
     if not isinstance(kind, str) or not 0 < len(kind) <= 32:
         raise WireError("kind", "must be a short string")
-    floats: dict[str, float | None] = {}
-    for name in _FLOATS:
-        v = d.get(name)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0):
-            raise WireError(name, "must be a finite number >= 0 or null")
-        floats[name] = None if v is None else float(v)
+    floats = {name: _wire_number(d, name) for name in _FLOATS}
     status = d.get("status")
     if status is not None and (isinstance(status, bool) or not isinstance(status, int) or not 0 <= status < 1000):
         raise WireError("status", "must be an HTTP status code or null")
@@ -92,6 +123,48 @@ def observation_from_wire(d: Any) -> Observation:
     return Observation(
         target=target, at=at, source=Source.LIVE, kind=kind, error_class=error_class, status=status, scope=scope,
         code=code[:200] if code else None, detail=detail[:300], **floats,  # type: ignore[arg-type]
+    )
+
+
+def decision_to_wire(d: Decision) -> dict[str, Any]:
+    """A decision-log record as a data replica sends it (never the prompt or the completion: it has neither)."""
+    return {
+        "at": d.at.isoformat(), "route": d.route, "target": d.target, "outcome": d.outcome, "status": d.status,
+        "stream": d.stream, "attempts": [list(a) for a in d.attempts], "tokens_in": d.tokens_in,
+        "tokens_out": d.tokens_out, "cost_usd": d.cost_usd, "latency_s": d.latency_s, "ttft_s": d.ttft_s, "tag": d.tag,
+        "table_version": d.table_version,
+    }
+
+
+def decision_from_wire(d: Any) -> Decision:
+    """Validate one reported decision; raise WireError naming the first bad field."""
+    if not isinstance(d, dict):
+        raise WireError("decision", "must be a JSON object")
+    status = d.get("status")
+    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status < 600:
+        raise WireError("status", "must be an HTTP status code")
+    stream = d.get("stream", False)
+    if not isinstance(stream, bool):
+        raise WireError("stream", "must be true or false")
+    raw_attempts = d.get("attempts", [])
+    if not isinstance(raw_attempts, list) or len(raw_attempts) > _MAX_ATTEMPTS:
+        raise WireError("attempts", f"must be a list of at most {_MAX_ATTEMPTS} [target, error_class, status]")
+    attempts: list[tuple[str, str, int | None]] = []
+    for a in raw_attempts:
+        if (not isinstance(a, list) or len(a) != 3 or not isinstance(a[0], str) or not isinstance(a[1], str)
+                or len(a[0]) > 300 or len(a[1]) > 32
+                or not (a[2] is None or (isinstance(a[2], int) and not isinstance(a[2], bool)))):
+            raise WireError("attempts", "each must be [target, error_class, status or null]")
+        attempts.append((a[0], a[1], a[2]))
+    version = d.get("table_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise WireError("table_version", "must be an integer >= 0")
+    return Decision(
+        at=_wire_time(d, "at"), route=_wire_text(d, "route", 300) or "", target=_wire_text(d, "target", 300, nullable=True),
+        outcome=_wire_text(d, "outcome", 32) or "", status=status, stream=stream, attempts=attempts,
+        tokens_in=_wire_count(d, "tokens_in"), tokens_out=_wire_count(d, "tokens_out"),
+        cost_usd=_wire_number(d, "cost_usd", nullable=False) or 0.0, latency_s=_wire_number(d, "latency_s"),
+        ttft_s=_wire_number(d, "ttft_s"), tag=_wire_text(d, "tag", 128, nullable=True), table_version=version,
     )
 
 
@@ -150,6 +223,21 @@ def _handler(rt: Any) -> Any:
                 rejected.append({"index": i, "field": exc.field, "error": exc.problem})
                 continue
             (fresh if obs.at >= horizon else stale).append(obs)
+        raw_decisions = body.get("decisions", [])
+        if not isinstance(raw_decisions, list):
+            return _error(422, "invalid_field", "decisions: must be a list", "decisions")
+        if len(raw_decisions) > MAX_BATCH:
+            return _error(413, "batch_too_large", f"decisions: at most {MAX_BATCH} per batch, got {len(raw_decisions)}", "decisions")
+        decisions: list[Decision] = []
+        rejected_decisions: list[dict[str, Any]] = []
+        for i, raw in enumerate(raw_decisions):
+            try:
+                decisions.append(decision_from_wire(raw))
+            except WireError as exc:
+                rejected_decisions.append({"index": i, "field": exc.field, "error": exc.problem})
+        decision_log = request.app[_DECISIONS]
+        for d in decisions:
+            decision_log.record(d)
         for obs in fresh:
             rt.sink.submit(obs)
         if stale:
@@ -157,11 +245,16 @@ def _handler(rt: Any) -> Any:
                 await asyncio.to_thread(rt.store.add_observations, stale)
             except Exception as exc:  # history only: the breakers never needed them
                 log.warning("storing %d stale replica observations failed (%s)", len(stale), type(exc).__name__)
+        replica = str(body.get("replica", "?"))[:80]
         if rejected:
-            replica = str(body.get("replica", "?"))[:80]
             log.warning("replica %s: %d of %d observations rejected (first: %s)", replica, len(rejected), len(items), rejected[0])
+        if rejected_decisions:
+            log.warning("replica %s: %d of %d decisions rejected (first: %s)", replica, len(rejected_decisions),
+                        len(raw_decisions), rejected_decisions[0])
         return web.Response(
             body=orjson.dumps({"accepted": len(fresh) + len(stale), "stale": len(stale), "rejected": rejected[:_MAX_REJECTS_SHOWN],
+                               "decisions_accepted": len(decisions),
+                               "decisions_rejected": rejected_decisions[:_MAX_REJECTS_SHOWN],
                                "table_version": rt.table_source.current().version}),
             status=202, content_type="application/json",
         )
@@ -194,6 +287,24 @@ def _leader_handler(rt: Any) -> Any:
 
 
 def install(app: web.Application, rt: Any) -> None:
-    """Mount `POST /api/v1/observations` and `GET /api/v1/leader` (who leads, as the database sees it)."""
+    """Mount `POST /api/v1/observations` and `GET /api/v1/leader` (who leads, as the database sees it).
+
+    Reported decisions go to a decision log of this app's own (batched writes to the store, hourly pruning):
+    a `--role control` replica has no data plane whose log could take them."""
+    store = getattr(rt, "store", None)
+    app[_DECISIONS] = DecisionLog(getattr(store, "engine", None), rt.clock,
+                                  retention_s=rt.config.dataplane.decision_log_retention)
+
+    async def start_log(app: web.Application) -> None:
+        await app[_DECISIONS].start()
+
+    async def stop_log(app: web.Application) -> None:
+        try:
+            await app[_DECISIONS].stop()
+        except Exception:  # the store is gone at shutdown: the records are lost, the shutdown is not
+            log.warning("replica decisions not written at shutdown", exc_info=True)
+
+    app.on_startup.append(start_log)
+    app.on_cleanup.append(stop_log)
     app.router.add_post("/api/v1/observations", _handler(rt))
     app.router.add_get("/api/v1/leader", _leader_handler(rt))

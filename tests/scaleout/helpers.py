@@ -46,8 +46,9 @@ class ListSink:
 
 
 class ListStore:
-    def __init__(self) -> None:
+    def __init__(self, engine: Any = None) -> None:
         self.stored: list[Observation] = []
+        self.engine = engine  # a real engine when a test wants reported decisions written
 
     def add_observations(self, obs: list[Observation]) -> int:
         self.stored.extend(obs)

@@ -262,6 +262,12 @@ async def test_cluster_survives_leader_kill_and_control_plane_outage(sim: Simula
 
             await _until(reported, what="replica reports after the outage")
 
+            async def recorded() -> bool:  # the data replicas' decision-log records reach the store too
+                rows = _sql(pg_url, "SELECT count(*), count(DISTINCT route) FROM dataplane_decisions WHERE outcome = 'ok'")
+                return bool(rows[0][0] >= len(traffic) // 2 and rows[0][1] >= 1)
+
+            await _until(recorded, what="the data replicas' decision records in the store")
+
             async def settled() -> bool:
                 rows = _sql(pg_url, f"SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = '{created['id']}' AND status <> 'delivered'")
                 return bool(rows[0][0] == 0)

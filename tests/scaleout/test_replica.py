@@ -147,6 +147,20 @@ async def test_outcomes_go_to_the_leader_in_batches_once_it_is_back(replica: Dat
     assert len(replica.sink) == 0
 
 
+async def test_decision_records_ride_along_with_the_reports(replica: DataReplica, controls: list[StubControl]) -> None:
+    from controlplane.decisions import Decision
+
+    leader = controls[1]
+    await leader.stop()
+    d = Decision(at=replica.clock.wall(), route="main", target="p1/m1", outcome="client_gone", status=499, stream=True,
+                 attempts=[("p1/m1", "ok", 200)])
+    replica.forward_decision(d)  # a request that left no outcome (the client went away) still leaves its record
+    assert await replica.report_once() == 0 and list(replica.decisions) == [d], "kept while nobody takes them"
+    await leader.start()
+    assert await replica.report_once() == 1
+    assert replica.decisions_sent == 1 and not replica.decisions
+
+
 async def test_start_waits_for_the_first_table(controls: list[StubControl]) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     r = DataReplica(small_config(), [dead, controls[0].url], token=ADMIN)

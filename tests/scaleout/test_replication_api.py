@@ -12,8 +12,11 @@ import pytest
 
 from controlplane.domain import ErrorClass, Observation, Source
 from controlplane.publisher import TablePublisher
-from controlplane.replication_api import MAX_BATCH, WireError, observation_from_wire, observation_to_wire
-from tests.scaleout.helpers import ADMIN, READ, StubControl, StubControlRuntime, StubLeadership, small_config, table_v
+from controlplane.decisions import Decision, summarise
+from controlplane.replication_api import (MAX_BATCH, WireError, decision_from_wire, decision_to_wire, observation_from_wire,
+                                          observation_to_wire)
+from tests.scaleout.helpers import (ADMIN, READ, ListStore, StubControl, StubControlRuntime, StubLeadership, small_config,
+                                    table_v)
 
 
 @pytest.fixture
@@ -38,7 +41,8 @@ async def _post(c: StubControl, body: Any, token: str | None = ADMIN) -> tuple[i
 async def test_fresh_outcomes_reach_the_pipeline_and_stale_ones_only_the_store(control: StubControl) -> None:
     status, body = await _post(control, {"replica": "d1", "observations": [_obs(control), _obs(control, ago=3600)]})
     assert status == 202
-    assert body == {"accepted": 2, "stale": 1, "rejected": [], "table_version": 4}
+    assert body == {"accepted": 2, "stale": 1, "rejected": [], "decisions_accepted": 0, "decisions_rejected": [],
+                    "table_version": 4}
     [fresh] = control.rt.sink.got
     assert fresh.target == "p1/m1" and fresh.error_class is ErrorClass.SERVER_ERROR and fresh.source is Source.LIVE
     assert fresh.status == 503 and fresh.latency_s == 0.2
@@ -96,3 +100,38 @@ async def test_leader_endpoint_says_who_leads(control: StubControl) -> None:
         async with http.get(f"{control.url}/api/v1/leader") as r:
             body = await r.json()
     assert body["mode"] == "replicated" and not body["this_replica_leads"] and body["leader_url"] == "http://c2:8701" and body["term"] == 3
+
+
+def _decision(at: datetime) -> Decision:
+    return Decision(at=at, route="main", target="p1/m1", outcome="ok", status=200, stream=True,
+                    attempts=[("p2/m1", "overloaded", 529), ("p1/m1", "ok", 200)], tokens_in=10, tokens_out=5,
+                    cost_usd=0.001, latency_s=0.3, ttft_s=0.1, tag="team-a", table_version=4)
+
+
+def test_decisions_cross_the_wire_unchanged_and_bad_fields_are_named() -> None:
+    d = _decision(datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC))
+    assert decision_from_wire(decision_to_wire(d)) == d
+    for field, value in (("status", "200"), ("stream", "yes"), ("attempts", [["a", "b"]]), ("tokens_in", -1),
+                         ("cost_usd", float("nan")), ("route", ""), ("tag", "x" * 200), ("at", "yesterday")):
+        with pytest.raises(WireError) as err:
+            decision_from_wire({**decision_to_wire(d), field: value})
+        assert err.value.field == field
+
+
+async def test_reported_decisions_are_written_to_the_control_plane_store(tmp_path: Any) -> None:
+    from sqlalchemy import create_engine
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'control.db'}")
+    cfg = small_config()
+    c = await StubControl(StubControlRuntime(cfg, TablePublisher(table_v(cfg, 4)), store=ListStore(engine))).start()
+    d = _decision(c.rt.clock.wall())
+    try:
+        status, body = await _post(c, {"replica": "d1", "observations": [],
+                                       "decisions": [decision_to_wire(d), {**decision_to_wire(d), "status": "x"}]})
+        assert status == 202 and body["decisions_accepted"] == 1
+        assert [(r["index"], r["field"]) for r in body["decisions_rejected"]] == [(1, "status")]
+    finally:
+        await c.stop()  # a clean stop writes what the log still holds
+    (row,) = summarise(engine, "tag", d.at - timedelta(hours=1))
+    assert (row["tag"], row["requests"], row["failed_over"], row["tokens_in"], row["cost_usd"]) == ("team-a", 1, 1, 10, 0.001)
+    engine.dispose()
