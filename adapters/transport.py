@@ -185,6 +185,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.reused = False
         self.idle_since = 0.0
+        self._interim = False  # parsing a 1xx answer, which is skipped
 
     # -- asyncio.Protocol -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -240,6 +241,9 @@ class _Connection(asyncio.Protocol):
         self._names.clear()
         self._values.clear()
         status = self._parser.get_status_code()
+        if 100 <= status < 200:  # an interim answer (100 Continue, 103 Early Hints): the real one follows
+            self._interim = True
+            return
         resp.status, resp.headers = status, headers
         encoding = headers.get("content-encoding", "identity").strip().lower()
         if encoding in ("gzip", "x-gzip", "deflate"):
@@ -258,6 +262,9 @@ class _Connection(asyncio.Protocol):
             self.resp._feed(body)
 
     def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
         resp = self.resp
         if resp is not None:
             if not self._parser.should_keep_alive():

@@ -141,6 +141,27 @@ async def test_chunked_stream_arrives_piece_by_piece() -> None:
         await server.__aexit__()
 
 
+async def test_interim_answers_are_skipped() -> None:
+    def make(server: RawServer) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while True:
+                await server.read_request(reader)
+                writer.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </x>\r\n\r\n" + answer(b'{"ok":1}'))
+                await writer.drain()
+        return handler
+
+    server = await serve(make)
+    pool = UpstreamPool()
+    try:
+        for _ in range(2):  # and the connection stays usable
+            status, headers, data = await post(pool, server.url())
+            assert (status, data) == (200, b'{"ok":1}') and "link" not in headers
+        assert server.connections == 1
+    finally:
+        await pool.close()
+        await server.__aexit__()
+
+
 async def test_close_delimited_body_ends_with_the_connection() -> None:
     def make(server: RawServer) -> Handler:
         async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
