@@ -101,8 +101,8 @@ class DecisionLog:
         self._engine, self._clock, self._retention = engine, clock, retention_s
         self._forward = forward  # no store here (a data replica): hand each record to whoever ships it
         self._batch, self._interval, self._max = batch, flush_interval_s, max_buffer
-        # Rows ready for the driver, converted on the hot path (cheap): the writer thread then runs only the
-        # driver's executemany, which lets go of the GIL, so a flush never stalls the event loop for milliseconds.
+        # Rows ready for the driver, converted on the hot path (cheap): the writer thread then only runs the
+        # multi-row INSERTs (controlplane/bulk.py), so a flush barely holds the GIL the event loop needs.
         self._buf: list[tuple[Any, ...]] = []
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
