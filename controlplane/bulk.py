@@ -26,13 +26,21 @@ _MAX_ROWS = 256
 class BulkInsert:
     """`INSERT INTO table (columns) VALUES (…), (…), …` in the dialect's parameter style, chunked."""
 
-    def __init__(self, table: str, columns: Sequence[str], dialect: Any) -> None:
+    def __init__(self, table: str, columns: Sequence[str], dialect: Any, *, add_on_conflict: Sequence[str] = (),
+                 conflict_keys: Sequence[str] = ()) -> None:
+        """`conflict_keys` and `add_on_conflict` given: an upsert that adds those columns to the existing row's
+        (`ON CONFLICT (keys) DO UPDATE SET c = table.c + excluded.c`, SQLite and PostgreSQL alike); a chunk must
+        not hold one key twice."""
         mark = _PLACEHOLDER.get(dialect.paramstyle)
         if mark is None:
             raise ValueError(f"unsupported DB-API paramstyle {dialect.paramstyle!r}")
         self.sqlite = dialect.name == "sqlite"
         self._head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
         self._row = f"({', '.join([mark] * len(columns))})"
+        self._tail = ""
+        if conflict_keys:
+            sums = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in add_on_conflict)
+            self._tail = f" ON CONFLICT ({', '.join(conflict_keys)}) DO UPDATE SET {sums}"
         self._width = len(columns)
         # Statements come in a few sizes only (the largest power of two that fits, then halves): SQLite prepares a
         # statement per distinct SQL text and its driver caches 128, and batches arrive in every size.
@@ -53,7 +61,7 @@ class BulkInsert:
             chunk = rows[start:start + size]
             sql = self._statements.get(size)
             if sql is None:
-                sql = self._statements[size] = self._head + ", ".join([self._row] * size)
+                sql = self._statements[size] = self._head + ", ".join([self._row] * size) + self._tail
             params = tuple(v for row in chunk for v in row)
             if len(params) != self._width * size:
                 raise ValueError(f"every row needs {self._width} values")

@@ -16,7 +16,6 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, delete, event, func, inspect, text
 from sqlalchemy import select as sa_select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, SQLModel, col, select
 
@@ -78,6 +77,8 @@ class Store:
         self._hooks: list[EventHook] = []
         self._before_insert: list[Callable[[Session], None]] = []
         self._obs_bulk: BulkInsert | None = None
+        self._rollup_bulk: BulkInsert | None = None
+        self._rollup_params: list[tuple[str, Callable[[Any], Any]]] = []
         self._live_ok_second: dict[str, int] = {}  # target -> second of its last raw successful live row
         if create:
             self.create_schema()
@@ -176,12 +177,12 @@ class Store:
                 (o.code or None) and o.code[:200], o.detail[:1000], json.dumps(o.extra, default=str) if o.extra else "{}",
             ))
             self._fold(rollups, o, at, provider)
+        upsert = self._rollup_insert()
+        sums = [tuple(upsert_value(r[c]) for c, upsert_value in self._rollup_params) for r in rollups.values()]
         try:
-            with Session(self.engine) as s:
-                bulk.write(s.connection(), rows)
-                if rollups:
-                    s.execute(self._rollup_upsert(), list(rollups.values()))
-                s.commit()
+            with self.engine.begin() as conn:
+                bulk.write(conn, rows)
+                upsert.write(conn, sums)
         except SQLAlchemyError as exc:
             raise StoreError("add_observations", _brief(exc)) from None
         return len(rows)
@@ -207,13 +208,15 @@ class Store:
             self._obs_bulk = BulkInsert(ObservationRow.__tablename__, _OBSERVATION_COLUMNS, self.engine.dialect)
         return self._obs_bulk
 
-    def _rollup_upsert(self) -> Any:
-        table = RollupRow.__table__  # type: ignore[attr-defined]
-        ins = (sqlite.insert if self.is_sqlite else postgresql.insert)(table)
-        summed = [*CLASS_COLUMNS.values(), "latency_sum", "latency_count", "ttft_sum", "ttft_count"]
-        return ins.on_conflict_do_update(
-            index_elements=["target", "minute"], set_={c: table.c[c] + ins.excluded[c] for c in summed}
-        )
+    def _rollup_insert(self) -> BulkInsert:
+        """Per-minute rollups, added to in place (one upsert per batch; controlplane/bulk.py says why not the ORM)."""
+        if self._rollup_bulk is None:
+            summed = [*CLASS_COLUMNS.values(), "latency_sum", "latency_count", "ttft_sum", "ttft_count"]
+            columns = ["target", "minute", "provider", *summed]
+            self._rollup_bulk = BulkInsert(RollupRow.__tablename__, columns, self.engine.dialect,
+                                           conflict_keys=("target", "minute"), add_on_conflict=summed)
+            self._rollup_params = [(c, self._rollup_bulk.datetime_param if c == "minute" else _as_is) for c in columns]
+        return self._rollup_bulk
 
     def latest_observations(self, target: str) -> dict[str, Observation]:
         """The newest observation of each kind for one target (kind → observation)."""
@@ -394,6 +397,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA busy_timeout=10000")  # a second writer waits instead of failing
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def _as_is(value: Any) -> Any:
+    return value
 
 
 def _empty_rollup(target: str, provider: str, minute: datetime) -> dict[str, Any]:
