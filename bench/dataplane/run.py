@@ -171,8 +171,9 @@ async def _load(url: str, clients: int, seconds: float, stop_after: Any = None) 
     return ok, err
 
 
-async def _get_json(url: str) -> Any:
-    async with aiohttp.ClientSession() as s, s.get(url) as r:
+async def _get_json(url: str, token: str | None = None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with aiohttp.ClientSession() as s, s.get(url, headers=headers) as r:
         return await r.json()
 
 
@@ -236,10 +237,10 @@ def _report(rounds: list[dict[str, Any]], names: list[str]) -> None:
           f"{fig(lambda r: r['direct1']['p50_ms'], '.3f')} / {fig(lambda r: r['direct1']['p99_ms'], '.3f')}")
 
 
-def _start_serve(cfg: Path, data_url: str) -> subprocess.Popen[str]:
+def _start_serve(cfg: Path, data_url: str, *extra: str) -> subprocess.Popen[str]:
     """`turnout serve` as an operator runs it; ready once its data plane lists the routes."""
     root = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen([sys.executable, "-m", "controlplane.cli", "serve", "-c", str(cfg)], cwd=root,
+    proc = subprocess.Popen([sys.executable, "-m", "controlplane.cli", "serve", "-c", str(cfg), *extra], cwd=root,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
 
     async def ready() -> bool:
@@ -269,7 +270,7 @@ def main(argv: list[str] | None = None) -> None:
     wrk = _ensure_wrk()
     commit = _commit()
     up_ports = [_free_port() for _ in range(3)]
-    t_port, b_port, s_data, s_control = _free_port(), _free_port(), _free_port(), _free_port()
+    t_port, b_port, s_data, s_control, r_data = _free_port(), _free_port(), _free_port(), _free_port(), _free_port()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "bench.yaml"
         targets = f"""
@@ -286,10 +287,19 @@ dataplane: {{first_byte_timeout: 3s, total_timeout: 10s}}
         # The full product: control plane, pipeline, SQLite store and data plane in one process. Probes are off:
         # the upstreams answer chat completions only, and the figures are about proxied requests.
         serve_cfg = Path(tmp) / "serve.yaml"
-        serve_cfg.write_text(targets + f"""
+        common = targets + f"""
+auth: {{tokens: [{{token: "bench-admin-{os.getpid()}-0123456789abcdef", scope: admin}}]}}
+probes: {{kinds: {{catalogue: {{enabled: false}}, completion: {{enabled: false}}, status_page: {{enabled: false}}}}}}
+"""
+        serve_cfg.write_text(common + f"""
 server: {{data: {{host: 127.0.0.1, port: {s_data}}}, control: {{host: 127.0.0.1, port: {s_control}}}}}
 database: {{url: "sqlite:///{tmp}/turnout.db"}}
-probes: {{kinds: {{catalogue: {{enabled: false}}, completion: {{enabled: false}}, status_page: {{enabled: false}}}}}}
+""")
+        # A data-plane replica of that control plane, as a scaled deployment runs its data processes: no store;
+        # outcomes and decision records go to the control plane in batches (its admin token from the config).
+        replica_cfg = Path(tmp) / "replica.yaml"
+        replica_cfg.write_text(common + f"""
+server: {{data: {{host: 127.0.0.1, port: {r_data}}}, control: {{host: 127.0.0.1, port: {_free_port()}}}}}
 """)
         lua = Path(tmp) / "post.lua"
         lua.write_text(_LUA)
@@ -300,7 +310,9 @@ probes: {{kinds: {{catalogue: {{enabled: false}}, completion: {{enabled: false}}
                  _start(["bench.dataplane.bare", f"http://127.0.0.1:{up_ports[0]}/v1/chat/completions", str(b_port)], quiet=True)]
         serve_url = f"http://127.0.0.1:{s_data}"
         procs.append(_start_serve(serve_cfg, serve_url))
-        pid, bare_pid, serve_pid = procs[2].pid, procs[3].pid, procs[4].pid
+        replica_url = f"http://127.0.0.1:{r_data}"
+        procs.append(_start_serve(replica_cfg, replica_url, "--role", "data", "--control-url", f"http://127.0.0.1:{s_control}"))
+        pid, bare_pid, serve_pid, replica_pid = procs[2].pid, procs[3].pid, procs[4].pid, procs[5].pid
         try:
             direct_url = f"http://127.0.0.1:{up_ports[0]}/v1/chat/completions"
             turnout_url = f"http://127.0.0.1:{t_port}/v1/chat/completions"
@@ -309,14 +321,21 @@ probes: {{kinds: {{catalogue: {{enabled: false}}, completion: {{enabled: false}}
             bare_url = f"http://127.0.0.1:{b_port}/v1/chat/completions"
             _wrk(wrk, bare_url, 8, 1, str(lua))
             _wrk(wrk, f"{serve_url}/v1/chat/completions", 8, 1, str(lua))
+            _wrk(wrk, f"{replica_url}/v1/chat/completions", 8, 1, str(lua))
             proxies = [("turnout serve (control plane, pipeline, SQLite store, data plane: one process)",
                         f"{serve_url}/v1/chat/completions", serve_pid),
+                       ("turnout serve --role data (a data-plane replica of the process above)",
+                        f"{replica_url}/v1/chat/completions", replica_pid),
                        ("data plane alone (stand-in control loop; decision log on SQLite)", turnout_url, pid),
                        ("bare aiohttp pass-through (no routing, no accounting)", bare_url, bare_pid)]
             rounds = [_round(wrk, str(lua), seconds, direct_url, proxies) for _ in range(n_rounds)]
             load = Path("/proc/loadavg").read_text().split()[0]
             log = asyncio.run(_get_json(f"http://127.0.0.1:{t_port}/_bench/state"))["decisions"]
             print(f"  data plane alone: decision log (SQLite) {log['written']} records written, {log['dropped']} dropped")
+            usage = asyncio.run(_get_json(f"http://127.0.0.1:{s_control}/api/v1/usage?by=route&window=1h",
+                                          f"bench-admin-{os.getpid()}-0123456789abcdef"))
+            print(f"  turnout serve's usage API (its own requests and the replica's): "
+                  f"{sum(r['requests'] for r in usage.get('rows', []))} requests recorded")
             print(f"  load average at the end of the wrk phases: {load} (other processes share these CPUs)")
             print(f"  {n_rounds} interleaved rounds of {seconds} s per phase; each figure is the median over the rounds "
                   f"(per-round values in brackets)")
