@@ -1,7 +1,8 @@
 """The data-plane bench: direct-to-upstream vs through Turnout, in one run, on this machine.
 
-Three proxies are measured against the same direct baseline: `turnout serve` as an operator runs it (control
-plane, observation pipeline, SQLite store and data plane in one process), the data plane alone (the real app with
+Four proxies are measured against the same direct baseline: `turnout serve` as an operator runs it (control
+plane, observation pipeline, SQLite store and data plane in one process), a data-plane replica of it
+(`turnout serve --role data`), the data plane alone (the real app with
 a stand-in control loop and its decision log on SQLite), and a bare aiohttp pass-through (the floor). For each:
 throughput at 64 connections (wrk) as a share of direct, CPU ms per proxied request (utime+stime from /proc over
 the wrk window plus the moments after it until the process is quiet again, so writes that lag behind the load
