@@ -6,15 +6,18 @@ import asyncio
 import inspect
 import os
 import random
+import signal
 import socket
+import subprocess
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import pytest
 
-__all__ = ["free_port", "require_integration", "REQUIRE_INTEGRATION", "PG_ADMIN", "pg_database", "until"]
+__all__ = ["free_port", "require_integration", "REQUIRE_INTEGRATION", "PG_ADMIN", "pg_database", "until", "stop_process",
+           "two_fast_providers"]
 
 REQUIRE_INTEGRATION = os.environ.get("TURNOUT_REQUIRE_INTEGRATION") == "1"
 
@@ -99,3 +102,32 @@ async def until(predicate: Callable[[], Any], timeout: float = 30.0, what: str =
         if loop.time() > deadline:
             pytest.fail(f"{what} not reached within {timeout:g} s")
         await asyncio.sleep(interval)
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 15.0) -> None:
+    """SIGTERM a `turnout serve` subprocess still running and wait for it; kill it if it will not stop."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@asynccontextmanager
+async def two_fast_providers() -> AsyncIterator[Any]:
+    """A running simulator with one fast OpenAI and one fast Anthropic provider (gpt-4o, claude-sonnet-4)."""
+    from adapters.sim.simulator import Simulator
+
+    fast = {"port": 0, "latency": "5ms", "ttft": "10ms", "token_rate": 500}
+    s = Simulator.from_yaml({"host": "127.0.0.1", "admin_port": 0, "seed": 1, "providers": [
+        {"id": "sim-openai", "family": "openai", "api_key": "k1", **fast, "models": [{"name": "gpt-4o"}]},
+        {"id": "sim-anthropic", "family": "anthropic", "api_key": "k2", **fast, "models": [{"name": "claude-sonnet-4"}]},
+    ]})
+    await s.start()
+    try:
+        yield s
+    finally:
+        await s.stop()

@@ -28,7 +28,7 @@ from controlplane.config import parse_config
 from controlplane.domain import ErrorClass, State
 from controlplane.runtime import Runtime
 from tests.fakes import FakeClock
-from tests.support import free_port
+from tests.support import free_port, stop_process
 from tests.support import until as _until
 
 pytestmark = pytest.mark.integration
@@ -177,11 +177,5 @@ async def test_kill_9_and_restart_resumes_states_and_table_versions(sim: Simulat
             proc.send_signal(signal.SIGHUP)
             await _until(lambda: _reloaded_events(db))
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
     assert proc.returncode == 0, (tmp_path / "serve.log").read_text()[-3000:]

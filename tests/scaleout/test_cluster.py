@@ -27,7 +27,7 @@ import yaml
 
 from adapters.sim.simulator import Simulator
 from controlplane.leader import pg_conninfo
-from tests.support import free_port
+from tests.support import free_port, two_fast_providers
 from tests.support import until as _until
 from tests.webhooks.receiver import Receiver
 
@@ -41,14 +41,8 @@ ROUTE = "main"
 
 @pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
-    fast = {"port": 0, "latency": "5ms", "ttft": "10ms", "token_rate": 500}
-    s = Simulator.from_yaml({"host": "127.0.0.1", "admin_port": 0, "seed": 1, "providers": [
-        {"id": "sim-openai", "family": "openai", "api_key": "k1", **fast, "models": [{"name": "gpt-4o"}]},
-        {"id": "sim-anthropic", "family": "anthropic", "api_key": "k2", **fast, "models": [{"name": "claude-sonnet-4"}]},
-    ]})
-    await s.start()
-    yield s
-    await s.stop()
+    async with two_fast_providers() as s:
+        yield s
 
 
 class Cluster:

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from adapters.sim.simulator import Simulator
-from tests.support import free_port
+from tests.support import free_port, stop_process, two_fast_providers
 from tests.support import until as _until
 from tests.webhooks.receiver import Receiver, types
 
@@ -32,14 +32,8 @@ ADMIN = "e2e-admin-token-123456"
 
 @pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
-    fast = {"port": 0, "latency": "5ms", "ttft": "10ms", "token_rate": 500}
-    s = Simulator.from_yaml({"host": "127.0.0.1", "admin_port": 0, "seed": 1, "providers": [
-        {"id": "sim-openai", "family": "openai", "api_key": "k1", **fast, "models": [{"name": "gpt-4o"}]},
-        {"id": "sim-anthropic", "family": "anthropic", "api_key": "k2", **fast, "models": [{"name": "claude-sonnet-4"}]},
-    ]})
-    await s.start()
-    yield s
-    await s.stop()
+    async with two_fast_providers() as s:
+        yield s
 
 
 def _config(sim: Simulator, db: Path, port: int) -> dict[str, Any]:
@@ -112,13 +106,7 @@ async def test_withdrawal_events_arrive_once_each_in_order_across_sigkill(sim: S
             async with http.get(f"{base}/api/v1/events", params={"after": str(rows[0][1] - 1), "limit": "1000"}) as r:
                 events = (await r.json())["events"]
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
         await receiver.stop()
     assert all(r.verified for r in receiver.got), "every request verifies with standardwebhooks"
     unique = receiver.unique()
