@@ -154,7 +154,7 @@ class PanelRun:
                     cost_usd(tin, tout, cand.price_in, cand.price_out))
         self.calls.append(call)
         rt = self.st.rt
-        self.st.child(rt.metrics.dataplane_attempts_total, self.route.name, cand.provider.id, cand.model, str(c.error_class)).inc()
+        rt.metrics.child(rt.metrics.dataplane_attempts_total, self.route.name, cand.provider.id, cand.model, str(c.error_class)).inc()
         if observe:
             rt.sink.submit(Observation(
                 target=cand.target, at=rt.clock.wall(), source=Source.LIVE, kind="live", error_class=c.error_class,

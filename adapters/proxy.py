@@ -86,7 +86,7 @@ class DataPlaneState:
         self._adapters: dict[str, Adapter] = dict(adapters or {})
         self.pool: UpstreamPool | None = None
         self.decisions: DecisionLog | None = None
-        self._children: dict[tuple[Any, ...], Any] = {}
+        self._bundles: dict[tuple[Any, ...], Any] = {}  # metric children resolved together per request kind
         self._apply(cfg)
 
     def _apply(self, cfg: Any) -> None:
@@ -113,21 +113,13 @@ class DataPlaneState:
             a = self._adapters[name] = get_adapter(name)
         return a
 
-    def child(self, metric: Any, *labels: str) -> Any:
-        """Labelled metric children, cached: `labels()` takes a lock and builds a tuple every call."""
-        key = (id(metric), *labels)
-        c = self._children.get(key)
-        if c is None:
-            c = self._children[key] = metric.labels(*labels)
-        return c
-
     def count_request(self, route: str, stream: bool, outcome: str, latency: float) -> None:
         """Metrics for one finished client request."""
         key = ("request", route, stream, outcome)
-        pair = self._children.get(key)
+        pair = self._bundles.get(key)
         if pair is None:
             m = self.rt.metrics
-            pair = self._children[key] = (m.dataplane_requests_total.labels(route, outcome),
+            pair = self._bundles[key] = (m.dataplane_requests_total.labels(route, outcome),
                                           m.dataplane_request_duration_seconds.labels(route, "true" if stream else "false"))
         pair[0].inc()
         pair[1].observe(latency)
@@ -135,11 +127,11 @@ class DataPlaneState:
     def count_usage(self, route: str, target: str, tokens_in: int, tokens_out: int, cost: float) -> None:
         """Tokens and estimated spend through one target (children for the three series cached together)."""
         key = ("usage", route, target)
-        trio = self._children.get(key)
+        trio = self._bundles.get(key)
         if trio is None:
             m = self.rt.metrics
             provider, _, model = target.partition("/")
-            trio = self._children[key] = (m.dataplane_tokens_total.labels(route, provider, model, "in"),
+            trio = self._bundles[key] = (m.dataplane_tokens_total.labels(route, provider, model, "in"),
                                           m.dataplane_tokens_total.labels(route, provider, model, "out"),
                                           m.dataplane_cost_usd_total.labels(route, provider, model))
         trio[0].inc(tokens_in)
@@ -325,7 +317,7 @@ async def _serve(request: web.Request, st: DataPlaneState, req: _Request, t0: fl
             queue.insert(0, cand)
             continue
         if queue:
-            st.child(rt.metrics.dataplane_failovers_total, req.plan.name, str(c.error_class)).inc()
+            rt.metrics.child(rt.metrics.dataplane_failovers_total, req.plan.name, str(c.error_class)).inc()
     if last_client_error is not None:
         return _client_error(st, req, *last_client_error, t0)
     return _exhausted(st, req, t0)
@@ -351,7 +343,7 @@ def _record_failure(st: DataPlaneState, req: _Request, cand: Candidate, opened: 
     c = opened.classification
     req.tries.append(_Try(cand.target, c.error_class, c.status, c.detail, opened.latency_s))
     _observe(st, cand, c, opened.latency_s, opened.ttft_s, opened.headroom.ratio if opened.headroom else None)
-    st.child(st.rt.metrics.dataplane_attempts_total, req.plan.name, cand.provider.id, cand.model, str(c.error_class)).inc()
+    st.rt.metrics.child(st.rt.metrics.dataplane_attempts_total, req.plan.name, cand.provider.id, cand.model, str(c.error_class)).inc()
 
 
 def _headers(req: _Request, target: str | None) -> dict[str, str]:
@@ -425,7 +417,7 @@ async def _commit(request: web.Request, st: DataPlaneState, req: _Request, att: 
     if not req.stream:
         att.close(reuse=True)
         _observe(st, cand, opened.classification, opened.latency_s, opened.ttft_s, headroom)
-        st.child(metrics.dataplane_attempts_total, req.plan.name, cand.provider.id, cand.model, "ok").inc()
+        metrics.child(metrics.dataplane_attempts_total, req.plan.name, cand.provider.id, cand.model, "ok").inc()
         usage = opened.response.get("usage") if opened.response else None
         _finish(st, req, cand, "ok", 200, t0, usage, opened.ttft_s)
         headers = _headers(req, cand.target)
@@ -463,7 +455,7 @@ async def _commit(request: web.Request, st: DataPlaneState, req: _Request, att: 
         return resp
     # latency = to the first chunk: a long generation is not a slow call (the breaker's slow-call rule reads latency)
     _observe(st, cand, c, opened.latency_s, end.ttft_s, headroom, duration=end.latency_s)
-    st.child(metrics.dataplane_attempts_total, req.plan.name, cand.provider.id, cand.model, str(c.error_class)).inc()
+    metrics.child(metrics.dataplane_attempts_total, req.plan.name, cand.provider.id, cand.model, str(c.error_class)).inc()
     if not c.ok:
         req.tries[-1] = _Try(cand.target, c.error_class, c.status, c.detail, end.latency_s)
     _finish(st, req, cand, "ok" if c.ok else "stream_error", 200, t0, end.usage, end.ttft_s)

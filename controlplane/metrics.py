@@ -130,7 +130,8 @@ class Metrics:
         self._table_series: dict[str, set[tuple[str, ...]]] = {}
 
     def child(self, metric: Any, *labels: str) -> Any:
-        """`metric.labels(*labels)`, cached: only for series that are never removed (the observation metrics)."""
+        """`metric.labels(*labels)`, cached (`labels()` locks and validates every call): for the per-request and
+        per-observation series, which are never removed (observe_table's series are, and do not use this)."""
         key = (id(metric), *labels)
         c = self._children.get(key)
         if c is None:
