@@ -10,9 +10,9 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from aiohttp import web
 
 from adapters.attempts import ClientGone, Opened, StreamEnd, UpstreamAttempt
+from adapters.listener import Request, Response, StreamResponse
 from controlplane.decisions import cost_usd
 from controlplane.domain import Classification, ErrorClass, Observation, Source
 
@@ -27,10 +27,10 @@ __all__ = [
 _DONE = b"data: [DONE]\n\n"
 
 
-def error(status: int, message: str, type_: str, code: str, headers: dict[str, str] | None = None, **extra: Any) -> web.Response:
+def error(status: int, message: str, type_: str, code: str, headers: dict[str, str] | None = None, **extra: Any) -> Response:
     """An OpenAI-shaped error response (`extra` adds fields such as `members` or `param`)."""
     body = {"error": {"message": message, "type": type_, "param": None, "code": code, **extra}}
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json", headers=headers)
+    return Response(body=orjson.dumps(body), status=status, content_type="application/json", headers=headers)
 
 
 def tokens(usage: Any) -> tuple[int, int]:
@@ -42,7 +42,7 @@ def tokens(usage: Any) -> tuple[int, int]:
     return (tin if isinstance(tin, int) else 0), (tout if isinstance(tout, int) else 0)
 
 
-def client_error(run: PanelRun) -> web.Response:
+def client_error(run: PanelRun) -> Response:
     """The request was refused as the caller's own mistake: that 4xx goes back, like the proxy does."""
     assert run.client_error is not None
     opened, cand = run.client_error
@@ -54,7 +54,7 @@ def client_error(run: PanelRun) -> web.Response:
                   c.code or "invalid_request", headers=run.headers())
 
 
-def below_quorum(run: PanelRun, answered: int) -> web.Response:
+def below_quorum(run: PanelRun, answered: int) -> Response:
     """A 503 `panel_quorum_not_met` listing every member call and its outcome."""
     members = [c.brief() for c in run.calls if c.stage == "member"]
     tried = ", ".join(f"{m['target']}: {m['outcome']}" for m in members) or "no admissible member"
@@ -66,7 +66,7 @@ def below_quorum(run: PanelRun, answered: int) -> web.Response:
                   "service_unavailable", "panel_quorum_not_met", headers=run.headers(), **extra)
 
 
-def synth_failed(run: PanelRun) -> web.Response:
+def synth_failed(run: PanelRun) -> Response:
     """A 503 `no_admissible_target`: every synthesizer candidate failed before its answer could be committed."""
     calls = [c.brief() for c in run.calls if c.stage == "synthesizer"]
     tried = ", ".join(f"{c['target']}: {c['outcome']}" for c in calls) or "no admissible target"
@@ -107,21 +107,21 @@ def usage_chunk(run: PanelRun, meta: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
 
-async def open_stream(request: web.Request, run: PanelRun) -> web.StreamResponse:
+async def open_stream(request: Request, run: PanelRun) -> StreamResponse:
     """Send the SSE headers; with debug, the full trail first as an SSE comment."""
-    resp = web.StreamResponse(headers={**run.headers(complete=False), "Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    resp = StreamResponse(headers={**run.headers(complete=False), "Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await resp.prepare(request)
     if run.prefs.debug:  # an SSE comment: clients skip it, a person reading the stream sees what happened
         await resp.write(b": turnout " + orjson.dumps(run.trail(full=True)) + b"\n\n")
     return resp
 
 
-async def stream_synthesis(request: web.Request, run: PanelRun, att: UpstreamAttempt, opened: Opened) -> web.StreamResponse:
+async def stream_synthesis(request: Request, run: PanelRun, att: UpstreamAttempt, opened: Opened) -> StreamResponse:
     """Forward the committed synthesizer stream without its own usage, then the summed usage and [DONE]."""
     cand = att.cand
     call = run.record("synthesizer", cand, opened.classification, opened.latency_s, observe=False)
     meta = next((i.chunk for i in opened.buffered if i.chunk is not None and i.chunk.get("id")), None) or {}
-    resp: web.StreamResponse | None = None
+    resp: StreamResponse | None = None
     try:
         resp = await open_stream(request, run)
 
@@ -146,7 +146,7 @@ async def stream_synthesis(request: web.Request, run: PanelRun, att: UpstreamAtt
     call.cost_usd = cost_usd(call.tokens_in, call.tokens_out, cand.price_in, cand.price_out)
     if end.client_gone:
         run.finish("client_gone", 499, end.ttft_s)
-        return resp or web.StreamResponse()
+        return resp or StreamResponse()
     c = end.classification
     rt = run.st.rt
     # Latency = to the first chunk, as the proxy reports streams: a long synthesis is not a slow call.
@@ -169,7 +169,7 @@ async def stream_synthesis(request: web.Request, run: PanelRun, att: UpstreamAtt
     return resp
 
 
-async def single(request: web.Request, run: PanelRun, best: MemberAnswer) -> web.StreamResponse:
+async def single(request: Request, run: PanelRun, best: MemberAnswer) -> StreamResponse:
     """Below quorum with `degrade_to_single`: the best (highest-ranked) member's answer, JSON or as a stream."""
     run.final = best.cand
     out = dict(best.response)
@@ -178,7 +178,7 @@ async def single(request: web.Request, run: PanelRun, best: MemberAnswer) -> web
         if run.prefs.debug:
             out["turnout"] = run.trail(full=True)
         run.finish("degraded", 200)
-        return web.Response(body=orjson.dumps(out), content_type="application/json", headers=run.headers())
+        return Response(body=orjson.dumps(out), content_type="application/json", headers=run.headers())
     meta = {"id": out.get("id", "turnout-panel"), "created": out.get("created", 0), "model": out.get("model", run.route.name)}
     choice = out["choices"][0] if isinstance(out.get("choices"), list) and out["choices"] else {}
     base = {**meta, "object": "chat.completion.chunk"}
@@ -186,7 +186,7 @@ async def single(request: web.Request, run: PanelRun, best: MemberAnswer) -> web
         {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": best.text}, "finish_reason": None}]},
         {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": choice.get("finish_reason") or "stop"}]},
     ]
-    resp: web.StreamResponse | None = None
+    resp: StreamResponse | None = None
     try:
         resp = await open_stream(request, run)
         await resp.write(b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events))
@@ -196,6 +196,6 @@ async def single(request: web.Request, run: PanelRun, best: MemberAnswer) -> web
         await resp.write_eof()
     except (ConnectionError, RuntimeError):  # the client left
         run.finish("client_gone", 499)
-        return resp or web.StreamResponse()
+        return resp or StreamResponse()
     run.finish("degraded", 200)
     return resp

@@ -18,27 +18,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 from adapters.attempts import ClientGone, Opened, StreamEnd, Timeouts, UpstreamAttempt
 from adapters.base import Adapter
 from adapters.hedging import hedged_open
+from adapters.listener import App, AppKey, Request, Response, StreamResponse, error_response
 from adapters.preferences import PreferenceError, Preferences, parse_preferences
 from adapters.selection import Candidate, Plan, Selector
 from adapters.transport import UpstreamPool
 from controlplane.decisions import Decision, DecisionLog, cost_usd
 from controlplane.domain import Classification, ErrorClass, Observation, Source
+from controlplane.metrics_http import scrape
 
 __all__ = ["build_data_app", "DATA_STATE", "DataPlaneState"]
 
 _R1_CLASSES = frozenset({ErrorClass.CONNECT, ErrorClass.SERVER_ERROR})
 _R1_MIN_REMAINING_S = 1.0  # retry the same target only when this much of the request's deadline is left
-
-
-def _error(status: int, message: str, type_: str, code: str | None = None, param: str | None = None,
-           headers: Mapping[str, str] | None = None, **extra: Any) -> web.Response:
-    body = {"error": {"message": message, "type": type_, "param": param, "code": code, **extra}}
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json", headers=headers)
 
 
 @dataclass(slots=True)
@@ -140,26 +135,31 @@ class DataPlaneState:
             trio[2].inc(cost)
 
 
-DATA_STATE: web.AppKey[DataPlaneState] = web.AppKey("turnout_data_plane", DataPlaneState)
+DATA_STATE: AppKey[DataPlaneState] = AppKey("turnout_data_plane")
 
 
 def build_data_app(rt: Any, *, adapters: Mapping[str, Adapter] | None = None,
-                   rand: Callable[[], float] = random.random) -> web.Application:
-    """The data-plane app. `rt` needs config, table_source, sink, metrics, clock; `store` enables the decision log."""
-    cfg = rt.config
-    # handler_cancellation: a client that disconnects (or gives up on its own timeout) cancels its handler at
-    # once, so the upstream attempt is abandoned and nothing is counted against the provider.
-    app = web.Application(client_max_size=cfg.server.max_body_bytes, handler_args={"handler_cancellation": True})
+                   rand: Callable[[], float] = random.random, serve_metrics: bool = False) -> App:
+    """The data-plane app, served by adapters.listener (`start_listener(app, host, port)`). `rt` needs config,
+    table_source, sink, metrics, clock; `store` enables the decision log. `serve_metrics` adds `GET /metrics` (a
+    data replica has no control app to serve them).
+
+    A client that disconnects (or gives up on its own timeout) cancels its handler at once (the listener does
+    that), so the upstream attempt is abandoned and nothing is counted against the provider.
+    """
+    app = App(max_body_bytes=lambda: rt.config.server.max_body_bytes)  # read per request: reloads apply
     state = DataPlaneState(rt, adapters, rand)
     app[DATA_STATE] = state
-    app.router.add_post("/v1/chat/completions", _chat)
-    app.router.add_get("/v1/models", _models)
+    app.add_route("POST", "/v1/chat/completions", _chat)
+    app.add_route("GET", "/v1/models", _models)
+    if serve_metrics:
+        app.add_route("GET", "/metrics", _metrics)
     app.on_startup.append(_startup)
     app.on_cleanup.append(_cleanup)
     return app
 
 
-async def _startup(app: web.Application) -> None:
+async def _startup(app: App) -> None:
     st = app[DATA_STATE]
     # One pool of keep-alive connections for all upstreams (an idle list per origin), never a client per request.
     st.pool = UpstreamPool(connect_timeout=st.rt.config.dataplane.connect_timeout)
@@ -171,7 +171,7 @@ async def _startup(app: web.Application) -> None:
     await st.decisions.start()
 
 
-async def _cleanup(app: web.Application) -> None:
+async def _cleanup(app: App) -> None:
     st = app[DATA_STATE]
     if st.decisions is not None:
         try:
@@ -182,45 +182,29 @@ async def _cleanup(app: web.Application) -> None:
         await st.pool.close()
 
 
-async def _models(request: web.Request) -> web.Response:
+async def _models(request: Request) -> Response:
     st = request.app[DATA_STATE]
     st.config()
-    return web.Response(body=st.models_body, content_type="application/json")
+    return Response(st.models_body)
 
 
-async def _body(request: web.Request, limit: int) -> bytes | None:
-    """The request body, or None when it is over `limit`.
-
-    A body that arrived with the headers (most chat requests) is taken as it is: `request.read()` would still loop
-    over its stream, await twice and copy, which showed in the per-request CPU (bench/dataplane).
-    """
-    content = request.content
-    if content.is_eof():
-        raw = content.read_nowait()
-    else:
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return None
-    return None if len(raw) > limit else raw
+async def _metrics(request: Request) -> Response:
+    rt = request.app[DATA_STATE].rt
+    status, body, headers = scrape(rt.metrics, rt.config.auth, request.headers.get("authorization", ""))
+    return Response(body, status=status, content_type=headers.pop("Content-Type"), headers=headers)
 
 
-def _bad_request(field: str, problem: str) -> web.Response:
-    return _error(400, f"{field}: {problem}", "invalid_request_error", "invalid_value", param=field)
+def _bad_request(field: str, problem: str) -> Response:
+    return error_response(400, f"{field}: {problem}", "invalid_request_error", "invalid_value", param=field)
 
 
-async def _chat(request: web.Request) -> web.StreamResponse:
+async def _chat(request: Request) -> Response | StreamResponse:
     st = request.app[DATA_STATE]
-    cfg = st.config()
+    st.config()
     rt = st.rt
     t0 = rt.clock.monotonic()
-    if request.content_length is not None and request.content_length > cfg.server.max_body_bytes:
-        return _error(413, f"request body exceeds {cfg.server.max_body_bytes} bytes", "invalid_request_error", "request_too_large")
-    raw = await _body(request, cfg.server.max_body_bytes)
-    if raw is None:
-        return _error(413, f"request body exceeds {cfg.server.max_body_bytes} bytes", "invalid_request_error", "request_too_large")
-    try:
-        body = orjson.loads(raw)
+    try:  # the listener has read the whole body and held it to server.max_body_bytes (413 otherwise)
+        body = orjson.loads(request.body)
     except orjson.JSONDecodeError as exc:
         return _bad_request("body", f"not valid JSON ({exc.msg} at position {exc.pos})")
     if not isinstance(body, dict):
@@ -246,7 +230,7 @@ async def _chat(request: web.Request) -> web.StreamResponse:
     plan = st.selector.plan(rt.table_source.current(), model, prefs)
     if plan is None:
         known = ", ".join(st.selector.models()) or "(none)"
-        return _error(404, f"model {model!r} is neither a route nor a provider/model target; routes: {known}",
+        return error_response(404, f"model {model!r} is neither a route nor a provider/model target; routes: {known}",
                       "invalid_request_error", "model_not_found", param="model")
     include_usage = False
     if stream:
@@ -258,7 +242,7 @@ async def _chat(request: web.Request) -> web.StreamResponse:
     return await _serve(request, st, req, t0)
 
 
-async def _serve(request: web.Request, st: DataPlaneState, req: _Request, t0: float) -> web.StreamResponse:
+async def _serve(request: Request, st: DataPlaneState, req: _Request, t0: float) -> Response | StreamResponse:
     rt, cfg = st.rt, st.rt.config
     dp = cfg.dataplane
     loop = asyncio.get_running_loop()
@@ -382,7 +366,7 @@ def _finish(st: DataPlaneState, req: _Request, target: Candidate | None, outcome
         ))
 
 
-def _exhausted(st: DataPlaneState, req: _Request, t0: float) -> web.Response:
+def _exhausted(st: DataPlaneState, req: _Request, t0: float) -> Response:
     attempts = [{"target": t.target, "error_class": str(t.error_class), "status": t.status} for t in req.tries]
     # Nothing tried: say why each target was passed over (withdrawn, open, excluded by policy), from the table.
     skipped = [{"target": t, "reason": r} for t, r in req.plan.skipped]
@@ -393,23 +377,23 @@ def _exhausted(st: DataPlaneState, req: _Request, t0: float) -> web.Response:
     extra: dict[str, Any] = {"attempts": attempts, "skipped": skipped}
     if req.prefs.debug:
         extra["turnout"] = req.trail()
-    return _error(503, f"no target could answer for {req.plan.name!r} ({tried})", "service_unavailable",
+    return error_response(503, f"no target could answer for {req.plan.name!r} ({tried})", "service_unavailable",
                   "no_admissible_target", headers=_headers(req, None), **extra)
 
 
-def _client_error(st: DataPlaneState, req: _Request, opened: Opened, cand: Candidate, t0: float) -> web.Response:
+def _client_error(st: DataPlaneState, req: _Request, opened: Opened, cand: Candidate, t0: float) -> Response:
     c = opened.classification
     status = c.status if c.status is not None and 400 <= c.status < 500 else 400
     _finish(st, req, cand, "client_error", status, t0)
     headers = _headers(req, cand.target)
     if cand.adapter == "openai" and opened.body and opened.body.lstrip().startswith(b"{"):
-        return web.Response(body=opened.body, status=status, content_type="application/json", headers=headers)
-    return _error(status, c.detail or "the request was rejected by the provider", "invalid_request_error", c.code,
+        return Response(body=opened.body, status=status, content_type="application/json", headers=headers)
+    return error_response(status, c.detail or "the request was rejected by the provider", "invalid_request_error", c.code,
                   headers=headers)
 
 
-async def _commit(request: web.Request, st: DataPlaneState, req: _Request, att: UpstreamAttempt, opened: Opened,
-                  t0: float) -> web.StreamResponse:
+async def _commit(request: Request, st: DataPlaneState, req: _Request, att: UpstreamAttempt, opened: Opened,
+                  t0: float) -> Response | StreamResponse:
     cand = att.cand
     req.tries.append(_Try(cand.target, ErrorClass.OK, opened.classification.status, "", opened.latency_s))
     headroom = opened.headroom.ratio if opened.headroom else None
@@ -422,13 +406,13 @@ async def _commit(request: web.Request, st: DataPlaneState, req: _Request, att: 
         _finish(st, req, cand, "ok", 200, t0, usage, opened.ttft_s)
         headers = _headers(req, cand.target)
         if cand.adapter == "openai" and opened.body is not None and not req.prefs.debug:
-            return web.Response(body=opened.body, content_type="application/json", headers=headers)  # pass-through
+            return Response(body=opened.body, content_type="application/json", headers=headers)  # pass-through
         out = dict(opened.response or {})
         if req.prefs.debug:
             out["turnout"] = req.trail()
-        return web.Response(body=orjson.dumps(out), content_type="application/json", headers=headers)
-    resp = web.StreamResponse(headers={**_headers(req, cand.target), "Content-Type": "text/event-stream",
-                                       "Cache-Control": "no-cache"})
+        return Response(body=orjson.dumps(out), content_type="application/json", headers=headers)
+    resp = StreamResponse(headers={**_headers(req, cand.target), "Content-Type": "text/event-stream",
+                                   "Cache-Control": "no-cache"})
     end: StreamEnd
     try:
         await resp.prepare(request)

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from controlplane.metrics import CONTENT_TYPE, Metrics, render
 
-__all__ = ["install", "metrics_handler"]
+__all__ = ["install", "metrics_handler", "scrape"]
 
 
 class _HasMetrics(Protocol):
@@ -22,10 +22,10 @@ class _HasMetrics(Protocol):
     def metrics(self) -> Metrics: ...
 
 
-def _authorized(request: web.Request, auth: Any) -> bool:
+def _authorized(authorization: str, auth: Any) -> bool:
     if auth is None or auth.public_read:
         return True
-    scheme, _, value = request.headers.get("Authorization", "").strip().partition(" ")
+    scheme, _, value = authorization.strip().partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         return False
     given, ok = value.strip().encode(), False
@@ -39,18 +39,22 @@ def metrics_handler(metrics: Metrics, auth: Any = None) -> Callable[[web.Request
     `config.auth` (None: open)."""
 
     async def handle(request: web.Request) -> web.Response:
-        if not _authorized(request, auth):
-            raise web.HTTPUnauthorized(text="/metrics needs a bearer token (auth.public_read is false)",
-                                       headers={"WWW-Authenticate": 'Bearer realm="turnout"'})
-        # Rendering walks every series under the registry's lock; it is fast (well under a millisecond per
-        # hundred series), so it runs on the loop rather than paying a thread hop on every scrape.
-        body = render(metrics)
-        resp = web.Response(body=body)
-        resp.headers["Content-Type"] = CONTENT_TYPE  # carries the version parameter Prometheus negotiates on
-        resp.headers["Cache-Control"] = "no-store"
+        status, body, headers = scrape(metrics, auth, request.headers.get("Authorization", ""))
+        resp = web.Response(body=body, status=status)
+        resp.headers.update(headers)  # Content-Type carries the version parameter Prometheus negotiates on
         return resp
 
     return handle
+
+
+def scrape(metrics: Metrics, auth: Any, authorization: str) -> tuple[int, bytes, dict[str, str]]:
+    """Status, body and headers of one scrape (`authorization`: the request's Authorization header, or "")."""
+    if not _authorized(authorization, auth):
+        return 401, b"/metrics needs a bearer token (auth.public_read is false)", {
+            "Content-Type": "text/plain; charset=utf-8", "WWW-Authenticate": 'Bearer realm="turnout"'}
+    # Rendering walks every series under the registry's lock; it is fast (well under a millisecond per hundred
+    # series), so it runs on the loop rather than paying a thread hop on every scrape.
+    return 200, render(metrics), {"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"}
 
 
 def install(app: web.Application, rt: _HasMetrics) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 __all__ = ["free_port", "require_integration", "REQUIRE_INTEGRATION", "PG_ADMIN", "pg_database", "until", "stop_process",
-           "two_fast_providers"]
+           "two_fast_providers", "serve_app"]
 
 REQUIRE_INTEGRATION = os.environ.get("TURNOUT_REQUIRE_INTEGRATION") == "1"
 
@@ -131,3 +131,21 @@ async def two_fast_providers() -> AsyncIterator[Any]:
         yield s
     finally:
         await s.stop()
+
+
+async def serve_app(app: Any, *, shutdown_timeout: float = 1.0) -> tuple[Any, int]:
+    """Serve an app on a free loopback port as `turnout serve` does: the data plane's listener App
+    (adapters.listener) or an aiohttp Application (control app, simulators, receivers). Returns (runner, port);
+    stop with `await runner.cleanup()`."""
+    from aiohttp import web
+
+    from adapters.listener import App, start_listener
+
+    if isinstance(app, App):
+        listener = await start_listener(app, "127.0.0.1", 0, shutdown_timeout=shutdown_timeout)
+        return listener, listener.port
+    runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, port

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import signal
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+import orjson
 
+from adapters.listener import App, Request, Response, start_listener
 from adapters.proxy import DATA_STATE, build_data_app
 from controlplane.clock import SystemClock
 from controlplane.commands.serve_cmd import tune_interpreter_for_serving
@@ -99,22 +101,22 @@ class BenchRuntime:
     store: Any = None
 
 
-def build(cfg: Config, store: Any = None) -> tuple[web.Application, MiniBreaker]:
+def build(cfg: Config, store: Any = None) -> tuple[App, MiniBreaker]:
     mini = MiniBreaker(cfg)
     app = build_data_app(BenchRuntime(cfg, mini, mini, store=store))
 
-    async def reset(request: web.Request) -> web.Response:
+    async def reset(request: Request) -> Response:
         mini.reset()
-        return web.json_response({"version": mini.table.version})
+        return Response(orjson.dumps({"version": mini.table.version}))
 
-    async def state(request: web.Request) -> web.Response:
+    async def state(request: Request) -> Response:
         log = app[DATA_STATE].decisions
-        return web.json_response({"version": mini.table.version, "observed": mini.observed,
-                                  "decisions": {"written": log.written if log else 0, "dropped": log.dropped if log else 0},
-                                  "states": {k: str(e.state) for k, e in mini.table.targets.items()}})
+        return Response(orjson.dumps({"version": mini.table.version, "observed": mini.observed,
+                                      "decisions": {"written": log.written if log else 0, "dropped": log.dropped if log else 0},
+                                      "states": {k: str(e.state) for k, e in mini.table.targets.items()}}))
 
-    app.router.add_post("/_bench/reset", reset)
-    app.router.add_get("/_bench/state", state)
+    app.add_route("POST", "/_bench/reset", reset)
+    app.add_route("GET", "/_bench/state", state)
     return app, mini
 
 
@@ -130,12 +132,16 @@ def main(argv: list[str] | None = None) -> None:
         store = Store(f"sqlite:///{tmp}/decisions.db", SystemClock())
         app, _ = build(cfg, store)
 
-        async def tune(_app: web.Application) -> None:
+        async def run() -> None:
+            listener = await start_listener(app, "127.0.0.1", port, backlog=4096)
             tune_interpreter_for_serving()  # as `turnout serve` does once it is up
+            stop = asyncio.Event()
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)  # the bench's terminate()
+            print("ready", flush=True)
+            await stop.wait()
+            await listener.cleanup(1.0)
 
-        app.on_startup.append(tune)
-        web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=lambda *_: print("ready", flush=True),
-                    backlog=4096)
+        asyncio.run(run())
 
 
 if __name__ == "__main__":

@@ -14,13 +14,16 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from controlplane.config import Config, load_config
 from controlplane.httpserver import GuardedAppRunner
 from controlplane.errors import ConfigError, StoreError
+
+if TYPE_CHECKING:
+    from adapters.listener import Listener
 
 __all__ = ["add_parser", "serve", "configure_logging"]
 
@@ -133,7 +136,7 @@ async def serve(cfg: Config, config_path: str | None, role: str = "all", *,
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
-    runners: list[web.AppRunner] = []
+    runners: list[web.AppRunner | Listener] = []
     try:
         if control:
             c = cfg.server.control
@@ -141,6 +144,7 @@ async def serve(cfg: Config, config_path: str | None, role: str = "all", *,
             log.info("control plane on http://%s:%d", c.host, c.port)
         if role in ("data", "all"):
             try:
+                from adapters.listener import start_listener
                 from adapters.proxy import build_data_app
             except ModuleNotFoundError as exc:
                 if not (exc.name and "adapters".startswith(exc.name.split(".")[0])):
@@ -148,12 +152,8 @@ async def serve(cfg: Config, config_path: str | None, role: str = "all", *,
                 log.warning("data plane not available in this build (%s)", exc.name)
             else:
                 d = cfg.server.data
-                app = build_data_app(rt)
-                if control_urls:  # a data replica has no control app: its metrics are served here
-                    from controlplane.metrics_http import install as install_metrics
-
-                    install_metrics(app, rt)
-                runners.append(await _site(app, d.host, d.port))
+                app = build_data_app(rt, serve_metrics=bool(control_urls))  # a replica has no control app
+                runners.append(await start_listener(app, d.host, d.port))
                 log.info("data plane on http://%s:%d/v1", d.host, d.port)
         if on_ready is not None:
             on_ready(rt)

@@ -79,6 +79,7 @@ def _reaction(applied: _Applied, events: list[tuple[float, Event]]) -> tuple[str
 
 async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
     """Play the story; return the process exit code."""
+    from adapters.listener import start_listener
     from adapters.proxy import build_data_app
     from adapters.sim import Simulator
     from controlplane.control_app import build_control_app
@@ -119,8 +120,9 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
         stack.callback(unsubscribe)
         control, control_port = await _serve(build_control_app(rt))
         stack.push_async_callback(control.cleanup)
-        data, data_port = await _serve(build_data_app(rt))
-        stack.push_async_callback(data.cleanup)
+        data = await start_listener(build_data_app(rt), "127.0.0.1", 0)
+        stack.push_async_callback(data.cleanup, 1.0)
+        data_port = data.port
         control_url, data_url = f"http://127.0.0.1:{control_port}", f"http://127.0.0.1:{data_port}/v1"
 
         progress("registering a local webhook receiver…")

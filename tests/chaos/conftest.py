@@ -24,7 +24,6 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-from aiohttp import web
 
 from adapters.proxy import build_data_app
 from adapters.sim import Simulator
@@ -32,7 +31,7 @@ from controlplane.config import Config, parse_config
 from controlplane.control_app import build_control_app
 from controlplane.runtime import Runtime
 from tests.fakes import FakeClock
-from tests.support import free_port
+from tests.support import serve_app
 from tests.webhooks.receiver import Receiver
 
 __all__ = ["SOAK", "SENTINELS", "ADMIN", "READER", "Stack", "sim_config", "turnout_config", "start_app", "open_fds",
@@ -91,12 +90,8 @@ def parse(raw: dict[str, Any]) -> Config:
     return parse_config(yaml.safe_dump(raw), env={"SIM_KEY": PROVIDER_KEY})
 
 
-async def start_app(app: web.Application) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner, port
+async def start_app(app: Any) -> tuple[Any, int]:
+    return await serve_app(app)
 
 
 def open_fds() -> int:
@@ -114,7 +109,7 @@ class Stack:
     receiver: Receiver
     endpoint: str = ""  # the receiver's webhook endpoint id
     raw: dict[str, Any] = field(default_factory=dict)  # the Turnout config it was built from (keys as ${SIM_KEY})
-    _runners: list[web.AppRunner] = field(default_factory=list)
+    _runners: list[Any] = field(default_factory=list)
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     # -- time ----------------------------------------------------------------------------------
@@ -189,7 +184,7 @@ async def build_stack(tmp_path: Path, mutate: Callable[[dict[str, Any]], None] |
     cfg = parse(raw)
     rt = Runtime(cfg, clock=clock, fire=False, webhooks=True)
     await rt.start()
-    runners: list[web.AppRunner] = []
+    runners: list[Any] = []
     data_runner, data_port = await start_app(build_data_app(rt))
     control_runner, control_port = await start_app(build_control_app(rt))
     runners += [data_runner, control_runner]

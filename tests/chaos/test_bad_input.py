@@ -17,15 +17,14 @@ from typing import Any
 
 import pytest
 import yaml
-from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from adapters.listener import Listener, start_listener
 from adapters.proxy import build_data_app
 from adapters.sim import Simulator
 from controlplane.config import parse_config
 from controlplane.errors import ConfigError
-from controlplane.httpserver import GuardedAppRunner
 from tests.chaos.conftest import SOAK, parse, sim_config, turnout_config
 from tests.dataplane.helpers import Rt, StaticTables, make_table
 from tests.fakes import FakeClock
@@ -140,17 +139,15 @@ def served() -> Iterator[_Served]:
     thread.start()
     port = free_port()
 
-    async def start() -> tuple[Simulator, web.AppRunner]:
+    async def start() -> tuple[Simulator, Listener]:
         sim = Simulator.from_yaml(sim_config(), clock=FakeClock(), admin=False)
         await sim.start()
         raw = turnout_config(sim, "sqlite:///:memory:")
         raw["server"]["max_body_bytes"] = 16 * 1024
         cfg = parse(raw)
         app = build_data_app(Rt(cfg, StaticTables(make_table(cfg))))
-        runner = GuardedAppRunner(app, access_log=None, shutdown_timeout=1.0)  # as turnout serve runs it
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        return sim, runner
+        listener = await start_listener(app, "127.0.0.1", port, shutdown_timeout=1.0)  # as turnout serve runs it
+        return sim, listener
 
     sim, runner = asyncio.run_coroutine_threadsafe(start(), loop).result(30)
     try:

@@ -29,7 +29,7 @@ from controlplane.config import parse_config
 from controlplane.control_app import build_control_app
 from controlplane.domain import State
 from controlplane.runtime import Runtime
-from tests.support import free_port
+from tests.support import free_port, serve_app
 
 __all__ = ["KEY", "SIM", "TARGETS", "Turnout", "Traffic", "running_turnout"]
 
@@ -151,7 +151,7 @@ async def running_turnout(tmp_path: Path) -> AsyncIterator[Turnout]:
         config = parse_config(_config(sim, tmp_path / "turnout.db"), env={"SIM_KEY": KEY, "ADMIN": ADMIN})
         rt = Runtime(config, clock=clock, fire=False, webhooks=True)
         await rt.start()
-        runners: list[web.AppRunner] = []
+        runners: list[Any] = []
         try:
             receivers = {}
             for name, status in (("ok", 200), ("down", 500)):
@@ -169,11 +169,8 @@ async def running_turnout(tmp_path: Path) -> AsyncIterator[Turnout]:
                 receivers[name] = f"http://127.0.0.1:{port}/hook"
             urls = []
             for app in (build_control_app(rt), build_data_app(rt)):
-                runner = web.AppRunner(app, shutdown_timeout=1.0)
-                await runner.setup()
+                runner, port = await serve_app(app)
                 runners.append(runner)
-                port = free_port()
-                await web.TCPSite(runner, "127.0.0.1", port).start()
                 urls.append(f"http://127.0.0.1:{port}")
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
                 turnout = Turnout(urls[0], urls[1], rt, sim, clock, session, {})

@@ -8,14 +8,14 @@ from typing import Any
 
 import openai
 import pytest
-from aiohttp import web
 
+from adapters.listener import App
 from adapters.proxy import build_data_app
 from adapters.sim import Simulator
 from controlplane.config import Config
 from tests.dataplane.helpers import Rt, StaticTables, make_table, parse
 from tests.fakes import FakeClock
-from tests.support import free_port
+from tests.support import serve_app
 
 KEY = "sim-test-key"
 
@@ -49,12 +49,8 @@ routes:
 """
 
 
-async def start_app(app: web.Application) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app, shutdown_timeout=1.0)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner, port
+async def start_app(app: Any) -> tuple[Any, int]:
+    return await serve_app(app)
 
 
 @dataclass
@@ -65,7 +61,7 @@ class Env:
     url: str  # the data plane's /v1 base
     aclient: openai.AsyncOpenAI
     client: openai.OpenAI
-    app: web.Application
+    app: App
 
     def requests(self, provider: str) -> int:
         return self.sim.requests(provider)
@@ -80,7 +76,7 @@ async def sim() -> AsyncIterator[Simulator]:
 @pytest.fixture
 async def make_env(sim: Simulator) -> AsyncIterator[Callable[..., Awaitable[Env]]]:
     """Build the data plane in front of `sim`; `extra` YAML adds routes/sections, `rt_kw` the stand-in runtime."""
-    started: list[tuple[web.AppRunner, Env]] = []
+    started: list[tuple[Any, Env]] = []
 
     async def make(extra: str = "", routes: str = "", **rt_kw: Any) -> Env:
         cfg = parse_with_key(turnout_yaml(sim, extra, routes))

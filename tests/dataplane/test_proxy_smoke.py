@@ -7,29 +7,20 @@ from typing import Any
 
 import openai
 import pytest
-from aiohttp import web
 
 from adapters.openai import OpenAIAdapter
 from adapters.proxy import build_data_app
 from bench.dataplane.upstream import MODE, build_upstream
 from tests.dataplane.helpers import Rt, StaticTables, make_table, parse
-from tests.support import free_port
+from tests.support import serve_app
 
 pytestmark = pytest.mark.integration
-
-
-async def _start(app: web.Application) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner, port
 
 
 @pytest.fixture
 async def env() -> AsyncIterator[dict[str, Any]]:
     up_apps = [build_upstream(), build_upstream()]
-    ups = [await _start(a) for a in up_apps]
+    ups = [await serve_app(a) for a in up_apps]
     cfg = parse(f"""
 providers:
   - {{id: p1, adapter: openai, base_url: "http://127.0.0.1:{ups[0][1]}/v1", models: [{{name: m, price: {{input: 1, output: 2}}}}]}}
@@ -39,7 +30,7 @@ routes:
 dataplane: {{first_byte_timeout: 2s, total_timeout: 5s}}
 """)
     rt = Rt(cfg, StaticTables(make_table(cfg)))
-    runner, port = await _start(build_data_app(rt, adapters={"openai": OpenAIAdapter()}))
+    runner, port = await serve_app(build_data_app(rt, adapters={"openai": OpenAIAdapter()}))
     client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
     yield {"rt": rt, "client": client, "modes": [a[MODE] for a in up_apps], "port": port}
     await client.close()

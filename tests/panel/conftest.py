@@ -15,12 +15,13 @@ import orjson
 import pytest
 from aiohttp import web
 
+from adapters.listener import App
 from adapters.proxy import build_data_app
 from adapters.sim import Simulator
 from controlplane.config import Config, parse_config
 from tests.dataplane.helpers import Rt, StaticTables, make_table
 from tests.fakes import FakeClock
-from tests.support import free_port
+from tests.support import free_port, serve_app
 
 KEY = "sim-panel-key"
 
@@ -134,7 +135,7 @@ class Env:
     aclient: openai.AsyncOpenAI
     judge: Relay
     synth: Relay
-    app: web.Application
+    app: App
 
     async def post(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> aiohttp.ClientResponse:
         async with aiohttp.ClientSession() as s:
@@ -152,7 +153,7 @@ async def sim() -> AsyncIterator[Simulator]:
 @pytest.fixture
 async def make_env(sim: Simulator) -> AsyncIterator[Callable[..., Awaitable[Env]]]:
     """`panel` adds fields to the fusion route's panel mapping (e.g. ", degrade_to_single: true")."""
-    started: list[tuple[web.AppRunner, Env]] = []
+    started: list[tuple[Any, Env]] = []
 
     async def make(panel: str = "", routes: str = "", extra: str = "", first_byte: str = "2s", **rt_kw: Any) -> Env:
         judge, synth = Relay(sim.root_url("jd")), Relay(sim.root_url("sy"))
@@ -161,10 +162,7 @@ async def make_env(sim: Simulator) -> AsyncIterator[Callable[..., Awaitable[Env]
         cfg = parse(turnout_yaml(sim, judge.url("/v1"), synth.url("/v1"), panel, routes, extra, first_byte))
         rt = Rt(cfg, StaticTables(make_table(cfg)), **rt_kw)
         app = build_data_app(rt)
-        runner = web.AppRunner(app, shutdown_timeout=1.0)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runner, port = await serve_app(app)
         url = f"http://127.0.0.1:{port}/v1"
         env = Env(sim, rt, cfg, url, openai.AsyncOpenAI(base_url=url, api_key="client-key", max_retries=0, timeout=20),
                   judge, synth, app)

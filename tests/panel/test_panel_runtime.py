@@ -8,7 +8,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from adapters.proxy import build_data_app
 from adapters.sim import Simulator
@@ -16,7 +15,7 @@ from controlplane.domain import State
 from controlplane.runtime import Runtime
 from tests.fakes import FakeClock
 from tests.panel.conftest import MSG, Relay, parse, turnout_yaml
-from tests.support import free_port
+from tests.support import serve_app
 
 pytestmark = pytest.mark.integration
 
@@ -29,10 +28,7 @@ async def test_withdrawn_member_leaves_the_table_and_the_next_panel(sim: Simulat
     rt = Runtime(cfg, clock=FakeClock(), probes=False, webhooks=False, fire=False)
     await rt.start()
     app = build_data_app(rt)
-    runner = web.AppRunner(app, shutdown_timeout=1.0)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner, port = await serve_app(app)
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     try:
         async with aiohttp.ClientSession() as s:

@@ -1,0 +1,472 @@
+"""The data plane's HTTP/1.1 listener: asyncio protocols and httptools (llhttp), no web framework.
+
+Why not aiohttp's web server, which the control plane uses: per request it creates a task, a request object
+graph, a stream writer and a response with multidict headers, and that cost about 40 µs of CPU per proxied
+request here, more than Turnout's routing, accounting and metrics together (bench/dataplane). The data plane
+needs little: a few routes, whole request bodies (chat requests are small and must be parsed whole anyway),
+whole JSON answers and SSE streams. uvicorn was measured too: no cheaper than aiohttp.
+
+Covered: keep-alive and pipelined requests (answered in order), HTTP/1.0, Content-Length and chunked request
+bodies with a size limit (413), `Expect: 100-continue`, chunked streamed answers with back-pressure, a handler
+cancelled when its client disconnects (nothing is then counted against a provider), idle connections closed
+after `keepalive_timeout`, and oversized request heads refused the way HTTP says (431 for headers, 414 for the
+request line) without quoting the client's bytes back — not in the answer, not in the log. Every refusal is
+OpenAI's error shape. Not covered, on purpose: upgrades (WebSocket, h2c), HEAD, trailers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from email.utils import formatdate
+from typing import Any, Generic, TypeVar
+
+import httptools
+import orjson
+
+__all__ = ["App", "AppKey", "Request", "Response", "StreamResponse", "Listener", "start_listener", "error_response"]
+
+log = logging.getLogger("turnout.dataplane.listener")
+T = TypeVar("T")
+Handler = Callable[["Request"], Awaitable["Response | StreamResponse"]]
+
+MAX_LINE = 8190  # request line and each header field, as aiohttp's parser limits them
+MAX_HEADERS = 128
+_MAX_QUEUED = 8  # pipelined requests held per connection before reading pauses
+_LINGER_S = 5.0  # how long a refused client may keep sending before the connection is closed
+_MAX_HEAD = 64 * 1024  # bytes of an incomplete request head before it is refused (431)
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
+            414: "URI Too Long", 431: "Request Header Fields Too Large", 499: "Client Closed Request",
+            500: "Internal Server Error", 503: "Service Unavailable"}
+
+
+class AppKey(Generic[T]):
+    """A typed key for state kept on an App (`app[KEY] = value`)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<AppKey {self.name}>"
+
+
+class App:
+    """Routes, state and startup/cleanup hooks: what a Listener serves."""
+
+    def __init__(self, *, max_body_bytes: Callable[[], int] | int) -> None:
+        self.routes: dict[tuple[str, str], Handler] = {}
+        self._state: dict[AppKey[Any], Any] = {}
+        self.on_startup: list[Callable[[App], Awaitable[None]]] = []
+        self.on_cleanup: list[Callable[[App], Awaitable[None]]] = []
+        self._max_body = max_body_bytes if callable(max_body_bytes) else (lambda: max_body_bytes)
+
+    def add_route(self, method: str, path: str, handler: Handler) -> None:
+        self.routes[(method, path)] = handler
+
+    def max_body_bytes(self) -> int:
+        return self._max_body()
+
+    def __getitem__(self, key: AppKey[T]) -> T:
+        return self._state[key]  # type: ignore[no-any-return]
+
+    def __setitem__(self, key: AppKey[T], value: T) -> None:
+        self._state[key] = value
+
+
+class Request:
+    """One whole request: method, path, query, lower-cased headers (repeated fields joined with ", "), body."""
+
+    __slots__ = ("app", "method", "path", "query", "headers", "body", "_conn", "_keep_alive", "_http11")
+
+    def __init__(self, app: App, method: str, path: str, query: str, headers: dict[str, str], body: bytes,
+                 conn: _Connection | None = None, keep_alive: bool = False, http11: bool = True) -> None:
+        self.app, self.method, self.path, self.query, self.headers, self.body = app, method, path, query, headers, body
+        self._conn, self._keep_alive, self._http11 = conn, keep_alive, http11
+
+
+class Response:
+    """A whole answer, sent with its Content-Length."""
+
+    __slots__ = ("body", "status", "content_type", "headers")
+
+    def __init__(self, body: bytes = b"", *, status: int = 200, content_type: str = "application/json",
+                 headers: Mapping[str, str] | None = None) -> None:
+        self.body, self.status, self.content_type, self.headers = body, status, content_type, headers
+
+
+class StreamResponse:
+    """An answer written as it goes (chunked; close-delimited for an HTTP/1.0 client): `await prepare(request)`,
+    `await write(data)` as often as needed, `await write_eof()`. A write to a client that is gone raises
+    ConnectionResetError."""
+
+    def __init__(self, *, status: int = 200, headers: Mapping[str, str] | None = None) -> None:
+        self.status, self.headers = status, dict(headers or {})
+        self._conn: _Connection | None = None
+        self._chunked = True
+        self.prepared = self.eof = False
+
+    async def prepare(self, request: Request) -> None:
+        conn = request._conn
+        if conn is None:
+            raise RuntimeError("prepare() needs a request read by a Listener")
+        self._conn, self.prepared = conn, True
+        self._chunked = request._http11  # HTTP/1.0 has no chunks: the end of the connection ends the answer
+        conn.write(_head(self.status, self.headers, request._keep_alive,
+                         b"transfer-encoding: chunked\r\n" if self._chunked else b""))
+        await conn.drain()
+
+    async def write(self, data: bytes) -> None:
+        conn = self._conn
+        if conn is None or self.eof:
+            raise RuntimeError("write() before prepare() or after write_eof()")
+        if not data:
+            return
+        conn.write(b"%x\r\n%b\r\n" % (len(data), data) if self._chunked else data)
+        await conn.drain()
+
+    async def write_eof(self) -> None:
+        if self._conn is None or self.eof:
+            return
+        self.eof = True
+        if self._chunked:
+            self._conn.write(b"0\r\n\r\n")
+        await self._conn.drain()
+
+
+def error_response(status: int, message: str, type_: str, code: str | None = None, param: str | None = None,
+                   headers: Mapping[str, str] | None = None, **extra: Any) -> Response:
+    """An answer in OpenAI's error shape."""
+    body = {"error": {"message": message, "type": type_, "param": param, "code": code, **extra}}
+    return Response(orjson.dumps(body), status=status, headers=headers)
+
+
+_date_second = -1
+_date_line = b""
+
+
+def _date() -> bytes:
+    """The Date header line, formatted once per second."""
+    global _date_second, _date_line
+    now = int(time.time())
+    if now != _date_second:
+        _date_second, _date_line = now, f"date: {formatdate(now, usegmt=True)}\r\n".encode()
+    return _date_line
+
+
+def _head(status: int, headers: Mapping[str, str] | None, keep_alive: bool, extra: bytes) -> bytes:
+    parts = [b"HTTP/1.1 %d %b\r\n" % (status, _REASONS.get(status, "Status").encode()), _date(), extra]
+    if headers:
+        for name, value in headers.items():
+            if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+                raise ValueError(f"header {name!r}: line breaks are not allowed in a header")
+            parts.append(f"{name}: {value}\r\n".encode())
+    if not keep_alive:
+        parts.append(b"connection: close\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def _encode(resp: Response, keep_alive: bool) -> bytes:
+    extra = b"content-type: %b\r\ncontent-length: %d\r\n" % (resp.content_type.encode(), len(resp.body))
+    return _head(resp.status, resp.headers, keep_alive, extra) + resp.body
+
+
+class _Refused(Exception):
+    """A request refused while it is read (head too large, body too large, malformed): answer, then close."""
+
+    def __init__(self, status: int, message: str, code: str) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: parse requests, run their handlers one at a time, write the answers in order."""
+
+    def __init__(self, listener: Listener) -> None:
+        self._listener, self._app = listener, listener.app
+        self._parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self._queue: deque[Request] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self._refusal: _Refused | None = None  # a refused request (answered once the answers before it are)
+        self._closed = False
+        self._paused_reading = False
+        self._writing_paused = False
+        self._drain: asyncio.Future[None] | None = None
+        self.last_active = 0.0
+        self._reset()
+
+    def _reset(self) -> None:
+        self._url = b""
+        self._names: list[bytes] = []
+        self._values: list[bytes] = []
+        self._headers: dict[str, str] = {}
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._in_head = False
+        self._head_bytes = 0
+
+    # -- asyncio.Protocol -------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a stream transport (uvloop's is not a subclass)
+        self.last_active = self._listener.loop.time()
+        self._listener.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closed or self._refusal is not None:
+            return
+        self.last_active = self._listener.loop.time()
+        try:
+            self._parser.feed_data(data)
+            if self._in_head:  # a head still incomplete: bound what it may grow to (httptools buffers it)
+                self._head_bytes += len(data)
+                if self._head_bytes > _MAX_HEAD:
+                    raise _Refused(431, "request header fields too large", "headers_too_large")
+        except _Refused as exc:
+            self._refuse(exc)
+        except httptools.HttpParserUpgrade:
+            self._refuse(_Refused(400, "protocol upgrades are not supported", "bad_request"))
+        except httptools.HttpParserError as exc:  # a _Refused raised in a callback comes back as its context
+            refused = exc.__context__ if isinstance(exc.__context__, _Refused) else None
+            self._refuse(refused or _Refused(400, "malformed HTTP request", "bad_request"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._listener.connections.discard(self)
+        if self._task is not None and not self._task.done():
+            self._task.cancel()  # the client went away: its handler stops, nothing counts against a provider
+        self._wake_writer()
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._wake_writer()
+
+    # -- httptools callbacks ----------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._reset()
+        self._in_head = True
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > MAX_LINE:
+            raise _Refused(414, "request line too long", "uri_too_long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) + len(value) > MAX_LINE or len(self._names) >= MAX_HEADERS:
+            raise _Refused(431, "request header fields too large", "headers_too_large")
+        self._names.append(name)
+        self._values.append(value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        headers = self._headers
+        for raw_name, raw_value in zip(self._names, self._values, strict=True):
+            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        length = headers.get("content-length")
+        limit = self._app.max_body_bytes()
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise _Refused(413, f"request body exceeds {limit} bytes", "request_too_large")
+        if self._task is None and self.transport is not None and headers.get("expect", "").lower() == "100-continue":
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > self._app.max_body_bytes():
+            raise _Refused(413, f"request body exceeds {self._app.max_body_bytes()} bytes", "request_too_large")
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        p = self._parser
+        url = self._url
+        if url.startswith(b"/") and b"?" not in url and b"%" not in url:
+            path, query = url.decode("latin-1"), ""  # the common case, without a URL parse
+        else:
+            parsed = httptools.parse_url(url)
+            path, query = (parsed.path or b"/").decode("latin-1"), (parsed.query or b"").decode("latin-1")
+        http11 = p.get_http_version() == "1.1"
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        # HTTP/1.0 clients get one answer per connection (no keep-alive bookkeeping for a legacy protocol).
+        self._queue.append(Request(self._app, p.get_method().decode("latin-1"), path, query, self._headers, body,
+                                   self, http11 and p.should_keep_alive(), http11))
+        if self._task is None:
+            self._task = self._listener.loop.create_task(self._serve())
+        elif len(self._queue) >= _MAX_QUEUED and self.transport is not None and not self._paused_reading:
+            self._paused_reading = True  # a client pipelining faster than we answer: stop reading for now
+            self.transport.pause_reading()
+
+    # -- serving ----------------------------------------------------------------------------------
+    async def _serve(self) -> None:
+        try:
+            while self._queue and not self._closed:
+                req = self._queue.popleft()
+                if self._paused_reading and len(self._queue) < _MAX_QUEUED // 2 and self.transport is not None:
+                    self._paused_reading = False
+                    self.transport.resume_reading()
+                try:
+                    await self._answer(req)
+                except ConnectionError:  # the client left while its answer was written
+                    self._close()
+                    return
+                if not req._keep_alive:
+                    self._close()
+                    return
+                self.last_active = self._listener.loop.time()
+        finally:
+            self._task = None
+        if self._refusal is not None and not self._closed:  # a pipelined request refused while we answered
+            self._refuse(self._refusal)
+
+    async def _answer(self, req: Request) -> None:
+        handler = self._app.routes.get((req.method, req.path))
+        if handler is None:
+            resp: Response | StreamResponse = self._no_route(req)
+        else:
+            try:
+                resp = await handler(req)
+            except (asyncio.CancelledError, ConnectionError):
+                raise
+            except Exception:
+                log.exception("data-plane handler for %s %s failed", req.method, req.path)
+                resp = error_response(500, "internal error in the data plane", "server_error", "internal_error")
+        if isinstance(resp, StreamResponse):
+            if not resp.prepared:  # a handler that gave up before its first byte: an empty answer
+                await resp.prepare(req)
+            await resp.write_eof()
+        else:
+            self.write(_encode(resp, req._keep_alive))
+
+    def _no_route(self, req: Request) -> Response:
+        allowed = sorted(m for m, p in self._app.routes if p == req.path)
+        if allowed:
+            return error_response(405, f"method {req.method} not allowed on {req.path}", "invalid_request_error",
+                                  "method_not_allowed", headers={"allow": ", ".join(allowed)})
+        return error_response(404, f"no such endpoint: {req.path}", "invalid_request_error", "not_found")
+
+    def write(self, data: bytes) -> None:
+        if self._closed or self.transport is None:
+            raise ConnectionResetError("the client closed the connection")
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        """Wait while the client reads slower than we write (the transport's buffer is over its high-water mark)."""
+        if self._writing_paused and not self._closed:
+            self._drain = self._listener.loop.create_future()
+            try:
+                await self._drain
+            finally:
+                self._drain = None
+        if self._closed:
+            raise ConnectionResetError("the client closed the connection")
+
+    def _wake_writer(self) -> None:
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    def _refuse(self, exc: _Refused) -> None:
+        """Answer a request that could not be read — without its bytes — and close the connection."""
+        if self._task is not None:  # answers to earlier pipelined requests go first
+            self._refusal = exc
+            if self.transport is not None and not self._paused_reading:
+                self._paused_reading = True
+                self.transport.pause_reading()
+            return
+        # One line, never the refused bytes (a header may hold the caller's token). An oversized body is routine.
+        log.log(logging.INFO if exc.status == 413 else logging.WARNING, "request from %s refused (HTTP %d: %s)",
+                self._peer(), exc.status, exc)
+        self._refusal = exc  # from now on, whatever arrives is discarded
+        if self.transport is None or self._closed:
+            return
+        self.transport.write(_encode(error_response(exc.status, str(exc), "invalid_request_error", exc.code), False))
+        # Lingering close: a client still sending its body would get a reset instead of our answer if we closed
+        # now. Say we are done, discard what still comes, and close when the client does (or after a while).
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            if self._paused_reading:
+                self._paused_reading = False
+                self.transport.resume_reading()
+            self._listener.loop.call_later(_LINGER_S, self._close)
+        else:
+            self._close()
+
+    def _peer(self) -> str:
+        peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+        return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "?"
+
+    def _close(self) -> None:
+        if not self._closed and self.transport is not None:
+            self._closed = True
+            self.transport.close()
+
+    def idle_for(self, now: float) -> float:
+        """Seconds without a request being read or answered (0 while a handler runs)."""
+        return 0.0 if self._task is not None else now - self.last_active
+
+    def close_idle(self) -> None:
+        if self._task is None:
+            self._close()
+
+
+class Listener:
+    """A running listener: `port`, and `cleanup()` to stop (what `start_listener` returns)."""
+
+    def __init__(self, app: App, loop: asyncio.AbstractEventLoop, keepalive_timeout: float, shutdown_timeout: float) -> None:
+        self.app, self.loop, self.keepalive_timeout, self.shutdown_timeout = app, loop, keepalive_timeout, shutdown_timeout
+        self.connections: set[_Connection] = set()
+        self.port = 0
+        self._server: asyncio.AbstractServer | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def _sweep(self) -> None:
+        """Close connections idle longer than keepalive_timeout (also a head that never completes)."""
+        while True:
+            await asyncio.sleep(min(1.0, self.keepalive_timeout / 2))
+            now = self.loop.time()
+            for conn in [c for c in self.connections if c.idle_for(now) > self.keepalive_timeout]:
+                conn.close_idle()
+
+    async def cleanup(self, grace: float | None = None) -> None:
+        """Stop accepting, let answers in flight finish (up to `grace` seconds, default `shutdown_timeout`), then
+        run the app's cleanup hooks."""
+        grace = self.shutdown_timeout if grace is None else grace
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        deadline = self.loop.time() + grace
+        while True:
+            for conn in list(self.connections):
+                conn.close_idle()
+            if not self.connections or self.loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):  # still busy after the grace period: cut
+            if conn.transport is not None:
+                conn.transport.abort()
+        for hook in self.app.on_cleanup:
+            await hook(self.app)
+
+
+async def start_listener(app: App, host: str, port: int, *, shutdown_timeout: float = 60.0, keepalive_timeout: float = 75.0,
+                         backlog: int = 1024) -> Listener:
+    """Run the app's startup hooks and listen on host:port (port 0: any free port, see `Listener.port`).
+
+    The backlog is large because clients open many connections at once (a burst of streams), and a full one makes
+    the kernel drop SYNs, which clients retry only after a second."""
+    loop = asyncio.get_running_loop()
+    listener = Listener(app, loop, keepalive_timeout, shutdown_timeout)
+    for hook in app.on_startup:
+        await hook(app)
+    listener._server = await loop.create_server(lambda: _Connection(listener), host, port, backlog=backlog)
+    sock = listener._server.sockets[0] if listener._server.sockets else None
+    listener.port = sock.getsockname()[1] if sock is not None else port
+    listener._sweeper = loop.create_task(listener._sweep())
+    return listener
