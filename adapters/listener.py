@@ -201,9 +201,8 @@ class _Connection(asyncio.Protocol):
 
     def _reset(self) -> None:
         self._url = b""
-        self._names: list[bytes] = []
-        self._values: list[bytes] = []
         self._headers: dict[str, str] = {}
+        self._n_headers = 0
         self._body: list[bytes] = []
         self._body_size = 0
         self._in_head = False
@@ -258,17 +257,16 @@ class _Connection(asyncio.Protocol):
             raise _Refused(414, "request line too long", "uri_too_long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if len(name) + len(value) > MAX_LINE or len(self._names) >= MAX_HEADERS:
+        self._n_headers += 1
+        if len(name) + len(value) > MAX_LINE or self._n_headers > MAX_HEADERS:
             raise _Refused(431, "request header fields too large", "headers_too_large")
-        self._names.append(name)
-        self._values.append(value)
+        key, text = name.lower().decode("latin-1"), value.decode("latin-1")
+        headers = self._headers
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         headers = self._headers
-        for raw_name, raw_value in zip(self._names, self._values, strict=True):
-            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
         length = headers.get("content-length")
         limit = self._app.max_body_bytes()
         if length is not None and length.isdigit() and int(length) > limit:

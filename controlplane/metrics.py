@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from controlplane.domain import Observation, Source, State, TargetRef
+from controlplane.domain import ErrorClass, Observation, Source, State, TargetRef
 
 if TYPE_CHECKING:
     from controlplane.events import Event
@@ -57,6 +57,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry if registry is not None else CollectorRegistry()
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._observation_series: dict[tuple[Any, ...], _ObservationSeries] = {}  # observe_observation's children
         # -- probes ---------------------------------------------------------------------------
         self.probe_duration_seconds = Histogram(
             "turnout_probe_duration_seconds", "Probe duration by kind.", [*_T, "kind"], buckets=LATENCY_BUCKETS, registry=r
@@ -159,21 +160,46 @@ def _bounded(value: str, limit: int = 48) -> str:
     return value if ok else _OTHER
 
 
+@dataclass(slots=True)
+class _ObservationSeries:
+    """The children one (target, source, error class) writes; the histograms made when first written."""
+
+    total: Any
+    provider: str
+    model: str
+    source: str
+    latency: Any = None
+    ttft: Any = None
+
+
 def observe_observation(m: Metrics, obs: Observation) -> None:
     """Count one observation; record its latency, TTFT, tokens/s and headroom; for probes, outcome and success.
 
     Live traffic brings one per proxied request, so labelled children are looked up in a cache (`labels()` takes
     a lock and validates every call); series are still created only when first written."""
-    provider, model = _split(obs.target)
-    source, error_class = str(obs.source), str(obs.error_class)
-    child = m.child
-    child(m.observations_total, provider, model, source, error_class).inc()
+    key = (obs.target, obs.source, obs.error_class)
+    series = m._observation_series.get(key)
+    if series is None:
+        provider, model = _split(obs.target)
+        series = m._observation_series[key] = _ObservationSeries(
+            m.child(m.observations_total, provider, model, str(obs.source), str(obs.error_class)), provider, model, str(obs.source))
+    series.total.inc()
     # Latency percentiles describe answered calls; a timeout's "latency" is the deadline, and an auth refusal's is
     # near zero: both would bend the percentiles without saying anything about speed (they are counted above).
-    if obs.ok and obs.latency_s is not None:
-        child(m.latency_seconds, provider, model, source).observe(obs.latency_s)
-    if obs.ok and obs.ttft_s is not None:
-        child(m.ttft_seconds, provider, model, source).observe(obs.ttft_s)
+    if obs.error_class is ErrorClass.OK:
+        if obs.latency_s is not None:
+            if series.latency is None:
+                series.latency = m.child(m.latency_seconds, series.provider, series.model, series.source)
+            series.latency.observe(obs.latency_s)
+        if obs.ttft_s is not None:
+            if series.ttft is None:
+                series.ttft = m.child(m.ttft_seconds, series.provider, series.model, series.source)
+            series.ttft.observe(obs.ttft_s)
+    if obs.tokens_per_s is None and obs.headroom is None and obs.source is not Source.PROBE:
+        return  # live traffic: done
+    provider, model = _split(obs.target)
+    child = m.child
+    error_class = str(obs.error_class)
     if obs.tokens_per_s is not None:
         child(m.tokens_per_second, provider, model).set(obs.tokens_per_s)
     if obs.headroom is not None:

@@ -193,7 +193,9 @@ class Store:
         if o.kind in UPTIME_EXCLUDED_KINDS:
             return
         minute = at.replace(second=0, microsecond=0)
-        r = rollups.setdefault((o.target, minute), _empty_rollup(o.target, provider, minute))
+        r = rollups.get((o.target, minute))
+        if r is None:  # not setdefault: that would build an empty row for every observation
+            r = rollups[(o.target, minute)] = _empty_rollup(o.target, provider, minute)
         r[CLASS_COLUMNS[o.error_class]] += 1
         if o.latency_s is not None and o.ok:
             r["latency_sum"] += o.latency_s
