@@ -18,10 +18,10 @@ import asyncio
 import logging
 import os
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
@@ -40,6 +40,8 @@ __all__ = ["OutlierDetector", "ReplicaTable", "OutcomeReporter", "DataReplica", 
 log = logging.getLogger("turnout.replica")
 
 LONG_POLL_S = 25.0
+_ENCODE_CHUNK = 50  # report items encoded between two turns of the event loop (~0.2 ms)
+T = TypeVar("T")
 _BACKOFF_MIN, _BACKOFF_MAX = 0.1, 2.0
 
 
@@ -188,6 +190,18 @@ class OutcomeReporter:
         self._trim()
 
 
+async def _encode(items: Sequence[T], to_wire: Callable[[T], dict[str, Any]], chunk: int = _ENCODE_CHUNK) -> bytes:
+    """A JSON array of `to_wire(item)`, built a chunk at a time with the loop let go in between: a full batch
+    encoded at once held the data plane's event loop for ~1.5 ms, a few times a second (1-connection p99 through a
+    replica; bench/dataplane)."""
+    parts: list[bytes] = []
+    for start in range(0, len(items), chunk):
+        if start:
+            await asyncio.sleep(0)
+        parts.append(orjson.dumps([to_wire(i) for i in items[start:start + chunk]])[1:-1])
+    return b"[" + b",".join(parts) + b"]"
+
+
 class DataReplica:
     """What `build_data_app(rt)` needs (config, clock, metrics, table_source, sink; store None), fed from
     control replicas. `start()` begins following and reporting; `stop()` flushes one last batch."""
@@ -315,12 +329,12 @@ class DataReplica:
         records = [self.decisions.popleft() for _ in range(min(self.sink.batch, len(self.decisions)))]
         if not batch and not records:
             return 0
-        body = {"replica": f"data@{os.getpid()}", "observations": [observation_to_wire(o) for o in batch],
-                "decisions": [decision_to_wire(d) for d in records]}
+        payload = b'{"replica":%b,"observations":%b,"decisions":%b}' % (
+            orjson.dumps(f"data@{os.getpid()}"), await _encode(batch, observation_to_wire),
+            await _encode(records, decision_to_wire))
         headers = {"Content-Type": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        payload = orjson.dumps(body)  # the stdlib encoder held the event loop for milliseconds on a full batch
         for _ in range(len(self.urls)):
             url = self.urls[self._report_url % len(self.urls)]
             try:
