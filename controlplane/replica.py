@@ -191,9 +191,9 @@ class OutcomeReporter:
 
 
 async def _encode(items: Sequence[T], to_wire: Callable[[T], dict[str, Any]], chunk: int = _ENCODE_CHUNK) -> bytes:
-    """A JSON array of `to_wire(item)`, built a chunk at a time with the loop let go in between: a full batch
-    encoded at once held the data plane's event loop for ~1.5 ms, a few times a second (1-connection p99 through a
-    replica; bench/dataplane)."""
+    """A JSON array of `to_wire(item)`, built a chunk at a time with the loop let go in between: a full batch of
+    200 outcomes and 200 records encoded at once held the data plane's event loop for ~0.6 ms, many times a second
+    under load; a chunk holds it ~0.15 ms."""
     parts: list[bytes] = []
     for start in range(0, len(items), chunk):
         if start:
