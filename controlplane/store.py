@@ -161,22 +161,22 @@ class Store:
             return 0
         bulk = self._observation_insert()
         rows: list[tuple[Any, ...]] = []
-        rollups: dict[tuple[str, datetime], dict[str, Any]] = {}
+        rollups: dict[tuple[str, int], dict[str, Any]] = {}
+        live_ok_second = self._live_ok_second
         for o in observations:
-            at = _utc(o.at)
-            provider = o.target.partition("/")[0]
-            if o.source is Source.LIVE and o.ok:
-                second = int(at.timestamp())
-                if self._live_ok_second.get(o.target) == second:
-                    self._fold(rollups, o, at, provider)
+            at = o.at if o.at.tzinfo is UTC else _utc(o.at)  # clock.wall() is UTC already: skip the conversion
+            second = int(at.timestamp())
+            if o.source is Source.LIVE and o.error_class is ErrorClass.OK:
+                if live_ok_second.get(o.target) == second:
+                    self._fold(rollups, o, at, second)
                     continue
-                self._live_ok_second[o.target] = second
+                live_ok_second[o.target] = second
             rows.append((
-                o.target, provider, bulk.datetime_param(at), str(o.source), o.kind, str(o.error_class), o.latency_s,
-                o.ttft_s, o.tokens_per_s, o.status, o.headroom, o.retry_after_s, str(o.scope),
+                o.target, o.target.partition("/")[0], bulk.datetime_param(at), str(o.source), o.kind, str(o.error_class),
+                o.latency_s, o.ttft_s, o.tokens_per_s, o.status, o.headroom, o.retry_after_s, str(o.scope),
                 (o.code or None) and o.code[:200], o.detail[:1000], json.dumps(o.extra, default=str) if o.extra else "{}",
             ))
-            self._fold(rollups, o, at, provider)
+            self._fold(rollups, o, at, second)
         upsert = self._rollup_insert()
         sums = [tuple(upsert_value(r[c]) for c, upsert_value in self._rollup_params) for r in rollups.values()]
         try:
@@ -188,21 +188,23 @@ class Store:
         return len(rows)
 
     @staticmethod
-    def _fold(rollups: dict[tuple[str, datetime], dict[str, Any]], o: Observation, at: datetime, provider: str) -> None:
-        """Count one observation into its target's per-minute rollup row."""
+    def _fold(rollups: dict[tuple[str, int], dict[str, Any]], o: Observation, at: datetime, second: int) -> None:
+        """Count one observation into its target's per-minute rollup row (runs once per observation: kept lean)."""
         if o.kind in UPTIME_EXCLUDED_KINDS:
             return
-        minute = at.replace(second=0, microsecond=0)
-        r = rollups.get((o.target, minute))
-        if r is None:  # not setdefault: that would build an empty row for every observation
-            r = rollups[(o.target, minute)] = _empty_rollup(o.target, provider, minute)
+        key = (o.target, second // 60)
+        r = rollups.get(key)
+        if r is None:
+            minute = at.replace(second=0, microsecond=0)
+            r = rollups[key] = _empty_rollup(o.target, o.target.partition("/")[0], minute)
         r[CLASS_COLUMNS[o.error_class]] += 1
-        if o.latency_s is not None and o.ok:
-            r["latency_sum"] += o.latency_s
-            r["latency_count"] += 1
-        if o.ttft_s is not None and o.ok:
-            r["ttft_sum"] += o.ttft_s
-            r["ttft_count"] += 1
+        if o.error_class is ErrorClass.OK:
+            if o.latency_s is not None:
+                r["latency_sum"] += o.latency_s
+                r["latency_count"] += 1
+            if o.ttft_s is not None:
+                r["ttft_sum"] += o.ttft_s
+                r["ttft_count"] += 1
 
     def _observation_insert(self) -> BulkInsert:
         """Live traffic writes an observation per request: a multi-row INSERT (controlplane/bulk.py says why)."""
