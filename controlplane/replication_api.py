@@ -38,6 +38,8 @@ _MAX_ATTEMPTS = 64
 _DECISIONS: web.AppKey[DecisionLog] = web.AppKey("turnout_replica_decisions", DecisionLog)
 _MAX_REJECTS_SHOWN = 20
 _FLOATS = ("latency_s", "ttft_s", "tokens_per_s", "headroom", "retry_after_s")
+_ERROR_CLASSES: dict[str, ErrorClass] = {e.value: e for e in ErrorClass}  # a dict lookup, not Enum's call
+_SCOPES: dict[str, Scope] = {s.value: s for s in Scope}
 
 
 class WireError(ValueError):
@@ -53,6 +55,8 @@ def _wire_time(d: dict[str, Any], field: str) -> datetime:
         at = datetime.fromisoformat(str(d.get(field)).replace("Z", "+00:00"))
     except ValueError:
         raise WireError(field, "must be an ISO 8601 time") from None
+    if at.tzinfo is UTC:  # what replicas send: no conversion needed
+        return at
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
@@ -60,6 +64,8 @@ def _wire_number(d: dict[str, Any], field: str, *, nullable: bool = True) -> flo
     v = d.get(field)
     if v is None and nullable:
         return None
+    if type(v) is float and 0 <= v < math.inf:  # the common case, checked cheaply (a report brings thousands)
+        return v
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
         raise WireError(field, "must be a finite number >= 0" + (" or null" if nullable else ""))
     return float(v)
@@ -99,14 +105,13 @@ def observation_from_wire(d: Any) -> Observation:
     if not isinstance(target, str) or "/" not in target or len(target) > 300:
         raise WireError("target", "must be 'provider/model'")
     at = _wire_time(d, "at")
-    try:
-        error_class = ErrorClass(str(d.get("error_class")))
-    except ValueError:
-        raise WireError("error_class", f"unknown error class; known: {', '.join(e.value for e in ErrorClass)}") from None
-    try:
-        scope = Scope(str(d.get("scope", "target")))
-    except ValueError:
-        raise WireError("scope", f"unknown scope; known: {', '.join(s.value for s in Scope)}") from None
+    raw_class, raw_scope = d.get("error_class"), d.get("scope", "target")
+    error_class = _ERROR_CLASSES.get(raw_class) if isinstance(raw_class, str) else None
+    if error_class is None:
+        raise WireError("error_class", f"unknown error class; known: {', '.join(e.value for e in ErrorClass)}")
+    scope = _SCOPES.get(raw_scope) if isinstance(raw_scope, str) else None
+    if scope is None:
+        raise WireError("scope", f"unknown scope; known: {', '.join(s.value for s in Scope)}")
     kind = d.get("kind", "live")
     if not isinstance(kind, str) or not 0 < len(kind) <= 32:
         raise WireError("kind", "must be a short string")
