@@ -22,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from email.utils import formatdate
+from http import HTTPStatus
 from typing import Any, Generic, TypeVar
 
 import httptools
@@ -38,9 +39,7 @@ MAX_HEADERS = 128
 _MAX_QUEUED = 8  # pipelined requests held per connection before reading pauses
 _LINGER_S = 5.0  # how long a refused client may keep sending before the connection is closed
 _MAX_HEAD = 64 * 1024  # bytes of an incomplete request head before it is refused (431)
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
-            414: "URI Too Long", 431: "Request Header Fields Too Large", 499: "Client Closed Request",
-            500: "Internal Server Error", 503: "Service Unavailable"}
+_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 
 
 class AppKey(Generic[T]):
@@ -157,7 +156,7 @@ def _date() -> bytes:
 
 
 def _head(status: int, headers: Mapping[str, str] | None, keep_alive: bool, extra: bytes) -> bytes:
-    parts = [b"HTTP/1.1 %d %b\r\n" % (status, _REASONS.get(status, "Status").encode()), _date(), extra]
+    parts = [b"HTTP/1.1 %d %b\r\n" % (status, _REASONS.get(status, b"Unknown")), _date(), extra]
     if headers:
         for name, value in headers.items():
             if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
@@ -310,6 +309,10 @@ class _Connection(asyncio.Protocol):
                 try:
                     await self._answer(req)
                 except ConnectionError:  # the client left while its answer was written
+                    self._close()
+                    return
+                except Exception:  # an answer that cannot be written (a bug): this connection's framing is lost
+                    log.exception("data-plane answer to %s %s could not be written", req.method, req.path)
                     self._close()
                     return
                 if not req._keep_alive:
