@@ -72,3 +72,31 @@ async def test_private_reads_need_a_bearer_token_for_metrics() -> None:
         assert (await client.get("/metrics", headers={"Authorization": "Bearer nope"})).status == 401
         ok = await client.get("/metrics", headers={"Authorization": "Bearer scrape-token"})
         assert ok.status == 200 and "turnout_table_version" in await ok.text()
+
+
+async def test_a_data_replica_serves_metrics_on_its_listener_with_the_same_auth() -> None:
+    import aiohttp
+
+    from adapters.proxy import build_data_app
+    from tests.dataplane.helpers import Rt, StaticTables, make_table, parse
+    from tests.support import serve_app
+
+    cfg = parse("providers: [{id: a, adapter: openai, base_url: 'http://127.0.0.1:9/v1', models: [{name: m}]}]\n"
+                "auth: {public_read: false, tokens: [{token: scrape-token, scope: read}]}\n")
+    rt = Rt(cfg, StaticTables(make_table(cfg)), metrics=_fed())
+    runner, port = await serve_app(build_data_app(rt, serve_metrics=True))
+    try:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"http://127.0.0.1:{port}/metrics") as r:
+                assert r.status == 401 and r.headers["WWW-Authenticate"].startswith("Bearer")
+            async with s.get(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": "Bearer scrape-token"}) as r:
+                assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+                assert "turnout_table_version 7.0" in await r.text()
+    finally:
+        await runner.cleanup()
+    plain, plain_port = await serve_app(build_data_app(rt))  # an all-in-one data plane: metrics are on the control port
+    try:
+        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{plain_port}/metrics") as r:
+            assert r.status == 404
+    finally:
+        await plain.cleanup()
