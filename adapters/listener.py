@@ -18,159 +18,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
-from email.utils import formatdate
-from http import HTTPStatus
-from typing import Any, Generic, TypeVar
 
 import httptools
-import orjson
 
-__all__ = ["App", "AppKey", "Request", "Response", "StreamResponse", "Listener", "start_listener", "error_response"]
+from adapters.messages import App, Request, Response, StreamResponse, encode_response, error_response
+
+__all__ = ["Listener", "Connection", "start_listener", "MAX_LINE", "MAX_HEADERS"]
 
 log = logging.getLogger("turnout.dataplane.listener")
-T = TypeVar("T")
-Handler = Callable[["Request"], Awaitable["Response | StreamResponse"]]
 
 MAX_LINE = 8190  # request line and each header field, as aiohttp's parser limits them
 MAX_HEADERS = 128
 _MAX_QUEUED = 8  # pipelined requests held per connection before reading pauses
 _LINGER_S = 5.0  # how long a refused client may keep sending before the connection is closed
 _MAX_HEAD = 64 * 1024  # bytes of an incomplete request head before it is refused (431)
-_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
-
-
-class AppKey(Generic[T]):
-    """A typed key for state kept on an App (`app[KEY] = value`)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return f"<AppKey {self.name}>"
-
-
-class App:
-    """Routes, state and startup/cleanup hooks: what a Listener serves."""
-
-    def __init__(self, *, max_body_bytes: Callable[[], int] | int) -> None:
-        self.routes: dict[tuple[str, str], Handler] = {}
-        self._state: dict[AppKey[Any], Any] = {}
-        self.on_startup: list[Callable[[App], Awaitable[None]]] = []
-        self.on_cleanup: list[Callable[[App], Awaitable[None]]] = []
-        self._max_body = max_body_bytes if callable(max_body_bytes) else (lambda: max_body_bytes)
-
-    def add_route(self, method: str, path: str, handler: Handler) -> None:
-        self.routes[(method, path)] = handler
-
-    def max_body_bytes(self) -> int:
-        return self._max_body()
-
-    def __getitem__(self, key: AppKey[T]) -> T:
-        return self._state[key]  # type: ignore[no-any-return]
-
-    def __setitem__(self, key: AppKey[T], value: T) -> None:
-        self._state[key] = value
-
-
-class Request:
-    """One whole request: method, path, query, lower-cased headers (repeated fields joined with ", "), body."""
-
-    __slots__ = ("app", "method", "path", "query", "headers", "body", "_conn", "_keep_alive", "_http11")
-
-    def __init__(self, app: App, method: str, path: str, query: str, headers: dict[str, str], body: bytes,
-                 conn: _Connection | None = None, keep_alive: bool = False, http11: bool = True) -> None:
-        self.app, self.method, self.path, self.query, self.headers, self.body = app, method, path, query, headers, body
-        self._conn, self._keep_alive, self._http11 = conn, keep_alive, http11
-
-
-class Response:
-    """A whole answer, sent with its Content-Length."""
-
-    __slots__ = ("body", "status", "content_type", "headers")
-
-    def __init__(self, body: bytes = b"", *, status: int = 200, content_type: str = "application/json",
-                 headers: Mapping[str, str] | None = None) -> None:
-        self.body, self.status, self.content_type, self.headers = body, status, content_type, headers
-
-
-class StreamResponse:
-    """An answer written as it goes (chunked; close-delimited for an HTTP/1.0 client): `await prepare(request)`,
-    `await write(data)` as often as needed, `await write_eof()`. A write to a client that is gone raises
-    ConnectionResetError."""
-
-    def __init__(self, *, status: int = 200, headers: Mapping[str, str] | None = None) -> None:
-        self.status, self.headers = status, dict(headers or {})
-        self._conn: _Connection | None = None
-        self._chunked = True
-        self.prepared = self.eof = False
-
-    async def prepare(self, request: Request) -> None:
-        conn = request._conn
-        if conn is None:
-            raise RuntimeError("prepare() needs a request read by a Listener")
-        self._conn, self.prepared = conn, True
-        self._chunked = request._http11  # HTTP/1.0 has no chunks: the end of the connection ends the answer
-        conn.write(_head(self.status, self.headers, request._keep_alive,
-                         b"transfer-encoding: chunked\r\n" if self._chunked else b""))
-        await conn.drain()
-
-    async def write(self, data: bytes) -> None:
-        conn = self._conn
-        if conn is None or self.eof:
-            raise RuntimeError("write() before prepare() or after write_eof()")
-        if not data:
-            return
-        conn.write(b"%x\r\n%b\r\n" % (len(data), data) if self._chunked else data)
-        await conn.drain()
-
-    async def write_eof(self) -> None:
-        if self._conn is None or self.eof:
-            return
-        self.eof = True
-        if self._chunked:
-            self._conn.write(b"0\r\n\r\n")
-        await self._conn.drain()
-
-
-def error_response(status: int, message: str, type_: str, code: str | None = None, param: str | None = None,
-                   headers: Mapping[str, str] | None = None, **extra: Any) -> Response:
-    """An answer in OpenAI's error shape."""
-    body = {"error": {"message": message, "type": type_, "param": param, "code": code, **extra}}
-    return Response(orjson.dumps(body), status=status, headers=headers)
-
-
-_date_second = -1
-_date_line = b""
-
-
-def _date() -> bytes:
-    """The Date header line, formatted once per second."""
-    global _date_second, _date_line
-    now = int(time.time())
-    if now != _date_second:
-        _date_second, _date_line = now, f"date: {formatdate(now, usegmt=True)}\r\n".encode()
-    return _date_line
-
-
-def _head(status: int, headers: Mapping[str, str] | None, keep_alive: bool, extra: bytes) -> bytes:
-    parts = [b"HTTP/1.1 %d %b\r\n" % (status, _REASONS.get(status, b"Unknown")), _date(), extra]
-    if headers:
-        for name, value in headers.items():
-            if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
-                raise ValueError(f"header {name!r}: line breaks are not allowed in a header")
-            parts.append(f"{name}: {value}\r\n".encode())
-    if not keep_alive:
-        parts.append(b"connection: close\r\n")
-    parts.append(b"\r\n")
-    return b"".join(parts)
-
-
-def _encode(resp: Response, keep_alive: bool) -> bytes:
-    extra = b"content-type: %b\r\ncontent-length: %d\r\n" % (resp.content_type.encode(), len(resp.body))
-    return _head(resp.status, resp.headers, keep_alive, extra) + resp.body
 
 
 class _Refused(Exception):
@@ -181,8 +43,9 @@ class _Refused(Exception):
         self.status, self.code = status, code
 
 
-class _Connection(asyncio.Protocol):
-    """One client connection: parse requests, run their handlers one at a time, write the answers in order."""
+class Connection(asyncio.Protocol):
+    """One client connection: parse requests, run their handlers one at a time, write the answers in order.
+    A StreamResponse writes through `write()` and `drain()`."""
 
     def __init__(self, listener: Listener) -> None:
         self._listener, self._app = listener, listener.app
@@ -341,7 +204,7 @@ class _Connection(asyncio.Protocol):
                 await resp.prepare(req)
             await resp.write_eof()
         else:
-            self.write(_encode(resp, req._keep_alive))
+            self.write(encode_response(resp, req._keep_alive))
 
     def _no_route(self, req: Request) -> Response:
         allowed = sorted(m for m, p in self._app.routes if p == req.path)
@@ -384,7 +247,7 @@ class _Connection(asyncio.Protocol):
         self._refusal = exc  # from now on, whatever arrives is discarded
         if self.transport is None or self._closed:
             return
-        self.transport.write(_encode(error_response(exc.status, str(exc), "invalid_request_error", exc.code), False))
+        self.transport.write(encode_response(error_response(exc.status, str(exc), "invalid_request_error", exc.code), False))
         # Lingering close: a client still sending its body would get a reset instead of our answer if we closed
         # now. Say we are done, discard what still comes, and close when the client does (or after a while).
         if self.transport.can_write_eof():
@@ -419,7 +282,7 @@ class Listener:
 
     def __init__(self, app: App, loop: asyncio.AbstractEventLoop, keepalive_timeout: float, shutdown_timeout: float) -> None:
         self.app, self.loop, self.keepalive_timeout, self.shutdown_timeout = app, loop, keepalive_timeout, shutdown_timeout
-        self.connections: set[_Connection] = set()
+        self.connections: set[Connection] = set()
         self.port = 0
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -466,7 +329,7 @@ async def start_listener(app: App, host: str, port: int, *, shutdown_timeout: fl
     listener = Listener(app, loop, keepalive_timeout, shutdown_timeout)
     for hook in app.on_startup:
         await hook(app)
-    listener._server = await loop.create_server(lambda: _Connection(listener), host, port, backlog=backlog)
+    listener._server = await loop.create_server(lambda: Connection(listener), host, port, backlog=backlog)
     sock = listener._server.sockets[0] if listener._server.sockets else None
     listener.port = sock.getsockname()[1] if sock is not None else port
     listener._sweeper = loop.create_task(listener._sweep())

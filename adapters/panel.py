@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from adapters.attempts import Opened, UpstreamAttempt
-from adapters.listener import Request, Response, StreamResponse
+from adapters.messages import Request, Response, StreamResponse
 from adapters.panel_prompts import (
     DEFAULT_JUDGE_TEMPLATE,
     DEFAULT_SYNTHESIZER_TEMPLATE,
@@ -349,7 +349,7 @@ def _templates(route: RouteConfig, panel: PanelConfig) -> tuple[str, str]:
 
 
 async def handle_panel(request: Request, body: dict[str, Any], route_cfg: RouteConfig, *, state: DataPlaneState,
-                       prefs: Preferences, t0: float) -> StreamResponse:
+                       prefs: Preferences, t0: float) -> Response | StreamResponse:
     """Serve one chat completion for a `mode: panel` route (the proxy has validated `model`, `messages`, `stream`)."""
     panel = route_cfg.panel
     if panel is None:
@@ -370,7 +370,7 @@ async def handle_panel(request: Request, body: dict[str, Any], route_cfg: RouteC
         raise
 
 
-async def _serve(request: Request, run: PanelRun, judge_t: str, synth_t: str) -> StreamResponse:
+async def _serve(request: Request, run: PanelRun, judge_t: str, synth_t: str) -> Response | StreamResponse:
     panel, body, prefs, state = run.panel, run.body, run.prefs, run.st
     plans: list[Plan] = []
     for ref in panel.from_:
@@ -406,7 +406,7 @@ async def _serve(request: Request, run: PanelRun, judge_t: str, synth_t: str) ->
     return await _synthesize(request, run, render(synth_t, values))
 
 
-async def _synthesize(request: Request, run: PanelRun, prompt: str) -> StreamResponse:
+async def _synthesize(request: Request, run: PanelRun, prompt: str) -> Response | StreamResponse:
     ref = _synth_ref(run.panel)
     system = [m for m in run.body.get("messages") or [] if isinstance(m, dict) and m.get("role") in ("system", "developer")]
     body = {k: v for k, v in run.body.items() if k not in ("messages", "stream_options")}

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from adapters.attempts import ClientGone, Opened, StreamEnd, UpstreamAttempt
-from adapters.listener import Request, Response, StreamResponse
+from adapters.messages import Request, Response, StreamResponse
 from controlplane.decisions import cost_usd
 from controlplane.domain import Classification, ErrorClass, Observation, Source
 
@@ -116,7 +116,7 @@ async def open_stream(request: Request, run: PanelRun) -> StreamResponse:
     return resp
 
 
-async def stream_synthesis(request: Request, run: PanelRun, att: UpstreamAttempt, opened: Opened) -> StreamResponse:
+async def stream_synthesis(request: Request, run: PanelRun, att: UpstreamAttempt, opened: Opened) -> Response | StreamResponse:
     """Forward the committed synthesizer stream without its own usage, then the summed usage and [DONE]."""
     cand = att.cand
     call = run.record("synthesizer", cand, opened.classification, opened.latency_s, observe=False)
@@ -169,7 +169,7 @@ async def stream_synthesis(request: Request, run: PanelRun, att: UpstreamAttempt
     return resp
 
 
-async def single(request: Request, run: PanelRun, best: MemberAnswer) -> StreamResponse:
+async def single(request: Request, run: PanelRun, best: MemberAnswer) -> Response | StreamResponse:
     """Below quorum with `degrade_to_single`: the best (highest-ranked) member's answer, JSON or as a stream."""
     run.final = best.cand
     out = dict(best.response)

@@ -22,7 +22,7 @@ import orjson
 from adapters.attempts import ClientGone, Opened, StreamEnd, Timeouts, UpstreamAttempt
 from adapters.base import Adapter
 from adapters.hedging import hedged_open
-from adapters.listener import App, AppKey, Request, Response, StreamResponse, error_response
+from adapters.messages import App, AppKey, Request, Response, StreamResponse, error_response
 from adapters.preferences import PreferenceError, Preferences, parse_preferences
 from adapters.selection import Candidate, Plan, Selector
 from adapters.transport import UpstreamPool

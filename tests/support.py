@@ -139,7 +139,8 @@ async def serve_app(app: Any, *, shutdown_timeout: float = 1.0) -> tuple[Any, in
     stop with `await runner.cleanup()`."""
     from aiohttp import web
 
-    from adapters.listener import App, start_listener
+    from adapters.listener import start_listener
+    from adapters.messages import App
 
     if isinstance(app, App):
         listener = await start_listener(app, "127.0.0.1", 0, shutdown_timeout=shutdown_timeout)

@@ -18,7 +18,8 @@ from typing import Any
 
 import orjson
 
-from adapters.listener import App, Request, Response, start_listener
+from adapters.listener import start_listener
+from adapters.messages import App, Request, Response
 from adapters.proxy import DATA_STATE, build_data_app
 from controlplane.clock import SystemClock
 from controlplane.commands.serve_cmd import tune_interpreter_for_serving

@@ -9,7 +9,7 @@ from typing import Any
 import openai
 import pytest
 
-from adapters.listener import App
+from adapters.messages import App
 from adapters.proxy import build_data_app
 from adapters.sim import Simulator
 from controlplane.config import Config

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from adapters.listener import MAX_HEADERS, App, Listener, Request, Response, StreamResponse, start_listener
+from adapters.listener import MAX_HEADERS, Listener, start_listener
+from adapters.messages import App, Request, Response, StreamResponse
 
 
 async def _echo(req: Request) -> Response:

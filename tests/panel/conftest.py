@@ -15,7 +15,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from adapters.listener import App
+from adapters.messages import App
 from adapters.proxy import build_data_app
 from adapters.sim import Simulator
 from controlplane.config import Config, parse_config
