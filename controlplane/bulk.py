@@ -10,6 +10,7 @@ written them (tests/dataplane/test_decisions.py checks byte for byte).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from datetime import datetime
 from itertools import chain
@@ -22,6 +23,11 @@ __all__ = ["BulkInsert"]
 _PLACEHOLDER = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 _MAX_PARAMS = 30_000  # per statement: under SQLite's 32,766 and PostgreSQL's 65,535
 _MAX_ROWS = 256
+# Between statements the writer thread lets other threads have its CPU: a chunk is ~0.5 ms of SQLite work, and on
+# a busy machine a request woken on the same core would otherwise wait out the writer's whole time slice
+# (bench/dataplane, A/B in one run: 1-connection p99 ~1.3 → ~0.95 ms; throughput and CPU per request within
+# this machine's noise).
+_yield_cpu = getattr(os, "sched_yield", lambda: None)
 
 
 class BulkInsert:
@@ -68,3 +74,5 @@ class BulkInsert:
                 raise ValueError(f"every row needs {self._width} values")
             conn.exec_driver_sql(sql, params)
             start += size
+            if start < len(rows):
+                _yield_cpu()
