@@ -183,6 +183,8 @@ class OpenAIAdapter(calls.StreamedProbe):
         out["model"] = model
         if stream:
             out["stream"] = True
+            if not provider.stream_usage:  # a host that refuses the field: no usage chunk rather than a 400
+                out.pop("stream_options", None)
         else:
             out.pop("stream", None)
             out.pop("stream_options", None)

@@ -123,6 +123,9 @@ class ProviderConfig(_Model):
     status_page: str | None = Field(default=None, description="Statuspage summary.json URL")
     status_components: list[str] = Field(default=[], description="status page components that matter for this provider")
     headers: dict[str, str] = Field(default={}, description="extra request headers")
+    stream_usage: bool = Field(default=True, description=(
+        "OpenAI-compatible streams ask for the final usage chunk (`stream_options.include_usage`), which cost "
+        "accounting reads; false for a host that rejects the field (its streams are then counted with 0 tokens)"))
     probe_budget_usd_per_day: float = Field(default=1.0, ge=0, description="spend cap for paid probes per day")
     models: list[ModelConfig] = Field(min_length=1)
 

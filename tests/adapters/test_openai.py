@@ -22,6 +22,15 @@ def test_request_replaces_model_and_keeps_the_rest() -> None:
     assert req.headers["authorization"] == "Bearer sk-test-secret-key-123456"
 
 
+def test_stream_options_go_upstream_unless_the_host_refuses_them() -> None:
+    body = {**BODY, "stream_options": {"include_usage": True}}
+    sent = orjson.loads(A.build_request(provider("openai", "https://api.openai.com/v1"), "gpt-4o", body, stream=True).body or b"")
+    assert sent["stream_options"] == {"include_usage": True}
+    strict = provider("openai", "https://old-host.example/v1", stream_usage=False)
+    sent = orjson.loads(A.build_request(strict, "gpt-4o", body, stream=True).body or b"")
+    assert "stream_options" not in sent and sent["stream"] is True
+
+
 def test_azure_uses_api_key_header_and_api_version() -> None:
     p = provider("openai", "https://res.openai.azure.com/openai/deployments/dep", flavor="azure", api_version="2024-06-01")
     req = A.build_request(p, "dep", BODY, stream=False)
