@@ -10,7 +10,8 @@ import statistics
 import time
 
 from controlplane.clock import FakeClock
-from controlplane.config import Config, parse_config
+from controlplane.config import Config
+from controlplane.config_loader import parse_config
 from controlplane.domain import ErrorClass, Observation, Source
 from controlplane.health import HealthModel
 

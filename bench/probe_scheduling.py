@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from controlplane.clock import SystemClock
-from controlplane.config import parse_config
+from controlplane.config_loader import parse_config
 from controlplane.domain import Observation, TargetRef
 from controlplane.metrics import Metrics
 from controlplane.scheduler import ProbeScheduler, first_delay

@@ -24,7 +24,8 @@ from aiohttp import web
 
 from controlplane.api.status import StatusHandlers
 from controlplane.clock import SystemClock
-from controlplane.config import Config, parse_config
+from controlplane.config import Config
+from controlplane.config_loader import parse_config
 from controlplane.health import HealthModel
 from controlplane.publisher import TablePublisher
 from controlplane.replica import DataReplica

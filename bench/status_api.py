@@ -24,7 +24,8 @@ import aiohttp
 from aiohttp import web
 
 from controlplane.clock import SystemClock
-from controlplane.config import Config, parse_config
+from controlplane.config import Config
+from controlplane.config_loader import parse_config
 from controlplane.domain import State
 from controlplane.events import EventBus
 from controlplane.metrics import Metrics

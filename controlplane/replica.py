@@ -27,7 +27,8 @@ import aiohttp
 import orjson
 
 from controlplane.clock import Clock, SystemClock
-from controlplane.config import Config, load_config
+from controlplane.config import Config
+from controlplane.config_loader import load_config
 from controlplane.domain import FAILURE_CLASSES, WITHDRAW_CLASSES, ErrorClass, Observation
 from controlplane.metrics import Metrics
 from controlplane.publisher import TablePublisher

@@ -16,7 +16,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from controlplane.clock import Clock, SystemClock
-from controlplane.config import Config, ProviderConfig, load_config
+from controlplane.config import Config, ProviderConfig
+from controlplane.config_loader import load_config
 from controlplane.domain import Observation
 from controlplane.events import EventBus
 from controlplane.metrics import Metrics, observe_table

@@ -23,7 +23,8 @@ from adapters.messages import App, Request, Response
 from adapters.proxy import DATA_STATE, build_data_app
 from controlplane.clock import SystemClock
 from controlplane.commands.serve_cmd import tune_interpreter_for_serving
-from controlplane.config import Config, load_config
+from controlplane.config import Config
+from controlplane.config_loader import load_config
 from controlplane.domain import WITHDRAW_CLASSES, ErrorClass, Observation, State
 from controlplane.metrics import Metrics
 from controlplane.store import Store

@@ -7,7 +7,7 @@ import argparse
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from controlplane.config import load_config
+from controlplane.config_loader import load_config
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -7,7 +7,8 @@ import importlib
 from typing import TYPE_CHECKING
 
 from controlplane.clock import SystemClock
-from controlplane.config import Config, DatabaseConfig, load_config
+from controlplane.config import Config, DatabaseConfig
+from controlplane.config_loader import load_config
 
 if TYPE_CHECKING:
     from controlplane.store import Store

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from controlplane.config import Config, load_config
+from controlplane.config import Config
+from controlplane.config_loader import load_config
 from controlplane.httpserver import GuardedAppRunner
 from controlplane.errors import ConfigError, StoreError
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import yaml
 
-from controlplane.config import Config, parse_config
+from controlplane.config import Config
+from controlplane.config_loader import parse_config
 from controlplane.table import Table
 
 __all__ = ["STORY_SECONDS", "TOP_ROUTE", "Chapter", "Fault", "chapters", "sim_config", "turnout_config", "scaled"]

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from controlplane.clock import Clock
-from controlplane.config import Config, parse_config
+from controlplane.config import Config
+from controlplane.config_loader import parse_config
 from controlplane.domain import State
 from controlplane.errors import ConfigError
 from controlplane.events import EventBus

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from adapters.listener import Listener, start_listener
 from adapters.proxy import build_data_app
 from adapters.sim import Simulator
-from controlplane.config import parse_config
+from controlplane.config_loader import parse_config
 from controlplane.errors import ConfigError
 from tests.chaos.conftest import SOAK, parse, sim_config, turnout_config
 from tests.dataplane.helpers import Rt, StaticTables, make_table

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 import yaml
 
-from controlplane.config import parse_config
+from controlplane.config_loader import parse_config
 from tests.chaos.conftest import OA, OB, PROVIDER_KEY, SOAK, Stack, build_stack, open_fds, teardown_stack
 
 pytestmark = pytest.mark.integration

@@ -55,7 +55,7 @@ def test_a_key_in_the_wrong_field_is_not_printed_by_the_config_error() -> None:
     # the rejected value, which after ${VAR} expansion is the secret itself.
     import pytest
 
-    from controlplane.config import parse_config
+    from controlplane.config_loader import parse_config
     from controlplane.errors import ConfigError
 
     text = "providers:\n  - {id: a, adapter: openai, base_url: '${OPENAI_API_KEY}', models: [{name: m}]}\n"

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from controlplane.cli import main
-from controlplane.config import PROBE_KINDS_KNOWN, load_config, parse_config
+from controlplane.config import PROBE_KINDS_KNOWN
+from controlplane.config_loader import load_config, parse_config
 from controlplane.errors import ConfigError
 
 BAD = Path(__file__).parent / "bad"

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from controlplane.config import Config, parse_config
+from controlplane.config import Config
+from controlplane.config_loader import parse_config
 from controlplane.domain import ErrorClass, Observation, Scope, Source, State
 from controlplane.health import HealthModel, Outcome
 from tests.fakes import FakeClock

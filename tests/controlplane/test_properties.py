@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controlplane.breaker import ALLOWED, OPERATOR_ALLOWED
-from controlplane.config import Config, parse_config
+from controlplane.config import Config
+from controlplane.config_loader import parse_config
 from controlplane.domain import ErrorClass, Observation, Scope, Source, State
 from controlplane.health import HealthModel, Outcome
 from tests.fakes import FakeClock

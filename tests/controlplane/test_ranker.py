@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from controlplane.config import Config, RouteConfig, parse_config
+from controlplane.config import Config, RouteConfig
+from controlplane.config_loader import parse_config
 from controlplane.domain import State
 from controlplane.ranker import Candidate, policy_exclusion, rank_route, score
 from controlplane.reasons import PANIC_SUFFIX

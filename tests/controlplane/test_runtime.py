@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 import pytest
 
-from controlplane.config import load_config
+from controlplane.config_loader import load_config
 from controlplane.domain import ErrorClass, Observation, Source, State, TargetRef
 from controlplane.errors import ConfigError
 from controlplane.runtime import Runtime

@@ -25,7 +25,7 @@ from aiohttp import web
 from adapters.proxy import build_data_app
 from adapters.sim import Simulator
 from controlplane.clock import FakeClock
-from controlplane.config import parse_config
+from controlplane.config_loader import parse_config
 from controlplane.control_app import build_control_app
 from controlplane.domain import State
 from controlplane.runtime import Runtime

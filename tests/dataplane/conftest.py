@@ -102,7 +102,7 @@ async def env(make_env: Callable[..., Awaitable[Env]]) -> Env:
 
 
 def parse_with_key(text: str) -> Config:
-    from controlplane.config import parse_config
+    from controlplane.config_loader import parse_config
 
     return parse_config(text, env={"SIM_KEY": KEY})
 

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from controlplane.clock import SystemClock
-from controlplane.config import Config, parse_config
+from controlplane.config import Config
+from controlplane.config_loader import parse_config
 from controlplane.domain import Observation, State
 from controlplane.metrics import Metrics
 from controlplane.table import RouteRanking, Table, TableEntry

@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 
 from controlplane.cli import build_parser, main
-from controlplane.config import load_config
+from controlplane.config_loader import load_config
 from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

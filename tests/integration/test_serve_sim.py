@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from adapters.sim.simulator import Simulator
-from controlplane.config import parse_config
+from controlplane.config_loader import parse_config
 from controlplane.domain import ErrorClass, State
 from controlplane.runtime import Runtime
 from tests.fakes import FakeClock

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from adapters.sim.simulator import Simulator
-from controlplane.config import parse_config
+from controlplane.config_loader import parse_config
 from controlplane.domain import State
 from controlplane.runtime import Runtime
 from tests.fakes import FakeClock

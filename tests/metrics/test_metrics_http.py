@@ -55,7 +55,7 @@ def test_promtool_check_metrics_accepts_the_exposition() -> None:
 
 
 async def test_private_reads_need_a_bearer_token_for_metrics() -> None:
-    from controlplane.config import parse_config
+    from controlplane.config_loader import parse_config
 
     @dataclass
     class _PrivateRt:

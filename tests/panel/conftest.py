@@ -18,7 +18,8 @@ from aiohttp import web
 from adapters.messages import App
 from adapters.proxy import build_data_app
 from adapters.sim import Simulator
-from controlplane.config import Config, parse_config
+from controlplane.config import Config
+from controlplane.config_loader import parse_config
 from tests.dataplane.helpers import Rt, StaticTables, make_table
 from tests.fakes import FakeClock
 from tests.support import free_port, serve_app

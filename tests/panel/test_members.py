@@ -97,7 +97,7 @@ def test_answers_are_numbered_and_anonymous() -> None:
     ("{answers} {answer}", "unknown placeholder {answer}"),
 ])
 def test_config_rejects_a_panel_template_naming_the_field(template: str, problem: str) -> None:
-    from controlplane.config import parse_config
+    from controlplane.config_loader import parse_config
     from controlplane.errors import ConfigError
 
     text = f"""

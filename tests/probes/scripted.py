@@ -9,7 +9,8 @@ from typing import Any
 import aiohttp
 
 from adapters.base import CompletionProbeResult, ModelListing, UpstreamRequest
-from controlplane.config import Config, ProviderConfig, parse_config
+from controlplane.config import Config, ProviderConfig
+from controlplane.config_loader import parse_config
 from controlplane.domain import Classification, ErrorClass, Headroom
 from controlplane.errors import ProviderError
 

@@ -13,7 +13,8 @@ from aiohttp.test_utils import TestServer
 
 import probes
 from adapters.base import CompletionProbeResult
-from controlplane.config import PROBE_KINDS_KNOWN, CompletionProbeConfig, ProviderConfig, parse_config
+from controlplane.config import PROBE_KINDS_KNOWN, CompletionProbeConfig, ProviderConfig
+from controlplane.config_loader import parse_config
 from controlplane.domain import Classification, ErrorClass, Headroom, Scope, TargetRef
 from controlplane.errors import ProviderError
 from probes import PROBE_KINDS, ProbeContext, ProbeSkipped, catalogue, completion, count_tokens, health, status_page

@@ -8,7 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
-from controlplane.config import Config, parse_config
+from controlplane.config import Config
+from controlplane.config_loader import parse_config
 from controlplane.domain import Observation
 from controlplane.health import HealthModel
 from controlplane.publisher import TablePublisher

@@ -12,7 +12,8 @@ import pytest
 import adapters.sim
 from adapters.registry import get_adapter
 from adapters.sim import Simulator, load_sim_config, parse_sim_config
-from controlplane.config import Config, ProviderConfig, load_config
+from controlplane.config import Config, ProviderConfig
+from controlplane.config_loader import load_config
 from controlplane.domain import ErrorClass
 from controlplane.errors import ConfigError
 from tests.fakes import FakeClock

@@ -156,7 +156,7 @@ class _PrivateRt(_Rt):
 async def test_private_reads_need_a_token_by_bearer_or_basic_auth() -> None:
     import base64
 
-    from controlplane.config import parse_config
+    from controlplane.config_loader import parse_config
 
     cfg = parse_config(
         "providers: [{id: a, adapter: openai, base_url: 'http://127.0.0.1:9/v1', models: [{name: m}]}]\n"
