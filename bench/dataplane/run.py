@@ -12,12 +12,16 @@ labelled with the git commit it belongs to. Never asserted anywhere: these are m
 
 This machine's throughput moves by ±15 % from one 5-second window to the next (a shared VM), so the direct,
 bare and Turnout phases run back to back in several interleaved rounds and each figure is the median of the
-per-round figures, printed with the rounds' own values. Run: `python -m bench dataplane [SECONDS [ROUNDS]]`.
+per-round figures, printed with the rounds' own values. `--against REV` adds `turnout serve` at another commit to the
+same rounds and prints the ratios: a change judged against its baseline in one run. Run:
+`python -m bench dataplane [SECONDS [ROUNDS]] [--against REV]`.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -31,6 +35,8 @@ from typing import Any
 
 import aiohttp
 
+from bench.dataplane.against import worktree
+
 __all__ = ["main"]
 
 _BODY = '{"model":"main","messages":[{"role":"user","content":"hi"}]}'
@@ -39,6 +45,7 @@ wrk.body = '{_BODY}'
 wrk.headers["Content-Type"] = "application/json"
 """
 _TICKS = os.sysconf("SC_CLK_TCK")
+_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _free_port() -> int:
@@ -50,7 +57,7 @@ def _free_port() -> int:
 
 
 def _commit() -> str:
-    root = Path(__file__).resolve().parents[2]
+    root = _ROOT
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--", "adapters", "controlplane", "bench"], cwd=root,
@@ -105,8 +112,7 @@ def _wrk(wrk: str, url: str, conns: int, seconds: int, lua: str) -> dict[str, fl
 
 
 def _start(args: list[str], quiet: bool = False) -> subprocess.Popen[str]:
-    root = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen([sys.executable, "-m", *args], cwd=root, stdout=subprocess.PIPE, text=True,
+    proc = subprocess.Popen([sys.executable, "-m", *args], cwd=_ROOT, stdout=subprocess.PIPE, text=True,
                             stderr=subprocess.DEVNULL if quiet else None)
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -238,10 +244,22 @@ def _report(rounds: list[dict[str, Any]], names: list[str]) -> None:
           f"{fig(lambda r: r['direct1']['p50_ms'], '.3f')} / {fig(lambda r: r['direct1']['p99_ms'], '.3f')}")
 
 
-def _start_serve(cfg: Path, data_url: str, *extra: str) -> subprocess.Popen[str]:
-    """`turnout serve` as an operator runs it; ready once its data plane lists the routes."""
-    root = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen([sys.executable, "-m", "controlplane.cli", "serve", "-c", str(cfg), *extra], cwd=root,
+def _compare(rounds: list[dict[str, Any]], name: str, base: str, commit: str, sha: str) -> None:
+    """`turnout serve` here against the same process at another commit: per-round ratios, then their medians."""
+    def ratio(f: Any) -> str:
+        vals = [f(r) for r in rounds]
+        return f"×{statistics.median(vals):.2f} [{' '.join(f'{v:.2f}' for v in vals)}]"
+
+    print(f"  turnout serve @ {commit} against @ {sha}, per round (below 1: less; throughput above 1 is better):")
+    print(f"    throughput            {ratio(lambda r: r[f'{name}64']['rps'] / r[f'{base}64']['rps'])}")
+    print(f"    CPU ms/request        {ratio(lambda r: r[f'{name}_cpu_ms'] / r[f'{base}_cpu_ms'])}")
+    for p in ("p50", "p99"):
+        print(f"    {p} ms, 1 conn        {ratio(lambda r: r[f'{name}1'][f'{p}_ms'] / r[f'{base}1'][f'{p}_ms'])}")
+
+
+def _start_serve(cfg: Path, data_url: str, *extra: str, tree: Path = _ROOT) -> subprocess.Popen[str]:
+    """`turnout serve` as an operator runs it, from the source `tree`; ready once its data plane lists the routes."""
+    proc = subprocess.Popen([sys.executable, "-m", "controlplane.cli", "serve", "-c", str(cfg), *extra], cwd=tree,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
 
     async def ready() -> bool:
@@ -264,15 +282,23 @@ def _start_serve(cfg: Path, data_url: str, *extra: str) -> subprocess.Popen[str]
     return proc
 
 
+def _args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench dataplane", description=__doc__.split("\n\n")[0])
+    p.add_argument("seconds", nargs="?", type=int, default=4, help="length of each wrk phase (default 4)")
+    p.add_argument("rounds", nargs="?", type=int, default=3, help="interleaved rounds; figures are medians (default 3)")
+    p.add_argument("--against", metavar="REV", help="also measure `turnout serve` at this commit, in the same rounds")
+    return p.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    seconds = int(args[0]) if args else 4
-    n_rounds = int(args[1]) if len(args) > 1 else 3
+    opts = _args(sys.argv[1:] if argv is None else argv)
+    seconds, n_rounds = opts.seconds, opts.rounds
     wrk = _ensure_wrk()
     commit = _commit()
     up_ports = [_free_port() for _ in range(3)]
     t_port, b_port, s_data, s_control, r_data = _free_port(), _free_port(), _free_port(), _free_port(), _free_port()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        baseline = stack.enter_context(worktree(_ROOT, opts.against)) if opts.against else None
         cfg = Path(tmp) / "bench.yaml"
         targets = f"""
 providers:
@@ -314,6 +340,18 @@ server: {{data: {{host: 127.0.0.1, port: {r_data}}}, control: {{host: 127.0.0.1,
         replica_url = f"http://127.0.0.1:{r_data}"
         procs.append(_start_serve(replica_cfg, replica_url, "--role", "data", "--control-url", f"http://127.0.0.1:{s_control}"))
         pid, bare_pid, serve_pid, replica_pid = procs[2].pid, procs[3].pid, procs[4].pid, procs[5].pid
+        against: list[tuple[str, str, int]] = []
+        if baseline is not None:  # the same process at the commit compared against, its own ports and store
+            tree, sha = baseline
+            a_data = _free_port()
+            a_cfg = Path(tmp) / "against.yaml"
+            a_cfg.write_text(common + f"""
+server: {{data: {{host: 127.0.0.1, port: {a_data}}}, control: {{host: 127.0.0.1, port: {_free_port()}}}}}
+database: {{url: "sqlite:///{tmp}/against.db"}}
+""")
+            procs.append(_start_serve(a_cfg, f"http://127.0.0.1:{a_data}", tree=tree))
+            against = [(f"turnout serve @ {sha} (the same process at the commit compared against)",
+                        f"http://127.0.0.1:{a_data}/v1/chat/completions", procs[-1].pid)]
         try:
             direct_url = f"http://127.0.0.1:{up_ports[0]}/v1/chat/completions"
             turnout_url = f"http://127.0.0.1:{t_port}/v1/chat/completions"
@@ -323,12 +361,14 @@ server: {{data: {{host: 127.0.0.1, port: {r_data}}}, control: {{host: 127.0.0.1,
             _wrk(wrk, bare_url, 8, 1, str(lua))
             _wrk(wrk, f"{serve_url}/v1/chat/completions", 8, 1, str(lua))
             _wrk(wrk, f"{replica_url}/v1/chat/completions", 8, 1, str(lua))
+            for _, url, _ in against:
+                _wrk(wrk, url, 8, 1, str(lua))
             proxies = [("turnout serve (control plane, pipeline, SQLite store, data plane: one process)",
                         f"{serve_url}/v1/chat/completions", serve_pid),
                        ("turnout serve --role data (a data-plane replica of the process above)",
                         f"{replica_url}/v1/chat/completions", replica_pid),
                        ("data plane alone (stand-in control loop; decision log on SQLite)", turnout_url, pid),
-                       ("bare aiohttp pass-through (no routing, no accounting)", bare_url, bare_pid)]
+                       ("bare aiohttp pass-through (no routing, no accounting)", bare_url, bare_pid), *against]
             rounds = [_round(wrk, str(lua), seconds, direct_url, proxies) for _ in range(n_rounds)]
             load = Path("/proc/loadavg").read_text().split()[0]
             log = asyncio.run(_get_json(f"http://127.0.0.1:{t_port}/_bench/state"))["decisions"]
@@ -341,6 +381,8 @@ server: {{data: {{host: 127.0.0.1, port: {r_data}}}, control: {{host: 127.0.0.1,
             print(f"  {n_rounds} interleaved rounds of {seconds} s per phase; each figure is the median over the rounds "
                   f"(per-round values in brackets)")
             _report(rounds, [name for name, _, _ in proxies])
+            if against:
+                _compare(rounds, proxies[0][0], against[0][0], commit, baseline[1] if baseline else "")
             rss = asyncio.run(_streams(f"{serve_url}/v1/chat/completions", 1000, serve_pid))
             print(f"  1000 concurrent 5 s streams, 3 waves: turnout serve RSS MB {' '.join(f'{x:.0f}' for x in rss)}")
             print("  failover cost, data plane alone (its stand-in control loop withdraws or opens a target at once, so "
