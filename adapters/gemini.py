@@ -23,7 +23,7 @@ from adapters.sse import SSEEvent
 from adapters.translator import SSETranslator
 from adapters.wire import gemini as wire
 from adapters.wire.chat import as_list, content_parts, data_url, json_args, max_tokens, stop_list
-from adapters.wire.common import ErrorInfo, json_or_none, obj
+from adapters.wire.common import ErrorInfo, items, json_or_none, obj
 from adapters.wire.status import classify_answer, is_context_message, make, status_fallback
 from controlplane.domain import Classification, ErrorClass, Headroom, Scope
 from controlplane.errors import ProviderError
@@ -233,7 +233,7 @@ def _candidate(doc: Mapping[str, Any], call_base: int) -> tuple[str, str, list[d
     text: list[str] = []
     reasoning: list[str] = []
     tool_calls: list[dict[str, Any]] = []
-    for part in content.get("parts") or []:
+    for part in items(content.get("parts")):
         if not isinstance(part, dict):
             raise ValueError("malformed part")
         if "functionCall" in part and isinstance(part["functionCall"], dict):

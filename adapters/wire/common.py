@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["ErrorInfo", "json_or_none", "looks_like_html", "obj", "scrub", "short_detail", "DETAIL_MAX"]
+__all__ = ["ErrorInfo", "json_or_none", "looks_like_html", "obj", "items", "scrub", "short_detail", "DETAIL_MAX"]
 
 DETAIL_MAX = 200
 
@@ -50,6 +50,12 @@ def json_or_none(body: bytes | str) -> Any:
 def obj(value: Any) -> dict[str, Any]:
     """`value` when it is a JSON object, else an empty one: for reading optional nested fields."""
     return value if isinstance(value, dict) else {}
+
+
+def items(value: Any) -> list[Any]:
+    """`value` when it is a JSON array, else an empty one: for reading optional lists a provider may send as
+    anything (`"errors": true` must not end a classification with a TypeError)."""
+    return value if isinstance(value, list) else []
 
 
 def looks_like_html(body: bytes) -> bool:
@@ -151,12 +157,12 @@ class ErrorInfo:
                     continue
                 if reason := _text(d.get("reason")):
                     self.reasons.append(reason)
-                for v in d.get("violations") or []:
+                for v in items(d.get("violations")):
                     if isinstance(v, dict) and (qid := _text(v.get("quotaId"))):
                         self.quota_ids.append(qid)
                 if delay := _text(d.get("retryDelay")):
                     self.retry_delay = delay
-        for e in err.get("errors") or []:  # Vertex
+        for e in items(err.get("errors")):  # Vertex
             if isinstance(e, dict) and (reason := _text(e.get("reason"))):
                 self.reasons.append(reason)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from adapters.registry import ADAPTERS, get_adapter
@@ -39,6 +39,7 @@ def test_stream_translators_only_return_items(name: str, parts: list[bytes]) -> 
 @pytest.mark.parametrize("name", NAMES)
 @FUZZ
 @given(body=st.one_of(st.binary(max_size=300), st.lists(st.sampled_from(FRAGMENTS), max_size=12).map(b"".join)))
+@example(body=b'{"candidates":[{"content":{"parts":true},"finishReason":"STOP"}]}')  # a TypeError in gemini once
 def test_parse_response_returns_completion_or_provider_error(name: str, body: bytes) -> None:
     try:
         out = get_adapter(name).parse_response(body, model="m")
@@ -56,6 +57,8 @@ def test_classify_never_raises(name: str, status: int, body: bytes, headers: dic
 
 
 @FUZZ
+@example(doc={"error": {"errors": True}})  # found by this test: `"errors": true` ended classification with a TypeError
+@example(doc={"error": {"details": [{"violations": 1}]}})
 @given(doc=st.recursive(st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=10), lambda c: st.lists(c, max_size=4) | st.dictionaries(st.sampled_from(["error", "type", "code", "status", "message", "details", "errors", "metadata", "object", "violations", "quotaId", "reason"]), c, max_size=5), max_leaves=20))
 def test_classify_survives_any_json_shape(doc: object) -> None:
     body = orjson.dumps(doc)
