@@ -323,6 +323,7 @@ class UpstreamPool:
         self._heads: dict[tuple[tuple[str, str], ...], bytes] = {}
         self._default_headers = f"user-agent: {user_agent}\r\naccept-encoding: gzip, deflate\r\n".encode()
         self._closed = False
+        self._sweep_at: asyncio.TimerHandle | None = None  # the next pass that closes expired idle connections
 
     async def request(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None) -> UpstreamResponse:
         """Send one request; return once the status line and headers are in (the body streams after).
@@ -351,6 +352,9 @@ class UpstreamPool:
 
     async def close(self) -> None:
         self._closed = True
+        if self._sweep_at is not None:
+            self._sweep_at.cancel()
+            self._sweep_at = None
         for conns in self._idle.values():
             for conn in conns:
                 conn.abort()
@@ -412,8 +416,29 @@ class UpstreamPool:
         if self._closed or len(conns) >= self.max_idle_per_origin:
             conn.abort()
             return
-        conn.idle_since = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        conn.idle_since = loop.time()
         conns.append(conn)
+        if self._sweep_at is None:
+            self._sweep_at = loop.call_later(self.idle_timeout, self._sweep)
+
+    def _sweep(self) -> None:
+        """Close the connections idle for `idle_timeout`, so a burst's connections do not stay open once traffic
+        is back to normal (or gone). Each origin's list is oldest first: only its expired head is cut."""
+        self._sweep_at = None
+        loop = asyncio.get_running_loop()
+        expired_before = loop.time() - self.idle_timeout
+        oldest: float | None = None
+        for conns in self._idle.values():
+            n = 0
+            while n < len(conns) and (conns[n].closed or conns[n].idle_since <= expired_before):
+                conns[n].abort()
+                n += 1
+            del conns[:n]
+            if conns and (oldest is None or conns[0].idle_since < oldest):
+                oldest = conns[0].idle_since
+        if oldest is not None and not self._closed:
+            self._sweep_at = loop.call_at(oldest + self.idle_timeout, self._sweep)
 
     async def _connect(self, origin: Origin) -> _Connection:
         scheme, host, port = origin

@@ -138,7 +138,7 @@ async def _run(clients: int, seconds: float, withdraw_at: float, settle: float) 
         await asyncio.sleep(1.0)  # idle keep-alive connections from the clients close
         rss1, fds1 = _proc_stats(proc.pid)
         if settle:
-            await asyncio.sleep(settle)  # pooled upstream keep-alive connections expire after 60 s idle
+            await asyncio.sleep(settle)  # the data plane closes upstream connections idle for 30 s
         rss2, fds2 = _proc_stats(proc.pid)
         async with aiohttp.ClientSession() as http, http.get(f"{control}/api/v1/table") as r:
             table = await r.json()
@@ -175,6 +175,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--clients", type=int, default=500)
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--withdraw-at", type=float, default=0.3, help="fraction of the run at which the primary is withdrawn")
-    ap.add_argument("--settle", type=float, default=0.0, help="also report RSS and fds after this many idle seconds (65: pools expired)")
+    ap.add_argument("--settle", type=float, default=0.0, help="also report RSS and fds after this many idle seconds (40: pools expired)")
     args = ap.parse_args(argv or [])
     asyncio.run(_run(args.clients, args.seconds, args.withdraw_at, args.settle))

@@ -19,7 +19,7 @@ import pytest
 
 from adapters.transport import (UpstreamBodyTooLarge, UpstreamClosed, UpstreamConnectError, UpstreamPool,
                                 UpstreamProtocolError)
-from tests.support import free_port
+from tests.support import free_port, until
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -30,6 +30,7 @@ class RawServer:
     def __init__(self, handler: Handler, ssl_context: ssl.SSLContext | None = None) -> None:
         self.handler, self.ssl_context = handler, ssl_context
         self.connections = 0
+        self.closed = 0  # connections that have ended (the client closed them, or the handler finished)
         self.requests: list[bytes] = []
         self.server: asyncio.Server | None = None
         self.port = 0
@@ -43,6 +44,7 @@ class RawServer:
                 pass
             finally:
                 writer.close()
+                self.closed += 1
 
         self.server = await asyncio.start_server(on_connect, "127.0.0.1", 0, ssl=self.ssl_context)
         self.port = self.server.sockets[0].getsockname()[1]
@@ -257,6 +259,19 @@ async def test_body_over_the_limit_is_refused() -> None:
         assert await resp2.read_prefix(1000) == b"x" * 1000  # an error page needs no more than its start
         resp2.close()
         assert (await post(pool, server.url()))[2] == b"x" * 5000
+    finally:
+        await pool.close()
+        await server.__aexit__()
+
+
+async def test_idle_connections_are_closed_after_the_idle_timeout_without_traffic() -> None:
+    server = await serve(keep_answering(b"{}"))
+    pool = UpstreamPool(idle_timeout=0.2)
+    try:
+        assert [r[0] for r in await asyncio.gather(*(post(pool, server.url()) for _ in range(3)))] == [200] * 3
+        assert server.connections == 3 and server.closed == 0  # a burst of three: three idle connections kept
+        await until(lambda: server.closed == 3, 10, "the pool closing its idle connections")
+        assert (await post(pool, server.url()))[0] == 200 and server.connections == 4  # a new one when needed again
     finally:
         await pool.close()
         await server.__aexit__()
