@@ -57,10 +57,9 @@ def _free_port() -> int:
 
 
 def _commit() -> str:
-    root = _ROOT
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "adapters", "controlplane", "bench"], cwd=root,
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=_ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "adapters", "controlplane", "bench"], cwd=_ROOT,
                                capture_output=True, text=True).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
@@ -318,16 +317,17 @@ dataplane: {{first_byte_timeout: 3s, total_timeout: 10s}}
 auth: {{tokens: [{{token: "bench-admin-{os.getpid()}-0123456789abcdef", scope: admin}}]}}
 probes: {{kinds: {{catalogue: {{enabled: false}}, completion: {{enabled: false}}, status_page: {{enabled: false}}}}}}
 """
-        serve_cfg.write_text(common + f"""
-server: {{data: {{host: 127.0.0.1, port: {s_data}}}, control: {{host: 127.0.0.1, port: {s_control}}}}}
-database: {{url: "sqlite:///{tmp}/turnout.db"}}
-""")
+
+        def serve_yaml(data: int, control: int, db: str | None) -> str:
+            """`turnout serve` on these ports; with a SQLite file of its own, or none (a data replica)."""
+            store = f'database: {{url: "sqlite:///{tmp}/{db}"}}\n' if db else ""
+            return common + f"server: {{data: {{host: 127.0.0.1, port: {data}}}, control: {{host: 127.0.0.1, port: {control}}}}}\n" + store
+
+        serve_cfg.write_text(serve_yaml(s_data, s_control, "turnout.db"))
         # A data-plane replica of that control plane, as a scaled deployment runs its data processes: no store;
         # outcomes and decision records go to the control plane in batches (its admin token from the config).
         replica_cfg = Path(tmp) / "replica.yaml"
-        replica_cfg.write_text(common + f"""
-server: {{data: {{host: 127.0.0.1, port: {r_data}}}, control: {{host: 127.0.0.1, port: {_free_port()}}}}}
-""")
+        replica_cfg.write_text(serve_yaml(r_data, _free_port(), None))
         lua = Path(tmp) / "post.lua"
         lua.write_text(_LUA)
         # The upstreams are quiet: clients that leave mid-stream make aiohttp log tracebacks there.
@@ -341,14 +341,12 @@ server: {{data: {{host: 127.0.0.1, port: {r_data}}}, control: {{host: 127.0.0.1,
         procs.append(_start_serve(replica_cfg, replica_url, "--role", "data", "--control-url", f"http://127.0.0.1:{s_control}"))
         pid, bare_pid, serve_pid, replica_pid = procs[2].pid, procs[3].pid, procs[4].pid, procs[5].pid
         against: list[tuple[str, str, int]] = []
+        sha = ""
         if baseline is not None:  # the same process at the commit compared against, its own ports and store
             tree, sha = baseline
             a_data = _free_port()
             a_cfg = Path(tmp) / "against.yaml"
-            a_cfg.write_text(common + f"""
-server: {{data: {{host: 127.0.0.1, port: {a_data}}}, control: {{host: 127.0.0.1, port: {_free_port()}}}}}
-database: {{url: "sqlite:///{tmp}/against.db"}}
-""")
+            a_cfg.write_text(serve_yaml(a_data, _free_port(), "against.db"))
             procs.append(_start_serve(a_cfg, f"http://127.0.0.1:{a_data}", tree=tree))
             against = [(f"turnout serve @ {sha} (the same process at the commit compared against)",
                         f"http://127.0.0.1:{a_data}/v1/chat/completions", procs[-1].pid)]
@@ -382,7 +380,7 @@ database: {{url: "sqlite:///{tmp}/against.db"}}
                   f"(per-round values in brackets)")
             _report(rounds, [name for name, _, _ in proxies])
             if against:
-                _compare(rounds, proxies[0][0], against[0][0], commit, baseline[1] if baseline else "")
+                _compare(rounds, proxies[0][0], against[0][0], commit, sha)
             rss = asyncio.run(_streams(f"{serve_url}/v1/chat/completions", 1000, serve_pid))
             print(f"  1000 concurrent 5 s streams, 3 waves: turnout serve RSS MB {' '.join(f'{x:.0f}' for x in rss)}")
             print("  failover cost, data plane alone (its stand-in control loop withdraws or opens a target at once, so "
