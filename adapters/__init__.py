@@ -1,1 +1,1 @@
-"""Provider adapters (one module per API family), the data-plane proxy and the provider simulator."""
+"""Provider adapters (one module per API family) and the provider simulator that speaks their APIs."""

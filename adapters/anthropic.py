@@ -19,7 +19,7 @@ from adapters import calls
 from adapters.base import ModelListing, StreamItem, UpstreamRequest
 from adapters.headers import headroom_from_headers
 from adapters.sse import SSEEvent
-from adapters.translator import SSETranslator
+from adapters.stream_translator import SSETranslator
 from adapters.wire.chat import as_list, content_parts, data_url, json_args, max_tokens, stop_list
 from adapters.wire import anthropic as wire
 from adapters.wire.common import ErrorInfo, json_or_none, obj

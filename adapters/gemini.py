@@ -20,7 +20,7 @@ from adapters import calls
 from adapters.base import ModelListing, StreamItem, UpstreamRequest
 from adapters.headers import parse_go_duration, parse_retry_after
 from adapters.sse import SSEEvent
-from adapters.translator import SSETranslator
+from adapters.stream_translator import SSETranslator
 from adapters.wire import gemini as wire
 from adapters.wire.chat import as_list, content_parts, data_url, json_args, max_tokens, stop_list
 from adapters.wire.common import ErrorInfo, items, json_or_none, obj

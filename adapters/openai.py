@@ -20,7 +20,7 @@ from adapters import calls
 from adapters.base import ModelListing, StreamItem, UpstreamRequest
 from adapters.headers import headroom_from_headers
 from adapters.sse import SSEEvent
-from adapters.translator import SSETranslator
+from adapters.stream_translator import SSETranslator
 from adapters.wire import openai as wire
 from adapters.wire.common import ErrorInfo, json_or_none, obj
 from adapters.wire.status import classify_answer, is_context_message, make, status_fallback

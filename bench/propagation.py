@@ -28,7 +28,7 @@ from controlplane.config import Config
 from controlplane.config_loader import parse_config
 from controlplane.health import HealthModel
 from controlplane.publisher import TablePublisher
-from controlplane.replica import DataReplica
+from dataplane.replica import DataReplica
 from controlplane.table import Table
 
 __all__ = ["main", "measure"]
@@ -107,8 +107,8 @@ async def _direct(n: int) -> None:
 async def _via_follower(n: int, admin: str) -> None:
     import psycopg
 
-    from controlplane.follow import StoreFollower, install_notify
-    from controlplane.leader import pg_conninfo
+    from controlplane.scaleout.control_replica import StoreFollower, install_notify
+    from controlplane.scaleout.leader import pg_conninfo
     from controlplane.store import Store
 
     name = f"turnout_bench_{uuid.uuid4().hex[:8]}"

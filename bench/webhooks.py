@@ -29,7 +29,7 @@ from controlplane.events import Event
 from controlplane.metrics import Metrics
 from controlplane.store import Store
 from controlplane.webhooks.dispatcher import Dispatcher
-from controlplane.webhooks.models import WebhookEndpoint
+from controlplane.webhooks.rows import WebhookEndpoint
 from controlplane.webhooks.outbox import install_outbox
 from controlplane.webhooks.signing import generate_secret
 

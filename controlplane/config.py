@@ -180,7 +180,7 @@ class PanelConfig(_Model):
     @field_validator("judge_template", "synthesizer_template")
     @classmethod
     def _template_placeholders(cls, v: str | None) -> str | None:
-        # adapters/panel_prompts.py fills these names; without {answers} the stage never sees the panel's work.
+        # dataplane/panel/prompts.py fills these names; without {answers} the stage never sees the panel's work.
         known = ("question", "answers", "analysis", "count")
         if v is None:
             return v

@@ -43,7 +43,7 @@ __all__ = [
 # setting), and for our ASCII metric names it is byte-for-byte what the newer 1.0.0 format would carry.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # `turnout_dataplane_requests_total{outcome}` values that do not spend the error budget: a success, and the
-# caller's own mistakes or departures. Any other outcome (exhausted, stream_error, …; see adapters/proxy.py) counts as an
+# caller's own mistakes or departures. Any other outcome (exhausted, stream_error, …; see dataplane/proxy.py) counts as an
 # error in the burn-rate alerts (dashboards/prometheus/alerts.yml), so an unforeseen outcome errs on alerting.
 DATAPLANE_OK_OUTCOMES = ("ok", "client_error", "client_gone")
 

@@ -23,7 +23,7 @@ from sqlalchemy import case, func, select
 
 from controlplane.domain import ErrorClass, State
 from controlplane.events import Event
-from controlplane.models import CLASS_COLUMNS, RollupRow
+from controlplane.rows import CLASS_COLUMNS, RollupRow
 from controlplane.table import Table, TableEntry
 
 __all__ = [

@@ -24,7 +24,7 @@ from controlplane.clock import Clock
 from controlplane.domain import ErrorClass, Observation, Scope, Source
 from controlplane.errors import StoreError
 from controlplane.events import Event
-from controlplane.models import (
+from controlplane.rows import (
     CLASS_COLUMNS,
     SCHEMA_VERSION,
     EventRow,

@@ -135,12 +135,12 @@ async def two_fast_providers() -> AsyncIterator[Any]:
 
 async def serve_app(app: Any, *, shutdown_timeout: float = 1.0) -> tuple[Any, int]:
     """Serve an app on a free loopback port as `turnout serve` does: the data plane's listener App
-    (adapters.listener) or an aiohttp Application (control app, simulators, receivers). Returns (runner, port);
+    (dataplane.http.listener) or an aiohttp Application (control app, simulators, receivers). Returns (runner, port);
     stop with `await runner.cleanup()`."""
     from aiohttp import web
 
-    from adapters.listener import start_listener
-    from adapters.messages import App
+    from dataplane.http.listener import start_listener
+    from dataplane.http.messages import App
 
     if isinstance(app, App):
         listener = await start_listener(app, "127.0.0.1", 0, shutdown_timeout=shutdown_timeout)

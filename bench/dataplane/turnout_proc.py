@@ -18,9 +18,9 @@ from typing import Any
 
 import orjson
 
-from adapters.listener import start_listener
-from adapters.messages import App, Request, Response
-from adapters.proxy import DATA_STATE, build_data_app
+from dataplane.http.listener import start_listener
+from dataplane.http.messages import App, Request, Response
+from dataplane.proxy import DATA_STATE, build_data_app
 from controlplane.clock import SystemClock
 from controlplane.commands.serve_cmd import tune_interpreter_for_serving
 from controlplane.config import Config

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from controlplane.api.models import ErrorResponse
+from controlplane.api.schemas import ErrorResponse
 
 __all__ = ["Param", "Operation", "build_document"]
 

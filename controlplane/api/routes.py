@@ -14,9 +14,9 @@ from typing import Any
 
 from aiohttp import web
 
-from controlplane.api import models as m
+from controlplane.api import schemas as m
 from controlplane.api.auth import AuthFailure, Principal, authorize
-from controlplane.api.http import ApiError, error_response, json_response, read_body
+from controlplane.api.jsonio import ApiError, error_response, json_response, read_body
 from controlplane.api.openapi import Operation, Param, build_document
 from controlplane.api.status import MAX_ID, MAX_WAIT_S, WINDOWS, StatusHandlers
 from controlplane.api.summary import SummaryResponse

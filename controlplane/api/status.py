@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from controlplane.api.http import ApiError, choice_param, float_param, int_param, json_response
+from controlplane.api.jsonio import ApiError, choice_param, float_param, int_param, json_response
 from controlplane.api.summary import build_summary
 from controlplane.domain import State, TargetRef
 from controlplane.events import EVENT_TYPES

@@ -14,10 +14,10 @@ from aiohttp import web
 from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
-from controlplane.api.http import ApiError, choice_param, int_param, json_response, read_body
-from controlplane.api.models import WebhookCreate
+from controlplane.api.jsonio import ApiError, choice_param, int_param, json_response, read_body
+from controlplane.api.schemas import WebhookCreate
 from controlplane.events import Event
-from controlplane.webhooks.models import PENDING, WebhookDelivery, WebhookEndpoint, new_endpoint_id
+from controlplane.webhooks.rows import PENDING, WebhookDelivery, WebhookEndpoint, new_endpoint_id
 from controlplane.webhooks.outbox import Outbox, lock_endpoints
 from controlplane.webhooks.service import append_and_publish
 from controlplane.webhooks.signing import generate_secret

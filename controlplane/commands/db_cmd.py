@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["add_parser", "TABLE_MODULES"]
 
 # Modules that define SQLModel tables beside the store's own; imported so `migrate` creates them too.
-TABLE_MODULES = ("controlplane.webhooks.models", "controlplane.decisions")
+TABLE_MODULES = ("controlplane.webhooks.rows", "controlplane.decisions")
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -20,11 +20,11 @@ from aiohttp import web
 
 from controlplane.config import Config
 from controlplane.config_loader import load_config
-from controlplane.httpserver import GuardedAppRunner
+from controlplane.api.runner import GuardedAppRunner
 from controlplane.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
-    from adapters.listener import Listener
+    from dataplane.http.listener import Listener
 
 __all__ = ["add_parser", "serve", "configure_logging"]
 
@@ -49,7 +49,7 @@ def configure_logging(level: str = "info") -> None:
     # APScheduler logs every job run at INFO: thousands of lines a minute with many targets.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    # Malformed requests are logged in one line without their bytes by controlplane.httpserver's listener.
+    # Malformed requests are logged in one line without their bytes by controlplane.api.runner's listener.
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -99,7 +99,7 @@ async def serve(cfg: Config, config_path: str | None, role: str = "all", *,
                 stop: asyncio.Event | None = None, on_ready: Callable[[Any], None] | None = None,
                 control_urls: Sequence[str] = ()) -> int:
     """Run until SIGTERM/SIGINT (or `stop` is set). Returns the process exit code."""
-    from controlplane.control_app import build_control_app
+    from controlplane.api.app import build_control_app
     from controlplane.runtime import Runtime
 
     control = role in ("control", "all")
@@ -108,11 +108,11 @@ async def serve(cfg: Config, config_path: str | None, role: str = "all", *,
         return 2
     rt: Any
     if control_urls:  # a data-plane replica (docs/scale-out.md): no store, the table comes from control replicas
-        from controlplane.replica import DataReplica
+        from dataplane.replica import DataReplica
 
         rt = life = DataReplica(cfg, control_urls, config_path=config_path)
     else:
-        from controlplane.follow import lifecycle_for
+        from controlplane.scaleout.control_replica import lifecycle_for
 
         rt = Runtime(cfg, config_path=config_path, probes=control, webhooks=control)
         # --role control on PostgreSQL: one of several elected replicas; `all` stays the single-process mode
@@ -145,8 +145,8 @@ async def serve(cfg: Config, config_path: str | None, role: str = "all", *,
             log.info("control plane on http://%s:%d", c.host, c.port)
         if role in ("data", "all"):
             try:
-                from adapters.listener import start_listener
-                from adapters.proxy import build_data_app
+                from dataplane.http.listener import start_listener
+                from dataplane.proxy import build_data_app
             except ModuleNotFoundError as exc:
                 if not (exc.name and "adapters".startswith(exc.name.split(".")[0])):
                     raise

@@ -27,7 +27,7 @@ from controlplane.demo.story import SIDE_ROUTE, STORY_SECONDS, TOP_ROUTE, Chapte
 from controlplane.demo.traffic import Traffic
 from controlplane.demo.view import FaultResult, LiveView, PlainView, Snapshot, Summary, View, summary_renderable
 from controlplane.events import Event
-from controlplane.httpserver import GuardedAppRunner
+from controlplane.api.runner import GuardedAppRunner
 
 __all__ = ["DemoOptions", "run_demo", "REQUIRED_EVENTS"]
 
@@ -79,10 +79,10 @@ def _reaction(applied: _Applied, events: list[tuple[float, Event]]) -> tuple[str
 
 async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
     """Play the story; return the process exit code."""
-    from adapters.listener import start_listener
-    from adapters.proxy import build_data_app
+    from dataplane.http.listener import start_listener
+    from dataplane.proxy import build_data_app
     from adapters.sim import Simulator
-    from controlplane.control_app import build_control_app
+    from controlplane.api.app import build_control_app
     from controlplane.runtime import Runtime
 
     console = console or Console()

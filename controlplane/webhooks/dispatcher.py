@@ -31,7 +31,7 @@ from controlplane.clock import Clock
 from controlplane.config import WebhookConfig
 from controlplane.events import Event
 from controlplane.metrics import Metrics
-from controlplane.webhooks.models import DEAD, DELIVERED, PENDING, WebhookDelivery, WebhookEndpoint
+from controlplane.webhooks.rows import DEAD, DELIVERED, PENDING, WebhookDelivery, WebhookEndpoint
 from controlplane.webhooks.retry import RETRY_SCHEDULE, retry_delay
 from controlplane.webhooks.signing import signed_headers
 from controlplane.webhooks.urls import GuardedResolver, WebhookUrlError, validate_url

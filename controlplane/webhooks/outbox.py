@@ -20,7 +20,7 @@ from sqlmodel import Session, SQLModel, select
 
 from controlplane.clock import Clock
 from controlplane.events import Event
-from controlplane.webhooks.models import PENDING, WebhookDelivery, WebhookEndpoint, new_message_id
+from controlplane.webhooks.rows import PENDING, WebhookDelivery, WebhookEndpoint, new_message_id
 
 __all__ = ["Outbox", "install_outbox", "ensure_schema", "event_body", "enqueue", "lock_endpoints"]
 

@@ -12,7 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from controlplane.config_loader import parse_config
-from controlplane.control_app import build_control_app
+from controlplane.api.app import build_control_app
 from controlplane.runtime import Runtime
 from tests.api.fakes import ADMIN_TOKEN, CONFIG
 from tests.fakes import FakeClock

@@ -25,11 +25,11 @@ import aiohttp
 import pytest
 import yaml
 
-from adapters.proxy import build_data_app
+from dataplane.proxy import build_data_app
 from adapters.sim import Simulator
 from controlplane.config import Config
 from controlplane.config_loader import parse_config
-from controlplane.control_app import build_control_app
+from controlplane.api.app import build_control_app
 from controlplane.runtime import Runtime
 from tests.fakes import FakeClock
 from tests.support import serve_app

@@ -20,8 +20,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.listener import Listener, start_listener
-from adapters.proxy import build_data_app
+from dataplane.http.listener import Listener, start_listener
+from dataplane.proxy import build_data_app
 from adapters.sim import Simulator
 from controlplane.config_loader import parse_config
 from controlplane.errors import ConfigError

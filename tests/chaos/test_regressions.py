@@ -73,7 +73,7 @@ async def test_malformed_request_logs_one_line_without_the_offending_bytes(caplo
 
     from aiohttp import web
 
-    from controlplane.httpserver import GuardedAppRunner
+    from controlplane.api.runner import GuardedAppRunner
     from tests.support import free_port
 
     runner = GuardedAppRunner(web.Application(), access_log=None)

@@ -260,5 +260,5 @@ def test_tokens_and_signatures_are_compared_in_constant_time() -> None:
     assert offenders == [], "compare secrets with hmac.compare_digest:\n" + "\n".join(offenders)
     users = {p.relative_to(ROOT).as_posix() for p in _SOURCES if "compare_digest" in p.read_text()}
     # every place that checks a presented credential uses it: API tokens, /metrics, the status page, signatures
-    assert {"controlplane/api/auth.py", "controlplane/metrics_http.py", "controlplane/statuspage.py",
+    assert {"controlplane/api/auth.py", "controlplane/api/metrics_endpoint.py", "controlplane/statuspage.py",
             "controlplane/webhooks/signing.py"} <= users, users

@@ -116,7 +116,7 @@ async def test_status_and_events_show_a_withdrawal_from_the_real_control_app(
     from aiohttp import web
 
     from controlplane.config_loader import parse_config
-    from controlplane.control_app import build_control_app
+    from controlplane.api.app import build_control_app
     from controlplane.domain import ErrorClass, Observation, Source
     from controlplane.runtime import Runtime
 

@@ -119,11 +119,11 @@ async def test_stop_is_clean_and_idempotent(tmp_path: Path, clock: FakeClock) ->
 async def test_control_app_mounts_available_installers_and_falls_back_to_its_own_probes(tmp_path: Path, clock: FakeClock) -> None:
     from aiohttp.test_utils import TestClient, TestServer
 
-    from controlplane.control_app import build_control_app
+    from controlplane.api.app import build_control_app
 
     rt = await _runtime(_write(tmp_path), clock, Script())
     try:
-        app = build_control_app(rt, installers=("controlplane.metrics_http", "controlplane.not_built_yet"))
+        app = build_control_app(rt, installers=("controlplane.api.metrics_endpoint", "controlplane.not_built_yet"))
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
             assert (await client.get("/healthz")).status == 200
             ready = await client.get("/readyz")

@@ -2,7 +2,7 @@
 
 Real parts: the simulator (adapters.sim), controlplane.runtime.Runtime (store on SQLite in tmp_path, health
 model, publisher, pipeline, probe scheduler running the real completion probe against the simulator), the
-control app (status API, status page, /metrics) and the data plane (adapters.proxy) on free loopback ports.
+control app (status API, status page, /metrics) and the data plane (dataplane.proxy) on free loopback ports.
 The clock is a FakeClock the scenario advances; probe runs are started by calling the scheduler's job body.
 Webhook series come from the real dispatcher delivering to two local receivers (one answers 200, one 500 so a
 real backlog builds). One series comes from the test itself: scheduler lag, observed only when APScheduler fires
@@ -22,11 +22,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from adapters.proxy import build_data_app
+from dataplane.proxy import build_data_app
 from adapters.sim import Simulator
 from controlplane.clock import FakeClock
 from controlplane.config_loader import parse_config
-from controlplane.control_app import build_control_app
+from controlplane.api.app import build_control_app
 from controlplane.domain import State
 from controlplane.runtime import Runtime
 from tests.support import free_port, serve_app

@@ -9,8 +9,8 @@ from typing import Any
 import openai
 import pytest
 
-from adapters.messages import App
-from adapters.proxy import build_data_app
+from dataplane.http.messages import App
+from dataplane.proxy import build_data_app
 from adapters.sim import Simulator
 from controlplane.config import Config
 from tests.dataplane.helpers import Rt, StaticTables, make_table, parse

@@ -14,7 +14,7 @@ from aiohttp import web
 from sqlalchemy import Engine, create_engine, select, text
 from sqlmodel import Session
 
-from adapters.proxy import DATA_STATE
+from dataplane.proxy import DATA_STATE
 from controlplane.decisions import Decision, DecisionLog, DecisionRow, install, summarise
 from tests.dataplane.conftest import Env, start_app
 from tests.fakes import FakeClock

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 import pytest
 
-from adapters.proxy import DATA_STATE
+from dataplane.proxy import DATA_STATE
 from tests.dataplane.conftest import Env
 from tests.support import until as _until
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.preferences import NO_PREFERENCES, PreferenceError, parse_preferences
+from dataplane.preferences import NO_PREFERENCES, PreferenceError, parse_preferences
 
 
 def test_no_preferences_is_the_shared_empty_value() -> None:

@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from adapters.openai import OpenAIAdapter
-from adapters.proxy import build_data_app
+from dataplane.proxy import build_data_app
 from bench.dataplane.upstream import MODE, build_upstream
 from tests.dataplane.helpers import Rt, StaticTables, make_table, parse
 from tests.support import serve_app

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from adapters.preferences import Preferences
-from adapters.selection import Selector
+from dataplane.preferences import Preferences
+from dataplane.selection import Selector
 from controlplane.domain import State
 from tests.dataplane.helpers import entry, make_table, parse
 

@@ -124,7 +124,7 @@ def test_python_examples_compile() -> None:
 @pytest.fixture
 async def control(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
     """`examples/turnout-sim.yaml` served by the real control app (no probes: nothing outside is called)."""
-    from controlplane.control_app import build_control_app
+    from controlplane.api.app import build_control_app
     from controlplane.runtime import Runtime
 
     monkeypatch.setenv("COLUMNS", "200")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from controlplane import metrics_http
+from controlplane.api import metrics_endpoint as metrics_http
 from controlplane.domain import ErrorClass, Observation
 from controlplane.metrics import Metrics, observe_observation, observe_table
 from tests.statuspage.sample import NOW, sample_table
@@ -77,7 +77,7 @@ async def test_private_reads_need_a_bearer_token_for_metrics() -> None:
 async def test_a_data_replica_serves_metrics_on_its_listener_with_the_same_auth() -> None:
     import aiohttp
 
-    from adapters.proxy import build_data_app
+    from dataplane.proxy import build_data_app
     from tests.dataplane.helpers import Rt, StaticTables, make_table, parse
     from tests.support import serve_app
 

@@ -1,5 +1,5 @@
 """A panel route in front of the provider simulator: six simulated providers with fixed answers; the real
-data plane (its proxy hands panel routes to adapters.panel) with a stand-in runtime (static table, list
+data plane (its proxy hands panel routes to dataplane.panel.run) with a stand-in runtime (static table, list
 sink, optional decision-log store); recording relays in front of the judge and the synthesizer, so a test
 sees exactly what each was sent."""
 
@@ -15,8 +15,8 @@ import orjson
 import pytest
 from aiohttp import web
 
-from adapters.messages import App
-from adapters.proxy import build_data_app
+from dataplane.http.messages import App
+from dataplane.proxy import build_data_app
 from adapters.sim import Simulator
 from controlplane.config import Config
 from controlplane.config_loader import parse_config

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.panel import Call, choose_members, sum_usage
-from adapters.panel_prompts import (
+from dataplane.panel.run import Call, choose_members, sum_usage
+from dataplane.panel.prompts import (
     DEFAULT_JUDGE_TEMPLATE,
     DEFAULT_SYNTHESIZER_TEMPLATE,
     TemplateError,
@@ -14,7 +14,7 @@ from adapters.panel_prompts import (
     render,
     transcript,
 )
-from adapters.selection import Candidate, Plan
+from dataplane.selection import Candidate, Plan
 from controlplane.config import ProviderConfig
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from adapters.proxy import build_data_app
+from dataplane.proxy import build_data_app
 from adapters.sim import Simulator
 from controlplane.domain import State
 from controlplane.runtime import Runtime

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlmodel import Session
 
-from adapters.proxy import DATA_STATE
+from dataplane.proxy import DATA_STATE
 from controlplane.decisions import DecisionRow
 from tests.panel.conftest import ANSWERS, MSG, PRICES, Env
 from tests.support import until as _until

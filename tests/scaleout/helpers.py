@@ -62,7 +62,7 @@ class StubLeadership:
     url: str = "http://leader.example"
 
     async def current(self) -> Any:
-        from controlplane.leader import LeaderInfo
+        from controlplane.scaleout.leader import LeaderInfo
 
         return LeaderInfo("x", 3, self.url, True, 1.0)
 
@@ -103,7 +103,7 @@ class StubControl:
         return web.json_response(t.to_dict())
 
     async def start(self) -> StubControl:
-        from controlplane import replication_api
+        from controlplane.scaleout import replication_api
 
         app = web.Application()
         app.router.add_get("/api/v1/table", self._table)

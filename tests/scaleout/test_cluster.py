@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from adapters.sim.simulator import Simulator
-from controlplane.leader import pg_conninfo
+from controlplane.scaleout.leader import pg_conninfo
 from tests.support import free_port, two_fast_providers
 from tests.support import until as _until
 from tests.webhooks.receiver import Receiver

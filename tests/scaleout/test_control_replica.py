@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from controlplane.follow import ControlReplica, NotLeader, lifecycle_for
+from controlplane.scaleout.control_replica import ControlReplica, NotLeader, lifecycle_for
 from controlplane.runtime import Runtime
 from controlplane.table import Table
 from tests.scaleout.helpers import small_config

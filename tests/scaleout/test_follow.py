@@ -10,8 +10,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from controlplane.follow import StoreFollower, install_notify, newest_table
-from controlplane.leader import pg_conninfo
+from controlplane.scaleout.control_replica import StoreFollower, install_notify, newest_table
+from controlplane.scaleout.leader import pg_conninfo
 from controlplane.publisher import TablePublisher
 from controlplane.store import Store
 from controlplane.table import Table

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 import psycopg
 import pytest
 
-from controlplane.leader import SAFETY, LeaseElector, SingleLeader, elector_for, pg_conninfo
+from controlplane.scaleout.leader import SAFETY, LeaseElector, SingleLeader, elector_for, pg_conninfo
 from controlplane.metrics import Metrics
 from tests.fakes import FakeClock
 

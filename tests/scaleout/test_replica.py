@@ -11,7 +11,7 @@ import pytest
 from controlplane.domain import ErrorClass, Observation, Source
 from controlplane.metrics import Metrics
 from controlplane.publisher import TablePublisher
-from controlplane.replica import DataReplica, OutcomeReporter, OutlierDetector, control_token
+from dataplane.replica import DataReplica, OutcomeReporter, OutlierDetector, control_token
 from tests.fakes import FakeClock
 from tests.scaleout.helpers import ADMIN, StubControl, StubControlRuntime, StubLeadership, small_config, table_v
 from tests.support import free_port

@@ -13,7 +13,7 @@ import pytest
 from controlplane.domain import ErrorClass, Observation, Source
 from controlplane.publisher import TablePublisher
 from controlplane.decisions import Decision, summarise
-from controlplane.replication_api import (MAX_BATCH, WireError, decision_from_wire, decision_to_wire, observation_from_wire,
+from controlplane.scaleout.replication_api import (MAX_BATCH, WireError, decision_from_wire, decision_to_wire, observation_from_wire,
                                           observation_to_wire)
 from tests.scaleout.helpers import (ADMIN, READ, ListStore, StubControl, StubControlRuntime, StubLeadership, small_config,
                                     table_v)

@@ -37,7 +37,7 @@ def test_observations_round_trip_and_latest_per_kind(store: Store, clock: FakeCl
 
 def test_bulk_written_observations_are_stored_as_the_orm_stores_them(store: Store, clock: FakeClock) -> None:
     """add_observations writes one multi-row INSERT (controlplane/bulk.py); the stored form must not change."""
-    from controlplane.models import ObservationRow
+    from controlplane.rows import ObservationRow
 
     o = _obs(clock, status=503, latency_s=0.25, headroom=0.5, retry_after_s=2.0, code="overloaded_error",
              detail="Overloaded ✓", extra={"stream_duration_s": 1.5, "n": [1, 2]})

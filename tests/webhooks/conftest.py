@@ -14,7 +14,7 @@ from controlplane.clock import Clock
 from controlplane.config import WebhookConfig
 from controlplane.metrics import Metrics
 from controlplane.webhooks.dispatcher import AttemptResult, Dispatcher
-from controlplane.webhooks.models import WebhookDelivery, WebhookEndpoint
+from controlplane.webhooks.rows import WebhookDelivery, WebhookEndpoint
 from controlplane.webhooks.outbox import install_outbox
 from controlplane.webhooks.signing import generate_secret
 from tests.api.fakes import FakeRuntime

@@ -16,7 +16,7 @@ from sqlmodel import Session
 from controlplane.api.routes import install
 from controlplane.clock import SystemClock
 from controlplane.events import Event
-from controlplane.webhooks.models import WebhookEndpoint
+from controlplane.webhooks.rows import WebhookEndpoint
 from controlplane.webhooks.service import start_dispatcher
 from controlplane.webhooks.signing import generate_secret
 from tests.api.conftest import ADMIN

@@ -9,7 +9,7 @@ from sqlmodel import Session
 
 from controlplane.events import Event
 from controlplane.webhooks.dispatcher import RETRY_SCHEDULE, retry_delay
-from controlplane.webhooks.models import WebhookEndpoint
+from controlplane.webhooks.rows import WebhookEndpoint
 from tests.api.fakes import FakeRuntime
 from tests.webhooks.conftest import add_endpoint, deliveries, make_dispatcher
 

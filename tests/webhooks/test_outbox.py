@@ -112,7 +112,7 @@ def test_an_append_takes_the_shared_lock_before_its_events_get_ids(tmp_path: Pat
     from sqlalchemy import text
     from sqlmodel import select
 
-    from controlplane.webhooks.models import WebhookDelivery, WebhookEndpoint
+    from controlplane.webhooks.rows import WebhookDelivery, WebhookEndpoint
     from controlplane.webhooks.outbox import install_outbox, lock_endpoints
     from tests.fakes import FakeClock
     from tests.support import require_integration

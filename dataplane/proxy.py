@@ -2,8 +2,8 @@
 and fails over inside the request.
 
 `build_data_app(rt)` serves `POST /v1/chat/completions` (JSON and SSE) and `GET /v1/models`. Per request:
-read the published table once, plan the candidates (adapters/selection.py), try them in order with a total
-deadline (adapters/attempts.py), report every attempt's outcome into the observation pipe, and leave a
+read the published table once, plan the candidates (dataplane/selection.py), try them in order with a total
+deadline (dataplane/attempts.py), report every attempt's outcome into the observation pipe, and leave a
 decision-log record. A stream fails over freely until its first chunk reaches the client; after that, a
 failure ends the client's stream with an OpenAI-style error event.
 """
@@ -19,16 +19,16 @@ from typing import Any
 
 import orjson
 
-from adapters.attempts import ClientGone, Opened, StreamEnd, Timeouts, UpstreamAttempt
+from dataplane.attempts import ClientGone, Opened, StreamEnd, Timeouts, UpstreamAttempt
 from adapters.base import Adapter
-from adapters.hedging import hedged_open
-from adapters.messages import App, AppKey, Request, Response, StreamResponse, error_response
-from adapters.preferences import PreferenceError, Preferences, parse_preferences
-from adapters.selection import Candidate, Plan, Selector
-from adapters.transport import UpstreamPool
+from dataplane.hedging import hedged_open
+from dataplane.http.messages import App, AppKey, Request, Response, StreamResponse, error_response
+from dataplane.preferences import PreferenceError, Preferences, parse_preferences
+from dataplane.selection import Candidate, Plan, Selector
+from dataplane.http.upstream import UpstreamPool
 from controlplane.decisions import Decision, DecisionLog, cost_usd
 from controlplane.domain import Classification, ErrorClass, Observation, Source
-from controlplane.metrics_http import scrape
+from controlplane.api.metrics_endpoint import scrape
 
 __all__ = ["build_data_app", "DATA_STATE", "DataPlaneState"]
 
@@ -140,7 +140,7 @@ DATA_STATE: AppKey[DataPlaneState] = AppKey("turnout_data_plane")
 
 def build_data_app(rt: Any, *, adapters: Mapping[str, Adapter] | None = None,
                    rand: Callable[[], float] = random.random, serve_metrics: bool = False) -> App:
-    """The data-plane app, served by adapters.listener (`start_listener(app, host, port)`). `rt` needs config,
+    """The data-plane app, served by dataplane.http.listener (`start_listener(app, host, port)`). `rt` needs config,
     table_source, sink, metrics, clock; `store` enables the decision log. `serve_metrics` adds `GET /metrics` (a
     data replica has no control app to serve them).
 
@@ -224,7 +224,7 @@ async def _chat(request: Request) -> Response | StreamResponse:
         return _bad_request(exc.field, exc.problem)
     route_cfg = st.routes.get(model)
     if route_cfg is not None and route_cfg.mode == "panel":
-        from adapters.panel import handle_panel  # late: the panel module imports this one's types
+        from dataplane.panel.run import handle_panel  # late: the panel module imports this one's types
 
         return await handle_panel(request, body, route_cfg, state=st, prefs=prefs, t0=t0)
     plan = st.selector.plan(rt.table_source.current(), model, prefs)

@@ -11,7 +11,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from adapters.preferences import NO_PREFERENCES, Preferences
+from dataplane.preferences import NO_PREFERENCES, Preferences
 from controlplane.config import Config, HedgingConfig, ProviderConfig
 from controlplane.domain import State
 from controlplane.table import Table, TableEntry

@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from adapters.attempts import Opened, UpstreamAttempt
+from dataplane.attempts import Opened, UpstreamAttempt
 
 __all__ = ["HedgeResult", "hedged_open"]
 

@@ -22,7 +22,7 @@ from collections import deque
 
 import httptools
 
-from adapters.messages import App, Request, Response, StreamResponse, encode_response, error_response
+from dataplane.http.messages import App, Request, Response, StreamResponse, encode_response, error_response
 
 __all__ = ["Listener", "Connection", "start_listener", "MAX_LINE", "MAX_HEADERS"]
 

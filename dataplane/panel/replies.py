@@ -1,7 +1,7 @@
 """How a panel call's outcome reaches the client: the OpenAI-shaped errors (below quorum, synthesizer
 exhausted, a refused request), the synthesizer's stream re-emitted with the panel's summed usage, and the
 degraded single answer as JSON or as a short stream. The orchestration that decides which of these applies
-lives in adapters/panel.py.
+lives in dataplane/panel/run.py.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from adapters.attempts import ClientGone, Opened, StreamEnd, UpstreamAttempt
-from adapters.messages import Request, Response, StreamResponse
+from dataplane.attempts import ClientGone, Opened, StreamEnd, UpstreamAttempt
+from dataplane.http.messages import Request, Response, StreamResponse
 from controlplane.decisions import cost_usd
 from controlplane.domain import Classification, ErrorClass, Observation, Source
 
 if TYPE_CHECKING:
-    from adapters.panel import MemberAnswer, PanelRun
+    from dataplane.panel.run import MemberAnswer, PanelRun
 
 __all__ = [
     "below_quorum", "client_error", "error", "open_stream", "single", "stream_synthesis", "strip_usage", "synth_failed",

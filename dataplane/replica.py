@@ -33,7 +33,7 @@ from controlplane.domain import FAILURE_CLASSES, WITHDRAW_CLASSES, ErrorClass, O
 from controlplane.metrics import Metrics
 from controlplane.publisher import TablePublisher
 from controlplane.decisions import Decision
-from controlplane.replication_api import decision_to_wire, observation_to_wire
+from controlplane.scaleout.replication_api import decision_to_wire, observation_to_wire
 from controlplane.table import RouteRanking, Table
 
 __all__ = ["OutlierDetector", "ReplicaTable", "OutcomeReporter", "DataReplica", "control_token"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.transport import (UpstreamBodyTooLarge, UpstreamClosed, UpstreamConnectError, UpstreamPool,
+from dataplane.http.upstream import (UpstreamBodyTooLarge, UpstreamClosed, UpstreamConnectError, UpstreamPool,
                                 UpstreamProtocolError)
 from tests.support import free_port, until
 

@@ -18,8 +18,8 @@ import orjson
 
 from adapters.base import Adapter, StreamItem, StreamTranslator, UpstreamRequest
 from adapters.calls import MAX_BODY_BYTES
-from adapters.selection import Candidate
-from adapters.transport import (UpstreamBodyTooLarge, UpstreamClosed, UpstreamConnectError, UpstreamPool,
+from dataplane.selection import Candidate
+from dataplane.http.upstream import (UpstreamBodyTooLarge, UpstreamClosed, UpstreamConnectError, UpstreamPool,
                                 UpstreamProtocolError, UpstreamResponse)
 from controlplane.clock import Clock
 from controlplane.domain import Classification, ErrorClass, Headroom

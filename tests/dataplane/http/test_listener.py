@@ -1,4 +1,4 @@
-"""The data plane's HTTP/1.1 listener (adapters/listener.py) on raw loopback sockets: framing, limits, refusals,
+"""The data plane's HTTP/1.1 listener (dataplane/http/listener.py) on raw loopback sockets: framing, limits, refusals,
 cancellation, back-pressure and shutdown. The data plane's own behaviour through it is covered by the SDK tests."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from adapters.listener import MAX_HEADERS, Listener, start_listener
-from adapters.messages import App, Request, Response, StreamResponse
+from dataplane.http.listener import MAX_HEADERS, Listener, start_listener
+from dataplane.http.messages import App, Request, Response, StreamResponse
 
 
 async def _echo(req: Request) -> Response:

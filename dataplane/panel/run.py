@@ -8,7 +8,7 @@ Below the quorum the client gets an OpenAI-shaped 503, or the best single answer
 The judge and the synthesizer are routes or targets and fail over like any route. Every upstream call is a
 live observation; the whole panel call is one decision-log record with usage and estimated cost summed over
 all calls. `x-turnout-debug: 1` adds the trail: members, latencies, outcomes and what the judge was given.
-Writing the replies (errors, the re-emitted stream, the degraded answer) is adapters/panel_replies.py.
+Writing the replies (errors, the re-emitted stream, the degraded answer) is dataplane/panel/replies.py.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from adapters.attempts import Opened, UpstreamAttempt
-from adapters.messages import Request, Response, StreamResponse
-from adapters.panel_prompts import (
+from dataplane.attempts import Opened, UpstreamAttempt
+from dataplane.http.messages import Request, Response, StreamResponse
+from dataplane.panel.prompts import (
     DEFAULT_JUDGE_TEMPLATE,
     DEFAULT_SYNTHESIZER_TEMPLATE,
     TemplateError,
@@ -32,16 +32,16 @@ from adapters.panel_prompts import (
     render,
     transcript,
 )
-from adapters.panel_replies import below_quorum, client_error, error, single, stream_synthesis, synth_failed, tokens
-from adapters.preferences import Preferences
-from adapters.selection import Candidate, Plan
+from dataplane.panel.replies import below_quorum, client_error, error, single, stream_synthesis, synth_failed, tokens
+from dataplane.preferences import Preferences
+from dataplane.selection import Candidate, Plan
 from controlplane.config import PanelConfig, RouteConfig
 from controlplane.decisions import Decision, cost_usd
 from controlplane.domain import Classification, ErrorClass, Observation, Source
 from controlplane.table import Table
 
 if TYPE_CHECKING:
-    from adapters.proxy import DataPlaneState
+    from dataplane.proxy import DataPlaneState
 
 __all__ = ["Call", "MemberAnswer", "PanelRun", "choose_members", "handle_panel", "sum_usage"]
 

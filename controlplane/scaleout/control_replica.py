@@ -1,6 +1,6 @@
 """Followers: a control replica that does not lead learns each new table version from the store.
 
-`ControlReplica` runs one control replica: it follows until elected (controlplane/leader.py), then leads.
+`ControlReplica` runs one control replica: it follows until elected (controlplane/scaleout/leader.py), then leads.
 
 The leader writes every table it publishes to `published_tables` before anyone can read it (the pipeline's
 rule). On PostgreSQL a trigger on that table sends `NOTIFY turnout_table, '<version>'` in the same
@@ -25,7 +25,7 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 
 from controlplane.errors import TurnoutError
-from controlplane.models import PublishedTableRow
+from controlplane.rows import PublishedTableRow
 from controlplane.publisher import TablePublisher
 from controlplane.table import Table
 
@@ -35,7 +35,7 @@ log = logging.getLogger("turnout.follow")
 
 TABLE_CHANNEL = "turnout_table"
 _TRIGGER_LOCK = 0x666F6C6C  # "foll": replicas starting together do not race on CREATE OR REPLACE
-_TABLE_MODULES = ("controlplane.webhooks.models", "controlplane.decisions")  # other parts' SQLModel tables
+_TABLE_MODULES = ("controlplane.webhooks.rows", "controlplane.decisions")  # other parts' SQLModel tables
 
 _TRIGGER_SQL = (
     "CREATE OR REPLACE FUNCTION turnout_notify_table() RETURNS trigger LANGUAGE plpgsql AS $$ "
@@ -261,7 +261,7 @@ class ControlReplica:
         return await self.elector.current() if self.elector is not None else None
 
     async def start(self) -> None:
-        from controlplane.leader import LeaseElector, pg_conninfo
+        from controlplane.scaleout.leader import LeaseElector, pg_conninfo
         from controlplane.store import Store
         from controlplane.webhooks.outbox import install_outbox
 

@@ -1,4 +1,4 @@
-"""Requests and answers as the data plane's handlers see them (served by adapters/listener.py).
+"""Requests and answers as the data plane's handlers see them (served by dataplane/http/listener.py).
 
 A handler takes a `Request` (method, path, query, lower-cased headers, the whole body) and returns a `Response`
 (a whole answer) or a `StreamResponse` it has written as it went (chunked SSE). An `App` holds the routes, the
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import orjson
 
 if TYPE_CHECKING:
-    from adapters.listener import Connection
+    from dataplane.http.listener import Connection
 
 __all__ = ["App", "AppKey", "Request", "Response", "StreamResponse", "Handler", "error_response", "encode_head",
            "encode_response"]

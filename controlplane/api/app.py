@@ -20,9 +20,9 @@ log = logging.getLogger("turnout.control")
 INSTALLERS: tuple[str, ...] = (
     "controlplane.api.routes",  # status API + webhooks management, /healthz, /readyz, /openapi.json
     "controlplane.statuspage",  # HTML status page at /
-    "controlplane.metrics_http",  # /metrics
+    "controlplane.api.metrics_endpoint",  # /metrics
     "controlplane.decisions",  # usage API
-    "controlplane.replication_api",  # scale-out: data replicas' outcome reports, GET /api/v1/leader
+    "controlplane.scaleout.replication_api",  # scale-out: data replicas' outcome reports, GET /api/v1/leader
 )
 
 

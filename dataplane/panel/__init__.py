@@ -1,0 +1,1 @@
+"""Panel routes: one request fanned out to a provider-diverse panel, judged and synthesized."""
