@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test soak bench screenshots venv clean
+.PHONY: demo test lint soak bench screenshots venv clean
 
 venv: $(STAMP)
 
@@ -17,6 +17,12 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/turnout demo $(DEMO_ARGS)
+
+# ruff (lint + format) and mypy --strict over every package; CI runs it before the tests.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy controlplane adapters dataplane probes bench tests
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)

@@ -20,8 +20,8 @@ from adapters.base import ModelListing, StreamItem, UpstreamRequest
 from adapters.headers import headroom_from_headers
 from adapters.sse import SSEEvent
 from adapters.stream_translator import SSETranslator
-from adapters.wire.chat import as_list, content_parts, data_url, json_args, max_tokens, stop_list
 from adapters.wire import anthropic as wire
+from adapters.wire.chat import as_list, content_parts, data_url, json_args, max_tokens, stop_list
 from adapters.wire.common import ErrorInfo, json_or_none, obj
 from adapters.wire.status import classify_answer, is_context_message, make, status_fallback
 from controlplane.domain import Classification, ErrorClass, Headroom, Scope
@@ -30,7 +30,13 @@ from controlplane.errors import ProviderError
 if TYPE_CHECKING:
     from controlplane.config import ProviderConfig
 
-__all__ = ["AnthropicAdapter", "AnthropicStream", "classify_anthropic", "classify_anthropic_info", "to_messages_request"]
+__all__ = [
+    "AnthropicAdapter",
+    "AnthropicStream",
+    "classify_anthropic",
+    "classify_anthropic_info",
+    "to_messages_request",
+]
 
 _NAME = "anthropic"
 
@@ -43,7 +49,9 @@ def classify_anthropic_info(
     msg = info.lower_message()
 
     def done(cls: ErrorClass, code: str | None, scope: Scope | None = None, context: bool = False) -> Classification:
-        return make(cls, status=status, info=info, headers=headers, now=now, scope=scope, code=code, context_exceeded=context)
+        return make(
+            cls, status=status, info=info, headers=headers, now=now, scope=scope, code=code, context_exceeded=context
+        )
 
     if t == "authentication_error":
         return done(ErrorClass.AUTH, t)
@@ -80,7 +88,9 @@ def classify_anthropic_info(
     return done(cls, t or f"http_{status}", scope)
 
 
-def classify_anthropic(status: int, headers: Mapping[str, str], body: bytes, *, now: datetime | None = None) -> Classification:
+def classify_anthropic(
+    status: int, headers: Mapping[str, str], body: bytes, *, now: datetime | None = None
+) -> Classification:
     """Error class, scope and retry hints for one Messages API answer (2xx included)."""
     return classify_answer(status, headers, body, now, classify_anthropic_info)
 
@@ -228,7 +238,10 @@ def from_message(doc: Any, model: str) -> dict[str, Any]:
                 {
                     "id": str(block.get("id", "")),
                     "type": "function",
-                    "function": {"name": str(block.get("name", "")), "arguments": orjson.dumps(block.get("input") or {}).decode()},
+                    "function": {
+                        "name": str(block.get("name", "")),
+                        "arguments": orjson.dumps(block.get("input") or {}).decode(),
+                    },
                 }
             )
     finish = _finish(doc.get("stop_reason"))
@@ -266,7 +279,9 @@ class AnthropicStream(SSETranslator):
     def _translate(self, ev: SSEEvent) -> list[StreamItem]:
         return [self._item(ev)]
 
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None, usage: dict[str, int] | None = None) -> dict[str, Any]:
+    def _chunk(
+        self, delta: dict[str, Any], finish: str | None = None, usage: dict[str, int] | None = None
+    ) -> dict[str, Any]:
         c: dict[str, Any] = {
             "id": self._id,
             "object": "chat.completion.chunk",
@@ -282,12 +297,16 @@ class AnthropicStream(SSETranslator):
         if ev.kind == "comment":
             return StreamItem("keepalive")
         if ev.kind == "overflow":
-            return _error_item(Classification(ErrorClass.BAD_RESPONSE, code="too_large", detail="stream event over the size cap"))
+            return _error_item(
+                Classification(ErrorClass.BAD_RESPONSE, code="too_large", detail="stream event over the size cap")
+            )
         doc = json_or_none(ev.data or "")
         if not isinstance(doc, dict):
             if ev.kind == "event" and not (ev.data or "").strip():
                 return StreamItem("keepalive")
-            return _error_item(Classification(ErrorClass.BAD_RESPONSE, code="malformed_chunk", detail="stream event is not valid JSON"))
+            return _error_item(
+                Classification(ErrorClass.BAD_RESPONSE, code="malformed_chunk", detail="stream event is not valid JSON")
+            )
         kind = doc.get("type") or ev.event
         if kind == "error" or "error" in doc:
             return _error_item(classify_anthropic_info(None, ErrorInfo.from_doc(doc), {}, datetime.now(UTC)))
@@ -302,20 +321,35 @@ class AnthropicStream(SSETranslator):
             if block.get("type") == "tool_use":
                 idx = len(self._tool_index)
                 self._tool_index[int(doc.get("index") or 0)] = idx
-                call = {"index": idx, "id": str(block.get("id", "")), "type": "function", "function": {"name": str(block.get("name", "")), "arguments": ""}}
+                call = {
+                    "index": idx,
+                    "id": str(block.get("id", "")),
+                    "type": "function",
+                    "function": {"name": str(block.get("name", "")), "arguments": ""},
+                }
                 return StreamItem("chunk", chunk=self._chunk({"tool_calls": [call]}), content=True)
             return StreamItem("keepalive")
         if kind == "content_block_delta":
             d = obj(doc.get("delta"))
             dt = d.get("type")
             if dt == "text_delta":
-                return StreamItem("chunk", chunk=self._chunk({"content": str(d.get("text", ""))}), content=bool(d.get("text")))
+                return StreamItem(
+                    "chunk", chunk=self._chunk({"content": str(d.get("text", ""))}), content=bool(d.get("text"))
+                )
             if dt == "input_json_delta":
                 idx = self._tool_index.get(int(doc.get("index") or 0), 0)
                 part = str(d.get("partial_json", ""))
-                return StreamItem("chunk", chunk=self._chunk({"tool_calls": [{"index": idx, "function": {"arguments": part}}]}), content=bool(part))
+                return StreamItem(
+                    "chunk",
+                    chunk=self._chunk({"tool_calls": [{"index": idx, "function": {"arguments": part}}]}),
+                    content=bool(part),
+                )
             if dt == "thinking_delta":
-                return StreamItem("chunk", chunk=self._chunk({"reasoning_content": str(d.get("thinking", ""))}), content=bool(d.get("thinking")))
+                return StreamItem(
+                    "chunk",
+                    chunk=self._chunk({"reasoning_content": str(d.get("thinking", ""))}),
+                    content=bool(d.get("thinking")),
+                )
             return StreamItem("keepalive")  # signature_delta and future kinds carry no visible progress
         if kind == "message_delta":
             d = obj(doc.get("delta"))
@@ -365,13 +399,17 @@ class AnthropicAdapter(calls.StreamedProbe):
     def stream_translator(self, *, model: str) -> AnthropicStream:
         return AnthropicStream(model)
 
-    def classify(self, status: int, headers: Mapping[str, str], body: bytes, *, now: datetime | None = None) -> Classification:
+    def classify(
+        self, status: int, headers: Mapping[str, str], body: bytes, *, now: datetime | None = None
+    ) -> Classification:
         return classify_anthropic(status, headers, body, now=now)
 
     def headroom(self, headers: Mapping[str, str], now: datetime) -> Headroom | None:
         return headroom_from_headers(headers, now, "anthropic")
 
-    async def list_models(self, session: aiohttp.ClientSession, provider: ProviderConfig, *, timeout: float) -> ModelListing:
+    async def list_models(
+        self, session: aiohttp.ClientSession, provider: ProviderConfig, *, timeout: float
+    ) -> ModelListing:
         headers = self._headers(provider)
         headers.pop("content-type", None)
         models: list[str] = []
@@ -379,14 +417,25 @@ class AnthropicAdapter(calls.StreamedProbe):
         headroom: Headroom | None = None
         for _ in range(100):  # a bound, in case a provider keeps saying has_more
             url = f"{self._base(provider)}/models?limit=1000" + (f"&after_id={after}" if after else "")
-            got = await calls.fetch(session, UpstreamRequest("GET", url, dict(headers)), timeout=timeout, provider_id=provider.id)
+            got = await calls.fetch(
+                session, UpstreamRequest("GET", url, dict(headers)), timeout=timeout, provider_id=provider.id
+            )
             now = datetime.now(UTC)
             if not 200 <= got.status < 300:
                 raise ProviderError(provider.id, None, classify_anthropic(got.status, got.headers, got.body, now=now))
             doc = json_or_none(got.body)
             data = doc.get("data") if isinstance(doc, dict) else None
             if not isinstance(doc, dict) or not isinstance(data, list):
-                raise ProviderError(provider.id, None, Classification(ErrorClass.BAD_RESPONSE, status=got.status, code="bad_listing", detail="model list without data[]"))
+                raise ProviderError(
+                    provider.id,
+                    None,
+                    Classification(
+                        ErrorClass.BAD_RESPONSE,
+                        status=got.status,
+                        code="bad_listing",
+                        detail="model list without data[]",
+                    ),
+                )
             models.extend(str(m["id"]) for m in data if isinstance(m, dict) and isinstance(m.get("id"), str))
             headroom = self.headroom(got.headers, now) or headroom
             after = doc.get("last_id") if isinstance(doc.get("last_id"), str) else None

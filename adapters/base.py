@@ -115,7 +115,9 @@ class Adapter(Protocol):
         """Capacity headroom from rate-limit headers; None when the provider sends none."""
         ...
 
-    async def list_models(self, session: aiohttp.ClientSession, provider: ProviderConfig, *, timeout: float) -> ModelListing:
+    async def list_models(
+        self, session: aiohttp.ClientSession, provider: ProviderConfig, *, timeout: float
+    ) -> ModelListing:
         """The provider's catalogue (follows pagination). Raises ProviderError, classified."""
         ...
 

@@ -26,7 +26,15 @@ if TYPE_CHECKING:
     from adapters.base import Adapter
     from controlplane.config import ProviderConfig
 
-__all__ = ["MAX_BODY_BYTES", "Fetched", "fetch", "transport_classification", "probe_completion", "probe_body", "StreamedProbe"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "Fetched",
+    "fetch",
+    "transport_classification",
+    "probe_completion",
+    "probe_body",
+    "StreamedProbe",
+]
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 
@@ -51,10 +59,14 @@ def transport_classification(exc: BaseException, *, after_headers: bool = False)
         return Classification(ErrorClass.TIMEOUT, code="timeout", detail=f"no answer in time ({name})")
     if isinstance(exc, _TooLarge):
         return Classification(ErrorClass.BAD_RESPONSE, code="too_large", detail=f"body over {MAX_BODY_BYTES} bytes")
-    if after_headers and isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
+    if after_headers and isinstance(
+        exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError | aiohttp.ClientOSError
+    ):
         return Classification(ErrorClass.BAD_RESPONSE, code="truncated", detail=short_detail(f"body cut off: {name}"))
     if isinstance(exc, aiohttp.ClientResponseError):
-        return Classification(ErrorClass.BAD_RESPONSE, code="bad_http", detail=short_detail(f"malformed HTTP answer: {name}"))
+        return Classification(
+            ErrorClass.BAD_RESPONSE, code="bad_http", detail=short_detail(f"malformed HTTP answer: {name}")
+        )
     if isinstance(exc, aiohttp.InvalidURL):
         return Classification(ErrorClass.CONNECT, code="invalid_url", detail="invalid upstream URL")
     return Classification(ErrorClass.CONNECT, code="connect", detail=short_detail(f"{name}: {exc}"))
@@ -158,8 +170,12 @@ async def probe_completion(
                                 result = item.classification
                             elif item.kind == "done" and first is None and not finished:
                                 # provider-semantics.md §6: an empty 200 (no content, no finish reason) is bad_response
-                                result = Classification(ErrorClass.BAD_RESPONSE, status=resp.status, code="empty_completion",
-                                                        detail="stream ended with no content and no finish reason")
+                                result = Classification(
+                                    ErrorClass.BAD_RESPONSE,
+                                    status=resp.status,
+                                    code="empty_completion",
+                                    detail="stream ended with no content and no finish reason",
+                                )
                             elif item.kind == "done":
                                 result = Classification(ErrorClass.OK, status=resp.status)
                         if result is not None:
@@ -205,4 +221,6 @@ class StreamedProbe:
         max_tokens: int,
         timeout: float,
     ) -> CompletionProbeResult:
-        return await probe_completion(self, session, provider, model, prompt=prompt, max_tokens=max_tokens, timeout=timeout)  # type: ignore[arg-type]
+        return await probe_completion(
+            self, session, provider, model, prompt=prompt, max_tokens=max_tokens, timeout=timeout
+        )  # type: ignore[arg-type]

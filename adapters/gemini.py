@@ -31,7 +31,14 @@ from controlplane.errors import ProviderError
 if TYPE_CHECKING:
     from controlplane.config import ProviderConfig
 
-__all__ = ["GeminiAdapter", "GeminiStream", "classify_gemini", "classify_gemini_info", "to_generate_request", "seconds_to_daily_reset"]
+__all__ = [
+    "GeminiAdapter",
+    "GeminiStream",
+    "classify_gemini",
+    "classify_gemini_info",
+    "to_generate_request",
+    "seconds_to_daily_reset",
+]
 
 _NAME = "gemini"
 
@@ -44,7 +51,9 @@ def seconds_to_daily_reset(now: datetime) -> float:
     return max(1.0, (midnight.astimezone(UTC) - now.astimezone(UTC)).total_seconds())
 
 
-def classify_gemini_info(status: int | None, info: ErrorInfo, headers: Mapping[str, str], now: datetime) -> Classification:
+def classify_gemini_info(
+    status: int | None, info: ErrorInfo, headers: Mapping[str, str], now: datetime
+) -> Classification:
     """Decide by RPC status, reasons and quota ids first, then message text, then the HTTP status."""
     st = (info.status or "").upper()
     reasons = {r.upper() for r in info.reasons}
@@ -53,8 +62,20 @@ def classify_gemini_info(status: int | None, info: ErrorInfo, headers: Mapping[s
     if hint is None and info.retry_delay:
         hint = parse_go_duration(info.retry_delay)
 
-    def done(cls: ErrorClass, code: str | None, scope: Scope | None = None, context: bool = False, retry: float | None = None) -> Classification:
-        return make(cls, status=status, info=info, headers=headers, now=now, scope=scope, code=code, context_exceeded=context, retry_after_s=retry if retry is not None else hint)
+    def done(
+        cls: ErrorClass, code: str | None, scope: Scope | None = None, context: bool = False, retry: float | None = None
+    ) -> Classification:
+        return make(
+            cls,
+            status=status,
+            info=info,
+            headers=headers,
+            now=now,
+            scope=scope,
+            code=code,
+            context_exceeded=context,
+            retry_after_s=retry if retry is not None else hint,
+        )
 
     if "API_KEY_INVALID" in reasons or "api key not valid" in msg:
         return done(ErrorClass.AUTH, "API_KEY_INVALID")
@@ -74,7 +95,9 @@ def classify_gemini_info(status: int | None, info: ErrorInfo, headers: Mapping[s
         daily = next((q for q in info.quota_ids if "perday" in q.lower()), None)
         if daily:
             # Out for the day on this model: cool until the reset rather than withdraw (§6).
-            return done(ErrorClass.QUOTA_EXHAUSTED, daily, Scope.TARGET, retry=max(hint or 0.0, seconds_to_daily_reset(now)))
+            return done(
+                ErrorClass.QUOTA_EXHAUSTED, daily, Scope.TARGET, retry=max(hint or 0.0, seconds_to_daily_reset(now))
+            )
         if "RATELIMITEXCEEDED" in reasons or "resource exhausted" in msg:
             return done(ErrorClass.OVERLOADED, "rateLimitExceeded")  # Vertex shared capacity
         return done(ErrorClass.RATE_LIMITED, info.quota_ids[0] if info.quota_ids else st)
@@ -97,7 +120,9 @@ def classify_gemini_info(status: int | None, info: ErrorInfo, headers: Mapping[s
     return done(cls, st or f"http_{status}", scope)
 
 
-def classify_gemini(status: int, headers: Mapping[str, str], body: bytes, *, now: datetime | None = None) -> Classification:
+def classify_gemini(
+    status: int, headers: Mapping[str, str], body: bytes, *, now: datetime | None = None
+) -> Classification:
     """Error class, scope and retry hints for one Gemini answer (2xx included: a blocked prompt is client_error)."""
     return classify_answer(status, headers, body, now, classify_gemini_info, _blocked_prompt)
 
@@ -109,7 +134,9 @@ def _blocked_prompt(status: int, body: bytes) -> Classification | None:
         feedback = doc.get("promptFeedback")
         reason = feedback.get("blockReason") if isinstance(feedback, dict) else None
         if reason:
-            return Classification(ErrorClass.CLIENT_ERROR, status=status, code=str(reason), detail=f"prompt blocked: {reason}")
+            return Classification(
+                ErrorClass.CLIENT_ERROR, status=status, code=str(reason), detail=f"prompt blocked: {reason}"
+            )
     return None
 
 
@@ -123,7 +150,11 @@ def _parts(content: Any, where: str) -> list[dict[str, Any]]:
             out.append({"text": part["text"]})
         else:
             inline = data_url(part["url"])
-            out.append({"inlineData": {"mimeType": inline[0], "data": inline[1]}} if inline else {"fileData": {"fileUri": part["url"]}})
+            out.append(
+                {"inlineData": {"mimeType": inline[0], "data": inline[1]}}
+                if inline
+                else {"fileData": {"fileUri": part["url"]}}
+            )
     return out
 
 
@@ -159,7 +190,14 @@ def to_generate_request(body: Mapping[str, Any]) -> dict[str, Any]:
                 fn = obj(obj(call).get("function"))
                 name = str(fn.get("name", ""))
                 names[str(obj(call).get("id", ""))] = name
-                parts.append({"functionCall": {"name": name, "args": json_args(fn.get("arguments"), f"{where}.tool_calls[{j}].function.arguments")}})
+                parts.append(
+                    {
+                        "functionCall": {
+                            "name": name,
+                            "args": json_args(fn.get("arguments"), f"{where}.tool_calls[{j}].function.arguments"),
+                        }
+                    }
+                )
             push("model", parts)
         elif role == "tool":
             text = "".join(p.get("text", "") for p in _parts(m.get("content"), where))
@@ -200,7 +238,9 @@ def to_generate_request(body: Mapping[str, Any]) -> dict[str, Any]:
     choice = body.get("tool_choice")
     mode = {"auto": "AUTO", "none": "NONE", "required": "ANY"}.get(choice) if isinstance(choice, str) else None
     if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
-        req["toolConfig"] = {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [choice["function"].get("name", "")]}}
+        req["toolConfig"] = {
+            "functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [choice["function"].get("name", "")]}
+        }
     elif mode:
         req["toolConfig"] = {"functionCallingConfig": {"mode": mode}}
     return req
@@ -215,10 +255,16 @@ def _usage(doc: Mapping[str, Any]) -> dict[str, int] | None:
         return None
     prompt = int(u.get("promptTokenCount") or 0)
     completion = int(u.get("candidatesTokenCount") or 0) + int(u.get("thoughtsTokenCount") or 0)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": int(u.get("totalTokenCount") or prompt + completion)}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": int(u.get("totalTokenCount") or prompt + completion),
+    }
 
 
-def _candidate(doc: Mapping[str, Any], call_base: int) -> tuple[str, str, list[dict[str, Any]], str | None, bool] | None:
+def _candidate(
+    doc: Mapping[str, Any], call_base: int
+) -> tuple[str, str, list[dict[str, Any]], str | None, bool] | None:
     """(text, reasoning, tool calls, finish_reason, blocked) of the first candidate; None when there is none."""
     cands = doc.get("candidates")
     if not isinstance(cands, list) or not cands:
@@ -239,7 +285,17 @@ def _candidate(doc: Mapping[str, Any], call_base: int) -> tuple[str, str, list[d
         if "functionCall" in part and isinstance(part["functionCall"], dict):
             fc = part["functionCall"]
             idx = call_base + len(tool_calls)
-            tool_calls.append({"index": idx, "id": str(fc.get("id") or f"call_{idx}"), "type": "function", "function": {"name": str(fc.get("name", "")), "arguments": orjson.dumps(fc.get("args") or {}).decode()}})
+            tool_calls.append(
+                {
+                    "index": idx,
+                    "id": str(fc.get("id") or f"call_{idx}"),
+                    "type": "function",
+                    "function": {
+                        "name": str(fc.get("name", "")),
+                        "arguments": orjson.dumps(fc.get("args") or {}).decode(),
+                    },
+                }
+            )
         elif isinstance(part.get("text"), str):
             (reasoning if part.get("thought") else text).append(part["text"])
     fr = cand.get("finishReason")
@@ -299,22 +355,47 @@ class GeminiStream(SSETranslator):
         if ev.kind == "comment":
             return [StreamItem("keepalive")]
         if ev.kind == "overflow":
-            return [StreamItem("error", classification=Classification(ErrorClass.BAD_RESPONSE, code="too_large", detail="stream event over the size cap"))]
+            return [
+                StreamItem(
+                    "error",
+                    classification=Classification(
+                        ErrorClass.BAD_RESPONSE, code="too_large", detail="stream event over the size cap"
+                    ),
+                )
+            ]
         doc = json_or_none(ev.data or "")
         if isinstance(doc, list) and len(doc) == 1:
             doc = doc[0]
         if not isinstance(doc, dict):
             if ev.kind == "event" and not (ev.data or "").strip():
                 return [StreamItem("keepalive")]
-            return [StreamItem("error", classification=Classification(ErrorClass.BAD_RESPONSE, code="malformed_chunk", detail="stream chunk is not valid JSON"))]
+            return [
+                StreamItem(
+                    "error",
+                    classification=Classification(
+                        ErrorClass.BAD_RESPONSE, code="malformed_chunk", detail="stream chunk is not valid JSON"
+                    ),
+                )
+            ]
         if "error" in doc:
-            return [StreamItem("error", classification=classify_gemini_info(None, ErrorInfo.from_doc(doc), {}, datetime.now(UTC)))]
+            return [
+                StreamItem(
+                    "error", classification=classify_gemini_info(None, ErrorInfo.from_doc(doc), {}, datetime.now(UTC))
+                )
+            ]
         try:
             got = _candidate(doc, self._calls)
         except ValueError:
             got = None
         if got is None:
-            return [StreamItem("error", classification=Classification(ErrorClass.BAD_RESPONSE, code="malformed_chunk", detail="stream chunk without candidates"))]
+            return [
+                StreamItem(
+                    "error",
+                    classification=Classification(
+                        ErrorClass.BAD_RESPONSE, code="malformed_chunk", detail="stream chunk without candidates"
+                    ),
+                )
+            ]
         text, reasoning, tool_calls, finish, _blocked = got
         self._calls += len(tool_calls)
         delta: dict[str, Any] = {}
@@ -360,7 +441,9 @@ class GeminiAdapter(calls.StreamedProbe):
         headers = self._headers(provider)
         if stream:
             headers["accept"] = "text/event-stream"
-        return UpstreamRequest("POST", f"{provider.base_url}/models/{name}:{verb}", headers, orjson.dumps(to_generate_request(body)))
+        return UpstreamRequest(
+            "POST", f"{provider.base_url}/models/{name}:{verb}", headers, orjson.dumps(to_generate_request(body))
+        )
 
     def parse_response(self, body: bytes, *, model: str) -> dict[str, Any]:
         return from_generate(json_or_none(body), model)
@@ -368,28 +451,51 @@ class GeminiAdapter(calls.StreamedProbe):
     def stream_translator(self, *, model: str) -> GeminiStream:
         return GeminiStream(model)
 
-    def classify(self, status: int, headers: Mapping[str, str], body: bytes, *, now: datetime | None = None) -> Classification:
+    def classify(
+        self, status: int, headers: Mapping[str, str], body: bytes, *, now: datetime | None = None
+    ) -> Classification:
         return classify_gemini(status, headers, body, now=now)
 
     def headroom(self, headers: Mapping[str, str], now: datetime) -> Headroom | None:
         return None  # Gemini sends no rate-limit headers (§3)
 
-    async def list_models(self, session: aiohttp.ClientSession, provider: ProviderConfig, *, timeout: float) -> ModelListing:
+    async def list_models(
+        self, session: aiohttp.ClientSession, provider: ProviderConfig, *, timeout: float
+    ) -> ModelListing:
         headers = self._headers(provider)
         headers.pop("content-type", None)
         models: list[str] = []
         token: str | None = None
         for _ in range(100):  # a bound, in case a provider keeps paging
             url = f"{provider.base_url}/models?pageSize=1000" + (f"&pageToken={token}" if token else "")
-            got = await calls.fetch(session, UpstreamRequest("GET", url, dict(headers)), timeout=timeout, provider_id=provider.id)
+            got = await calls.fetch(
+                session, UpstreamRequest("GET", url, dict(headers)), timeout=timeout, provider_id=provider.id
+            )
             if not 200 <= got.status < 300:
                 raise ProviderError(provider.id, None, classify_gemini(got.status, got.headers, got.body))
             doc = json_or_none(got.body)
             data = doc.get("models", []) if isinstance(doc, dict) else None
             if not isinstance(data, list):
-                raise ProviderError(provider.id, None, Classification(ErrorClass.BAD_RESPONSE, status=got.status, code="bad_listing", detail="model list without models[]"))
-            models.extend(str(m["name"]).removeprefix("models/") for m in data if isinstance(m, dict) and isinstance(m.get("name"), str))
-            token = doc.get("nextPageToken") if isinstance(doc, dict) and isinstance(doc.get("nextPageToken"), str) else None
+                raise ProviderError(
+                    provider.id,
+                    None,
+                    Classification(
+                        ErrorClass.BAD_RESPONSE,
+                        status=got.status,
+                        code="bad_listing",
+                        detail="model list without models[]",
+                    ),
+                )
+            models.extend(
+                str(m["name"]).removeprefix("models/")
+                for m in data
+                if isinstance(m, dict) and isinstance(m.get("name"), str)
+            )
+            token = (
+                doc.get("nextPageToken")
+                if isinstance(doc, dict) and isinstance(doc.get("nextPageToken"), str)
+                else None
+            )
             if not token:
                 break
         return ModelListing(models, None)

@@ -187,8 +187,10 @@ def _key(family: HeaderFamily, field: str, dim: str) -> str:
 
 # Per family, per dimension: (name, limit header, remaining header, reset header), built once (read per answer).
 _KEYS: dict[HeaderFamily, list[tuple[str, str, str, str]]] = {
-    family: [(dim.replace("-", "_"), _key(family, "limit", dim), _key(family, "remaining", dim), _key(family, "reset", dim))
-             for dim in _DIMENSIONS[family]]
+    family: [
+        (dim.replace("-", "_"), _key(family, "limit", dim), _key(family, "remaining", dim), _key(family, "reset", dim))
+        for dim in _DIMENSIONS[family]
+    ]
     for family in ("openai", "anthropic")
 }
 

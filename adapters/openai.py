@@ -44,7 +44,9 @@ def classify_openai_info(
     msg = info.lower_message()
 
     def done(cls: ErrorClass, code: str | None, scope: Scope | None = None, context: bool = False) -> Classification:
-        return make(cls, status=status, info=info, headers=headers, now=now, scope=scope, code=code, context_exceeded=context)
+        return make(
+            cls, status=status, info=info, headers=headers, now=now, scope=scope, code=code, context_exceeded=context
+        )
 
     def hit(markers: frozenset[str]) -> str | None:
         return next((x for x in ordered if x in markers), None)
@@ -80,7 +82,12 @@ def classify_openai_info(
     if code := hit(wire.TIMEOUT):
         return done(ErrorClass.TIMEOUT, code)
     if status == 403:
-        if info.metadata.get("reasons") or info.metadata.get("flagged_input") or "moderation" in msg or "flagged" in msg:
+        if (
+            info.metadata.get("reasons")
+            or info.metadata.get("flagged_input")
+            or "moderation" in msg
+            or "flagged" in msg
+        ):
             return done(ErrorClass.CLIENT_ERROR, "moderation")  # OpenRouter guardrail
         if any(w in msg for w in ("region", "country", "territory", "location is not supported")):
             return done(ErrorClass.REGION_BLOCKED, "region_text")
@@ -100,20 +107,30 @@ def classify_openai_info(
     return done(cls, info.code or info.type or f"http_{status}", scope)
 
 
-def classify_openai(status: int, headers: Mapping[str, str], body: bytes, *, now: datetime | None = None) -> Classification:
+def classify_openai(
+    status: int, headers: Mapping[str, str], body: bytes, *, now: datetime | None = None
+) -> Classification:
     """Error class, scope and retry hints for one OpenAI-compatible answer (2xx included)."""
-    return classify_answer(status, headers, body, now, classify_openai_info)  # some hosts answer 200 with an error object
+    return classify_answer(
+        status, headers, body, now, classify_openai_info
+    )  # some hosts answer 200 with an error object
 
 
 def _has_content(delta: Mapping[str, Any]) -> bool:
-    return bool(delta.get("content") or delta.get("tool_calls") or delta.get("reasoning_content") or delta.get("reasoning"))
+    return bool(
+        delta.get("content") or delta.get("tool_calls") or delta.get("reasoning_content") or delta.get("reasoning")
+    )
 
 
 def _usage(doc: Mapping[str, Any]) -> dict[str, int] | None:
     u = doc.get("usage")
     if not isinstance(u, dict):
         return None
-    out = {k: int(v) for k in ("prompt_tokens", "completion_tokens", "total_tokens") if isinstance((v := u.get(k)), int | float)}
+    out = {
+        k: int(v)
+        for k in ("prompt_tokens", "completion_tokens", "total_tokens")
+        if isinstance((v := u.get(k)), int | float)
+    }
     return out or None
 
 
@@ -160,7 +177,13 @@ class OpenAIStream(SSETranslator):
             content = content or _has_content(delta)
             finish = ch.get("finish_reason") or finish
         if finish == "error":  # OpenRouter without an error object
-            return StreamItem("error", chunk=doc, classification=Classification(ErrorClass.SERVER_ERROR, code="finish_error", detail="upstream ended the stream with an error"))
+            return StreamItem(
+                "error",
+                chunk=doc,
+                classification=Classification(
+                    ErrorClass.SERVER_ERROR, code="finish_error", detail="upstream ended the stream with an error"
+                ),
+            )
         if not content and finish is None and usage is None:
             # role-only preamble or empty delta: forwardable, but not progress
             return StreamItem("keepalive", chunk=doc, raw=ev.raw)
@@ -197,7 +220,11 @@ class OpenAIAdapter(calls.StreamedProbe):
         if isinstance(doc, dict) and ("error" in doc or doc.get("object") == "error"):
             raise ProviderError(_NAME, None, classify_openai_info(None, ErrorInfo.from_doc(doc), {}, datetime.now(UTC)))
         choices = doc.get("choices") if isinstance(doc, dict) else None
-        if not isinstance(choices, list) or not choices or not all(isinstance(c, dict) and isinstance(c.get("message"), dict) for c in choices):
+        if (
+            not isinstance(choices, list)
+            or not choices
+            or not all(isinstance(c, dict) and isinstance(c.get("message"), dict) for c in choices)
+        ):
             raise _bad_response(body, "completion without choices[].message")
         if all(_empty_choice(c) for c in choices):
             raise _bad_response(body, "empty completion (no content, no finish_reason)")
@@ -209,13 +236,17 @@ class OpenAIAdapter(calls.StreamedProbe):
     def stream_translator(self, *, model: str) -> OpenAIStream:
         return OpenAIStream(model)
 
-    def classify(self, status: int, headers: Mapping[str, str], body: bytes, *, now: datetime | None = None) -> Classification:
+    def classify(
+        self, status: int, headers: Mapping[str, str], body: bytes, *, now: datetime | None = None
+    ) -> Classification:
         return classify_openai(status, headers, body, now=now)
 
     def headroom(self, headers: Mapping[str, str], now: datetime) -> Headroom | None:
         return headroom_from_headers(headers, now, "openai")
 
-    async def list_models(self, session: aiohttp.ClientSession, provider: ProviderConfig, *, timeout: float) -> ModelListing:
+    async def list_models(
+        self, session: aiohttp.ClientSession, provider: ProviderConfig, *, timeout: float
+    ) -> ModelListing:
         req = UpstreamRequest("GET", _url(provider, "/models"), _auth_headers(provider))
         got = await calls.fetch(session, req, timeout=timeout, provider_id=provider.id)
         now = datetime.now(UTC)
@@ -225,7 +256,9 @@ class OpenAIAdapter(calls.StreamedProbe):
         doc = json_or_none(got.body)
         data = doc.get("data") if isinstance(doc, dict) else None
         if not isinstance(data, list):
-            bad = Classification(ErrorClass.BAD_RESPONSE, status=got.status, code="bad_listing", detail="model list without data[]")
+            bad = Classification(
+                ErrorClass.BAD_RESPONSE, status=got.status, code="bad_listing", detail="model list without data[]"
+            )
             raise ProviderError(provider.id, None, bad)
         models = [str(m["id"]) for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
         return ModelListing(models, self.headroom(got.headers, now))
@@ -252,7 +285,10 @@ def _auth_headers(provider: ProviderConfig) -> dict[str, str]:
 
 def _empty_choice(c: Mapping[str, Any]) -> bool:
     msg = c.get("message") or {}
-    return not (msg.get("content") or msg.get("tool_calls") or msg.get("function_call") or msg.get("refusal")) and c.get("finish_reason") is None
+    return (
+        not (msg.get("content") or msg.get("tool_calls") or msg.get("function_call") or msg.get("refusal"))
+        and c.get("finish_reason") is None
+    )
 
 
 def _bad_response(body: bytes, detail: str) -> ProviderError:

@@ -30,7 +30,9 @@ class SSETranslator:
         items = self._items(self._sse.close())
         if not self._ended:
             self._ended = True
-            truncated = Classification(ErrorClass.BAD_RESPONSE, code="truncated", detail=f"stream closed without {self.terminator}")
+            truncated = Classification(
+                ErrorClass.BAD_RESPONSE, code="truncated", detail=f"stream closed without {self.terminator}"
+            )
             items.append(StreamItem("error", classification=truncated))
         return items
 

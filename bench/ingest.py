@@ -28,9 +28,7 @@ def bench_config() -> Config:
         f"models: [{', '.join(f'{{name: {m}, price: {{output: {i + 1}}}}}' for m in _MODELS)}]}}"
         for i, p in enumerate(_PROVIDERS)
     )
-    routes = "\n".join(
-        f"  - {{name: {m}, targets: [{', '.join(f'{p}/{m}' for p in _PROVIDERS)}]}}" for m in _MODELS
-    )
+    routes = "\n".join(f"  - {{name: {m}, targets: [{', '.join(f'{p}/{m}' for p in _PROVIDERS)}]}}" for m in _MODELS)
     text = f"providers:\n{provs}\nroutes:\n{routes}\n  - {{name: mixed, targets: [alpha/large, beta/small, gamma/large]}}\n"
     return parse_config(text, source="bench")
 
@@ -45,15 +43,34 @@ def make_observations(n: int, clock: FakeClock, seed: int = 7) -> list[Observati
         t = rnd.choice(targets)
         r = rnd.random()
         if r < 0.97:
-            out.append(Observation.success(t, kind="live", at=at, source=Source.LIVE, latency_s=rnd.uniform(0.2, 2.0), ttft_s=rnd.uniform(0.1, 0.8)))
+            out.append(
+                Observation.success(
+                    t,
+                    kind="live",
+                    at=at,
+                    source=Source.LIVE,
+                    latency_s=rnd.uniform(0.2, 2.0),
+                    ttft_s=rnd.uniform(0.1, 0.8),
+                )
+            )
         elif r < 0.98:
-            out.append(Observation.failure(t, ErrorClass.TIMEOUT, kind="live", at=at, source=Source.LIVE, latency_s=30.0))
+            out.append(
+                Observation.failure(t, ErrorClass.TIMEOUT, kind="live", at=at, source=Source.LIVE, latency_s=30.0)
+            )
         elif r < 0.99:
-            out.append(Observation.failure(t, ErrorClass.SERVER_ERROR, kind="live", at=at, source=Source.LIVE, status=500))
+            out.append(
+                Observation.failure(t, ErrorClass.SERVER_ERROR, kind="live", at=at, source=Source.LIVE, status=500)
+            )
         elif r < 0.995:
-            out.append(Observation.failure(t, ErrorClass.RATE_LIMITED, kind="live", at=at, source=Source.LIVE, status=429, retry_after_s=1.0))
+            out.append(
+                Observation.failure(
+                    t, ErrorClass.RATE_LIMITED, kind="live", at=at, source=Source.LIVE, status=429, retry_after_s=1.0
+                )
+            )
         else:
-            out.append(Observation.failure(t, ErrorClass.CLIENT_ERROR, kind="live", at=at, source=Source.LIVE, status=400))
+            out.append(
+                Observation.failure(t, ErrorClass.CLIENT_ERROR, kind="live", at=at, source=Source.LIVE, status=400)
+            )
     return out
 
 
@@ -94,7 +111,9 @@ def decisive_latency(rounds: int = 100) -> list[float]:
         clock.advance(0.001)
         primary = model.table.routes["large"].primary
         assert primary is not None
-        blocked = Observation.failure(primary.target, ErrorClass.REGION_BLOCKED, kind="completion", at=clock.wall(), status=403)
+        blocked = Observation.failure(
+            primary.target, ErrorClass.REGION_BLOCKED, kind="completion", at=clock.wall(), status=403
+        )
         v = model.table.version
         started = time.perf_counter()
         outcome = model.ingest(blocked)
@@ -107,13 +126,17 @@ def decisive_latency(rounds: int = 100) -> list[float]:
 def main() -> None:
     rate, bare, versions = ingest_rate()
     print(f"ingest: {rate:,.0f} observations/s through HealthModel (aim > 50,000)")
-    print(f"        bare loop over the same observations: {bare:,.0f}/s; HealthModel costs {bare / rate:.1f}× the bare loop")
+    print(
+        f"        bare loop over the same observations: {bare:,.0f}/s; HealthModel costs {bare / rate:.1f}× the bare loop"
+    )
     print(f"        table versions made: {versions} (score-only drift must not churn versions)")
     lat = sorted(decisive_latency())
     if lat:
         p50 = statistics.median(lat) * 1000
         p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
-        print(f"decisive observation → new table version: p50 {p50:.3f} ms, p99 {p99:.3f} ms over {len(lat)} runs (aim < 5 ms)")
+        print(
+            f"decisive observation → new table version: p50 {p50:.3f} ms, p99 {p99:.3f} ms over {len(lat)} runs (aim < 5 ms)"
+        )
     else:
         print("decisive observation → new table version: no new version was produced (unexpected)")
 

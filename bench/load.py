@@ -50,11 +50,22 @@ def _proc_stats(pid: int) -> tuple[float, int]:
 
 def _sim_config() -> dict[str, Any]:
     # limits far above the load: a provider's own 429s would be its errors, not Turnout's
-    fast = {"port": 0, "latency": "5ms", "ttft": "20ms", "token_rate": 300,
-            "rate_limits": {"requests": 10**9, "tokens": 10**12}}
-    return {"host": "127.0.0.1", "admin_port": 0, "seed": 1, "providers": [
-        {"id": pid, "family": "openai", "api_key": KEY, **fast, "models": [{"name": "gpt-x"}]} for pid in ("pa", "pb", "pc")
-    ]}
+    fast = {
+        "port": 0,
+        "latency": "5ms",
+        "ttft": "20ms",
+        "token_rate": 300,
+        "rate_limits": {"requests": 10**9, "tokens": 10**12},
+    }
+    return {
+        "host": "127.0.0.1",
+        "admin_port": 0,
+        "seed": 1,
+        "providers": [
+            {"id": pid, "family": "openai", "api_key": KEY, **fast, "models": [{"name": "gpt-x"}]}
+            for pid in ("pa", "pb", "pc")
+        ],
+    }
 
 
 def _turnout_config(sim: Any, db: Path, control: int, data: int) -> dict[str, Any]:
@@ -67,8 +78,15 @@ def _turnout_config(sim: Any, db: Path, control: int, data: int) -> dict[str, An
         "database": {"url": f"sqlite:///{db}"},
         "providers": providers,
         "routes": [{"name": "main", "targets": ["pa/gpt-x", "pb/gpt-x", "pc/gpt-x"]}],
-        "probes": {"interval": "5s", "timeout": "3s", "kinds": {"catalogue": {"interval": "10s"}, "completion": {"interval": "5s"},
-                                                                  "status_page": {"enabled": False}}},
+        "probes": {
+            "interval": "5s",
+            "timeout": "3s",
+            "kinds": {
+                "catalogue": {"interval": "10s"},
+                "completion": {"interval": "5s"},
+                "status_page": {"enabled": False},
+            },
+        },
         "dataplane": {"first_byte_timeout": "5s", "stall_timeout": "5s", "total_timeout": "30s"},
     }
 
@@ -83,7 +101,9 @@ async def _client(http: aiohttp.ClientSession, url: str, until: float, out: dict
                 if r.status == 200 and "data: [DONE]" in text and '"error"' not in text:
                     out["ok"] += 1
                     out["latency"].append(time.monotonic() - t0)
-                    out["targets"][r.headers.get("x-turnout-target", "?")] = out["targets"].get(r.headers.get("x-turnout-target", "?"), 0) + 1
+                    out["targets"][r.headers.get("x-turnout-target", "?")] = (
+                        out["targets"].get(r.headers.get("x-turnout-target", "?"), 0) + 1
+                    )
                 else:
                     out["turnout_errors"].append(f"{r.status} {text[-160:]!r}")
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -112,8 +132,13 @@ async def _run(clients: int, seconds: float, withdraw_at: float, settle: float) 
     cfg = tmp / "turnout.yaml"
     cfg.write_text(yaml.safe_dump(_turnout_config(sim, tmp / "turnout.db", control_port, data_port)))
     log = (tmp / "serve.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "controlplane.cli", "serve", "-c", str(cfg), "--role", "all"], cwd=tmp,
-                            env={**os.environ, "BENCH_KEY": KEY}, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "controlplane.cli", "serve", "-c", str(cfg), "--role", "all"],
+        cwd=tmp,
+        env={**os.environ, "BENCH_KEY": KEY},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     control, data = f"http://127.0.0.1:{control_port}", f"http://127.0.0.1:{data_port}/v1"
     out: dict[str, Any] = {"ok": 0, "turnout_errors": [], "client_errors": [], "latency": [], "targets": {}}
     try:
@@ -157,10 +182,18 @@ async def _run(clients: int, seconds: float, withdraw_at: float, settle: float) 
     print(f"clients {clients}, {seconds:g} s, provider pa withdrawn at {withdraw_at:.0%} of the run")
     print(f"  requests          {total}  ({total / seconds:.0f}/s)")
     print(f"  complete streams  {out['ok']}")
-    print(f"  turnout errors    {len(out['turnout_errors'])}" + (f"  e.g. {out['turnout_errors'][:3]}" if out["turnout_errors"] else ""))
-    print(f"  client errors     {len(out['client_errors'])}" + (f"  ({', '.join(sorted(set(out['client_errors'])))})" if out["client_errors"] else ""))
+    print(
+        f"  turnout errors    {len(out['turnout_errors'])}"
+        + (f"  e.g. {out['turnout_errors'][:3]}" if out["turnout_errors"] else "")
+    )
+    print(
+        f"  client errors     {len(out['client_errors'])}"
+        + (f"  ({', '.join(sorted(set(out['client_errors'])))})" if out["client_errors"] else "")
+    )
     if lat:
-        print(f"  latency p50/p99   {statistics.median(lat) * 1000:.0f} ms / {lat[int(len(lat) * 0.99) - 1] * 1000:.0f} ms")
+        print(
+            f"  latency p50/p99   {statistics.median(lat) * 1000:.0f} ms / {lat[int(len(lat) * 0.99) - 1] * 1000:.0f} ms"
+        )
     print(f"  answered by       {out['targets']}")
     print(f"  turnout RSS       start {rss0:.1f} MiB, peak {peak_rss:.1f} MiB, end {rss1:.1f} MiB")
     print(f"  turnout fds       start {fds0}, peak {peak_fds}, end {fds1} (open upstream keep-alive pool included)")
@@ -174,7 +207,14 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench load", description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--clients", type=int, default=500)
     ap.add_argument("--seconds", type=float, default=30.0)
-    ap.add_argument("--withdraw-at", type=float, default=0.3, help="fraction of the run at which the primary is withdrawn")
-    ap.add_argument("--settle", type=float, default=0.0, help="also report RSS and fds after this many idle seconds (40: pools expired)")
+    ap.add_argument(
+        "--withdraw-at", type=float, default=0.3, help="fraction of the run at which the primary is withdrawn"
+    )
+    ap.add_argument(
+        "--settle",
+        type=float,
+        default=0.0,
+        help="also report RSS and fds after this many idle seconds (40: pools expired)",
+    )
     args = ap.parse_args(argv or [])
     asyncio.run(_run(args.clients, args.seconds, args.withdraw_at, args.settle))

@@ -42,11 +42,26 @@ async def _simulated_probe(target: TargetRef, ctx: ProbeContext) -> list[Observa
 
 def _config(targets: int, interval: float, jitter: float) -> Any:
     per = 100
-    providers = [{"id": f"p{i}", "adapter": "openai", "base_url": f"https://p{i}.example/v1",
-                  "models": [{"name": f"m{j}"} for j in range(min(per, targets - i * per))]}
-                 for i in range((targets + per - 1) // per)]
-    probes = {"interval": interval, "jitter": jitter, "timeout": 5, "concurrency": 256,
-              "kinds": {"completion": {"interval": interval}, "catalogue": {"enabled": False}, "status_page": {"enabled": False}}}
+    providers = [
+        {
+            "id": f"p{i}",
+            "adapter": "openai",
+            "base_url": f"https://p{i}.example/v1",
+            "models": [{"name": f"m{j}"} for j in range(min(per, targets - i * per))],
+        }
+        for i in range((targets + per - 1) // per)
+    ]
+    probes = {
+        "interval": interval,
+        "jitter": jitter,
+        "timeout": 5,
+        "concurrency": 256,
+        "kinds": {
+            "completion": {"interval": interval},
+            "catalogue": {"enabled": False},
+            "status_page": {"enabled": False},
+        },
+    }
     return parse_config(json.dumps({"providers": providers, "probes": probes}), env={})
 
 
@@ -88,7 +103,9 @@ async def _baseline(cfg: Any, interval: float, jitter: float) -> Any:
             lags.append(max(0.0, loop.time() - planned))
             task = loop.create_task(_simulated_probe(t, ctx))
             tasks.add(task)
-            task.add_done_callback(lambda f: (tasks.discard(f), [sink.submit(o) for o in f.result()] if not f.cancelled() else None))
+            task.add_done_callback(
+                lambda f: (tasks.discard(f), [sink.submit(o) for o in f.result()] if not f.cancelled() else None)
+            )
             if live:
                 nxt = planned + interval * (1 + jitter * random.uniform(-1, 1))
                 handles[t.key] = loop.call_at(nxt, fire, t, nxt)
@@ -114,8 +131,16 @@ async def _baseline(cfg: Any, interval: float, jitter: float) -> Any:
 
 async def _turnout(cfg: Any) -> Any:
     async def start(lags: list[float], sink: _CountingSink) -> Any:
-        sched = ProbeScheduler(cfg, SystemClock(), session=None, sink=sink, adapter_for=lambda p: None,  # type: ignore[arg-type, return-value]
-                               metrics=Metrics(), kinds={"completion": _simulated_probe}, on_start=lambda key, lag: lags.append(lag))
+        sched = ProbeScheduler(
+            cfg,
+            SystemClock(),
+            session=None,
+            sink=sink,
+            adapter_for=lambda p: None,  # type: ignore[arg-type, return-value]
+            metrics=Metrics(),
+            kinds={"completion": _simulated_probe},
+            on_start=lambda key, lag: lags.append(lag),
+        )
         sched.start()
         return sched.shutdown
 
@@ -124,23 +149,29 @@ async def _turnout(cfg: Any) -> Any:
 
 def _report(name: str, cpu: float, lags: list[float], probes: int, seconds: float) -> None:
     ms = [x * 1000 for x in lags]
-    print(f"  {name:<22} cpu {cpu * 100:5.1f} % of one core | probes/s {probes / seconds:7.1f} | start drift "
-          f"p50 {_pct(ms, 0.5):6.1f} ms  p99 {_pct(ms, 0.99):6.1f} ms  max {max(ms, default=float('nan')):6.1f} ms"
-          f"  (n={len(ms)}, mean {statistics.fmean(ms) if ms else float('nan'):.1f} ms)")
+    print(
+        f"  {name:<22} cpu {cpu * 100:5.1f} % of one core | probes/s {probes / seconds:7.1f} | start drift "
+        f"p50 {_pct(ms, 0.5):6.1f} ms  p99 {_pct(ms, 0.99):6.1f} ms  max {max(ms, default=float('nan')):6.1f} ms"
+        f"  (n={len(ms)}, mean {statistics.fmean(ms) if ms else float('nan'):.1f} ms)"
+    )
 
 
 async def _main(args: argparse.Namespace) -> None:
     cfg = _config(args.targets, args.interval, args.jitter)
     warmup = min(args.interval, 30.0) + 1  # every target has started once
-    print(f"  {len(cfg.targets())} targets, interval {args.interval:g}s ±{args.jitter:.0%}, measured {args.seconds:g}s after {warmup:g}s warm-up")
+    print(
+        f"  {len(cfg.targets())} targets, interval {args.interval:g}s ±{args.jitter:.0%}, measured {args.seconds:g}s after {warmup:g}s warm-up"
+    )
     base = await _measure(await _baseline(cfg, args.interval, args.jitter), args.seconds, warmup)
     _report("baseline (call_at)", *base, args.seconds)
     ours = await _measure(await _turnout(cfg), args.seconds, warmup)
     _report("turnout scheduler", *ours, args.seconds)
     cpu, lags, _ = ours
     verdict = "meets" if cpu < 0.25 and _pct(lags, 0.99) < 0.25 else "MISSES"
-    print(f"  {verdict} the aims (< 25 % of one core, p99 drift < 250 ms); scheduling overhead over baseline: "
-          f"{(cpu - base[0]) * 100:+.1f} points of one core")
+    print(
+        f"  {verdict} the aims (< 25 % of one core, p99 drift < 250 ms); scheduling overhead over baseline: "
+        f"{(cpu - base[0]) * 100:+.1f} points of one core"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

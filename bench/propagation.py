@@ -28,8 +28,8 @@ from controlplane.config import Config
 from controlplane.config_loader import parse_config
 from controlplane.health import HealthModel
 from controlplane.publisher import TablePublisher
-from dataplane.replica import DataReplica
 from controlplane.table import Table
+from dataplane.replica import DataReplica
 
 __all__ = ["main", "measure"]
 
@@ -37,14 +37,17 @@ _PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=
 
 
 def _config() -> Config:
-    return parse_config("""
+    return parse_config(
+        """
 providers:
   - {id: a, adapter: openai, base_url: "http://127.0.0.1:9", models: [{name: m1}, {name: m2}, {name: m3}]}
   - {id: b, adapter: openai, base_url: "http://127.0.0.1:9", models: [{name: m1}, {name: m2}, {name: m3}]}
 routes:
   - {name: main, targets: [a/m1, b/m1, a/m2, b/m2]}
   - {name: cheap, targets: [a/m3, b/m3]}
-""", source="bench")
+""",
+        source="bench",
+    )
 
 
 @dataclass
@@ -67,8 +70,10 @@ async def _serve_table(source: Any, config: Config) -> tuple[web.AppRunner, str]
 def _percentiles(samples: list[float]) -> str:
     s = sorted(samples)
     q = statistics.quantiles(s, n=100, method="inclusive")
-    return (f"n={len(s)} p50={q[49] * 1000:.2f} ms p95={q[94] * 1000:.2f} ms p99={q[98] * 1000:.2f} ms "
-            f"max={s[-1] * 1000:.2f} ms")
+    return (
+        f"n={len(s)} p50={q[49] * 1000:.2f} ms p95={q[94] * 1000:.2f} ms p99={q[98] * 1000:.2f} ms "
+        f"max={s[-1] * 1000:.2f} ms"
+    )
 
 
 async def measure(n: int, publish: Any, replica: DataReplica, base: Table, start_version: int) -> list[float]:
@@ -98,7 +103,10 @@ async def _direct(n: int) -> None:
         async def publish(t: Table) -> None:
             pub.publish(t)
 
-        print("direct        (leader publish → long-poll → data replica): " + _percentiles(await measure(n, publish, replica, base, base.version)))
+        print(
+            "direct        (leader publish → long-poll → data replica): "
+            + _percentiles(await measure(n, publish, replica, base, base.version))
+        )
     finally:
         await replica.stop()
         await runner.cleanup()
@@ -133,8 +141,10 @@ async def _via_follower(n: int, admin: str) -> None:
             async def publish(t: Table) -> None:
                 await asyncio.to_thread(store.save_health, {}, t)  # what the leader's pipeline does before publishing
 
-            print("via-follower  (store + NOTIFY → follower → long-poll → data replica): "
-                  + _percentiles(await measure(n, publish, replica, base, base.version)))
+            print(
+                "via-follower  (store + NOTIFY → follower → long-poll → data replica): "
+                + _percentiles(await measure(n, publish, replica, base, base.version))
+            )
         finally:
             await replica.stop()
             await runner.cleanup()
@@ -159,7 +169,9 @@ def _pg_reachable(admin: str) -> bool:
 async def _main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench propagation")
     ap.add_argument("--n", type=int, default=200, help="versions to publish per path")
-    ap.add_argument("--pg-admin", default=_PG_ADMIN, help="libpq conninfo of a database to create the bench database from")
+    ap.add_argument(
+        "--pg-admin", default=_PG_ADMIN, help="libpq conninfo of a database to create the bench database from"
+    )
     args = ap.parse_args(argv)
     await _direct(args.n)
     if _pg_reachable(args.pg_admin):

@@ -18,7 +18,6 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -41,14 +40,29 @@ def _config(providers: int = 6, models: int = 4) -> Config:
         f"  - {{id: p{i}, adapter: openai, base_url: 'http://p{i}.invalid', models: [{', '.join(f'{{name: m{j}}}' for j in range(models))}]}}"
         for i in range(providers)
     )
-    routes = "\n".join(f"  - {{name: r{j}, targets: [{', '.join(f'p{i}/m{j}' for i in range(providers))}]}}" for j in range(models))
+    routes = "\n".join(
+        f"  - {{name: r{j}, targets: [{', '.join(f'p{i}/m{j}' for i in range(providers))}]}}" for j in range(models)
+    )
     return parse_config(f"providers:\n{provs}\nroutes:\n{routes}\n", source="bench")
 
 
 def bench_table(cfg: Config, version: int) -> Table:
     entries = {
-        t.key: TableEntry(target=t.key, provider=t.provider, model=t.model, state=State.CLOSED, admissible=True, rank=1, score=0.9,
-                          reason="closed: 0 failures in 60 s", latency_p50_s=0.21, latency_p95_s=0.5, ttft_p50_s=0.1, error_rate=0.0, headroom=0.8)
+        t.key: TableEntry(
+            target=t.key,
+            provider=t.provider,
+            model=t.model,
+            state=State.CLOSED,
+            admissible=True,
+            rank=1,
+            score=0.9,
+            reason="closed: 0 failures in 60 s",
+            latency_p50_s=0.21,
+            latency_p95_s=0.5,
+            ttft_p50_s=0.1,
+            error_rate=0.0,
+            headroom=0.8,
+        )
         for t in cfg.targets()
     }
     routes = {r.name: RouteRanking(route=r.name, entries=tuple(entries[t] for t in r.targets)) for r in cfg.routes}
@@ -99,7 +113,12 @@ def free_port() -> int:
 def _wrk(url: str, seconds: int, connections: int) -> str | None:
     if shutil.which("wrk") is None:
         return None
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url], capture_output=True, text=True, timeout=seconds + 30)
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 30,
+    )
     return out.stdout
 
 
@@ -107,6 +126,7 @@ async def _client_loop(url: str, seconds: float, concurrency: int) -> float:
     done = 0
     stop = time.perf_counter() + seconds
     async with aiohttp.ClientSession() as s:
+
         async def worker() -> None:
             nonlocal done
             while time.perf_counter() < stop:
@@ -118,13 +138,15 @@ async def _client_loop(url: str, seconds: float, concurrency: int) -> float:
     return done / seconds
 
 
-async def _long_poll(base: str, rt: BenchRuntime, loop: asyncio.AbstractEventLoop, waiters: int, rounds: int) -> list[float]:
+async def _long_poll(
+    base: str, rt: BenchRuntime, loop: asyncio.AbstractEventLoop, waiters: int, rounds: int
+) -> list[float]:
     latencies: list[float] = []
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
         for _ in range(rounds):
             v = rt.table_source.current().version
 
-            async def wait_one() -> float:
+            async def wait_one(v: int = v) -> float:
                 async with s.get(f"{base}/api/v1/table", params={"after": str(v), "wait": "10"}) as r:
                     await r.read()
                     return time.perf_counter()
@@ -155,15 +177,21 @@ def main(argv: list[str] | None = None) -> None:
         if report is not None:
             rps = re.search(r"Requests/sec:\s+([\d.]+)", report)
             p99 = re.search(r"99%\s+(\S+)", report)
-            print(f"GET /api/v1/table (wrk, {args.connections} connections, {args.seconds}s): "
-                  f"{float(rps.group(1)) if rps else float('nan'):,.0f} req/s, p99 {p99.group(1) if p99 else '?'}  (aim > 5,000 req/s)")
+            print(
+                f"GET /api/v1/table (wrk, {args.connections} connections, {args.seconds}s): "
+                f"{float(rps.group(1)) if rps else float('nan'):,.0f} req/s, p99 {p99.group(1) if p99 else '?'}  (aim > 5,000 req/s)"
+            )
         else:
             rps_f = asyncio.run(_client_loop(f"{base}/api/v1/table", args.seconds, args.connections))
-            print(f"GET /api/v1/table (aiohttp client, wrk not installed): {rps_f:,.0f} req/s  (aim > 5,000 req/s with wrk)")
+            print(
+                f"GET /api/v1/table (aiohttp client, wrk not installed): {rps_f:,.0f} req/s  (aim > 5,000 req/s with wrk)"
+            )
         lat = asyncio.run(_long_poll(base, rt, loop, args.waiters, 3))
         lat.sort()
-        print(f"long-poll: {args.waiters} waiters × 3 publishes: wake-up p50 {statistics.median(lat) * 1000:.1f} ms, "
-              f"p99 {lat[int(len(lat) * 0.99) - 1] * 1000:.1f} ms, max {lat[-1] * 1000:.1f} ms  (aim: within 50 ms)")
+        print(
+            f"long-poll: {args.waiters} waiters × 3 publishes: wake-up p50 {statistics.median(lat) * 1000:.1f} ms, "
+            f"p99 {lat[int(len(lat) * 0.99) - 1] * 1000:.1f} ms, max {lat[-1] * 1000:.1f} ms  (aim: within 50 ms)"
+        )
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         rt.store.close()

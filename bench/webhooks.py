@@ -29,8 +29,8 @@ from controlplane.events import Event
 from controlplane.metrics import Metrics
 from controlplane.store import Store
 from controlplane.webhooks.dispatcher import Dispatcher
-from controlplane.webhooks.rows import WebhookEndpoint
 from controlplane.webhooks.outbox import install_outbox
+from controlplane.webhooks.rows import WebhookEndpoint
 from controlplane.webhooks.signing import generate_secret
 
 __all__ = ["main"]
@@ -66,10 +66,19 @@ async def _run(endpoints: int, events: int, rate: float, db: Path, port: int) ->
     outbox = install_outbox(store, clock)
     with Session(store.engine) as s:
         for i in range(endpoints):
-            s.add(WebhookEndpoint(id=f"ep_{i:04d}", url=f"http://127.0.0.1:{port}/hook/{i}", secret=generate_secret(), created_at=time.time()))
+            s.add(
+                WebhookEndpoint(
+                    id=f"ep_{i:04d}",
+                    url=f"http://127.0.0.1:{port}/hook/{i}",
+                    secret=generate_secret(),
+                    created_at=time.time(),
+                )
+            )
         s.commit()
     cfg = WebhookConfig(allow_private_networks=["127.0.0.0/8"], timeout=5.0)
-    dispatcher = Dispatcher(engine=store.engine, clock=clock, config=cfg, metrics=Metrics(), poll_interval=0.5, concurrency=128)
+    dispatcher = Dispatcher(
+        engine=store.engine, clock=clock, config=cfg, metrics=Metrics(), poll_interval=0.5, concurrency=128
+    )
     outbox.add_waker(dispatcher.wake)
     task = asyncio.create_task(dispatcher.run())
     started = time.perf_counter()
@@ -99,14 +108,19 @@ async def _run(endpoints: int, events: int, rate: float, db: Path, port: int) ->
 
     def pct(q: float) -> float:
         return float(lat[min(len(lat) - 1, int(len(lat) * q))]) * 1000
+
     print(f"fan-out: {endpoints} endpoints × {events} events at {rate:g} events/s (appended in {appended:.1f} s)")
     append_times.sort()
-    print(f"  append_events (with outbox fan-out): p50 {append_times[len(append_times) // 2] * 1000:.1f} ms, "
-          f"max {append_times[-1] * 1000:.1f} ms")
+    print(
+        f"  append_events (with outbox fan-out): p50 {append_times[len(append_times) // 2] * 1000:.1f} ms, "
+        f"max {append_times[-1] * 1000:.1f} ms"
+    )
     print(f"  delivered {len(lat):,}/{total:,} in {elapsed:.1f} s = {len(lat) / elapsed:,.0f} deliveries/s")
     if lat:
-        print(f"  event → delivery: p50 {pct(0.5):.0f} ms, p99 {pct(0.99):.0f} ms, max {lat[-1] * 1000:.0f} ms, "
-              f"mean {statistics.fmean(lat) * 1000:.0f} ms  (aim p99 < 1,000 ms)")
+        print(
+            f"  event → delivery: p50 {pct(0.5):.0f} ms, p99 {pct(0.99):.0f} ms, max {lat[-1] * 1000:.0f} ms, "
+            f"mean {statistics.fmean(lat) * 1000:.0f} ms  (aim p99 < 1,000 ms)"
+        )
 
 
 def _wait_listening(port: int, timeout: float = 20.0) -> None:
@@ -125,7 +139,9 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="bench.webhooks")
     ap.add_argument("--endpoints", type=int, default=100)
     ap.add_argument("--events", type=int, default=1000)
-    ap.add_argument("--rate", type=float, default=10.0, help="events appended per second (10 × 100 endpoints = 1,000 deliveries/s)")
+    ap.add_argument(
+        "--rate", type=float, default=10.0, help="events appended per second (10 × 100 endpoints = 1,000 deliveries/s)"
+    )
     args = ap.parse_args(argv or [])
     port = free_port()
     ctx = mp.get_context("spawn")

@@ -251,7 +251,11 @@ class Breaker:
             except ValueError:
                 return _NONE  # an unknown class says nothing we can act on
         if not _sane(obs.latency_s) or not _sane(obs.ttft_s):
-            obs = replace(obs, latency_s=obs.latency_s if _sane(obs.latency_s) else None, ttft_s=obs.ttft_s if _sane(obs.ttft_s) else None)
+            obs = replace(
+                obs,
+                latency_s=obs.latency_s if _sane(obs.latency_s) else None,
+                ttft_s=obs.ttft_s if _sane(obs.ttft_s) else None,
+            )
         if cls is ErrorClass.CLIENT_ERROR or obs.kind in NEUTRAL_KINDS:
             return _NONE  # the caller's mistake, or a status page: never counts against a target
         self._cool(obs, cls, now)
@@ -297,7 +301,14 @@ class Breaker:
             self._last_pressure = now
             win.add(now, failed=sustained, error_class=str(cls), status=obs.status, counts_in_streak=False)
         else:
-            win.add(now, failed=cls in COUNTED_FAILURES, latency_s=obs.latency_s, ttft_s=obs.ttft_s, error_class=str(cls), status=obs.status)
+            win.add(
+                now,
+                failed=cls in COUNTED_FAILURES,
+                latency_s=obs.latency_s,
+                ttft_s=obs.ttft_s,
+                error_class=str(cls),
+                status=obs.status,
+            )
         verdict = win.verdict(now)
         if verdict in (Verdict.OK, Verdict.BELOW_MIN_CALLS):
             return _NONE
@@ -308,7 +319,9 @@ class Breaker:
             return _NONE  # only the configured number of trial outcomes count
         self.trials += 1
         failed = cls is not ErrorClass.OK
-        self.window.add(now, failed=failed, latency_s=obs.latency_s, ttft_s=obs.ttft_s, error_class=str(cls), status=obs.status)
+        self.window.add(
+            now, failed=failed, latency_s=obs.latency_s, ttft_s=obs.ttft_s, error_class=str(cls), status=obs.status
+        )
         if cls is ErrorClass.OK:
             self.trial_successes += 1
             if self.trial_successes >= self.cfg.half_open_successes:

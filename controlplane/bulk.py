@@ -33,8 +33,15 @@ _yield_cpu = getattr(os, "sched_yield", lambda: None)
 class BulkInsert:
     """`INSERT INTO table (columns) VALUES (…), (…), …` in the dialect's parameter style, chunked."""
 
-    def __init__(self, table: str, columns: Sequence[str], dialect: Any, *, add_on_conflict: Sequence[str] = (),
-                 conflict_keys: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        table: str,
+        columns: Sequence[str],
+        dialect: Any,
+        *,
+        add_on_conflict: Sequence[str] = (),
+        conflict_keys: Sequence[str] = (),
+    ) -> None:
         """`conflict_keys` and `add_on_conflict` given: an upsert that adds those columns to the existing row's
         (`ON CONFLICT (keys) DO UPDATE SET c = table.c + excluded.c`, SQLite and PostgreSQL alike); a chunk must
         not hold one key twice."""
@@ -65,7 +72,7 @@ class BulkInsert:
         while start < len(rows):
             while size > len(rows) - start:
                 size >>= 1
-            chunk = rows[start:start + size]
+            chunk = rows[start : start + size]
             sql = self._statements.get(size)
             if sql is None:
                 sql = self._statements[size] = self._head + ", ".join([self._row] * size) + self._tail

@@ -25,7 +25,9 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="turnout", description="Health-probing and failover control plane for LLM APIs")
+    parser = argparse.ArgumentParser(
+        prog="turnout", description="Health-probing and failover control plane for LLM APIs"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:

@@ -80,7 +80,9 @@ class DatabaseConfig(_Model):
     @classmethod
     def _known_scheme(cls, v: str) -> str:
         if not (v.startswith("sqlite:///") or v.startswith("postgresql")):
-            raise ValueError(f"unsupported database url {v!r}; use sqlite:///turnout.db or postgresql+psycopg://user@host/db")
+            raise ValueError(
+                f"unsupported database url {v!r}; use sqlite:///turnout.db or postgresql+psycopg://user@host/db"
+            )
         return v
 
 
@@ -114,7 +116,9 @@ class ProviderConfig(_Model):
     adapter: str = Field(description="openai | anthropic | gemini (openai covers all OpenAI-compatible APIs)")
     base_url: str
     api_key: SecretStr | None = Field(default=None, description='"${ENV_VAR}"; never written in clear')
-    flavor: str | None = Field(default=None, description="openai-compatible host quirks: azure, deepseek, openrouter, groq, …")
+    flavor: str | None = Field(
+        default=None, description="openai-compatible host quirks: azure, deepseek, openrouter, groq, …"
+    )
     api_version: str | None = Field(default=None, description="Azure api-version / anthropic-version override")
     region: str = "default"
     jurisdiction: str = "unknown"
@@ -123,9 +127,13 @@ class ProviderConfig(_Model):
     status_page: str | None = Field(default=None, description="Statuspage summary.json URL")
     status_components: list[str] = Field(default=[], description="status page components that matter for this provider")
     headers: dict[str, str] = Field(default={}, description="extra request headers")
-    stream_usage: bool = Field(default=True, description=(
-        "OpenAI-compatible streams ask for the final usage chunk (`stream_options.include_usage`), which cost "
-        "accounting reads; false for a host that rejects the field (its streams are then counted with 0 tokens)"))
+    stream_usage: bool = Field(
+        default=True,
+        description=(
+            "OpenAI-compatible streams ask for the final usage chunk (`stream_options.include_usage`), which cost "
+            "accounting reads; false for a host that rejects the field (its streams are then counted with 0 tokens)"
+        ),
+    )
     probe_budget_usd_per_day: float = Field(default=1.0, ge=0, description="spend cap for paid probes per day")
     models: list[ModelConfig] = Field(min_length=1)
 
@@ -186,7 +194,9 @@ class PanelConfig(_Model):
             return v
         unknown = [n for n in re.findall(r"\{([a-z_]+)\}", v) if n not in known]
         if unknown:
-            raise ValueError(f"unknown placeholder {{{unknown[0]}}}; known: {{question}}, {{answers}}, {{analysis}}, {{count}}")
+            raise ValueError(
+                f"unknown placeholder {{{unknown[0]}}}; known: {{question}}, {{answers}}, {{analysis}}, {{count}}"
+            )
         if "{answers}" not in v:
             raise ValueError("a panel template must contain {answers} (the panel's answers go there)")
         return v
@@ -198,7 +208,9 @@ class RouteConfig(_Model):
     targets: list[str] = []
     policy: RoutePolicy = RoutePolicy()
     spill_headroom: float = Field(default=0.05, ge=0, le=1, description="spill to the next target below this headroom")
-    panic_threshold: float = Field(default=0.5, ge=0, le=1, description="share of admissible targets below which the route ranks least-bad")
+    panic_threshold: float = Field(
+        default=0.5, ge=0, le=1, description="share of admissible targets below which the route ranks least-bad"
+    )
     hedging: HedgingConfig = HedgingConfig()
     panel: PanelConfig | None = None
 
@@ -212,7 +224,9 @@ class ProbeKindConfig(_Model):
 class CompletionProbeConfig(_Model):
     prompt: str = "Reply with the single word: ok"
     max_tokens: int = Field(default=16, ge=1)
-    reasoning_max_tokens: int = Field(default=512, ge=1, description="budget for reasoning models (1 token makes some fail)")
+    reasoning_max_tokens: int = Field(
+        default=512, ge=1, description="budget for reasoning models (1 token makes some fail)"
+    )
     stream: bool = True
 
 
@@ -284,7 +298,9 @@ class WebhookConfig(_Model):
     allow_private_networks: list[str] = Field(default=[], description='e.g. ["127.0.0.0/8"] for local receivers')
     timeout: Duration = 10.0
     max_attempts: int = Field(default=8, ge=1)
-    disable_after_failures: int = Field(default=50, ge=1, description="consecutive dead deliveries that disable an endpoint")
+    disable_after_failures: int = Field(
+        default=50, ge=1, description="consecutive dead deliveries that disable an endpoint"
+    )
     retry_schedule: list[Duration] = Field(
         default=[5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],
         min_length=1,
@@ -310,7 +326,9 @@ class DataPlaneConfig(_Model):
     max_attempts: int = Field(default=4, ge=1)
     decision_log_retention: Duration = 30 * 86400.0
     report_batch: int = Field(default=200, ge=1, description="data replicas: outcomes per report batch")
-    report_buffer: int = Field(default=10_000, ge=1, description="data replicas: outcomes buffered while control is down")
+    report_buffer: int = Field(
+        default=10_000, ge=1, description="data replicas: outcomes buffered while control is down"
+    )
 
 
 class ScaleOutConfig(_Model):
@@ -340,19 +358,29 @@ class Config(_Model):
         ids = [p.id for p in self.providers]
         for i, pid in enumerate(ids):
             if pid in ids[:i]:
-                raise FieldProblem(f"providers[{i}].id", f"duplicate provider id {pid!r}", "give each provider a unique id")
+                raise FieldProblem(
+                    f"providers[{i}].id", f"duplicate provider id {pid!r}", "give each provider a unique id"
+                )
         for p in self.providers:
             names = [m.name for m in p.models]
             for j, name in enumerate(names):
                 if name in names[:j]:
-                    raise FieldProblem(f"providers.{p.id}.models[{j}].name", f"duplicate model {name!r}", "list each model once")
+                    raise FieldProblem(
+                        f"providers.{p.id}.models[{j}].name", f"duplicate model {name!r}", "list each model once"
+                    )
         known = self.target_keys()
         route_names = [r.name for r in self.routes]
         for i, r in enumerate(self.routes):
             if r.name in route_names[:i]:
-                raise FieldProblem(f"routes[{i}].name", f"duplicate route name {r.name!r}", "give each route a unique name")
+                raise FieldProblem(
+                    f"routes[{i}].name", f"duplicate route name {r.name!r}", "give each route a unique name"
+                )
             if r.mode == "failover" and not r.targets:
-                raise FieldProblem(f"routes.{r.name}.targets", "a failover route needs at least one target", "list targets as provider/model")
+                raise FieldProblem(
+                    f"routes.{r.name}.targets",
+                    "a failover route needs at least one target",
+                    "list targets as provider/model",
+                )
             for j, t in enumerate(r.targets):
                 if t not in known:
                     raise FieldProblem(
@@ -362,12 +390,22 @@ class Config(_Model):
                     )
             if r.mode == "panel":
                 if r.panel is None:
-                    raise FieldProblem(f"routes.{r.name}.panel", "mode: panel needs a panel section", "add panel: {from: [...], size: 3}")
-                for j, ref in enumerate([*r.panel.from_, r.panel.judge, r.panel.synthesizer]):
+                    raise FieldProblem(
+                        f"routes.{r.name}.panel",
+                        "mode: panel needs a panel section",
+                        "add panel: {from: [...], size: 3}",
+                    )
+                for ref in [*r.panel.from_, r.panel.judge, r.panel.synthesizer]:
                     if ref is not None and ref not in known and ref not in route_names:
-                        raise FieldProblem(f"routes.{r.name}.panel", f"unknown route or target {ref!r}", "name a route or provider/model")
+                        raise FieldProblem(
+                            f"routes.{r.name}.panel",
+                            f"unknown route or target {ref!r}",
+                            "name a route or provider/model",
+                        )
                 if r.panel.quorum > r.panel.size:
-                    raise FieldProblem(f"routes.{r.name}.panel.quorum", "quorum exceeds panel size", "lower quorum or raise size")
+                    raise FieldProblem(
+                        f"routes.{r.name}.panel.quorum", "quorum exceeds panel size", "lower quorum or raise size"
+                    )
         return self
 
     # -- lookups -------------------------------------------------------------------------------

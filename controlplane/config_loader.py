@@ -36,7 +36,9 @@ def _expand_env(node: Any, path: str, file: str, env: dict[str, str]) -> Any:
         def sub(m: re.Match[str]) -> str:
             name = m.group(1)
             if name not in env:
-                raise ConfigError(file, path, f"environment variable {name} is not set", f"export {name}=… before starting")
+                raise ConfigError(
+                    file, path, f"environment variable {name} is not set", f"export {name}=… before starting"
+                )
             return env[name]
 
         return _ENV.sub(sub, node)
@@ -89,11 +91,15 @@ def parse_config(text: str, source: str = "<memory>", env: dict[str, str] | None
     try:
         raw = yaml.safe_load(text)
     except RecursionError:  # e.g. "[[[[…" thousands deep: PyYAML recurses once per level
-        raise ConfigError(source, "", "the YAML is nested too deeply", "a config is a few levels deep; check the brackets") from None
+        raise ConfigError(
+            source, "", "the YAML is nested too deeply", "a config is a few levels deep; check the brackets"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(source, where, f"not valid YAML: {getattr(exc, 'problem', exc)}", "fix the YAML syntax") from None
+        raise ConfigError(
+            source, where, f"not valid YAML: {getattr(exc, 'problem', exc)}", "fix the YAML syntax"
+        ) from None
     except ValueError:  # PyYAML converts scalars itself: e.g. an integer of more than 4300 digits
         raise ConfigError(source, "", "not valid YAML: a number too large to read", "use a reasonable number") from None
     if raw is None:
@@ -103,8 +109,9 @@ def parse_config(text: str, source: str = "<memory>", env: dict[str, str] | None
     try:
         expanded = _expand_env(raw, "", source, dict(os.environ) if env is None else env)
     except RecursionError:  # an alias that contains itself (`a: &a [*a]`) is an endless structure
-        raise ConfigError(source, "", "the YAML refers to itself (a recursive alias) or is nested too deeply",
-                          "remove the alias loop") from None
+        raise ConfigError(
+            source, "", "the YAML refers to itself (a recursive alias) or is nested too deeply", "remove the alias loop"
+        ) from None
     try:
         cfg = Config.model_validate(expanded)
     except ValidationError as exc:
@@ -152,7 +159,9 @@ def _to_config_error(exc: ValidationError, source: str, raw: Any) -> ConfigError
     first = problems[0]
     if len(problems) > 1:
         more = "; ".join(str(p) for p in problems[1:4])
-        first = ConfigError(first.file, first.field, f"{first.problem} [and {len(problems) - 1} more: {more}]", first.fix)
+        first = ConfigError(
+            first.file, first.field, f"{first.problem} [and {len(problems) - 1} more: {more}]", first.fix
+        )
     return first
 
 

@@ -39,7 +39,10 @@ class DecisionRow(SQLModel, table=True):
 
     __tablename__ = "dataplane_decisions"
 
-    id: int | None = Field(default=None, sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True))
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    )
     at: datetime = Field(sa_column=Column(DateTime(timezone=True), index=True, nullable=False))
     route: str = Field(sa_column=Column(String(300), index=True, nullable=False))
     tag: str | None = Field(default=None, sa_column=Column(String(128), index=True, nullable=True))
@@ -78,13 +81,42 @@ class Decision:
 
     def values(self) -> tuple[Any, ...]:
         """The row's values in `_COLUMNS` order."""
-        return (self.at, self.route, self.tag, self.target, self.outcome, self.status, self.stream, len(self.attempts),
-                orjson.dumps(self.attempts).decode(), self.tokens_in, self.tokens_out, self.cost_usd,
-                self.latency_s, self.ttft_s, self.table_version)
+        return (
+            self.at,
+            self.route,
+            self.tag,
+            self.target,
+            self.outcome,
+            self.status,
+            self.stream,
+            len(self.attempts),
+            orjson.dumps(self.attempts).decode(),
+            self.tokens_in,
+            self.tokens_out,
+            self.cost_usd,
+            self.latency_s,
+            self.ttft_s,
+            self.table_version,
+        )
 
 
-_COLUMNS = ("at", "route", "tag", "target", "outcome", "status", "stream", "n_attempts", "attempts", "tokens_in",
-            "tokens_out", "cost_usd", "latency_s", "ttft_s", "table_version")
+_COLUMNS = (
+    "at",
+    "route",
+    "tag",
+    "target",
+    "outcome",
+    "status",
+    "stream",
+    "n_attempts",
+    "attempts",
+    "tokens_in",
+    "tokens_out",
+    "cost_usd",
+    "latency_s",
+    "ttft_s",
+    "table_version",
+)
 
 
 def cost_usd(tokens_in: int, tokens_out: int, price_in: float, price_out: float) -> float:
@@ -95,9 +127,17 @@ def cost_usd(tokens_in: int, tokens_out: int, price_in: float, price_out: float)
 class DecisionLog:
     """Buffers decisions and writes them in batches from a background task; prunes past the retention."""
 
-    def __init__(self, engine: Engine | None, clock: Clock, *, retention_s: float, batch: int = 500,
-                 flush_interval_s: float = 1.0, max_buffer: int = 100_000,
-                 forward: Callable[[Decision], None] | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine | None,
+        clock: Clock,
+        *,
+        retention_s: float,
+        batch: int = 500,
+        flush_interval_s: float = 1.0,
+        max_buffer: int = 100_000,
+        forward: Callable[[Decision], None] | None = None,
+    ) -> None:
         self._engine, self._clock, self._retention = engine, clock, retention_s
         self._forward = forward  # no store here (a data replica): hand each record to whoever ships it
         self._batch, self._interval, self._max = batch, flush_interval_s, max_buffer
@@ -169,8 +209,12 @@ class DecisionLog:
                 if not self._failing:
                     self._failing = True
                     cause = getattr(exc, "orig", None) or exc
-                    log.warning("decision log write failed (%s: %s); %d records buffered, retrying quietly",
-                                type(cause).__name__, str(cause).splitlines()[0][:200] if str(cause) else "", len(self._buf))
+                    log.warning(
+                        "decision log write failed (%s: %s); %d records buffered, retrying quietly",
+                        type(cause).__name__,
+                        str(cause).splitlines()[0][:200] if str(cause) else "",
+                        len(self._buf),
+                    )
 
     async def flush(self) -> int:
         """Write everything buffered now (in a thread: SQLAlchemy is blocking)."""
@@ -231,18 +275,20 @@ def summarise(engine: Engine, by: str, since: datetime) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for r in rows:
         requests = int(r.requests)
-        out.append({
-            by: r.key,
-            "requests": requests,
-            "errors": requests - int(r.ok or 0),
-            "attempts": int(r.attempts or 0),
-            "failed_over": int(r.failed_over or 0),  # requests that needed more than one attempt
-            "tokens_in": int(r.tokens_in or 0),
-            "tokens_out": int(r.tokens_out or 0),
-            "cost_usd": round(float(r.cost_usd or 0.0), 6),
-            "latency_avg_s": None if r.latency_avg_s is None else round(float(r.latency_avg_s), 4),
-            "ttft_avg_s": None if r.ttft_avg_s is None else round(float(r.ttft_avg_s), 4),
-        })
+        out.append(
+            {
+                by: r.key,
+                "requests": requests,
+                "errors": requests - int(r.ok or 0),
+                "attempts": int(r.attempts or 0),
+                "failed_over": int(r.failed_over or 0),  # requests that needed more than one attempt
+                "tokens_in": int(r.tokens_in or 0),
+                "tokens_out": int(r.tokens_out or 0),
+                "cost_usd": round(float(r.cost_usd or 0.0), 6),
+                "latency_avg_s": None if r.latency_avg_s is None else round(float(r.latency_avg_s), 4),
+                "ttft_avg_s": None if r.ttft_avg_s is None else round(float(r.ttft_avg_s), 4),
+            }
+        )
     return out
 
 
@@ -252,7 +298,17 @@ def _engine_of(rt: Any) -> Engine | None:
 
 
 def _bad(field: str, problem: str) -> web.Response:
-    return web.json_response({"error": {"message": f"{field}: {problem}", "type": "invalid_request_error", "param": field, "code": "bad_parameter"}}, status=400)
+    return web.json_response(
+        {
+            "error": {
+                "message": f"{field}: {problem}",
+                "type": "invalid_request_error",
+                "param": field,
+                "code": "bad_parameter",
+            }
+        },
+        status=400,
+    )
 
 
 async def _usage(request: web.Request) -> web.Response:
@@ -266,19 +322,30 @@ async def _usage(request: web.Request) -> web.Response:
         return _bad("window", str(exc))
     engine = _engine_of(rt)
     if engine is None:
-        return web.json_response({"error": {"message": "no store configured", "type": "service_unavailable", "param": None, "code": None}}, status=503)
+        return web.json_response(
+            {"error": {"message": "no store configured", "type": "service_unavailable", "param": None, "code": None}},
+            status=503,
+        )
     now = rt.clock.wall()
     since = now - timedelta(seconds=window)
     if id(engine) not in _SCHEMA_READY:  # a control replica may start before any data plane wrote a row
         await asyncio.to_thread(SQLModel.metadata.create_all, engine, [DecisionRow.__table__])  # type: ignore[attr-defined]
         _SCHEMA_READY.add(id(engine))
     rows = await asyncio.to_thread(summarise, engine, by, since)
-    total = {k: sum(r[k] for r in rows) for k in ("requests", "errors", "attempts", "failed_over", "tokens_in", "tokens_out")}
+    total = {
+        k: sum(r[k] for r in rows) for k in ("requests", "errors", "attempts", "failed_over", "tokens_in", "tokens_out")
+    }
     total["cost_usd"] = round(sum(r["cost_usd"] for r in rows), 6)
-    return web.json_response({
-        "by": by, "window_s": window, "since": since.isoformat().replace("+00:00", "Z"),
-        "until": now.isoformat().replace("+00:00", "Z"), "rows": rows, "total": total,
-    })
+    return web.json_response(
+        {
+            "by": by,
+            "window_s": window,
+            "since": since.isoformat().replace("+00:00", "Z"),
+            "until": now.isoformat().replace("+00:00", "Z"),
+            "rows": rows,
+            "total": total,
+        }
+    )
 
 
 USAGE_RUNTIME: web.AppKey[Any] = web.AppKey("turnout_usage_runtime", object)

@@ -176,7 +176,9 @@ def _type_name(tp: Any, field: FieldInfo | None = None) -> str:
         elif _is_model(tp):
             name = "object"
         else:
-            name = {str: "string", int: "integer", float: "number", bool: "boolean"}.get(tp, getattr(tp, "__name__", str(tp)))
+            name = {str: "string", int: "integer", float: "number", bool: "boolean"}.get(
+                tp, getattr(tp, "__name__", str(tp))
+            )
     return f"{name} or null" if optional else name
 
 
@@ -228,7 +230,11 @@ def rows(model: type[BaseModel] = Config, prefix: str = "", defaults: BaseModel 
         desc = field.description or _MEANING.get(path, "")
         if defaults is not None:
             value = getattr(defaults, name)
-            default = "(see below)" if isinstance(value, BaseModel) else _default(FieldInfo(default=value), tp, duration=_is_duration(field, tp))
+            default = (
+                "(see below)"
+                if isinstance(value, BaseModel)
+                else _default(FieldInfo(default=value), tp, duration=_is_duration(field, tp))
+            )
         else:
             default = _default(field, tp)
         out.append(Row(path, _type_name(tp, field), default, " ".join(desc.split()).replace("|", "\\|")))

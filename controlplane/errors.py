@@ -1,11 +1,11 @@
 """Turnout's exceptions. Errors carry fields; `__str__` is for people, `__repr__` shows the fields.
 
-    TurnoutError
-     ├── ConfigError(file, field, problem, fix)
-     ├── ProviderError(provider, target, classification)
-     ├── NoAdmissibleTarget(route, attempts)
-     ├── IllegalTransition(old, new)
-     └── StoreError(operation, cause)
+TurnoutError
+ ├── ConfigError(file, field, problem, fix)
+ ├── ProviderError(provider, target, classification)
+ ├── NoAdmissibleTarget(route, attempts)
+ ├── IllegalTransition(old, new)
+ └── StoreError(operation, cause)
 """
 
 from __future__ import annotations
@@ -70,7 +70,9 @@ class ProviderError(TurnoutError):
         return f"{who}: {c.error_class}{status}{detail}"
 
     def __repr__(self) -> str:
-        return f"ProviderError(provider={self.provider!r}, target={self.target!r}, classification={self.classification!r})"
+        return (
+            f"ProviderError(provider={self.provider!r}, target={self.target!r}, classification={self.classification!r})"
+        )
 
 
 @dataclass(frozen=True, slots=True)

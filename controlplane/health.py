@@ -92,7 +92,9 @@ class HealthModel:
         self._targets: dict[str, tuple[ProviderConfig, ModelConfig]] = {
             f"{p.id}/{m.name}": (p, m) for p in config.providers for m in p.models
         }
-        self._by_provider: dict[str, list[str]] = {p.id: [f"{p.id}/{m.name}" for m in p.models] for p in config.providers}
+        self._by_provider: dict[str, list[str]] = {
+            p.id: [f"{p.id}/{m.name}" for m in p.models] for p in config.providers
+        }
         for t in list(self._breakers):
             if t not in self._targets:
                 del self._breakers[t]
@@ -241,7 +243,9 @@ class HealthModel:
             raise ValueError(f"unknown provider {provider!r}; known: {', '.join(sorted(self._by_provider))}")
         return list(self._by_provider[provider])
 
-    def drain(self, *, target: str | None = None, provider: str | None = None, reason: str, until: datetime | None, actor: str) -> Outcome:
+    def drain(
+        self, *, target: str | None = None, provider: str | None = None, reason: str, until: datetime | None, actor: str
+    ) -> Outcome:
         """Operator drain of one target or a whole provider, with a reason and an optional expiry (wall)."""
         names = self._resolve(target, provider)
         wall = self._clock.wall()
@@ -254,13 +258,17 @@ class HealthModel:
             raise ValueError("actor is required (who drained it)")
         now = self._clock.monotonic()
         transitions = [
-            t for n in names if (t := self._breakers[n].set_drain(Drain(reason, actor, wall, until, provider), now)) is not None
+            t
+            for n in names
+            if (t := self._breakers[n].set_drain(Drain(reason, actor, wall, until, provider), now)) is not None
         ]
         events = self._transition_events(transitions)
         events.append(self._override_event("drain", target, provider, reason, until, actor))
         return Outcome(transitions, events, self._rerank(now, events))
 
-    def undrain(self, *, target: str | None = None, provider: str | None = None, actor: str, reason: str = "") -> Outcome:
+    def undrain(
+        self, *, target: str | None = None, provider: str | None = None, actor: str, reason: str = ""
+    ) -> Outcome:
         """Lift a drain; each target returns to its detector's state (withdrawn stays withdrawn)."""
         names = self._resolve(target, provider)
         now = self._clock.monotonic()
@@ -273,13 +281,21 @@ class HealthModel:
         events.append(self._override_event("undrain", target, provider, reason, None, actor))
         return Outcome(transitions, events, self._rerank(now, events))
 
-    def _override_event(self, action: str, target: str | None, provider: str | None, reason: str, until: datetime | None, actor: str) -> Event:
+    def _override_event(
+        self, action: str, target: str | None, provider: str | None, reason: str, until: datetime | None, actor: str
+    ) -> Event:
         return Event(
             "override.changed",
             self._clock.wall(),
             target or provider or "",
-            {"action": action, "target": target, "provider": provider, "reason": reason,
-             "until": _iso(until) if until else None, "actor": actor},
+            {
+                "action": action,
+                "target": target,
+                "provider": provider,
+                "reason": reason,
+                "until": _iso(until) if until else None,
+                "actor": actor,
+            },
             self._cfg.hash,
         )
 
@@ -291,8 +307,13 @@ class HealthModel:
         for tr in transitions:
             if tr.shadow:
                 continue  # a move under an operator drain: counted by the caller, never announced
-            data = {"from": str(tr.old), "to": str(tr.new), "reason": tr.reason, "evidence": tr.evidence.to_dict(),
-                    "mode": self._cfg.breaker.mode}
+            data = {
+                "from": str(tr.old),
+                "to": str(tr.new),
+                "reason": tr.reason,
+                "evidence": tr.evidence.to_dict(),
+                "mode": self._cfg.breaker.mode,
+            }
             out.append(Event("target.state_changed", wall, tr.target, data, h))
             if tr.new is State.WITHDRAWN:
                 out.append(Event("target.withdrawn", wall, tr.target, data, h))
@@ -331,9 +352,18 @@ class HealthModel:
         p, m = self._targets[t]
         lp50, lp95, tp50, tp95 = b.window.percentiles(now)
         return Candidate(
-            target=t, provider=p, model=m, state=b.state, admissible=self._admissible(b), reason=self._reason(b, now),
-            latency_p50_s=lp50, latency_p95_s=lp95, ttft_p50_s=tp50, ttft_p95_s=tp95,
-            error_rate=b.window.error_rate(now), headroom=b.headroom(now),
+            target=t,
+            provider=p,
+            model=m,
+            state=b.state,
+            admissible=self._admissible(b),
+            reason=self._reason(b, now),
+            latency_p50_s=lp50,
+            latency_p95_s=lp95,
+            ttft_p50_s=tp50,
+            ttft_p95_s=tp95,
+            error_rate=b.window.error_rate(now),
+            headroom=b.headroom(now),
             retry_in_s=(b.open_until - now) if b.open_until is not None else None,
         )
 
@@ -346,8 +376,14 @@ class HealthModel:
             r.name: rank_route(r, cands, cfg.ranking, self._orders.get(r.name, ())) for r in cfg.routes
         }
         targets: dict[str, TableEntry] = {
-            t: entry_for(c, admissible=c.admissible, rank=None, score_=score(c, cfg.ranking) if c.admissible else None,
-                         reason=c.reason, half_open_share=cfg.ranking.half_open_share)
+            t: entry_for(
+                c,
+                admissible=c.admissible,
+                rank=None,
+                score_=score(c, cfg.ranking) if c.admissible else None,
+                reason=c.reason,
+                half_open_share=cfg.ranking.half_open_share,
+            )
             for t, c in cands.items()
         }
         wall = self._clock.wall()
@@ -357,24 +393,49 @@ class HealthModel:
             old = self._primaries.get(name)
             if announce and name in self._primaries and new != old:
                 why = self._why_primary_changed(rr, old, new)
-                events.append(Event("route.primary_changed", wall, name,
-                                    {"from": old, "to": new, "reason": why, "panic": rr.panic}, cfg.hash))
+                events.append(
+                    Event(
+                        "route.primary_changed",
+                        wall,
+                        name,
+                        {"from": old, "to": new, "reason": why, "panic": rr.panic},
+                        cfg.hash,
+                    )
+                )
             self._primaries[name] = new
             if new is None and name not in self._exhausted:
                 self._exhausted.add(name)
                 if announce:
                     reasons = {e.target: e.reason for e in rr.entries}
-                    events.append(Event("route.exhausted", wall, name, {"from": old, "to": None, "reason": "no admissible target", "targets": reasons}, cfg.hash))
+                    events.append(
+                        Event(
+                            "route.exhausted",
+                            wall,
+                            name,
+                            {"from": old, "to": None, "reason": "no admissible target", "targets": reasons},
+                            cfg.hash,
+                        )
+                    )
             elif new is not None and name in self._exhausted:
                 self._exhausted.discard(name)
                 if announce:
-                    events.append(Event("route.recovered", wall, name, {"from": None, "to": new, "reason": rr.primary.reason if rr.primary else ""}, cfg.hash))
+                    events.append(
+                        Event(
+                            "route.recovered",
+                            wall,
+                            name,
+                            {"from": None, "to": new, "reason": rr.primary.reason if rr.primary else ""},
+                            cfg.hash,
+                        )
+                    )
         sig = _signature(routes, targets, cfg.hash)
         if sig == self._sig:
             return None
         self._sig = sig
         self._version += 1
-        self._table = Table(version=self._version, published_at=wall, routes=routes, targets=targets, config_hash=cfg.hash)
+        self._table = Table(
+            version=self._version, published_at=wall, routes=routes, targets=targets, config_hash=cfg.hash
+        )
         return self._table
 
     @staticmethod
@@ -432,19 +493,33 @@ class HealthModel:
             b = Breaker.from_dict(t, self._cfg.breaker, d, now)
             dr = d.get("drain")
             if dr:
-                b.drain = Drain(dr["reason"], dr["actor"], _parse_iso(dr["at"]),
-                                _parse_iso(dr["until"]) if dr.get("until") else None, dr.get("provider"))
+                b.drain = Drain(
+                    dr["reason"],
+                    dr["actor"],
+                    _parse_iso(dr["at"]),
+                    _parse_iso(dr["until"]) if dr.get("until") else None,
+                    dr.get("provider"),
+                )
             self._breakers[t] = b
 
 
 def _drain_dict(d: Drain) -> dict[str, Any]:
-    return {"reason": d.reason, "actor": d.actor, "at": _iso(d.at), "until": _iso(d.until) if d.until else None, "provider": d.provider}
+    return {
+        "reason": d.reason,
+        "actor": d.actor,
+        "at": _iso(d.at),
+        "until": _iso(d.until) if d.until else None,
+        "provider": d.provider,
+    }
 
 
 def _signature(routes: dict[str, RouteRanking], targets: dict[str, TableEntry], config_hash: str) -> object:
     """What makes a new version: every order, state, admissibility, exclusion and panic flag (not scores)."""
     return (
         config_hash,
-        tuple((n, r.panic, tuple((e.target, e.state, e.admissible, e.excluded_by) for e in r.entries)) for n, r in sorted(routes.items())),
+        tuple(
+            (n, r.panic, tuple((e.target, e.state, e.admissible, e.excluded_by) for e in r.entries))
+            for n, r in sorted(routes.items())
+        ),
         tuple((t, e.state, e.admissible) for t, e in sorted(targets.items())),
     )

@@ -50,8 +50,12 @@ class HealthLike(Protocol):
     def table(self) -> Table: ...
     def ingest_many(self, obs_list: Iterable[Observation]) -> OutcomeLike: ...
     def tick(self) -> OutcomeLike: ...
-    def drain(self, *, target: str | None = ..., provider: str | None = ..., reason: str, until: datetime | None, actor: str) -> OutcomeLike: ...
-    def undrain(self, *, target: str | None = ..., provider: str | None = ..., actor: str, reason: str = ...) -> OutcomeLike: ...
+    def drain(
+        self, *, target: str | None = ..., provider: str | None = ..., reason: str, until: datetime | None, actor: str
+    ) -> OutcomeLike: ...
+    def undrain(
+        self, *, target: str | None = ..., provider: str | None = ..., actor: str, reason: str = ...
+    ) -> OutcomeLike: ...
     def set_config(self, config: Config) -> OutcomeLike: ...
     def snapshot(self) -> dict[str, Any]: ...
 
@@ -89,7 +93,14 @@ class Pipeline:
         write_every: float = 0.25,
         write_batch: int = 2000,
     ) -> None:
-        self.store, self.health, self.publisher, self.bus, self.clock, self.metrics = store, health, publisher, bus, clock, metrics
+        self.store, self.health, self.publisher, self.bus, self.clock, self.metrics = (
+            store,
+            health,
+            publisher,
+            bus,
+            clock,
+            metrics,
+        )
         self._config = config
         self.batch_max = batch_max
         self.snapshot_every = snapshot_every
@@ -200,8 +211,11 @@ class Pipeline:
             if not self._unwritten:
                 self._write_due_at = asyncio.get_running_loop().time() + self.write_every
             self._unwritten.extend(batch)
-            if (self._task is None or len(self._unwritten) >= self.write_batch
-                    or asyncio.get_running_loop().time() >= self._write_due_at):
+            if (
+                self._task is None
+                or len(self._unwritten) >= self.write_batch
+                or asyncio.get_running_loop().time() >= self._write_due_at
+            ):
                 await self._write_observations()
         self.processed += len(batch)
         if self.metrics is not None:
@@ -265,8 +279,12 @@ class Pipeline:
         if self.store_ok:  # one clear line per outage (a full disk fails every write, several a second)
             self.store_ok = False
             self._failures_at_outage = self.store_failures - 1
-            log.error("store %s failed (%s); serving the last durable table, not ready until writes succeed again; "
-                      "further failures are counted, not logged", op, exc)
+            log.error(
+                "store %s failed (%s); serving the last durable table, not ready until writes succeed again; "
+                "further failures are counted, not logged",
+                op,
+                exc,
+            )
         else:
             log.debug("store %s failed again (%s)", op, exc)
 
@@ -275,17 +293,28 @@ class Pipeline:
             self.store_ok = True
             if self.metrics is not None:
                 self.metrics.ready.set(1)
-            log.warning("store writes succeed again after %d failed writes", self.store_failures - self._failures_at_outage)
+            log.warning(
+                "store writes succeed again after %d failed writes", self.store_failures - self._failures_at_outage
+            )
 
     # -- operator actions and housekeeping (serialised with batches) ----------------------------
-    async def drain(self, *, target: str | None = None, provider: str | None = None, reason: str,
-                    until: datetime | None = None, actor: str) -> OutcomeLike:
+    async def drain(
+        self,
+        *,
+        target: str | None = None,
+        provider: str | None = None,
+        reason: str,
+        until: datetime | None = None,
+        actor: str,
+    ) -> OutcomeLike:
         async with self._lock:
             outcome = self.health.drain(target=target, provider=provider, reason=reason, until=until, actor=actor)
             await self._commit(outcome, snapshot=True)
         return outcome
 
-    async def undrain(self, *, target: str | None = None, provider: str | None = None, actor: str, reason: str = "") -> OutcomeLike:
+    async def undrain(
+        self, *, target: str | None = None, provider: str | None = None, actor: str, reason: str = ""
+    ) -> OutcomeLike:
         async with self._lock:
             outcome = self.health.undrain(target=target, provider=provider, actor=actor, reason=reason)
             await self._commit(outcome, snapshot=True)
@@ -295,9 +324,18 @@ class Pipeline:
         """Apply a new config to health; records `config.reloaded` (with the new hash) after its effects."""
         async with self._lock:
             outcome = self.health.set_config(config)
-            reloaded = Event("config.reloaded", self.clock.wall(), config.source,
-                             {"config_hash": config.hash, "actor": actor, "targets": len(config.targets()), "routes": len(config.routes)},
-                             config_hash=config.hash)
+            reloaded = Event(
+                "config.reloaded",
+                self.clock.wall(),
+                config.source,
+                {
+                    "config_hash": config.hash,
+                    "actor": actor,
+                    "targets": len(config.targets()),
+                    "routes": len(config.routes),
+                },
+                config_hash=config.hash,
+            )
             result = _Result(list(outcome.transitions), [*outcome.events, reloaded], outcome.table)
             await self._commit(result, snapshot=True)
         return result
@@ -313,6 +351,9 @@ class Pipeline:
         """Retention: prune raw observations, rollups and events past their configured age."""
         db = config.database
         return await asyncio.to_thread(
-            self.store.rollup_and_prune, self.clock.wall(), observation_retention=db.observation_retention,
-            rollup_retention=db.rollup_retention, event_retention=db.event_retention,
+            self.store.rollup_and_prune,
+            self.clock.wall(),
+            observation_retention=db.observation_retention,
+            rollup_retention=db.rollup_retention,
+            event_retention=db.event_retention,
         )

@@ -53,7 +53,9 @@ class TablePublisher:
         is a bug upstream (stale data republished as new) and raises ValueError."""
         with self._lock:
             if table.version <= self._current.version:
-                raise ValueError(f"table version {table.version} is not newer than the published version {self._current.version}")
+                raise ValueError(
+                    f"table version {table.version} is not newer than the published version {self._current.version}"
+                )
             self._current = table
             waiters, self._waiters = self._waiters, {}
         for loop, fut in waiters.items():

@@ -105,7 +105,9 @@ def _beats(challenger: float, incumbent: float, margin: float) -> bool:
     return challenger > incumbent + margin * abs(incumbent) + 1e-9
 
 
-def _sticky_order(names: list[str], scores: Mapping[str, float], idx: Mapping[str, int], previous: Sequence[str], margin: float) -> list[str]:
+def _sticky_order(
+    names: list[str], scores: Mapping[str, float], idx: Mapping[str, int], previous: Sequence[str], margin: float
+) -> list[str]:
     """Previous order first (for those still present), newcomers by score; then a target moves ahead of
     its neighbour only if it beats it by the margin. Deterministic for equal inputs."""
     present = set(names)
@@ -199,11 +201,29 @@ def rank_route(
     for t in order:
         rank += 1
         c = cands[t]
-        entries.append(entry_for(c, admissible=True, rank=rank, score_=scores[t], reason=c.reason, half_open_share=ranking.half_open_share))
+        entries.append(
+            entry_for(
+                c,
+                admissible=True,
+                rank=rank,
+                score_=scores[t],
+                reason=c.reason,
+                half_open_share=ranking.half_open_share,
+            )
+        )
     for t in least_bad:
         rank += 1
         c = cands[t]
-        entries.append(entry_for(c, admissible=True, rank=rank, score_=scores[t], reason=c.reason + PANIC_SUFFIX, half_open_share=ranking.half_open_share))
+        entries.append(
+            entry_for(
+                c,
+                admissible=True,
+                rank=rank,
+                score_=scores[t],
+                reason=c.reason + PANIC_SUFFIX,
+                half_open_share=ranking.half_open_share,
+            )
+        )
     placed = set(order) | set(least_bad)
     for t in route.targets:
         c = cands.get(t)
@@ -211,6 +231,13 @@ def rank_route(
             continue
         why = excluded.get(t)
         entries.append(
-            entry_for(c, admissible=False, rank=None, score_=None, reason=excluded_reason(why) if why else c.reason, excluded_by=why)
+            entry_for(
+                c,
+                admissible=False,
+                rank=None,
+                score_=None,
+                reason=excluded_reason(why) if why else c.reason,
+                excluded_by=why,
+            )
         )
     return RouteRanking(route=route.name, entries=tuple(entries), panic=panic)

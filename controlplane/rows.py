@@ -53,7 +53,10 @@ class ObservationRow(SQLModel, table=True):
     # ids are never reused after pruning (SQLite), so "newest" stays unambiguous
     __table_args__ = {"sqlite_autoincrement": True}
 
-    id: int | None = Field(default=None, sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True))
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    )
     target: str = Field(sa_column=Column(String(300), index=True, nullable=False))
     provider: str = Field(max_length=100)
     at: datetime = _utc_col(index=True)
@@ -104,7 +107,10 @@ class EventRow(SQLModel, table=True):
     __tablename__ = "events"
     __table_args__ = {"sqlite_autoincrement": True}
 
-    id: int | None = Field(default=None, sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True))
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    )
     type: str = Field(sa_column=Column(String(64), index=True, nullable=False))
     at: datetime = _utc_col(index=True)
     subject: str = Field(max_length=300)

@@ -119,15 +119,28 @@ class Runtime:
         await asyncio.to_thread(self.store.save_health, self.health.snapshot(), table if fresh else None)
         self.table_source = TablePublisher(table)
         observe_table(self.metrics, table)
-        self.sink = Pipeline(store=self.store, health=self.health, publisher=self.table_source, bus=self.bus,
-                             clock=self.clock, metrics=self.metrics, config=lambda: self.config)
+        self.sink = Pipeline(
+            store=self.store,
+            health=self.health,
+            publisher=self.table_source,
+            bus=self.bus,
+            clock=self.clock,
+            metrics=self.metrics,
+            config=lambda: self.config,
+        )
         if self.webhooks_enabled:
             self._start_webhooks()
         self.sink.start()
         self.session = aiohttp.ClientSession(headers={"User-Agent": "turnout-probe/0.1"})
         self.scheduler = ProbeScheduler(
-            cfg, self.clock, session=self.session, sink=self.sink, adapter_for=self._adapter_for or _registry_adapter,
-            metrics=self.metrics, health=self.health, kinds=(self._kinds or PROBE_KINDS) if self.probes_enabled else {},
+            cfg,
+            self.clock,
+            session=self.session,
+            sink=self.sink,
+            adapter_for=self._adapter_for or _registry_adapter,
+            metrics=self.metrics,
+            health=self.health,
+            kinds=(self._kinds or PROBE_KINDS) if self.probes_enabled else {},
         )
         self.scheduler.add_periodic("tick", self.sink.tick, TICK_INTERVAL)
         self.scheduler.add_periodic("housekeeping", lambda: self.sink.housekeeping(self.config), HOUSEKEEPING_INTERVAL)
@@ -135,8 +148,13 @@ class Runtime:
             self.scheduler.start()
         self.metrics.ready.set(1)
         self.started = True
-        log.info("control plane started: %d targets, %d routes, %d probe jobs, table v%d",
-                 len(cfg.targets()), len(cfg.routes), len(self.scheduler.jobs), table.version)
+        log.info(
+            "control plane started: %d targets, %d routes, %d probe jobs, table v%d",
+            len(cfg.targets()),
+            len(cfg.routes),
+            len(self.scheduler.jobs),
+            table.version,
+        )
 
     def _start_webhooks(self) -> None:
         try:
@@ -162,12 +180,21 @@ class Runtime:
         log.info("control plane stopped at table v%d", self.table_source.current().version)
 
     # -- operator actions -------------------------------------------------------------------------
-    async def drain(self, *, target: str | None = None, provider: str | None = None, reason: str,
-                    until: datetime | None = None, actor: str) -> OutcomeLike:
+    async def drain(
+        self,
+        *,
+        target: str | None = None,
+        provider: str | None = None,
+        reason: str,
+        until: datetime | None = None,
+        actor: str,
+    ) -> OutcomeLike:
         """Drain a target (or every target of a provider); audited as an event, survives restarts."""
         return await self.sink.drain(target=target, provider=provider, reason=reason, until=until, actor=actor)
 
-    async def undrain(self, *, target: str | None = None, provider: str | None = None, actor: str, reason: str = "") -> OutcomeLike:
+    async def undrain(
+        self, *, target: str | None = None, provider: str | None = None, actor: str, reason: str = ""
+    ) -> OutcomeLike:
         return await self.sink.undrain(target=target, provider=provider, actor=actor, reason=reason)
 
     async def reload_config(self, *, actor: str = "system") -> Config:
@@ -175,7 +202,9 @@ class Runtime:
         if not self.config_path:
             from controlplane.errors import ConfigError
 
-            raise ConfigError(self.config.source, "", "this runtime was not started from a file", "start with turnout serve -c FILE")
+            raise ConfigError(
+                self.config.source, "", "this runtime was not started from a file", "start with turnout serve -c FILE"
+            )
         cfg = await asyncio.to_thread(load_config, self.config_path)
         await self.apply_config(cfg, actor=actor)
         return cfg
@@ -193,8 +222,10 @@ class Runtime:
     def status(self) -> dict[str, Any]:
         """A short liveness summary (for /readyz and logs)."""
         return {
-            "started": self.started, "table_version": self.table_source.current().version if self.table_source else None,
-            "config_hash": self.config.hash, "observations": self.sink.processed if self.sink else 0,
+            "started": self.started,
+            "table_version": self.table_source.current().version if self.table_source else None,
+            "config_hash": self.config.hash,
+            "observations": self.sink.processed if self.sink else 0,
         }
 
 

@@ -37,7 +37,16 @@ if TYPE_CHECKING:
     from adapters.base import Adapter
     from controlplane.runtime import ObservationSink
 
-__all__ = ["ProbeJob", "ProbeScheduler", "ShouldProbe", "plan_jobs", "first_delay", "next_delay", "unit_hash", "START_SPREAD_MAX"]
+__all__ = [
+    "ProbeJob",
+    "ProbeScheduler",
+    "ShouldProbe",
+    "plan_jobs",
+    "first_delay",
+    "next_delay",
+    "unit_hash",
+    "START_SPREAD_MAX",
+]
 
 log = logging.getLogger("turnout.scheduler")
 
@@ -61,7 +70,11 @@ class ProbeJob:
 
     @property
     def key(self) -> str:
-        return f"{self.kind}:{self.target.provider}" if self.kind in PROVIDER_LEVEL_KINDS else f"{self.kind}:{self.target.key}"
+        return (
+            f"{self.kind}:{self.target.provider}"
+            if self.kind in PROVIDER_LEVEL_KINDS
+            else f"{self.kind}:{self.target.key}"
+        )
 
 
 # -- pure planning ------------------------------------------------------------------------------
@@ -114,7 +127,9 @@ class _JitterTrigger(BaseTrigger):  # type: ignore[misc]
         if previous_fire_time is None:
             return now + timedelta(seconds=first_delay(self.key, self.interval))
         self.fired = previous_fire_time
-        nxt = previous_fire_time + timedelta(seconds=next_delay(self.key, previous_fire_time.timestamp(), self.interval, self.jitter))
+        nxt = previous_fire_time + timedelta(
+            seconds=next_delay(self.key, previous_fire_time.timestamp(), self.interval, self.jitter)
+        )
         # Fell far behind (suspended host, overloaded loop): restart the rhythm from now instead of bursting.
         return nxt if nxt > now - timedelta(seconds=self.interval) else now
 
@@ -170,7 +185,9 @@ class ProbeScheduler:
             for key, job in self.jobs.items():
                 if old.get(key) != job:
                     self._add_aps_job(job)
-        self._manual_next = {k: v for k, v in self._manual_next.items() if k in self.jobs and old.get(k) == self.jobs[k]}
+        self._manual_next = {
+            k: v for k, v in self._manual_next.items() if k in self.jobs and old.get(k) == self.jobs[k]
+        }
 
     def job_for(self, target: TargetRef | str, kind: str) -> ProbeJob | None:
         key = target.key if isinstance(target, TargetRef) else target
@@ -213,12 +230,24 @@ class ProbeScheduler:
                 self._skipped(job.target, kind, skip.reason)
                 return []
             except TimeoutError:
-                observations = self._classified(report, kind, Classification(
-                    ErrorClass.TIMEOUT, code="probe_timeout", detail=f"{kind} probe cut at its {job.timeout:g}s deadline"))
+                observations = self._classified(
+                    report,
+                    kind,
+                    Classification(
+                        ErrorClass.TIMEOUT,
+                        code="probe_timeout",
+                        detail=f"{kind} probe cut at its {job.timeout:g}s deadline",
+                    ),
+                )
             except Exception as exc:  # a bug in a probe or adapter: classify it, log one line, carry on
                 log.warning("%s probe of %s raised %s", kind, job.target, type(exc).__name__)
-                observations = self._classified(report, kind, Classification(
-                    ErrorClass.BAD_RESPONSE, code="probe_error", detail=f"probe raised {type(exc).__name__}"))
+                observations = self._classified(
+                    report,
+                    kind,
+                    Classification(
+                        ErrorClass.BAD_RESPONSE, code="probe_error", detail=f"probe raised {type(exc).__name__}"
+                    ),
+                )
             duration = self.clock.monotonic() - started
         if self.metrics is not None:
             observe_probe(self.metrics, job.target.key, kind, duration)
@@ -269,8 +298,16 @@ class ProbeScheduler:
         """A housekeeping coroutine (health tick, rollups) run every `interval` seconds once started."""
         self._periodic[name] = (fn, interval)
         if self._aps is not None:
-            self._aps.add_job(self._run_periodic, IntervalTrigger(seconds=interval), args=(name,), id=f"periodic:{name}",
-                              replace_existing=True, coalesce=True, max_instances=1, misfire_grace_time=None)
+            self._aps.add_job(
+                self._run_periodic,
+                IntervalTrigger(seconds=interval),
+                args=(name,),
+                id=f"periodic:{name}",
+                replace_existing=True,
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=None,
+            )
 
     async def _run_periodic(self, name: str) -> None:
         fn, _ = self._periodic[name]
@@ -283,12 +320,19 @@ class ProbeScheduler:
         """Start firing jobs on the running event loop."""
         if self._aps is not None:
             return
-        self._aps = AsyncIOScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
+        self._aps = AsyncIOScheduler(
+            timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+        )
         for job in self.jobs.values():
             self._add_aps_job(job)
         for name, (_, interval) in self._periodic.items():
-            self._aps.add_job(self._run_periodic, IntervalTrigger(seconds=interval), args=(name,), id=f"periodic:{name}",
-                              replace_existing=True)
+            self._aps.add_job(
+                self._run_periodic,
+                IntervalTrigger(seconds=interval),
+                args=(name,),
+                id=f"periodic:{name}",
+                replace_existing=True,
+            )
         self._aps.start()
 
     def _add_aps_job(self, job: ProbeJob) -> None:
@@ -324,4 +368,3 @@ class ProbeScheduler:
     @property
     def running(self) -> bool:
         return self._aps is not None
-

@@ -45,8 +45,24 @@ EventHook = Callable[[Session, list[Event]], None]
 UPTIME_EXCLUDED_KINDS = frozenset({"status_page"})
 # Classes that say nothing about the target (the caller's own mistake).
 _NEUTRAL = frozenset({ErrorClass.CLIENT_ERROR})
-_OBSERVATION_COLUMNS = ("target", "provider", "at", "source", "kind", "error_class", "latency_s", "ttft_s", "tokens_per_s",
-                        "status", "headroom", "retry_after_s", "scope", "code", "detail", "extra")
+_OBSERVATION_COLUMNS = (
+    "target",
+    "provider",
+    "at",
+    "source",
+    "kind",
+    "error_class",
+    "latency_s",
+    "ttft_s",
+    "tokens_per_s",
+    "status",
+    "headroom",
+    "retry_after_s",
+    "scope",
+    "code",
+    "detail",
+    "extra",
+)
 _SCHEMA_LOCK = 0x7363686D  # advisory lock key serialising schema migrations between processes
 KEEP_TABLES = 50  # published tables kept for history / debugging
 
@@ -116,8 +132,8 @@ class Store:
                 s.commit()
         except SQLAlchemyError as exc:
             raise StoreError("migrate", _brief(exc)) from None
-        for col in added:
-            log.info("store: added column %s", col)
+        for added_col in added:
+            log.info("store: added column %s", added_col)
         return SCHEMA_VERSION
 
     def _add_missing_columns(self) -> list[str]:
@@ -136,7 +152,11 @@ class Store:
                     if col.default is not None and getattr(col.default, "is_scalar", False):
                         default = f" DEFAULT {_sql_literal(getattr(col.default, 'arg', ''))}"
                     elif not col.nullable:
-                        default = " DEFAULT 0" if ddl_type.upper() in ("INTEGER", "BIGINT", "FLOAT", "REAL") else " DEFAULT ''"
+                        default = (
+                            " DEFAULT 0"
+                            if ddl_type.upper() in ("INTEGER", "BIGINT", "FLOAT", "REAL")
+                            else " DEFAULT ''"
+                        )
                     conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{col.name}" {ddl_type}{default}'))
                     added.append(f"{table.name}.{col.name}")
         return added
@@ -171,11 +191,26 @@ class Store:
                     self._fold(rollups, o, at, second)
                     continue
                 live_ok_second[o.target] = second
-            rows.append((
-                o.target, o.target.partition("/")[0], bulk.datetime_param(at), str(o.source), o.kind, str(o.error_class),
-                o.latency_s, o.ttft_s, o.tokens_per_s, o.status, o.headroom, o.retry_after_s, str(o.scope),
-                (o.code or None) and o.code[:200], o.detail[:1000], json.dumps(o.extra, default=str) if o.extra else "{}",
-            ))
+            rows.append(
+                (
+                    o.target,
+                    o.target.partition("/")[0],
+                    bulk.datetime_param(at),
+                    str(o.source),
+                    o.kind,
+                    str(o.error_class),
+                    o.latency_s,
+                    o.ttft_s,
+                    o.tokens_per_s,
+                    o.status,
+                    o.headroom,
+                    o.retry_after_s,
+                    str(o.scope),
+                    (o.code or None) and o.code[:200],
+                    o.detail[:1000],
+                    json.dumps(o.extra, default=str) if o.extra else "{}",
+                )
+            )
             self._fold(rollups, o, at, second)
         upsert = self._rollup_insert()
         sums = [tuple(upsert_value(r[c]) for c, upsert_value in self._rollup_params) for r in rollups.values()]
@@ -217,15 +252,24 @@ class Store:
         if self._rollup_bulk is None:
             summed = [*CLASS_COLUMNS.values(), "latency_sum", "latency_count", "ttft_sum", "ttft_count"]
             columns = ["target", "minute", "provider", *summed]
-            self._rollup_bulk = BulkInsert(RollupRow.__tablename__, columns, self.engine.dialect,
-                                           conflict_keys=("target", "minute"), add_on_conflict=summed)
+            self._rollup_bulk = BulkInsert(
+                RollupRow.__tablename__,
+                columns,
+                self.engine.dialect,
+                conflict_keys=("target", "minute"),
+                add_on_conflict=summed,
+            )
             self._rollup_params = [(c, self._rollup_bulk.datetime_param if c == "minute" else _as_is) for c in columns]
         return self._rollup_bulk
 
     def latest_observations(self, target: str) -> dict[str, Observation]:
         """The newest observation of each kind for one target (kind → observation)."""
         with Session(self.engine) as s:
-            ids = sa_select(func.max(ObservationRow.id)).where(col(ObservationRow.target) == target).group_by(col(ObservationRow.kind))
+            ids = (
+                sa_select(func.max(ObservationRow.id))
+                .where(col(ObservationRow.target) == target)
+                .group_by(col(ObservationRow.kind))
+            )
             rows = s.exec(select(ObservationRow).where(col(ObservationRow.id).in_(ids))).all()
             return {r.kind: _row_to_obs(r) for r in rows}
 
@@ -239,17 +283,29 @@ class Store:
             return [_row_to_obs(r) for r in s.exec(q).all()]
 
     # -- rollups, uptime, retention ---------------------------------------------------------------
-    def rollup_and_prune(self, now: datetime, *, observation_retention: float, rollup_retention: float,
-                         event_retention: float | None = None) -> dict[str, int]:
+    def rollup_and_prune(
+        self,
+        now: datetime,
+        *,
+        observation_retention: float,
+        rollup_retention: float,
+        event_retention: float | None = None,
+    ) -> dict[str, int]:
         """Drop raw observations, rollups (and events) past their retention. Rollups are kept current on
         every write, so nothing needs rolling up here; the name says what the periodic job guarantees."""
         now = _utc(now)
         out: dict[str, int] = {}
         try:
             with Session(self.engine) as s:
-                r = s.execute(delete(ObservationRow).where(col(ObservationRow.at) < now - timedelta(seconds=observation_retention)))
+                r = s.execute(
+                    delete(ObservationRow).where(
+                        col(ObservationRow.at) < now - timedelta(seconds=observation_retention)
+                    )
+                )
                 out["observations"] = r.rowcount or 0  # type: ignore[attr-defined]
-                r = s.execute(delete(RollupRow).where(col(RollupRow.minute) < now - timedelta(seconds=rollup_retention)))
+                r = s.execute(
+                    delete(RollupRow).where(col(RollupRow.minute) < now - timedelta(seconds=rollup_retention))
+                )
                 out["rollups"] = r.rowcount or 0  # type: ignore[attr-defined]
                 if event_retention is not None:
                     r = s.execute(delete(EventRow).where(col(EventRow.at) < now - timedelta(seconds=event_retention)))
@@ -259,8 +315,9 @@ class Store:
             raise StoreError("prune", _brief(exc)) from None
         return out
 
-    def uptime(self, window_s: float, target: str | None = None, provider: str | None = None,
-               *, slo: float = 0.995) -> list[dict[str, Any]]:
+    def uptime(
+        self, window_s: float, target: str | None = None, provider: str | None = None, *, slo: float = 0.995
+    ) -> list[dict[str, Any]]:
         """Per target over the last `window_s`: uptime % (ok / (ok + failures); client errors and status-page
         hints excluded), counts by class, mean latency, and the share of the error budget (1 - slo) used."""
         since = _utc(self.clock.wall()) - timedelta(seconds=window_s)
@@ -284,10 +341,16 @@ class Store:
                 lat_n = int(row["latency_count"] or 0)
                 out.append(
                     {
-                        "target": row["target"], "provider": row["provider"], "window_s": window_s,
-                        "total": sum(by_class.values()), "ok": ok, "failed": failed, "by_class": by_class,
+                        "target": row["target"],
+                        "provider": row["provider"],
+                        "window_s": window_s,
+                        "total": sum(by_class.values()),
+                        "ok": ok,
+                        "failed": failed,
+                        "by_class": by_class,
                         "uptime_pct": None if up is None else round(up, 4),
-                        "error_budget_used": None if budget is None else round(budget, 4), "slo": slo,
+                        "error_budget_used": None if budget is None else round(budget, 4),
+                        "slo": slo,
                         "latency_mean_s": (float(row["latency_sum"]) / lat_n) if lat_n else None,
                     }
                 )
@@ -312,7 +375,13 @@ class Store:
                 for before in self._before_insert:
                     before(s)
                 rows = [
-                    EventRow(type=e.type, at=_utc(e.at), subject=e.subject, data=_json_safe(e.data), config_hash=e.config_hash)
+                    EventRow(
+                        type=e.type,
+                        at=_utc(e.at),
+                        subject=e.subject,
+                        data=_json_safe(e.data),
+                        config_hash=e.config_hash,
+                    )
                     for e in evs
                 ]
                 s.add_all(rows)
@@ -325,8 +394,9 @@ class Store:
             raise StoreError("append_events", _brief(exc)) from None
         return stored
 
-    def list_events(self, after: int | None = None, types: list[str] | None = None, limit: int = 100,
-                    subject: str | None = None) -> list[Event]:
+    def list_events(
+        self, after: int | None = None, types: list[str] | None = None, limit: int = 100, subject: str | None = None
+    ) -> list[Event]:
         """Events in id order. `after` given: those with id > after (oldest first, for paging forward);
         `after` None: the newest `limit` events, still in ascending id order."""
         q = select(EventRow)
@@ -341,7 +411,10 @@ class Store:
         with Session(self.engine) as s:
             rows = list(s.exec(q).all())
         rows.sort(key=lambda r: r.id or 0)
-        return [Event(type=r.type, at=_utc(r.at), subject=r.subject, data=dict(r.data), config_hash=r.config_hash, id=r.id) for r in rows]
+        return [
+            Event(type=r.type, at=_utc(r.at), subject=r.subject, data=dict(r.data), config_hash=r.config_hash, id=r.id)
+            for r in rows
+        ]
 
     # -- health snapshot and tables ---------------------------------------------------------------
     def save_health(self, snapshot: dict[str, Any], table: Table | None) -> None:
@@ -354,8 +427,14 @@ class Store:
                 if table is not None:
                     row.table_version = max(row.table_version, table.version)
                     if s.get(PublishedTableRow, table.version) is None:
-                        s.add(PublishedTableRow(version=table.version, published_at=_utc(table.published_at), data=table.to_dict()))
-                    s.execute(delete(PublishedTableRow).where(col(PublishedTableRow.version) <= table.version - KEEP_TABLES))
+                        s.add(
+                            PublishedTableRow(
+                                version=table.version, published_at=_utc(table.published_at), data=table.to_dict()
+                            )
+                        )
+                    s.execute(
+                        delete(PublishedTableRow).where(col(PublishedTableRow.version) <= table.version - KEEP_TABLES)
+                    )
                 s.add(row)
                 s.commit()
         except SQLAlchemyError as exc:
@@ -416,9 +495,21 @@ def _empty_rollup(target: str, provider: str, minute: datetime) -> dict[str, Any
 
 def _row_to_obs(r: ObservationRow) -> Observation:
     return Observation(
-        target=r.target, at=_utc(r.at), source=Source(r.source), kind=r.kind, error_class=ErrorClass(r.error_class),
-        latency_s=r.latency_s, ttft_s=r.ttft_s, tokens_per_s=r.tokens_per_s, status=r.status, headroom=r.headroom,
-        retry_after_s=r.retry_after_s, scope=Scope(r.scope), code=r.code, detail=r.detail, extra=dict(r.extra or {}),
+        target=r.target,
+        at=_utc(r.at),
+        source=Source(r.source),
+        kind=r.kind,
+        error_class=ErrorClass(r.error_class),
+        latency_s=r.latency_s,
+        ttft_s=r.ttft_s,
+        tokens_per_s=r.tokens_per_s,
+        status=r.status,
+        headroom=r.headroom,
+        retry_after_s=r.retry_after_s,
+        scope=Scope(r.scope),
+        code=r.code,
+        detail=r.detail,
+        extra=dict(r.extra or {}),
     )
 
 

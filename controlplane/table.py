@@ -93,7 +93,9 @@ class Table:
             published_at=datetime.fromisoformat(str(d["published_at"]).replace("Z", "+00:00")),
             config_hash=d.get("config_hash", ""),
             routes={
-                name: RouteRanking(route=name, entries=tuple(entry(e) for e in r["entries"]), panic=bool(r.get("panic")))
+                name: RouteRanking(
+                    route=name, entries=tuple(entry(e) for e in r["entries"]), panic=bool(r.get("panic"))
+                )
                 for name, r in d.get("routes", {}).items()
             },
             targets={k: entry(e) for k, e in d.get("targets", {}).items()},

@@ -201,7 +201,11 @@ class SlidingWindow:
         self._evict(now)
         if self._cache is not None and self._cache_gen == self._gen:
             return self._cache
-        recent = self._calls if len(self._calls) <= PERCENTILE_SAMPLES else list(islice(reversed(self._calls), PERCENTILE_SAMPLES))
+        recent = (
+            self._calls
+            if len(self._calls) <= PERCENTILE_SAMPLES
+            else list(islice(reversed(self._calls), PERCENTILE_SAMPLES))
+        )
         lat = sorted([c[3] for c in recent if c[3] is not None])
         ttft = sorted([c[4] for c in recent if c[4] is not None])
         self._cache = (_percentile(lat, 0.5), _percentile(lat, 0.95), _percentile(ttft, 0.5), _percentile(ttft, 0.95))

@@ -87,17 +87,29 @@ def _variables(d: Dashboard, *, provider: bool, route: bool) -> Dashboard:
     every = VariableOption(selected=True, text="All", value="$__all")
     if provider:
         d = d.with_variable(
-            QueryVariable("provider").label("Provider").datasource(DATASOURCE)
+            QueryVariable("provider")
+            .label("Provider")
+            .datasource(DATASOURCE)
             .query("label_values(turnout_target_up, provider)")
-            .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED).sort(VariableSort.ALPHABETICAL_ASC)
-            .multi(True).include_all(True).all_value(".*").current(every)
+            .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+            .sort(VariableSort.ALPHABETICAL_ASC)
+            .multi(True)
+            .include_all(True)
+            .all_value(".*")
+            .current(every)
         )
     if route:
         d = d.with_variable(
-            QueryVariable("route").label("Route").datasource(DATASOURCE)
+            QueryVariable("route")
+            .label("Route")
+            .datasource(DATASOURCE)
             .query("label_values(turnout_route_admissible_targets, route)")
-            .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED).sort(VariableSort.ALPHABETICAL_ASC)
-            .multi(True).include_all(True).all_value(".*").current(every)
+            .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+            .sort(VariableSort.ALPHABETICAL_ASC)
+            .multi(True)
+            .include_all(True)
+            .all_value(".*")
+            .current(every)
         )
     return d
 
@@ -121,103 +133,214 @@ def uptime_dashboard() -> Dashboard:
     d = (
         d.with_row(Row("Now"))
         .with_panel(
-            stat.Panel().title("Admissible targets per route").datasource(DATASOURCE).span(8).height(5)
+            stat.Panel()
+            .title("Admissible targets per route")
+            .datasource(DATASOURCE)
+            .span(8)
+            .height(5)
             .with_target(q(f"turnout_route_admissible_targets{{{R}}}", "{{route}}", instant=True))
             .thresholds(_thresholds((None, "red"), (1, "orange"), (2, "green")))
-            .color_mode(BigValueColorMode.BACKGROUND).graph_mode(BigValueGraphMode.NONE).reduce_options(_last())
+            .color_mode(BigValueColorMode.BACKGROUND)
+            .graph_mode(BigValueGraphMode.NONE)
+            .reduce_options(_last())
         )
         .with_panel(
-            stat.Panel().title("Targets by state").datasource(DATASOURCE).span(10).height(5)
+            stat.Panel()
+            .title("Targets by state")
+            .datasource(DATASOURCE)
+            .span(10)
+            .height(5)
             .with_target(q(f"sum by (state) (turnout_target_state{{{P}}})", "{{state}}", instant=True))
-            .graph_mode(BigValueGraphMode.NONE).reduce_options(_last())
+            .graph_mode(BigValueGraphMode.NONE)
+            .reduce_options(_last())
         )
         .with_panel(
-            stat.Panel().title("Table version").datasource(DATASOURCE).span(6).height(5)
+            stat.Panel()
+            .title("Table version")
+            .datasource(DATASOURCE)
+            .span(6)
+            .height(5)
             .with_target(q("max(turnout_table_version)", "version", instant=True))
-            .graph_mode(BigValueGraphMode.AREA).reduce_options(_last())
+            .graph_mode(BigValueGraphMode.AREA)
+            .reduce_options(_last())
         )
         .with_panel(
-            table.Panel().title("Current ranking (rank 1 = primary)").datasource(DATASOURCE).span(24).height(8)
+            table.Panel()
+            .title("Current ranking (rank 1 = primary)")
+            .datasource(DATASOURCE)
+            .span(24)
+            .height(8)
             .description("Admissible targets of each route in rank order, with their ranking score.")
             .with_target(q(f"turnout_route_target_rank{{{R}, {P}}} > 0", instant=True, table_format=True))
             .with_target(q(f"turnout_route_target_score{{{R}, {P}}}", instant=True, table_format=True))
         )
         .with_row(Row("Availability over the time range"))
         .with_panel(
-            bargauge.Panel().title("Availability per provider (time admissible)").datasource(DATASOURCE)
-            .span(8).height(8).unit("percentunit").min(0).max(1).reduce_options(_last())
-            .with_target(q(f"avg by (provider) (avg_over_time(turnout_target_up{{{P}}}[$__range]))", "{{provider}}", instant=True))
+            bargauge.Panel()
+            .title("Availability per provider (time admissible)")
+            .datasource(DATASOURCE)
+            .span(8)
+            .height(8)
+            .unit("percentunit")
+            .min(0)
+            .max(1)
+            .reduce_options(_last())
+            .with_target(
+                q(
+                    f"avg by (provider) (avg_over_time(turnout_target_up{{{P}}}[$__range]))",
+                    "{{provider}}",
+                    instant=True,
+                )
+            )
             .thresholds(_thresholds((None, "red"), (0.99, "orange"), (0.999, "green")))
         )
         .with_panel(
-            bargauge.Panel().title("Availability per target (time admissible)").datasource(DATASOURCE)
-            .span(8).height(8).unit("percentunit").min(0).max(1).reduce_options(_last())
-            .with_target(q(f"avg_over_time(turnout_target_up{{{P}}}[$__range])", "{{provider}}/{{model}}", instant=True))
+            bargauge.Panel()
+            .title("Availability per target (time admissible)")
+            .datasource(DATASOURCE)
+            .span(8)
+            .height(8)
+            .unit("percentunit")
+            .min(0)
+            .max(1)
+            .reduce_options(_last())
+            .with_target(
+                q(f"avg_over_time(turnout_target_up{{{P}}}[$__range])", "{{provider}}/{{model}}", instant=True)
+            )
             .thresholds(_thresholds((None, "red"), (0.99, "orange"), (0.999, "green")))
         )
         .with_panel(
-            bargauge.Panel().title("Success ratio per target (probes + live)").datasource(DATASOURCE)
-            .span(8).height(8).unit("percentunit").min(0).max(1).reduce_options(_last())
+            bargauge.Panel()
+            .title("Success ratio per target (probes + live)")
+            .datasource(DATASOURCE)
+            .span(8)
+            .height(8)
+            .unit("percentunit")
+            .min(0)
+            .max(1)
+            .reduce_options(_last())
             .description("ok observations / all observations except the callers' own client errors.")
-            .with_target(q(
-                f'sum by (provider, model) (increase(turnout_observations_total{{error_class="ok", {P}}}[$__range]))'
-                f' / sum by (provider, model) (increase(turnout_observations_total{{error_class!="client_error", {P}}}[$__range]))',
-                "{{provider}}/{{model}}", instant=True,
-            ))
+            .with_target(
+                q(
+                    f'sum by (provider, model) (increase(turnout_observations_total{{error_class="ok", {P}}}[$__range]))'
+                    f' / sum by (provider, model) (increase(turnout_observations_total{{error_class!="client_error", {P}}}[$__range]))',
+                    "{{provider}}/{{model}}",
+                    instant=True,
+                )
+            )
             .thresholds(_thresholds((None, "red"), (0.95, "orange"), (0.99, "green")))
         )
         .with_panel(
-            statetimeline.Panel().title("Breaker state timeline").datasource(DATASOURCE).span(24).height(9)
+            statetimeline.Panel()
+            .title("Breaker state timeline")
+            .datasource(DATASOURCE)
+            .span(24)
+            .height(9)
             .with_target(q(_STATE_EXPR, "{{provider}}/{{model}}"))
-            .mappings([state_map]).merge_values(True).fill_opacity(80)
+            .mappings([state_map])
+            .merge_values(True)
+            .fill_opacity(80)
         )
         .with_row(Row("Latency"))
-        .with_panel(ts(
-            "Upstream latency p50 / p95", "s",
-            *(q(f"histogram_quantile({qq}, sum by (le, provider, model) (rate(turnout_latency_seconds_bucket{{{P}}}[$__rate_interval])))",
-                f"p{int(qq * 100)} {{{{provider}}}}/{{{{model}}}}") for qq in (0.5, 0.95)),
-        ))
-        .with_panel(ts(
-            "Time to first token p50 / p95", "s",
-            *(q(f"histogram_quantile({qq}, sum by (le, provider, model) (rate(turnout_ttft_seconds_bucket{{{P}}}[$__rate_interval])))",
-                f"p{int(qq * 100)} {{{{provider}}}}/{{{{model}}}}") for qq in (0.5, 0.95)),
-        ))
-        .with_panel(ts(
-            "Probe duration p95 by kind", "s",
-            q(f"histogram_quantile(0.95, sum by (le, provider, kind) (rate(turnout_probe_duration_seconds_bucket{{{P}}}[$__rate_interval])))",
-              "{{provider}} {{kind}}"),
-        ))
-        .with_panel(ts("Output tokens per second", "none", q(f"turnout_tokens_per_second{{{P}}}", "{{provider}}/{{model}}")))
+        .with_panel(
+            ts(
+                "Upstream latency p50 / p95",
+                "s",
+                *(
+                    q(
+                        f"histogram_quantile({qq}, sum by (le, provider, model) (rate(turnout_latency_seconds_bucket{{{P}}}[$__rate_interval])))",
+                        f"p{int(qq * 100)} {{{{provider}}}}/{{{{model}}}}",
+                    )
+                    for qq in (0.5, 0.95)
+                ),
+            )
+        )
+        .with_panel(
+            ts(
+                "Time to first token p50 / p95",
+                "s",
+                *(
+                    q(
+                        f"histogram_quantile({qq}, sum by (le, provider, model) (rate(turnout_ttft_seconds_bucket{{{P}}}[$__rate_interval])))",
+                        f"p{int(qq * 100)} {{{{provider}}}}/{{{{model}}}}",
+                    )
+                    for qq in (0.5, 0.95)
+                ),
+            )
+        )
+        .with_panel(
+            ts(
+                "Probe duration p95 by kind",
+                "s",
+                q(
+                    f"histogram_quantile(0.95, sum by (le, provider, kind) (rate(turnout_probe_duration_seconds_bucket{{{P}}}[$__rate_interval])))",
+                    "{{provider}} {{kind}}",
+                ),
+            )
+        )
+        .with_panel(
+            ts("Output tokens per second", "none", q(f"turnout_tokens_per_second{{{P}}}", "{{provider}}/{{model}}"))
+        )
         .with_row(Row("Errors, capacity and failovers"))
-        .with_panel(ts(
-            "Observations by error class", "ops",
-            q(f'sum by (error_class) (rate(turnout_observations_total{{error_class!="ok", {P}}}[$__rate_interval]))', "{{error_class}}"),
-            desc="Failed probe and live outcomes per second, by the error class the adapters assigned.",
-        ))
-        .with_panel(ts(
-            "Capacity headroom", "percentunit",
-            q(f"turnout_capacity_headroom_ratio{{{P}}}", "{{provider}}/{{model}}"),
-            desc="Remaining / limit of the binding rate-limit dimension, from the providers' headers.",
-        ))
-        .with_panel(ts(
-            "Breaker transitions", "short",
-            q(f"sum by (provider, model, to_state) (increase(turnout_state_transitions_total{{{P}}}[$__rate_interval]))",
-              "{{provider}}/{{model}} → {{to_state}}"),
-        ))
-        .with_panel(ts(
-            "Failovers inside requests, by reason", "short",
-            q(f"sum by (route, reason) (increase(turnout_dataplane_failovers_total{{{R}}}[$__rate_interval]))", "{{route}}: {{reason}}"),
-        ))
+        .with_panel(
+            ts(
+                "Observations by error class",
+                "ops",
+                q(
+                    f'sum by (error_class) (rate(turnout_observations_total{{error_class!="ok", {P}}}[$__rate_interval]))',
+                    "{{error_class}}",
+                ),
+                desc="Failed probe and live outcomes per second, by the error class the adapters assigned.",
+            )
+        )
+        .with_panel(
+            ts(
+                "Capacity headroom",
+                "percentunit",
+                q(f"turnout_capacity_headroom_ratio{{{P}}}", "{{provider}}/{{model}}"),
+                desc="Remaining / limit of the binding rate-limit dimension, from the providers' headers.",
+            )
+        )
+        .with_panel(
+            ts(
+                "Breaker transitions",
+                "short",
+                q(
+                    f"sum by (provider, model, to_state) (increase(turnout_state_transitions_total{{{P}}}[$__rate_interval]))",
+                    "{{provider}}/{{model}} → {{to_state}}",
+                ),
+            )
+        )
+        .with_panel(
+            ts(
+                "Failovers inside requests, by reason",
+                "short",
+                q(
+                    f"sum by (route, reason) (increase(turnout_dataplane_failovers_total{{{R}}}[$__rate_interval]))",
+                    "{{route}}: {{reason}}",
+                ),
+            )
+        )
         .with_row(Row("Control plane"))
-        .with_panel(ts(
-            "Probe scheduler lag p95", "s",
-            q("histogram_quantile(0.95, sum by (le) (rate(turnout_scheduler_lag_seconds_bucket[$__rate_interval])))", "p95 lag"),
-            w=8,
-        ))
-        .with_panel(ts(
-            "Webhook deliveries by outcome", "ops",
-            q("sum by (outcome) (rate(turnout_webhook_deliveries_total[$__rate_interval]))", "{{outcome}}"), w=8,
-        ))
+        .with_panel(
+            ts(
+                "Probe scheduler lag p95",
+                "s",
+                q(
+                    "histogram_quantile(0.95, sum by (le) (rate(turnout_scheduler_lag_seconds_bucket[$__rate_interval])))",
+                    "p95 lag",
+                ),
+                w=8,
+            )
+        )
+        .with_panel(
+            ts(
+                "Webhook deliveries by outcome",
+                "ops",
+                q("sum by (outcome) (rate(turnout_webhook_deliveries_total[$__rate_interval]))", "{{outcome}}"),
+                w=8,
+            )
+        )
         .with_panel(ts("Webhook queue depth", "short", q("max(turnout_webhook_queue_depth)", "waiting"), w=8))
     )
     return d
@@ -240,59 +363,118 @@ def dataplane_dashboard() -> Dashboard:
     every = f'sum(rate(turnout_dataplane_requests_total{{outcome!~"client_error|client_gone", {R}}}[$__rate_interval]))'
     d = (
         d.with_row(Row("Traffic"))
-        .with_panel(ts(
-            "Requests by route and outcome", "reqps",
-            q(f"sum by (route, outcome) (rate(turnout_dataplane_requests_total{{{R}}}[$__rate_interval]))", "{{route}} {{outcome}}"),
-        ))
-        .with_panel(ts(
-            "Error ratio (spends the error budget)", "percentunit",
-            q(f"({errors} or vector(0)) / {every}", "error ratio"),
-            desc="Requests that ended in anything but ok, over all requests except client errors and disconnects (SLO 99.5 %).",
-        ))
-        .with_panel(ts(
-            "Request duration p50 / p95 / p99", "s",
-            *(q(f"histogram_quantile({qq}, sum by (le, route) (rate(turnout_dataplane_request_duration_seconds_bucket{{{R}}}[$__rate_interval])))",
-                f"p{int(qq * 100)} {{{{route}}}}") for qq in (0.5, 0.95, 0.99)),
-        ))
-        .with_panel(ts(
-            "Upstream attempts per request", "short",
-            q(f"sum by (route) (rate(turnout_dataplane_attempts_total{{{R}}}[$__rate_interval]))"
-              f" / sum by (route) (rate(turnout_dataplane_requests_total{{{R}}}[$__rate_interval]))", "{{route}}"),
-        ))
+        .with_panel(
+            ts(
+                "Requests by route and outcome",
+                "reqps",
+                q(
+                    f"sum by (route, outcome) (rate(turnout_dataplane_requests_total{{{R}}}[$__rate_interval]))",
+                    "{{route}} {{outcome}}",
+                ),
+            )
+        )
+        .with_panel(
+            ts(
+                "Error ratio (spends the error budget)",
+                "percentunit",
+                q(f"({errors} or vector(0)) / {every}", "error ratio"),
+                desc="Requests that ended in anything but ok, over all requests except client errors and disconnects (SLO 99.5 %).",
+            )
+        )
+        .with_panel(
+            ts(
+                "Request duration p50 / p95 / p99",
+                "s",
+                *(
+                    q(
+                        f"histogram_quantile({qq}, sum by (le, route) (rate(turnout_dataplane_request_duration_seconds_bucket{{{R}}}[$__rate_interval])))",
+                        f"p{int(qq * 100)} {{{{route}}}}",
+                    )
+                    for qq in (0.5, 0.95, 0.99)
+                ),
+            )
+        )
+        .with_panel(
+            ts(
+                "Upstream attempts per request",
+                "short",
+                q(
+                    f"sum by (route) (rate(turnout_dataplane_attempts_total{{{R}}}[$__rate_interval]))"
+                    f" / sum by (route) (rate(turnout_dataplane_requests_total{{{R}}}[$__rate_interval]))",
+                    "{{route}}",
+                ),
+            )
+        )
         .with_row(Row("Targets and failovers"))
-        .with_panel(ts(
-            "Attempts by target and error class", "ops",
-            q(f"sum by (provider, model, error_class) (rate(turnout_dataplane_attempts_total{{{R}, {P}}}[$__rate_interval]))",
-              "{{provider}}/{{model}} {{error_class}}"),
-        ))
-        .with_panel(ts(
-            "Failovers by reason", "short",
-            q(f"sum by (reason) (increase(turnout_dataplane_failovers_total{{{R}}}[$__rate_interval]))", "{{reason}}"),
-        ))
-        .with_panel(ts(
-            "Live TTFT p95 by target", "s",
-            q(f'histogram_quantile(0.95, sum by (le, provider, model) (rate(turnout_ttft_seconds_bucket{{source="live", {P}}}[$__rate_interval])))',
-              "{{provider}}/{{model}}"),
-        ))
-        .with_panel(ts(
-            "Primary per route (rank 1)", "short",
-            q(f"turnout_route_target_rank{{{R}, {P}}} == 1", "{{route}}: {{provider}}/{{model}}"),
-            desc="Which target each route sends traffic to first; a step is a failover of the primary.",
-        ))
+        .with_panel(
+            ts(
+                "Attempts by target and error class",
+                "ops",
+                q(
+                    f"sum by (provider, model, error_class) (rate(turnout_dataplane_attempts_total{{{R}, {P}}}[$__rate_interval]))",
+                    "{{provider}}/{{model}} {{error_class}}",
+                ),
+            )
+        )
+        .with_panel(
+            ts(
+                "Failovers by reason",
+                "short",
+                q(
+                    f"sum by (reason) (increase(turnout_dataplane_failovers_total{{{R}}}[$__rate_interval]))",
+                    "{{reason}}",
+                ),
+            )
+        )
+        .with_panel(
+            ts(
+                "Live TTFT p95 by target",
+                "s",
+                q(
+                    f'histogram_quantile(0.95, sum by (le, provider, model) (rate(turnout_ttft_seconds_bucket{{source="live", {P}}}[$__rate_interval])))',
+                    "{{provider}}/{{model}}",
+                ),
+            )
+        )
+        .with_panel(
+            ts(
+                "Primary per route (rank 1)",
+                "short",
+                q(f"turnout_route_target_rank{{{R}, {P}}} == 1", "{{route}}: {{provider}}/{{model}}"),
+                desc="Which target each route sends traffic to first; a step is a failover of the primary.",
+            )
+        )
         .with_row(Row("Tokens and spend"))
-        .with_panel(ts(
-            "Tokens per second by direction", "short",
-            q(f"sum by (route, direction) (rate(turnout_dataplane_tokens_total{{{R}}}[$__rate_interval]))", "{{route}} {{direction}}"),
-            w=8,
-        ))
-        .with_panel(ts(
-            "Upstream spend (USD per hour)", "currencyUSD",
-            q(f"sum by (route) (rate(turnout_dataplane_cost_usd_total{{{R}}}[$__rate_interval])) * 3600", "{{route}}"), w=8,
-        ))
-        .with_panel(ts(
-            "Live outcome reports dropped", "short",
-            q("sum(increase(turnout_dataplane_reports_dropped_total[$__rate_interval]))", "dropped"), w=8,
-        ))
+        .with_panel(
+            ts(
+                "Tokens per second by direction",
+                "short",
+                q(
+                    f"sum by (route, direction) (rate(turnout_dataplane_tokens_total{{{R}}}[$__rate_interval]))",
+                    "{{route}} {{direction}}",
+                ),
+                w=8,
+            )
+        )
+        .with_panel(
+            ts(
+                "Upstream spend (USD per hour)",
+                "currencyUSD",
+                q(
+                    f"sum by (route) (rate(turnout_dataplane_cost_usd_total{{{R}}}[$__rate_interval])) * 3600",
+                    "{{route}}",
+                ),
+                w=8,
+            )
+        )
+        .with_panel(
+            ts(
+                "Live outcome reports dropped",
+                "short",
+                q("sum(increase(turnout_dataplane_reports_dropped_total[$__rate_interval]))", "dropped"),
+                w=8,
+            )
+        )
     )
     return d
 
@@ -310,7 +492,10 @@ def _number_panels(model: dict[str, Any]) -> dict[str, Any]:
 def build_all() -> dict[str, str]:
     """File name → JSON text of every dashboard."""
     out = {}
-    for name, builder in (("turnout-uptime.json", uptime_dashboard()), ("turnout-dataplane.json", dataplane_dashboard())):
+    for name, builder in (
+        ("turnout-uptime.json", uptime_dashboard()),
+        ("turnout-dataplane.json", dataplane_dashboard()),
+    ):
         model = json.loads(json.dumps(builder.build(), cls=JSONEncoder))
         out[name] = json.dumps(_number_panels(model), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     return out

@@ -18,12 +18,18 @@ import orjson
 
 from adapters.base import Adapter, StreamItem, StreamTranslator, UpstreamRequest
 from adapters.calls import MAX_BODY_BYTES
-from dataplane.selection import Candidate
-from dataplane.http.upstream import (UpstreamBodyTooLarge, UpstreamClosed, UpstreamConnectError, UpstreamPool,
-                                UpstreamProtocolError, UpstreamResponse)
 from controlplane.clock import Clock
 from controlplane.domain import Classification, ErrorClass, Headroom
 from controlplane.errors import ProviderError
+from dataplane.http.upstream import (
+    UpstreamBodyTooLarge,
+    UpstreamClosed,
+    UpstreamConnectError,
+    UpstreamPool,
+    UpstreamProtocolError,
+    UpstreamResponse,
+)
+from dataplane.selection import Candidate
 
 __all__ = ["Timeouts", "Opened", "StreamEnd", "UpstreamAttempt", "ClientGone", "sse_error_event"]
 
@@ -96,7 +102,12 @@ def _before_answer(exc: Exception) -> Classification:
 
 def sse_error_event(c: Classification) -> bytes:
     """The OpenAI-style mid-stream error event that ends a client stream."""
-    err = {"message": c.detail or f"upstream {c.error_class}", "type": "upstream_error", "code": str(c.error_class), "param": None}
+    err = {
+        "message": c.detail or f"upstream {c.error_class}",
+        "type": "upstream_error",
+        "code": str(c.error_class),
+        "param": None,
+    }
     return b"data: " + orjson.dumps({"error": err}) + b"\n\n"
 
 
@@ -163,7 +174,9 @@ class UpstreamAttempt:
                 return Opened(_before_answer(exc))
             if not isinstance(exc, _READ_ERRORS):
                 raise
-            return Opened(_fail(ErrorClass.BAD_RESPONSE, f"response body cut short or unreadable: {_why(exc)}", resp.status))
+            return Opened(
+                _fail(ErrorClass.BAD_RESPONSE, f"response body cut short or unreadable: {_why(exc)}", resp.status)
+            )
         latency = self._clock.monotonic() - self._t0
         headroom = self._headroom(resp)
         if not ok_status:
@@ -173,9 +186,18 @@ class UpstreamAttempt:
         except ProviderError as exc:
             return Opened(exc.classification, latency_s=latency, headroom=headroom)
         except Exception as exc:  # an adapter bug on odd input is still a bad answer, never a crash
-            return Opened(_fail(ErrorClass.BAD_RESPONSE, f"unreadable response: {type(exc).__name__}", resp.status), latency_s=latency)
-        return Opened(Classification(ErrorClass.OK, status=resp.status), latency_s=latency, ttft_s=latency,
-                      headroom=headroom, body=body, response=parsed)
+            return Opened(
+                _fail(ErrorClass.BAD_RESPONSE, f"unreadable response: {type(exc).__name__}", resp.status),
+                latency_s=latency,
+            )
+        return Opened(
+            Classification(ErrorClass.OK, status=resp.status),
+            latency_s=latency,
+            ttft_s=latency,
+            headroom=headroom,
+            body=body,
+            response=parsed,
+        )
 
     def _headroom(self, resp: UpstreamResponse) -> Headroom | None:
         try:
@@ -191,8 +213,12 @@ class UpstreamAttempt:
         except TimeoutError:
             return Opened(_fail(ErrorClass.TIMEOUT, "error body not complete in time", resp.status), headroom=headroom)
         except _READ_ERRORS as exc:
-            return Opened(_fail(ErrorClass.BAD_RESPONSE, f"error body cut short: {_why(exc)}", resp.status), headroom=headroom)
-        return Opened(self._classify(resp, body), latency_s=self._clock.monotonic() - self._t0, headroom=headroom, body=body)
+            return Opened(
+                _fail(ErrorClass.BAD_RESPONSE, f"error body cut short: {_why(exc)}", resp.status), headroom=headroom
+            )
+        return Opened(
+            self._classify(resp, body), latency_s=self._clock.monotonic() - self._t0, headroom=headroom, body=body
+        )
 
     def _classify(self, resp: UpstreamResponse, body: bytes) -> Classification:
         try:
@@ -214,22 +240,41 @@ class UpstreamAttempt:
                             c = item.classification or _fail(ErrorClass.BAD_RESPONSE, "stream error")
                             return Opened(c, headroom=headroom)
                         if item.kind == "done" and not any(i.kind == "chunk" for i in buffered):
-                            return Opened(_fail(ErrorClass.BAD_RESPONSE, "stream ended before any chunk", resp.status), headroom=headroom)
+                            return Opened(
+                                _fail(ErrorClass.BAD_RESPONSE, "stream ended before any chunk", resp.status),
+                                headroom=headroom,
+                            )
                         buffered.append(item)
                         self._note(item)
                     if any(i.kind in ("chunk", "done") for i in buffered):
                         break
                     if not data:  # closed without an error item from the translator: still not a clean end
-                        return Opened(_fail(ErrorClass.BAD_RESPONSE, "stream closed before any chunk", resp.status), headroom=headroom)
+                        return Opened(
+                            _fail(ErrorClass.BAD_RESPONSE, "stream closed before any chunk", resp.status),
+                            headroom=headroom,
+                        )
         except TimeoutError:
-            return Opened(_fail(ErrorClass.TIMEOUT, "no chunk within the first-byte timeout", resp.status), headroom=headroom)
+            return Opened(
+                _fail(ErrorClass.TIMEOUT, "no chunk within the first-byte timeout", resp.status), headroom=headroom
+            )
         except _READ_ERRORS as exc:
-            return Opened(_fail(ErrorClass.BAD_RESPONSE, f"stream cut before any chunk: {_why(exc)}", resp.status), headroom=headroom)
+            return Opened(
+                _fail(ErrorClass.BAD_RESPONSE, f"stream cut before any chunk: {_why(exc)}", resp.status),
+                headroom=headroom,
+            )
         except Exception as exc:  # translator bug on odd bytes: classified, never a crash
-            return Opened(_fail(ErrorClass.BAD_RESPONSE, f"unreadable stream: {type(exc).__name__}", resp.status), headroom=headroom)
+            return Opened(
+                _fail(ErrorClass.BAD_RESPONSE, f"unreadable stream: {type(exc).__name__}", resp.status),
+                headroom=headroom,
+            )
         latency = self._clock.monotonic() - self._t0
-        return Opened(Classification(ErrorClass.OK, status=resp.status), latency_s=latency, ttft_s=self._ttft,
-                      headroom=headroom, buffered=buffered)
+        return Opened(
+            Classification(ErrorClass.OK, status=resp.status),
+            latency_s=latency,
+            ttft_s=self._ttft,
+            headroom=headroom,
+            buffered=buffered,
+        )
 
     def _note(self, item: StreamItem) -> None:
         if item.content and self._ttft is None:
@@ -286,7 +331,12 @@ class UpstreamAttempt:
                 try:
                     items = tr.feed(data) if data else tr.close()
                 except Exception as exc:
-                    items = [StreamItem("error", classification=_fail(ErrorClass.BAD_RESPONSE, f"unreadable stream: {type(exc).__name__}"))]
+                    items = [
+                        StreamItem(
+                            "error",
+                            classification=_fail(ErrorClass.BAD_RESPONSE, f"unreadable stream: {type(exc).__name__}"),
+                        )
+                    ]
                 out: list[StreamItem] = []
                 for item in items:
                     if item.kind == "error":
@@ -304,7 +354,11 @@ class UpstreamAttempt:
                     return self._end(Classification(ErrorClass.OK, status=resp.status))
                 if not data:
                     # Upstream closed without its terminator and the translator said nothing: truncated.
-                    why = f"upstream stream cut short ({type(cut).__name__})" if cut else "upstream stream ended without its terminator"
+                    why = (
+                        f"upstream stream cut short ({type(cut).__name__})"
+                        if cut
+                        else "upstream stream ended without its terminator"
+                    )
                     c = _fail(ErrorClass.BAD_RESPONSE, why, resp.status)
                     await emit(sse_error_event(c))
                     return self._end(c)

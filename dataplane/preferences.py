@@ -42,9 +42,9 @@ class Preferences:
     @property
     def filters(self) -> bool:
         """True when the preferences can exclude or reorder candidates (the common case is False: fast path)."""
-        return bool(self.order or not self.allow_fallbacks or self.deny_jurisdictions or self.require_zero_retention) or (
-            self.max_price is not None
-        )
+        return bool(
+            self.order or not self.allow_fallbacks or self.deny_jurisdictions or self.require_zero_retention
+        ) or (self.max_price is not None)
 
 
 NO_PREFERENCES = Preferences()
@@ -97,11 +97,18 @@ def parse_preferences(body: dict[str, Any], headers: Mapping[str, str]) -> Prefe
     raw = body.pop("turnout", None)
     # The header scan is skipped on the common path: a request without any x-turnout-* header.
     fields: dict[str, tuple[object, str]] = {}
-    for name in ("x-turnout-order", "x-turnout-allow-fallbacks", "x-turnout-deny-jurisdictions",
-                 "x-turnout-require-zero-retention", "x-turnout-max-price", "x-turnout-debug", "x-turnout-tag"):
+    for name in (
+        "x-turnout-order",
+        "x-turnout-allow-fallbacks",
+        "x-turnout-deny-jurisdictions",
+        "x-turnout-require-zero-retention",
+        "x-turnout-max-price",
+        "x-turnout-debug",
+        "x-turnout-tag",
+    ):
         header = headers.get(name)
         if header is not None:
-            fields[name[len("x-turnout-"):].replace("-", "_")] = (header, name)
+            fields[name[len("x-turnout-") :].replace("-", "_")] = (header, name)
     if raw is not None:
         if not isinstance(raw, dict):
             raise PreferenceError("turnout", f"expected an object, got {type(raw).__name__}")

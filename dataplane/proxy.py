@@ -19,16 +19,16 @@ from typing import Any
 
 import orjson
 
-from dataplane.attempts import ClientGone, Opened, StreamEnd, Timeouts, UpstreamAttempt
 from adapters.base import Adapter
-from dataplane.hedging import hedged_open
-from dataplane.http.messages import App, AppKey, Request, Response, StreamResponse, error_response
-from dataplane.preferences import PreferenceError, Preferences, parse_preferences
-from dataplane.selection import Candidate, Plan, Selector
-from dataplane.http.upstream import UpstreamPool
+from controlplane.api.metrics_endpoint import scrape
 from controlplane.decisions import Decision, DecisionLog, cost_usd
 from controlplane.domain import Classification, ErrorClass, Observation, Source
-from controlplane.api.metrics_endpoint import scrape
+from dataplane.attempts import ClientGone, Opened, StreamEnd, Timeouts, UpstreamAttempt
+from dataplane.hedging import hedged_open
+from dataplane.http.messages import App, AppKey, Request, Response, StreamResponse, error_response
+from dataplane.http.upstream import UpstreamPool
+from dataplane.preferences import PreferenceError, Preferences, parse_preferences
+from dataplane.selection import Candidate, Plan, Selector
 
 __all__ = ["build_data_app", "DATA_STATE", "DataPlaneState"]
 
@@ -45,8 +45,13 @@ class _Try:
     latency_s: float | None
 
     def brief(self) -> dict[str, Any]:
-        return {"target": self.target, "error_class": str(self.error_class), "status": self.status, "detail": self.detail,
-                "latency_ms": None if self.latency_s is None else round(self.latency_s * 1000, 1)}
+        return {
+            "target": self.target,
+            "error_class": str(self.error_class),
+            "status": self.status,
+            "detail": self.detail,
+            "latency_ms": None if self.latency_s is None else round(self.latency_s * 1000, 1),
+        }
 
 
 @dataclass(slots=True)
@@ -63,10 +68,12 @@ class _Request:
 
     def trail(self) -> dict[str, Any]:
         return {
-            "model": self.plan.name, "table_version": self.plan.table_version,
+            "model": self.plan.name,
+            "table_version": self.plan.table_version,
             "candidates": [c.target for c in self.plan.candidates],
             "skipped": [{"target": t, "reason": r} for t, r in self.plan.skipped],
-            "attempts": [t.brief() for t in self.tries], "notes": self.notes,
+            "attempts": [t.brief() for t in self.tries],
+            "notes": self.notes,
         }
 
 
@@ -90,8 +97,12 @@ class DataPlaneState:
         if self.pool is not None:
             self.pool.connect_timeout = dp.connect_timeout
         self.routes = {r.name: r for r in cfg.routes}  # read per request: a dict, not a scan of the config
-        self.models_body = orjson.dumps({"object": "list", "data": [
-            {"id": r.name, "object": "model", "created": 0, "owned_by": "turnout"} for r in cfg.routes]})
+        self.models_body = orjson.dumps(
+            {
+                "object": "list",
+                "data": [{"id": r.name, "object": "model", "created": 0, "owned_by": "turnout"} for r in cfg.routes],
+            }
+        )
 
     def config(self) -> Any:
         cfg = self.rt.config
@@ -114,8 +125,10 @@ class DataPlaneState:
         pair = self._bundles.get(key)
         if pair is None:
             m = self.rt.metrics
-            pair = self._bundles[key] = (m.dataplane_requests_total.labels(route, outcome),
-                                          m.dataplane_request_duration_seconds.labels(route, "true" if stream else "false"))
+            pair = self._bundles[key] = (
+                m.dataplane_requests_total.labels(route, outcome),
+                m.dataplane_request_duration_seconds.labels(route, "true" if stream else "false"),
+            )
         pair[0].inc()
         pair[1].observe(latency)
 
@@ -126,9 +139,11 @@ class DataPlaneState:
         if trio is None:
             m = self.rt.metrics
             provider, _, model = target.partition("/")
-            trio = self._bundles[key] = (m.dataplane_tokens_total.labels(route, provider, model, "in"),
-                                          m.dataplane_tokens_total.labels(route, provider, model, "out"),
-                                          m.dataplane_cost_usd_total.labels(route, provider, model))
+            trio = self._bundles[key] = (
+                m.dataplane_tokens_total.labels(route, provider, model, "in"),
+                m.dataplane_tokens_total.labels(route, provider, model, "out"),
+                m.dataplane_cost_usd_total.labels(route, provider, model),
+            )
         trio[0].inc(tokens_in)
         trio[1].inc(tokens_out)
         if cost:
@@ -138,8 +153,13 @@ class DataPlaneState:
 DATA_STATE: AppKey[DataPlaneState] = AppKey("turnout_data_plane")
 
 
-def build_data_app(rt: Any, *, adapters: Mapping[str, Adapter] | None = None,
-                   rand: Callable[[], float] = random.random, serve_metrics: bool = False) -> App:
+def build_data_app(
+    rt: Any,
+    *,
+    adapters: Mapping[str, Adapter] | None = None,
+    rand: Callable[[], float] = random.random,
+    serve_metrics: bool = False,
+) -> App:
     """The data-plane app, served by dataplane.http.listener (`start_listener(app, host, port)`). `rt` needs config,
     table_source, sink, metrics, clock; `store` enables the decision log. `serve_metrics` adds `GET /metrics` (a
     data replica has no control app to serve them).
@@ -166,8 +186,12 @@ async def _startup(app: App) -> None:
     store = getattr(st.rt, "store", None)
     engine = getattr(store, "engine", store)
     # A data replica has no store: it forwards each record to the control plane with its outcome reports.
-    st.decisions = DecisionLog(engine, st.rt.clock, retention_s=st.rt.config.dataplane.decision_log_retention,
-                               forward=getattr(st.rt, "forward_decision", None))
+    st.decisions = DecisionLog(
+        engine,
+        st.rt.clock,
+        retention_s=st.rt.config.dataplane.decision_log_retention,
+        forward=getattr(st.rt, "forward_decision", None),
+    )
     await st.decisions.start()
 
 
@@ -230,8 +254,13 @@ async def _chat(request: Request) -> Response | StreamResponse:
     plan = st.selector.plan(rt.table_source.current(), model, prefs)
     if plan is None:
         known = ", ".join(st.selector.models()) or "(none)"
-        return error_response(404, f"model {model!r} is neither a route nor a provider/model target; routes: {known}",
-                      "invalid_request_error", "model_not_found", param="model")
+        return error_response(
+            404,
+            f"model {model!r} is neither a route nor a provider/model target; routes: {known}",
+            "invalid_request_error",
+            "model_not_found",
+            param="model",
+        )
     include_usage = False
     if stream:
         so = body.get("stream_options")
@@ -260,13 +289,18 @@ async def _serve(request: Request, st: DataPlaneState, req: _Request, t0: float)
             if hedge is not None:
                 p95 = cand.ttft_p95_s if req.stream else cand.latency_p95_s
                 second_cand = queue[0]
-                result = await hedged_open(att, lambda: _attempt(st, second_cand, req, deadline),
-                                           max(hedge.min_delay, p95 or 0.0))
+                result = await hedged_open(
+                    att,
+                    lambda second_cand=second_cand: _attempt(st, second_cand, req, deadline),
+                    max(hedge.min_delay, p95 or 0.0),
+                )
                 for lost, lost_opened in result.failed:
                     _record_failure(st, req, lost.cand, lost_opened)
                     lost.close()
                 if result.hedged:
-                    req.notes.append(f"hedged: {second_cand.target} started after {max(hedge.min_delay, p95 or 0.0):.3f}s")
+                    req.notes.append(
+                        f"hedged: {second_cand.target} started after {max(hedge.min_delay, p95 or 0.0):.3f}s"
+                    )
                     queue.remove(second_cand)
                 if result.winner is None:
                     continue
@@ -285,15 +319,23 @@ async def _serve(request: Request, st: DataPlaneState, req: _Request, t0: float)
         att.close()
         if c.error_class is ErrorClass.CLIENT_ERROR:
             if c.context_exceeded:
-                larger = [x for x in queue if x.context_window and (cand.context_window is None or x.context_window > cand.context_window)]
+                larger = [
+                    x
+                    for x in queue
+                    if x.context_window and (cand.context_window is None or x.context_window > cand.context_window)
+                ]
                 if larger:
                     req.notes.append(f"context_exceeded at {cand.target}: moving to a larger context window")
                     queue = larger
                     continue
             last_client_error = (opened, cand)
             break  # the caller's own mistake: no other target would answer differently
-        if (c.error_class in _R1_CLASSES and cand.target not in retried and c.should_retry is not False
-                and deadline - loop.time() > _R1_MIN_REMAINING_S):
+        if (
+            c.error_class in _R1_CLASSES
+            and cand.target not in retried
+            and c.should_retry is not False
+            and deadline - loop.time() > _R1_MIN_REMAINING_S
+        ):
             retried.add(cand.target)
             if c.error_class is ErrorClass.SERVER_ERROR:
                 await asyncio.sleep(0.02 + 0.08 * st.rand())  # jitter: do not hit a struggling server in lockstep
@@ -309,25 +351,56 @@ async def _serve(request: Request, st: DataPlaneState, req: _Request, t0: float)
 
 def _attempt(st: DataPlaneState, cand: Candidate, req: _Request, deadline: float) -> UpstreamAttempt:
     assert st.pool is not None
-    return UpstreamAttempt(st.pool, st.adapter(cand.adapter), cand, req.body, stream=req.stream, timeouts=st.timeouts,
-                           clock=st.rt.clock, deadline=deadline, include_usage=req.include_usage)
+    return UpstreamAttempt(
+        st.pool,
+        st.adapter(cand.adapter),
+        cand,
+        req.body,
+        stream=req.stream,
+        timeouts=st.timeouts,
+        clock=st.rt.clock,
+        deadline=deadline,
+        include_usage=req.include_usage,
+    )
 
 
-def _observe(st: DataPlaneState, cand: Candidate, c: Classification, latency: float | None, ttft: float | None,
-             headroom: float | None, duration: float | None = None) -> None:
+def _observe(
+    st: DataPlaneState,
+    cand: Candidate,
+    c: Classification,
+    latency: float | None,
+    ttft: float | None,
+    headroom: float | None,
+    duration: float | None = None,
+) -> None:
     rt = st.rt
-    rt.sink.submit(Observation(
-        target=cand.target, at=rt.clock.wall(), source=Source.LIVE, kind="live", error_class=c.error_class,
-        latency_s=latency, ttft_s=ttft, status=c.status, headroom=headroom, retry_after_s=c.retry_after_s,
-        scope=c.scope, code=c.code, detail=c.detail, extra={"stream_duration_s": duration} if duration is not None else {},
-    ))
+    rt.sink.submit(
+        Observation(
+            target=cand.target,
+            at=rt.clock.wall(),
+            source=Source.LIVE,
+            kind="live",
+            error_class=c.error_class,
+            latency_s=latency,
+            ttft_s=ttft,
+            status=c.status,
+            headroom=headroom,
+            retry_after_s=c.retry_after_s,
+            scope=c.scope,
+            code=c.code,
+            detail=c.detail,
+            extra={"stream_duration_s": duration} if duration is not None else {},
+        )
+    )
 
 
 def _record_failure(st: DataPlaneState, req: _Request, cand: Candidate, opened: Opened) -> None:
     c = opened.classification
     req.tries.append(_Try(cand.target, c.error_class, c.status, c.detail, opened.latency_s))
     _observe(st, cand, c, opened.latency_s, opened.ttft_s, opened.headroom.ratio if opened.headroom else None)
-    st.rt.metrics.child(st.rt.metrics.dataplane_attempts_total, req.plan.name, cand.provider.id, cand.model, str(c.error_class)).inc()
+    st.rt.metrics.child(
+        st.rt.metrics.dataplane_attempts_total, req.plan.name, cand.provider.id, cand.model, str(c.error_class)
+    ).inc()
 
 
 def _headers(req: _Request, target: str | None) -> dict[str, str]:
@@ -347,8 +420,16 @@ def _tokens(usage: Mapping[str, Any] | None) -> tuple[int, int]:
     return (int(tin) if isinstance(tin, int) else 0), (int(tout) if isinstance(tout, int) else 0)
 
 
-def _finish(st: DataPlaneState, req: _Request, target: Candidate | None, outcome: str, status: int, t0: float,
-            usage: Mapping[str, Any] | None = None, ttft: float | None = None) -> None:
+def _finish(
+    st: DataPlaneState,
+    req: _Request,
+    target: Candidate | None,
+    outcome: str,
+    status: int,
+    t0: float,
+    usage: Mapping[str, Any] | None = None,
+    ttft: float | None = None,
+) -> None:
     """Metrics and the decision-log record for one finished client request."""
     rt = st.rt
     route = req.plan.name
@@ -359,11 +440,24 @@ def _finish(st: DataPlaneState, req: _Request, target: Candidate | None, outcome
     if target is not None and (tin or tout):
         st.count_usage(route, target.target, tin, tout, cost)
     if st.decisions is not None:
-        st.decisions.record(Decision(
-            at=rt.clock.wall(), route=route, target=target.target if target else None, outcome=outcome, status=status,
-            stream=req.stream, attempts=[(t.target, str(t.error_class), t.status) for t in req.tries], tokens_in=tin,
-            tokens_out=tout, cost_usd=cost, latency_s=latency, ttft_s=ttft, tag=req.prefs.tag, table_version=req.plan.table_version,
-        ))
+        st.decisions.record(
+            Decision(
+                at=rt.clock.wall(),
+                route=route,
+                target=target.target if target else None,
+                outcome=outcome,
+                status=status,
+                stream=req.stream,
+                attempts=[(t.target, str(t.error_class), t.status) for t in req.tries],
+                tokens_in=tin,
+                tokens_out=tout,
+                cost_usd=cost,
+                latency_s=latency,
+                ttft_s=ttft,
+                tag=req.prefs.tag,
+                table_version=req.plan.table_version,
+            )
+        )
 
 
 def _exhausted(st: DataPlaneState, req: _Request, t0: float) -> Response:
@@ -372,13 +466,20 @@ def _exhausted(st: DataPlaneState, req: _Request, t0: float) -> Response:
     skipped = [{"target": t, "reason": r} for t, r in req.plan.skipped]
     why = "; ".join(f"{s['target']}: {s['reason']}" for s in skipped)
     tried = ", ".join(f"{a['target']}: {a['error_class']}" for a in attempts) or (
-        f"no admissible target: {why}" if why else "no admissible target")
+        f"no admissible target: {why}" if why else "no admissible target"
+    )
     _finish(st, req, None, "exhausted", 503, t0)
     extra: dict[str, Any] = {"attempts": attempts, "skipped": skipped}
     if req.prefs.debug:
         extra["turnout"] = req.trail()
-    return error_response(503, f"no target could answer for {req.plan.name!r} ({tried})", "service_unavailable",
-                  "no_admissible_target", headers=_headers(req, None), **extra)
+    return error_response(
+        503,
+        f"no target could answer for {req.plan.name!r} ({tried})",
+        "service_unavailable",
+        "no_admissible_target",
+        headers=_headers(req, None),
+        **extra,
+    )
 
 
 def _client_error(st: DataPlaneState, req: _Request, opened: Opened, cand: Candidate, t0: float) -> Response:
@@ -388,12 +489,14 @@ def _client_error(st: DataPlaneState, req: _Request, opened: Opened, cand: Candi
     headers = _headers(req, cand.target)
     if cand.adapter == "openai" and opened.body and opened.body.lstrip().startswith(b"{"):
         return Response(body=opened.body, status=status, content_type="application/json", headers=headers)
-    return error_response(status, c.detail or "the request was rejected by the provider", "invalid_request_error", c.code,
-                  headers=headers)
+    return error_response(
+        status, c.detail or "the request was rejected by the provider", "invalid_request_error", c.code, headers=headers
+    )
 
 
-async def _commit(request: Request, st: DataPlaneState, req: _Request, att: UpstreamAttempt, opened: Opened,
-                  t0: float) -> Response | StreamResponse:
+async def _commit(
+    request: Request, st: DataPlaneState, req: _Request, att: UpstreamAttempt, opened: Opened, t0: float
+) -> Response | StreamResponse:
     cand = att.cand
     req.tries.append(_Try(cand.target, ErrorClass.OK, opened.classification.status, "", opened.latency_s))
     headroom = opened.headroom.ratio if opened.headroom else None
@@ -411,8 +514,9 @@ async def _commit(request: Request, st: DataPlaneState, req: _Request, att: Upst
         if req.prefs.debug:
             out["turnout"] = req.trail()
         return Response(body=orjson.dumps(out), content_type="application/json", headers=headers)
-    resp = StreamResponse(headers={**_headers(req, cand.target), "Content-Type": "text/event-stream",
-                                   "Cache-Control": "no-cache"})
+    resp = StreamResponse(
+        headers={**_headers(req, cand.target), "Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
     end: StreamEnd
     try:
         await resp.prepare(request)
@@ -439,7 +543,9 @@ async def _commit(request: Request, st: DataPlaneState, req: _Request, att: Upst
         return resp
     # latency = to the first chunk: a long generation is not a slow call (the breaker's slow-call rule reads latency)
     _observe(st, cand, c, opened.latency_s, end.ttft_s, headroom, duration=end.latency_s)
-    metrics.child(metrics.dataplane_attempts_total, req.plan.name, cand.provider.id, cand.model, str(c.error_class)).inc()
+    metrics.child(
+        metrics.dataplane_attempts_total, req.plan.name, cand.provider.id, cand.model, str(c.error_class)
+    ).inc()
     if not c.ok:
         req.tries[-1] = _Try(cand.target, c.error_class, c.status, c.detail, end.latency_s)
     _finish(st, req, cand, "ok" if c.ok else "stream_error", 200, t0, end.usage, end.ttft_s)

@@ -29,10 +29,10 @@ import orjson
 from controlplane.clock import Clock, SystemClock
 from controlplane.config import Config
 from controlplane.config_loader import load_config
+from controlplane.decisions import Decision
 from controlplane.domain import FAILURE_CLASSES, WITHDRAW_CLASSES, ErrorClass, Observation
 from controlplane.metrics import Metrics
 from controlplane.publisher import TablePublisher
-from controlplane.decisions import Decision
 from controlplane.scaleout.replication_api import decision_to_wire, observation_to_wire
 from controlplane.table import RouteRanking, Table
 
@@ -124,7 +124,11 @@ def _eject_route(r: RouteRanking, out: dict[str, str]) -> RouteRanking:
         return r  # never eject a route's last admissible targets: errors beat a certain 503
     kept = [e for e in r.entries if e.admissible and e.target not in out]
     kept = [replace(e, rank=i) for i, e in enumerate(kept, start=1)]
-    rest = [_ejected_entry(e, out[e.target]) if e.admissible else e for e in r.entries if not (e.admissible and e.target not in out)]
+    rest = [
+        _ejected_entry(e, out[e.target]) if e.admissible else e
+        for e in r.entries
+        if not (e.admissible and e.target not in out)
+    ]
     return replace(r, entries=tuple(kept + rest))
 
 
@@ -199,7 +203,7 @@ async def _encode(items: Sequence[T], to_wire: Callable[[T], dict[str, Any]], ch
     for start in range(0, len(items), chunk):
         if start:
             await asyncio.sleep(0)
-        parts.append(orjson.dumps([to_wire(i) for i in items[start:start + chunk]])[1:-1])
+        parts.append(orjson.dumps([to_wire(i) for i in items[start : start + chunk]])[1:-1])
     return b"[" + b",".join(parts) + b"]"
 
 
@@ -209,9 +213,19 @@ class DataReplica:
 
     store: Any = None
 
-    def __init__(self, config: Config, control_urls: Sequence[str], *, clock: Clock | None = None,
-                 metrics: Metrics | None = None, config_path: str | None = None, token: str | None = None,
-                 long_poll: float = LONG_POLL_S, report_interval: float = 0.5, first_table_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        config: Config,
+        control_urls: Sequence[str],
+        *,
+        clock: Clock | None = None,
+        metrics: Metrics | None = None,
+        config_path: str | None = None,
+        token: str | None = None,
+        long_poll: float = LONG_POLL_S,
+        report_interval: float = 0.5,
+        first_table_timeout: float = 10.0,
+    ) -> None:
         if not control_urls:
             raise ValueError("--control-url: a data replica needs at least one control replica URL")
         self.config = config
@@ -241,13 +255,18 @@ class DataReplica:
     async def start(self) -> None:
         self._http = aiohttp.ClientSession(headers={"User-Agent": "turnout-data-replica/0.1"})
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._follow_forever(), name="turnout-replica-follow"),
-                       loop.create_task(self._report_forever(), name="turnout-replica-report")]
+        self._tasks = [
+            loop.create_task(self._follow_forever(), name="turnout-replica-follow"),
+            loop.create_task(self._report_forever(), name="turnout-replica-report"),
+        ]
         self.started = True
         # Open the port with a table when one is to be had: requests before the first table could only fail.
         if await self.table_source.base.wait_newer(0, self.first_table_timeout) is None:
-            log.warning("no control replica answered within %.0fs (%s); serving without a table until one does",
-                        self.first_table_timeout, ", ".join(self.urls))
+            log.warning(
+                "no control replica answered within %.0fs (%s); serving without a table until one does",
+                self.first_table_timeout,
+                ", ".join(self.urls),
+            )
         self.metrics.ready.set(1)
         log.info("data replica following %s at table v%d", ", ".join(self.urls), self.table_source.base.version)
 
@@ -276,8 +295,14 @@ class DataReplica:
         return cfg
 
     def status(self) -> dict[str, Any]:
-        return {"started": self.started, "table_version": self.table_source.base.version, "connected": self.connected,
-                "buffered": len(self.sink), "dropped": self.sink.dropped, "ejected": sorted(self.detector.ejected())}
+        return {
+            "started": self.started,
+            "table_version": self.table_source.base.version,
+            "connected": self.connected,
+            "buffered": len(self.sink),
+            "dropped": self.sink.dropped,
+            "ejected": sorted(self.detector.ejected()),
+        }
 
     # -- table ------------------------------------------------------------------------------
     async def follow_once(self, wait: float | None = None) -> bool:
@@ -287,8 +312,11 @@ class DataReplica:
         url = self.urls[self._table_url % len(self.urls)]
         after = self.table_source.base.version
         try:
-            async with self._http.get(f"{url}/api/v1/table", params={"after": str(after), "wait": f"{wait:g}"},
-                                      timeout=aiohttp.ClientTimeout(total=wait + 5.0, sock_connect=2.0)) as r:
+            async with self._http.get(
+                f"{url}/api/v1/table",
+                params={"after": str(after), "wait": f"{wait:g}"},
+                timeout=aiohttp.ClientTimeout(total=wait + 5.0, sock_connect=2.0),
+            ) as r:
                 if r.status == 304:
                     return True
                 if r.status != 200:
@@ -331,22 +359,33 @@ class DataReplica:
         if not batch and not records:
             return 0
         payload = b'{"replica":%b,"observations":%b,"decisions":%b}' % (
-            orjson.dumps(f"data@{os.getpid()}"), await _encode(batch, observation_to_wire),
-            await _encode(records, decision_to_wire))
+            orjson.dumps(f"data@{os.getpid()}"),
+            await _encode(batch, observation_to_wire),
+            await _encode(records, decision_to_wire),
+        )
         headers = {"Content-Type": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         for _ in range(len(self.urls)):
             url = self.urls[self._report_url % len(self.urls)]
             try:
-                async with self._http.post(f"{url}/api/v1/observations", data=payload, headers=headers,
-                                           timeout=aiohttp.ClientTimeout(total=10.0, sock_connect=2.0)) as r:
+                async with self._http.post(
+                    f"{url}/api/v1/observations",
+                    data=payload,
+                    headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=10.0, sock_connect=2.0),
+                ) as r:
                     if r.status == 202:
                         self.sent += len(batch)
                         self.decisions_sent += len(records)
                         return len(batch) + len(records)
                     if r.status in (400, 401, 403, 413, 422):  # will never be accepted: do not retry forever
-                        log.error("control plane refused a report batch of %d: HTTP %d %s", len(batch), r.status, (await r.text())[:200])
+                        log.error(
+                            "control plane refused a report batch of %d: HTTP %d %s",
+                            len(batch),
+                            r.status,
+                            (await r.text())[:200],
+                        )
                         return 0
             except (aiohttp.ClientError, OSError, TimeoutError):
                 pass

@@ -11,10 +11,10 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dataplane.preferences import NO_PREFERENCES, Preferences
 from controlplane.config import Config, HedgingConfig, ProviderConfig
 from controlplane.domain import State
 from controlplane.table import Table, TableEntry
+from dataplane.preferences import NO_PREFERENCES, Preferences
 
 __all__ = ["Candidate", "Plan", "Selector"]
 
@@ -116,7 +116,9 @@ class Selector:
             model=model,
             adapter=provider.adapter,
             state=entry.state if entry else State.CLOSED,
-            context_window=mc.context_window if mc.context_window is not None else (entry.context_window if entry else None),
+            context_window=mc.context_window
+            if mc.context_window is not None
+            else (entry.context_window if entry else None),
             price_in=mc.price.input,
             price_out=mc.price.output,
             headroom=entry.headroom if entry else None,
@@ -153,7 +155,12 @@ class Selector:
                     skipped.append((e.target, e.excluded_by or f"{e.state}: {e.reason}" if e.reason else str(e.state)))
         # Spill: a primary about to run out of rate-limit headroom yields to the next target (it stays as a fallback).
         if len(cands) >= 2 and cands[0].headroom is not None and cands[0].headroom < route.spill_headroom:
-            skipped.append((cands[0].target, f"spill: headroom {cands[0].headroom:.2f} < {route.spill_headroom:.2f}, moved behind the next"))
+            skipped.append(
+                (
+                    cands[0].target,
+                    f"spill: headroom {cands[0].headroom:.2f} < {route.spill_headroom:.2f}, moved behind the next",
+                )
+            )
             cands[0], cands[1] = cands[1], cands[0]
         hedging = route.hedging if route.hedging.enabled else None
         return _RouteIndex(tuple(cands), tuple(skipped), any(c.state is State.HALF_OPEN for c in cands), hedging)
@@ -163,7 +170,9 @@ class Selector:
         c = self._candidate(name, entry)
         assert c is not None  # name is a configured target
         if entry is not None and (entry.state in _BLOCKED or (not entry.admissible and entry.excluded_by is None)):
-            return _RouteIndex((), ((name, f"{entry.state}: {entry.reason}" if entry.reason else str(entry.state)),), False, None)
+            return _RouteIndex(
+                (), ((name, f"{entry.state}: {entry.reason}" if entry.reason else str(entry.state)),), False, None
+            )
         return _RouteIndex((c,), (), c.state is State.HALF_OPEN, None)
 
     # -- per request ------------------------------------------------------------------------------

@@ -25,8 +25,15 @@ class Exchange:
     failure: Classification | None = None  # transport fault (connect / timeout / oversized body)
 
 
-async def exchange(session: aiohttp.ClientSession, method: str, url: str, *, timeout: float,
-                   headers: dict[str, str] | None = None, body: bytes | None = None) -> Exchange:
+async def exchange(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    *,
+    timeout: float,
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+) -> Exchange:
     started = time.perf_counter()
     try:
         async with asyncio.timeout(timeout):
@@ -35,15 +42,26 @@ async def exchange(session: aiohttp.ClientSession, method: str, url: str, *, tim
                 hdrs = {k.lower(): v for k, v in resp.headers.items()}
                 status = resp.status
     except TimeoutError:
-        return Exchange(None, latency_s=time.perf_counter() - started,
-                        failure=Classification(ErrorClass.TIMEOUT, detail=f"no answer within {timeout:g}s"))
+        return Exchange(
+            None,
+            latency_s=time.perf_counter() - started,
+            failure=Classification(ErrorClass.TIMEOUT, detail=f"no answer within {timeout:g}s"),
+        )
     except (aiohttp.ClientConnectionError, OSError) as exc:
-        return Exchange(None, latency_s=time.perf_counter() - started,
-                        failure=Classification(ErrorClass.CONNECT, detail=type(exc).__name__))
+        return Exchange(
+            None,
+            latency_s=time.perf_counter() - started,
+            failure=Classification(ErrorClass.CONNECT, detail=type(exc).__name__),
+        )
     except aiohttp.ClientError as exc:
-        return Exchange(None, latency_s=time.perf_counter() - started,
-                        failure=Classification(ErrorClass.BAD_RESPONSE, detail=type(exc).__name__))
+        return Exchange(
+            None,
+            latency_s=time.perf_counter() - started,
+            failure=Classification(ErrorClass.BAD_RESPONSE, detail=type(exc).__name__),
+        )
     latency = time.perf_counter() - started
     if len(data) > MAX_BYTES:
-        return Exchange(status, hdrs, b"", latency, Classification(ErrorClass.BAD_RESPONSE, status=status, detail="body too large"))
+        return Exchange(
+            status, hdrs, b"", latency, Classification(ErrorClass.BAD_RESPONSE, status=status, detail="body too large")
+        )
     return Exchange(status, hdrs, data, latency)

@@ -73,7 +73,9 @@ class SpendBudget:
         charged = reservation.amount if actual is None else max(0.0, actual)
         with self._lock:
             if self._roll() == reservation.day:
-                self._spent[reservation.provider] = max(0.0, self._spent.get(reservation.provider, 0.0) - reservation.amount + charged)
+                self._spent[reservation.provider] = max(
+                    0.0, self._spent.get(reservation.provider, 0.0) - reservation.amount + charged
+                )
         return charged
 
     def snapshot(self) -> dict[str, float]:

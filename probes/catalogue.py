@@ -42,8 +42,16 @@ async def probe(target: TargetRef, ctx: ProbeContext) -> list[Observation]:
     names = {_norm(n) for n in listing.models}
     if not names:  # an empty 200 (cold start, proxy page) says nothing about any model: never withdraw on it
         return [
-            Observation.failure(t.key, ErrorClass.BAD_RESPONSE, kind=KIND, at=at, latency_s=latency, status=200,
-                                code="empty_catalogue", detail="the model list came back empty")
+            Observation.failure(
+                t.key,
+                ErrorClass.BAD_RESPONSE,
+                kind=KIND,
+                at=at,
+                latency_s=latency,
+                status=200,
+                code="empty_catalogue",
+                detail="the model list came back empty",
+            )
             for t in targets
         ]
     headroom = listing.headroom.ratio if listing.headroom is not None else None
@@ -54,7 +62,13 @@ async def probe(target: TargetRef, ctx: ProbeContext) -> list[Observation]:
         else:
             out.append(
                 Observation.failure(
-                    t.key, ErrorClass.MODEL_GONE, kind=KIND, at=at, latency_s=latency, status=200, code="catalogue_drop",
+                    t.key,
+                    ErrorClass.MODEL_GONE,
+                    kind=KIND,
+                    at=at,
+                    latency_s=latency,
+                    status=200,
+                    code="catalogue_drop",
                     detail=f"{t.model} is not in {ctx.provider.id}'s model list ({len(names)} models listed)",
                 )
             )

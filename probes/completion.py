@@ -42,7 +42,11 @@ async def probe(target: TargetRef, ctx: ProbeContext) -> list[Observation]:
     finally:
         if reservation is not None and ctx.budget is not None:
             actual = None
-            if result is not None and price is not None and (result.input_tokens is not None or result.output_tokens is not None):
+            if (
+                result is not None
+                and price is not None
+                and (result.input_tokens is not None or result.output_tokens is not None)
+            ):
                 actual = estimate_cost(price, result.input_tokens or 0, result.output_tokens or 0)
             charged = ctx.budget.settle(reservation, actual)
     extra: dict[str, object] = {"max_tokens": max_tokens}
@@ -55,7 +59,14 @@ async def probe(target: TargetRef, ctx: ProbeContext) -> list[Observation]:
     headroom = result.headroom.ratio if result.headroom is not None else None
     return [
         Observation.from_classification(
-            target.key, result.classification, kind=KIND, at=ctx.clock.wall(), latency_s=result.latency_s,
-            ttft_s=result.ttft_s, tokens_per_s=result.tokens_per_s, headroom=headroom, extra=extra,
+            target.key,
+            result.classification,
+            kind=KIND,
+            at=ctx.clock.wall(),
+            latency_s=result.latency_s,
+            ttft_s=result.ttft_s,
+            tokens_per_s=result.tokens_per_s,
+            headroom=headroom,
+            extra=extra,
         )
     ]

@@ -52,11 +52,22 @@ async def probe(target: TargetRef, ctx: ProbeContext) -> list[Observation]:
         except ValueError:
             tokens = None
         if not isinstance(tokens, int):
-            c = Classification(ErrorClass.BAD_RESPONSE, status=ex.status, code="no_token_count", detail="count answer without a token count")
+            c = Classification(
+                ErrorClass.BAD_RESPONSE,
+                status=ex.status,
+                code="no_token_count",
+                detail="count answer without a token count",
+            )
     headroom = ctx.adapter.headroom(ex.headers, at)
     extra: dict[str, object] = {"input_tokens": tokens} if isinstance(tokens, int) else {}
     return [
         Observation.from_classification(
-            target.key, c, kind=KIND, at=at, latency_s=ex.latency_s, headroom=headroom.ratio if headroom else None, extra=extra
+            target.key,
+            c,
+            kind=KIND,
+            at=at,
+            latency_s=ex.latency_s,
+            headroom=headroom.ratio if headroom else None,
+            extra=extra,
         )
     ]

@@ -55,9 +55,19 @@ async def probe(target: TargetRef, ctx: ProbeContext) -> list[Observation]:
     if ex.failure is not None:
         c = ex.failure
     elif ex.status == 200:
-        return [Observation.success(t.key, kind=KIND, at=at, latency_s=ex.latency_s, status=200) for t in ctx.report_targets(target)]
+        return [
+            Observation.success(t.key, kind=KIND, at=at, latency_s=ex.latency_s, status=200)
+            for t in ctx.report_targets(target)
+        ]
     else:
         loading = b"loading" in ex.body.lower()
-        c = Classification(ErrorClass.CONNECT, status=ex.status, code="not_ready",
-                           detail="server is loading the model" if loading else f"health answered {ex.status}")
-    return [Observation.from_classification(t.key, c, kind=KIND, at=at, latency_s=ex.latency_s) for t in ctx.report_targets(target)]
+        c = Classification(
+            ErrorClass.CONNECT,
+            status=ex.status,
+            code="not_ready",
+            detail="server is loading the model" if loading else f"health answered {ex.status}",
+        )
+    return [
+        Observation.from_classification(t.key, c, kind=KIND, at=at, latency_s=ex.latency_s)
+        for t in ctx.report_targets(target)
+    ]

@@ -23,8 +23,15 @@ MAX_BYTES = 2 * 1024 * 1024
 
 # Statuspage component status and incident impact, as one severity scale.
 SEVERITY: dict[str, int] = {
-    "operational": 0, "none": 0, "under_maintenance": 1, "degraded_performance": 1, "minor": 1,
-    "partial_outage": 2, "major": 2, "major_outage": 3, "critical": 3,
+    "operational": 0,
+    "none": 0,
+    "under_maintenance": 1,
+    "degraded_performance": 1,
+    "minor": 1,
+    "partial_outage": 2,
+    "major": 2,
+    "major_outage": 3,
+    "critical": 3,
 }
 # The headroom hint for each severity: a de-ranking nudge, never zero (zero would read as "full").
 HEADROOM_HINT: dict[int, float | None] = {0: None, 1: 0.7, 2: 0.4, 3: 0.1}
@@ -50,7 +57,11 @@ def assess(summary: dict[str, Any], components: list[str]) -> tuple[int, str]:
         if not isinstance(inc, dict) or inc.get("status") in ("resolved", "postmortem"):
             continue
         touched_by = inc.get("components")  # a list of dicts on a real page; anything else touches nothing we know
-        touched = {str(c.get("name", "")).lower() for c in touched_by if isinstance(c, dict)} if isinstance(touched_by, list) else set()
+        touched = (
+            {str(c.get("name", "")).lower() for c in touched_by if isinstance(c, dict)}
+            if isinstance(touched_by, list)
+            else set()
+        )
         if wanted and touched and not (touched & wanted):
             continue
         sev = SEVERITY.get(str(inc.get("impact", "")), 0)
@@ -96,11 +107,19 @@ async def probe(target: TargetRef, ctx: ProbeContext) -> list[Observation]:
     out: list[Observation] = []
     for t in ctx.report_targets(target):
         model = ctx.provider.model(t.model)
-        components = [model.status_component] if model is not None and model.status_component else list(ctx.provider.status_components)
+        components = (
+            [model.status_component]
+            if model is not None and model.status_component
+            else list(ctx.provider.status_components)
+        )
         severity, why = assess(summary, components)
         out.append(
             Observation.success(
-                t.key, kind=KIND, at=at, headroom=HEADROOM_HINT[severity], detail=f"status page: {why}",
+                t.key,
+                kind=KIND,
+                at=at,
+                headroom=HEADROOM_HINT[severity],
+                detail=f"status page: {why}",
                 extra={"status_level": _LEVEL[severity], "severity": severity},
             )
         )

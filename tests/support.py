@@ -16,8 +16,17 @@ from typing import Any
 
 import pytest
 
-__all__ = ["free_port", "require_integration", "REQUIRE_INTEGRATION", "PG_ADMIN", "pg_database", "until", "stop_process",
-           "two_fast_providers", "serve_app"]
+__all__ = [
+    "free_port",
+    "require_integration",
+    "REQUIRE_INTEGRATION",
+    "PG_ADMIN",
+    "pg_database",
+    "until",
+    "stop_process",
+    "two_fast_providers",
+    "serve_app",
+]
 
 REQUIRE_INTEGRATION = os.environ.get("TURNOUT_REQUIRE_INTEGRATION") == "1"
 
@@ -86,7 +95,9 @@ def pg_database(prefix: str = "turnout_test") -> Iterator[str | None]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-async def until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition", *, interval: float = 0.02) -> Any:
+async def until(
+    predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition", *, interval: float = 0.02
+) -> Any:
     """Poll `predicate()` (plain or async) until it returns something truthy, and return that; fail at the deadline.
 
     For conditions a real server or subprocess reaches on its own: the test decides nothing on timing, it only
@@ -122,10 +133,23 @@ async def two_fast_providers() -> AsyncIterator[Any]:
     from adapters.sim.simulator import Simulator
 
     fast = {"port": 0, "latency": "5ms", "ttft": "10ms", "token_rate": 500}
-    s = Simulator.from_yaml({"host": "127.0.0.1", "admin_port": 0, "seed": 1, "providers": [
-        {"id": "sim-openai", "family": "openai", "api_key": "k1", **fast, "models": [{"name": "gpt-4o"}]},
-        {"id": "sim-anthropic", "family": "anthropic", "api_key": "k2", **fast, "models": [{"name": "claude-sonnet-4"}]},
-    ]})
+    s = Simulator.from_yaml(
+        {
+            "host": "127.0.0.1",
+            "admin_port": 0,
+            "seed": 1,
+            "providers": [
+                {"id": "sim-openai", "family": "openai", "api_key": "k1", **fast, "models": [{"name": "gpt-4o"}]},
+                {
+                    "id": "sim-anthropic",
+                    "family": "anthropic",
+                    "api_key": "k2",
+                    **fast,
+                    "models": [{"name": "claude-sonnet-4"}],
+                },
+            ],
+        }
+    )
     await s.start()
     try:
         yield s

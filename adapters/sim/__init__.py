@@ -9,7 +9,15 @@ provider, with every fault of provider-semantics.md §7 switchable at runtime or
 from __future__ import annotations
 
 from adapters.sim.catalogue import ALIASES, FAULTS, Behaviour, FaultSpec, resolve_fault
-from adapters.sim.config import DEMO_API_KEY, SimConfig, SimModel, SimProvider, TimelineEntry, load_sim_config, parse_sim_config
+from adapters.sim.config import (
+    DEMO_API_KEY,
+    SimConfig,
+    SimModel,
+    SimProvider,
+    TimelineEntry,
+    load_sim_config,
+    parse_sim_config,
+)
 from adapters.sim.simulator import Simulator
 
 __all__ = [

@@ -62,7 +62,9 @@ async def _body(request: web.Request) -> dict[str, Any] | web.Response:
 
 
 async def _index(request: web.Request) -> web.Response:
-    routes = sorted({f"{r.method} {r.resource.canonical}" for r in request.app.router.routes() if r.resource is not None})
+    routes = sorted(
+        {f"{r.method} {r.resource.canonical}" for r in request.app.router.routes() if r.resource is not None}
+    )
     return web.json_response({"simulator": "turnout", "routes": routes})
 
 
@@ -117,7 +119,9 @@ async def _set_fault(request: web.Request) -> web.Response:
         return body
     unknown = set(body) - {"provider", "fault", "model", "count", "duration", "probability", "params"}
     if unknown:
-        return _bad(f"unknown field(s) {', '.join(sorted(unknown))}; use provider, fault, model, count, duration, probability, params")
+        return _bad(
+            f"unknown field(s) {', '.join(sorted(unknown))}; use provider, fault, model, count, duration, probability, params"
+        )
     for field in ("provider", "fault"):
         if not isinstance(body.get(field), str):
             return _bad(f"`{field}` is required (a string)")
@@ -132,7 +136,15 @@ async def _set_fault(request: web.Request) -> web.Response:
         params = body.get("params") or {}
         if not isinstance(params, dict):
             raise ValueError("params must be an object")
-        fid = sim.set_fault(body["provider"], body["fault"], model=body.get("model"), count=count, duration=duration, probability=probability, **params)
+        fid = sim.set_fault(
+            body["provider"],
+            body["fault"],
+            model=body.get("model"),
+            count=count,
+            duration=duration,
+            probability=probability,
+            **params,
+        )
     except (ValueError, KeyError) as exc:
         return _bad(str(exc).strip('"'))
     await sim.tick()
@@ -273,13 +285,24 @@ def _page(sim: Simulator, pid: str, active: set[str]) -> dict[str, Any]:
                 "started_at": now,
                 "updated_at": now,
                 "shortlink": f"https://stspg.io/{pid}",
-                "incident_updates": [{"status": "investigating", "body": "We are investigating elevated error rates.", "created_at": now}],
+                "incident_updates": [
+                    {"status": "investigating", "body": "We are investigating elevated error rates.", "created_at": now}
+                ],
                 "components": [component],
             }
         )
     return {
-        "page": {"id": f"page-{pid}", "name": f"{pid} (simulated)", "url": sim.status_page_url(pid), "time_zone": "Etc/UTC", "updated_at": now},
-        "status": {"indicator": "major" if major else "none", "description": "Partial System Outage" if major else "All Systems Operational"},
+        "page": {
+            "id": f"page-{pid}",
+            "name": f"{pid} (simulated)",
+            "url": sim.status_page_url(pid),
+            "time_zone": "Etc/UTC",
+            "updated_at": now,
+        },
+        "status": {
+            "indicator": "major" if major else "none",
+            "description": "Partial System Outage" if major else "All Systems Operational",
+        },
         "components": [component],
         "incidents": incidents,
         "scheduled_maintenances": [],

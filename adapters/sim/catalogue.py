@@ -95,7 +95,11 @@ class FaultSpec:
             if name not in self.defaults:
                 known = ", ".join(self.defaults) or "none"
                 raise ValueError(f"fault {self.id} takes no parameter {name!r}; it takes: {known}")
-            if name in _NUMERIC and value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
+            if (
+                name in _NUMERIC
+                and value is not None
+                and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0)
+            ):
                 raise ValueError(f"{self.id} parameter {name!r} must be a non-negative number, got {value!r}")
         if self.render is not None:
             self.render(RenderContext("m", datetime(2026, 1, 1, tzinfo=UTC), "openai", params))  # e.g. HDR-RA's hint
@@ -128,7 +132,9 @@ def gg_body(status: int, rpc: str, message: str, details: list[dict[str, Any]] |
     return _json({"error": err})
 
 
-def _oa(status: int, type_: str | None, code: str | None, msg: str, param: str | None = None, **headers: str) -> Callable[[RenderContext], ErrorResponse]:
+def _oa(
+    status: int, type_: str | None, code: str | None, msg: str, param: str | None = None, **headers: str
+) -> Callable[[RenderContext], ErrorResponse]:
     return lambda c: ErrorResponse(status, oa_body(type_, code, msg.format(model=c.model), param), _h(headers))
 
 
@@ -136,7 +142,9 @@ def _an(status: int, type_: str, msg: str, **headers: str) -> Callable[[RenderCo
     return lambda c: ErrorResponse(status, an_body(type_, msg.format(model=c.model)), _h(headers))
 
 
-def _gg(status: int, rpc: str, msg: str, details: list[dict[str, Any]] | None = None, **extra: Any) -> Callable[[RenderContext], ErrorResponse]:
+def _gg(
+    status: int, rpc: str, msg: str, details: list[dict[str, Any]] | None = None, **extra: Any
+) -> Callable[[RenderContext], ErrorResponse]:
     return lambda c: ErrorResponse(status, gg_body(status, rpc, msg.format(model=c.model), details, **extra))
 
 
@@ -152,7 +160,11 @@ def _oa_429r(c: RenderContext) -> ErrorResponse:
     msg = "Rate limit reached for requests on model {m}: Limit 500, Used 500, Requested 1. Please try again in 2s."
     headers = {"retry-after": "2"}
     for dim, limit in (("requests", "500"), ("tokens", "30000")):
-        headers |= {f"x-ratelimit-limit-{dim}": limit, f"x-ratelimit-remaining-{dim}": "0", f"x-ratelimit-reset-{dim}": "2s"}
+        headers |= {
+            f"x-ratelimit-limit-{dim}": limit,
+            f"x-ratelimit-remaining-{dim}": "0",
+            f"x-ratelimit-reset-{dim}": "2s",
+        }
     return ErrorResponse(429, oa_body("requests", "rate_limit_exceeded", msg.format(m=c.model)), headers)
 
 
@@ -166,7 +178,11 @@ def _an_429(c: RenderContext) -> ErrorResponse:
     reset = rfc3339(c.now + timedelta(seconds=12))
     headers = {"retry-after": "12"}
     for dim, limit in (("requests", "50"), ("tokens", "40000"), ("input-tokens", "30000"), ("output-tokens", "8000")):
-        headers |= {f"anthropic-ratelimit-{dim}-limit": limit, f"anthropic-ratelimit-{dim}-remaining": "0", f"anthropic-ratelimit-{dim}-reset": reset}
+        headers |= {
+            f"anthropic-ratelimit-{dim}-limit": limit,
+            f"anthropic-ratelimit-{dim}-remaining": "0",
+            f"anthropic-ratelimit-{dim}-reset": reset,
+        }
     msg = "This request would exceed the rate limit for your organization of 50 requests per minute."
     return ErrorResponse(429, an_body("rate_limit_error", msg), headers)
 
@@ -178,7 +194,17 @@ def _an_429s(c: RenderContext) -> ErrorResponse:
 
 def _gg_429(quota_id: str) -> Callable[[RenderContext], ErrorResponse]:
     details = [
-        {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{"quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests", "quotaId": quota_id, "quotaDimensions": {"location": "global", "model": "{model}"}, "quotaValue": "15"}]},
+        {
+            "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+            "violations": [
+                {
+                    "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+                    "quotaId": quota_id,
+                    "quotaDimensions": {"location": "global", "model": "{model}"},
+                    "quotaValue": "15",
+                }
+            ],
+        },
         {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "26s"},
     ]
 
@@ -208,7 +234,11 @@ def _hdr_ra(c: RenderContext) -> ErrorResponse:
     elif c.family == "gemini":
         body = gg_body(status, "UNAVAILABLE" if busy else "RESOURCE_EXHAUSTED", "Try again later.")
     else:
-        body = oa_body("service_unavailable_error", "server_is_overloaded", "Overloaded") if busy else oa_body("requests", "rate_limit_exceeded", "Rate limit reached.")
+        body = (
+            oa_body("service_unavailable_error", "server_is_overloaded", "Overloaded")
+            if busy
+            else oa_body("requests", "rate_limit_exceeded", "Rate limit reached.")
+        )
     return ErrorResponse(status, body, hints[hint])
 
 
@@ -221,7 +251,12 @@ def _html(c: RenderContext) -> ErrorResponse:
 def _huge(c: RenderContext) -> ErrorResponse:
     """A well-formed 200 far larger than any completion: readers must cap what they buffer."""
     size = int(float(c.params.get("mb", 10)) * 1024 * 1024)
-    return ErrorResponse(200, b'{"choices":[{"index":0,"message":{"role":"assistant","content":"' + b"x" * size + b'"},"finish_reason":"stop"}]}')
+    return ErrorResponse(
+        200,
+        b'{"choices":[{"index":0,"message":{"role":"assistant","content":"'
+        + b"x" * size
+        + b'"},"finish_reason":"stop"}]}',
+    )
 
 
 def _health_loading(c: RenderContext) -> ErrorResponse:
@@ -234,78 +269,517 @@ B = Behaviour
 
 _ROWS: list[FaultSpec] = [
     # -- transport and timing (any family) --
-    FaultSpec("NET-1", B.REFUSED, "connection refused: the provider's listener is closed", expected=E.CONNECT, all_endpoints=True),
+    FaultSpec(
+        "NET-1",
+        B.REFUSED,
+        "connection refused: the provider's listener is closed",
+        expected=E.CONNECT,
+        all_endpoints=True,
+    ),
     FaultSpec("NET-2", B.RESET, "TCP reset (streams: after 2 chunks)", expected=E.CONNECT, all_endpoints=True),
-    FaultSpec("NET-3", B.HANG, "headers held `seconds` s (default: until the fault clears)", expected=E.TIMEOUT, all_endpoints=True, defaults={"seconds": None}),
-    FaultSpec("NET-4", B.KEEPALIVE, "queued: keep-alives every `interval` s for `seconds` s, then tokens (`then: close`: close instead)", defaults={"seconds": 3.0, "interval": 1.0, "then": "tokens"}),
-    FaultSpec("NET-5", B.STALL, "stream stalls after 3 chunks (preamble + 2 content chunks), connection held open", expected=E.TIMEOUT),
+    FaultSpec(
+        "NET-3",
+        B.HANG,
+        "headers held `seconds` s (default: until the fault clears)",
+        expected=E.TIMEOUT,
+        all_endpoints=True,
+        defaults={"seconds": None},
+    ),
+    FaultSpec(
+        "NET-4",
+        B.KEEPALIVE,
+        "queued: keep-alives every `interval` s for `seconds` s, then tokens (`then: close`: close instead)",
+        defaults={"seconds": 3.0, "interval": 1.0, "then": "tokens"},
+    ),
+    FaultSpec(
+        "NET-5",
+        B.STALL,
+        "stream stalls after 3 chunks (preamble + 2 content chunks), connection held open",
+        expected=E.TIMEOUT,
+    ),
     FaultSpec("NET-6", B.SLOW, "slow decode at `rate` tokens/s", defaults={"rate": 2.0}),
     FaultSpec("NET-7", B.TRUNCATED, "stream ends without its terminator (plain: cut JSON)", expected=E.BAD_RESPONSE),
-    FaultSpec("NET-8", B.MALFORMED, 'malformed chunk `data: {"choices":[{"delta":{"content":"ab`', expected=E.BAD_RESPONSE),
-    FaultSpec("NET-9", B.ERROR, "CDN page: `status` (502 or 200) text/html Bad gateway", expected=E.BAD_RESPONSE, render=_html, defaults={"status": 502}),
+    FaultSpec(
+        "NET-8", B.MALFORMED, 'malformed chunk `data: {"choices":[{"delta":{"content":"ab`', expected=E.BAD_RESPONSE
+    ),
+    FaultSpec(
+        "NET-9",
+        B.ERROR,
+        "CDN page: `status` (502 or 200) text/html Bad gateway",
+        expected=E.BAD_RESPONSE,
+        render=_html,
+        defaults={"status": 502},
+    ),
     FaultSpec("NET-10", B.EMPTY, "200 with empty content and no finish reason", expected=E.BAD_RESPONSE),
     # Bad-input extras beyond §7 (issue 3, "Bad input"): nothing at all, and a 10 MB body.
-    FaultSpec("EMPTY-BODY", B.ERROR, "200 with an empty body", expected=E.BAD_RESPONSE, render=lambda c: ErrorResponse(200, b"")),
+    FaultSpec(
+        "EMPTY-BODY",
+        B.ERROR,
+        "200 with an empty body",
+        expected=E.BAD_RESPONSE,
+        render=lambda c: ErrorResponse(200, b""),
+    ),
     FaultSpec("BIG", B.ERROR, "200 with a `mb` MB JSON body (default 10)", render=_huge, defaults={"mb": 10}),
     FaultSpec("LATENCY", B.LATENCY, "extra `seconds` before response headers", defaults={"seconds": 1.0}),
     FaultSpec("TTFT", B.TTFT, "extra `seconds` before the first token", defaults={"seconds": 1.0}),
-    FaultSpec("POL", B.POLICY, "policy outcome: content_filter / refusal / blockReason SAFETY", expected=E.CLIENT_ERROR),
-    FaultSpec("HDR-RA", B.ERROR, "429/503 (`status`) with one retry hint (`hint`: ms|seconds|date|no_retry)", expected=E.RATE_LIMITED, render=_hdr_ra, defaults={"hint": "seconds", "status": 429}),
+    FaultSpec(
+        "POL", B.POLICY, "policy outcome: content_filter / refusal / blockReason SAFETY", expected=E.CLIENT_ERROR
+    ),
+    FaultSpec(
+        "HDR-RA",
+        B.ERROR,
+        "429/503 (`status`) with one retry hint (`hint`: ms|seconds|date|no_retry)",
+        expected=E.RATE_LIMITED,
+        render=_hdr_ra,
+        defaults={"hint": "seconds", "status": 429},
+    ),
     FaultSpec("CAT-1", B.CATALOGUE, "model drops out of the catalogue (inference unaffected); Anthropic pages of 1"),
-    FaultSpec("LC-LOAD", B.HEALTH_LOADING, "llama.cpp loading: /health and inference 503 `unavailable_error`", all_endpoints=True, render=_health_loading),
+    FaultSpec(
+        "LC-LOAD",
+        B.HEALTH_LOADING,
+        "llama.cpp loading: /health and inference 503 `unavailable_error`",
+        all_endpoints=True,
+        render=_health_loading,
+    ),
     FaultSpec("ST-1", B.STATUS, "status page: indicator major, API component partial_outage, major incident"),
-    FaultSpec("ST-2", B.STATUS, "status feed down (`mode`: 503 or timeout); targets unaffected", defaults={"mode": "503"}),
+    FaultSpec(
+        "ST-2", B.STATUS, "status feed down (`mode`: 503 or timeout); targets unaffected", defaults={"mode": "503"}
+    ),
     FaultSpec("ST-3", B.STATUS, "Google incidents.json: entry without `end`, SERVICE_OUTAGE"),
     # -- OpenAI and Azure --
-    FaultSpec("OA-401", B.ERROR, "bad key", _OA, E.AUTH, True, render=_oa(401, "invalid_request_error", "invalid_api_key", "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.")),
-    FaultSpec("OA-403R", B.ERROR, "unsupported region", _OA, E.REGION_BLOCKED, True, render=_oa(403, "request_forbidden", "unsupported_country_region_territory", "Country, region, or territory not supported")),
-    FaultSpec("OA-404", B.ERROR, "model gone (and off /models)", _OA, E.MODEL_GONE, drops_model=True, render=_oa(404, "invalid_request_error", "model_not_found", "The model `{model}` does not exist or you do not have access to it.")),
-    FaultSpec("OA-429R", B.ERROR, "rate limit with retry-after and x-ratelimit headers", _OA, E.RATE_LIMITED, render=_oa_429r),
-    FaultSpec("OA-429S", B.ERROR, "slow down", _OA, E.RATE_LIMITED, render=_oa(429, "rate_limit_error", "slow_down", "We're currently processing too many requests from your organization; please slow down.", retry_after="5")),
-    FaultSpec("OA-429Q", B.ERROR, "quota exhausted (`code`: insufficient_quota | credit_balance_exhausted)", _OA, E.QUOTA_EXHAUSTED, render=_oa_429q, defaults={"code": "insufficient_quota"}),
-    FaultSpec("OA-503", B.ERROR, "overloaded", _OA, E.OVERLOADED, render=_oa(503, "service_unavailable_error", "server_is_overloaded", "The server is overloaded, please try again later.", retry_after="1")),
-    FaultSpec("OA-500", B.ERROR, "server error", _OA, E.SERVER_ERROR, render=_oa(500, "server_error", None, "The server had an error while processing your request. Sorry about that!")),
-    FaultSpec("OA-CTX", B.ERROR, "context too long", _OA, E.CLIENT_ERROR, render=_oa(400, "invalid_request_error", "context_length_exceeded", "This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens.", param="messages")),
+    FaultSpec(
+        "OA-401",
+        B.ERROR,
+        "bad key",
+        _OA,
+        E.AUTH,
+        True,
+        render=_oa(
+            401,
+            "invalid_request_error",
+            "invalid_api_key",
+            "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
+        ),
+    ),
+    FaultSpec(
+        "OA-403R",
+        B.ERROR,
+        "unsupported region",
+        _OA,
+        E.REGION_BLOCKED,
+        True,
+        render=_oa(
+            403,
+            "request_forbidden",
+            "unsupported_country_region_territory",
+            "Country, region, or territory not supported",
+        ),
+    ),
+    FaultSpec(
+        "OA-404",
+        B.ERROR,
+        "model gone (and off /models)",
+        _OA,
+        E.MODEL_GONE,
+        drops_model=True,
+        render=_oa(
+            404,
+            "invalid_request_error",
+            "model_not_found",
+            "The model `{model}` does not exist or you do not have access to it.",
+        ),
+    ),
+    FaultSpec(
+        "OA-429R", B.ERROR, "rate limit with retry-after and x-ratelimit headers", _OA, E.RATE_LIMITED, render=_oa_429r
+    ),
+    FaultSpec(
+        "OA-429S",
+        B.ERROR,
+        "slow down",
+        _OA,
+        E.RATE_LIMITED,
+        render=_oa(
+            429,
+            "rate_limit_error",
+            "slow_down",
+            "We're currently processing too many requests from your organization; please slow down.",
+            retry_after="5",
+        ),
+    ),
+    FaultSpec(
+        "OA-429Q",
+        B.ERROR,
+        "quota exhausted (`code`: insufficient_quota | credit_balance_exhausted)",
+        _OA,
+        E.QUOTA_EXHAUSTED,
+        render=_oa_429q,
+        defaults={"code": "insufficient_quota"},
+    ),
+    FaultSpec(
+        "OA-503",
+        B.ERROR,
+        "overloaded",
+        _OA,
+        E.OVERLOADED,
+        render=_oa(
+            503,
+            "service_unavailable_error",
+            "server_is_overloaded",
+            "The server is overloaded, please try again later.",
+            retry_after="1",
+        ),
+    ),
+    FaultSpec(
+        "OA-500",
+        B.ERROR,
+        "server error",
+        _OA,
+        E.SERVER_ERROR,
+        render=_oa(
+            500, "server_error", None, "The server had an error while processing your request. Sorry about that!"
+        ),
+    ),
+    FaultSpec(
+        "OA-CTX",
+        B.ERROR,
+        "context too long",
+        _OA,
+        E.CLIENT_ERROR,
+        render=_oa(
+            400,
+            "invalid_request_error",
+            "context_length_exceeded",
+            "This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens.",
+            param="messages",
+        ),
+    ),
     FaultSpec("OA-MID", B.MID_ERROR, "2 chunks, then an in-stream server_error", _OA, E.SERVER_ERROR),
     FaultSpec("OA-HDR", B.DRAIN, "x-ratelimit-remaining-tokens steps to 0, reset 6m0s", _OA, defaults={"steps": 4}),
-    FaultSpec("AZ-429", B.ERROR, "Azure throttle", _OA, E.RATE_LIMITED, render=_raw(429, {"error": {"code": "429", "message": "Requests to the ChatCompletions_Create Operation under Azure OpenAI API version 2024-10-21 have exceeded token rate limit of your current OpenAI S0 pricing tier. Please retry after 6 seconds."}}, retry_after="6", retry_after_ms="6000")),
-    FaultSpec("AZ-404", B.ERROR, "deployment not found", _OA, E.MODEL_GONE, drops_model=True, render=_raw(404, {"error": {"code": "DeploymentNotFound", "message": "The API deployment for this resource does not exist. If you created the deployment within the last 5 minutes, please wait a moment and try again."}})),
-    FaultSpec("AZ-CF", B.ERROR, "content filter", _OA, E.CLIENT_ERROR, render=_raw(400, {"error": {"message": "The response was filtered due to the prompt triggering Azure OpenAI's content management policy.", "type": None, "param": "prompt", "code": "content_filter", "status": 400, "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": {"violence": {"filtered": True, "severity": "medium"}}}}})),
+    FaultSpec(
+        "AZ-429",
+        B.ERROR,
+        "Azure throttle",
+        _OA,
+        E.RATE_LIMITED,
+        render=_raw(
+            429,
+            {
+                "error": {
+                    "code": "429",
+                    "message": "Requests to the ChatCompletions_Create Operation under Azure OpenAI API version 2024-10-21 have exceeded token rate limit of your current OpenAI S0 pricing tier. Please retry after 6 seconds.",
+                }
+            },
+            retry_after="6",
+            retry_after_ms="6000",
+        ),
+    ),
+    FaultSpec(
+        "AZ-404",
+        B.ERROR,
+        "deployment not found",
+        _OA,
+        E.MODEL_GONE,
+        drops_model=True,
+        render=_raw(
+            404,
+            {
+                "error": {
+                    "code": "DeploymentNotFound",
+                    "message": "The API deployment for this resource does not exist. If you created the deployment within the last 5 minutes, please wait a moment and try again.",
+                }
+            },
+        ),
+    ),
+    FaultSpec(
+        "AZ-CF",
+        B.ERROR,
+        "content filter",
+        _OA,
+        E.CLIENT_ERROR,
+        render=_raw(
+            400,
+            {
+                "error": {
+                    "message": "The response was filtered due to the prompt triggering Azure OpenAI's content management policy.",
+                    "type": None,
+                    "param": "prompt",
+                    "code": "content_filter",
+                    "status": 400,
+                    "innererror": {
+                        "code": "ResponsibleAIPolicyViolation",
+                        "content_filter_result": {"violence": {"filtered": True, "severity": "medium"}},
+                    },
+                }
+            },
+        ),
+    ),
     FaultSpec("AZ-NEG", B.NEG_HEADERS, "placeholder rate headers -1 / 0", _OA),
-    FaultSpec("DS-402", B.ERROR, "DeepSeek insufficient balance", _OA, E.QUOTA_EXHAUSTED, render=_oa(402, "unknown_error", "invalid_request_error", "Insufficient Balance")),
-    FaultSpec("DS-503", B.ERROR, "DeepSeek overloaded", _OA, E.OVERLOADED, render=_oa(503, "unknown_error", "invalid_request_error", "Server overloaded, please try again later.")),
-    FaultSpec("GQ-498", B.ERROR, "Groq flex capacity", _OA, E.OVERLOADED, render=_oa(498, "tokens", "capacity_exceeded", "Flex tier capacity exceeded. This is a transient error, please retry later.")),
-    FaultSpec("TG-403", B.ERROR, "Together context (403)", _OA, E.CLIENT_ERROR, render=_oa(403, "invalid_request_error", None, "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 8193 (the maximum context length). Given: 8000 `inputs` tokens and 512 `max_new_tokens`")),
-    FaultSpec("OR-402", B.ERROR, "OpenRouter credits", _OA, E.QUOTA_EXHAUSTED, render=_raw(402, {"error": {"code": 402, "message": "Insufficient credits. Add more using https://openrouter.ai/credits"}})),
-    FaultSpec("OR-503", B.ERROR, "OpenRouter no provider", _OA, E.OVERLOADED, render=_raw(503, {"error": {"code": 503, "message": "No allowed providers are available for the selected model."}}, Retry_After="30")),
-    FaultSpec("OR-MID", B.MID_ERROR, "comments, 1 chunk, error chunk with finish_reason error, [DONE]", _OA, E.SERVER_ERROR),
-    FaultSpec("VL-ERR", B.ERROR, "vLLM context error (MI body)", _OA, E.CLIENT_ERROR, render=_raw(400, {"object": "error", "message": "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens.", "type": "BadRequestError", "param": None, "code": 400})),
-    FaultSpec("OL-404", B.ERROR, "Ollama model not pulled", _OA, E.MODEL_GONE, drops_model=True, render=_oa(404, "not_found_error", None, 'model "{model}" not found, try pulling it first')),
+    FaultSpec(
+        "DS-402",
+        B.ERROR,
+        "DeepSeek insufficient balance",
+        _OA,
+        E.QUOTA_EXHAUSTED,
+        render=_oa(402, "unknown_error", "invalid_request_error", "Insufficient Balance"),
+    ),
+    FaultSpec(
+        "DS-503",
+        B.ERROR,
+        "DeepSeek overloaded",
+        _OA,
+        E.OVERLOADED,
+        render=_oa(503, "unknown_error", "invalid_request_error", "Server overloaded, please try again later."),
+    ),
+    FaultSpec(
+        "GQ-498",
+        B.ERROR,
+        "Groq flex capacity",
+        _OA,
+        E.OVERLOADED,
+        render=_oa(
+            498,
+            "tokens",
+            "capacity_exceeded",
+            "Flex tier capacity exceeded. This is a transient error, please retry later.",
+        ),
+    ),
+    FaultSpec(
+        "TG-403",
+        B.ERROR,
+        "Together context (403)",
+        _OA,
+        E.CLIENT_ERROR,
+        render=_oa(
+            403,
+            "invalid_request_error",
+            None,
+            "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 8193 (the maximum context length). Given: 8000 `inputs` tokens and 512 `max_new_tokens`",
+        ),
+    ),
+    FaultSpec(
+        "OR-402",
+        B.ERROR,
+        "OpenRouter credits",
+        _OA,
+        E.QUOTA_EXHAUSTED,
+        render=_raw(
+            402,
+            {"error": {"code": 402, "message": "Insufficient credits. Add more using https://openrouter.ai/credits"}},
+        ),
+    ),
+    FaultSpec(
+        "OR-503",
+        B.ERROR,
+        "OpenRouter no provider",
+        _OA,
+        E.OVERLOADED,
+        render=_raw(
+            503,
+            {"error": {"code": 503, "message": "No allowed providers are available for the selected model."}},
+            Retry_After="30",
+        ),
+    ),
+    FaultSpec(
+        "OR-MID", B.MID_ERROR, "comments, 1 chunk, error chunk with finish_reason error, [DONE]", _OA, E.SERVER_ERROR
+    ),
+    FaultSpec(
+        "VL-ERR",
+        B.ERROR,
+        "vLLM context error (MI body)",
+        _OA,
+        E.CLIENT_ERROR,
+        render=_raw(
+            400,
+            {
+                "object": "error",
+                "message": "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens.",
+                "type": "BadRequestError",
+                "param": None,
+                "code": 400,
+            },
+        ),
+    ),
+    FaultSpec(
+        "OL-404",
+        B.ERROR,
+        "Ollama model not pulled",
+        _OA,
+        E.MODEL_GONE,
+        drops_model=True,
+        render=_oa(404, "not_found_error", None, 'model "{model}" not found, try pulling it first'),
+    ),
     # -- Anthropic --
-    FaultSpec("AN-401", B.ERROR, "bad key", _AN, E.AUTH, True, render=_an(401, "authentication_error", "invalid x-api-key")),
-    FaultSpec("AN-402", B.ERROR, "billing", _AN, E.QUOTA_EXHAUSTED, render=_an(402, "billing_error", "Your credit balance is too low to access the Anthropic API.")),
-    FaultSpec("AN-403", B.ERROR, "permission", _AN, E.AUTH, render=_an(403, "permission_error", "Your API key does not have permission to use the specified resource.")),
-    FaultSpec("AN-403G", B.ERROR, "geo block at the edge", _AN, E.REGION_BLOCKED, True, render=_raw(403, {"error": {"type": "forbidden", "message": "Request not allowed"}})),
-    FaultSpec("AN-404", B.ERROR, "model retired (and off /v1/models)", _AN, E.MODEL_GONE, drops_model=True, render=_an(404, "not_found_error", "model: {model}")),
-    FaultSpec("AN-429", B.ERROR, "rate limit with retry-after and anthropic-ratelimit headers", _AN, E.RATE_LIMITED, render=_an_429),
+    FaultSpec(
+        "AN-401", B.ERROR, "bad key", _AN, E.AUTH, True, render=_an(401, "authentication_error", "invalid x-api-key")
+    ),
+    FaultSpec(
+        "AN-402",
+        B.ERROR,
+        "billing",
+        _AN,
+        E.QUOTA_EXHAUSTED,
+        render=_an(402, "billing_error", "Your credit balance is too low to access the Anthropic API."),
+    ),
+    FaultSpec(
+        "AN-403",
+        B.ERROR,
+        "permission",
+        _AN,
+        E.AUTH,
+        render=_an(403, "permission_error", "Your API key does not have permission to use the specified resource."),
+    ),
+    FaultSpec(
+        "AN-403G",
+        B.ERROR,
+        "geo block at the edge",
+        _AN,
+        E.REGION_BLOCKED,
+        True,
+        render=_raw(403, {"error": {"type": "forbidden", "message": "Request not allowed"}}),
+    ),
+    FaultSpec(
+        "AN-404",
+        B.ERROR,
+        "model retired (and off /v1/models)",
+        _AN,
+        E.MODEL_GONE,
+        drops_model=True,
+        render=_an(404, "not_found_error", "model: {model}"),
+    ),
+    FaultSpec(
+        "AN-429",
+        B.ERROR,
+        "rate limit with retry-after and anthropic-ratelimit headers",
+        _AN,
+        E.RATE_LIMITED,
+        render=_an_429,
+    ),
     FaultSpec("AN-429S", B.ERROR, "spend cap (no retry-after)", _AN, E.QUOTA_EXHAUSTED, render=_an_429s),
     FaultSpec("AN-529", B.ERROR, "overloaded", _AN, E.OVERLOADED, render=_an(529, "overloaded_error", "Overloaded")),
-    FaultSpec("AN-500", B.ERROR, "internal", _AN, E.SERVER_ERROR, render=_an(500, "api_error", "Internal server error")),
+    FaultSpec(
+        "AN-500", B.ERROR, "internal", _AN, E.SERVER_ERROR, render=_an(500, "api_error", "Internal server error")
+    ),
     FaultSpec("AN-504", B.ERROR, "timeout", _AN, E.TIMEOUT, render=_an(504, "timeout_error", "Request timeout")),
-    FaultSpec("AN-CTX", B.ERROR, "prompt too long", _AN, E.CLIENT_ERROR, render=_an(400, "invalid_request_error", "prompt is too long: 207791 tokens > 200000 maximum")),
-    FaultSpec("AN-MID", B.MID_ERROR, "message_start, ping, 2 deltas, then event: error overloaded_error", _AN, E.OVERLOADED),
+    FaultSpec(
+        "AN-CTX",
+        B.ERROR,
+        "prompt too long",
+        _AN,
+        E.CLIENT_ERROR,
+        render=_an(400, "invalid_request_error", "prompt is too long: 207791 tokens > 200000 maximum"),
+    ),
+    FaultSpec(
+        "AN-MID", B.MID_ERROR, "message_start, ping, 2 deltas, then event: error overloaded_error", _AN, E.OVERLOADED
+    ),
     # -- Gemini and Vertex --
-    FaultSpec("GG-400L", B.ERROR, "user location not supported", _GG, E.REGION_BLOCKED, True, render=_gg(400, "FAILED_PRECONDITION", "User location is not supported for the API use.")),
-    FaultSpec("GG-400K", B.ERROR, "bad key", _GG, E.AUTH, True, render=_gg(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.", [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID", "domain": "googleapis.com"}])),
-    FaultSpec("GG-404", B.ERROR, "model not found (and off /models)", _GG, E.MODEL_GONE, drops_model=True, render=_gg(404, "NOT_FOUND", "models/{model} is not found for API version v1beta, or is not supported for generateContent.")),
-    FaultSpec("GG-402", B.ERROR, "prepaid credit exhausted", _GG, E.QUOTA_EXHAUSTED, render=_gg(402, "RESOURCE_EXHAUSTED", "Your prepaid credits are exhausted.")),
-    FaultSpec("GG-429M", B.ERROR, "per-minute quota with RetryInfo 26s", _GG, E.RATE_LIMITED, render=_gg_429("GenerateRequestsPerMinutePerProjectPerModel-FreeTier")),
-    FaultSpec("GG-429D", B.ERROR, "per-day quota", _GG, E.QUOTA_EXHAUSTED, render=_gg_429("GenerateRequestsPerDayPerProjectPerModel-FreeTier")),
-    FaultSpec("GG-500", B.ERROR, "internal", _GG, E.SERVER_ERROR, render=_gg(500, "INTERNAL", "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting")),
-    FaultSpec("GG-503", B.ERROR, "overloaded", _GG, E.OVERLOADED, render=_gg(503, "UNAVAILABLE", "The model is overloaded. Please try again later.")),
-    FaultSpec("GG-504", B.ERROR, "deadline", _GG, E.TIMEOUT, render=_gg(504, "DEADLINE_EXCEEDED", "Deadline expired before operation could complete.")),
+    FaultSpec(
+        "GG-400L",
+        B.ERROR,
+        "user location not supported",
+        _GG,
+        E.REGION_BLOCKED,
+        True,
+        render=_gg(400, "FAILED_PRECONDITION", "User location is not supported for the API use."),
+    ),
+    FaultSpec(
+        "GG-400K",
+        B.ERROR,
+        "bad key",
+        _GG,
+        E.AUTH,
+        True,
+        render=_gg(
+            400,
+            "INVALID_ARGUMENT",
+            "API key not valid. Please pass a valid API key.",
+            [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "API_KEY_INVALID",
+                    "domain": "googleapis.com",
+                }
+            ],
+        ),
+    ),
+    FaultSpec(
+        "GG-404",
+        B.ERROR,
+        "model not found (and off /models)",
+        _GG,
+        E.MODEL_GONE,
+        drops_model=True,
+        render=_gg(
+            404,
+            "NOT_FOUND",
+            "models/{model} is not found for API version v1beta, or is not supported for generateContent.",
+        ),
+    ),
+    FaultSpec(
+        "GG-402",
+        B.ERROR,
+        "prepaid credit exhausted",
+        _GG,
+        E.QUOTA_EXHAUSTED,
+        render=_gg(402, "RESOURCE_EXHAUSTED", "Your prepaid credits are exhausted."),
+    ),
+    FaultSpec(
+        "GG-429M",
+        B.ERROR,
+        "per-minute quota with RetryInfo 26s",
+        _GG,
+        E.RATE_LIMITED,
+        render=_gg_429("GenerateRequestsPerMinutePerProjectPerModel-FreeTier"),
+    ),
+    FaultSpec(
+        "GG-429D",
+        B.ERROR,
+        "per-day quota",
+        _GG,
+        E.QUOTA_EXHAUSTED,
+        render=_gg_429("GenerateRequestsPerDayPerProjectPerModel-FreeTier"),
+    ),
+    FaultSpec(
+        "GG-500",
+        B.ERROR,
+        "internal",
+        _GG,
+        E.SERVER_ERROR,
+        render=_gg(
+            500,
+            "INTERNAL",
+            "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting",
+        ),
+    ),
+    FaultSpec(
+        "GG-503",
+        B.ERROR,
+        "overloaded",
+        _GG,
+        E.OVERLOADED,
+        render=_gg(503, "UNAVAILABLE", "The model is overloaded. Please try again later."),
+    ),
+    FaultSpec(
+        "GG-504",
+        B.ERROR,
+        "deadline",
+        _GG,
+        E.TIMEOUT,
+        render=_gg(504, "DEADLINE_EXCEEDED", "Deadline expired before operation could complete."),
+    ),
     FaultSpec("GG-MID", B.MID_ERROR, "2 chunks, then GG-503 as raw multi-line JSON", _GG, E.OVERLOADED),
-    FaultSpec("VX-429", B.ERROR, "Vertex shared capacity", _GG, E.OVERLOADED, render=_gg(429, "RESOURCE_EXHAUSTED", "Resource exhausted. Please try again later. Please refer to https://cloud.google.com/vertex-ai/generative-ai/docs/error-code-429 for more details.", errors=[{"domain": "global", "reason": "rateLimitExceeded"}])),
+    FaultSpec(
+        "VX-429",
+        B.ERROR,
+        "Vertex shared capacity",
+        _GG,
+        E.OVERLOADED,
+        render=_gg(
+            429,
+            "RESOURCE_EXHAUSTED",
+            "Resource exhausted. Please try again later. Please refer to https://cloud.google.com/vertex-ai/generative-ai/docs/error-code-429 for more details.",
+            errors=[{"domain": "global", "reason": "rateLimitExceeded"}],
+        ),
+    ),
 ]
 
 FAULTS: dict[str, FaultSpec] = {row.id: row for row in _ROWS}
@@ -316,11 +790,31 @@ ALIASES: dict[str, dict[str, str]] = {
     "ttft_delay": {"*": "TTFT"},
     "slow_tokens": {"*": "NET-6"},
     "rate_limited": {"openai": "OA-429R", "azure": "AZ-429", "anthropic": "AN-429", "gemini": "GG-429M"},
-    "quota_exhausted": {"openai": "OA-429Q", "deepseek": "DS-402", "openrouter": "OR-402", "anthropic": "AN-402", "gemini": "GG-402"},
-    "overloaded": {"openai": "OA-503", "deepseek": "DS-503", "openrouter": "OR-503", "groq": "GQ-498", "anthropic": "AN-529", "gemini": "GG-503", "vertex": "VX-429"},
+    "quota_exhausted": {
+        "openai": "OA-429Q",
+        "deepseek": "DS-402",
+        "openrouter": "OR-402",
+        "anthropic": "AN-402",
+        "gemini": "GG-402",
+    },
+    "overloaded": {
+        "openai": "OA-503",
+        "deepseek": "DS-503",
+        "openrouter": "OR-503",
+        "groq": "GQ-498",
+        "anthropic": "AN-529",
+        "gemini": "GG-503",
+        "vertex": "VX-429",
+    },
     "server_error": {"openai": "OA-500", "anthropic": "AN-500", "gemini": "GG-500"},
     "region_blocked": {"openai": "OA-403R", "anthropic": "AN-403G", "gemini": "GG-400L"},
-    "model_gone": {"openai": "OA-404", "azure": "AZ-404", "ollama": "OL-404", "anthropic": "AN-404", "gemini": "GG-404"},
+    "model_gone": {
+        "openai": "OA-404",
+        "azure": "AZ-404",
+        "ollama": "OL-404",
+        "anthropic": "AN-404",
+        "gemini": "GG-404",
+    },
     "auth": {"openai": "OA-401", "anthropic": "AN-401", "gemini": "GG-400K"},
     "context_length": {"openai": "OA-CTX", "vllm": "VL-ERR", "together": "TG-403", "anthropic": "AN-CTX"},
     "hang": {"*": "NET-3"},

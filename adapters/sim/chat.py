@@ -147,7 +147,9 @@ class WireFormat(Protocol):
         """Normalise a request body (raise BadRequest naming the field)."""
         ...
 
-    def models_page(self, models: list[tuple[str, int, str]], query: Mapping[str, str], page_size: int) -> dict[str, Any]:
+    def models_page(
+        self, models: list[tuple[str, int, str]], query: Mapping[str, str], page_size: int
+    ) -> dict[str, Any]:
         """The catalogue page for (name, context_window, display_name) rows."""
         ...
 

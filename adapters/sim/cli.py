@@ -19,8 +19,15 @@ __all__ = ["add_parser"]
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("sim", help="run simulated LLM providers with switchable faults (see docs/simulator.md)")
     p.add_argument("-c", "--config", required=True, help="path to sim.yaml (e.g. examples/sim.yaml)")
-    p.add_argument("--admin-port", type=int, default=None, help="admin API port (overrides admin_port in the file; 0 = any free port)")
-    p.add_argument("--no-timeline", action="store_true", help="do not start the timeline (start it later: POST /timeline/start)")
+    p.add_argument(
+        "--admin-port",
+        type=int,
+        default=None,
+        help="admin API port (overrides admin_port in the file; 0 = any free port)",
+    )
+    p.add_argument(
+        "--no-timeline", action="store_true", help="do not start the timeline (start it later: POST /timeline/start)"
+    )
     p.set_defaults(func=_run)
 
 
@@ -32,7 +39,10 @@ def _run(args: argparse.Namespace) -> int:
         asyncio.run(_serve(cfg, args.admin_port))
     except OSError as exc:
         # The usual cause: a fixed port in sim.yaml is taken (another simulator still running?).
-        print(f"turnout sim: cannot listen: {exc.strerror or exc} (is another simulator running? change the ports in {args.config})", file=sys.stderr)
+        print(
+            f"turnout sim: cannot listen: {exc.strerror or exc} (is another simulator running? change the ports in {args.config})",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -60,8 +70,12 @@ def _print_banner(sim: Simulator) -> None:
     for pid, server in sim.providers.items():
         p = server.cfg
         models = ", ".join(m.name for m in p.models)
-        console.print(f"  {pid:<{width}}  {server.base_url:<32} {p.family}/{p.effective_flavor}  {models}", highlight=False)
-    console.print(f"admin API: {sim.admin_url}  (GET /providers, /faults, /stats, /timeline; docs/simulator.md)", highlight=False)
+        console.print(
+            f"  {pid:<{width}}  {server.base_url:<32} {p.family}/{p.effective_flavor}  {models}", highlight=False
+        )
+    console.print(
+        f"admin API: {sim.admin_url}  (GET /providers, /faults, /stats, /timeline; docs/simulator.md)", highlight=False
+    )
     if sim.timeline.running:
         console.print(f"timeline: {len(sim.config.timeline)} entries, running")
     console.print("Ctrl-C to stop")

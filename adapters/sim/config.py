@@ -56,7 +56,9 @@ class SimProvider(_Model):
 
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     family: Literal["openai", "anthropic", "gemini"]
-    flavor: str | None = Field(default=None, description="openai, azure, deepseek, vllm, llamacpp, ollama, openrouter, groq, …")
+    flavor: str | None = Field(
+        default=None, description="openai, azure, deepseek, vllm, llamacpp, ollama, openrouter, groq, …"
+    )
     port: int = Field(default=0, ge=0, le=65535, description="0 = pick a free port")
     api_key: str | None = Field(default=DEMO_API_KEY, description="key the provider expects; null = no auth")
     models: list[SimModel] = Field(min_length=1)
@@ -122,7 +124,9 @@ class SimConfig(_Model):
         for i, e in enumerate(self.timeline):
             p = self.provider(e.provider)
             if p is None:
-                raise ValueError(f"timeline[{i}]: unknown provider {e.provider!r}; known: {', '.join(x.id for x in self.providers)}")
+                raise ValueError(
+                    f"timeline[{i}]: unknown provider {e.provider!r}; known: {', '.join(x.id for x in self.providers)}"
+                )
             if e.model is not None and p.model(e.model) is None:
                 raise ValueError(f"timeline[{i}]: provider {p.id!r} has no model {e.model!r}")
             if e.fault:
@@ -143,9 +147,13 @@ def parse_sim_config(data: Mapping[str, Any] | str, source: str = "<memory>") ->
         try:
             raw = yaml.safe_load(data)
         except yaml.YAMLError as exc:
-            raise ConfigError(source, "", f"not valid YAML: {getattr(exc, 'problem', exc)}", "fix the YAML syntax") from None
+            raise ConfigError(
+                source, "", f"not valid YAML: {getattr(exc, 'problem', exc)}", "fix the YAML syntax"
+            ) from None
     if not isinstance(raw, Mapping):
-        raise ConfigError(source, "", "the top level must be a mapping with `providers:`", "start from examples/sim.yaml")
+        raise ConfigError(
+            source, "", "the top level must be a mapping with `providers:`", "start from examples/sim.yaml"
+        )
     try:
         return SimConfig.model_validate(dict(raw))
     except ValidationError as exc:

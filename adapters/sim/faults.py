@@ -105,7 +105,9 @@ class FaultBook:
         if probability is not None and not 0 < probability <= 1:
             raise ValueError(f"probability must be in (0, 1], got {probability!r}")
         if spec.behaviour is Behaviour.REFUSED and (count is not None or probability is not None or model is not None):
-            raise ValueError("refused closes the whole listener: give it a duration or clear it (no count, probability or model)")
+            raise ValueError(
+                "refused closes the whole listener: give it a duration or clear it (no count, probability or model)"
+            )
         now = self._clock.monotonic() if start is None else start
         rule = FaultRule(
             id=f"f{next(self._ids)}",
@@ -135,6 +137,7 @@ class FaultBook:
 
     def clear(self, provider: str | None = None, model: str | None = None) -> int:
         """Remove faults of a provider (and model; None = all); returns how many were removed."""
+
         def hit(r: FaultRule) -> bool:
             return (provider is None or r.provider == provider) and (model is None or r.model == model)
 
@@ -164,7 +167,11 @@ class FaultBook:
 
     def passive(self, provider: str, behaviour: Behaviour, model: str | None = None) -> list[FaultRule]:
         """Active rules of a behaviour that shapes state rather than a request (catalogue, status page)."""
-        return [r for r in self.rules(provider) if r.spec.behaviour is behaviour and (model is None or r.model in (None, model))]
+        return [
+            r
+            for r in self.rules(provider)
+            if r.spec.behaviour is behaviour and (model is None or r.model in (None, model))
+        ]
 
     def dropped_models(self, provider: str) -> tuple[set[str], bool]:
         """Models off the catalogue right now, and whether every model is (a provider-wide drop)."""
@@ -179,7 +186,13 @@ class FaultBook:
         return names, everything
 
     def fire(
-        self, provider: str, model: str | None, *, inference: bool, stream: bool, accept: Callable[[FaultSpec], bool] | None = None
+        self,
+        provider: str,
+        model: str | None,
+        *,
+        inference: bool,
+        stream: bool,
+        accept: Callable[[FaultSpec], bool] | None = None,
     ) -> Fired:
         """Pick what acts on this request, newest fault first; consumes counts and rolls probabilities.
 

@@ -40,7 +40,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class ProviderServer:
     """Serves one `SimProvider`."""
 
-    def __init__(self, cfg: SimProvider, *, host: str, book: FaultBook, stats: Stats, clock: Clock, stopping: asyncio.Event) -> None:
+    def __init__(
+        self, cfg: SimProvider, *, host: str, book: FaultBook, stats: Stats, clock: Clock, stopping: asyncio.Event
+    ) -> None:
         self.cfg, self.host = cfg, host
         self.port = cfg.port
         self.wire = WIRES[cfg.family]()
@@ -70,7 +72,9 @@ class ProviderServer:
     async def start(self) -> None:
         # Short shutdown: held requests are released by `stopping` before cleanup. Handler cancellation: a
         # client that gives up on a hung or stalled request frees its handler (no pile-up in a long demo).
-        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0, handle_signals=False, handler_cancellation=True)
+        self._runner = web.AppRunner(
+            self.app, access_log=None, shutdown_timeout=1.0, handle_signals=False, handler_cancellation=True
+        )
         await self._runner.setup()
         self.start_listening()
         await self.settle()
@@ -99,7 +103,9 @@ class ProviderServer:
     def stop_listening(self) -> None:
         """Close the listening socket at once: new connections are refused; open ones stay (and get reset)."""
         if self._starting is not None:
-            self._starting.add_done_callback(lambda t: t.result().close() if not t.cancelled() and t.exception() is None else None)
+            self._starting.add_done_callback(
+                lambda t: t.result().close() if not t.cancelled() and t.exception() is None else None
+            )
             self._starting = None
         if self._server is not None:
             self._server.close()
@@ -151,7 +157,9 @@ class ProviderServer:
 
     # -- answers shared by every route --
     def _respond(self, er: ErrorResponse, extra: dict[str, str] | None = None) -> web.Response:
-        return web.Response(status=er.status, body=er.body, headers={**er.headers, **(extra or {})}, content_type=er.content_type)
+        return web.Response(
+            status=er.status, body=er.body, headers={**er.headers, **(extra or {})}, content_type=er.content_type
+        )
 
     def _fault_answer(self, alias: str, model: str, params: dict[str, Any] | None = None) -> ErrorResponse:
         spec = resolve_fault(alias, self.cfg.family, self.cfg.effective_flavor)
@@ -164,10 +172,18 @@ class ProviderServer:
             return True
         h = request.headers
         auth = h.get("Authorization", "")
-        offered = [auth[7:] if auth.lower().startswith("bearer ") else "", h.get("api-key", ""), h.get("x-api-key", ""), h.get("x-goog-api-key", ""), request.query.get("key", "")]
+        offered = [
+            auth[7:] if auth.lower().startswith("bearer ") else "",
+            h.get("api-key", ""),
+            h.get("x-api-key", ""),
+            h.get("x-goog-api-key", ""),
+            request.query.get("key", ""),
+        ]
         return any(o and hmac.compare_digest(o.encode(), want.encode()) for o in offered)
 
-    async def _preflight(self, request: web.Request, model: str | None, *, inference: bool, stream: bool) -> web.StreamResponse | Fired:
+    async def _preflight(
+        self, request: web.Request, model: str | None, *, inference: bool, stream: bool
+    ) -> web.StreamResponse | Fired:
         """Checks and faults that act before any answer; returns the response to send, or what fired."""
         if self._book.refusing(self.cfg.id):
             return reset_connection(request)  # a kept-alive connection from before the listener closed
@@ -178,7 +194,9 @@ class ProviderServer:
         fired = self._book.fire(self.cfg.id, model, inference=inference, stream=stream)
         for rule in fired.rules:
             self._stats.fault(self.cfg.id, rule.spec.id)
-        latency = (self.cfg.latency if inference else 0.0) + sum(float(m.param("seconds", 0)) for m in fired.modifier(Behaviour.LATENCY))
+        latency = (self.cfg.latency if inference else 0.0) + sum(
+            float(m.param("seconds", 0)) for m in fired.modifier(Behaviour.LATENCY)
+        )
         if await pause(latency, self._stopping):
             return reset_connection(request)
         t = fired.terminal
@@ -186,7 +204,9 @@ class ProviderServer:
             return fired
         b = t.spec.behaviour
         if (b is Behaviour.ERROR or b is Behaviour.HEALTH_LOADING) and t.spec.render is not None:
-            return self._respond(t.spec.render(RenderContext(model or "", self._clock.wall(), self.cfg.family, t.params)))
+            return self._respond(
+                t.spec.render(RenderContext(model or "", self._clock.wall(), self.cfg.family, t.params))
+            )
         if b is Behaviour.RESET and not stream:
             return reset_connection(request)
         if b is Behaviour.HANG:
@@ -202,9 +222,17 @@ class ProviderServer:
             steps = max(1, int(m.param("steps", 4)))
             limit = int(headers.get("x-ratelimit-limit-tokens", self.cfg.rate_limits.tokens))
             left = limit * max(0, steps - m.hits) // steps
-            headers |= {"x-ratelimit-limit-tokens": str(limit), "x-ratelimit-remaining-tokens": str(left), "x-ratelimit-reset-tokens": "6m0s"}
+            headers |= {
+                "x-ratelimit-limit-tokens": str(limit),
+                "x-ratelimit-remaining-tokens": str(left),
+                "x-ratelimit-reset-tokens": "6m0s",
+            }
         if fired.modifier(Behaviour.NEG_HEADERS):
-            headers |= {"x-ratelimit-limit-tokens": "-1", "x-ratelimit-remaining-tokens": "-1", "x-ratelimit-reset-tokens": "0"}
+            headers |= {
+                "x-ratelimit-limit-tokens": "-1",
+                "x-ratelimit-remaining-tokens": "-1",
+                "x-ratelimit-reset-tokens": "0",
+            }
         return headers
 
     def _rate_limited(self, model: str) -> web.Response:
@@ -216,19 +244,27 @@ class ProviderServer:
             headers["retry-after"] = str(max(1, math.ceil(snap.reset_in_s)))
         return web.Response(status=429, body=er.body, headers=headers, content_type="application/json")
 
-    async def _read_call(self, request: web.Request, endpoint: str, path_model: str | None = None, *, count_only: bool = False) -> ChatCall | web.Response:
+    async def _read_call(
+        self, request: web.Request, endpoint: str, path_model: str | None = None, *, count_only: bool = False
+    ) -> ChatCall | web.Response:
         raw = await request.read()
         try:
             body = json.loads(raw) if raw else None
             call = self.wire.parse(body, path_model, count_only=count_only)
         except ValueError as exc:
             self._stats.count(self.cfg.id, path_model, endpoint)
-            msg, param = (exc.message, exc.param) if isinstance(exc, BadRequest) else (f"could not parse the JSON body: {exc}", None)
+            msg, param = (
+                (exc.message, exc.param)
+                if isinstance(exc, BadRequest)
+                else (f"could not parse the JSON body: {exc}", None)
+            )
             return self._respond(self.wire.bad_request(msg, param))
         self._stats.count(self.cfg.id, call.model, endpoint)
         return replace(call, rid=f"sim-{self.port}-{next(self._ids)}", created=int(self._clock.wall().timestamp()))
 
-    async def _inference(self, request: web.Request, endpoint: str, path_model: str | None = None, stream: bool | None = None) -> web.StreamResponse:
+    async def _inference(
+        self, request: web.Request, endpoint: str, path_model: str | None = None, stream: bool | None = None
+    ) -> web.StreamResponse:
         call = await self._read_call(request, endpoint, path_model)
         if isinstance(call, web.Response):
             return call
@@ -243,7 +279,18 @@ class ProviderServer:
         answer = build_answer(call, text)
         if not self.limiter.try_consume(answer.total_tokens):
             return self._rate_limited(call.model)
-        turn = Turn(request, self.wire, call, answer, self._capacity(pre), pre, self.cfg.effective_flavor, self.cfg.ttft, self.cfg.token_rate, self._stopping)
+        turn = Turn(
+            request,
+            self.wire,
+            call,
+            answer,
+            self._capacity(pre),
+            pre,
+            self.cfg.effective_flavor,
+            self.cfg.ttft,
+            self.cfg.token_rate,
+            self._stopping,
+        )
         return await (send_stream(turn) if call.stream else send_plain(turn))
 
     # -- handlers --
@@ -274,7 +321,20 @@ class ProviderServer:
             return await self._inference(request, "stream_generate_content", model, stream=True)
         if request.method == "POST" and method == "countTokens":
             return await self._count_tokens(request, model)
-        return self._respond(ErrorResponse(404, json.dumps({"error": {"code": 404, "message": f"Method not found: {method or request.method}", "status": "NOT_FOUND"}}).encode()))
+        return self._respond(
+            ErrorResponse(
+                404,
+                json.dumps(
+                    {
+                        "error": {
+                            "code": 404,
+                            "message": f"Method not found: {method or request.method}",
+                            "status": "NOT_FOUND",
+                        }
+                    }
+                ).encode(),
+            )
+        )
 
     def _listed(self) -> list[tuple[str, int, str]]:
         dropped, everything = self._book.dropped_models(self.cfg.id)

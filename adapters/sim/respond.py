@@ -147,7 +147,9 @@ async def _trickle(t: Turn, resp: web.StreamResponse, rule: FaultRule, beat: byt
 
 async def send_stream(t: Turn) -> web.StreamResponse:
     """An SSE answer in the family's framing, timed by TTFT and token rate, shaped by stream faults."""
-    resp = web.StreamResponse(status=200, headers={**t.headers, "Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    resp = web.StreamResponse(
+        status=200, headers={**t.headers, "Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
     await resp.prepare(t.request)
     try:
         await _stream_body(t, resp)
@@ -175,7 +177,11 @@ async def _stream_body(t: Turn, resp: web.StreamResponse) -> None:
         await resp.write(ev)
     if await pause(t.first_token_delay(), t.stopping):
         return
-    body = wire.stream_tool(call, t.answer) if t.answer.tool_call else [wire.stream_token(call, tok) for tok in t.answer.tokens]
+    body = (
+        wire.stream_tool(call, t.answer)
+        if t.answer.tool_call
+        else [wire.stream_token(call, tok) for tok in t.answer.tokens]
+    )
     cut = _CUT.get(b) if b is not None else None
     if rule is not None and rule.spec.id == "OR-MID":
         cut = 1

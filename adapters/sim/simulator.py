@@ -35,10 +35,18 @@ class Simulator:
     (e.g. FakeClock) nothing happens on its own: call `await sim.advance(s)` or `await sim.tick()`."""
 
     def __init__(
-        self, config: SimConfig, *, clock: Clock | None = None, admin: bool = True, admin_port: int | None = None, free_ports: bool = False
+        self,
+        config: SimConfig,
+        *,
+        clock: Clock | None = None,
+        admin: bool = True,
+        admin_port: int | None = None,
+        free_ports: bool = False,
     ) -> None:
         if free_ports:  # tests run in parallel: never the file's fixed ports
-            config = config.model_copy(update={"admin_port": 0, "providers": [p.model_copy(update={"port": 0}) for p in config.providers]})
+            config = config.model_copy(
+                update={"admin_port": 0, "providers": [p.model_copy(update={"port": 0}) for p in config.providers]}
+            )
         self.config = config
         self.clock: Clock = clock or SystemClock()
         self._autotick = clock is None
@@ -47,7 +55,9 @@ class Simulator:
         self.book = FaultBook(self.clock, seed=config.seed, on_change=self._listener_may_change)
         self.timeline = Timeline(list(config.timeline), self.clock)
         self.providers: dict[str, ProviderServer] = {
-            p.id: ProviderServer(p, host=config.host, book=self.book, stats=self.stats_counter, clock=self.clock, stopping=self._stopping)
+            p.id: ProviderServer(
+                p, host=config.host, book=self.book, stats=self.stats_counter, clock=self.clock, stopping=self._stopping
+            )
             for p in config.providers
         }
         self._admin_enabled = admin
@@ -79,7 +89,9 @@ class Simulator:
             if self._admin_enabled:
                 from adapters.sim.admin import build_admin_app
 
-                self._admin_runner = web.AppRunner(build_admin_app(self), access_log=None, shutdown_timeout=1.0, handle_signals=False)
+                self._admin_runner = web.AppRunner(
+                    build_admin_app(self), access_log=None, shutdown_timeout=1.0, handle_signals=False
+                )
                 await self._admin_runner.setup()
                 site = web.TCPSite(self._admin_runner, self.config.host, self._admin_port)
                 await site.start()
@@ -117,7 +129,9 @@ class Simulator:
         await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.stop()
 
     async def _tick_forever(self) -> None:
@@ -171,7 +185,9 @@ class Simulator:
             server.start_listening()
         except OSError as exc:
             # Someone took the port while it was closed; the next tick tries again.
-            log.warning("simulated provider %s cannot listen again on port %s: %s", provider, server.port, exc.strerror or exc)
+            log.warning(
+                "simulated provider %s cannot listen again on port %s: %s", provider, server.port, exc.strerror or exc
+            )
 
     @property
     def stopping(self) -> asyncio.Event:
@@ -225,10 +241,21 @@ class Simulator:
         per call, or until cleared. `params` tune it (`seconds`, `interval`, `rate`, `status`, `hint`, …)."""
         server = self._server(provider)
         if model is not None and server.cfg.model(model) is None:
-            raise ValueError(f"provider {provider!r} has no model {model!r}; known: {', '.join(m.name for m in server.cfg.models)}")
+            raise ValueError(
+                f"provider {provider!r} has no model {model!r}; known: {', '.join(m.name for m in server.cfg.models)}"
+            )
         spec = resolve_fault(fault, server.cfg.family, server.cfg.effective_flavor)
         spec.check_params(params)
-        rule = self.book.add(provider, spec, model=model, count=count, duration=duration, probability=probability, params=params, start=_start)
+        rule = self.book.add(
+            provider,
+            spec,
+            model=model,
+            count=count,
+            duration=duration,
+            probability=probability,
+            params=params,
+            start=_start,
+        )
         return rule.id
 
     def clear_faults(self, provider: str | None = None, model: str | None = None, fault_id: str | None = None) -> int:

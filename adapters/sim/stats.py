@@ -31,7 +31,9 @@ class Stats:
         return sum(
             n
             for (p, m, e), n in self.requests.items()
-            if (provider is None or p == provider) and (model is None or m == model) and (endpoint is None or e == endpoint)
+            if (provider is None or p == provider)
+            and (model is None or m == model)
+            and (endpoint is None or e == endpoint)
         )
 
     def reset(self) -> None:

@@ -61,7 +61,9 @@ class AnthropicWire:
             "max_tokens": 8192,
         }
 
-    def models_page(self, models: list[tuple[str, int, str]], query: Mapping[str, str], page_size: int) -> dict[str, Any]:
+    def models_page(
+        self, models: list[tuple[str, int, str]], query: Mapping[str, str], page_size: int
+    ) -> dict[str, Any]:
         try:
             limit = max(1, min(1000, int(query.get("limit", page_size))))
         except ValueError:
@@ -83,7 +85,9 @@ class AnthropicWire:
         }
 
     # -- plain answers --
-    def _message(self, call: ChatCall, content: list[dict[str, Any]], stop: str | None, inp: int, out: int) -> dict[str, Any]:
+    def _message(
+        self, call: ChatCall, content: list[dict[str, Any]], stop: str | None, inp: int, out: int
+    ) -> dict[str, Any]:
         return {
             "id": f"msg_{call.rid}",
             "type": "message",
@@ -92,7 +96,12 @@ class AnthropicWire:
             "content": content,
             "stop_reason": stop,
             "stop_sequence": None,
-            "usage": {"input_tokens": inp, "output_tokens": out, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+            "usage": {
+                "input_tokens": inp,
+                "output_tokens": out,
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0,
+            },
         }
 
     def completion(self, call: ChatCall, answer: Answer) -> dict[str, Any]:
@@ -116,12 +125,20 @@ class AnthropicWire:
     def stream_preamble(self, call: ChatCall, answer: Answer) -> list[bytes]:
         out = [self._start(call, answer.input_tokens)]
         if answer.tool_call is None:
-            out.append(event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}))
+            out.append(
+                event(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                )
+            )
         out.append(event("ping", {"type": "ping"}))
         return out
 
     def stream_token(self, call: ChatCall, token: str) -> bytes:
-        return event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": token}})
+        return event(
+            "content_block_delta",
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": token}},
+        )
 
     def stream_tool(self, call: ChatCall, answer: Answer) -> list[bytes]:
         tc = answer.tool_call
@@ -130,7 +147,14 @@ class AnthropicWire:
         block = {"type": "tool_use", "id": _tool_id(tc), "name": tc.name, "input": {}}
         return [
             event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}),
-            event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": tc.arguments_json}}),
+            event(
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "input_json_delta", "partial_json": tc.arguments_json},
+                },
+            ),
         ]
 
     def stream_finish(self, call: ChatCall, answer: Answer) -> list[bytes]:
@@ -141,7 +165,14 @@ class AnthropicWire:
         ]
 
     def _delta(self, stop: str | None, out: int) -> bytes:
-        return event("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None}, "usage": {"output_tokens": out}})
+        return event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop, "stop_sequence": None},
+                "usage": {"output_tokens": out},
+            },
+        )
 
     def stream_empty(self, call: ChatCall) -> list[bytes]:
         return [self._start(call, 1), self._delta(None, 0), event("message_stop", {"type": "message_stop"})]

@@ -14,7 +14,10 @@ __all__ = ["GeminiWire", "GG_MID_BODY"]
 
 _FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool": "STOP"}
 # GG-MID: the GG-503 body as Gemini sends it mid-stream: raw, multi-line, without `data:`.
-GG_MID_BODY = json.dumps({"error": {"code": 503, "message": "The model is overloaded. Please try again later.", "status": "UNAVAILABLE"}}, indent=2)
+GG_MID_BODY = json.dumps(
+    {"error": {"code": 503, "message": "The model is overloaded. Please try again later.", "status": "UNAVAILABLE"}},
+    indent=2,
+)
 
 
 def _sse(obj: object) -> bytes:
@@ -37,8 +40,15 @@ class GeminiWire:
         gen = body.get("generationConfig") or {}
         limit = gen.get("maxOutputTokens") if isinstance(gen, dict) else None
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
-            raise BadRequest(f"* GenerateContentRequest.generation_config.max_output_tokens: must be positive, got {limit!r}", "generationConfig")
-        system = text_of((body.get("systemInstruction") or {}).get("parts", []) if isinstance(body.get("systemInstruction"), dict) else "")
+            raise BadRequest(
+                f"* GenerateContentRequest.generation_config.max_output_tokens: must be positive, got {limit!r}",
+                "generationConfig",
+            )
+        system = text_of(
+            (body.get("systemInstruction") or {}).get("parts", [])
+            if isinstance(body.get("systemInstruction"), dict)
+            else ""
+        )
         text = " ".join([system, *(text_of(c.get("parts", [])) for c in contents if isinstance(c, dict))]).strip()
         return ChatCall(
             model=path_model or "",
@@ -63,7 +73,9 @@ class GeminiWire:
             "supportedGenerationMethods": ["generateContent", "countTokens"],
         }
 
-    def models_page(self, models: list[tuple[str, int, str]], query: Mapping[str, str], page_size: int) -> dict[str, Any]:
+    def models_page(
+        self, models: list[tuple[str, int, str]], query: Mapping[str, str], page_size: int
+    ) -> dict[str, Any]:
         try:
             size = max(1, min(1000, int(query.get("pageSize", page_size))))
             start = int(query.get("pageToken", "0") or "0")
@@ -78,7 +90,9 @@ class GeminiWire:
     def _usage(self, inp: int, out: int) -> dict[str, int]:
         return {"promptTokenCount": inp, "candidatesTokenCount": out, "totalTokenCount": inp + out}
 
-    def _response(self, call: ChatCall, parts: list[dict[str, Any]], finish: str | None, usage: dict[str, int]) -> dict[str, Any]:
+    def _response(
+        self, call: ChatCall, parts: list[dict[str, Any]], finish: str | None, usage: dict[str, int]
+    ) -> dict[str, Any]:
         cand: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
         if finish is not None:
             cand["finishReason"] = finish
@@ -88,13 +102,19 @@ class GeminiWire:
         parts: list[dict[str, Any]] = [{"text": answer.text}]
         if answer.tool_call is not None:
             parts = [{"functionCall": {"name": answer.tool_call.name, "args": answer.tool_call.arguments}}]
-        return self._response(call, parts, _FINISH[answer.finish], self._usage(answer.input_tokens, answer.output_tokens))
+        return self._response(
+            call, parts, _FINISH[answer.finish], self._usage(answer.input_tokens, answer.output_tokens)
+        )
 
     def empty(self, call: ChatCall) -> dict[str, Any]:
         return self._response(call, [], None, self._usage(1, 0))
 
     def policy(self, call: ChatCall) -> dict[str, Any]:
-        return {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": {"promptTokenCount": 1, "totalTokenCount": 1}, "modelVersion": call.model}
+        return {
+            "promptFeedback": {"blockReason": "SAFETY"},
+            "usageMetadata": {"promptTokenCount": 1, "totalTokenCount": 1},
+            "modelVersion": call.model,
+        }
 
     # -- streams --
     def stream_preamble(self, call: ChatCall, answer: Answer) -> list[bytes]:
@@ -107,7 +127,16 @@ class GeminiWire:
         tc = answer.tool_call
         if tc is None:
             return []
-        return [_sse(self._response(call, [{"functionCall": {"name": tc.name, "args": tc.arguments}}], None, self._usage(answer.input_tokens, 0)))]
+        return [
+            _sse(
+                self._response(
+                    call,
+                    [{"functionCall": {"name": tc.name, "args": tc.arguments}}],
+                    None,
+                    self._usage(answer.input_tokens, 0),
+                )
+            )
+        ]
 
     def stream_finish(self, call: ChatCall, answer: Answer) -> list[bytes]:
         usage = self._usage(answer.input_tokens, answer.output_tokens)
@@ -136,7 +165,13 @@ def _forced_tool(tools: Any, tool_config: Any) -> ToolCall | None:
     fcc = tool_config.get("functionCallingConfig")
     if not isinstance(fcc, dict) or str(fcc.get("mode", "")).upper() != "ANY":
         return None
-    decls = [d for t in tools if isinstance(t, dict) for d in t.get("functionDeclarations", []) if isinstance(d, dict) and "name" in d]
+    decls = [
+        d
+        for t in tools
+        if isinstance(t, dict)
+        for d in t.get("functionDeclarations", [])
+        if isinstance(d, dict) and "name" in d
+    ]
     if not decls:
         return None
     allowed = fcc.get("allowedFunctionNames") or []

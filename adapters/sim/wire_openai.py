@@ -53,7 +53,9 @@ class OpenAIWire:
     def model_item(self, name: str, context_window: int, display: str) -> dict[str, Any]:
         return {"id": name, "object": "model", "created": 1_700_000_000, "owned_by": "sim"}
 
-    def models_page(self, models: list[tuple[str, int, str]], query: Mapping[str, str], page_size: int) -> dict[str, Any]:
+    def models_page(
+        self, models: list[tuple[str, int, str]], query: Mapping[str, str], page_size: int
+    ) -> dict[str, Any]:
         return {"object": "list", "data": [self.model_item(*m) for m in models]}
 
     # -- plain answers --
@@ -83,7 +85,12 @@ class OpenAIWire:
         return self._envelope(call, [choice], _usage(1, 0))
 
     def policy(self, call: ChatCall) -> dict[str, Any]:
-        choice = {"index": 0, "message": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": "content_filter"}
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": ""},
+            "logprobs": None,
+            "finish_reason": "content_filter",
+        }
         return self._envelope(call, [choice], _usage(1, 0))
 
     # -- streams --
@@ -138,7 +145,11 @@ class OpenAIWire:
         return [self._chunk(call, {"role": "assistant", "content": ""}), b"data: [DONE]\n\n"]
 
     def stream_policy(self, call: ChatCall) -> list[bytes]:
-        return [self._chunk(call, {"role": "assistant", "content": ""}), self._chunk(call, {}, "content_filter"), b"data: [DONE]\n\n"]
+        return [
+            self._chunk(call, {"role": "assistant", "content": ""}),
+            self._chunk(call, {}, "content_filter"),
+            b"data: [DONE]\n\n",
+        ]
 
     def stream_malformed(self) -> bytes:
         return b'data: {"choices":[{"delta":{"content":"ab\n\n'
@@ -152,7 +163,17 @@ class OpenAIWire:
                 "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}],
             }
             return [sse(err), b"data: [DONE]\n\n"]
-        return [sse({"error": {"message": "The server had an error while processing your request.", "type": "server_error", "code": None}})]
+        return [
+            sse(
+                {
+                    "error": {
+                        "message": "The server had an error while processing your request.",
+                        "type": "server_error",
+                        "code": None,
+                    }
+                }
+            )
+        ]
 
     def keepalive(self, flavor: str) -> bytes | None:
         return b": OPENROUTER PROCESSING\n\n" if flavor == "openrouter" else b": keep-alive\n\n"
@@ -170,7 +191,9 @@ def _forced_tool(tools: Any, choice: Any) -> ToolCall | None:
     """The tool to call when `tool_choice` is `required` or names a function; None otherwise."""
     if not isinstance(tools, list) or not tools:
         return None
-    fns: list[dict[str, Any]] = [t["function"] for t in tools if isinstance(t, dict) and isinstance(t.get("function"), dict)]
+    fns: list[dict[str, Any]] = [
+        t["function"] for t in tools if isinstance(t, dict) and isinstance(t.get("function"), dict)
+    ]
     if not fns:
         return None
     wanted: str | None = None

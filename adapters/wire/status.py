@@ -29,6 +29,7 @@ def is_context_message(text: str) -> bool:
     """Message text saying the input (plus max_tokens) is longer than the model's context."""
     return bool(_CONTEXT.search(text))
 
+
 # Default reach of a class (provider-semantics.md §6); a family overrides it where a marker says more
 # (403 permission for one model → target; Gemini PerDay quota → target).
 SCOPE_OF: dict[ErrorClass, Scope] = {
@@ -121,7 +122,9 @@ def ok_or_bad(status: int, body: bytes) -> Classification | None:
     if not body or not body.strip():
         return Classification(ErrorClass.BAD_RESPONSE, status=status, code="empty_body", detail="empty 200")
     if body.lstrip()[:1] == b"<":
-        return Classification(ErrorClass.BAD_RESPONSE, status=status, code="html", detail="HTML page instead of an API answer")
+        return Classification(
+            ErrorClass.BAD_RESPONSE, status=status, code="html", detail="HTML page instead of an API answer"
+        )
     return None
 
 

@@ -20,6 +20,7 @@ __all__ = ["worktree"]
 @contextmanager
 def worktree(repo: Path, rev: str) -> Iterator[tuple[Path, str]]:
     """Check `rev` out into a temporary worktree of `repo`; yields (its path, its short commit)."""
+
     def git(*args: str, cwd: Path = repo) -> str:
         done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
         if done.returncode != 0:

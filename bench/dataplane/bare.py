@@ -38,7 +38,9 @@ def main(argv: list[str] | None = None) -> None:
     app.on_startup.append(startup)
     app.on_cleanup.append(cleanup)
     app.router.add_post("/v1/chat/completions", handle)
-    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=lambda *_: print("ready", flush=True), backlog=4096)
+    web.run_app(
+        app, host="127.0.0.1", port=port, access_log=None, print=lambda *_: print("ready", flush=True), backlog=4096
+    )
 
 
 if __name__ == "__main__":

@@ -58,9 +58,15 @@ def _free_port() -> int:
 
 def _commit() -> str:
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=_ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "adapters", "controlplane", "bench"], cwd=_ROOT,
-                               capture_output=True, text=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "adapters", "controlplane", "bench"],
+            cwd=_ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -100,19 +106,33 @@ def _ms(text: str) -> float:
 
 
 def _wrk(wrk: str, url: str, conns: int, seconds: int, lua: str) -> dict[str, float]:
-    out = subprocess.run([wrk, "-t", "1" if conns == 1 else "2", "-c", str(conns), "-d", f"{seconds}s", "--latency", "-s", lua, url],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [wrk, "-t", "1" if conns == 1 else "2", "-c", str(conns), "-d", f"{seconds}s", "--latency", "-s", lua, url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     lat = {p: _ms(v) for p, v in re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M)}
-    return {"rps": rps, "requests": total, "errors": int(non2xx.group(1)) if non2xx else 0,
-            "p50_ms": lat.get("50", float("nan")), "p99_ms": lat.get("99", float("nan"))}
+    return {
+        "rps": rps,
+        "requests": total,
+        "errors": int(non2xx.group(1)) if non2xx else 0,
+        "p50_ms": lat.get("50", float("nan")),
+        "p99_ms": lat.get("99", float("nan")),
+    }
 
 
 def _start(args: list[str], quiet: bool = False) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-m", *args], cwd=_ROOT, stdout=subprocess.PIPE, text=True,
-                            stderr=subprocess.DEVNULL if quiet else None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", *args],
+        cwd=_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        stderr=subprocess.DEVNULL if quiet else None,
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if "ready" not in line:
@@ -195,8 +215,10 @@ async def _phase(name: str, turnout: str, admin: list[str], mode: str, seconds: 
         st = await (await s.get(f"{turnout}/_bench/state")).json()
         await (await s.post(f"{admin[0]}/_admin/mode", json={"mode": "ok"})).read()
     counts = [b - a for a, b in zip(before, after, strict=True)]
-    print(f"  {name:<11} {seconds:.0f}s, 20 clients: ok={ok} client-visible errors={err}; upstream attempts "
-          f"primary={counts[0]} secondary={counts[1]}; primary state={st['states'].get('p1/m')}")
+    print(
+        f"  {name:<11} {seconds:.0f}s, 20 clients: ok={ok} client-visible errors={err}; upstream attempts "
+        f"primary={counts[0]} secondary={counts[1]}; primary state={st['states'].get('p1/m')}"
+    )
 
 
 def _cpu_settled(pid: int, since: float) -> float:
@@ -232,19 +254,26 @@ def _report(rounds: list[dict[str, Any]], names: list[str]) -> None:
 
     for name in names:
         print(f"  {name}:")
-        print(f"    throughput vs direct  {fig(lambda r: r[f'{name}64']['rps'] / r['direct64']['rps'] * 100, '.1f')} % "
-              f"(target ≥ 25)   req/s {fig(lambda r: r[f'{name}64']['rps'], '.0f')}, "
-              f"non-2xx {sum(r[f'{name}64']['errors'] for r in rounds):.0f}")
-        print(f"    CPU ms/request        {fig(lambda r: r[f'{name}_cpu_ms'], '.3f')} (target ≤ 0.3)")
+        print(
+            f"    throughput vs direct  {fig(lambda r, name=name: r[f'{name}64']['rps'] / r['direct64']['rps'] * 100, '.1f')} % "
+            f"(target ≥ 25)   req/s {fig(lambda r, name=name: r[f'{name}64']['rps'], '.0f')}, "
+            f"non-2xx {sum(r[f'{name}64']['errors'] for r in rounds):.0f}"
+        )
+        print(f"    CPU ms/request        {fig(lambda r, name=name: r[f'{name}_cpu_ms'], '.3f')} (target ≤ 0.3)")
         for p, target in (("p50", "0.7"), ("p99", "2")):
-            print(f"    added {p} ms, 1 conn  {fig(lambda r: r[f'{name}1'][f'{p}_ms'] - r['direct1'][f'{p}_ms'], '.3f')} "
-                  f"(target < {target})")
-    print(f"  direct: req/s @64 {fig(lambda r: r['direct64']['rps'], '.0f')}; p50 / p99 ms @1 "
-          f"{fig(lambda r: r['direct1']['p50_ms'], '.3f')} / {fig(lambda r: r['direct1']['p99_ms'], '.3f')}")
+            print(
+                f"    added {p} ms, 1 conn  {fig(lambda r, name=name, p=p: r[f'{name}1'][f'{p}_ms'] - r['direct1'][f'{p}_ms'], '.3f')} "
+                f"(target < {target})"
+            )
+    print(
+        f"  direct: req/s @64 {fig(lambda r: r['direct64']['rps'], '.0f')}; p50 / p99 ms @1 "
+        f"{fig(lambda r: r['direct1']['p50_ms'], '.3f')} / {fig(lambda r: r['direct1']['p99_ms'], '.3f')}"
+    )
 
 
 def _compare(rounds: list[dict[str, Any]], name: str, base: str, commit: str, sha: str) -> None:
     """`turnout serve` here against the same process at another commit: per-round ratios, then their medians."""
+
     def ratio(f: Any) -> str:
         vals = [f(r) for r in rounds]
         return f"×{statistics.median(vals):.2f} [{' '.join(f'{v:.2f}' for v in vals)}]"
@@ -253,13 +282,18 @@ def _compare(rounds: list[dict[str, Any]], name: str, base: str, commit: str, sh
     print(f"    throughput            {ratio(lambda r: r[f'{name}64']['rps'] / r[f'{base}64']['rps'])}")
     print(f"    CPU ms/request        {ratio(lambda r: r[f'{name}_cpu_ms'] / r[f'{base}_cpu_ms'])}")
     for p in ("p50", "p99"):
-        print(f"    {p} ms, 1 conn        {ratio(lambda r: r[f'{name}1'][f'{p}_ms'] / r[f'{base}1'][f'{p}_ms'])}")
+        print(f"    {p} ms, 1 conn        {ratio(lambda r, p=p: r[f'{name}1'][f'{p}_ms'] / r[f'{base}1'][f'{p}_ms'])}")
 
 
 def _start_serve(cfg: Path, data_url: str, *extra: str, tree: Path = _ROOT) -> subprocess.Popen[str]:
     """`turnout serve` as an operator runs it, from the source `tree`; ready once its data plane lists the routes."""
-    proc = subprocess.Popen([sys.executable, "-m", "controlplane.cli", "serve", "-c", str(cfg), *extra], cwd=tree,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "controlplane.cli", "serve", "-c", str(cfg), *extra],
+        cwd=tree,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
 
     async def ready() -> bool:
         async with aiohttp.ClientSession() as s:
@@ -313,15 +347,22 @@ dataplane: {{first_byte_timeout: 3s, total_timeout: 10s}}
         # The full product: control plane, pipeline, SQLite store and data plane in one process. Probes are off:
         # the upstreams answer chat completions only, and the figures are about proxied requests.
         serve_cfg = Path(tmp) / "serve.yaml"
-        common = targets + f"""
+        common = (
+            targets
+            + f"""
 auth: {{tokens: [{{token: "bench-admin-{os.getpid()}-0123456789abcdef", scope: admin}}]}}
 probes: {{kinds: {{catalogue: {{enabled: false}}, completion: {{enabled: false}}, status_page: {{enabled: false}}}}}}
 """
+        )
 
         def serve_yaml(data: int, control: int, db: str | None) -> str:
             """`turnout serve` on these ports; with a SQLite file of its own, or none (a data replica)."""
             store = f'database: {{url: "sqlite:///{tmp}/{db}"}}\n' if db else ""
-            return common + f"server: {{data: {{host: 127.0.0.1, port: {data}}}, control: {{host: 127.0.0.1, port: {control}}}}}\n" + store
+            return (
+                common
+                + f"server: {{data: {{host: 127.0.0.1, port: {data}}}, control: {{host: 127.0.0.1, port: {control}}}}}\n"
+                + store
+            )
 
         serve_cfg.write_text(serve_yaml(s_data, s_control, "turnout.db"))
         # A data-plane replica of that control plane, as a scaled deployment runs its data processes: no store;
@@ -331,14 +372,20 @@ probes: {{kinds: {{catalogue: {{enabled: false}}, completion: {{enabled: false}}
         lua = Path(tmp) / "post.lua"
         lua.write_text(_LUA)
         # The upstreams are quiet: clients that leave mid-stream make aiohttp log tracebacks there.
-        procs = [_start(["bench.dataplane.upstream", str(up_ports[0]), str(up_ports[1])], quiet=True),
-                 _start(["bench.dataplane.upstream", "--chunk-delay=0.2", "--chunks=25", str(up_ports[2])], quiet=True),
-                 _start(["bench.dataplane.turnout_proc", str(cfg), str(t_port)]),
-                 _start(["bench.dataplane.bare", f"http://127.0.0.1:{up_ports[0]}/v1/chat/completions", str(b_port)], quiet=True)]
+        procs = [
+            _start(["bench.dataplane.upstream", str(up_ports[0]), str(up_ports[1])], quiet=True),
+            _start(["bench.dataplane.upstream", "--chunk-delay=0.2", "--chunks=25", str(up_ports[2])], quiet=True),
+            _start(["bench.dataplane.turnout_proc", str(cfg), str(t_port)]),
+            _start(
+                ["bench.dataplane.bare", f"http://127.0.0.1:{up_ports[0]}/v1/chat/completions", str(b_port)], quiet=True
+            ),
+        ]
         serve_url = f"http://127.0.0.1:{s_data}"
         procs.append(_start_serve(serve_cfg, serve_url))
         replica_url = f"http://127.0.0.1:{r_data}"
-        procs.append(_start_serve(replica_cfg, replica_url, "--role", "data", "--control-url", f"http://127.0.0.1:{s_control}"))
+        procs.append(
+            _start_serve(replica_cfg, replica_url, "--role", "data", "--control-url", f"http://127.0.0.1:{s_control}")
+        )
         pid, bare_pid, serve_pid, replica_pid = procs[2].pid, procs[3].pid, procs[4].pid, procs[5].pid
         against: list[tuple[str, str, int]] = []
         sha = ""
@@ -348,8 +395,13 @@ probes: {{kinds: {{catalogue: {{enabled: false}}, completion: {{enabled: false}}
             a_cfg = Path(tmp) / "against.yaml"
             a_cfg.write_text(serve_yaml(a_data, _free_port(), "against.db"))
             procs.append(_start_serve(a_cfg, f"http://127.0.0.1:{a_data}", tree=tree))
-            against = [(f"turnout serve @ {sha} (the same process at the commit compared against)",
-                        f"http://127.0.0.1:{a_data}/v1/chat/completions", procs[-1].pid)]
+            against = [
+                (
+                    f"turnout serve @ {sha} (the same process at the commit compared against)",
+                    f"http://127.0.0.1:{a_data}/v1/chat/completions",
+                    procs[-1].pid,
+                )
+            ]
         try:
             direct_url = f"http://127.0.0.1:{up_ports[0]}/v1/chat/completions"
             turnout_url = f"http://127.0.0.1:{t_port}/v1/chat/completions"
@@ -361,30 +413,51 @@ probes: {{kinds: {{catalogue: {{enabled: false}}, completion: {{enabled: false}}
             _wrk(wrk, f"{replica_url}/v1/chat/completions", 8, 1, str(lua))
             for _, url, _ in against:
                 _wrk(wrk, url, 8, 1, str(lua))
-            proxies = [("turnout serve (control plane, pipeline, SQLite store, data plane: one process)",
-                        f"{serve_url}/v1/chat/completions", serve_pid),
-                       ("turnout serve --role data (a data-plane replica of the process above)",
-                        f"{replica_url}/v1/chat/completions", replica_pid),
-                       ("data plane alone (stand-in control loop; decision log on SQLite)", turnout_url, pid),
-                       ("bare aiohttp pass-through (no routing, no accounting)", bare_url, bare_pid), *against]
+            proxies = [
+                (
+                    "turnout serve (control plane, pipeline, SQLite store, data plane: one process)",
+                    f"{serve_url}/v1/chat/completions",
+                    serve_pid,
+                ),
+                (
+                    "turnout serve --role data (a data-plane replica of the process above)",
+                    f"{replica_url}/v1/chat/completions",
+                    replica_pid,
+                ),
+                ("data plane alone (stand-in control loop; decision log on SQLite)", turnout_url, pid),
+                ("bare aiohttp pass-through (no routing, no accounting)", bare_url, bare_pid),
+                *against,
+            ]
             rounds = [_round(wrk, str(lua), seconds, direct_url, proxies) for _ in range(n_rounds)]
             load = Path("/proc/loadavg").read_text().split()[0]
             log = asyncio.run(_get_json(f"http://127.0.0.1:{t_port}/_bench/state"))["decisions"]
-            print(f"  data plane alone: decision log (SQLite) {log['written']} records written, {log['dropped']} dropped")
-            usage = asyncio.run(_get_json(f"http://127.0.0.1:{s_control}/api/v1/usage?by=route&window=1h",
-                                          f"bench-admin-{os.getpid()}-0123456789abcdef"))
-            print(f"  turnout serve's usage API (its own requests and the replica's): "
-                  f"{sum(r['requests'] for r in usage.get('rows', []))} requests recorded")
+            print(
+                f"  data plane alone: decision log (SQLite) {log['written']} records written, {log['dropped']} dropped"
+            )
+            usage = asyncio.run(
+                _get_json(
+                    f"http://127.0.0.1:{s_control}/api/v1/usage?by=route&window=1h",
+                    f"bench-admin-{os.getpid()}-0123456789abcdef",
+                )
+            )
+            print(
+                f"  turnout serve's usage API (its own requests and the replica's): "
+                f"{sum(r['requests'] for r in usage.get('rows', []))} requests recorded"
+            )
             print(f"  load average at the end of the wrk phases: {load} (other processes share these CPUs)")
-            print(f"  {n_rounds} interleaved rounds of {seconds} s per phase; each figure is the median over the rounds "
-                  f"(per-round values in brackets)")
+            print(
+                f"  {n_rounds} interleaved rounds of {seconds} s per phase; each figure is the median over the rounds "
+                f"(per-round values in brackets)"
+            )
             _report(rounds, [name for name, _, _ in proxies])
             if against:
                 _compare(rounds, proxies[0][0], against[0][0], commit, sha)
             rss = asyncio.run(_streams(f"{serve_url}/v1/chat/completions", 1000, serve_pid))
             print(f"  1000 concurrent 5 s streams, 3 waves: turnout serve RSS MB {' '.join(f'{x:.0f}' for x in rss)}")
-            print("  failover cost, data plane alone (its stand-in control loop withdraws or opens a target at once, so "
-                  "every upstream attempt after that would be live traffic to a target that should get none):")
+            print(
+                "  failover cost, data plane alone (its stand-in control loop withdraws or opens a target at once, so "
+                "every upstream attempt after that would be live traffic to a target that should get none):"
+            )
             admin = [f"http://127.0.0.1:{p}" for p in up_ports[:2]]
             t_base = f"http://127.0.0.1:{t_port}"
             asyncio.run(_phase("withdrawal", t_base, admin, "region_blocked", seconds))

@@ -18,9 +18,6 @@ from typing import Any
 
 import orjson
 
-from dataplane.http.listener import start_listener
-from dataplane.http.messages import App, Request, Response
-from dataplane.proxy import DATA_STATE, build_data_app
 from controlplane.clock import SystemClock
 from controlplane.commands.serve_cmd import tune_interpreter_for_serving
 from controlplane.config import Config
@@ -29,6 +26,9 @@ from controlplane.domain import WITHDRAW_CLASSES, ErrorClass, Observation, State
 from controlplane.metrics import Metrics
 from controlplane.store import Store
 from controlplane.table import RouteRanking, Table, TableEntry
+from dataplane.http.listener import start_listener
+from dataplane.http.messages import App, Request, Response
+from dataplane.proxy import DATA_STATE, build_data_app
 
 __all__ = ["MiniBreaker", "initial_table", "main"]
 
@@ -82,9 +82,16 @@ class MiniBreaker:
             return
 
         def fix(e: TableEntry) -> TableEntry:
-            return dataclasses.replace(e, state=state, admissible=False, rank=None, reason=str(state)) if e.target == target else e
+            return (
+                dataclasses.replace(e, state=state, admissible=False, rank=None, reason=str(state))
+                if e.target == target
+                else e
+            )
 
-        routes = {n: RouteRanking(n, tuple(sorted((fix(e) for e in r.entries), key=lambda e: not e.admissible))) for n, r in t.routes.items()}
+        routes = {
+            n: RouteRanking(n, tuple(sorted((fix(e) for e in r.entries), key=lambda e: not e.admissible)))
+            for n, r in t.routes.items()
+        }
         self.table = Table(t.version + 1, t.published_at, routes, {k: fix(e) for k, e in t.targets.items()})
 
     def reset(self) -> None:
@@ -113,9 +120,16 @@ def build(cfg: Config, store: Any = None) -> tuple[App, MiniBreaker]:
 
     async def state(request: Request) -> Response:
         log = app[DATA_STATE].decisions
-        return Response(orjson.dumps({"version": mini.table.version, "observed": mini.observed,
-                                      "decisions": {"written": log.written if log else 0, "dropped": log.dropped if log else 0},
-                                      "states": {k: str(e.state) for k, e in mini.table.targets.items()}}))
+        return Response(
+            orjson.dumps(
+                {
+                    "version": mini.table.version,
+                    "observed": mini.observed,
+                    "decisions": {"written": log.written if log else 0, "dropped": log.dropped if log else 0},
+                    "states": {k: str(e.state) for k, e in mini.table.targets.items()},
+                }
+            )
+        )
 
     app.add_route("POST", "/_bench/reset", reset)
     app.add_route("GET", "/_bench/state", state)

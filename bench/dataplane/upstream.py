@@ -15,25 +15,56 @@ from aiohttp import web
 
 __all__ = ["build_upstream", "main"]
 
-_COMPLETION = orjson.dumps({
-    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1767225600, "model": "bench",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
-})
+_COMPLETION = orjson.dumps(
+    {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 1767225600,
+        "model": "bench",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
+    }
+)
 
 
 def _chunk(delta: dict[str, object], finish: str | None = None) -> bytes:
-    doc = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1767225600, "model": "bench",
-           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    doc = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion.chunk",
+        "created": 1767225600,
+        "model": "bench",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
     return b"data: " + orjson.dumps(doc) + b"\n\n"
 
 
-_USAGE = b"data: " + orjson.dumps({"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1767225600,
-                                   "model": "bench", "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 3,
-                                                                              "total_tokens": 8}}) + b"\n\n"
-_REGION = orjson.dumps({"error": {"message": "Country, region, or territory not supported", "type": "request_forbidden",
-                                  "param": None, "code": "unsupported_country_region_territory"}})
-_SERVER = orjson.dumps({"error": {"message": "The server had an error", "type": "server_error", "param": None, "code": None}})
+_USAGE = (
+    b"data: "
+    + orjson.dumps(
+        {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion.chunk",
+            "created": 1767225600,
+            "model": "bench",
+            "choices": [],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+        }
+    )
+    + b"\n\n"
+)
+_REGION = orjson.dumps(
+    {
+        "error": {
+            "message": "Country, region, or territory not supported",
+            "type": "request_forbidden",
+            "param": None,
+            "code": "unsupported_country_region_territory",
+        }
+    }
+)
+_SERVER = orjson.dumps(
+    {"error": {"message": "The server had an error", "type": "server_error", "param": None, "code": None}}
+)
 
 MODE: web.AppKey[dict[str, object]] = web.AppKey("bench_mode", dict)
 

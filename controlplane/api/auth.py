@@ -71,5 +71,7 @@ def authorize(request: web.Request, auth: AuthConfig, needed: Scope) -> Principa
             return who
         raise AuthFailure(401, "missing_token", f"this endpoint needs a bearer token with scope '{needed}'")
     if _RANK[who.scope] < _RANK[needed]:
-        raise AuthFailure(403, "insufficient_scope", f"this endpoint needs scope '{needed}'; the token has '{who.scope}'")
+        raise AuthFailure(
+            403, "insufficient_scope", f"this endpoint needs scope '{needed}'; the token has '{who.scope}'"
+        )
     return who

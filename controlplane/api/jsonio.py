@@ -26,8 +26,12 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json", headers=headers)
 
 
-def error_response(status: int, code: str, message: str, field: str | None = None, headers: dict[str, str] | None = None) -> web.Response:
-    return json_response({"error": {"status": status, "code": code, "message": message, "field": field}}, status, headers)
+def error_response(
+    status: int, code: str, message: str, field: str | None = None, headers: dict[str, str] | None = None
+) -> web.Response:
+    return json_response(
+        {"error": {"status": status, "code": code, "message": message, "field": field}}, status, headers
+    )
 
 
 def _raw(request: web.Request, name: str) -> str | None:
@@ -37,7 +41,9 @@ def _raw(request: web.Request, name: str) -> str | None:
     return values[0] if values else None
 
 
-def int_param(request: web.Request, name: str, *, minimum: int, maximum: int | None = None, default: int | None = None) -> int | None:
+def int_param(
+    request: web.Request, name: str, *, minimum: int, maximum: int | None = None, default: int | None = None
+) -> int | None:
     raw = _raw(request, name)
     if raw is None:
         return default
@@ -60,7 +66,9 @@ def float_param(request: web.Request, name: str, *, minimum: float, maximum: flo
     except ValueError:
         raise ApiError(422, "invalid_parameter", f"{name} must be a number, got {raw[:40]!r}", name) from None
     if not math.isfinite(value) or not minimum <= value <= maximum:
-        raise ApiError(422, "invalid_parameter", f"{name} must be between {minimum:g} and {maximum:g}, got {raw[:40]!r}", name)
+        raise ApiError(
+            422, "invalid_parameter", f"{name} must be between {minimum:g} and {maximum:g}, got {raw[:40]!r}", name
+        )
     return value
 
 

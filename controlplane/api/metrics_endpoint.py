@@ -50,8 +50,11 @@ def metrics_handler(metrics: Metrics, auth: Any = None) -> Callable[[web.Request
 def scrape(metrics: Metrics, auth: Any, authorization: str) -> tuple[int, bytes, dict[str, str]]:
     """Status, body and headers of one scrape (`authorization`: the request's Authorization header, or "")."""
     if not _authorized(authorization, auth):
-        return 401, b"/metrics needs a bearer token (auth.public_read is false)", {
-            "Content-Type": "text/plain; charset=utf-8", "WWW-Authenticate": 'Bearer realm="turnout"'}
+        return (
+            401,
+            b"/metrics needs a bearer token (auth.public_read is false)",
+            {"Content-Type": "text/plain; charset=utf-8", "WWW-Authenticate": 'Bearer realm="turnout"'},
+        )
     # Rendering walks every series under the registry's lock; it is fast (well under a millisecond per hundred
     # series), so it runs on the loop rather than paying a thread hop on every scrape.
     return 200, render(metrics), {"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"}

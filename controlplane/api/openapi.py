@@ -71,7 +71,9 @@ def _error_codes(op: Operation, public_read: bool) -> list[int]:
     return codes
 
 
-def build_document(ops: list[Operation], *, public_read: bool, title: str = "Turnout status API", version: str = "1") -> dict[str, Any]:
+def build_document(
+    ops: list[Operation], *, public_read: bool, title: str = "Turnout status API", version: str = "1"
+) -> dict[str, Any]:
     """An OpenAPI 3.1 document for `ops`; read operations are marked optional-auth when reads are public."""
     models: set[type[BaseModel]] = {ErrorResponse}
     for op in ops:
@@ -93,7 +95,12 @@ def build_document(ops: list[Operation], *, public_read: bool, title: str = "Tur
         if op.params:
             spec["parameters"] = []
             for p in op.params:
-                entry: dict[str, Any] = {"name": p.name, "in": p.where, "required": p.required or p.where == "path", "schema": p.schema}
+                entry: dict[str, Any] = {
+                    "name": p.name,
+                    "in": p.where,
+                    "required": p.required or p.where == "path",
+                    "schema": p.schema,
+                }
                 if p.description:
                     entry["description"] = p.description
                 if p.explode is not None:
@@ -105,16 +112,25 @@ def build_document(ops: list[Operation], *, public_read: bool, title: str = "Tur
                 "content": {"application/json": {"schema": {"$ref": _REF.format(model=op.body.__name__)}}},
             }
         for code, model in op.responses.items():
-            resp: dict[str, Any] = {"description": "OK" if code < 300 else ("Not modified" if code == 304 else _ERROR_TEXT.get(code, "Error"))}
+            resp: dict[str, Any] = {
+                "description": "OK"
+                if code < 300
+                else ("Not modified" if code == 304 else _ERROR_TEXT.get(code, "Error"))
+            }
             if model is not None:
                 resp["content"] = {"application/json": {"schema": {"$ref": _REF.format(model=model.__name__)}}}
             if code in op.response_headers:
-                resp["headers"] = {h: {"description": d, "schema": {"type": "string"}} for h, d in op.response_headers[code].items()}
+                resp["headers"] = {
+                    h: {"description": d, "schema": {"type": "string"}} for h, d in op.response_headers[code].items()
+                }
             spec["responses"][str(code)] = resp
         for code in _error_codes(op, public_read):
             spec["responses"].setdefault(
                 str(code),
-                {"description": _ERROR_TEXT[code], "content": {"application/json": {"schema": {"$ref": _REF.format(model="ErrorResponse")}}}},
+                {
+                    "description": _ERROR_TEXT[code],
+                    "content": {"application/json": {"schema": {"$ref": _REF.format(model="ErrorResponse")}}},
+                },
             )
         paths.setdefault(op.path, {})[op.method.lower()] = spec
     return {
@@ -128,6 +144,8 @@ def build_document(ops: list[Operation], *, public_read: bool, title: str = "Tur
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "a token from config auth.tokens"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "a token from config auth.tokens"}
+            },
         },
     }

@@ -58,7 +58,9 @@ class _Overrides:
             ubody = await read_body(request, m.UndrainRequest, required=False)
             await self.rt.undrain(target=target, provider=provider, reason=ubody.reason, actor=who.name)
         version = self.rt.table_source.current().version
-        return json_response({"action": action, "target": target, "provider": provider, "actor": who.name, "table_version": version})
+        return json_response(
+            {"action": action, "target": target, "provider": provider, "actor": who.name, "table_version": version}
+        )
 
     async def drain_target(self, request: web.Request) -> web.Response:
         return await self._apply(request, "drain", self.status.target_key(request), None)
@@ -104,64 +106,295 @@ def operations(rt: Any) -> list[Operation]:
         if hasattr(rt, "started"):  # the real Runtime says when start() has finished
             checks["started"] = bool(rt.started)
         ok = all(checks.values())
-        return json_response({"status": "ready" if ok else "not_ready", "checks": checks, "table_version": version}, 200 if ok else 503)
+        return json_response(
+            {"status": "ready" if ok else "not_ready", "checks": checks, "table_version": version}, 200 if ok else 503
+        )
 
     async def openapi(request: web.Request) -> web.Response:
         return json_response(openapi_document(rt))
 
-    after = Param("after", "query", {"type": "integer", "minimum": 0, "maximum": MAX_ID}, description="a table version / event id")
-    wait = Param("wait", "query", {"type": "number", "minimum": 0, "maximum": MAX_WAIT_S}, description="long-poll seconds (with after)")
-    types = Param("type", "query", {"type": "array", "items": {"type": "string", "enum": list(EVENT_TYPES)}}, explode=True)
+    after = Param(
+        "after", "query", {"type": "integer", "minimum": 0, "maximum": MAX_ID}, description="a table version / event id"
+    )
+    wait = Param(
+        "wait",
+        "query",
+        {"type": "number", "minimum": 0, "maximum": MAX_WAIT_S},
+        description="long-poll seconds (with after)",
+    )
+    types = Param(
+        "type", "query", {"type": "array", "items": {"type": "string", "enum": list(EVENT_TYPES)}}, explode=True
+    )
     limit = Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000})
     etag = {200: {"ETag": "the table version, quoted"}, 304: {"ETag": "the current table version, quoted"}}
     o = Operation
     return [
         o("GET", "/healthz", "healthz", "Liveness", "ops", None, {200: m.StatusOk}, handler=healthz),
-        o("GET", "/readyz", "readyz", "Readiness: store reachable and a table loaded", "ops", None, {200: m.Readiness, 503: m.Readiness}, handler=readyz),
+        o(
+            "GET",
+            "/readyz",
+            "readyz",
+            "Readiness: store reachable and a table loaded",
+            "ops",
+            None,
+            {200: m.Readiness, 503: m.Readiness},
+            handler=readyz,
+        ),
         o("GET", "/openapi.json", "openapi", "This document", "ops", None, {200: None}, handler=openapi),
-        o("GET", "/api/v1/table", "getTable", "The ranked table (ETag; long-poll with after+wait)", "table", "read",
-          {200: m.TableModel, 304: None}, (after, wait), handler=st.table, response_headers=etag),
-        o("GET", "/api/v1/routes", "listRoutes", "Every route's ranking", "table", "read", {200: m.RoutesResponse}, handler=st.routes),
-        o("GET", "/api/v1/routes/{route}", "getRoute", "One route's ranking with reasons", "table", "read", {200: m.RouteModel},
-          (Param("route", "path", {"type": "string", "minLength": 1}),), handler=st.route),
-        o("GET", "/api/v1/targets", "listTargets", "Every target's state", "targets", "read", {200: m.TargetsResponse}, handler=st.targets),
-        o("GET", "/api/v1/targets/{provider}/{model}", "getTarget", "One target: state, why, window stats, latest observations",
-          "targets", "read", {200: m.TargetDetail}, (_PROVIDER, _MODEL), handler=st.target),
-        o("POST", "/api/v1/targets/{provider}/{model}/drain", "drainTarget", "Drain a target (operator override)", "overrides",
-          "admin", {200: m.OverrideResponse}, (_PROVIDER, _MODEL), m.DrainRequest, False, handler=ov.drain_target),
-        o("POST", "/api/v1/targets/{provider}/{model}/undrain", "undrainTarget", "Lift a target's drain", "overrides", "admin",
-          {200: m.OverrideResponse}, (_PROVIDER, _MODEL), m.UndrainRequest, False, handler=ov.undrain_target),
-        o("GET", "/api/v1/providers", "listProviders", "Per provider: status rolled up from targets and status page", "providers",
-          "read", {200: m.ProvidersResponse}, handler=st.providers),
-        o("POST", "/api/v1/providers/{provider}/drain", "drainProvider", "Drain every target of a provider", "overrides", "admin",
-          {200: m.OverrideResponse}, (_PROVIDER,), m.DrainRequest, False, handler=ov.drain_provider),
-        o("POST", "/api/v1/providers/{provider}/undrain", "undrainProvider", "Lift a provider's drain", "overrides", "admin",
-          {200: m.OverrideResponse}, (_PROVIDER,), m.UndrainRequest, False, handler=ov.undrain_provider),
-        o("GET", "/api/v1/events", "listEvents", "Event history (same payloads as webhooks), oldest first after `after`", "events",
-          "read", {200: m.EventsPage}, (after, types, limit), handler=st.events),
-        o("GET", "/api/v1/uptime", "getUptime", "Uptime % and error budget per target and provider", "uptime", "read",
-          {200: m.UptimeResponse}, (Param("window", "query", {"type": "string", "enum": list(WINDOWS)}),
-                                    Param("target", "query", {"type": "string"}), Param("provider", "query", {"type": "string"})),
-          handler=st.uptime),
-        o("GET", "/api/v2/summary.json", "summary", "Statuspage-shaped summary", "status", "read", {200: SummaryResponse}, handler=st.summary),
-        o("POST", "/api/v1/config/reload", "reloadConfig", "Re-read the config file", "ops", "admin", {200: m.ReloadResponse}, handler=ov.reload),
-        o("POST", "/api/v1/webhooks", "createWebhook", "Register an endpoint; the secret is shown once", "webhooks", "admin",
-          {201: m.WebhookCreated}, (), m.WebhookCreate, handler=wh.create),
-        o("GET", "/api/v1/webhooks", "listWebhooks", "Registered endpoints", "webhooks", "admin", {200: m.WebhooksResponse}, handler=wh.list),
-        o("GET", "/api/v1/webhooks/{id}", "getWebhook", "One endpoint", "webhooks", "admin", {200: m.WebhookEndpointModel}, (_EP,), handler=wh.get),
-        o("DELETE", "/api/v1/webhooks/{id}", "deleteWebhook", "Remove an endpoint and its queue", "webhooks", "admin", {204: None}, (_EP,),
-          handler=wh.delete),
-        o("POST", "/api/v1/webhooks/{id}/enable", "enableWebhook", "Re-enable a disabled endpoint; its queue resumes", "webhooks",
-          "admin", {200: m.WebhookEndpointModel}, (_EP,), handler=wh.enable),
-        o("POST", "/api/v1/webhooks/{id}/test", "testWebhook", "Send a webhook.test message to this endpoint", "webhooks", "admin",
-          {202: m.WebhookTestResponse, 409: m.ErrorResponse}, (_EP,), handler=wh.test),
-        o("GET", "/api/v1/webhooks/{id}/deliveries", "listDeliveries", "Deliveries: status, attempts, last error, response code",
-          "webhooks", "admin", {200: m.DeliveriesResponse},
-          (_EP, Param("status", "query", {"type": "string", "enum": ["pending", "delivered", "dead"]}),
-           Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500})), handler=wh.deliveries),
-        o("POST", "/api/v1/webhooks/{id}/deliveries/{delivery}/redeliver", "redeliver", "Queue a delivery again (same webhook-id)",
-          "webhooks", "admin", {202: m.RedeliverResponse}, (_EP, Param("delivery", "path", {"type": "string", "minLength": 1})),
-          handler=wh.redeliver),
+        o(
+            "GET",
+            "/api/v1/table",
+            "getTable",
+            "The ranked table (ETag; long-poll with after+wait)",
+            "table",
+            "read",
+            {200: m.TableModel, 304: None},
+            (after, wait),
+            handler=st.table,
+            response_headers=etag,
+        ),
+        o(
+            "GET",
+            "/api/v1/routes",
+            "listRoutes",
+            "Every route's ranking",
+            "table",
+            "read",
+            {200: m.RoutesResponse},
+            handler=st.routes,
+        ),
+        o(
+            "GET",
+            "/api/v1/routes/{route}",
+            "getRoute",
+            "One route's ranking with reasons",
+            "table",
+            "read",
+            {200: m.RouteModel},
+            (Param("route", "path", {"type": "string", "minLength": 1}),),
+            handler=st.route,
+        ),
+        o(
+            "GET",
+            "/api/v1/targets",
+            "listTargets",
+            "Every target's state",
+            "targets",
+            "read",
+            {200: m.TargetsResponse},
+            handler=st.targets,
+        ),
+        o(
+            "GET",
+            "/api/v1/targets/{provider}/{model}",
+            "getTarget",
+            "One target: state, why, window stats, latest observations",
+            "targets",
+            "read",
+            {200: m.TargetDetail},
+            (_PROVIDER, _MODEL),
+            handler=st.target,
+        ),
+        o(
+            "POST",
+            "/api/v1/targets/{provider}/{model}/drain",
+            "drainTarget",
+            "Drain a target (operator override)",
+            "overrides",
+            "admin",
+            {200: m.OverrideResponse},
+            (_PROVIDER, _MODEL),
+            m.DrainRequest,
+            False,
+            handler=ov.drain_target,
+        ),
+        o(
+            "POST",
+            "/api/v1/targets/{provider}/{model}/undrain",
+            "undrainTarget",
+            "Lift a target's drain",
+            "overrides",
+            "admin",
+            {200: m.OverrideResponse},
+            (_PROVIDER, _MODEL),
+            m.UndrainRequest,
+            False,
+            handler=ov.undrain_target,
+        ),
+        o(
+            "GET",
+            "/api/v1/providers",
+            "listProviders",
+            "Per provider: status rolled up from targets and status page",
+            "providers",
+            "read",
+            {200: m.ProvidersResponse},
+            handler=st.providers,
+        ),
+        o(
+            "POST",
+            "/api/v1/providers/{provider}/drain",
+            "drainProvider",
+            "Drain every target of a provider",
+            "overrides",
+            "admin",
+            {200: m.OverrideResponse},
+            (_PROVIDER,),
+            m.DrainRequest,
+            False,
+            handler=ov.drain_provider,
+        ),
+        o(
+            "POST",
+            "/api/v1/providers/{provider}/undrain",
+            "undrainProvider",
+            "Lift a provider's drain",
+            "overrides",
+            "admin",
+            {200: m.OverrideResponse},
+            (_PROVIDER,),
+            m.UndrainRequest,
+            False,
+            handler=ov.undrain_provider,
+        ),
+        o(
+            "GET",
+            "/api/v1/events",
+            "listEvents",
+            "Event history (same payloads as webhooks), oldest first after `after`",
+            "events",
+            "read",
+            {200: m.EventsPage},
+            (after, types, limit),
+            handler=st.events,
+        ),
+        o(
+            "GET",
+            "/api/v1/uptime",
+            "getUptime",
+            "Uptime % and error budget per target and provider",
+            "uptime",
+            "read",
+            {200: m.UptimeResponse},
+            (
+                Param("window", "query", {"type": "string", "enum": list(WINDOWS)}),
+                Param("target", "query", {"type": "string"}),
+                Param("provider", "query", {"type": "string"}),
+            ),
+            handler=st.uptime,
+        ),
+        o(
+            "GET",
+            "/api/v2/summary.json",
+            "summary",
+            "Statuspage-shaped summary",
+            "status",
+            "read",
+            {200: SummaryResponse},
+            handler=st.summary,
+        ),
+        o(
+            "POST",
+            "/api/v1/config/reload",
+            "reloadConfig",
+            "Re-read the config file",
+            "ops",
+            "admin",
+            {200: m.ReloadResponse},
+            handler=ov.reload,
+        ),
+        o(
+            "POST",
+            "/api/v1/webhooks",
+            "createWebhook",
+            "Register an endpoint; the secret is shown once",
+            "webhooks",
+            "admin",
+            {201: m.WebhookCreated},
+            (),
+            m.WebhookCreate,
+            handler=wh.create,
+        ),
+        o(
+            "GET",
+            "/api/v1/webhooks",
+            "listWebhooks",
+            "Registered endpoints",
+            "webhooks",
+            "admin",
+            {200: m.WebhooksResponse},
+            handler=wh.list,
+        ),
+        o(
+            "GET",
+            "/api/v1/webhooks/{id}",
+            "getWebhook",
+            "One endpoint",
+            "webhooks",
+            "admin",
+            {200: m.WebhookEndpointModel},
+            (_EP,),
+            handler=wh.get,
+        ),
+        o(
+            "DELETE",
+            "/api/v1/webhooks/{id}",
+            "deleteWebhook",
+            "Remove an endpoint and its queue",
+            "webhooks",
+            "admin",
+            {204: None},
+            (_EP,),
+            handler=wh.delete,
+        ),
+        o(
+            "POST",
+            "/api/v1/webhooks/{id}/enable",
+            "enableWebhook",
+            "Re-enable a disabled endpoint; its queue resumes",
+            "webhooks",
+            "admin",
+            {200: m.WebhookEndpointModel},
+            (_EP,),
+            handler=wh.enable,
+        ),
+        o(
+            "POST",
+            "/api/v1/webhooks/{id}/test",
+            "testWebhook",
+            "Send a webhook.test message to this endpoint",
+            "webhooks",
+            "admin",
+            {202: m.WebhookTestResponse, 409: m.ErrorResponse},
+            (_EP,),
+            handler=wh.test,
+        ),
+        o(
+            "GET",
+            "/api/v1/webhooks/{id}/deliveries",
+            "listDeliveries",
+            "Deliveries: status, attempts, last error, response code",
+            "webhooks",
+            "admin",
+            {200: m.DeliveriesResponse},
+            (
+                _EP,
+                Param("status", "query", {"type": "string", "enum": ["pending", "delivered", "dead"]}),
+                Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500}),
+            ),
+            handler=wh.deliveries,
+        ),
+        o(
+            "POST",
+            "/api/v1/webhooks/{id}/deliveries/{delivery}/redeliver",
+            "redeliver",
+            "Queue a delivery again (same webhook-id)",
+            "webhooks",
+            "admin",
+            {202: m.RedeliverResponse},
+            (_EP, Param("delivery", "path", {"type": "string", "minLength": 1})),
+            handler=wh.redeliver,
+        ),
     ]
 
 
@@ -188,7 +421,9 @@ def _guard(op: Operation, rt: Any) -> Handler:
                 request[PRINCIPAL_KEY] = authorize(request, rt.config.auth, op.scope)
             return await inner(request)
         except AuthFailure as exc:
-            return error_response(exc.status, exc.code, exc.message, headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None)
+            return error_response(
+                exc.status, exc.code, exc.message, headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+            )
         except ApiError as exc:
             return error_response(exc.status, exc.code, exc.message, exc.field)
         except (ValueError, TurnoutError) as exc:  # the runtime refused an override (unknown name, bad time)
@@ -213,7 +448,9 @@ async def _json_router_errors(request: web.Request, handler: Handler) -> web.Str
             raise
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         what = "no such API path" if exc.status == 404 else f"method {request.method} not allowed here"
-        return error_response(exc.status, "not_found" if exc.status == 404 else "method_not_allowed", what, headers=headers)
+        return error_response(
+            exc.status, "not_found" if exc.status == 404 else "method_not_allowed", what, headers=headers
+        )
 
 
 def install(app: web.Application, rt: Any) -> None:

@@ -9,9 +9,9 @@ first 100 bytes of the offending line in the body and logs a traceback whose mes
 
 from __future__ import annotations
 
-from aiohttp import web
 from typing import Any
 
+from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
@@ -36,8 +36,12 @@ class _GuardedHandler(RequestHandler):
         exc = kw.get("exc_info")
         if isinstance(exc, HttpProcessingError):  # one line, without the refused bytes or a traceback
             remote = args[1] if len(args) > 1 else "?"
-            self.logger.warning("malformed request from %s refused (%s, HTTP %s)", remote, type(exc).__name__,
-                                head_error_status(exc, exc.code))
+            self.logger.warning(
+                "malformed request from %s refused (%s, HTTP %s)",
+                remote,
+                type(exc).__name__,
+                head_error_status(exc, exc.code),
+            )
             return
         super().log_exception(*args, **kw)
 
@@ -51,7 +55,9 @@ class _GuardedHandler(RequestHandler):
         if isinstance(exc, BadHttpMessage):
             status = head_error_status(exc, status)
             # A fixed text: aiohttp's own message quotes the refused bytes (tokens included).
-            message = {431: "431 Request Header Fields Too Large", 414: "414 URI Too Long"}.get(status, "400 Bad Request")
+            message = {431: "431 Request Header Fields Too Large", 414: "414 URI Too Long"}.get(
+                status, "400 Bad Request"
+            )
         return super().handle_error(request, status, exc, message)
 
 

@@ -15,12 +15,38 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from controlplane.events import EVENT_TYPES
 
 __all__ = [
-    "ErrorDetail", "ErrorResponse", "StatusOk", "Readiness", "TableEntryModel", "RouteModel", "TableModel",
-    "RoutesResponse", "TargetsResponse", "ObservationModel", "TargetDetail", "ProviderStatus", "ProvidersResponse",
-    "EventModel", "EventsPage", "UptimeItem", "ProviderUptime", "UptimeResponse", "DrainRequest", "UndrainRequest",
-    "OverrideResponse", "ReloadResponse", "WebhookCreate", "WebhookEndpointModel", "WebhookCreated",
-    "WebhooksResponse", "DeliveryModel", "DeliveriesResponse", "WebhookTestResponse", "RedeliverResponse",
-    "StateName", "EVENT_FILTERS",
+    "ErrorDetail",
+    "ErrorResponse",
+    "StatusOk",
+    "Readiness",
+    "TableEntryModel",
+    "RouteModel",
+    "TableModel",
+    "RoutesResponse",
+    "TargetsResponse",
+    "ObservationModel",
+    "TargetDetail",
+    "ProviderStatus",
+    "ProvidersResponse",
+    "EventModel",
+    "EventsPage",
+    "UptimeItem",
+    "ProviderUptime",
+    "UptimeResponse",
+    "DrainRequest",
+    "UndrainRequest",
+    "OverrideResponse",
+    "ReloadResponse",
+    "WebhookCreate",
+    "WebhookEndpointModel",
+    "WebhookCreated",
+    "WebhooksResponse",
+    "DeliveryModel",
+    "DeliveriesResponse",
+    "WebhookTestResponse",
+    "RedeliverResponse",
+    "StateName",
+    "EVENT_FILTERS",
 ]
 
 StateName = Literal["closed", "half_open", "open", "withdrawn", "drained"]
@@ -187,7 +213,9 @@ class UptimeResponse(BaseModel):
 
 class DrainRequest(_Request):
     reason: str = Field(default="operator drain", min_length=1, max_length=500)
-    until: datetime | None = Field(default=None, description="RFC 3339 time at which the drain lapses; null = until undrained")
+    until: datetime | None = Field(
+        default=None, description="RFC 3339 time at which the drain lapses; null = until undrained"
+    )
 
     @field_validator("until")
     @classmethod
@@ -215,7 +243,11 @@ class ReloadResponse(BaseModel):
 
 
 class WebhookCreate(_Request):
-    url: str = Field(min_length=1, max_length=2048, description="http(s) URL; private addresses need config.webhooks.allow_private_networks")
+    url: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="http(s) URL; private addresses need config.webhooks.allow_private_networks",
+    )
     events: list[str] = Field(default=[], max_length=64, description="event types (or `family.*`); empty = all")
     description: str = Field(default="", max_length=500)
 

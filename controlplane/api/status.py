@@ -22,20 +22,43 @@ WINDOWS: dict[str, float] = {"1h": 3600.0, "24h": 86400.0, "7d": 7 * 86400.0, "3
 
 def _entry(e: TableEntry) -> dict[str, Any]:
     return {
-        "target": e.target, "provider": e.provider, "model": e.model, "state": str(e.state), "admissible": e.admissible,
-        "rank": e.rank, "score": e.score, "reason": e.reason, "excluded_by": e.excluded_by,
-        "latency_p50_s": e.latency_p50_s, "latency_p95_s": e.latency_p95_s, "ttft_p50_s": e.ttft_p50_s,
-        "ttft_p95_s": e.ttft_p95_s, "error_rate": e.error_rate, "headroom": e.headroom,
-        "context_window": e.context_window, "adapter": e.adapter, "half_open_share": e.half_open_share,
+        "target": e.target,
+        "provider": e.provider,
+        "model": e.model,
+        "state": str(e.state),
+        "admissible": e.admissible,
+        "rank": e.rank,
+        "score": e.score,
+        "reason": e.reason,
+        "excluded_by": e.excluded_by,
+        "latency_p50_s": e.latency_p50_s,
+        "latency_p95_s": e.latency_p95_s,
+        "ttft_p50_s": e.ttft_p50_s,
+        "ttft_p95_s": e.ttft_p95_s,
+        "error_rate": e.error_rate,
+        "headroom": e.headroom,
+        "context_window": e.context_window,
+        "adapter": e.adapter,
+        "half_open_share": e.half_open_share,
     }
 
 
 def _obs(o: Any) -> dict[str, Any]:
     return {
-        "target": o.target, "at": o.at.isoformat().replace("+00:00", "Z"), "source": str(o.source), "kind": o.kind,
-        "error_class": str(o.error_class), "latency_s": o.latency_s, "ttft_s": o.ttft_s, "tokens_per_s": o.tokens_per_s,
-        "status": o.status, "headroom": o.headroom, "retry_after_s": o.retry_after_s, "scope": str(o.scope),
-        "code": o.code, "detail": o.detail,
+        "target": o.target,
+        "at": o.at.isoformat().replace("+00:00", "Z"),
+        "source": str(o.source),
+        "kind": o.kind,
+        "error_class": str(o.error_class),
+        "latency_s": o.latency_s,
+        "ttft_s": o.ttft_s,
+        "tokens_per_s": o.tokens_per_s,
+        "status": o.status,
+        "headroom": o.headroom,
+        "retry_after_s": o.retry_after_s,
+        "scope": str(o.scope),
+        "code": o.code,
+        "detail": o.detail,
     }
 
 
@@ -70,7 +93,8 @@ class StatusHandlers:
         if after is None and etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
             return web.Response(status=304, headers={"ETag": etag, "Cache-Control": "no-cache"})
         return web.Response(
-            body=self._table_body(table), content_type="application/json",
+            body=self._table_body(table),
+            content_type="application/json",
             headers={"ETag": etag, "Cache-Control": "no-cache", "X-Table-Version": str(table.version)},
         )
 
@@ -78,11 +102,18 @@ class StatusHandlers:
     @staticmethod
     def _route(name: str, table: Table) -> dict[str, Any]:
         r = table.routes[name]
-        return {"route": name, "panic": r.panic, "primary": r.primary.target if r.primary else None, "entries": [_entry(e) for e in r.entries]}
+        return {
+            "route": name,
+            "panic": r.panic,
+            "primary": r.primary.target if r.primary else None,
+            "entries": [_entry(e) for e in r.entries],
+        }
 
     async def routes(self, request: web.Request) -> web.Response:
         table: Table = self.rt.table_source.current()
-        return json_response({"version": table.version, "routes": [self._route(n, table) for n in sorted(table.routes)]})
+        return json_response(
+            {"version": table.version, "routes": [self._route(n, table) for n in sorted(table.routes)]}
+        )
 
     async def route(self, request: web.Request) -> web.Response:
         name = request.match_info["route"]
@@ -94,7 +125,9 @@ class StatusHandlers:
 
     async def targets(self, request: web.Request) -> web.Response:
         table: Table = self.rt.table_source.current()
-        return json_response({"version": table.version, "targets": [_entry(table.targets[k]) for k in sorted(table.targets)]})
+        return json_response(
+            {"version": table.version, "targets": [_entry(table.targets[k]) for k in sorted(table.targets)]}
+        )
 
     def target_key(self, request: web.Request) -> str:
         key = f"{request.match_info['provider']}/{request.match_info['model']}"
@@ -119,8 +152,13 @@ class StatusHandlers:
         routes = sorted(n for n, r in table.routes.items() if any(e.target == key for e in r.entries))
         return json_response(
             {
-                "target": key, "provider": ref.provider, "model": ref.model, "entry": _entry(entry) if entry else None,
-                "health": self._detail(key), "latest_observations": {k: _obs(o) for k, o in latest.items()}, "routes": routes,
+                "target": key,
+                "provider": ref.provider,
+                "model": ref.model,
+                "entry": _entry(entry) if entry else None,
+                "health": self._detail(key),
+                "latest_observations": {k: _obs(o) for k, o in latest.items()},
+                "routes": routes,
             },
         )
 
@@ -153,11 +191,22 @@ class StatusHandlers:
                 latest = await asyncio.to_thread(self.rt.store.latest_observations, entries[0].target)
                 sp = latest.get("status_page")
                 if sp is not None:
-                    page = {"at": sp.at.isoformat().replace("+00:00", "Z"), "error_class": str(sp.error_class), "detail": sp.detail, "headroom": sp.headroom}
+                    page = {
+                        "at": sp.at.isoformat().replace("+00:00", "Z"),
+                        "error_class": str(sp.error_class),
+                        "detail": sp.detail,
+                        "headroom": sp.headroom,
+                    }
             out.append(
                 {
-                    "id": p.id, "adapter": p.adapter, "region": p.region, "jurisdiction": p.jurisdiction, "status": status,
-                    "states": states, "targets": [_entry(e) for e in sorted(entries, key=lambda x: x.target)], "status_page": page,
+                    "id": p.id,
+                    "adapter": p.adapter,
+                    "region": p.region,
+                    "jurisdiction": p.jurisdiction,
+                    "status": status,
+                    "states": states,
+                    "targets": [_entry(e) for e in sorted(entries, key=lambda x: x.target)],
+                    "status_page": page,
                 }
             )
         return json_response({"version": table.version, "providers": out})
@@ -170,7 +219,12 @@ class StatusHandlers:
         for raw in request.query.getall("type", []):
             for t in (x.strip() for x in raw.split(",")):
                 if t not in EVENT_TYPES:
-                    raise ApiError(422, "invalid_parameter", f"type: unknown event type {t[:60]!r}; known: {', '.join(EVENT_TYPES)}", "type")
+                    raise ApiError(
+                        422,
+                        "invalid_parameter",
+                        f"type: unknown event type {t[:60]!r}; known: {', '.join(EVENT_TYPES)}",
+                        "type",
+                    )
                 types.append(t)
         events = await asyncio.to_thread(self.rt.store.list_events, after, types or None, limit)
         payload = [e.to_dict() for e in events]
@@ -197,7 +251,14 @@ class StatusHandlers:
             up = 100.0 * agg["ok"] / counted if counted else None
             agg["uptime_pct"] = None if up is None else round(up, 4)
             agg["error_budget_used"] = None if up is None else round((1 - up / 100) / (1 - slo), 4)
-        return json_response({"window": window, "window_s": WINDOWS[window], "targets": items, "providers": sorted(per.values(), key=lambda a: a["provider"])})
+        return json_response(
+            {
+                "window": window,
+                "window_s": WINDOWS[window],
+                "targets": items,
+                "providers": sorted(per.values(), key=lambda a: a["provider"]),
+            }
+        )
 
     async def summary(self, request: web.Request) -> web.Response:
         table: Table = self.rt.table_source.current()

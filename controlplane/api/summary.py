@@ -27,7 +27,13 @@ COMPONENT_STATUS: dict[State, ComponentStatus] = {
     State.WITHDRAWN: "major_outage",
     State.DRAINED: "under_maintenance",
 }
-_SEVERITY: dict[str, int] = {"operational": 0, "under_maintenance": 1, "degraded_performance": 2, "partial_outage": 3, "major_outage": 4}
+_SEVERITY: dict[str, int] = {
+    "operational": 0,
+    "under_maintenance": 1,
+    "degraded_performance": 2,
+    "partial_outage": 3,
+    "major_outage": 4,
+}
 _IMPACT = {State.HALF_OPEN: "minor", State.OPEN: "major", State.WITHDRAWN: "critical"}
 
 
@@ -103,7 +109,9 @@ def _cid(kind: str, key: str) -> str:
     return kind[0] + hashlib.sha1(key.encode()).hexdigest()[:11]  # stable ids across restarts
 
 
-def build_summary(table: Table, config: Config, since: Callable[[str], str | None], *, page_url: str = "") -> dict[str, Any]:
+def build_summary(
+    table: Table, config: Config, since: Callable[[str], str | None], *, page_url: str = ""
+) -> dict[str, Any]:
     """The Statuspage summary for `table`; `since(target)` gives when the target entered its state (ISO), if known."""
     page_id = "turnout"
     updated = _iso(table.published_at)
@@ -118,9 +126,18 @@ def build_summary(table: Table, config: Config, since: Callable[[str], str | Non
         for e in sorted(entries, key=lambda x: x.target):
             status = COMPONENT_STATUS.get(e.state, "major_outage")
             comp = {
-                "id": _cid("component", e.target), "name": e.target, "status": status, "created_at": updated,
-                "updated_at": since(e.target) or updated, "position": position, "description": e.reason or None,
-                "showcase": True, "start_date": None, "group_id": gid, "page_id": page_id, "group": False,
+                "id": _cid("component", e.target),
+                "name": e.target,
+                "status": status,
+                "created_at": updated,
+                "updated_at": since(e.target) or updated,
+                "position": position,
+                "description": e.reason or None,
+                "showcase": True,
+                "start_date": None,
+                "group_id": gid,
+                "page_id": page_id,
+                "group": False,
                 "only_show_if_degraded": False,
             }
             position += 1
@@ -131,12 +148,27 @@ def build_summary(table: Table, config: Config, since: Callable[[str], str | Non
                 iid = _cid("incident", f"{e.target}@{started}")
                 incidents.append(
                     {
-                        "id": iid, "name": f"{e.target} is {e.state}", "status": "investigating" if e.state != State.HALF_OPEN else "monitoring",
-                        "created_at": started, "updated_at": updated, "monitoring_at": updated if e.state == State.HALF_OPEN else None,
-                        "resolved_at": None, "impact": impact, "shortlink": page_url, "started_at": started, "page_id": page_id,
+                        "id": iid,
+                        "name": f"{e.target} is {e.state}",
+                        "status": "investigating" if e.state != State.HALF_OPEN else "monitoring",
+                        "created_at": started,
+                        "updated_at": updated,
+                        "monitoring_at": updated if e.state == State.HALF_OPEN else None,
+                        "resolved_at": None,
+                        "impact": impact,
+                        "shortlink": page_url,
+                        "started_at": started,
+                        "page_id": page_id,
                         "incident_updates": [
-                            {"id": _cid("update", f"{iid}:{updated}"), "status": "investigating", "body": e.reason or str(e.state),
-                             "incident_id": iid, "created_at": updated, "updated_at": updated, "display_at": updated}
+                            {
+                                "id": _cid("update", f"{iid}:{updated}"),
+                                "status": "investigating",
+                                "body": e.reason or str(e.state),
+                                "incident_id": iid,
+                                "created_at": updated,
+                                "updated_at": updated,
+                                "display_at": updated,
+                            }
                         ],
                         "components": [comp],
                     }
@@ -145,9 +177,20 @@ def build_summary(table: Table, config: Config, since: Callable[[str], str | Non
         worst = max(worst, _SEVERITY[group_status])
         components.append(
             {
-                "id": gid, "name": p.id, "status": group_status, "created_at": updated, "updated_at": updated, "position": position,
-                "description": f"{p.adapter} provider, region {p.region}", "showcase": False, "start_date": None, "group_id": None,
-                "page_id": page_id, "group": True, "only_show_if_degraded": False, "components": [c["id"] for c in children],
+                "id": gid,
+                "name": p.id,
+                "status": group_status,
+                "created_at": updated,
+                "updated_at": updated,
+                "position": position,
+                "description": f"{p.adapter} provider, region {p.region}",
+                "showcase": False,
+                "start_date": None,
+                "group_id": None,
+                "page_id": page_id,
+                "group": True,
+                "only_show_if_degraded": False,
+                "components": [c["id"] for c in children],
             }
         )
         position += 1
@@ -156,7 +199,11 @@ def build_summary(table: Table, config: Config, since: Callable[[str], str | Non
     if exhausted and len(exhausted) == len(table.routes):
         indicator, text = "critical", "All routes are exhausted"
     elif exhausted or worst >= _SEVERITY["major_outage"]:
-        indicator, text = "major", "Major outage: " + (f"routes exhausted: {', '.join(sorted(exhausted))}" if exhausted else "targets withdrawn")
+        indicator, text = (
+            "major",
+            "Major outage: "
+            + (f"routes exhausted: {', '.join(sorted(exhausted))}" if exhausted else "targets withdrawn"),
+        )
     elif worst >= _SEVERITY["degraded_performance"]:
         indicator, text = "minor", "Partially degraded service"
     else:

@@ -17,8 +17,8 @@ from sqlmodel import Session, col, select
 from controlplane.api.jsonio import ApiError, choice_param, int_param, json_response, read_body
 from controlplane.api.schemas import WebhookCreate
 from controlplane.events import Event
-from controlplane.webhooks.rows import PENDING, WebhookDelivery, WebhookEndpoint, new_endpoint_id
 from controlplane.webhooks.outbox import Outbox, lock_endpoints
+from controlplane.webhooks.rows import PENDING, WebhookDelivery, WebhookEndpoint, new_endpoint_id
 from controlplane.webhooks.service import append_and_publish
 from controlplane.webhooks.signing import generate_secret
 from controlplane.webhooks.urls import WebhookUrlError, check_resolved, validate_url
@@ -33,16 +33,29 @@ def _iso(ts: float | None) -> str | None:
 def endpoint_dict(ep: WebhookEndpoint) -> dict[str, Any]:
     """The public view of an endpoint: never the secret."""
     return {
-        "id": ep.id, "url": ep.url, "events": ep.events, "description": ep.description, "enabled": ep.enabled,
-        "disabled_reason": ep.disabled_reason, "consecutive_failures": ep.consecutive_failures, "created_at": _iso(ep.created_at),
+        "id": ep.id,
+        "url": ep.url,
+        "events": ep.events,
+        "description": ep.description,
+        "enabled": ep.enabled,
+        "disabled_reason": ep.disabled_reason,
+        "consecutive_failures": ep.consecutive_failures,
+        "created_at": _iso(ep.created_at),
     }
 
 
 def delivery_dict(d: WebhookDelivery) -> dict[str, Any]:
     return {
-        "id": d.id, "endpoint_id": d.endpoint_id, "event_id": d.event_id, "event_type": d.event_type, "status": d.status,
-        "attempts": d.attempts, "next_attempt_at": _iso(d.next_attempt_at) if d.status == PENDING else None,
-        "last_error": d.last_error, "last_status_code": d.last_status_code, "created_at": _iso(d.created_at),
+        "id": d.id,
+        "endpoint_id": d.endpoint_id,
+        "event_id": d.event_id,
+        "event_type": d.event_type,
+        "status": d.status,
+        "attempts": d.attempts,
+        "next_attempt_at": _iso(d.next_attempt_at) if d.status == PENDING else None,
+        "last_error": d.last_error,
+        "last_status_code": d.last_status_code,
+        "created_at": _iso(d.created_at),
         "delivered_at": _iso(d.delivered_at),
     }
 
@@ -70,8 +83,13 @@ class WebhookHandlers:
         except WebhookUrlError as exc:
             raise ApiError(422, "invalid_field", f"url: {exc.problem}", "url") from None
         ep = WebhookEndpoint(
-            id=new_endpoint_id(), url=url, events_json=json.dumps(body.events), description=body.description,
-            secret=generate_secret(), enabled=True, created_at=self.rt.clock.wall().timestamp(),
+            id=new_endpoint_id(),
+            url=url,
+            events_json=json.dumps(body.events),
+            description=body.description,
+            secret=generate_secret(),
+            enabled=True,
+            created_at=self.rt.clock.wall().timestamp(),
         )
 
         def insert() -> dict[str, Any]:
@@ -88,7 +106,12 @@ class WebhookHandlers:
     async def list(self, request: web.Request) -> web.Response:
         def load() -> list[dict[str, Any]]:
             with Session(self._engine()) as s:
-                return [endpoint_dict(e) for e in s.exec(select(WebhookEndpoint).order_by(col(WebhookEndpoint.created_at), col(WebhookEndpoint.id)))]
+                return [
+                    endpoint_dict(e)
+                    for e in s.exec(
+                        select(WebhookEndpoint).order_by(col(WebhookEndpoint.created_at), col(WebhookEndpoint.id))
+                    )
+                ]
 
         return json_response({"webhooks": await asyncio.to_thread(load)})
 
@@ -137,16 +160,29 @@ class WebhookHandlers:
         def check() -> None:
             with Session(self._engine()) as s:
                 if not self._get(s, ep_id).enabled:
-                    raise ApiError(409, "endpoint_disabled", f"webhook endpoint {ep_id} is disabled; re-enable it first (POST …/enable)")
+                    raise ApiError(
+                        409,
+                        "endpoint_disabled",
+                        f"webhook endpoint {ep_id} is disabled; re-enable it first (POST …/enable)",
+                    )
 
         await asyncio.to_thread(check)
-        event = Event(type="webhook.test", at=self.rt.clock.wall(), subject=ep_id, data={"endpoint_id": ep_id, "message": "test delivery from Turnout"})
+        event = Event(
+            type="webhook.test",
+            at=self.rt.clock.wall(),
+            subject=ep_id,
+            data={"endpoint_id": ep_id, "message": "test delivery from Turnout"},
+        )
         stored = await append_and_publish(self.rt, [event])
         event_id = int(stored[0].id or 0)
 
         def find() -> str | None:
             with Session(self._engine()) as s:
-                d = s.exec(select(WebhookDelivery).where(WebhookDelivery.event_id == event_id, WebhookDelivery.endpoint_id == ep_id)).first()
+                d = s.exec(
+                    select(WebhookDelivery).where(
+                        WebhookDelivery.event_id == event_id, WebhookDelivery.endpoint_id == ep_id
+                    )
+                ).first()
                 return d.id if d else None
 
         return json_response({"event_id": event_id, "delivery_id": await asyncio.to_thread(find)}, 202)
@@ -173,9 +209,13 @@ class WebhookHandlers:
         def requeue() -> dict[str, Any]:
             with Session(self._engine()) as s:
                 self._get(s, ep_id)
-                d = s.exec(select(WebhookDelivery).where(WebhookDelivery.id == msg_id, WebhookDelivery.endpoint_id == ep_id)).first()
+                d = s.exec(
+                    select(WebhookDelivery).where(WebhookDelivery.id == msg_id, WebhookDelivery.endpoint_id == ep_id)
+                ).first()
                 if d is None:
-                    raise ApiError(404, "not_found", f"unknown delivery {msg_id[:60]!r} for endpoint {ep_id}", "delivery")
+                    raise ApiError(
+                        404, "not_found", f"unknown delivery {msg_id[:60]!r} for endpoint {ep_id}", "delivery"
+                    )
                 # Same message id: receivers that already have it drop the repeat.
                 d.status, d.attempts, d.next_attempt_at = PENDING, 0, now
                 s.add(d)

@@ -36,5 +36,7 @@ def _check(args: argparse.Namespace) -> int:
     console.print(routes)
     kinds = ", ".join(f"{k} every {cfg.probe_interval(k):g}s" for k, v in cfg.probes.kinds.items() if v.enabled)
     console.print(f"probes: {kinds}; database: {cfg.database.url}")
-    console.print(f"data plane http://{cfg.server.data.host}:{cfg.server.data.port}, control http://{cfg.server.control.host}:{cfg.server.control.port}")
+    console.print(
+        f"data plane http://{cfg.server.data.host}:{cfg.server.data.port}, control http://{cfg.server.control.host}:{cfg.server.control.port}"
+    )
     return 0

@@ -71,8 +71,12 @@ def _info(args: argparse.Namespace) -> int:
 def _prune(args: argparse.Namespace) -> int:
     store, cfg = _open(args)
     db = cfg.database if cfg is not None else DatabaseConfig()
-    out = store.rollup_and_prune(store.clock.wall(), observation_retention=db.observation_retention,
-                                 rollup_retention=db.rollup_retention, event_retention=db.event_retention)
+    out = store.rollup_and_prune(
+        store.clock.wall(),
+        observation_retention=db.observation_retention,
+        rollup_retention=db.rollup_retention,
+        event_retention=db.event_retention,
+    )
     print("pruned " + ", ".join(f"{n} {what}" for what, n in out.items()))
     store.close()
     return 0

@@ -25,10 +25,15 @@ def _speed(text: str) -> float:
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="play a scripted outage story against simulated providers (no keys needed)")
-    p.add_argument("--speed", type=_speed, default=1.0,
-                   help="compress the story: 2 plays it twice as fast (default 1: about 90 s)")
+    p.add_argument(
+        "--speed", type=_speed, default=1.0, help="compress the story: 2 plays it twice as fast (default 1: about 90 s)"
+    )
     p.add_argument("--forever", action="store_true", help="keep everything running after the story, for exploring")
-    p.add_argument("--plain", action="store_true", help="plain progress lines instead of the live view (automatic without a terminal)")
+    p.add_argument(
+        "--plain",
+        action="store_true",
+        help="plain progress lines instead of the live view (automatic without a terminal)",
+    )
     p.set_defaults(func=_run)
 
 

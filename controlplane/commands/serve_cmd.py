@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from controlplane.api.runner import GuardedAppRunner
 from controlplane.config import Config
 from controlplane.config_loader import load_config
-from controlplane.api.runner import GuardedAppRunner
 from controlplane.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
@@ -36,16 +36,27 @@ _GIL_SWITCH_INTERVAL_S = 0.0005
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run the control plane and the data plane")
     p.add_argument("-c", "--config", default="turnout.yaml", help="path to turnout.yaml (default: ./turnout.yaml)")
-    p.add_argument("--role", choices=("control", "data", "all"), default="all",
-                   help="control: probes, health, API; data: OpenAI-compatible endpoint; all: both (default)")
+    p.add_argument(
+        "--role",
+        choices=("control", "data", "all"),
+        default="all",
+        help="control: probes, health, API; data: OpenAI-compatible endpoint; all: both (default)",
+    )
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
-    p.add_argument("--control-url", action="append", default=[], metavar="URL",
-                   help="with --role data: a control replica to follow (repeatable); see docs/scale-out.md")
+    p.add_argument(
+        "--control-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="with --role data: a control replica to follow (repeatable); see docs/scale-out.md",
+    )
     p.set_defaults(func=_run)
 
 
 def configure_logging(level: str = "info") -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     # APScheduler logs every job run at INFO: thousands of lines a minute with many targets.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
@@ -63,8 +74,15 @@ def _run(args: argparse.Namespace) -> int:
         factory = None
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
-            return runner.run(serve(cfg, args.config, args.role, control_urls=args.control_url,
-                                    on_ready=lambda _rt: tune_interpreter_for_serving()))
+            return runner.run(
+                serve(
+                    cfg,
+                    args.config,
+                    args.role,
+                    control_urls=args.control_url,
+                    on_ready=lambda _rt: tune_interpreter_for_serving(),
+                )
+            )
     except StoreError as exc:
         log.error("cannot start: %s", exc)
         return 1
@@ -95,9 +113,15 @@ async def _site(app: web.Application, host: str, port: int) -> web.AppRunner:
     return runner
 
 
-async def serve(cfg: Config, config_path: str | None, role: str = "all", *,
-                stop: asyncio.Event | None = None, on_ready: Callable[[Any], None] | None = None,
-                control_urls: Sequence[str] = ()) -> int:
+async def serve(
+    cfg: Config,
+    config_path: str | None,
+    role: str = "all",
+    *,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[Any], None] | None = None,
+    control_urls: Sequence[str] = (),
+) -> int:
     """Run until SIGTERM/SIGINT (or `stop` is set). Returns the process exit code."""
     from controlplane.api.app import build_control_app
     from controlplane.runtime import Runtime

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -76,7 +75,7 @@ class StatusClient:
         if self._token:
             req.add_header("authorization", f"Bearer {self._token}")
         try:
-            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:  # noqa: S310 (URL is the user's)
+            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
                 raw = resp.read()
                 return _Response(resp.status, json.loads(raw) if raw else None)
         except urllib.error.HTTPError as exc:
@@ -85,7 +84,9 @@ class StatusClient:
             raise ApiError(f"{url}: HTTP {exc.code}: {_error_text(exc)}") from exc
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise ApiError(f"cannot reach the control plane at {self.base_url} ({reason}); is `turnout serve` running? (--url)") from exc
+            raise ApiError(
+                f"cannot reach the control plane at {self.base_url} ({reason}); is `turnout serve` running? (--url)"
+            ) from exc
         except json.JSONDecodeError as exc:
             raise ApiError(f"{url}: the answer is not JSON ({exc.msg}); is --url the control port?") from exc
 
@@ -98,7 +99,9 @@ class StatusClient:
         r = self._get("/api/v1/table", {"after": after, "wait": f"{wait:g}"}, timeout=wait + self.timeout)
         return None if r.status == 304 or r.body is None else _expect_table(r.body)
 
-    def events(self, *, after: int | None = None, type_: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    def events(
+        self, *, after: int | None = None, type_: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
         """Events in id order (the API's payloads, same as webhooks)."""
         body = self._get("/api/v1/events", {"after": after, "type": type_, "limit": limit}).body
         items = body if isinstance(body, list) else _first_list(body, ("events", "data", "items"))
@@ -148,8 +151,16 @@ def _state_text(state: str) -> Text:
 
 
 _COLUMNS: tuple[tuple[str, str], ...] = (
-    ("#", "right"), ("target", "left"), ("state", "left"), ("score", "right"), ("p50", "right"), ("p95", "right"),
-    ("ttft", "right"), ("errors", "right"), ("headroom", "right"), ("reason", "left"),
+    ("#", "right"),
+    ("target", "left"),
+    ("state", "left"),
+    ("score", "right"),
+    ("p50", "right"),
+    ("p95", "right"),
+    ("ttft", "right"),
+    ("errors", "right"),
+    ("headroom", "right"),
+    ("reason", "left"),
 )
 _COMPACT = ("#", "target", "state", "p50", "errors", "headroom", "reason")  # for narrow panels (the demo)
 
@@ -174,8 +185,12 @@ def _route_table(name: str, route: dict[str, Any], *, layout: str = "full") -> R
         elif col == "target" and layout == "narrow":  # also holds the reason line: may wrap, never below a name
             t.add_column(col, justify="left", overflow="fold", min_width=longest)
         else:  # never squeeze names and numbers: the reason column gives way
-            t.add_column(col, justify=justify, no_wrap=True,  # type: ignore[arg-type]
-                         min_width=longest if col == "target" else None)
+            t.add_column(
+                col,
+                justify=justify,
+                no_wrap=True,  # type: ignore[arg-type]
+                min_width=longest if col == "target" else None,
+            )
     for e in entries:
         state = str(e.get("state", "?"))
         reason = str(e.get("reason") or "")
@@ -208,7 +223,9 @@ def table_renderable(table: dict[str, Any], route: str | None = None, *, width: 
     routes: dict[str, Any] = table.get("routes", {})
     names = [route] if route else sorted(routes)
     header = Text.assemble(
-        ("table ", "bold"), (f"v{table.get('version')}", "cyan"), f"  published {table.get('published_at', '?')}",
+        ("table ", "bold"),
+        (f"v{table.get('version')}", "cyan"),
+        f"  published {table.get('published_at', '?')}",
         (f"  config {str(table.get('config_hash', ''))[:12]}", "dim"),
     )
     parts: list[RenderableType] = [header]
@@ -229,7 +246,11 @@ def event_summary(event: dict[str, Any]) -> str:
     if d.get("reason"):
         bits.append(str(d["reason"]))
     shown = {"old", "new", "from", "to", "old_primary", "new_primary", "previous", "primary", "reason", "mode"}
-    extras = [f"{k}={v}" for k, v in d.items() if k not in shown and isinstance(v, str | int | float) and not isinstance(v, bool)]
+    extras = [
+        f"{k}={v}"
+        for k, v in d.items()
+        if k not in shown and isinstance(v, str | int | float) and not isinstance(v, bool)
+    ]
     bits.extend(extras[:3])
     return ", ".join(bits)
 
@@ -240,8 +261,12 @@ def event_line(event: dict[str, Any], *, with_time: bool = True) -> Text:
     style = "red" if etype.endswith(("withdrawn", "exhausted")) else "yellow" if "changed" in etype else "green"
     at = str(event.get("at", ""))
     at = at[11:19] if len(at) >= 19 else at
-    return Text.assemble((f"{at} " if with_time else "", "dim"), (f"{etype:<22} ", style),
-                         (f"{event.get('subject', '')} ", "bold"), event_summary(event))
+    return Text.assemble(
+        (f"{at} " if with_time else "", "dim"),
+        (f"{etype:<22} ", style),
+        (f"{event.get('subject', '')} ", "bold"),
+        event_summary(event),
+    )
 
 
 # -- commands ---------------------------------------------------------------------------------------
@@ -249,14 +274,25 @@ def event_line(event: dict[str, Any], *, with_time: bool = True) -> Text:
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", default=os.environ.get("TURNOUT_URL", DEFAULT_URL),
-                        help=f"control plane base URL (env TURNOUT_URL; default {DEFAULT_URL})")
-    common.add_argument("--token", default=None, help="bearer token when reads are not public (default: env TURNOUT_TOKEN)")
-    common.add_argument("--json", action="store_true", help="print the API's JSON (one document per line when following)")
+    common.add_argument(
+        "--url",
+        default=os.environ.get("TURNOUT_URL", DEFAULT_URL),
+        help=f"control plane base URL (env TURNOUT_URL; default {DEFAULT_URL})",
+    )
+    common.add_argument(
+        "--token", default=None, help="bearer token when reads are not public (default: env TURNOUT_TOKEN)"
+    )
+    common.add_argument(
+        "--json", action="store_true", help="print the API's JSON (one document per line when following)"
+    )
 
-    st = sub.add_parser("status", parents=[common], help="the ranked availability table, coloured by state, with reasons")
+    st = sub.add_parser(
+        "status", parents=[common], help="the ranked availability table, coloured by state, with reasons"
+    )
     st.add_argument("--route", "-r", default=None, help="show only this route")
-    st.add_argument("--watch", "-w", action="store_true", help="keep the view current (long-polls for new table versions)")
+    st.add_argument(
+        "--watch", "-w", action="store_true", help="keep the view current (long-polls for new table versions)"
+    )
     st.add_argument("--count", type=int, default=0, help="with --watch: exit after this many new versions (0 = never)")
     st.set_defaults(func=_status)
 
@@ -301,9 +337,16 @@ def _status(args: argparse.Namespace) -> int:
         if args.json or not console.is_terminal:
             _watch_plain(client, table, args, console)
         else:
-            with Live(table_renderable(table, args.route, width=console.width), console=console, auto_refresh=False) as live:
-                _watch_loop(client, table, args,
-                            lambda t: live.update(table_renderable(t, args.route, width=console.width), refresh=True), err)
+            with Live(
+                table_renderable(table, args.route, width=console.width), console=console, auto_refresh=False
+            ) as live:
+                _watch_loop(
+                    client,
+                    table,
+                    args,
+                    lambda t: live.update(table_renderable(t, args.route, width=console.width), refresh=True),
+                    err,
+                )
     except KeyboardInterrupt:
         return 0
     return 0
@@ -323,7 +366,11 @@ def _watch_plain(client: StatusClient, table: dict[str, Any], args: argparse.Nam
 
 
 def _watch_loop(
-    client: StatusClient, table: dict[str, Any], args: argparse.Namespace, show: Callable[[dict[str, Any]], None], err: Console
+    client: StatusClient,
+    table: dict[str, Any],
+    args: argparse.Namespace,
+    show: Callable[[dict[str, Any]], None],
+    err: Console,
 ) -> None:
     version, seen = int(table["version"]), 0
     while not args.count or seen < args.count:

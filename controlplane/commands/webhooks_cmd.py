@@ -44,7 +44,7 @@ class WebhooksClient:
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 (operator-given URL)
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as exc:
             raw = exc.read()
@@ -62,13 +62,19 @@ class WebhooksClient:
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("webhooks", help="manage failover webhook endpoints")
-    p.add_argument("--url", default=os.environ.get("TURNOUT_URL", DEFAULT_URL), help="control plane URL (default %(default)s)")
-    p.add_argument("--token", default=os.environ.get("TURNOUT_TOKEN"), help="admin bearer token (default: $TURNOUT_TOKEN)")
+    p.add_argument(
+        "--url", default=os.environ.get("TURNOUT_URL", DEFAULT_URL), help="control plane URL (default %(default)s)"
+    )
+    p.add_argument(
+        "--token", default=os.environ.get("TURNOUT_TOKEN"), help="admin bearer token (default: $TURNOUT_TOKEN)"
+    )
     p.add_argument("--json", action="store_true", help="print the API's JSON")
     wsub = p.add_subparsers(dest="webhooks_command", metavar="SUBCOMMAND", required=True)
     add = wsub.add_parser("add", help="register an endpoint; prints its signing secret once")
     add.add_argument("endpoint_url", help="receiver URL (http/https)")
-    add.add_argument("--event", "-e", action="append", default=[], help="event type or family.* (repeatable; default all)")
+    add.add_argument(
+        "--event", "-e", action="append", default=[], help="event type or family.* (repeatable; default all)"
+    )
     add.add_argument("--description", "-d", default="")
     add.set_defaults(func=_add)
     ls = wsub.add_parser("list", help="list endpoints")
@@ -95,11 +101,15 @@ def _run(args: argparse.Namespace, fn: Any) -> int:
 
 def _add(args: argparse.Namespace) -> int:
     def go(c: WebhooksClient, a: argparse.Namespace, out: Console) -> int:
-        created = c.call("POST", "/api/v1/webhooks", {"url": a.endpoint_url, "events": a.event, "description": a.description})
+        created = c.call(
+            "POST", "/api/v1/webhooks", {"url": a.endpoint_url, "events": a.event, "description": a.description}
+        )
         if a.json:
             print(json.dumps(created, indent=2))
             return 0
-        out.print(f"[green]added[/green] {created['id']} → {created['url']} ({', '.join(created['events']) or 'all events'})")
+        out.print(
+            f"[green]added[/green] {created['id']} → {created['url']} ({', '.join(created['events']) or 'all events'})"
+        )
         out.print(f"signing secret (shown once, keep it safe): [bold]{created['secret']}[/bold]", highlight=False)
         return 0
 
@@ -115,7 +125,14 @@ def _list(args: argparse.Namespace) -> int:
         t = RichTable("id", "url", "events", "enabled", "failures", "description", title="webhook endpoints")
         for w in items:
             enabled = "yes" if w["enabled"] else f"[red]no[/red] ({w['disabled_reason'] or ''})"
-            t.add_row(w["id"], w["url"], ", ".join(w["events"]) or "all", enabled, str(w["consecutive_failures"]), w["description"])
+            t.add_row(
+                w["id"],
+                w["url"],
+                ", ".join(w["events"]) or "all",
+                enabled,
+                str(w["consecutive_failures"]),
+                w["description"],
+            )
         out.print(t)
         return 0
 
@@ -137,7 +154,9 @@ def _test(args: argparse.Namespace) -> int:
         if a.json:
             print(json.dumps(res, indent=2))
         else:
-            out.print(f"queued test message {res['delivery_id']} (event {res['event_id']}); see deliveries with the API")
+            out.print(
+                f"queued test message {res['delivery_id']} (event {res['event_id']}); see deliveries with the API"
+            )
         return 0
 
     return _run(args, go)

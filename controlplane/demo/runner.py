@@ -22,12 +22,22 @@ import aiohttp
 from aiohttp import web
 from rich.console import Console
 
+from controlplane.api.runner import GuardedAppRunner
 from controlplane.demo.receiver import WebhookReceiver
-from controlplane.demo.story import SIDE_ROUTE, STORY_SECONDS, TOP_ROUTE, Chapter, Fault, chapters, scaled, sim_config, turnout_config
+from controlplane.demo.story import (
+    SIDE_ROUTE,
+    STORY_SECONDS,
+    TOP_ROUTE,
+    Chapter,
+    Fault,
+    chapters,
+    scaled,
+    sim_config,
+    turnout_config,
+)
 from controlplane.demo.traffic import Traffic
 from controlplane.demo.view import FaultResult, LiveView, PlainView, Snapshot, Summary, View, summary_renderable
 from controlplane.events import Event
-from controlplane.api.runner import GuardedAppRunner
 
 __all__ = ["DemoOptions", "run_demo", "REQUIRED_EVENTS"]
 
@@ -69,21 +79,29 @@ def _reaction(applied: _Applied, events: list[tuple[float, Event]]) -> tuple[str
     clients feel), else the first state change of a faulted target."""
     later = [(t, ev) for t, ev in events if t >= applied.at]
     for t, ev in later:
-        if ev.type == "route.primary_changed" and any(_matches(str(ev.data.get("from") or ""), f) for f in applied.faults):
-            return f"{ev.subject}: primary {ev.data.get('from')} → {ev.data.get('to')} ({ev.data.get('reason', '')})", t - applied.at
+        if ev.type == "route.primary_changed" and any(
+            _matches(str(ev.data.get("from") or ""), f) for f in applied.faults
+        ):
+            return (
+                f"{ev.subject}: primary {ev.data.get('from')} → {ev.data.get('to')} ({ev.data.get('reason', '')})",
+                t - applied.at,
+            )
     for t, ev in later:
         if ev.type == "target.state_changed" and any(_matches(ev.subject, f) for f in applied.faults):
-            return f"{ev.subject}: {ev.data.get('from')} → {ev.data.get('to')} ({ev.data.get('reason', '')})", t - applied.at
+            return (
+                f"{ev.subject}: {ev.data.get('from')} → {ev.data.get('to')} ({ev.data.get('reason', '')})",
+                t - applied.at,
+            )
     return "absorbed: failed over inside requests, the ranking did not need to move", None
 
 
 async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
     """Play the story; return the process exit code."""
-    from dataplane.http.listener import start_listener
-    from dataplane.proxy import build_data_app
     from adapters.sim import Simulator
     from controlplane.api.app import build_control_app
     from controlplane.runtime import Runtime
+    from dataplane.http.listener import start_listener
+    from dataplane.proxy import build_data_app
 
     console = console or Console()
     plain = (not console.is_terminal) if opts.plain is None else opts.plain
@@ -111,8 +129,14 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
 
         progress("starting the control plane (SQLite in a temp dir) and the data plane…")
         token = secrets.token_urlsafe(16)
-        cfg = turnout_config(sim.turnout_providers(), db_url=f"sqlite:///{tmp / 'turnout.db'}", data_port=0, control_port=0,
-                             speed=speed, admin_token=token)
+        cfg = turnout_config(
+            sim.turnout_providers(),
+            db_url=f"sqlite:///{tmp / 'turnout.db'}",
+            data_port=0,
+            control_port=0,
+            speed=speed,
+            admin_token=token,
+        )
         rt = Runtime(cfg)
         await rt.start()
         stack.push_async_callback(rt.stop)
@@ -129,10 +153,14 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
         receiver = WebhookReceiver()
         await receiver.start(0)
         stack.push_async_callback(receiver.stop)
-        async with aiohttp.ClientSession() as http, http.post(
-            f"{control_url}/api/v1/webhooks", json={"url": receiver.url, "description": "turnout demo receiver"},
-            headers={"authorization": f"Bearer {token}"},
-        ) as resp:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{control_url}/api/v1/webhooks",
+                json={"url": receiver.url, "description": "turnout demo receiver"},
+                headers={"authorization": f"Bearer {token}"},
+            ) as resp,
+        ):
             created: dict[str, Any] = await resp.json()
             if resp.status != 201:
                 raise RuntimeError(f"webhook registration failed: HTTP {resp.status}: {created}")
@@ -162,8 +190,16 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
                     view.event(t - story_start, ev)
                 shown = len(events)
                 overall = traffic.total
-                view.update(Snapshot(elapsed, total, applied[-1].headline if applied else "warm-up: steady traffic on every route",
-                                     rt.table_source.current().to_dict(), traffic.stats, overall))
+                view.update(
+                    Snapshot(
+                        elapsed,
+                        total,
+                        applied[-1].headline if applied else "warm-up: steady traffic on every route",
+                        rt.table_source.current().to_dict(),
+                        traffic.stats,
+                        overall,
+                    )
+                )
                 if elapsed >= total:
                     break
                 await asyncio.sleep(_REFRESH_S)
@@ -183,7 +219,9 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
         summary = _summary(traffic, applied, events, receiver, urls, story_start)
         console.print(summary_renderable(summary))
         if opts.forever:
-            console.print(f"[bold]--forever:[/bold] everything keeps running; try `turnout status --url {control_url} --watch`. Ctrl-C stops.")
+            console.print(
+                f"[bold]--forever:[/bold] everything keeps running; try `turnout status --url {control_url} --watch`. Ctrl-C stops."
+            )
             await _until_stopped()
         return 0 if summary.passed else 1
     return 1  # pragma: no cover - the exit stack re-raises instead
@@ -210,7 +248,10 @@ def _apply(sim: Any, ch: Chapter, table: Any, applied: list[_Applied], now: floa
                 if f.fault != "region_blocked":
                     sim.clear_faults(fault_id=fid)
     headline, faults = ch.plan(table, hit)
-    ids = [sim.set_fault(f.provider, f.fault, model=f.model, duration=f.duration, probability=f.probability, **f.params) for f in faults]
+    ids = [
+        sim.set_fault(f.provider, f.fault, model=f.model, duration=f.duration, probability=f.probability, **f.params)
+        for f in faults
+    ]
     return _Applied(ch, headline, faults, ids, now)
 
 
@@ -221,8 +262,14 @@ async def _settle_webhooks(receiver: WebhookReceiver, events: list[tuple[float, 
         await asyncio.sleep(0.1)
 
 
-def _summary(traffic: Traffic, applied: list[_Applied], events: list[tuple[float, Event]], receiver: WebhookReceiver,
-             urls: dict[str, str], story_start: float) -> Summary:
+def _summary(
+    traffic: Traffic,
+    applied: list[_Applied],
+    events: list[tuple[float, Event]],
+    receiver: WebhookReceiver,
+    urls: dict[str, str],
+    story_start: float,
+) -> Summary:
     overall = traffic.total
     failover_times = sorted(t for s in traffic.stats.values() for t in s.failover_times)
     results: list[FaultResult] = []
@@ -231,8 +278,11 @@ def _summary(traffic: Traffic, applied: list[_Applied], events: list[tuple[float
             continue
         until = applied[i + 1].at if i + 1 < len(applied) else float("inf")
         reaction, took = _reaction(a, events)
-        results.append(FaultResult(a.headline, a.at - story_start, reaction, took,
-                                   sum(1 for t in failover_times if a.at <= t < until)))
+        results.append(
+            FaultResult(
+                a.headline, a.at - story_start, reaction, took, sum(1 for t in failover_times if a.at <= t < until)
+            )
+        )
     counts = Counter(ev.type for _, ev in events)
     problems: list[str] = []
     if overall.errors:

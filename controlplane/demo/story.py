@@ -33,11 +33,24 @@ def scaled(seconds: float, speed: float, floor: float = 0.05) -> float:
 def sim_config() -> dict[str, Any]:
     """Five simulated providers named like real ones, on free ports (the demo must not collide with anything)."""
 
-    def p(pid: str, family: str, models: list[str], latency: str, ttft: str, rate: int, region: str, jur: str, **kw: Any) -> dict[str, Any]:
-        return {"id": pid, "family": family, "port": 0, "api_key": KEY, "latency": latency, "ttft": ttft, "token_rate": rate,
-                "region": region, "jurisdiction": jur, "models": [{"name": m} for m in models],
-                # generous limits: the demo's own traffic must not trip them; the storm chapter is scripted
-                "rate_limits": {"requests": 100_000, "tokens": 100_000_000, "window": "1m"}, **kw}
+    def p(
+        pid: str, family: str, models: list[str], latency: str, ttft: str, rate: int, region: str, jur: str, **kw: Any
+    ) -> dict[str, Any]:
+        return {
+            "id": pid,
+            "family": family,
+            "port": 0,
+            "api_key": KEY,
+            "latency": latency,
+            "ttft": ttft,
+            "token_rate": rate,
+            "region": region,
+            "jurisdiction": jur,
+            "models": [{"name": m} for m in models],
+            # generous limits: the demo's own traffic must not trip them; the storm chapter is scripted
+            "rate_limits": {"requests": 100_000, "tokens": 100_000_000, "window": "1m"},
+            **kw,
+        }
 
     return {
         "host": "127.0.0.1",
@@ -53,42 +66,73 @@ def sim_config() -> dict[str, Any]:
     }
 
 
-def turnout_config(providers: list[dict[str, Any]], *, db_url: str, data_port: int, control_port: int, speed: float,
-                   admin_token: str) -> Config:
+def turnout_config(
+    providers: list[dict[str, Any]], *, db_url: str, data_port: int, control_port: int, speed: float, admin_token: str
+) -> Config:
     """Turnout pointed at the simulator, with probe and breaker timings compressed by `speed`."""
-    prices = {"gpt-4o": (2.5, 10.0), "claude-sonnet-4": (3.0, 15.0), "gemini-2.5-pro": (1.25, 10.0),
-              "gemini-2.5-flash": (0.3, 2.5), "deepseek-chat": (0.27, 1.1)}
+    prices = {
+        "gpt-4o": (2.5, 10.0),
+        "claude-sonnet-4": (3.0, 15.0),
+        "gemini-2.5-pro": (1.25, 10.0),
+        "gemini-2.5-flash": (0.3, 2.5),
+        "deepseek-chat": (0.27, 1.1),
+    }
     provs = []
     for entry in providers:
         e = dict(entry)
-        e["models"] = [{**m, "price": dict(zip(("input", "output"), prices.get(m["name"], (0.0, 0.0)), strict=True))}
-                       for m in e["models"]]
+        e["models"] = [
+            {**m, "price": dict(zip(("input", "output"), prices.get(m["name"], (0.0, 0.0)), strict=True))}
+            for m in e["models"]
+        ]
         provs.append(e)
 
     def s(seconds: float) -> str:
         return f"{scaled(seconds, speed):.3f}s"
 
     raw: dict[str, Any] = {
-        "server": {"data": {"host": "127.0.0.1", "port": data_port}, "control": {"host": "127.0.0.1", "port": control_port}},
+        "server": {
+            "data": {"host": "127.0.0.1", "port": data_port},
+            "control": {"host": "127.0.0.1", "port": control_port},
+        },
         "database": {"url": db_url},
         "auth": {"public_read": True, "tokens": [{"token": admin_token, "scope": "admin", "name": "demo"}]},
         "providers": provs,
         "routes": [
             {"name": TOP_ROUTE, "targets": ["anthropic/claude-sonnet-4", "openai/gpt-4o", "gemini/gemini-2.5-pro"]},
-            {"name": SIDE_ROUTE, "targets": ["vllm/llama-3.1-8b-instruct", "deepseek/deepseek-chat", "gemini/gemini-2.5-flash"]},
+            {
+                "name": SIDE_ROUTE,
+                "targets": ["vllm/llama-3.1-8b-instruct", "deepseek/deepseek-chat", "gemini/gemini-2.5-flash"],
+            },
         ],
         "probes": {
-            "interval": s(4), "jitter": 0.1, "timeout": "5s",
-            "kinds": {"catalogue": {"interval": s(4)}, "completion": {"interval": s(3)}, "status_page": {"interval": s(6)}},
+            "interval": s(4),
+            "jitter": 0.1,
+            "timeout": "5s",
+            "kinds": {
+                "catalogue": {"interval": s(4)},
+                "completion": {"interval": s(3)},
+                "status_page": {"interval": s(6)},
+            },
         },
         "breaker": {
-            "window": s(10), "min_calls": 4, "slow_call_threshold": "800ms", "slow_call_rate_threshold": 0.6,
-            "consecutive_failures": 4, "open_duration": s(10), "open_duration_max": s(30),
-            "withdrawn_recheck": s(30), "overload_cooldown": s(4),
+            "window": s(10),
+            "min_calls": 4,
+            "slow_call_threshold": "800ms",
+            "slow_call_rate_threshold": 0.6,
+            "consecutive_failures": 4,
+            "open_duration": s(10),
+            "open_duration_max": s(30),
+            "withdrawn_recheck": s(30),
+            "overload_cooldown": s(4),
         },
         "ranking": {"margin": 0.15},
         "webhooks": {"allow_private_networks": ["127.0.0.0/8"]},
-        "dataplane": {"total_timeout": "30s", "connect_timeout": "2s", "first_byte_timeout": "8s", "stall_timeout": "8s"},
+        "dataplane": {
+            "total_timeout": "30s",
+            "connect_timeout": "2s",
+            "first_byte_timeout": "8s",
+            "stall_timeout": "8s",
+        },
     }
     return parse_config(yaml.safe_dump(raw, sort_keys=False), source="<demo>")
 
@@ -133,23 +177,29 @@ def _ranked(table: Table, route: str) -> list[str]:
 def _latency(table: Table, hit: dict[str, list[str]]) -> tuple[str, list[Fault]]:
     target = _primary(table, SIDE_ROUTE) or "vllm/llama-3.1-8b-instruct"
     provider = target.split("/")[0]
-    return (f"latency degradation: {provider} answers 1.2 s slower ({SIDE_ROUTE}'s primary)",
-            [Fault(provider, "latency", params={"seconds": 1.2})])
+    return (
+        f"latency degradation: {provider} answers 1.2 s slower ({SIDE_ROUTE}'s primary)",
+        [Fault(provider, "latency", params={"seconds": 1.2})],
+    )
 
 
 def _storm(table: Table, hit: dict[str, list[str]]) -> tuple[str, list[Fault]]:
     slowed = {t.split("/")[0] for t in hit.get("latency", [])}
     ranked = [t for t in _ranked(table, TOP_ROUTE) if t.split("/")[0] not in slowed] or ["anthropic/claude-sonnet-4"]
     provider, model = ranked[0].split("/", 1)
-    return (f"rate-limit storm: {provider} answers 429 (retry-after) to 90% of calls on {model}",
-            [Fault(provider, "rate_limited", model=model, probability=0.9)])
+    return (
+        f"rate-limit storm: {provider} answers 429 (retry-after) to 90% of calls on {model}",
+        [Fault(provider, "rate_limited", model=model, probability=0.9)],
+    )
 
 
 def _withdrawal(table: Table, hit: dict[str, list[str]]) -> tuple[str, list[Fault]]:
     target = _primary(table, TOP_ROUTE) or "openai/gpt-4o"
     provider, model = target.split("/", 1)
-    return (f"export-control directive: {model} withdrawn for this region at {provider} ({TOP_ROUTE}'s primary)",
-            [Fault(provider, "region_blocked", model=model)])
+    return (
+        f"export-control directive: {model} withdrawn for this region at {provider} ({TOP_ROUTE}'s primary)",
+        [Fault(provider, "region_blocked", model=model)],
+    )
 
 
 def _calm(table: Table, hit: dict[str, list[str]]) -> tuple[str, list[Fault]]:

@@ -66,7 +66,9 @@ class Traffic:
     """`workers` concurrent clients per route, each sending one request after another (JSON and streaming
     alternately). `max_retries=0`: every failure the SDK sees is counted, none is hidden by client retries."""
 
-    def __init__(self, base_url: str, routes: list[str], *, workers: int = 2, pause: float = 0.05, max_tokens: int = 8) -> None:
+    def __init__(
+        self, base_url: str, routes: list[str], *, workers: int = 2, pause: float = 0.05, max_tokens: int = 8
+    ) -> None:
         self.client = openai.AsyncOpenAI(base_url=base_url, api_key="demo-client", max_retries=0, timeout=60.0)
         self.routes, self.workers, self.pause, self.max_tokens = routes, workers, pause, max_tokens
         self.stats: dict[str, ClientStats] = {r: ClientStats() for r in routes}
@@ -89,7 +91,9 @@ class Traffic:
     def start(self) -> None:
         for route in self.routes:
             for i in range(self.workers):
-                self._tasks.append(asyncio.create_task(self._worker(route, stream=i % 2 == 1), name=f"demo-client-{route}-{i}"))
+                self._tasks.append(
+                    asyncio.create_task(self._worker(route, stream=i % 2 == 1), name=f"demo-client-{route}-{i}")
+                )
 
     async def stop(self) -> None:
         """Let in-flight requests finish (they count), then close the client."""
@@ -118,7 +122,10 @@ class Traffic:
 
     async def _one(self, route: str, stream: bool) -> tuple[str, int]:
         raw = await self.client.chat.completions.with_raw_response.create(
-            model=route, messages=_PROMPT, max_tokens=self.max_tokens, stream=stream  # type: ignore[arg-type]
+            model=route,
+            messages=_PROMPT,
+            max_tokens=self.max_tokens,
+            stream=stream,  # type: ignore[arg-type]
         )
         target = raw.headers.get("x-turnout-target", "?")
         attempts = int(raw.headers.get("x-turnout-attempts", "1") or 1)

@@ -72,8 +72,15 @@ def _counters(snap: Snapshot) -> RichTable:
         t.add_column(col, justify="left" if col == "route" else "right")
     rows = [*snap.stats.items(), ("all", snap.overall)]
     for name, s in rows:
-        t.add_row(name, str(s.requests), Text(str(s.errors), style="bold red" if s.errors else "green"),
-                  str(s.failovers), fmt_s(s.p50), fmt_s(s.p95), style="bold" if name == "all" else "")
+        t.add_row(
+            name,
+            str(s.requests),
+            Text(str(s.errors), style="bold red" if s.errors else "green"),
+            str(s.failovers),
+            fmt_s(s.p50),
+            fmt_s(s.p95),
+            style="bold" if name == "all" else "",
+        )
     return t
 
 
@@ -104,16 +111,26 @@ class LiveView:
         layout = Layout()
         progress = min(1.0, snap.elapsed / snap.total) if snap.total else 1.0
         bar = "█" * int(progress * 30) + "░" * (30 - int(progress * 30))
-        head = Text.assemble(("Turnout demo ", "bold"), (f"{bar} {snap.elapsed:4.0f}/{snap.total:.0f}s  ", "cyan"), snap.headline)
+        head = Text.assemble(
+            ("Turnout demo ", "bold"), (f"{bar} {snap.elapsed:4.0f}/{snap.total:.0f}s  ", "cyan"), snap.headline
+        )
         height = max(12, self.console.size.height - 14)
-        feed = Group(*self.events[-(height - 2):]) if self.events else Text("waiting for the first event…", style="dim")
+        feed = (
+            Group(*self.events[-(height - 2) :]) if self.events else Text("waiting for the first event…", style="dim")
+        )
         layout.split_column(
             Layout(Panel(head), size=3),
             Layout(name="main"),
             Layout(_counters(snap), size=len(snap.stats) + 6),
         )
         layout["main"].split_row(
-            Layout(Panel(table_renderable(snap.table, width=self.console.width * 3 // 5 - 4), title="ranked table (GET /api/v1/table)"), ratio=3),
+            Layout(
+                Panel(
+                    table_renderable(snap.table, width=self.console.width * 3 // 5 - 4),
+                    title="ranked table (GET /api/v1/table)",
+                ),
+                ratio=3,
+            ),
             Layout(Panel(feed, title="events"), ratio=2),
         )
         self._live.update(layout, refresh=True)
@@ -146,8 +163,11 @@ class PlainView:
         self._next = snap.elapsed + self.every
         o = snap.overall
         primaries = ", ".join(f"{n}→{r.get('primary') or 'none'}" for n, r in snap.table.get("routes", {}).items())
-        self._print(snap.elapsed, f"CLIENT {o.requests} requests, {o.errors} errors, {o.failovers} failovers, "
-                                  f"p50 {fmt_s(o.p50)}, p95 {fmt_s(o.p95)}; primaries: {primaries}")
+        self._print(
+            snap.elapsed,
+            f"CLIENT {o.requests} requests, {o.errors} errors, {o.failovers} failovers, "
+            f"p50 {fmt_s(o.p50)}, p95 {fmt_s(o.p95)}; primaries: {primaries}",
+        )
 
 
 def summary_renderable(s: Summary) -> RenderableType:
@@ -156,24 +176,37 @@ def summary_renderable(s: Summary) -> RenderableType:
     verdict = Text("PASS" if s.passed else "FAIL", style="bold green" if s.passed else "bold red")
     parts: list[RenderableType] = [
         Text.assemble(("Summary ", "bold"), verdict),
-        Text.assemble("client requests: ", (str(o.requests), "bold"), "  failed: ",
-                      (str(o.errors), "bold green" if o.errors == 0 else "bold red"), " (goal: zero)",
-                      f"  failed over inside the request: {o.failovers}",
-                      f"  latency p50 {fmt_s(percentile_all(o, 0.5))}, p95 {fmt_s(percentile_all(o, 0.95))}"),
+        Text.assemble(
+            "client requests: ",
+            (str(o.requests), "bold"),
+            "  failed: ",
+            (str(o.errors), "bold green" if o.errors == 0 else "bold red"),
+            " (goal: zero)",
+            f"  failed over inside the request: {o.failovers}",
+            f"  latency p50 {fmt_s(percentile_all(o, 0.5))}, p95 {fmt_s(percentile_all(o, 0.95))}",
+        ),
     ]
     parts.append(Text("each fault and Turnout's answer:", style="bold"))
     for f in s.faults:
-        took = f"after {fmt_s(f.seconds_to_failover)}" if f.seconds_to_failover is not None else "no table change needed"
+        took = (
+            f"after {fmt_s(f.seconds_to_failover)}" if f.seconds_to_failover is not None else "no table change needed"
+        )
         parts.append(Text.assemble(f"  {f.at:5.1f}s  ", (f.headline, "cyan")))
-        parts.append(Text(f"          → {f.reaction}; {took}; {f.in_request_failovers} requests failed over inside the request"))
+        parts.append(
+            Text(f"          → {f.reaction}; {took}; {f.in_request_failovers} requests failed over inside the request")
+        )
     counts = ", ".join(f"{k} ×{v}" for k, v in sorted(s.event_counts.items())) or "none"
     parts.append(Text(f"events: {counts}"))
     verified = sum(1 for _, _, ok in s.webhooks if ok)
     hooks: dict[str, int] = {}
     for t, _, _ in s.webhooks:
         hooks[t] = hooks.get(t, 0) + 1
-    parts.append(Text(f"webhooks received by the local receiver: {len(s.webhooks)} ({verified} with a verified signature): "
-                      + (", ".join(f"{k} ×{v}" for k, v in sorted(hooks.items())) or "none")))
+    parts.append(
+        Text(
+            f"webhooks received by the local receiver: {len(s.webhooks)} ({verified} with a verified signature): "
+            + (", ".join(f"{k} ×{v}" for k, v in sorted(hooks.items())) or "none")
+        )
+    )
     parts.append(Text("where to look next (these stay up with `turnout demo --forever`):", style="bold"))
     parts.extend(Text(f"  {k:<30} {v}") for k, v in s.urls.items())
     for p in s.problems:

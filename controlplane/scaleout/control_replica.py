@@ -25,11 +25,19 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 
 from controlplane.errors import TurnoutError
-from controlplane.rows import PublishedTableRow
 from controlplane.publisher import TablePublisher
+from controlplane.rows import PublishedTableRow
 from controlplane.table import Table
 
-__all__ = ["TABLE_CHANNEL", "install_notify", "newest_table", "StoreFollower", "ControlReplica", "NotLeader", "lifecycle_for"]
+__all__ = [
+    "TABLE_CHANNEL",
+    "install_notify",
+    "newest_table",
+    "StoreFollower",
+    "ControlReplica",
+    "NotLeader",
+    "lifecycle_for",
+]
 
 log = logging.getLogger("turnout.follow")
 
@@ -61,8 +69,10 @@ def newest_table(engine: Engine, after: int = 0) -> Table | None:
     """The newest published table when its version is > `after`; None otherwise."""
     with Session(engine) as s:
         row = s.exec(
-            select(PublishedTableRow).where(PublishedTableRow.version > after)
-            .order_by(PublishedTableRow.version.desc()).limit(1)  # type: ignore[attr-defined]
+            select(PublishedTableRow)
+            .where(PublishedTableRow.version > after)
+            .order_by(PublishedTableRow.version.desc())
+            .limit(1)  # type: ignore[attr-defined]
         ).first()
         return Table.from_dict(row.data) if row is not None else None
 
@@ -123,8 +133,12 @@ class StoreFollower:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    log.warning("follower: LISTEN %s failed (%s); polling every %.1fs", TABLE_CHANNEL, type(exc).__name__,
-                                self.poll_interval)
+                    log.warning(
+                        "follower: LISTEN %s failed (%s); polling every %.1fs",
+                        TABLE_CHANNEL,
+                        type(exc).__name__,
+                        self.poll_interval,
+                    )
                 finally:
                     self.listening = False
             # Polling fallback (SQLite, or while the LISTEN connection is down), then try LISTEN again.
@@ -272,17 +286,33 @@ class ControlReplica:
         await asyncio.to_thread(install_outbox, self.store, rt.clock)
         last = await asyncio.to_thread(newest_table, self.store.engine, 0)
         self.publisher = TablePublisher(last or Table(version=0, published_at=rt.clock.wall()))
-        self.follower = StoreFollower(self.store.engine, self.publisher, conninfo=pg_conninfo(self.url),
-                                      poll_interval=rt.config.scale_out.poll_interval, on_table=self._on_table)
-        self.elector = LeaseElector(self.url, lease=self.lease, advertise_url=self.advertise_url, clock=None,
-                                    metrics=rt.metrics, on_elected=self._elected, on_demoted=self._demoted)
+        self.follower = StoreFollower(
+            self.store.engine,
+            self.publisher,
+            conninfo=pg_conninfo(self.url),
+            poll_interval=rt.config.scale_out.poll_interval,
+            on_table=self._on_table,
+        )
+        self.elector = LeaseElector(
+            self.url,
+            lease=self.lease,
+            advertise_url=self.advertise_url,
+            clock=None,
+            metrics=rt.metrics,
+            on_elected=self._elected,
+            on_demoted=self._demoted,
+        )
         rt.leadership = self
         if rt.health is None:  # blocking reads: off the loop, which must keep renewing a lease
             await asyncio.to_thread(self._refresh_health_view, self.publisher.current())
         self._become_follower()
         self._elect_task = asyncio.get_running_loop().create_task(self.elector.run(), name="turnout-leader-election")
-        log.info("control replica %s started as follower at table v%d (lease %.1fs)", self.elector.holder,
-                 self.publisher.version, self.lease)
+        log.info(
+            "control replica %s started as follower at table v%d (lease %.1fs)",
+            self.elector.holder,
+            self.publisher.version,
+            self.lease,
+        )
 
     async def stop(self) -> None:
         """Resign (the leader's services stop first), stop following, close the store."""

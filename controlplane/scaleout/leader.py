@@ -29,7 +29,16 @@ from typing import Any, Protocol
 from controlplane.clock import Clock, SystemClock
 from controlplane.metrics import Metrics
 
-__all__ = ["Leadership", "LeaderInfo", "SingleLeader", "LeaseElector", "SAFETY", "pg_conninfo", "new_holder_id", "elector_for"]
+__all__ = [
+    "Leadership",
+    "LeaderInfo",
+    "SingleLeader",
+    "LeaseElector",
+    "SAFETY",
+    "pg_conninfo",
+    "new_holder_id",
+    "elector_for",
+]
 
 log = logging.getLogger("turnout.leader")
 
@@ -79,7 +88,13 @@ def pg_conninfo(url: str) -> str:
 
     u = make_url(url)
     params: dict[str, Any] = {k: v for k, v in u.query.items() if isinstance(v, str)}
-    for key, value in (("host", u.host), ("port", u.port), ("user", u.username), ("password", u.password), ("dbname", u.database)):
+    for key, value in (
+        ("host", u.host),
+        ("port", u.port),
+        ("user", u.username),
+        ("password", u.password),
+        ("dbname", u.database),
+    ):
         if value is not None:
             params[key] = str(value)
     params.setdefault("connect_timeout", "5")
@@ -216,7 +231,8 @@ class LeaseElector:
             "ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, term = l.term + 1, url = EXCLUDED.url, "
             "expires_at = EXCLUDED.expires_at, acquired_at = now() "
             "WHERE l.expires_at < now() OR l.holder = EXCLUDED.holder RETURNING term",
-            (self.name, self.holder, self.advertise_url, self.lease), timeout,
+            (self.name, self.holder, self.advertise_url, self.lease),
+            timeout,
         )
         return int(rows[0][0]) if rows else None
 
@@ -224,7 +240,8 @@ class LeaseElector:
         rows = await self._query(
             f"UPDATE {_LEASE_TABLE} SET expires_at = now() + make_interval(secs => %s) "
             "WHERE name = %s AND holder = %s AND term = %s RETURNING term",
-            (self.lease, self.name, self.holder, self._term), timeout,
+            (self.lease, self.name, self.holder, self._term),
+            timeout,
         )
         return bool(rows)
 
@@ -233,7 +250,9 @@ class LeaseElector:
         try:
             rows = await self._query(
                 f"SELECT holder, term, url, expires_at > now(), EXTRACT(EPOCH FROM expires_at - now()) "
-                f"FROM {_LEASE_TABLE} WHERE name = %s", (self.name,), self.interval,
+                f"FROM {_LEASE_TABLE} WHERE name = %s",
+                (self.name,),
+                self.interval,
             )
         except Exception as exc:  # reported as "unknown", never raised into an API handler
             log.debug("leader lookup failed: %s", type(exc).__name__)
@@ -298,10 +317,15 @@ class LeaseElector:
                     renewed = await self._try_renew(budget)
                 except Exception as exc:
                     if self.clock.monotonic() >= self._valid_until:
-                        await self._step_down(f"lease expired while the database was unreachable ({type(exc).__name__})")
+                        await self._step_down(
+                            f"lease expired while the database was unreachable ({type(exc).__name__})"
+                        )
                     else:
-                        log.warning("lease renewal failed (%s); %.1fs of lease left", type(exc).__name__,
-                                    self._valid_until - self.clock.monotonic())
+                        log.warning(
+                            "lease renewal failed (%s); %.1fs of lease left",
+                            type(exc).__name__,
+                            self._valid_until - self.clock.monotonic(),
+                        )
                     return self._leader
                 if renewed:
                     self._valid_until = started + self.lease * SAFETY
@@ -311,7 +335,11 @@ class LeaseElector:
             term = await self._try_acquire(self.interval)
         except Exception as exc:
             if self._db_ok:  # one line per outage, not one per attempt
-                log.warning("leader election: database unreachable (%s); retrying every %.1fs", type(exc).__name__, self.interval)
+                log.warning(
+                    "leader election: database unreachable (%s); retrying every %.1fs",
+                    type(exc).__name__,
+                    self.interval,
+                )
             self._db_ok = False
             return False
         if not self._db_ok:
@@ -342,7 +370,9 @@ class LeaseElector:
             try:
                 await self._query(
                     f"UPDATE {_LEASE_TABLE} SET expires_at = now() - interval '1 second' "
-                    "WHERE name = %s AND holder = %s AND term = %s", (self.name, self.holder, term), self.interval,
+                    "WHERE name = %s AND holder = %s AND term = %s",
+                    (self.name, self.holder, term),
+                    self.interval,
                 )
             except Exception as exc:  # the lease then simply runs out
                 log.warning("could not release the lease (%s); it expires in %.1fs", type(exc).__name__, self.lease)
@@ -364,5 +394,12 @@ def elector_for(
         if metrics is not None:
             metrics.leader.set(1)
         return SingleLeader(on_elected)
-    return LeaseElector(database_url, lease=lease, advertise_url=advertise_url, clock=clock, metrics=metrics,
-                        on_elected=on_elected, on_demoted=on_demoted)
+    return LeaseElector(
+        database_url,
+        lease=lease,
+        advertise_url=advertise_url,
+        clock=clock,
+        metrics=metrics,
+        on_elected=on_elected,
+        on_demoted=on_demoted,
+    )

@@ -28,8 +28,15 @@ from aiohttp import web
 from controlplane.decisions import Decision, DecisionLog
 from controlplane.domain import ErrorClass, Observation, Scope, Source
 
-__all__ = ["MAX_BATCH", "WireError", "observation_to_wire", "observation_from_wire", "decision_to_wire",
-           "decision_from_wire", "install"]
+__all__ = [
+    "MAX_BATCH",
+    "WireError",
+    "observation_to_wire",
+    "observation_from_wire",
+    "decision_to_wire",
+    "decision_from_wire",
+    "install",
+]
 
 log = logging.getLogger("turnout.replication")
 
@@ -90,9 +97,18 @@ def _wire_text(d: dict[str, Any], field: str, limit: int, *, nullable: bool = Fa
 def observation_to_wire(o: Observation) -> dict[str, Any]:
     """The JSON shape a data replica sends (no `extra`: it may hold request details that stay local)."""
     return {
-        "target": o.target, "at": o.at.isoformat(), "kind": o.kind, "error_class": str(o.error_class),
-        "latency_s": o.latency_s, "ttft_s": o.ttft_s, "tokens_per_s": o.tokens_per_s, "status": o.status,
-        "headroom": o.headroom, "retry_after_s": o.retry_after_s, "scope": str(o.scope), "code": o.code,
+        "target": o.target,
+        "at": o.at.isoformat(),
+        "kind": o.kind,
+        "error_class": str(o.error_class),
+        "latency_s": o.latency_s,
+        "ttft_s": o.ttft_s,
+        "tokens_per_s": o.tokens_per_s,
+        "status": o.status,
+        "headroom": o.headroom,
+        "retry_after_s": o.retry_after_s,
+        "scope": str(o.scope),
+        "code": o.code,
         "detail": o.detail[:300],
     }
 
@@ -126,17 +142,35 @@ def observation_from_wire(d: Any) -> Observation:
     if not isinstance(detail, str):
         raise WireError("detail", "must be a string")
     return Observation(
-        target=target, at=at, source=Source.LIVE, kind=kind, error_class=error_class, status=status, scope=scope,
-        code=code[:200] if code else None, detail=detail[:300], **floats,  # type: ignore[arg-type]
+        target=target,
+        at=at,
+        source=Source.LIVE,
+        kind=kind,
+        error_class=error_class,
+        status=status,
+        scope=scope,
+        code=code[:200] if code else None,
+        detail=detail[:300],
+        **floats,  # type: ignore[arg-type]
     )
 
 
 def decision_to_wire(d: Decision) -> dict[str, Any]:
     """A decision-log record as a data replica sends it (never the prompt or the completion: it has neither)."""
     return {
-        "at": d.at.isoformat(), "route": d.route, "target": d.target, "outcome": d.outcome, "status": d.status,
-        "stream": d.stream, "attempts": [list(a) for a in d.attempts], "tokens_in": d.tokens_in,
-        "tokens_out": d.tokens_out, "cost_usd": d.cost_usd, "latency_s": d.latency_s, "ttft_s": d.ttft_s, "tag": d.tag,
+        "at": d.at.isoformat(),
+        "route": d.route,
+        "target": d.target,
+        "outcome": d.outcome,
+        "status": d.status,
+        "stream": d.stream,
+        "attempts": [list(a) for a in d.attempts],
+        "tokens_in": d.tokens_in,
+        "tokens_out": d.tokens_out,
+        "cost_usd": d.cost_usd,
+        "latency_s": d.latency_s,
+        "ttft_s": d.ttft_s,
+        "tag": d.tag,
         "table_version": d.table_version,
     }
 
@@ -156,20 +190,35 @@ def decision_from_wire(d: Any) -> Decision:
         raise WireError("attempts", f"must be a list of at most {_MAX_ATTEMPTS} [target, error_class, status]")
     attempts: list[tuple[str, str, int | None]] = []
     for a in raw_attempts:
-        if (not isinstance(a, list) or len(a) != 3 or not isinstance(a[0], str) or not isinstance(a[1], str)
-                or len(a[0]) > 300 or len(a[1]) > 32
-                or not (a[2] is None or (isinstance(a[2], int) and not isinstance(a[2], bool)))):
+        if (
+            not isinstance(a, list)
+            or len(a) != 3
+            or not isinstance(a[0], str)
+            or not isinstance(a[1], str)
+            or len(a[0]) > 300
+            or len(a[1]) > 32
+            or not (a[2] is None or (isinstance(a[2], int) and not isinstance(a[2], bool)))
+        ):
             raise WireError("attempts", "each must be [target, error_class, status or null]")
         attempts.append((a[0], a[1], a[2]))
     version = d.get("table_version", 0)
     if isinstance(version, bool) or not isinstance(version, int) or version < 0:
         raise WireError("table_version", "must be an integer >= 0")
     return Decision(
-        at=_wire_time(d, "at"), route=_wire_text(d, "route", 300) or "", target=_wire_text(d, "target", 300, nullable=True),
-        outcome=_wire_text(d, "outcome", 32) or "", status=status, stream=stream, attempts=attempts,
-        tokens_in=_wire_count(d, "tokens_in"), tokens_out=_wire_count(d, "tokens_out"),
-        cost_usd=_wire_number(d, "cost_usd", nullable=False) or 0.0, latency_s=_wire_number(d, "latency_s"),
-        ttft_s=_wire_number(d, "ttft_s"), tag=_wire_text(d, "tag", 128, nullable=True), table_version=version,
+        at=_wire_time(d, "at"),
+        route=_wire_text(d, "route", 300) or "",
+        target=_wire_text(d, "target", 300, nullable=True),
+        outcome=_wire_text(d, "outcome", 32) or "",
+        status=status,
+        stream=stream,
+        attempts=attempts,
+        tokens_in=_wire_count(d, "tokens_in"),
+        tokens_out=_wire_count(d, "tokens_out"),
+        cost_usd=_wire_number(d, "cost_usd", nullable=False) or 0.0,
+        latency_s=_wire_number(d, "latency_s"),
+        ttft_s=_wire_number(d, "ttft_s"),
+        tag=_wire_text(d, "tag", 128, nullable=True),
+        table_version=version,
     )
 
 
@@ -213,7 +262,9 @@ def _handler(rt: Any) -> Any:
         if not isinstance(items, list):
             return _error(422, "invalid_field", "observations: must be a list", "observations")
         if len(items) > MAX_BATCH:
-            return _error(413, "batch_too_large", f"observations: at most {MAX_BATCH} per batch, got {len(items)}", "observations")
+            return _error(
+                413, "batch_too_large", f"observations: at most {MAX_BATCH} per batch, got {len(items)}", "observations"
+            )
         known = rt.config.target_keys()
         horizon = rt.clock.wall() - timedelta(seconds=rt.config.breaker.window)
         fresh: list[Observation] = []
@@ -232,7 +283,12 @@ def _handler(rt: Any) -> Any:
         if not isinstance(raw_decisions, list):
             return _error(422, "invalid_field", "decisions: must be a list", "decisions")
         if len(raw_decisions) > MAX_BATCH:
-            return _error(413, "batch_too_large", f"decisions: at most {MAX_BATCH} per batch, got {len(raw_decisions)}", "decisions")
+            return _error(
+                413,
+                "batch_too_large",
+                f"decisions: at most {MAX_BATCH} per batch, got {len(raw_decisions)}",
+                "decisions",
+            )
         decisions: list[Decision] = []
         rejected_decisions: list[dict[str, Any]] = []
         for i, raw in enumerate(raw_decisions):
@@ -252,16 +308,34 @@ def _handler(rt: Any) -> Any:
                 log.warning("storing %d stale replica observations failed (%s)", len(stale), type(exc).__name__)
         replica = str(body.get("replica", "?"))[:80]
         if rejected:
-            log.warning("replica %s: %d of %d observations rejected (first: %s)", replica, len(rejected), len(items), rejected[0])
+            log.warning(
+                "replica %s: %d of %d observations rejected (first: %s)",
+                replica,
+                len(rejected),
+                len(items),
+                rejected[0],
+            )
         if rejected_decisions:
-            log.warning("replica %s: %d of %d decisions rejected (first: %s)", replica, len(rejected_decisions),
-                        len(raw_decisions), rejected_decisions[0])
+            log.warning(
+                "replica %s: %d of %d decisions rejected (first: %s)",
+                replica,
+                len(rejected_decisions),
+                len(raw_decisions),
+                rejected_decisions[0],
+            )
         return web.Response(
-            body=orjson.dumps({"accepted": len(fresh) + len(stale), "stale": len(stale), "rejected": rejected[:_MAX_REJECTS_SHOWN],
-                               "decisions_accepted": len(decisions),
-                               "decisions_rejected": rejected_decisions[:_MAX_REJECTS_SHOWN],
-                               "table_version": rt.table_source.current().version}),
-            status=202, content_type="application/json",
+            body=orjson.dumps(
+                {
+                    "accepted": len(fresh) + len(stale),
+                    "stale": len(stale),
+                    "rejected": rejected[:_MAX_REJECTS_SHOWN],
+                    "decisions_accepted": len(decisions),
+                    "decisions_rejected": rejected_decisions[:_MAX_REJECTS_SHOWN],
+                    "table_version": rt.table_source.current().version,
+                }
+            ),
+            status=202,
+            content_type="application/json",
         )
 
     return ingest
@@ -281,12 +355,16 @@ def _leader_handler(rt: Any) -> Any:
         else:
             info = await leadership.current()
             body = {
-                "mode": "replicated", "this_replica_leads": bool(leadership.is_leader), "term": info.term if info else None,
+                "mode": "replicated",
+                "this_replica_leads": bool(leadership.is_leader),
+                "term": info.term if info else None,
                 "leader_url": info.url if info is not None and info.valid else None,
                 "lease_remaining_s": round(info.expires_in_s, 3) if info is not None and info.valid else None,
             }
         body["table_version"] = rt.table_source.current().version
-        return web.Response(body=orjson.dumps(body), content_type="application/json", headers={"Cache-Control": "no-cache"})
+        return web.Response(
+            body=orjson.dumps(body), content_type="application/json", headers={"Cache-Control": "no-cache"}
+        )
 
     return leader
 
@@ -297,8 +375,9 @@ def install(app: web.Application, rt: Any) -> None:
     Reported decisions go to a decision log of this app's own (batched writes to the store, hourly pruning):
     a `--role control` replica has no data plane whose log could take them."""
     store = getattr(rt, "store", None)
-    app[_DECISIONS] = DecisionLog(getattr(store, "engine", None), rt.clock,
-                                  retention_s=rt.config.dataplane.decision_log_retention)
+    app[_DECISIONS] = DecisionLog(
+        getattr(store, "engine", None), rt.clock, retention_s=rt.config.dataplane.decision_log_retention
+    )
 
     async def start_log(app: web.Application) -> None:
         await app[_DECISIONS].start()

@@ -31,8 +31,8 @@ from controlplane.clock import Clock
 from controlplane.config import WebhookConfig
 from controlplane.events import Event
 from controlplane.metrics import Metrics
-from controlplane.webhooks.rows import DEAD, DELIVERED, PENDING, WebhookDelivery, WebhookEndpoint
 from controlplane.webhooks.retry import RETRY_SCHEDULE, retry_delay
+from controlplane.webhooks.rows import DEAD, DELIVERED, PENDING, WebhookDelivery, WebhookEndpoint
 from controlplane.webhooks.signing import signed_headers
 from controlplane.webhooks.urls import GuardedResolver, WebhookUrlError, validate_url
 
@@ -40,6 +40,7 @@ __all__ = ["RETRY_SCHEDULE", "retry_delay", "Dispatcher", "AttemptResult"]
 
 log = logging.getLogger("turnout.webhooks")
 _MAX_ERROR = 300  # stored error text is short and never contains request headers (the signature)
+
 
 @dataclass(frozen=True, slots=True)
 class AttemptResult:
@@ -68,8 +69,17 @@ def _origin(url: str) -> str:
 
 
 def _job(r: Any) -> _Job:
-    return _Job(seq=int(r.seq), id=r.id, endpoint_id=r.endpoint_id, url=r.url, secret=r.secret, payload=r.payload,
-                attempts=int(r.attempts), next_attempt_at=float(r.next_attempt_at), created_at=float(r.created_at))
+    return _Job(
+        seq=int(r.seq),
+        id=r.id,
+        endpoint_id=r.endpoint_id,
+        url=r.url,
+        secret=r.secret,
+        payload=r.payload,
+        attempts=int(r.attempts),
+        next_attempt_at=float(r.next_attempt_at),
+        created_at=float(r.created_at),
+    )
 
 
 AppendEvents = Callable[[list[Event]], Awaitable[list[Event]]]
@@ -125,7 +135,9 @@ class Dispatcher:
     def _session(self) -> aiohttp.ClientSession:
         if self._http is None:
             connector = aiohttp.TCPConnector(resolver=GuardedResolver(self.config.allow_private_networks), limit=0)
-            self._http = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=self.config.timeout))
+            self._http = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=self.config.timeout)
+            )
         return self._http
 
     def wake(self) -> None:
@@ -200,7 +212,9 @@ class Dispatcher:
                 .where(WebhookEndpoint.enabled == True, WebhookDelivery.next_attempt_at <= now)  # noqa: E712
             ).all()
             if self._metrics is not None:
-                depth = s.exec(select(func.count()).select_from(WebhookDelivery).where(WebhookDelivery.status == PENDING)).one()
+                depth = s.exec(
+                    select(func.count()).select_from(WebhookDelivery).where(WebhookDelivery.status == PENDING)
+                ).one()
                 self._metrics.webhook_queue_depth.set(depth)
             ids = sorted(set(rows) - busy)
             if not ids:
@@ -210,7 +224,10 @@ class Dispatcher:
             ranked = select(d.seq.label("seq"), rn).where(d.status == PENDING, d.endpoint_id.in_(ids)).subquery()
             out: dict[str, list[_Job]] = {}
             for r in s.execute(
-                self._job_query().join(ranked, ranked.c.seq == d.seq).where(ranked.c.rn <= self._batch).order_by(d.endpoint_id, d.seq)
+                self._job_query()
+                .join(ranked, ranked.c.seq == d.seq)
+                .where(ranked.c.rn <= self._batch)
+                .order_by(d.endpoint_id, d.seq)
             ):
                 out.setdefault(r.endpoint_id, []).append(_job(r))
         return out
@@ -220,7 +237,9 @@ class Dispatcher:
         d = WebhookDelivery.__table__.c  # type: ignore[attr-defined]
         e = WebhookEndpoint.__table__.c  # type: ignore[attr-defined]
         return (
-            sa_select(d.seq, d.id, d.endpoint_id, e.url, e.secret, d.payload, d.attempts, d.next_attempt_at, d.created_at)
+            sa_select(
+                d.seq, d.id, d.endpoint_id, e.url, e.secret, d.payload, d.attempts, d.next_attempt_at, d.created_at
+            )
             .join_from(WebhookDelivery.__table__, WebhookEndpoint.__table__, e.id == d.endpoint_id)  # type: ignore[attr-defined]
             .where(e.enabled == True)  # noqa: E712
         )
@@ -236,7 +255,12 @@ class Dispatcher:
 
     def _load_batch(self, endpoint_id: str) -> list[_Job]:
         d = WebhookDelivery.__table__.c  # type: ignore[attr-defined]
-        q = self._job_query().where(d.endpoint_id == endpoint_id, d.status == PENDING).order_by(d.seq).limit(self._batch)
+        q = (
+            self._job_query()
+            .where(d.endpoint_id == endpoint_id, d.status == PENDING)
+            .order_by(d.seq)
+            .limit(self._batch)
+        )
         with Session(self._engine) as s:
             return [_job(r) for r in s.execute(q)]
 
@@ -267,7 +291,9 @@ class Dispatcher:
         is never read back as pending after it was delivered (in this process).
         """
         while True:
-            jobs, first = (first, None) if first is not None else (await asyncio.to_thread(self._load_batch, endpoint_id), None)
+            jobs, first = (
+                (first, None) if first is not None else (await asyncio.to_thread(self._load_batch, endpoint_id), None)
+            )
             outstanding: list[asyncio.Future[tuple[bool, dict[str, Any] | None]]] = []
             stop = False
             try:
@@ -292,7 +318,7 @@ class Dispatcher:
                             stop = True
                             break
             finally:
-                for proceed, disabled in await asyncio.gather(*outstanding):
+                for _proceed, disabled in await asyncio.gather(*outstanding):
                     if disabled is not None:
                         await self._emit_disabled(disabled)
             if stop or len(jobs) < self._batch:
@@ -387,11 +413,21 @@ class Dispatcher:
                 rows[DEAD].append(row)
                 order.setdefault(job.endpoint_id, []).append((False, i))
                 out.append((True, None))
-                log.warning("webhook delivery %s to %s is dead after %d attempts: %s", job.id, job.endpoint_id, attempts, result.error)
+                log.warning(
+                    "webhook delivery %s to %s is dead after %d attempts: %s",
+                    job.id,
+                    job.endpoint_id,
+                    attempts,
+                    result.error,
+                )
         d = WebhookDelivery.__table__.c  # type: ignore[attr-defined]
         e = WebhookEndpoint.__table__.c  # type: ignore[attr-defined]
         by_seq = update(WebhookDelivery.__table__).where(d.seq == bindparam("b_seq"))  # type: ignore[attr-defined]
-        common: dict[str, Any] = {"attempts": bindparam("b_attempts"), "last_status_code": bindparam("b_code"), "last_error": bindparam("b_error")}
+        common: dict[str, Any] = {
+            "attempts": bindparam("b_attempts"),
+            "last_status_code": bindparam("b_code"),
+            "last_error": bindparam("b_error"),
+        }
         with Session(self._engine) as s:
             if rows[DELIVERED]:
                 s.execute(by_seq.values(status=DELIVERED, delivered_at=bindparam("b_at"), **common), rows[DELIVERED])
@@ -401,7 +437,11 @@ class Dispatcher:
                 s.execute(by_seq.values(status=DEAD, **common), rows[DEAD])
             resets = sorted(ep for ep, seq in order.items() if seq[-1][0])
             if resets:
-                s.execute(update(WebhookEndpoint.__table__).where(e.id.in_(resets), e.consecutive_failures != 0).values(consecutive_failures=0))  # type: ignore[attr-defined]
+                s.execute(
+                    update(WebhookEndpoint.__table__)
+                    .where(e.id.in_(resets), e.consecutive_failures != 0)
+                    .values(consecutive_failures=0)
+                )  # type: ignore[attr-defined]
             for ep_id, seq in order.items():
                 if seq[-1][0]:
                     continue  # ends with a success: reset above
@@ -413,8 +453,17 @@ class Dispatcher:
                 if ep.enabled and ep.consecutive_failures >= cfg.disable_after_failures:
                     ep.enabled = False
                     last_error = items[seq[-1][1]][1].error
-                    ep.disabled_reason = f"{ep.consecutive_failures} deliveries in a row failed every attempt; last: {last_error}"
-                    out[seq[-1][1]] = (False, {"endpoint_id": ep.id, "consecutive_failures": ep.consecutive_failures, "last_error": last_error})
+                    ep.disabled_reason = (
+                        f"{ep.consecutive_failures} deliveries in a row failed every attempt; last: {last_error}"
+                    )
+                    out[seq[-1][1]] = (
+                        False,
+                        {
+                            "endpoint_id": ep.id,
+                            "consecutive_failures": ep.consecutive_failures,
+                            "last_error": last_error,
+                        },
+                    )
                 s.add(ep)
             s.commit()
         if self._metrics is not None:
@@ -426,10 +475,14 @@ class Dispatcher:
         return out
 
     async def _emit_disabled(self, info: dict[str, Any]) -> None:
-        log.warning("webhook endpoint %s disabled after %d dead deliveries", info["endpoint_id"], info["consecutive_failures"])
+        log.warning(
+            "webhook endpoint %s disabled after %d dead deliveries", info["endpoint_id"], info["consecutive_failures"]
+        )
         if self._append_events is None:
             return
-        event = Event(type="webhook.endpoint_disabled", at=self._clock.wall(), subject=str(info["endpoint_id"]), data=info)
+        event = Event(
+            type="webhook.endpoint_disabled", at=self._clock.wall(), subject=str(info["endpoint_id"]), data=info
+        )
         try:
             await self._append_events([event])
         except Exception:  # the endpoint stays disabled either way; the event is informative

@@ -60,7 +60,11 @@ def lock_endpoints(session: Session, *, exclusive: bool) -> None:
 def _recipients(event: Event, endpoints: Iterable[WebhookEndpoint]) -> list[WebhookEndpoint]:
     if event.type == _TEST_EVENT:  # a test message goes only to the endpoint it tests
         return [ep for ep in endpoints if ep.id == event.subject]
-    return [ep for ep in endpoints if ep.wants(event.type) and not (event.type in _ENDPOINT_EVENTS and ep.id == event.subject)]
+    return [
+        ep
+        for ep in endpoints
+        if ep.wants(event.type) and not (event.type in _ENDPOINT_EVENTS and ep.id == event.subject)
+    ]
 
 
 def enqueue(session: Session, events: Iterable[Event], now: float) -> list[dict[str, Any]]:
@@ -83,8 +87,15 @@ def enqueue(session: Session, events: Iterable[Event], now: float) -> list[dict[
         for ep in targets:
             rows.append(
                 {
-                    "id": new_message_id(), "endpoint_id": ep.id, "event_id": ev.id, "event_type": ev.type, "payload": body,
-                    "status": PENDING, "attempts": 0, "next_attempt_at": now, "created_at": created,
+                    "id": new_message_id(),
+                    "endpoint_id": ep.id,
+                    "event_id": ev.id,
+                    "event_type": ev.type,
+                    "payload": body,
+                    "status": PENDING,
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": created,
                 }
             )
     if rows:

@@ -16,4 +16,3 @@ def retry_delay(failed_attempts: int, rng: random.Random, schedule: Sequence[flo
     """Delay before the next attempt after `failed_attempts` failures (≥ 1), with ±20 % jitter."""
     base = schedule[min(failed_attempts, len(schedule)) - 1]
     return base * (1.0 + JITTER * (2.0 * rng.random() - 1.0))
-

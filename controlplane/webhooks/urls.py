@@ -86,7 +86,9 @@ def validate_url(url: str, allow: Sequence[str]) -> str:
     if not host:
         raise WebhookUrlError("url has no host")
     if parts.username is not None or parts.password is not None:
-        raise WebhookUrlError("url must not contain credentials (user:password@); sign with the endpoint secret instead")
+        raise WebhookUrlError(
+            "url must not contain credentials (user:password@); sign with the endpoint secret instead"
+        )
     if port == 0:
         raise WebhookUrlError("url port 0 is not valid")
     if any(c.isspace() for c in url):

@@ -153,8 +153,19 @@ class Connection(asyncio.Protocol):
         http11 = p.get_http_version() == "1.1"
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         # HTTP/1.0 clients get one answer per connection (no keep-alive bookkeeping for a legacy protocol).
-        self._queue.append(Request(self._app, p.get_method().decode("latin-1"), path, query, self._headers, body,
-                                   self, http11 and p.should_keep_alive(), http11))
+        self._queue.append(
+            Request(
+                self._app,
+                p.get_method().decode("latin-1"),
+                path,
+                query,
+                self._headers,
+                body,
+                self,
+                http11 and p.should_keep_alive(),
+                http11,
+            )
+        )
         if self._task is None:
             self._task = self._listener.loop.create_task(self._serve())
         elif len(self._queue) >= _MAX_QUEUED and self.transport is not None and not self._paused_reading:
@@ -209,8 +220,13 @@ class Connection(asyncio.Protocol):
     def _no_route(self, req: Request) -> Response:
         allowed = sorted(m for m, p in self._app.routes if p == req.path)
         if allowed:
-            return error_response(405, f"method {req.method} not allowed on {req.path}", "invalid_request_error",
-                                  "method_not_allowed", headers={"allow": ", ".join(allowed)})
+            return error_response(
+                405,
+                f"method {req.method} not allowed on {req.path}",
+                "invalid_request_error",
+                "method_not_allowed",
+                headers={"allow": ", ".join(allowed)},
+            )
         return error_response(404, f"no such endpoint: {req.path}", "invalid_request_error", "not_found")
 
     def write(self, data: bytes) -> None:
@@ -242,12 +258,19 @@ class Connection(asyncio.Protocol):
                 self.transport.pause_reading()
             return
         # One line, never the refused bytes (a header may hold the caller's token). An oversized body is routine.
-        log.log(logging.INFO if exc.status == 413 else logging.WARNING, "request from %s refused (HTTP %d: %s)",
-                self._peer(), exc.status, exc)
+        log.log(
+            logging.INFO if exc.status == 413 else logging.WARNING,
+            "request from %s refused (HTTP %d: %s)",
+            self._peer(),
+            exc.status,
+            exc,
+        )
         self._refusal = exc  # from now on, whatever arrives is discarded
         if self.transport is None or self._closed:
             return
-        self.transport.write(encode_response(error_response(exc.status, str(exc), "invalid_request_error", exc.code), False))
+        self.transport.write(
+            encode_response(error_response(exc.status, str(exc), "invalid_request_error", exc.code), False)
+        )
         # Lingering close: a client still sending its body would get a reset instead of our answer if we closed
         # now. Say we are done, discard what still comes, and close when the client does (or after a while).
         if self.transport.can_write_eof():
@@ -280,8 +303,15 @@ class Connection(asyncio.Protocol):
 class Listener:
     """A running listener: `port`, and `cleanup()` to stop (what `start_listener` returns)."""
 
-    def __init__(self, app: App, loop: asyncio.AbstractEventLoop, keepalive_timeout: float, shutdown_timeout: float) -> None:
-        self.app, self.loop, self.keepalive_timeout, self.shutdown_timeout = app, loop, keepalive_timeout, shutdown_timeout
+    def __init__(
+        self, app: App, loop: asyncio.AbstractEventLoop, keepalive_timeout: float, shutdown_timeout: float
+    ) -> None:
+        self.app, self.loop, self.keepalive_timeout, self.shutdown_timeout = (
+            app,
+            loop,
+            keepalive_timeout,
+            shutdown_timeout,
+        )
         self.connections: set[Connection] = set()
         self.port = 0
         self._server: asyncio.AbstractServer | None = None
@@ -319,8 +349,15 @@ class Listener:
             await hook(self.app)
 
 
-async def start_listener(app: App, host: str, port: int, *, shutdown_timeout: float = 60.0, keepalive_timeout: float = 75.0,
-                         backlog: int = 1024) -> Listener:
+async def start_listener(
+    app: App,
+    host: str,
+    port: int,
+    *,
+    shutdown_timeout: float = 60.0,
+    keepalive_timeout: float = 75.0,
+    backlog: int = 1024,
+) -> Listener:
     """Run the app's startup hooks and listen on host:port (port 0: any free port, see `Listener.port`).
 
     The backlog is large because clients open many connections at once (a burst of streams), and a full one makes

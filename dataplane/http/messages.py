@@ -19,8 +19,17 @@ import orjson
 if TYPE_CHECKING:
     from dataplane.http.listener import Connection
 
-__all__ = ["App", "AppKey", "Request", "Response", "StreamResponse", "Handler", "error_response", "encode_head",
-           "encode_response"]
+__all__ = [
+    "App",
+    "AppKey",
+    "Request",
+    "Response",
+    "StreamResponse",
+    "Handler",
+    "error_response",
+    "encode_head",
+    "encode_response",
+]
 
 T = TypeVar("T")
 Handler = Callable[["Request"], Awaitable["Response | StreamResponse"]]
@@ -65,8 +74,18 @@ class Request:
 
     __slots__ = ("app", "method", "path", "query", "headers", "body", "_conn", "_keep_alive", "_http11")
 
-    def __init__(self, app: App, method: str, path: str, query: str, headers: dict[str, str], body: bytes,
-                 conn: Connection | None = None, keep_alive: bool = False, http11: bool = True) -> None:
+    def __init__(
+        self,
+        app: App,
+        method: str,
+        path: str,
+        query: str,
+        headers: dict[str, str],
+        body: bytes,
+        conn: Connection | None = None,
+        keep_alive: bool = False,
+        http11: bool = True,
+    ) -> None:
         self.app, self.method, self.path, self.query, self.headers, self.body = app, method, path, query, headers, body
         self._conn, self._keep_alive, self._http11 = conn, keep_alive, http11
 
@@ -76,8 +95,14 @@ class Response:
 
     __slots__ = ("body", "status", "content_type", "headers")
 
-    def __init__(self, body: bytes = b"", *, status: int = 200, content_type: str = "application/json",
-                 headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        body: bytes = b"",
+        *,
+        status: int = 200,
+        content_type: str = "application/json",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         self.body, self.status, self.content_type, self.headers = body, status, content_type, headers
 
 
@@ -98,8 +123,14 @@ class StreamResponse:
             raise RuntimeError("prepare() needs a request read by a Listener")
         self._conn, self.prepared = conn, True
         self._chunked = request._http11  # HTTP/1.0 has no chunks: the end of the connection ends the answer
-        conn.write(encode_head(self.status, self.headers, request._keep_alive,
-                         b"transfer-encoding: chunked\r\n" if self._chunked else b""))
+        conn.write(
+            encode_head(
+                self.status,
+                self.headers,
+                request._keep_alive,
+                b"transfer-encoding: chunked\r\n" if self._chunked else b"",
+            )
+        )
         await conn.drain()
 
     async def write(self, data: bytes) -> None:
@@ -120,8 +151,15 @@ class StreamResponse:
         await self._conn.drain()
 
 
-def error_response(status: int, message: str, type_: str, code: str | None = None, param: str | None = None,
-                   headers: Mapping[str, str] | None = None, **extra: Any) -> Response:
+def error_response(
+    status: int,
+    message: str,
+    type_: str,
+    code: str | None = None,
+    param: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> Response:
     """An answer in OpenAI's error shape."""
     body = {"error": {"message": message, "type": type_, "param": param, "code": code, **extra}}
     return Response(orjson.dumps(body), status=status, headers=headers)
@@ -156,5 +194,3 @@ def encode_head(status: int, headers: Mapping[str, str] | None, keep_alive: bool
 def encode_response(resp: Response, keep_alive: bool) -> bytes:
     extra = b"content-type: %b\r\ncontent-length: %d\r\n" % (resp.content_type.encode(), len(resp.body))
     return encode_head(resp.status, resp.headers, keep_alive, extra) + resp.body
-
-

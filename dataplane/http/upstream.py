@@ -26,8 +26,14 @@ import httptools
 
 from adapters.headers import LowerHeaders
 
-__all__ = ["UpstreamPool", "UpstreamResponse", "UpstreamConnectError", "UpstreamClosed", "UpstreamProtocolError",
-           "UpstreamBodyTooLarge"]
+__all__ = [
+    "UpstreamPool",
+    "UpstreamResponse",
+    "UpstreamConnectError",
+    "UpstreamClosed",
+    "UpstreamProtocolError",
+    "UpstreamBodyTooLarge",
+]
 
 _HIGH_WATER = 256 * 1024  # unread body bytes held before the socket is paused
 _LOW_WATER = 64 * 1024
@@ -59,8 +65,20 @@ class UpstreamResponse:
     Always end with `release()` (back to the pool when read to its end) or `close()` (drop the connection).
     """
 
-    __slots__ = ("status", "headers", "_conn", "_chunks", "_buffered", "_waiter", "_error", "complete",
-                 "_decoder", "_until_close", "_paused", "received")
+    __slots__ = (
+        "status",
+        "headers",
+        "_conn",
+        "_chunks",
+        "_buffered",
+        "_waiter",
+        "_error",
+        "complete",
+        "_decoder",
+        "_until_close",
+        "_paused",
+        "received",
+    )
 
     def __init__(self, conn: _Connection) -> None:
         self.status = 0
@@ -251,8 +269,12 @@ class _Connection(asyncio.Protocol):
         elif encoding not in ("identity", ""):
             self._error(UpstreamProtocolError(f"unsupported content-encoding {encoding!r}"))
             return
-        resp._until_close = ("content-length" not in headers and "chunked" not in headers.get("transfer-encoding", "")
-                             and status not in (204, 304) and status >= 200)
+        resp._until_close = (
+            "content-length" not in headers
+            and "chunked" not in headers.get("transfer-encoding", "")
+            and status not in (204, 304)
+            and status >= 200
+        )
         w = self._headers_waiter
         if w is not None and not w.done():
             w.set_result(None)
@@ -312,8 +334,15 @@ class _Connection(asyncio.Protocol):
 class UpstreamPool:
     """Keep-alive connections to every upstream origin, shared by all data-plane requests of one process."""
 
-    def __init__(self, *, connect_timeout: float = 10.0, idle_timeout: float = 30.0, max_idle_per_origin: int = 256,
-                 ssl_context: ssl.SSLContext | None = None, user_agent: str = "turnout-dataplane") -> None:
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = 10.0,
+        idle_timeout: float = 30.0,
+        max_idle_per_origin: int = 256,
+        ssl_context: ssl.SSLContext | None = None,
+        user_agent: str = "turnout-dataplane",
+    ) -> None:
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         self.max_idle_per_origin = max_idle_per_origin
@@ -391,7 +420,9 @@ class UpstreamPool:
         try:
             target = f"{path} HTTP/1.1\r\nhost: {host_header}".encode("ascii", "strict")
         except UnicodeEncodeError as exc:
-            raise UpstreamConnectError("upstream URL has non-ASCII characters; percent-encode them in base_url") from exc
+            raise UpstreamConnectError(
+                "upstream URL has non-ASCII characters; percent-encode them in base_url"
+            ) from exc
         hit = ((scheme, host, port), target)
         if len(self._urls) >= _URL_CACHE_MAX:
             self._urls.clear()
@@ -450,8 +481,9 @@ class UpstreamPool:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout):
-                _, conn = await loop.create_connection(lambda: _Connection(self, origin), host, port, ssl=tls,
-                                                       server_hostname=host if tls else None)
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(self, origin), host, port, ssl=tls, server_hostname=host if tls else None
+                )
         except TimeoutError as exc:
             raise UpstreamConnectError(f"connect timeout after {self.connect_timeout:g}s") from exc
         except OSError as exc:  # refused, unreachable, DNS (gaierror), TLS (SSLError)
@@ -461,8 +493,17 @@ class UpstreamPool:
 
 def _encode(method: str, target: bytes, head: bytes, body: bytes | None) -> bytes:
     size = len(body) if body else 0
-    return (method.encode("ascii") + b" " + target + b"\r\n" + head
-            + b"content-length: " + str(size).encode() + b"\r\n\r\n" + (body or b""))
+    return (
+        method.encode("ascii")
+        + b" "
+        + target
+        + b"\r\n"
+        + head
+        + b"content-length: "
+        + str(size).encode()
+        + b"\r\n\r\n"
+        + (body or b"")
+    )
 
 
 def _header_block(headers: Mapping[str, str], defaults: bytes) -> bytes:
@@ -480,8 +521,11 @@ def _header_block(headers: Mapping[str, str], defaults: bytes) -> bytes:
     try:
         head = "".join(lines).encode("latin-1", "strict")
     except UnicodeEncodeError as exc:
-        raise UpstreamConnectError("a request header value is not latin-1 text (check the provider's key and headers)") from exc
+        raise UpstreamConnectError(
+            "a request header value is not latin-1 text (check the provider's key and headers)"
+        ) from exc
     if "user-agent" in has or "accept-encoding" in has:
-        defaults = b"".join(line + b"\r\n" for line in defaults.split(b"\r\n")
-                            if line and line.split(b":", 1)[0].decode() not in has)
+        defaults = b"".join(
+            line + b"\r\n" for line in defaults.split(b"\r\n") if line and line.split(b":", 1)[0].decode() not in has
+        )
     return defaults + head

@@ -79,10 +79,14 @@ def check_template(text: str, field: str, required: Sequence[str] = ("answers",)
     names = set(_NAME.findall(text))
     unknown = sorted(n for n in names if n not in PLACEHOLDERS)
     if unknown:
-        raise TemplateError(field, f"unknown placeholder {{{unknown[0]}}}; known: " + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS))
+        raise TemplateError(
+            field, f"unknown placeholder {{{unknown[0]}}}; known: " + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS)
+        )
     missing = [r for r in required if r not in names]
     if missing:
-        raise TemplateError(field, f"the template must contain {{{missing[0]}}} (the stage would not see the panel's work)")
+        raise TemplateError(
+            field, f"the template must contain {{{missing[0]}}} (the stage would not see the panel's work)"
+        )
 
 
 def render(text: str, values: Mapping[str, str]) -> str:

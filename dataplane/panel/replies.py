@@ -11,23 +11,33 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from dataplane.attempts import ClientGone, Opened, StreamEnd, UpstreamAttempt
-from dataplane.http.messages import Request, Response, StreamResponse
 from controlplane.decisions import cost_usd
 from controlplane.domain import Classification, ErrorClass, Observation, Source
+from dataplane.attempts import ClientGone, Opened, StreamEnd, UpstreamAttempt
+from dataplane.http.messages import Request, Response, StreamResponse
 
 if TYPE_CHECKING:
     from dataplane.panel.run import MemberAnswer, PanelRun
 
 __all__ = [
-    "below_quorum", "client_error", "error", "open_stream", "single", "stream_synthesis", "strip_usage", "synth_failed",
-    "tokens", "usage_chunk",
+    "below_quorum",
+    "client_error",
+    "error",
+    "open_stream",
+    "single",
+    "stream_synthesis",
+    "strip_usage",
+    "synth_failed",
+    "tokens",
+    "usage_chunk",
 ]
 
 _DONE = b"data: [DONE]\n\n"
 
 
-def error(status: int, message: str, type_: str, code: str, headers: dict[str, str] | None = None, **extra: Any) -> Response:
+def error(
+    status: int, message: str, type_: str, code: str, headers: dict[str, str] | None = None, **extra: Any
+) -> Response:
     """An OpenAI-shaped error response (`extra` adds fields such as `members` or `param`)."""
     body = {"error": {"message": message, "type": type_, "param": None, "code": code, **extra}}
     return Response(body=orjson.dumps(body), status=status, content_type="application/json", headers=headers)
@@ -50,8 +60,13 @@ def client_error(run: PanelRun) -> Response:
     status = c.status if c.status is not None and 400 <= c.status < 500 else 400
     run.final = cand
     run.finish("client_error", status)
-    return error(status, c.detail or "the request was rejected by the provider", "invalid_request_error",
-                  c.code or "invalid_request", headers=run.headers())
+    return error(
+        status,
+        c.detail or "the request was rejected by the provider",
+        "invalid_request_error",
+        c.code or "invalid_request",
+        headers=run.headers(),
+    )
 
 
 def below_quorum(run: PanelRun, answered: int) -> Response:
@@ -62,8 +77,14 @@ def below_quorum(run: PanelRun, answered: int) -> Response:
     extra: dict[str, Any] = {"members": members}
     if run.prefs.debug:
         extra["turnout"] = run.trail(full=True)
-    return error(503, f"panel {run.route.name!r}: {answered} of {run.panel.quorum} required members answered ({tried})",
-                  "service_unavailable", "panel_quorum_not_met", headers=run.headers(), **extra)
+    return error(
+        503,
+        f"panel {run.route.name!r}: {answered} of {run.panel.quorum} required members answered ({tried})",
+        "service_unavailable",
+        "panel_quorum_not_met",
+        headers=run.headers(),
+        **extra,
+    )
 
 
 def synth_failed(run: PanelRun) -> Response:
@@ -74,8 +95,14 @@ def synth_failed(run: PanelRun) -> Response:
     extra: dict[str, Any] = {"attempts": calls}
     if run.prefs.debug:
         extra["turnout"] = run.trail(full=True)
-    return error(503, f"panel {run.route.name!r}: the synthesizer could not answer ({tried})", "service_unavailable",
-                  "no_admissible_target", headers=run.headers(), **extra)
+    return error(
+        503,
+        f"panel {run.route.name!r}: the synthesizer could not answer ({tried})",
+        "service_unavailable",
+        "no_admissible_target",
+        headers=run.headers(),
+        **extra,
+    )
 
 
 def strip_usage(data: bytes) -> bytes:
@@ -102,21 +129,31 @@ def strip_usage(data: bytes) -> bytes:
 
 def usage_chunk(run: PanelRun, meta: dict[str, Any]) -> bytes:
     """The one usage-only chunk a stream ends with (`stream_options.include_usage`): the panel's summed usage."""
-    chunk = {"id": meta.get("id", "turnout-panel"), "object": "chat.completion.chunk", "created": meta.get("created", 0),
-             "model": meta.get("model", run.route.name), "choices": [], "usage": run.usage()}
+    chunk = {
+        "id": meta.get("id", "turnout-panel"),
+        "object": "chat.completion.chunk",
+        "created": meta.get("created", 0),
+        "model": meta.get("model", run.route.name),
+        "choices": [],
+        "usage": run.usage(),
+    }
     return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
 
 async def open_stream(request: Request, run: PanelRun) -> StreamResponse:
     """Send the SSE headers; with debug, the full trail first as an SSE comment."""
-    resp = StreamResponse(headers={**run.headers(complete=False), "Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    resp = StreamResponse(
+        headers={**run.headers(complete=False), "Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
     await resp.prepare(request)
     if run.prefs.debug:  # an SSE comment: clients skip it, a person reading the stream sees what happened
         await resp.write(b": turnout " + orjson.dumps(run.trail(full=True)) + b"\n\n")
     return resp
 
 
-async def stream_synthesis(request: Request, run: PanelRun, att: UpstreamAttempt, opened: Opened) -> Response | StreamResponse:
+async def stream_synthesis(
+    request: Request, run: PanelRun, att: UpstreamAttempt, opened: Opened
+) -> Response | StreamResponse:
     """Forward the committed synthesizer stream without its own usage, then the summed usage and [DONE]."""
     cand = att.cand
     call = run.record("synthesizer", cand, opened.classification, opened.latency_s, observe=False)
@@ -150,9 +187,22 @@ async def stream_synthesis(request: Request, run: PanelRun, att: UpstreamAttempt
     c = end.classification
     rt = run.st.rt
     # Latency = to the first chunk, as the proxy reports streams: a long synthesis is not a slow call.
-    rt.sink.submit(Observation(target=cand.target, at=rt.clock.wall(), source=Source.LIVE, kind="live", error_class=c.error_class,
-                               latency_s=opened.latency_s, ttft_s=end.ttft_s, status=c.status, scope=c.scope, code=c.code,
-                               detail=c.detail, extra={"stream_duration_s": end.latency_s} if end.latency_s is not None else {}))
+    rt.sink.submit(
+        Observation(
+            target=cand.target,
+            at=rt.clock.wall(),
+            source=Source.LIVE,
+            kind="live",
+            error_class=c.error_class,
+            latency_s=opened.latency_s,
+            ttft_s=end.ttft_s,
+            status=c.status,
+            scope=c.scope,
+            code=c.code,
+            detail=c.detail,
+            extra={"stream_duration_s": end.latency_s} if end.latency_s is not None else {},
+        )
+    )
     assert resp is not None
     if c.ok:
         call.latency_s = end.latency_s
@@ -179,11 +229,18 @@ async def single(request: Request, run: PanelRun, best: MemberAnswer) -> Respons
             out["turnout"] = run.trail(full=True)
         run.finish("degraded", 200)
         return Response(body=orjson.dumps(out), content_type="application/json", headers=run.headers())
-    meta = {"id": out.get("id", "turnout-panel"), "created": out.get("created", 0), "model": out.get("model", run.route.name)}
+    meta = {
+        "id": out.get("id", "turnout-panel"),
+        "created": out.get("created", 0),
+        "model": out.get("model", run.route.name),
+    }
     choice = out["choices"][0] if isinstance(out.get("choices"), list) and out["choices"] else {}
     base = {**meta, "object": "chat.completion.chunk"}
     events = [
-        {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": best.text}, "finish_reason": None}]},
+        {
+            **base,
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": best.text}, "finish_reason": None}],
+        },
         {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": choice.get("finish_reason") or "stop"}]},
     ]
     resp: StreamResponse | None = None

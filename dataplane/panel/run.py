@@ -21,6 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from controlplane.config import PanelConfig, RouteConfig
+from controlplane.decisions import Decision, cost_usd
+from controlplane.domain import Classification, ErrorClass, Observation, Source
+from controlplane.table import Table
 from dataplane.attempts import Opened, UpstreamAttempt
 from dataplane.http.messages import Request, Response, StreamResponse
 from dataplane.panel.prompts import (
@@ -35,10 +39,6 @@ from dataplane.panel.prompts import (
 from dataplane.panel.replies import below_quorum, client_error, error, single, stream_synthesis, synth_failed, tokens
 from dataplane.preferences import Preferences
 from dataplane.selection import Candidate, Plan
-from controlplane.config import PanelConfig, RouteConfig
-from controlplane.decisions import Decision, cost_usd
-from controlplane.domain import Classification, ErrorClass, Observation, Source
-from controlplane.table import Table
 
 if TYPE_CHECKING:
     from dataplane.proxy import DataPlaneState
@@ -65,9 +65,15 @@ class Call:
     cost_usd: float = 0.0
 
     def brief(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"target": self.target, "outcome": self.outcome, "status": self.status,
-                               "latency_ms": None if self.latency_s is None else round(self.latency_s * 1000, 1),
-                               "tokens_in": self.tokens_in, "tokens_out": self.tokens_out, "cost_usd": round(self.cost_usd, 8)}
+        out: dict[str, Any] = {
+            "target": self.target,
+            "outcome": self.outcome,
+            "status": self.status,
+            "latency_ms": None if self.latency_s is None else round(self.latency_s * 1000, 1),
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "cost_usd": round(self.cost_usd, 8),
+        }
         if self.slot is not None:
             out["slot"] = self.slot
         if self.detail:
@@ -92,7 +98,9 @@ def sum_usage(calls: Sequence[Call]) -> dict[str, int]:
     return {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout}
 
 
-def choose_members(plans: Sequence[Plan], size: int, distinct_providers: bool) -> tuple[list[Candidate], list[Candidate]]:
+def choose_members(
+    plans: Sequence[Plan], size: int, distinct_providers: bool
+) -> tuple[list[Candidate], list[Candidate]]:
     """The first `size` members in table order (one per provider when `distinct_providers`), and the rest in
     order as replacements. `plans` hold admissible candidates only, one plan per `panel.from` entry."""
     chosen: list[Candidate] = []
@@ -120,9 +128,25 @@ def _text(response: dict[str, Any] | None) -> str:
 class PanelRun:
     """Everything one panel request carries through its stages."""
 
-    def __init__(self, st: DataPlaneState, route: RouteConfig, panel: PanelConfig, body: dict[str, Any], prefs: Preferences,
-                 t0: float, table: Table) -> None:
-        self.st, self.route, self.panel, self.body, self.prefs, self.t0, self.table = st, route, panel, body, prefs, t0, table
+    def __init__(
+        self,
+        st: DataPlaneState,
+        route: RouteConfig,
+        panel: PanelConfig,
+        body: dict[str, Any],
+        prefs: Preferences,
+        t0: float,
+        table: Table,
+    ) -> None:
+        self.st, self.route, self.panel, self.body, self.prefs, self.t0, self.table = (
+            st,
+            route,
+            panel,
+            body,
+            prefs,
+            t0,
+            table,
+        )
         self.stream = body.get("stream") is True
         so = body.get("stream_options")
         self.include_usage = self.stream and isinstance(so, dict) and so.get("include_usage") is True
@@ -142,28 +166,73 @@ class PanelRun:
     def attempt(self, cand: Candidate, body: dict[str, Any], *, stream: bool, deadline: float) -> UpstreamAttempt:
         st = self.st
         assert st.pool is not None
-        return UpstreamAttempt(st.pool, st.adapter(cand.adapter), cand, body, stream=stream, timeouts=st.timeouts,
-                               clock=st.rt.clock, deadline=deadline)
+        return UpstreamAttempt(
+            st.pool,
+            st.adapter(cand.adapter),
+            cand,
+            body,
+            stream=stream,
+            timeouts=st.timeouts,
+            clock=st.rt.clock,
+            deadline=deadline,
+        )
 
-    def record(self, stage: str, cand: Candidate, c: Classification, latency: float | None, *, slot: int | None = None,
-               usage: Any = None, outcome: str | None = None, observe: bool = True, ttft: float | None = None,
-               headroom: float | None = None) -> Call:
+    def record(
+        self,
+        stage: str,
+        cand: Candidate,
+        c: Classification,
+        latency: float | None,
+        *,
+        slot: int | None = None,
+        usage: Any = None,
+        outcome: str | None = None,
+        observe: bool = True,
+        ttft: float | None = None,
+        headroom: float | None = None,
+    ) -> Call:
         """Log one call for the trail, count it, and report it as a live observation."""
         tin, tout = tokens(usage)
-        call = Call(stage, cand.target, outcome or str(c.error_class), c.status, latency, c.detail, slot, tin, tout,
-                    cost_usd(tin, tout, cand.price_in, cand.price_out))
+        call = Call(
+            stage,
+            cand.target,
+            outcome or str(c.error_class),
+            c.status,
+            latency,
+            c.detail,
+            slot,
+            tin,
+            tout,
+            cost_usd(tin, tout, cand.price_in, cand.price_out),
+        )
         self.calls.append(call)
         rt = self.st.rt
-        rt.metrics.child(rt.metrics.dataplane_attempts_total, self.route.name, cand.provider.id, cand.model, str(c.error_class)).inc()
+        rt.metrics.child(
+            rt.metrics.dataplane_attempts_total, self.route.name, cand.provider.id, cand.model, str(c.error_class)
+        ).inc()
         if observe:
-            rt.sink.submit(Observation(
-                target=cand.target, at=rt.clock.wall(), source=Source.LIVE, kind="live", error_class=c.error_class,
-                latency_s=latency, ttft_s=ttft, status=c.status, headroom=headroom, retry_after_s=c.retry_after_s,
-                scope=c.scope, code=c.code, detail=c.detail,
-            ))
+            rt.sink.submit(
+                Observation(
+                    target=cand.target,
+                    at=rt.clock.wall(),
+                    source=Source.LIVE,
+                    kind="live",
+                    error_class=c.error_class,
+                    latency_s=latency,
+                    ttft_s=ttft,
+                    status=c.status,
+                    headroom=headroom,
+                    retry_after_s=c.retry_after_s,
+                    scope=c.scope,
+                    code=c.code,
+                    detail=c.detail,
+                )
+            )
         return call
 
-    async def call(self, stage: str, ref: str, body: dict[str, Any], *, stream: bool) -> tuple[UpstreamAttempt, Opened] | None:
+    async def call(
+        self, stage: str, ref: str, body: dict[str, Any], *, stream: bool
+    ) -> tuple[UpstreamAttempt, Opened] | None:
         """A judge or synthesizer call: the candidates of `ref` in order until one answers (failover)."""
         plan = self.st.selector.plan(self.table, ref, self.prefs)
         if plan is None:  # config validation names only known refs; a reload may have removed one since
@@ -184,8 +253,15 @@ class PanelRun:
             if opened.ok:
                 if not stream:
                     att.close(reuse=True)
-                    self.record(stage, cand, opened.classification, opened.latency_s, ttft=opened.ttft_s, headroom=headroom,
-                                usage=(opened.response or {}).get("usage"))
+                    self.record(
+                        stage,
+                        cand,
+                        opened.classification,
+                        opened.latency_s,
+                        ttft=opened.ttft_s,
+                        headroom=headroom,
+                        usage=(opened.response or {}).get("usage"),
+                    )
                 return att, opened
             att.close()
             self.record(stage, cand, opened.classification, opened.latency_s, ttft=opened.ttft_s, headroom=headroom)
@@ -249,18 +325,39 @@ class PanelRun:
         if opened.ok:
             text = _text(opened.response)
             assert opened.response is not None
-            self.record("member", cand, c, opened.latency_s, slot=slot, usage=opened.response.get("usage"),
-                        outcome=None if text.strip() else "empty", ttft=opened.ttft_s, headroom=headroom)
+            self.record(
+                "member",
+                cand,
+                c,
+                opened.latency_s,
+                slot=slot,
+                usage=opened.response.get("usage"),
+                outcome=None if text.strip() else "empty",
+                ttft=opened.ttft_s,
+                headroom=headroom,
+            )
             if text.strip():
                 self.answers[slot] = MemberAnswer(slot, cand, text, opened.response)
                 return True
             return False
         # Cut by our own member deadline before the provider's first-byte timeout: not the provider's fault,
         # so it is not reported against the target (a tight panel deadline must not open healthy breakers).
-        cut = c.error_class is ErrorClass.TIMEOUT and self.loop.time() >= deadline - 0.01 and \
-            (opened.latency_s is None or opened.latency_s < self.st.timeouts.first_byte)
-        call = self.record("member", cand, c, opened.latency_s, slot=slot, outcome="deadline" if cut else None,
-                           observe=not cut, ttft=opened.ttft_s, headroom=headroom)
+        cut = (
+            c.error_class is ErrorClass.TIMEOUT
+            and self.loop.time() >= deadline - 0.01
+            and (opened.latency_s is None or opened.latency_s < self.st.timeouts.first_byte)
+        )
+        call = self.record(
+            "member",
+            cand,
+            c,
+            opened.latency_s,
+            slot=slot,
+            outcome="deadline" if cut else None,
+            observe=not cut,
+            ttft=opened.ttft_s,
+            headroom=headroom,
+        )
         if cut:
             call.latency_s = call.latency_s if call.latency_s is not None else self.panel.member_deadline
             call.detail = f"no answer within the member deadline ({self.panel.member_deadline:g}s)"
@@ -280,27 +377,45 @@ class PanelRun:
 
     def trail(self, *, full: bool) -> dict[str, Any]:
         """The decision trail; `full` adds what the judge was given (too large for a header)."""
-        judge: dict[str, Any] = {"ref": self.panel.judge, "calls": [c.brief() for c in self.calls if c.stage == "judge"],
-                                 "given_chars": len(self.judge_input) if self.judge_input is not None else None}
+        judge: dict[str, Any] = {
+            "ref": self.panel.judge,
+            "calls": [c.brief() for c in self.calls if c.stage == "judge"],
+            "given_chars": len(self.judge_input) if self.judge_input is not None else None,
+        }
         if full:
             judge["given"] = self.judge_input
             judge["analysis"] = self.analysis
         return {
-            "model": self.route.name, "mode": "panel", "table_version": self.table.version,
-            "panel": {"from": list(self.panel.from_), "size": self.panel.size, "quorum": self.panel.quorum,
-                      "distinct_providers": self.panel.distinct_providers, "member_deadline_s": self.panel.member_deadline},
+            "model": self.route.name,
+            "mode": "panel",
+            "table_version": self.table.version,
+            "panel": {
+                "from": list(self.panel.from_),
+                "size": self.panel.size,
+                "quorum": self.panel.quorum,
+                "distinct_providers": self.panel.distinct_providers,
+                "member_deadline_s": self.panel.member_deadline,
+            },
             "members": [c.brief() for c in self.calls if c.stage == "member"],
             "survivors": [a.cand.target for a in self.survivors()],
             "judge": judge,
-            "synthesizer": {"ref": _synth_ref(self.panel), "calls": [c.brief() for c in self.calls if c.stage == "synthesizer"]},
-            "skipped": [{"target": t, "reason": r} for t, r in self.skipped], "notes": self.notes,
-            "usage": self.usage(), "cost_usd": round(self.cost(), 8),
+            "synthesizer": {
+                "ref": _synth_ref(self.panel),
+                "calls": [c.brief() for c in self.calls if c.stage == "synthesizer"],
+            },
+            "skipped": [{"target": t, "reason": r} for t, r in self.skipped],
+            "notes": self.notes,
+            "usage": self.usage(),
+            "cost_usd": round(self.cost(), 8),
         }
 
     def headers(self, *, complete: bool = True) -> dict[str, str]:
         """Response headers; `complete` is False for a stream, whose cost is not known before it ends."""
-        h = {"x-turnout-attempts": str(len(self.calls)), "x-turnout-table-version": str(self.table.version),
-             "x-turnout-panel-members": ",".join(a.cand.target for a in self.survivors())}
+        h = {
+            "x-turnout-attempts": str(len(self.calls)),
+            "x-turnout-table-version": str(self.table.version),
+            "x-turnout-panel-members": ",".join(a.cand.target for a in self.survivors()),
+        }
         if complete:
             h["x-turnout-cost-usd"] = f"{self.cost():.8f}"
         if self.final is not None:
@@ -327,12 +442,24 @@ class PanelRun:
             st.count_usage(route, target, tin, tout, cost)
         if st.decisions is not None:
             u = self.usage()
-            st.decisions.record(Decision(
-                at=rt.clock.wall(), route=route, target=self.final.target if self.final else None, outcome=outcome,
-                status=status, stream=self.stream, attempts=[(c.target, c.outcome, c.status) for c in self.calls],
-                tokens_in=u["prompt_tokens"], tokens_out=u["completion_tokens"], cost_usd=self.cost(), latency_s=latency,
-                ttft_s=ttft, tag=self.prefs.tag, table_version=self.table.version,
-            ))
+            st.decisions.record(
+                Decision(
+                    at=rt.clock.wall(),
+                    route=route,
+                    target=self.final.target if self.final else None,
+                    outcome=outcome,
+                    status=status,
+                    stream=self.stream,
+                    attempts=[(c.target, c.outcome, c.status) for c in self.calls],
+                    tokens_in=u["prompt_tokens"],
+                    tokens_out=u["completion_tokens"],
+                    cost_usd=self.cost(),
+                    latency_s=latency,
+                    ttft_s=ttft,
+                    tag=self.prefs.tag,
+                    table_version=self.table.version,
+                )
+            )
 
 
 def _synth_ref(panel: PanelConfig) -> str | None:
@@ -348,16 +475,30 @@ def _templates(route: RouteConfig, panel: PanelConfig) -> tuple[str, str]:
     return judge, synth
 
 
-async def handle_panel(request: Request, body: dict[str, Any], route_cfg: RouteConfig, *, state: DataPlaneState,
-                       prefs: Preferences, t0: float) -> Response | StreamResponse:
+async def handle_panel(
+    request: Request,
+    body: dict[str, Any],
+    route_cfg: RouteConfig,
+    *,
+    state: DataPlaneState,
+    prefs: Preferences,
+    t0: float,
+) -> Response | StreamResponse:
     """Serve one chat completion for a `mode: panel` route (the proxy has validated `model`, `messages`, `stream`)."""
     panel = route_cfg.panel
     if panel is None:
-        return error(500, f"route {route_cfg.name!r} has mode panel but no panel section", "server_error", "panel_misconfigured")
+        return error(
+            500, f"route {route_cfg.name!r} has mode panel but no panel section", "server_error", "panel_misconfigured"
+        )
     for key in _NOT_FOR_PANELS:
         if body.get(key) is not None:
-            return error(400, f"{key}: not supported on the panel route {route_cfg.name!r} (members answer in text)",
-                          "invalid_request_error", "unsupported_parameter", param=key)
+            return error(
+                400,
+                f"{key}: not supported on the panel route {route_cfg.name!r} (members answer in text)",
+                "invalid_request_error",
+                "unsupported_parameter",
+                param=key,
+            )
     try:
         judge_t, synth_t = _templates(route_cfg, panel)
     except TemplateError as exc:
@@ -397,7 +538,9 @@ async def _serve(request: Request, run: PanelRun, judge_t: str, synth_t: str) ->
     values = {"question": question, "answers": answers, "count": str(len(survivors))}
     if panel.judge is not None:
         run.judge_input = render(judge_t, values)
-        judged = await run.call("judge", panel.judge, {"messages": [{"role": "user", "content": run.judge_input}]}, stream=False)
+        judged = await run.call(
+            "judge", panel.judge, {"messages": [{"role": "user", "content": run.judge_input}]}, stream=False
+        )
         if judged is not None:
             run.analysis = _text(judged[1].response).strip() or None
         if run.analysis is None:
@@ -408,7 +551,9 @@ async def _serve(request: Request, run: PanelRun, judge_t: str, synth_t: str) ->
 
 async def _synthesize(request: Request, run: PanelRun, prompt: str) -> Response | StreamResponse:
     ref = _synth_ref(run.panel)
-    system = [m for m in run.body.get("messages") or [] if isinstance(m, dict) and m.get("role") in ("system", "developer")]
+    system = [
+        m for m in run.body.get("messages") or [] if isinstance(m, dict) and m.get("role") in ("system", "developer")
+    ]
     body = {k: v for k, v in run.body.items() if k not in ("messages", "stream_options")}
     body["messages"] = [*system, {"role": "user", "content": prompt}]
     if run.stream:

@@ -14,11 +14,29 @@ from controlplane.errors import ProviderError
 
 NAMES = sorted(ADAPTERS)
 FRAGMENTS = [
-    b"data: ", b"event: ", b": keep-alive", b"\n", b"\r\n", b"\n\n", b"{", b"}", b"[", b"]", b'"', b"[DONE]",
-    b'{"choices":[{"delta":{"content":"x"},"finish_reason":null}]}', b'{"type":"message_start","message":{}}',
-    b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"}}', b'{"type":"message_stop"}',
-    b'{"candidates":[{"content":{"parts":[{"text":"a"}]},"finishReason":"STOP"}]}', b'{"error":{"code":503}}',
-    b'{"error":"x"}', b"null", b"<html>", b"\xff\xfe", b"\x00",
+    b"data: ",
+    b"event: ",
+    b": keep-alive",
+    b"\n",
+    b"\r\n",
+    b"\n\n",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b'"',
+    b"[DONE]",
+    b'{"choices":[{"delta":{"content":"x"},"finish_reason":null}]}',
+    b'{"type":"message_start","message":{}}',
+    b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"}}',
+    b'{"type":"message_stop"}',
+    b'{"candidates":[{"content":{"parts":[{"text":"a"}]},"finishReason":"STOP"}]}',
+    b'{"error":{"code":503}}',
+    b'{"error":"x"}',
+    b"null",
+    b"<html>",
+    b"\xff\xfe",
+    b"\x00",
 ]
 chunks = st.lists(st.one_of(st.binary(max_size=64), st.sampled_from(FRAGMENTS)), max_size=30)
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -51,7 +69,14 @@ def test_parse_response_returns_completion_or_provider_error(name: str, body: by
 
 @pytest.mark.parametrize("name", NAMES)
 @FUZZ
-@given(status=st.integers(100, 999), body=st.binary(max_size=200), headers=st.dictionaries(st.sampled_from(["retry-after", "retry-after-ms", "x-should-retry", "x-ratelimit-remaining-tokens"]), st.text(max_size=20)))
+@given(
+    status=st.integers(100, 999),
+    body=st.binary(max_size=200),
+    headers=st.dictionaries(
+        st.sampled_from(["retry-after", "retry-after-ms", "x-should-retry", "x-ratelimit-remaining-tokens"]),
+        st.text(max_size=20),
+    ),
+)
 def test_classify_never_raises(name: str, status: int, body: bytes, headers: dict[str, str]) -> None:
     assert isinstance(get_adapter(name).classify(status, headers, body), Classification)
 
@@ -59,7 +84,35 @@ def test_classify_never_raises(name: str, status: int, body: bytes, headers: dic
 @FUZZ
 @example(doc={"error": {"errors": True}})  # found by this test: `"errors": true` ended classification with a TypeError
 @example(doc={"error": {"details": [{"violations": 1}]}})
-@given(doc=st.recursive(st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=10), lambda c: st.lists(c, max_size=4) | st.dictionaries(st.sampled_from(["error", "type", "code", "status", "message", "details", "errors", "metadata", "object", "violations", "quotaId", "reason"]), c, max_size=5), max_leaves=20))
+@given(
+    doc=st.recursive(
+        st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=10),
+        lambda c: (
+            st.lists(c, max_size=4)
+            | st.dictionaries(
+                st.sampled_from(
+                    [
+                        "error",
+                        "type",
+                        "code",
+                        "status",
+                        "message",
+                        "details",
+                        "errors",
+                        "metadata",
+                        "object",
+                        "violations",
+                        "quotaId",
+                        "reason",
+                    ]
+                ),
+                c,
+                max_size=5,
+            )
+        ),
+        max_leaves=20,
+    )
+)
 def test_classify_survives_any_json_shape(doc: object) -> None:
     body = orjson.dumps(doc)
     for name in NAMES:
@@ -68,14 +121,52 @@ def test_classify_survives_any_json_shape(doc: object) -> None:
 
 
 _json = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**31), 2**31) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
-    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.sampled_from(["role", "content", "tool_calls", "function", "name", "arguments", "id", "type", "text", "image_url", "url", "tool_call_id", "parameters"]), c, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**31), 2**31)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda c: (
+        st.lists(c, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "role",
+                    "content",
+                    "tool_calls",
+                    "function",
+                    "name",
+                    "arguments",
+                    "id",
+                    "type",
+                    "text",
+                    "image_url",
+                    "url",
+                    "tool_call_id",
+                    "parameters",
+                ]
+            ),
+            c,
+            max_size=4,
+        )
+    ),
     max_leaves=15,
 )
-_message = st.fixed_dictionaries({"role": st.sampled_from(["system", "user", "assistant", "tool", "developer", "x"])}, optional={"content": _json, "tool_calls": _json, "tool_call_id": _json, "name": _json})
+_message = st.fixed_dictionaries(
+    {"role": st.sampled_from(["system", "user", "assistant", "tool", "developer", "x"])},
+    optional={"content": _json, "tool_calls": _json, "tool_call_id": _json, "name": _json},
+)
 _body = st.fixed_dictionaries(
     {"messages": st.one_of(st.lists(_message, max_size=4), _json)},
-    optional={"tools": _json, "tool_choice": _json, "stop": _json, "max_tokens": st.integers(1, 10**6), "temperature": _json, "parallel_tool_calls": _json, "response_format": _json},
+    optional={
+        "tools": _json,
+        "tool_choice": _json,
+        "stop": _json,
+        "max_tokens": st.integers(1, 10**6),
+        "temperature": _json,
+        "parallel_tool_calls": _json,
+        "response_format": _json,
+    },
 )
 
 

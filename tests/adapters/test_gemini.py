@@ -12,7 +12,16 @@ from tests.adapters.conftest import provider
 
 A = GeminiAdapter()
 BASE = "https://generativelanguage.googleapis.com/v1beta"
-TOOLS = [{"type": "function", "function": {"name": "weather", "description": "Weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "weather",
+            "description": "Weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
 
 
 def test_request_maps_contents_system_tools_and_generation_config() -> None:
@@ -20,7 +29,17 @@ def test_request_maps_contents_system_tools_and_generation_config() -> None:
         "messages": [
             {"role": "system", "content": "Be brief."},
             {"role": "user", "content": "Weather in Paris?"},
-            {"role": "assistant", "content": None, "tool_calls": [{"id": "call_0", "type": "function", "function": {"name": "weather", "arguments": '{"city":"Paris"}'}}]},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_0",
+                        "type": "function",
+                        "function": {"name": "weather", "arguments": '{"city":"Paris"}'},
+                    }
+                ],
+            },
             {"role": "tool", "tool_call_id": "call_0", "content": '{"temp": 18}'},
         ],
         "tools": TOOLS,
@@ -41,28 +60,60 @@ def test_request_maps_contents_system_tools_and_generation_config() -> None:
         {"role": "user", "parts": [{"functionResponse": {"name": "weather", "response": {"temp": 18}}}]},
     ]
     assert out["generationConfig"] == {"maxOutputTokens": 16, "temperature": 0.1, "topP": 0.5, "stopSequences": ["END"]}
-    assert out["tools"] == [{"functionDeclarations": [{"name": "weather", "description": "Weather", "parameters": TOOLS[0]["function"]["parameters"]}]}]
+    assert out["tools"] == [
+        {
+            "functionDeclarations": [
+                {"name": "weather", "description": "Weather", "parameters": TOOLS[0]["function"]["parameters"]}
+            ]
+        }
+    ]
     assert out["toolConfig"] == {"functionCallingConfig": {"mode": "AUTO"}}
 
 
 def test_non_streaming_url_and_images() -> None:
-    body = {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,QUJD"}}, {"type": "image_url", "image_url": {"url": "gs://b/x.png"}}]}]}
+    body = {
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,QUJD"}},
+                    {"type": "image_url", "image_url": {"url": "gs://b/x.png"}},
+                ],
+            }
+        ]
+    }
     req = A.build_request(provider("gemini", BASE), "gemini-2.5-pro", body, stream=False)
     assert req.url == f"{BASE}/models/gemini-2.5-pro:generateContent"
     parts = orjson.loads(req.body or b"")["contents"][0]["parts"]
-    assert parts == [{"inlineData": {"mimeType": "image/jpeg", "data": "QUJD"}}, {"fileData": {"fileUri": "gs://b/x.png"}}]
+    assert parts == [
+        {"inlineData": {"mimeType": "image/jpeg", "data": "QUJD"}},
+        {"fileData": {"fileUri": "gs://b/x.png"}},
+    ]
 
 
 def answer(parts: list[dict[str, object]], finish: str | None = "STOP") -> dict[str, object]:
     cand: dict[str, object] = {"content": {"role": "model", "parts": parts}, "index": 0}
     if finish:
         cand["finishReason"] = finish
-    return {"candidates": [cand], "usageMetadata": {"promptTokenCount": 4, "candidatesTokenCount": 3, "totalTokenCount": 7}, "modelVersion": "gemini-2.5-flash", "responseId": "r1"}
+    return {
+        "candidates": [cand],
+        "usageMetadata": {"promptTokenCount": 4, "candidatesTokenCount": 3, "totalTokenCount": 7},
+        "modelVersion": "gemini-2.5-flash",
+        "responseId": "r1",
+    }
 
 
 @pytest.mark.parametrize(
     ("finish", "expected"),
-    [("STOP", "stop"), ("MAX_TOKENS", "length"), ("SAFETY", "content_filter"), ("RECITATION", "content_filter"), ("BLOCKLIST", "content_filter"), ("PROHIBITED_CONTENT", "content_filter"), ("SPII", "content_filter")],
+    [
+        ("STOP", "stop"),
+        ("MAX_TOKENS", "length"),
+        ("SAFETY", "content_filter"),
+        ("RECITATION", "content_filter"),
+        ("BLOCKLIST", "content_filter"),
+        ("PROHIBITED_CONTENT", "content_filter"),
+        ("SPII", "content_filter"),
+    ],
 )
 def test_finish_reasons_map(finish: str, expected: str) -> None:
     out = A.parse_response(orjson.dumps(answer([{"text": "hi"}], finish)), model="g")
@@ -70,10 +121,15 @@ def test_finish_reasons_map(finish: str, expected: str) -> None:
 
 
 def test_function_call_answer_becomes_tool_calls() -> None:
-    out = A.parse_response(orjson.dumps(answer([{"text": "ok"}, {"functionCall": {"name": "weather", "args": {"city": "Paris"}}}])), model="g")
+    out = A.parse_response(
+        orjson.dumps(answer([{"text": "ok"}, {"functionCall": {"name": "weather", "args": {"city": "Paris"}}}])),
+        model="g",
+    )
     choice = out["choices"][0]
     assert choice["finish_reason"] == "tool_calls"
-    assert choice["message"]["tool_calls"] == [{"id": "call_0", "type": "function", "function": {"name": "weather", "arguments": '{"city":"Paris"}'}}]
+    assert choice["message"]["tool_calls"] == [
+        {"id": "call_0", "type": "function", "function": {"name": "weather", "arguments": '{"city":"Paris"}'}}
+    ]
     assert out["usage"] == {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}
     assert out["model"] == "gemini-2.5-flash" and out["id"] == "r1"
 
@@ -83,7 +139,9 @@ def test_blocked_prompt_is_a_content_filter_completion() -> None:
     assert out["choices"][0]["finish_reason"] == "content_filter"
 
 
-@pytest.mark.parametrize("body", [b"", b"<html>", b'{"candidates": [', b"{}", b'{"candidates": []}', orjson.dumps(answer([], None))])
+@pytest.mark.parametrize(
+    "body", [b"", b"<html>", b'{"candidates": [', b"{}", b'{"candidates": []}', orjson.dumps(answer([], None))]
+)
 def test_garbage_answers_are_bad_response(body: bytes) -> None:
     with pytest.raises(ProviderError) as info:
         A.parse_response(body, model="g")
@@ -103,11 +161,18 @@ def test_stream_chunks_end_with_finish_reason() -> None:
     items = run(data(answer([{"text": "Hel"}], None)), data(answer([{"text": "lo"}], "STOP")))
     assert [i.kind for i in items] == ["chunk", "chunk", "done"]
     assert items[0].content and items[0].chunk["choices"][0]["delta"] == {"content": "Hel"}
-    assert items[1].finish_reason == "stop" and items[1].usage == {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}
+    assert items[1].finish_reason == "stop" and items[1].usage == {
+        "prompt_tokens": 4,
+        "completion_tokens": 3,
+        "total_tokens": 7,
+    }
 
 
 def test_stream_function_calls_get_distinct_indexes() -> None:
-    items = run(data(answer([{"functionCall": {"name": "a", "args": {}}}], None)), data(answer([{"functionCall": {"name": "b", "args": {"x": 1}}}], "STOP")))
+    items = run(
+        data(answer([{"functionCall": {"name": "a", "args": {}}}], None)),
+        data(answer([{"functionCall": {"name": "b", "args": {"x": 1}}}], "STOP")),
+    )
     calls = [i.chunk["choices"][0]["delta"]["tool_calls"][0] for i in items if i.kind == "chunk"]
     assert [(c["index"], c["id"], c["function"]["name"]) for c in calls] == [(0, "call_0", "a"), (1, "call_1", "b")]
     assert items[1].finish_reason == "tool_calls"

@@ -21,7 +21,16 @@ NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("6m0s", 360.0), ("12ms", 0.012), ("1s", 1.0), ("1h2m3.5s", 3723.5), ("2", 2.0), ("0.5", 0.5), ("150us", 0.00015), ("0s", 0.0)],
+    [
+        ("6m0s", 360.0),
+        ("12ms", 0.012),
+        ("1s", 1.0),
+        ("1h2m3.5s", 3723.5),
+        ("2", 2.0),
+        ("0.5", 0.5),
+        ("150us", 0.00015),
+        ("0s", 0.0),
+    ],
 )
 def test_go_durations_parse(text: str, seconds: float) -> None:
     assert parse_go_duration(text) == pytest.approx(seconds)
@@ -71,16 +80,21 @@ def test_openai_headroom_takes_the_binding_dimension_with_go_reset() -> None:
 
 def test_oa_hdr_draining_capacity_reaches_zero() -> None:
     h = get_adapter("openai").headroom(
-        {"X-RateLimit-Limit-Tokens": "1000", "X-RateLimit-Remaining-Tokens": "0", "X-RateLimit-Reset-Tokens": "6m0s"}, NOW
+        {"X-RateLimit-Limit-Tokens": "1000", "X-RateLimit-Remaining-Tokens": "0", "X-RateLimit-Reset-Tokens": "6m0s"},
+        NOW,
     )
     assert h is not None and h.ratio == 0.0 and h.reset_after_s == 360.0
 
 
 def test_azure_placeholders_mean_unknown() -> None:
     # AZ-NEG: -1 placeholders and a 0 reset say nothing about capacity
-    assert get_adapter("openai").headroom(
-        {"x-ratelimit-limit-tokens": "-1", "x-ratelimit-remaining-tokens": "-1", "x-ratelimit-reset-tokens": "0"}, NOW
-    ) is None
+    assert (
+        get_adapter("openai").headroom(
+            {"x-ratelimit-limit-tokens": "-1", "x-ratelimit-remaining-tokens": "-1", "x-ratelimit-reset-tokens": "0"},
+            NOW,
+        )
+        is None
+    )
 
 
 def test_azure_remaining_without_limit_gives_no_ratio() -> None:

@@ -15,7 +15,7 @@ def feed_all(parser: SSEParser, *parts: bytes) -> list[SSEEvent]:
 
 
 def test_events_with_names_and_multi_line_data() -> None:
-    evs = feed_all(SSEParser(), b"event: message_start\ndata: {\"a\":\ndata: 1}\n\n")
+    evs = feed_all(SSEParser(), b'event: message_start\ndata: {"a":\ndata: 1}\n\n')
     assert [(e.kind, e.event, e.data) for e in evs] == [("event", "message_start", '{"a":\n1}')]
     assert evs[0].raw == b'event: message_start\ndata: {"a":\ndata: 1}\n\n'
 
@@ -24,7 +24,11 @@ def test_events_with_names_and_multi_line_data() -> None:
 def test_line_endings(sep: bytes) -> None:
     stream = b"data: one" + sep + sep + b": keep-alive" + sep + sep + b"data: two" + sep + sep
     evs = feed_all(SSEParser(), stream)
-    assert [(e.kind, e.data or e.comment) for e in evs] == [("event", "one"), ("comment", "keep-alive"), ("event", "two")]
+    assert [(e.kind, e.data or e.comment) for e in evs] == [
+        ("event", "one"),
+        ("comment", "keep-alive"),
+        ("event", "two"),
+    ]
 
 
 def test_byte_by_byte_feeding_gives_the_same_events() -> None:

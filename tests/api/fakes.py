@@ -64,15 +64,28 @@ def make_table(cfg: Config, version: int, states: dict[str, State] | None = None
         st = states.get(ref.key, State.CLOSED)
         ok = st in (State.CLOSED, State.HALF_OPEN)
         entries[ref.key] = TableEntry(
-            target=ref.key, provider=ref.provider, model=ref.model, state=st, admissible=ok, rank=1 if ok else None,
-            score=1.0 if ok else None, reason="healthy" if ok else f"{st}: test", latency_p50_s=0.2 if ok else None,
+            target=ref.key,
+            provider=ref.provider,
+            model=ref.model,
+            state=st,
+            admissible=ok,
+            rank=1 if ok else None,
+            score=1.0 if ok else None,
+            reason="healthy" if ok else f"{st}: test",
+            latency_p50_s=0.2 if ok else None,
         )
     routes = {}
     for r in cfg.routes:
         ranked = [entries[t] for t in r.targets]
         ranked.sort(key=lambda e: not e.admissible)
         routes[r.name] = RouteRanking(route=r.name, entries=tuple(ranked))
-    return Table(version=version, published_at=at or datetime(2026, 1, 1, tzinfo=UTC), routes=routes, targets=entries, config_hash=cfg.hash)
+    return Table(
+        version=version,
+        published_at=at or datetime(2026, 1, 1, tzinfo=UTC),
+        routes=routes,
+        targets=entries,
+        config_hash=cfg.hash,
+    )
 
 
 class FakeTableSource:
@@ -137,11 +150,17 @@ class FakeRuntime:
             return [target]
         return [t.key for t in self.config.targets() if t.provider == provider]
 
-    async def drain(self, *, target: str | None = None, provider: str | None = None, reason: str, until: Any, actor: str) -> None:
-        self.calls.append(("drain", {"target": target, "provider": provider, "reason": reason, "until": until, "actor": actor}))
+    async def drain(
+        self, *, target: str | None = None, provider: str | None = None, reason: str, until: Any, actor: str
+    ) -> None:
+        self.calls.append(
+            ("drain", {"target": target, "provider": provider, "reason": reason, "until": until, "actor": actor})
+        )
         self.publish_states({k: State.DRAINED for k in self._keys(target, provider)})
 
-    async def undrain(self, *, target: str | None = None, provider: str | None = None, reason: str = "", actor: str) -> None:
+    async def undrain(
+        self, *, target: str | None = None, provider: str | None = None, reason: str = "", actor: str
+    ) -> None:
         self.calls.append(("undrain", {"target": target, "provider": provider, "reason": reason, "actor": actor}))
         self.publish_states({k: State.CLOSED for k in self._keys(target, provider)})
 

@@ -51,7 +51,13 @@ def test_api_conforms_to_its_openapi_document(base_url: str, mode: GenerationMod
     assert len(ops) >= 20
     for op in ops:
 
-        @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck), derandomize=True)
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+            derandomize=True,
+        )
         @given(case=op.as_strategy(generation_mode=mode))
         def run(case: Any) -> None:
             if case.query and "wait" in case.query:

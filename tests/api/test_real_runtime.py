@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from controlplane.config_loader import parse_config
 from controlplane.api.app import build_control_app
+from controlplane.config_loader import parse_config
 from controlplane.runtime import Runtime
 from tests.api.fakes import ADMIN_TOKEN, CONFIG
 from tests.fakes import FakeClock
@@ -36,8 +36,19 @@ async def live(tmp_path: Path) -> AsyncIterator[tuple[Runtime, TestClient[Any, A
 
 async def test_every_read_endpoint_answers_on_the_real_runtime(live: Any) -> None:
     rt, client = live
-    for path in ("/api/v1/table", "/api/v1/routes", "/api/v1/routes/frontier", "/api/v1/targets", "/api/v1/targets/openrouter/meta/llama-3",
-                 "/api/v1/providers", "/api/v1/events", "/api/v1/uptime?window=7d", "/api/v2/summary.json", "/readyz", "/openapi.json"):
+    for path in (
+        "/api/v1/table",
+        "/api/v1/routes",
+        "/api/v1/routes/frontier",
+        "/api/v1/targets",
+        "/api/v1/targets/openrouter/meta/llama-3",
+        "/api/v1/providers",
+        "/api/v1/events",
+        "/api/v1/uptime?window=7d",
+        "/api/v2/summary.json",
+        "/readyz",
+        "/openapi.json",
+    ):
         r = await client.get(path)
         assert r.status == 200, (path, await r.text())
         assert "sk-secret-provider-key" not in await r.text()
@@ -49,7 +60,9 @@ async def test_drain_goes_through_the_pipeline_publishes_and_is_audited(live: An
     rt, client = live
     before = rt.table_source.current().version
     poll = asyncio.create_task(client.get("/api/v1/table", params={"after": str(before), "wait": "10"}))
-    r = await client.post("/api/v1/targets/anthropic/claude-sonnet-4/drain", json={"reason": "maintenance"}, headers=ADMIN)
+    r = await client.post(
+        "/api/v1/targets/anthropic/claude-sonnet-4/drain", json={"reason": "maintenance"}, headers=ADMIN
+    )
     assert r.status == 200, await r.text()
     assert (await r.json())["table_version"] > before
     newer = await poll

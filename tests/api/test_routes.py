@@ -55,7 +55,11 @@ async def test_long_poll_answers_304_at_the_deadline(client: Client) -> None:
 
 
 async def test_bad_parameters_are_422_naming_the_parameter(client: Client) -> None:
-    for params, field in [({"after": "x"}, "after"), ({"wait": "1000", "after": "1"}, "wait"), ({"after": "-1"}, "after")]:
+    for params, field in [
+        ({"after": "x"}, "after"),
+        ({"wait": "1000", "after": "1"}, "wait"),
+        ({"after": "-1"}, "after"),
+    ]:
         r = await client.get("/api/v1/table", params=params)
         assert r.status == 422
         assert (await r.json())["error"]["field"] == field
@@ -77,7 +81,9 @@ async def test_routes_and_one_route(client: Client) -> None:
 
 async def test_target_detail_includes_latest_observations_and_model_with_slash(client: Client, rt: FakeRuntime) -> None:
     at = datetime(2026, 1, 1, tzinfo=UTC)
-    rt.store.add_observations([Observation.failure("openrouter/meta/llama-3", ErrorClass.OVERLOADED, kind="completion", at=at, status=503)])
+    rt.store.add_observations(
+        [Observation.failure("openrouter/meta/llama-3", ErrorClass.OVERLOADED, kind="completion", at=at, status=503)]
+    )
     r = await client.get("/api/v1/targets/openrouter/meta/llama-3")
     assert r.status == 200
     body = await r.json()
@@ -98,7 +104,9 @@ async def test_providers_roll_up_target_states(client: Client, rt: FakeRuntime) 
 
 async def test_events_are_paginated_and_filtered(client: Client, rt: FakeRuntime) -> None:
     at = datetime(2026, 1, 1, tzinfo=UTC)
-    rt.store.append_events([Event(type="target.state_changed", at=at, subject=f"openai/gpt-4o", data={"n": i}) for i in range(5)])
+    rt.store.append_events(
+        [Event(type="target.state_changed", at=at, subject="openai/gpt-4o", data={"n": i}) for i in range(5)]
+    )
     rt.store.append_events([Event(type="route.primary_changed", at=at, subject="frontier")])
     page = await (await client.get("/api/v1/events", params={"after": "0", "limit": "2"})).json()
     assert [e["data"].get("n") for e in page["events"]] == [0, 1]
@@ -203,7 +211,9 @@ async def test_summary_has_statuspage_shape(client: Client, rt: FakeRuntime) -> 
 async def test_openapi_lists_every_route(client: Client) -> None:
     doc = await (await client.get("/openapi.json")).json()
     assert doc["openapi"] == "3.1.0"
-    assert {"/api/v1/table", "/api/v2/summary.json", "/api/v1/webhooks/{id}/deliveries/{delivery}/redeliver"} <= set(doc["paths"])
+    assert {"/api/v1/table", "/api/v2/summary.json", "/api/v1/webhooks/{id}/deliveries/{delivery}/redeliver"} <= set(
+        doc["paths"]
+    )
     assert doc["paths"]["/api/v1/webhooks"]["post"]["security"] == [{"bearer": []}]
 
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from datetime import UTC, datetime
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +25,29 @@ import aiohttp
 import pytest
 import yaml
 
-from dataplane.proxy import build_data_app
 from adapters.sim import Simulator
+from controlplane.api.app import build_control_app
 from controlplane.config import Config
 from controlplane.config_loader import parse_config
-from controlplane.api.app import build_control_app
 from controlplane.runtime import Runtime
+from dataplane.proxy import build_data_app
 from tests.fakes import FakeClock
 from tests.support import serve_app
 from tests.webhooks.receiver import Receiver
 
-__all__ = ["SOAK", "SENTINELS", "ADMIN", "READER", "Stack", "sim_config", "turnout_config", "start_app", "open_fds",
-           "build_stack", "teardown_stack"]
+__all__ = [
+    "SOAK",
+    "SENTINELS",
+    "ADMIN",
+    "READER",
+    "Stack",
+    "sim_config",
+    "turnout_config",
+    "start_app",
+    "open_fds",
+    "build_stack",
+    "teardown_stack",
+]
 
 SOAK = os.environ.get("TURNOUT_SOAK") == "1"
 
@@ -51,37 +62,84 @@ OA, OB, AN, GG = "oa/gpt-x", "ob/gpt-x", "an/claude-x", "gg/gem-x"
 
 
 def sim_config() -> dict[str, Any]:
-    fast = {"port": 0, "latency": "2ms", "ttft": "2ms", "token_rate": 2000,
-            "rate_limits": {"requests": 10**9, "tokens": 10**12}}  # the simulated clock never refills them
+    fast = {
+        "port": 0,
+        "latency": "2ms",
+        "ttft": "2ms",
+        "token_rate": 2000,
+        "rate_limits": {"requests": 10**9, "tokens": 10**12},
+    }  # the simulated clock never refills them
     models = {"openai": "gpt-x", "anthropic": "claude-x", "gemini": "gem-x"}
-    out: dict[str, Any] = {"host": "127.0.0.1", "admin_port": 0, "seed": 3, "providers": [
-        {"id": pid, "family": fam, "api_key": PROVIDER_KEY, **fast, "models": [{"name": models[fam], "context_window": 8192}]}
-        for pid, fam in (("oa", "openai"), ("ob", "openai"), ("an", "anthropic"), ("gg", "gemini"))
-    ]}
+    out: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "admin_port": 0,
+        "seed": 3,
+        "providers": [
+            {
+                "id": pid,
+                "family": fam,
+                "api_key": PROVIDER_KEY,
+                **fast,
+                "models": [{"name": models[fam], "context_window": 8192}],
+            }
+            for pid, fam in (("oa", "openai"), ("ob", "openai"), ("an", "anthropic"), ("gg", "gemini"))
+        ],
+    }
     # a second model, so one model leaving oa's catalogue is a drop, not an empty listing (which withdraws nothing)
     out["providers"][0]["models"].append({"name": "gpt-x-mini", "context_window": 8192})
     return out
 
 
-def turnout_config(sim: Simulator, db_url: str, control_port: int = 0, data_port: int = 0, **overrides: Any) -> dict[str, Any]:
+def turnout_config(
+    sim: Simulator, db_url: str, control_port: int = 0, data_port: int = 0, **overrides: Any
+) -> dict[str, Any]:
     """A Turnout config (as a mapping) for the standard stack; `overrides` replace whole sections."""
     providers = sim.turnout_providers()
     for p in providers:
         p["api_key"] = "${SIM_KEY}"  # the key comes from the environment, as it must in production
     cfg: dict[str, Any] = {
-        "server": {"control": {"host": "127.0.0.1", "port": control_port}, "data": {"host": "127.0.0.1", "port": data_port},
-                   "max_body_bytes": 64 * 1024},
+        "server": {
+            "control": {"host": "127.0.0.1", "port": control_port},
+            "data": {"host": "127.0.0.1", "port": data_port},
+            "max_body_bytes": 64 * 1024,
+        },
         "database": {"url": db_url},
-        "auth": {"public_read": True, "tokens": [{"token": ADMIN, "scope": "admin", "name": "ops"},
-                                                   {"token": READER, "scope": "read", "name": "dash"}]},
+        "auth": {
+            "public_read": True,
+            "tokens": [
+                {"token": ADMIN, "scope": "admin", "name": "ops"},
+                {"token": READER, "scope": "read", "name": "dash"},
+            ],
+        },
         "webhooks": {"allow_private_networks": ["127.0.0.0/8"], "timeout": "2s", "retry_schedule": ["1s", "2s"]},
         "providers": providers,
         "routes": [{"name": "main", "targets": [OA, OB, AN]}, {"name": "pair", "targets": [OA, OB]}],
-        "probes": {"interval": "10s", "jitter": 0.0, "timeout": "1s",
-                   "kinds": {"catalogue": {"interval": "30s"}, "completion": {"interval": "5s"}, "status_page": {"enabled": False}}},
-        "breaker": {"window": "60s", "min_calls": 3, "consecutive_failures": 3, "open_duration": "20s", "open_duration_max": "120s",
-                    "half_open_trials": 2, "half_open_successes": 2, "withdrawn_recheck": "30s"},
-        "dataplane": {"first_byte_timeout": "1s", "stall_timeout": "1s", "total_timeout": "6s", "connect_timeout": "1s"},
+        "probes": {
+            "interval": "10s",
+            "jitter": 0.0,
+            "timeout": "1s",
+            "kinds": {
+                "catalogue": {"interval": "30s"},
+                "completion": {"interval": "5s"},
+                "status_page": {"enabled": False},
+            },
+        },
+        "breaker": {
+            "window": "60s",
+            "min_calls": 3,
+            "consecutive_failures": 3,
+            "open_duration": "20s",
+            "open_duration_max": "120s",
+            "half_open_trials": 2,
+            "half_open_successes": 2,
+            "withdrawn_recheck": "30s",
+        },
+        "dataplane": {
+            "first_byte_timeout": "1s",
+            "stall_timeout": "1s",
+            "total_timeout": "6s",
+            "connect_timeout": "1s",
+        },
     }
     cfg.update(overrides)
     return cfg
@@ -127,8 +185,9 @@ class Stack:
         await self.rt.sink.flush()
 
     # -- clients -------------------------------------------------------------------------------
-    async def chat(self, model: str = "main", *, stream: bool = False, headers: dict[str, str] | None = None,
-                   **body: Any) -> tuple[int, dict[str, str], Any]:
+    async def chat(
+        self, model: str = "main", *, stream: bool = False, headers: dict[str, str] | None = None, **body: Any
+    ) -> tuple[int, dict[str, str], Any]:
         """One chat completion; returns status, headers and the JSON body (or, for streams, the raw SSE text)."""
         payload = {"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": stream, **body}
         async with self.http.post(f"{self.data}/chat/completions", json=payload, headers=headers or {}) as r:
@@ -191,8 +250,17 @@ async def build_stack(tmp_path: Path, mutate: Callable[[dict[str, Any]], None] |
     runners += [data_runner, control_runner]
     receiver = await Receiver().start()
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
-    stack = Stack(sim, rt, clock, f"http://127.0.0.1:{data_port}/v1", f"http://127.0.0.1:{control_port}", http, receiver,
-                  raw=raw, _runners=runners)
+    stack = Stack(
+        sim,
+        rt,
+        clock,
+        f"http://127.0.0.1:{data_port}/v1",
+        f"http://127.0.0.1:{control_port}",
+        http,
+        receiver,
+        raw=raw,
+        _runners=runners,
+    )
     status, created = await stack.api("/api/v1/webhooks", ADMIN, "POST", json={"url": receiver.url})
     assert status == 201, created
     receiver.secret, stack.endpoint = created["secret"], created["id"]

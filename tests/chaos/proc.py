@@ -46,7 +46,10 @@ class Serve:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "SIM_KEY": PROVIDER_KEY}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "controlplane.cli", "serve", "-c", str(self.config), "--role", "all"],
-            cwd=str(self.config.parent), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            cwd=str(self.config.parent),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         out = self.proc.stdout
         assert out is not None

@@ -20,11 +20,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dataplane.http.listener import Listener, start_listener
-from dataplane.proxy import build_data_app
 from adapters.sim import Simulator
 from controlplane.config_loader import parse_config
 from controlplane.errors import ConfigError
+from dataplane.http.listener import Listener, start_listener
+from dataplane.proxy import build_data_app
 from tests.chaos.conftest import SOAK, parse, sim_config, turnout_config
 from tests.dataplane.helpers import Rt, StaticTables, make_table
 from tests.fakes import FakeClock
@@ -37,17 +37,32 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[Hea
 VALID: dict[str, Any] = {
     "server": {"max_body_bytes": 1000},
     "auth": {"tokens": [{"token": "t", "scope": "admin"}]},
-    "providers": [{"id": "a", "adapter": "openai", "base_url": "http://127.0.0.1:1", "api_key": "${K}",
-                   "models": [{"name": "m", "price": {"input": 1, "output": 2}}]}],
+    "providers": [
+        {
+            "id": "a",
+            "adapter": "openai",
+            "base_url": "http://127.0.0.1:1",
+            "api_key": "${K}",
+            "models": [{"name": "m", "price": {"input": 1, "output": 2}}],
+        }
+    ],
     "routes": [{"name": "r", "targets": ["a/m"], "policy": {"max_price": 3}}],
     "probes": {"interval": "15s", "kinds": {"catalogue": {"interval": "1m"}}},
     "breaker": {"window": "60s", "min_calls": 5},
     "webhooks": {"allow_private_networks": ["127.0.0.0/8"], "retry_schedule": ["1s"]},
     "dataplane": {"total_timeout": "2m"},
 }
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True), st.text(max_size=12),
-                    st.sampled_from(["${K}", "${MISSING}", "1s", "-5s", "1e400", "nan", "inf", "0", "", "acme/x", "a/m"]))
-values = st.recursive(scalars, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3), max_leaves=8)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.sampled_from(["${K}", "${MISSING}", "1s", "-5s", "1e400", "nan", "inf", "0", "", "acme/x", "a/m"]),
+)
+values = st.recursive(
+    scalars, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3), max_leaves=8
+)
 
 
 def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -88,10 +103,41 @@ def test_config_with_any_field_set_to_anything_gives_config_error_or_config(path
 
 
 @FUZZ
-@given(text=st.one_of(st.text(max_size=300), st.binary(max_size=200).map(lambda b: b.decode("latin-1")),
-                      st.lists(st.sampled_from(["providers:", "\n", "  - ", "id: a", "{", "}", "[", "]", ": ", "&a", "*a", "!!python/object",
-                                                "!!binary", "${K}", "routes:", "- name: r", "\t", "'", '"', "? ", "%YAML 1.2", "---"]),
-                               max_size=40).map("".join)))
+@given(
+    text=st.one_of(
+        st.text(max_size=300),
+        st.binary(max_size=200).map(lambda b: b.decode("latin-1")),
+        st.lists(
+            st.sampled_from(
+                [
+                    "providers:",
+                    "\n",
+                    "  - ",
+                    "id: a",
+                    "{",
+                    "}",
+                    "[",
+                    "]",
+                    ": ",
+                    "&a",
+                    "*a",
+                    "!!python/object",
+                    "!!binary",
+                    "${K}",
+                    "routes:",
+                    "- name: r",
+                    "\t",
+                    "'",
+                    '"',
+                    "? ",
+                    "%YAML 1.2",
+                    "---",
+                ]
+            ),
+            max_size=40,
+        ).map("".join),
+    )
+)
 def test_config_loading_of_arbitrary_text_raises_only_config_error(text: str) -> None:
     try:
         parse_config(text, env={"K": "secret"})
@@ -99,13 +145,16 @@ def test_config_loading_of_arbitrary_text_raises_only_config_error(text: str) ->
         pass
 
 
-@pytest.mark.parametrize("text", [
-    "[" * 5000 + "]" * 5000,  # deep nesting: the parser's recursion limit
-    "a: &a [" + ", ".join(["*a"] * 3) + "]",  # a self-referencing alias
-    "providers: !!python/object/apply:os.system ['true']",  # a constructor safe_load refuses
-    "providers:\n  - {id: a, adapter: openai, base_url: 'http://x', models: [{name: m}]}\n" + "x: " + "9" * 5000,
-    "\ufeffproviders: []",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 5000 + "]" * 5000,  # deep nesting: the parser's recursion limit
+        "a: &a [" + ", ".join(["*a"] * 3) + "]",  # a self-referencing alias
+        "providers: !!python/object/apply:os.system ['true']",  # a constructor safe_load refuses
+        "providers:\n  - {id: a, adapter: openai, base_url: 'http://x', models: [{name: m}]}\n" + "x: " + "9" * 5000,
+        "\ufeffproviders: []",
+    ],
+)
 def test_hostile_config_texts_give_config_error(text: str) -> None:
     with pytest.raises(ConfigError):
         parse_config(text, env={})
@@ -119,7 +168,12 @@ class _Served:
     def request(self, body: bytes, headers: dict[str, str] | None = None, timeout: float = 15) -> tuple[int, Any]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
-            conn.request("POST", "/v1/chat/completions", body=body, headers={"Content-Type": "application/json", **(headers or {})})
+            conn.request(
+                "POST",
+                "/v1/chat/completions",
+                body=body,
+                headers={"Content-Type": "application/json", **(headers or {})},
+            )
             resp = conn.getresponse()
             raw = resp.read()
             try:
@@ -153,6 +207,7 @@ def served() -> Iterator[_Served]:
     try:
         yield _Served(port, sim, loop)
     finally:
+
         async def stop() -> None:
             await runner.cleanup()
             await sim.stop()
@@ -163,18 +218,30 @@ def served() -> Iterator[_Served]:
         loop.close()
 
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers(-(2**64), 2**64) | st.floats(allow_nan=False) | st.text(max_size=8),
-                           lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=3), max_leaves=10)
-message = st.one_of(json_values, st.fixed_dictionaries({"role": st.sampled_from(["user", "system", "assistant", "tool", "x", ""]),
-                                                        "content": json_values}))
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**64), 2**64) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=3),
+    max_leaves=10,
+)
+message = st.one_of(
+    json_values,
+    st.fixed_dictionaries(
+        {"role": st.sampled_from(["user", "system", "assistant", "tool", "x", ""]), "content": json_values}
+    ),
+)
 bodies = st.fixed_dictionaries(
     {},
     optional={
         "model": st.one_of(st.sampled_from(["main", "pair", "oa/gpt-x", "nope", ""]), json_values),
         "messages": st.one_of(st.lists(message, max_size=3), json_values),
         "stream": st.one_of(st.booleans(), json_values),
-        "max_tokens": json_values, "temperature": json_values, "tools": json_values, "stream_options": json_values,
-        "turnout": json_values, "user": json_values, "n": json_values,
+        "max_tokens": json_values,
+        "temperature": json_values,
+        "tools": json_values,
+        "stream_options": json_values,
+        "turnout": json_values,
+        "user": json_values,
+        "n": json_values,
     },
 )
 
@@ -182,7 +249,9 @@ bodies = st.fixed_dictionaries(
 @pytest.mark.integration
 @FUZZ
 @given(body=bodies)
-def test_data_plane_answers_any_json_body_without_a_5xx_and_names_the_field(served: _Served, body: dict[str, Any]) -> None:
+def test_data_plane_answers_any_json_body_without_a_5xx_and_names_the_field(
+    served: _Served, body: dict[str, Any]
+) -> None:
     status, out = served.request(json.dumps(body).encode())
     assert status < 500 or status == 503, (status, out)  # 503 only when no target could answer (never a crash)
     if status >= 400:
@@ -209,8 +278,13 @@ def test_oversized_body_is_413_with_or_without_content_length(served: _Served) -
     # chunked: no Content-Length to check up front, the limit still holds while reading
     conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=15)
     try:
-        conn.request("POST", "/v1/chat/completions", body=iter([big[i:i + 4096] for i in range(0, len(big), 4096)]),
-                     headers={"Content-Type": "application/json"}, encode_chunked=True)
+        conn.request(
+            "POST",
+            "/v1/chat/completions",
+            body=iter([big[i : i + 4096] for i in range(0, len(big), 4096)]),
+            headers={"Content-Type": "application/json"},
+            encode_chunked=True,
+        )
         resp = conn.getresponse()
         assert resp.status == 413, resp.read()
     finally:
@@ -229,9 +303,13 @@ def _raw(port: int, data: bytes) -> bytes:
 
 @pytest.mark.integration
 def test_oversized_headers_are_refused_and_the_listener_keeps_serving(served: _Served) -> None:
-    for req in (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n",
-                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: a\r\n" % i for i in range(500)) + b"\r\n",
-                b"POST /v1/" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"):
+    for req in (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n",
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-%d: a\r\n" % i for i in range(500))
+        + b"\r\n",
+        b"POST /v1/" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    ):
         head = _raw(served.port, req)
         assert head.startswith(b"HTTP/1.") and int(head.split()[1]) in (400, 413, 414, 431), head
     ok = json.dumps({"model": "pair", "messages": [{"role": "user", "content": "hi"}]}).encode()
@@ -242,7 +320,12 @@ def test_oversized_headers_are_refused_and_the_listener_keeps_serving(served: _S
 def test_oversized_headers_get_431(served: _Served) -> None:
     head = _raw(served.port, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n")
     assert int(head.split()[1]) == 431
-    many = _raw(served.port, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: a\r\n" % i for i in range(500)) + b"\r\n")
+    many = _raw(
+        served.port,
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-%d: a\r\n" % i for i in range(500))
+        + b"\r\n",
+    )
     assert int(many.split()[1]) == 431
 
 
@@ -254,8 +337,12 @@ def test_an_oversized_request_line_gets_414(served: _Served) -> None:
 
 @pytest.mark.integration
 def test_a_refused_oversized_header_is_not_echoed_back(served: _Served) -> None:
-    head = _raw(served.port, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-own-token"
-                + b"a" * 20_000 + b"\r\n\r\n")
+    head = _raw(
+        served.port,
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-own-token"
+        + b"a" * 20_000
+        + b"\r\n\r\n",
+    )
     assert b"sk-own-token" not in head
 
 

@@ -51,12 +51,17 @@ async def test_clients_walking_away_mid_stream_never_count_against_the_provider(
         stack.sim.set_fault("oa", "slow_tokens", rate=40)  # streams last long enough to be abandoned halfway
         before = stack.metric("turnout_dataplane_requests_total", {"route": "pair", "outcome": "client_gone"})
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
-            await asyncio.gather(*(_abandon(http, stack.data) for _ in range(CLIENTS)),
-                                 *(_complete(http, stack.data, errors) for _ in range(CLIENTS // 4)))
+            await asyncio.gather(
+                *(_abandon(http, stack.data) for _ in range(CLIENTS)),
+                *(_complete(http, stack.data, errors) for _ in range(CLIENTS // 4)),
+            )
         gone = stack.metric("turnout_dataplane_requests_total", {"route": "pair", "outcome": "client_gone"}) - before
 
         async def all_noticed() -> None:  # the server side notices each hang-up on its own; bounded
-            while stack.metric("turnout_dataplane_requests_total", {"route": "pair", "outcome": "client_gone"}) - before < CLIENTS:
+            while (
+                stack.metric("turnout_dataplane_requests_total", {"route": "pair", "outcome": "client_gone"}) - before
+                < CLIENTS
+            ):
                 await asyncio.sleep(0.02)
 
         await asyncio.wait_for(all_noticed(), 20)
@@ -64,8 +69,13 @@ async def test_clients_walking_away_mid_stream_never_count_against_the_provider(
         await stack.rt.sink.flush()
         assert errors == [], errors[:3]
         assert gone == CLIENTS
-        assert stack.metric("turnout_dataplane_attempts_total", {"route": "pair", "provider": "oa", "model": "gpt-x",
-                                                                 "error_class": "timeout"}) == 0
+        assert (
+            stack.metric(
+                "turnout_dataplane_attempts_total",
+                {"route": "pair", "provider": "oa", "model": "gpt-x", "error_class": "timeout"},
+            )
+            == 0
+        )
         assert stack.state(OA) == "closed"  # a hundred hang-ups are not a provider failure
         assert str(stack.rt.store.latest_observations(OA)["live"].error_class) == "ok"
     finally:
@@ -105,4 +115,3 @@ async def test_config_reloads_under_traffic_lose_no_request_and_no_state(tmp_pat
         assert stack.rt.sink.store_failures == 0
     finally:
         await teardown_stack(stack)
-

@@ -60,7 +60,7 @@ async def test_streaming_clients_see_no_error_while_a_provider_is_withdrawn_and_
         assert errors == [], errors[:5]
         assert served == CLIENTS * ROUNDS
         # pooled connections reach a steady size; rounds after that add none
-        steady = per_round[ROUNDS // 2:]
+        steady = per_round[ROUNDS // 2 :]
         assert max(steady) - min(steady) <= 8, per_round
         rows = [json.dumps(e.data) for e in stack.events("target.withdrawn") if e.subject == OA]
         assert len(rows) == 1, rows

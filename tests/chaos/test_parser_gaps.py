@@ -25,25 +25,86 @@ from probes.status_page import SEVERITY, assess
 from tests.chaos.conftest import SOAK
 from tests.support import free_port
 
-FUZZ = settings(max_examples=400 if SOAK else 100, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+FUZZ = settings(
+    max_examples=400 if SOAK else 100, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None
+)
 NAMES = sorted(ADAPTERS)
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 json_docs = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**64), 2**64) | st.floats() | st.text(max_size=10),
-    lambda c: st.lists(c, max_size=4) | st.dictionaries(
-        st.sampled_from(["data", "models", "id", "name", "object", "has_more", "last_id", "nextPageToken", "first_id",
-                         "components", "incidents", "status", "impact", "indicator", "displayName", "supportedGenerationMethods"]),
-        c, max_size=5),
+    lambda c: (
+        st.lists(c, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "data",
+                    "models",
+                    "id",
+                    "name",
+                    "object",
+                    "has_more",
+                    "last_id",
+                    "nextPageToken",
+                    "first_id",
+                    "components",
+                    "incidents",
+                    "status",
+                    "impact",
+                    "indicator",
+                    "displayName",
+                    "supportedGenerationMethods",
+                ]
+            ),
+            c,
+            max_size=5,
+        )
+    ),
     max_leaves=25,
 )
 
-HEADER_NAMES = [f"{p}{d}" for p in ("x-ratelimit-", "anthropic-ratelimit-") for d in (
-    "limit-requests", "remaining-requests", "reset-requests", "limit-tokens", "remaining-tokens", "reset-tokens",
-    "requests-limit", "requests-remaining", "requests-reset", "tokens-limit", "tokens-remaining", "tokens-reset",
-    "input-tokens-limit", "input-tokens-remaining", "output-tokens-limit", "output-tokens-remaining")] + ["retry-after", "retry-after-ms"]
-header_values = st.one_of(st.text(max_size=16), st.sampled_from(["-1", "0", "1e309", "nan", "inf", "-inf", "6m0s", "1h2m3.5s",
-                                                                "2026-01-01T00:00:00Z", "99999999999999999999", "", " 5 ", "0.5s"]))
+HEADER_NAMES = [
+    f"{p}{d}"
+    for p in ("x-ratelimit-", "anthropic-ratelimit-")
+    for d in (
+        "limit-requests",
+        "remaining-requests",
+        "reset-requests",
+        "limit-tokens",
+        "remaining-tokens",
+        "reset-tokens",
+        "requests-limit",
+        "requests-remaining",
+        "requests-reset",
+        "tokens-limit",
+        "tokens-remaining",
+        "tokens-reset",
+        "input-tokens-limit",
+        "input-tokens-remaining",
+        "output-tokens-limit",
+        "output-tokens-remaining",
+    )
+] + ["retry-after", "retry-after-ms"]
+header_values = st.one_of(
+    st.text(max_size=16),
+    st.sampled_from(
+        [
+            "-1",
+            "0",
+            "1e309",
+            "nan",
+            "inf",
+            "-inf",
+            "6m0s",
+            "1h2m3.5s",
+            "2026-01-01T00:00:00Z",
+            "99999999999999999999",
+            "",
+            " 5 ",
+            "0.5s",
+        ]
+    ),
+)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -106,20 +167,37 @@ def catalogue() -> Iterator[_Catalogue]:
         c.loop.close()
 
 
-bodies = st.one_of(json_docs.map(lambda d: json.dumps(d).encode()), st.binary(max_size=200),
-                   st.sampled_from([b"", b"<html>Bad gateway</html>", b'{"data": [{"id": 1}]}', b'{"models": "x"}',
-                                    b'{"data": [], "has_more": true, "last_id": null}', b'{"models": [{"name": null}], "nextPageToken": 5}']))
+bodies = st.one_of(
+    json_docs.map(lambda d: json.dumps(d).encode()),
+    st.binary(max_size=200),
+    st.sampled_from(
+        [
+            b"",
+            b"<html>Bad gateway</html>",
+            b'{"data": [{"id": 1}]}',
+            b'{"models": "x"}',
+            b'{"data": [], "has_more": true, "last_id": null}',
+            b'{"models": [{"name": null}], "nextPageToken": 5}',
+        ]
+    ),
+)
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize("name", NAMES)
 @FUZZ
-@given(status=st.sampled_from([200, 200, 200, 404, 429, 500, 503]), body=bodies,
-       ctype=st.sampled_from(["application/json", "text/html", "text/plain"]))
-def test_list_models_of_any_answer_is_a_listing_or_provider_error(catalogue: _Catalogue, name: str, status: int, body: bytes,
-                                                                  ctype: str) -> None:
+@given(
+    status=st.sampled_from([200, 200, 200, 404, 429, 500, 503]),
+    body=bodies,
+    ctype=st.sampled_from(["application/json", "text/html", "text/plain"]),
+)
+def test_list_models_of_any_answer_is_a_listing_or_provider_error(
+    catalogue: _Catalogue, name: str, status: int, body: bytes, ctype: str
+) -> None:
     catalogue.answer = (status, body, ctype)
-    provider = ProviderConfig(id="p", adapter=name, base_url=f"http://127.0.0.1:{catalogue.port}", models=[{"name": "m"}])  # type: ignore[list-item]
+    provider = ProviderConfig(
+        id="p", adapter=name, base_url=f"http://127.0.0.1:{catalogue.port}", models=[{"name": "m"}]
+    )  # type: ignore[list-item]
 
     async def call() -> ModelListing | ProviderError:
         try:

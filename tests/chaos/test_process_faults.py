@@ -29,10 +29,26 @@ from tests.webhooks.receiver import Receiver
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-FAST_PROBES = {"interval": "300ms", "jitter": 0.1, "timeout": "2s",
-               "kinds": {"catalogue": {"interval": "300ms"}, "completion": {"interval": "300ms"}, "status_page": {"enabled": False}}}
-BREAKER = {"window": "5s", "min_calls": 3, "consecutive_failures": 2, "open_duration": "1s", "open_duration_max": "2s",
-           "half_open_trials": 2, "half_open_successes": 1, "withdrawn_recheck": "1s"}
+FAST_PROBES = {
+    "interval": "300ms",
+    "jitter": 0.1,
+    "timeout": "2s",
+    "kinds": {
+        "catalogue": {"interval": "300ms"},
+        "completion": {"interval": "300ms"},
+        "status_page": {"enabled": False},
+    },
+}
+BREAKER = {
+    "window": "5s",
+    "min_calls": 3,
+    "consecutive_failures": 2,
+    "open_duration": "1s",
+    "open_duration_max": "2s",
+    "half_open_trials": 2,
+    "half_open_successes": 1,
+    "withdrawn_recheck": "1s",
+}
 
 
 @pytest.fixture
@@ -54,12 +70,15 @@ def _rows(url: str, sql: str) -> list[tuple[Any, ...]]:
 
 def _deliveries(url: str, endpoint: str) -> list[tuple[Any, ...]]:
     """(delivery id, event id, status) of one endpoint's deliveries, in order."""
-    return _rows(url, f"SELECT id, event_id, status FROM webhook_deliveries WHERE endpoint_id = '{endpoint}' ORDER BY seq")
+    return _rows(
+        url, f"SELECT id, event_id, status FROM webhook_deliveries WHERE endpoint_id = '{endpoint}' ORDER BY seq"
+    )
 
 
 async def _register(serve: Serve, http: aiohttp.ClientSession, receiver: Receiver) -> str:
-    async with http.post(f"{serve.control}/api/v1/webhooks", json={"url": receiver.url},
-                         headers={"Authorization": f"Bearer {ADMIN}"}) as r:
+    async with http.post(
+        f"{serve.control}/api/v1/webhooks", json={"url": receiver.url}, headers={"Authorization": f"Bearer {ADMIN}"}
+    ) as r:
         assert r.status == 201, await r.text()
         created = await r.json()
     receiver.secret = created["secret"]
@@ -102,7 +121,9 @@ async def _kill_restart_cycle(sim: Simulator, tmp_path: Path, db_url: str) -> No
 
             receiver.on_receive = kill_mid_delivery
             try:
-                async with http.post(f"{serve.control}/api/v1/webhooks/{endpoint}/test", headers={"Authorization": f"Bearer {ADMIN}"}) as r:
+                async with http.post(
+                    f"{serve.control}/api/v1/webhooks/{endpoint}/test", headers={"Authorization": f"Bearer {ADMIN}"}
+                ) as r:
                     assert r.status in (200, 201, 202), await r.text()
             except aiohttp.ClientError:
                 assert killed.is_set()  # a churn event's delivery arrived first and the kill landed before our answer
@@ -119,7 +140,11 @@ async def _kill_restart_cycle(sim: Simulator, tmp_path: Path, db_url: str) -> No
                 # recovery events come after that; "settled" before them would compare against a moving store.
                 status, table = await serve.get(http, "/api/v1/table")
                 last = _rows(db_url, "SELECT type FROM events WHERE subject = 'oa/gpt-x' ORDER BY id DESC LIMIT 1")
-                if status != 200 or table["targets"]["oa/gpt-x"]["state"] != "closed" or last not in ([], [("target.recovered",)]):
+                if (
+                    status != 200
+                    or table["targets"]["oa/gpt-x"]["state"] != "closed"
+                    or last not in ([], [("target.recovered",)])
+                ):
                     return False
                 rows = _deliveries(db_url, endpoint)
                 got = {r.msg_id for r in receiver.unique()}
@@ -143,7 +168,9 @@ async def _kill_restart_cycle(sim: Simulator, tmp_path: Path, db_url: str) -> No
     registered_after = min(e for _, e, _ in final)
     stored_since = {i for i in event_ids if i >= registered_after}
     missing = sorted(stored_since - {e for _, e, _ in final})
-    assert not missing, _rows(db_url, "SELECT id, type, subject FROM events WHERE id IN (%s)" % ",".join(map(str, missing)))
+    assert not missing, _rows(
+        db_url, f"SELECT id, type, subject FROM events WHERE id IN ({','.join(map(str, missing))})"
+    )
     # each event arrived once per webhook-id, in event order, and the body is the stored event
     unique = receiver.unique()
     assert [r.body["id"] for r in unique] == sorted(r.body["id"] for r in unique)
@@ -167,7 +194,9 @@ async def test_sigkill_mid_work_then_restart_loses_nothing_postgres(sim: Simulat
         await _kill_restart_cycle(sim, tmp_path, url)
 
 
-async def test_full_disk_keeps_serving_the_last_table_reports_not_ready_and_logs_once(sim: Simulator, tmp_path: Path) -> None:
+async def test_full_disk_keeps_serving_the_last_table_reports_not_ready_and_logs_once(
+    sim: Simulator, tmp_path: Path
+) -> None:
     serve = Serve(sim, tmp_path, f"sqlite:///{tmp_path / 'turnout.db'}", probes=FAST_PROBES, breaker=BREAKER)
     serve.start()
     assert serve.proc is not None
@@ -204,7 +233,9 @@ async def test_full_disk_keeps_serving_the_last_table_reports_not_ready_and_logs
             assert "Traceback" not in failed_log, failed_log[-3000:]
             errors = [ln for ln in failed_log.splitlines() if " ERROR " in ln]
             assert 1 <= len(errors) <= 3, "\n".join(errors[:20])  # one clear line (per writer), not one per write
-            assert any("disk" in ln.lower() or "full" in ln.lower() or "store" in ln.lower() for ln in errors), "\n".join(errors)
+            assert any("disk" in ln.lower() or "full" in ln.lower() or "store" in ln.lower() for ln in errors), (
+                "\n".join(errors)
+            )
 
             resource.prlimit(pid, resource.RLIMIT_FSIZE, (soft, hard))  # space is back
 

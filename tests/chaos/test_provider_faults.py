@@ -53,7 +53,9 @@ def _where(spec: FaultSpec) -> tuple[str, str, str]:
 def _history(stack: Stack, target: str) -> list[tuple[str, object, float]]:
     """The target's events (type, reason, seconds since the stack started): what a failure message needs."""
     t0 = stack.clock.wall().timestamp() - stack.clock.monotonic()
-    return [(e.type, e.data.get("reason"), round(e.at.timestamp() - t0, 1)) for e in stack.events() if e.subject == target]
+    return [
+        (e.type, e.data.get("reason"), round(e.at.timestamp() - t0, 1)) for e in stack.events() if e.subject == target
+    ]
 
 
 def _stream_ok(text: str) -> bool:
@@ -69,17 +71,33 @@ async def test_each_catalogue_fault_alone_end_to_end(make_stack: Any, fault: str
     assert stack.state(target) == "closed" and stack.table().routes[route].primary.target == target
 
     # CAT-1 without a model empties the whole listing, which by design withdraws nothing: drop just this model.
-    stack.sim.set_fault(provider, fault, model=target.split("/")[1] if fault == "CAT-1" else None, **PARAMS.get(fault, {}))
+    stack.sim.set_fault(
+        provider, fault, model=target.split("/")[1] if fault == "CAT-1" else None, **PARAMS.get(fault, {})
+    )
     await stack.sim.tick()  # a refused listener closes on the simulator's tick
     # -- the client ----------------------------------------------------------------------------
     status, headers, body = await stack.chat(route)
     assert status < 500, (fault, status, body)
     if spec.expected is E.CLIENT_ERROR and spec.behaviour is Behaviour.ERROR:
-        assert 400 <= status < 500 and headers.get("x-turnout-attempts") == "1", (fault, status, body)  # never retried elsewhere
-    elif spec.expected is not None and spec.expected is not E.CLIENT_ERROR and spec.behaviour not in (Behaviour.MID_ERROR,):
-        assert status == 200 and headers["x-turnout-target"] == OB, (fault, headers, body)  # failed over inside the request
-        m = stack.metric("turnout_dataplane_attempts_total", {"route": route, "provider": provider, "model": target.split("/")[1],
-                                                               "error_class": str(spec.expected)})
+        assert 400 <= status < 500 and headers.get("x-turnout-attempts") == "1", (
+            fault,
+            status,
+            body,
+        )  # never retried elsewhere
+    elif (
+        spec.expected is not None
+        and spec.expected is not E.CLIENT_ERROR
+        and spec.behaviour not in (Behaviour.MID_ERROR,)
+    ):
+        assert status == 200 and headers["x-turnout-target"] == OB, (
+            fault,
+            headers,
+            body,
+        )  # failed over inside the request
+        m = stack.metric(
+            "turnout_dataplane_attempts_total",
+            {"route": route, "provider": provider, "model": target.split("/")[1], "error_class": str(spec.expected)},
+        )
         assert m >= 1, (fault, spec.expected)
     else:
         assert status == 200, (fault, body)
@@ -89,17 +107,27 @@ async def test_each_catalogue_fault_alone_end_to_end(make_stack: Any, fault: str
         assert _stream_ok(text), (fault, text[-300:])  # a clean end, or an OpenAI-style error event: never a silent cut
     if spec.behaviour in BEFORE_FIRST_CHUNK and spec.expected not in (None, E.CLIENT_ERROR):
         # nothing reached the client yet: the stream fails over as freely as a plain request
-        assert s_status == 200 and s_headers["x-turnout-target"] == OB and "data: [DONE]" in text, (fault, s_headers, text[-300:])
+        assert s_status == 200 and s_headers["x-turnout-target"] == OB and "data: [DONE]" in text, (
+            fault,
+            s_headers,
+            text[-300:],
+        )
 
     # -- probes, table, events, webhooks -------------------------------------------------------
     await stack.step(35, by=5)
     latest = stack.rt.store.latest_observations(target)
     probe_visible = spec.expected is not None and spec.behaviour is not Behaviour.CATALOGUE
-    if probe_visible and fault not in ("POL",):  # a policy refusal of the probe prompt is the caller's class: not judged
+    if probe_visible and fault not in (
+        "POL",
+    ):  # a policy refusal of the probe prompt is the caller's class: not judged
         seen = {spec.expected, *ALSO.get(fault, ())}
         assert latest["completion"].error_class in seen, (fault, latest["completion"])
     state = stack.state(target)
-    if (spec.expected in WITHDRAWING and fault not in COOLS) or spec.drops_model or spec.behaviour is Behaviour.CATALOGUE:
+    if (
+        (spec.expected in WITHDRAWING and fault not in COOLS)
+        or spec.drops_model
+        or spec.behaviour is Behaviour.CATALOGUE
+    ):
         assert state == "withdrawn", (fault, state, _history(stack, target))
         assert any(e.subject == target for e in stack.events("target.withdrawn"))
         got = await stack.delivered({"target.withdrawn"})
@@ -107,7 +135,9 @@ async def test_each_catalogue_fault_alone_end_to_end(make_stack: Any, fault: str
         assert stack.table().routes[route].primary.target == OB
     if state not in ("closed", "half_open"):
         assert stack.table().routes[route].primary.target != target
-    assert stack.metric("turnout_target_state", {"provider": provider, "model": target.split("/")[1], "state": state}) == 1
+    assert (
+        stack.metric("turnout_target_state", {"provider": provider, "model": target.split("/")[1], "state": state}) == 1
+    )
 
     # -- recovery ------------------------------------------------------------------------------
     stack.sim.clear_faults()

@@ -83,7 +83,9 @@ async def test_malformed_request_logs_one_line_without_the_offending_bytes(caplo
     try:
         with caplog.at_level(logging.DEBUG, logger="aiohttp.server"):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-secret-token" + b"a" * 20_000 + b"\r\n\r\n")
+            writer.write(
+                b"GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-secret-token" + b"a" * 20_000 + b"\r\n\r\n"
+            )
             answer = await reader.read()  # the listener answers and closes
             writer.close()
     finally:

@@ -38,13 +38,17 @@ async def _fault_all(stack: Stack, fault: str) -> None:
 
 
 @pytest.mark.parametrize("fault", ["region_blocked", "model_gone"])
-async def test_all_targets_failing_gives_a_clear_503_and_one_exhausted_then_one_recovered(stack: Stack, fault: str) -> None:
+async def test_all_targets_failing_gives_a_clear_503_and_one_exhausted_then_one_recovered(
+    stack: Stack, fault: str
+) -> None:
     await stack.step(10, by=5)
     await _fault_all(stack, fault)
     for _ in range(3):  # live traffic and probes both see it
         await stack.chat("pair")
     await stack.step(30, by=5)
-    assert all(stack.state(t) in ("withdrawn", "open", "half_open") for t in (OA, OB)), [stack.state(t) for t in (OA, OB)]
+    assert all(stack.state(t) in ("withdrawn", "open", "half_open") for t in (OA, OB)), [
+        stack.state(t) for t in (OA, OB)
+    ]
     assert stack.table().routes["pair"].primary is None
 
     status, headers, body = await stack.chat("pair")
@@ -60,7 +64,10 @@ async def test_all_targets_failing_gives_a_clear_503_and_one_exhausted_then_one_
     await stack.step(20, by=5)  # staying down is not news: no second exhausted event
     exhausted = [e for e in stack.events("route.exhausted") if e.subject == "pair"]
     assert len(exhausted) == 1, exhausted
-    assert {t["target"] if isinstance(t, dict) else t for t in exhausted[0].data.get("targets", [])} >= {OA, OB} or exhausted[0].data
+    assert {t["target"] if isinstance(t, dict) else t for t in exhausted[0].data.get("targets", [])} >= {
+        OA,
+        OB,
+    } or exhausted[0].data
 
     stack.sim.clear_faults()
     for _ in range(10):
@@ -131,7 +138,7 @@ async def test_a_provider_flapping_every_few_seconds_does_not_flap_the_table(mak
         p = stack.table().routes["flap"].primary
         primaries.append(p.target if p else None)
         t += 1
-    changes = sum(1 for a, b in zip(primaries, primaries[1:]) if a != b)
+    changes = sum(1 for a, b in zip(primaries, primaries[1:], strict=False) if a != b)
     primary_events = [e for e in stack.events("route.primary_changed") if e.subject == "flap"]
     # The provider flipped `flips` times; the route's primary moves a small bounded number of times: the breaker's
     # open duration doubles on each reopening and a challenger must beat the primary by a margin.

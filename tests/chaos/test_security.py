@@ -42,11 +42,25 @@ async def sim() -> AsyncIterator[Simulator]:
 
 @pytest.mark.integration
 @pytest.mark.slow
-async def test_sentinel_secrets_appear_in_no_log_event_api_output_metric_or_error(sim: Simulator, tmp_path: Path) -> None:
+async def test_sentinel_secrets_appear_in_no_log_event_api_output_metric_or_error(
+    sim: Simulator, tmp_path: Path
+) -> None:
     db = tmp_path / "turnout.db"
-    serve = Serve(sim, tmp_path, f"sqlite:///{db}", probes={
-        "interval": "300ms", "jitter": 0.1, "timeout": "2s",
-        "kinds": {"catalogue": {"interval": "300ms"}, "completion": {"interval": "300ms"}, "status_page": {"interval": "1s"}}})
+    serve = Serve(
+        sim,
+        tmp_path,
+        f"sqlite:///{db}",
+        probes={
+            "interval": "300ms",
+            "jitter": 0.1,
+            "timeout": "2s",
+            "kinds": {
+                "catalogue": {"interval": "300ms"},
+                "completion": {"interval": "300ms"},
+                "status_page": {"interval": "1s"},
+            },
+        },
+    )
     receiver = await Receiver().start()
     outputs: list[str] = []  # every byte Turnout sent us
     serve.start()
@@ -54,7 +68,9 @@ async def test_sentinel_secrets_appear_in_no_log_event_api_output_metric_or_erro
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http:
             await until(lambda: serve.ready(http), 60, "start")
 
-            async def call(method: str, path: str, token: str | None = None, base: str | None = None, **kw: Any) -> tuple[int, str]:
+            async def call(
+                method: str, path: str, token: str | None = None, base: str | None = None, **kw: Any
+            ) -> tuple[int, str]:
                 headers = {"Authorization": f"Bearer {token}"} if token else {}
                 headers.update(kw.pop("headers", {}))
                 async with http.request(method, f"{base or serve.control}{path}", headers=headers, **kw) as r:
@@ -71,9 +87,22 @@ async def test_sentinel_secrets_appear_in_no_log_event_api_output_metric_or_erro
             sim.set_fault("an", "region_blocked")
             await until(lambda: _withdrawn(serve, http), 30, "withdrawals")
             ep = json.loads(created)["id"]
-            for path in ("/api/v1/table", "/api/v1/routes", "/api/v1/routes/main", f"/api/v1/targets/{OA}", "/api/v1/providers",
-                         "/api/v1/events?limit=500", "/api/v1/uptime", "/api/v1/summary", "/openapi.json", "/", "/metrics",
-                         "/readyz", "/api/v1/nope", f"/api/v1/targets/{OA}/nope"):
+            for path in (
+                "/api/v1/table",
+                "/api/v1/routes",
+                "/api/v1/routes/main",
+                f"/api/v1/targets/{OA}",
+                "/api/v1/providers",
+                "/api/v1/events?limit=500",
+                "/api/v1/uptime",
+                "/api/v1/summary",
+                "/openapi.json",
+                "/",
+                "/metrics",
+                "/readyz",
+                "/api/v1/nope",
+                f"/api/v1/targets/{OA}/nope",
+            ):
                 await call("GET", path)
             for path in ("/api/v1/webhooks", f"/api/v1/webhooks/{ep}", f"/api/v1/webhooks/{ep}/deliveries"):
                 await call("GET", path, ADMIN)
@@ -81,16 +110,30 @@ async def test_sentinel_secrets_appear_in_no_log_event_api_output_metric_or_erro
             await call("GET", "/api/v1/table", "wrong-" + ADMIN)  # 401 must not echo the token it got
             await call("POST", "/api/v1/config/reload", READER)
             await call("POST", f"/api/v1/webhooks/{ep}/test", ADMIN)
-            await call("POST", "/api/v1/webhooks", ADMIN, json={"url": f"http://user:{ADMIN}@10.0.0.1/x"})  # refused URL
+            await call(
+                "POST", "/api/v1/webhooks", ADMIN, json={"url": f"http://user:{ADMIN}@10.0.0.1/x"}
+            )  # refused URL
             body = {"model": "main", "messages": [{"role": "user", "content": "hi"}], "turnout": {"debug": True}}
             for req in (body, {**body, "stream": True}, {**body, "model": OA}, {"model": 1}):
                 # a client's own key must not be echoed or forwarded into anything we show
-                await call("POST", "/chat/completions", base=serve.data, json=req, headers={"Authorization": f"Bearer {READER}"})
+                await call(
+                    "POST",
+                    "/chat/completions",
+                    base=serve.data,
+                    json=req,
+                    headers={"Authorization": f"Bearer {READER}"},
+                )
             await call("GET", "/models", base=serve.data)
             for port in (serve.data_port, serve.control_port):  # a credential inside a header too large to parse: the
                 # log must not quote it (aiohttp's parser error does); the 400 echoes it to its own sender, see test_bad_input
-                await asyncio.to_thread(_raw, port, b"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + READER.encode()
-                                        + b"a" * 20_000 + b"\r\n\r\n")
+                await asyncio.to_thread(
+                    _raw,
+                    port,
+                    b"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                    + READER.encode()
+                    + b"a" * 20_000
+                    + b"\r\n\r\n",
+                )
             await receiver_has_events(receiver)
         assert serve.stop() == 0, serve.log[-2000:]
     finally:
@@ -107,14 +150,20 @@ async def test_sentinel_secrets_appear_in_no_log_event_api_output_metric_or_erro
         for secret in (*SENTINELS, webhook_secret):
             assert secret not in text, f"{secret[:12]}… leaked into the {where}"
     # the store holds the webhook secret (it must, to sign) but no provider key or API token
-    raw_db = db.read_bytes() + (db.with_name(db.name + "-wal").read_bytes() if db.with_name(db.name + "-wal").exists() else b"")
+    raw_db = db.read_bytes() + (
+        db.with_name(db.name + "-wal").read_bytes() if db.with_name(db.name + "-wal").exists() else b""
+    )
     for secret in SENTINELS:
         assert secret.encode() not in raw_db, f"{secret[:12]}… stored in the database"
 
 
 async def _withdrawn(serve: Serve, http: aiohttp.ClientSession) -> bool:
     status, table = await serve.get(http, "/api/v1/table")
-    return status == 200 and table["targets"][OA]["state"] == "withdrawn" and table["targets"]["an/claude-x"]["state"] == "withdrawn"
+    return (
+        status == 200
+        and table["targets"][OA]["state"] == "withdrawn"
+        and table["targets"]["an/claude-x"]["state"] == "withdrawn"
+    )
 
 
 async def receiver_has_events(receiver: Receiver) -> None:
@@ -143,12 +192,20 @@ def _sqlite(db: Path, sql: str) -> list[tuple[Any, ...]]:
 async def test_every_admin_operation_refuses_a_read_token(stack: Stack) -> None:
     status, doc = await stack.api("/openapi.json")
     assert status == 200
-    admin_ops = [(m.upper(), p) for p, ops in doc["paths"].items() for m, op in ops.items()
-                 if isinstance(op, dict) and op.get("security") == [{"bearer": []}]]
+    admin_ops = [
+        (m.upper(), p)
+        for p, ops in doc["paths"].items()
+        for m, op in ops.items()
+        if isinstance(op, dict) and op.get("security") == [{"bearer": []}]
+    ]
     assert len(admin_ops) >= 8, admin_ops  # drain/undrain, reload, webhooks CRUD, deliveries, redeliver, …
     for method, path in admin_ops:
         concrete = re.sub(r"\{[^}]+\}", "x", path)
-        kw: dict[str, Any] = {"json": {"url": "https://example.com/h", "reason": "r", "target": OA}} if method in ("POST", "PUT", "PATCH") else {}
+        kw: dict[str, Any] = (
+            {"json": {"url": "https://example.com/h", "reason": "r", "target": OA}}
+            if method in ("POST", "PUT", "PATCH")
+            else {}
+        )
         got, body = await stack.api(concrete, READER, method, **kw)
         assert got == 403, (method, path, got, body)
         assert READER not in json.dumps(body)
@@ -175,7 +232,9 @@ def _dispatcher(allow: list[str]) -> Dispatcher:
 
 
 @pytest.mark.integration
-async def test_ssrf_guard_refuses_a_name_resolving_to_a_private_address_at_delivery(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_ssrf_guard_refuses_a_name_resolving_to_a_private_address_at_delivery(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(webhook_urls, "ThreadedResolver", _FakeDNS)
     receiver = await Receiver().start()
     url = f"http://hooks.example.com:{receiver.port}/hook"
@@ -238,7 +297,9 @@ _SOURCES = [p for d in ("controlplane", "adapters", "probes") for p in (ROOT / d
 
 
 def _names(node: ast.AST) -> str:
-    return " ".join(n.id if isinstance(n, ast.Name) else n.attr for n in ast.walk(node) if isinstance(n, ast.Name | ast.Attribute))
+    return " ".join(
+        n.id if isinstance(n, ast.Name) else n.attr for n in ast.walk(node) if isinstance(n, ast.Name | ast.Attribute)
+    )
 
 
 def test_tokens_and_signatures_are_compared_in_constant_time() -> None:
@@ -252,7 +313,10 @@ def test_tokens_and_signatures_are_compared_in_constant_time() -> None:
                 sides = [node.left, *node.comparators]
                 if any(isinstance(s, ast.Constant) and s.value in (None, "", 0) for s in sides):
                     continue  # presence checks, not comparisons of a secret with a guess
-                if any(isinstance(s, ast.Constant) and isinstance(s.value, str) and s.value.lower() in ("bearer", "basic") for s in sides):
+                if any(
+                    isinstance(s, ast.Constant) and isinstance(s.value, str) and s.value.lower() in ("bearer", "basic")
+                    for s in sides
+                ):
                     continue  # the auth scheme word is public
                 text = " ".join(_names(s) for s in sides)
                 if _SECRETISH.search(text) and not re.search(r"scope|kind|type|scheme|count|len|name", text, re.I):
@@ -260,5 +324,9 @@ def test_tokens_and_signatures_are_compared_in_constant_time() -> None:
     assert offenders == [], "compare secrets with hmac.compare_digest:\n" + "\n".join(offenders)
     users = {p.relative_to(ROOT).as_posix() for p in _SOURCES if "compare_digest" in p.read_text()}
     # every place that checks a presented credential uses it: API tokens, /metrics, the status page, signatures
-    assert {"controlplane/api/auth.py", "controlplane/api/metrics_endpoint.py", "controlplane/statuspage.py",
-            "controlplane/webhooks/signing.py"} <= users, users
+    assert {
+        "controlplane/api/auth.py",
+        "controlplane/api/metrics_endpoint.py",
+        "controlplane/statuspage.py",
+        "controlplane/webhooks/signing.py",
+    } <= users, users

@@ -33,7 +33,8 @@ def _read_only(db: str, on: bool) -> None:
 
 
 async def test_postgres_turning_read_only_keeps_serving_reports_not_ready_and_catches_up(
-        make_stack: Any, caplog: pytest.LogCaptureFixture) -> None:
+    make_stack: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     with pg_database() as url:
         require_integration(url is not None, "PostgreSQL not reachable at 127.0.0.1:5432")
         assert url is not None
@@ -64,8 +65,9 @@ async def test_postgres_turning_read_only_keeps_serving_reports_not_ready_and_ca
             assert status == 200 and table["version"] == version  # the last durable table, nothing newer
             errors = [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("turnout")]
             assert 1 <= len(errors) <= 3, [r.getMessage() for r in errors]
-            assert all(r.exc_info is None for r in caplog.records if r.name.startswith(("turnout", "controlplane"))), \
-                [r.getMessage() for r in caplog.records if r.exc_info]
+            assert all(r.exc_info is None for r in caplog.records if r.name.startswith(("turnout", "controlplane"))), [
+                r.getMessage() for r in caplog.records if r.exc_info
+            ]
 
             _read_only(db, False)
             await stack.step(5, by=1)

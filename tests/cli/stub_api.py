@@ -18,15 +18,31 @@ __all__ = ["StubApi", "sample_table"]
 def _entry(target: str, state: State, rank: int | None, reason: str, **kw: Any) -> TableEntry:
     provider, _, model = target.partition("/")
     return TableEntry(
-        target=target, provider=provider, model=model, state=state, admissible=rank is not None, rank=rank,
-        score=kw.pop("score", 0.9 if rank else None), reason=reason, **kw,
+        target=target,
+        provider=provider,
+        model=model,
+        state=state,
+        admissible=rank is not None,
+        rank=rank,
+        score=kw.pop("score", 0.9 if rank else None),
+        reason=reason,
+        **kw,
     )
 
 
 def sample_table(version: int, primary: str = "openai/gpt-5.5") -> Table:
     others = [t for t in ("openai/gpt-5.5", "anthropic/claude-sonnet-4") if t != primary]
     entries = (
-        _entry(primary, State.CLOSED, 1, "closed: 0 failures in 60 s", latency_p50_s=0.12, latency_p95_s=0.3, error_rate=0.0, headroom=0.8),
+        _entry(
+            primary,
+            State.CLOSED,
+            1,
+            "closed: 0 failures in 60 s",
+            latency_p50_s=0.12,
+            latency_p95_s=0.3,
+            error_rate=0.0,
+            headroom=0.8,
+        ),
         _entry(others[0], State.CLOSED, 2, "closed: healthy", latency_p50_s=0.2),
         _entry("deepseek/deepseek-chat", State.WITHDRAWN, None, "withdrawn: region_blocked (403) since 12:00:01"),
     )
@@ -69,8 +85,16 @@ class StubApi:
         self._changed = asyncio.Event()
 
     def add_event(self, type_: str, subject: str, **data: Any) -> None:
-        self.events.append({"id": len(self.events) + 1, "type": type_, "at": "2026-01-01T12:00:05Z", "subject": subject,
-                            "data": data, "config_hash": "abc"})
+        self.events.append(
+            {
+                "id": len(self.events) + 1,
+                "type": type_,
+                "at": "2026-01-01T12:00:05Z",
+                "subject": subject,
+                "data": data,
+                "config_hash": "abc",
+            }
+        )
 
     async def _table(self, request: web.Request) -> web.Response:
         after = request.query.get("after")

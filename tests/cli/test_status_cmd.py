@@ -37,7 +37,9 @@ async def run_cli(*argv: str) -> int:
         try:
             rc = main(list(argv))
         except BaseException as exc:  # handed to the test
-            loop.call_soon_threadsafe(lambda e=exc: done.done() or done.set_exception(e))  # `exc` is unbound after the block
+            loop.call_soon_threadsafe(
+                lambda e=exc: done.done() or done.set_exception(e)
+            )  # `exc` is unbound after the block
         else:
             loop.call_soon_threadsafe(lambda: done.done() or done.set_result(rc))
 
@@ -45,7 +47,9 @@ async def run_cli(*argv: str) -> int:
     return await done
 
 
-async def test_status_prints_every_route_with_state_and_reason(api: StubApi, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_status_prints_every_route_with_state_and_reason(
+    api: StubApi, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert await run_cli("status", "--url", api.url) == 0
     out = capsys.readouterr().out
     assert "route frontier" in out and "route cheap" in out
@@ -54,7 +58,9 @@ async def test_status_prints_every_route_with_state_and_reason(api: StubApi, cap
     assert "v1" in out
 
 
-async def test_status_json_is_the_api_payload_filtered_by_route(api: StubApi, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_status_json_is_the_api_payload_filtered_by_route(
+    api: StubApi, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert await run_cli("status", "--url", api.url, "--json", "--route", "frontier") == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["version"] == 1 and list(doc["routes"]) == ["frontier"]
@@ -73,10 +79,12 @@ async def test_status_unreachable_control_plane_is_a_clear_error(capsys: pytest.
     assert "cannot reach the control plane" in capsys.readouterr().err
 
 
-async def test_status_watch_long_polls_and_prints_each_new_version(api: StubApi, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_status_watch_long_polls_and_prints_each_new_version(
+    api: StubApi, capsys: pytest.CaptureFixture[str]
+) -> None:
     cli = asyncio.create_task(run_cli("status", "--url", api.url, "--watch", "--json", "--count", "2"))
     for version, primary in ((2, "anthropic/claude-sonnet-4"), (3, "openai/gpt-5.5")):
-        await until(lambda: version - 1 in api.parked_after)  # the CLI has seen v-1 and waits for newer
+        await until(lambda v=version: v - 1 in api.parked_after)  # the CLI has seen v-1 and waits for newer
         api.publish(sample_table(version, primary))
     assert await asyncio.wait_for(cli, 10) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
@@ -98,7 +106,9 @@ async def test_events_lists_history_filtered_by_type(api: StubApi, capsys: pytes
 
 async def test_events_follow_prints_only_new_events(api: StubApi, capsys: pytest.CaptureFixture[str]) -> None:
     api.add_event("target.state_changed", "openai/gpt-5.5", old="closed", new="open")
-    cli = asyncio.create_task(run_cli("events", "--url", api.url, "--follow", "--json", "--count", "1", "--interval", "0.05"))
+    cli = asyncio.create_task(
+        run_cli("events", "--url", api.url, "--follow", "--json", "--count", "1", "--interval", "0.05")
+    )
     await until(lambda: "target.state_changed" in capsys.readouterr().out)  # history printed; now polling
     api.add_event("target.withdrawn", "deepseek/deepseek-chat", old="closed", new="withdrawn")
     assert await asyncio.wait_for(cli, 10) == 0
@@ -115,14 +125,14 @@ async def test_status_and_events_show_a_withdrawal_from_the_real_control_app(
 ) -> None:
     from aiohttp import web
 
-    from controlplane.config_loader import parse_config
     from controlplane.api.app import build_control_app
+    from controlplane.config_loader import parse_config
     from controlplane.domain import ErrorClass, Observation, Source
     from controlplane.runtime import Runtime
 
     monkeypatch.setenv("COLUMNS", "200")
     cfg = parse_config(f"""
-database: {{url: "sqlite:///{tmp_path / 't.db'}"}}
+database: {{url: "sqlite:///{tmp_path / "t.db"}"}}
 providers:
   - {{id: oa, adapter: openai, base_url: "http://127.0.0.1:1/v1", models: [{{name: m}}]}}
   - {{id: an, adapter: anthropic, base_url: "http://127.0.0.1:1", models: [{{name: c}}]}}
@@ -139,8 +149,16 @@ routes:
     try:
         primary = rt.table_source.current().routes["frontier"].primary
         assert primary is not None
-        rt.sink.submit(Observation.failure(primary.target, ErrorClass.REGION_BLOCKED, kind="completion",
-                                           at=rt.clock.wall(), source=Source.LIVE, status=403))
+        rt.sink.submit(
+            Observation.failure(
+                primary.target,
+                ErrorClass.REGION_BLOCKED,
+                kind="completion",
+                at=rt.clock.wall(),
+                source=Source.LIVE,
+                status=403,
+            )
+        )
         await rt.sink.flush()
 
         assert await run_cli("status", "--url", url, "--route", "frontier") == 0

@@ -64,10 +64,16 @@ def test_config_check_exits_2_on_a_bad_file(capsys: pytest.CaptureFixture[str]) 
 
 def test_secrets_are_not_printed_in_errors_or_dumps() -> None:
     with pytest.raises(ConfigError) as err:
-        parse_config("providers: [{id: a, adapter: openai, base_url: 'https://x', api_key: '${K}', models: [{name: m}]}]\n"
-                     "routes: [{name: r, targets: [a/zz]}]", env={"K": "sk-very-secret"})
+        parse_config(
+            "providers: [{id: a, adapter: openai, base_url: 'https://x', api_key: '${K}', models: [{name: m}]}]\n"
+            "routes: [{name: r, targets: [a/zz]}]",
+            env={"K": "sk-very-secret"},
+        )
     assert "sk-very-secret" not in str(err.value)
-    good = parse_config("providers: [{id: a, adapter: openai, base_url: 'https://x', api_key: '${K}', models: [{name: m}]}]", env={"K": "sk-very-secret"})
+    good = parse_config(
+        "providers: [{id: a, adapter: openai, base_url: 'https://x', api_key: '${K}', models: [{name: m}]}]",
+        env={"K": "sk-very-secret"},
+    )
     assert "sk-very-secret" not in repr(good) and "sk-very-secret" not in good.model_dump_json()
 
 

@@ -278,7 +278,9 @@ def test_illegal_moves_raise() -> None:
 
 
 def test_time_spent_closed_earns_back_open_levels() -> None:
-    b = brk(open_duration=10.0, open_duration_max=80.0, consecutive_failures=1, half_open_successes=1, half_open_trials=1)
+    b = brk(
+        open_duration=10.0, open_duration_max=80.0, consecutive_failures=1, half_open_successes=1, half_open_trials=1
+    )
     b.record(ob(E.TIMEOUT), 0.0)
     b.poll(10.0)
     b.record(ob(E.TIMEOUT), 10.0)  # reopen: 20 s

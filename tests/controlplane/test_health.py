@@ -61,7 +61,9 @@ def test_initial_table_has_every_target_and_route_order(model: HealthModel) -> N
     assert t.config_hash == model.config.hash
 
 
-def test_region_block_withdraws_and_fails_over_with_exactly_one_event_each(model: HealthModel, clock: FakeClock) -> None:
+def test_region_block_withdraws_and_fails_over_with_exactly_one_event_each(
+    model: HealthModel, clock: FakeClock
+) -> None:
     clock.advance(1)
     o = model.ingest(ob(clock, "a/m", E.REGION_BLOCKED, status=403, code="unsupported_country_region_territory"))
     assert types(o) == ["target.state_changed", "target.withdrawn", "route.primary_changed"]
@@ -217,7 +219,14 @@ def test_drain_and_undrain_a_target_with_audit_events(model: HealthModel, clock:
     until = clock.wall() + timedelta(minutes=10)
     o = model.drain(target="a/m", reason="maintenance", until=until, actor="alice")
     assert types(o) == ["target.state_changed", "override.changed", "route.primary_changed"]
-    assert o.events[1].data == {"action": "drain", "target": "a/m", "provider": None, "reason": "maintenance", "until": "2026-01-01T00:10:00Z", "actor": "alice"}
+    assert o.events[1].data == {
+        "action": "drain",
+        "target": "a/m",
+        "provider": None,
+        "reason": "maintenance",
+        "until": "2026-01-01T00:10:00Z",
+        "actor": "alice",
+    }
     e = model.table.targets["a/m"]
     assert e.state is State.DRAINED and not e.admissible
     assert e.reason == "drained: maintenance by alice since 00:00:00 until 00:10:00"
@@ -259,7 +268,9 @@ def test_undrain_returns_a_withdrawn_target_to_withdrawn(model: HealthModel, clo
         ({"target": "a/m", "actor": ""}, "actor is required"),
     ],
 )
-def test_drain_rejects_bad_requests_clearly(model: HealthModel, clock: FakeClock, kwargs: dict[str, Any], message: str) -> None:
+def test_drain_rejects_bad_requests_clearly(
+    model: HealthModel, clock: FakeClock, kwargs: dict[str, Any], message: str
+) -> None:
     args: dict[str, Any] = {"reason": "r", "until": None, "actor": "ops", **kwargs}
     if args["until"] == "past":
         args["until"] = clock.wall() - timedelta(seconds=1)
@@ -278,7 +289,9 @@ def test_metrics_only_reports_would_open_but_keeps_admitting(clock: FakeClock) -
     assert primary(m) in ("a/m", "b/m")
 
 
-def test_set_config_keeps_states_adds_closed_drops_removed_and_rechecks_withdrawn(model: HealthModel, clock: FakeClock) -> None:
+def test_set_config_keeps_states_adds_closed_drops_removed_and_rechecks_withdrawn(
+    model: HealthModel, clock: FakeClock
+) -> None:
     model.ingest(ob(clock, "b/m", E.REGION_BLOCKED))
     for _ in range(3):
         model.ingest(ob(clock, "a/m", E.TIMEOUT))

@@ -45,7 +45,9 @@ class FakeHealth:
             return Out()
         self.version += 1
         self.table = self._table()
-        return Out([], [Event("target.state_changed", self.clock.wall(), fails[0].target, {"n": len(fails)})], self.table)
+        return Out(
+            [], [Event("target.state_changed", self.clock.wall(), fails[0].target, {"n": len(fails)})], self.table
+        )
 
     def tick(self) -> Out:
         return Out()
@@ -111,7 +113,12 @@ async def test_batches_are_stored_ingested_persisted_then_published(parts: Any, 
     assert [e.id for e in sink.events] == seen_in_store  # ids assigned by the store before the bus saw them
     assert store.load_health()[0] == {"seen": 25, "version": health.version}
     assert m.registry.get_sample_value("turnout_table_version") == health.version
-    assert m.registry.get_sample_value("turnout_observations_total", {"provider": "p0", "model": "m0", "source": "probe", "error_class": "ok"}) == 23
+    assert (
+        m.registry.get_sample_value(
+            "turnout_observations_total", {"provider": "p0", "model": "m0", "source": "probe", "error_class": "ok"}
+        )
+        == 23
+    )
 
 
 async def test_submit_never_blocks_and_a_full_queue_drops_and_counts(parts: Any, clock: FakeClock) -> None:
@@ -124,7 +131,9 @@ async def test_submit_never_blocks_and_a_full_queue_drops_and_counts(parts: Any,
     assert health.seen == 3
 
 
-async def test_a_table_that_could_not_be_persisted_is_not_published_until_it_is(parts: Any, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_table_that_could_not_be_persisted_is_not_published_until_it_is(
+    parts: Any, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store, health, pub, sink, m, pipe = parts
     real = store.save_health
 

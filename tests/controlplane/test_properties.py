@@ -52,7 +52,9 @@ undrain_op = st.tuples(st.just("undrain"), st.sampled_from(TARGETS))
 ops = st.lists(st.one_of(obs_op, obs_op, obs_op, tick_op, drain_op, undrain_op), max_size=80)
 
 
-def run(ops_: list[tuple[Any, ...]], metrics_only: bool) -> tuple[HealthModel, FakeClock, list[Outcome], list[tuple[Any, ...]]]:
+def run(
+    ops_: list[tuple[Any, ...]], metrics_only: bool
+) -> tuple[HealthModel, FakeClock, list[Outcome], list[tuple[Any, ...]]]:
     clock = FakeClock()
     m = HealthModel(config(metrics_only), clock, rerank_interval=0.0)
     outs: list[Outcome] = []
@@ -61,8 +63,17 @@ def run(ops_: list[tuple[Any, ...]], metrics_only: bool) -> tuple[HealthModel, F
         if kind == "obs":
             _, t, cls, lat, ra, scope, dt = op
             clock.advance(dt)
-            o = Observation(target=t, at=clock.wall(), source=Source.PROBE, kind="completion", error_class=cls,
-                            latency_s=lat, retry_after_s=ra, scope=scope, status=500)
+            o = Observation(
+                target=t,
+                at=clock.wall(),
+                source=Source.PROBE,
+                kind="completion",
+                error_class=cls,
+                latency_s=lat,
+                retry_after_s=ra,
+                scope=scope,
+                status=500,
+            )
             outs.append(m.ingest(o))
         elif kind == "tick":
             clock.advance(op[1])

@@ -97,7 +97,14 @@ def test_lower_latency_lower_errors_and_lower_price_score_higher() -> None:
         cand("us1/m", latency_p50_s=0.5, ttft_p50_s=0.2, error_rate=0.0), W
     )
     big = cand("us2/big")
-    no_priority = Candidate(target=big.target, provider=big.provider, model=big.model.model_copy(update={"priority": 0}), state=State.CLOSED, admissible=True, reason="")
+    no_priority = Candidate(
+        target=big.target,
+        provider=big.provider,
+        model=big.model.model_copy(update={"priority": 0}),
+        state=State.CLOSED,
+        admissible=True,
+        reason="",
+    )
     assert score(big, W) == pytest.approx(score(no_priority, W) + 5 * 0.05 * W.weight_priority)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+
 import pytest
 
 from controlplane.config_loader import load_config
@@ -31,8 +32,17 @@ class Script:
 
     async def probe(self, target: TargetRef, ctx: ProbeContext) -> list[Observation]:
         at = ctx.clock.wall()
-        return [Observation(target=t.key, at=at, source=Source.PROBE, kind="completion",
-                            error_class=self.answer.get(t.key, ErrorClass.OK), latency_s=0.2) for t in ctx.report_targets(target)]
+        return [
+            Observation(
+                target=t.key,
+                at=at,
+                source=Source.PROBE,
+                kind="completion",
+                error_class=self.answer.get(t.key, ErrorClass.OK),
+                latency_s=0.2,
+            )
+            for t in ctx.report_targets(target)
+        ]
 
 
 def _write(tmp_path: Path, completion: str = "30s") -> Path:
@@ -42,8 +52,14 @@ def _write(tmp_path: Path, completion: str = "30s") -> Path:
 
 
 async def _runtime(path: Path, clock: FakeClock, script: Script) -> Runtime:
-    rt = Runtime(load_config(path), clock=clock, config_path=str(path), kinds={"catalogue": script.probe, "completion": script.probe},
-                 fire=False, webhooks=False)
+    rt = Runtime(
+        load_config(path),
+        clock=clock,
+        config_path=str(path),
+        kinds={"catalogue": script.probe, "completion": script.probe},
+        fire=False,
+        webhooks=False,
+    )
     await rt.start()
     return rt
 
@@ -88,14 +104,20 @@ async def test_restart_resumes_states_and_table_versions(tmp_path: Path, clock: 
         await rt2.stop()
 
 
-async def test_reload_applies_a_valid_file_and_keeps_the_old_config_on_a_bad_one(tmp_path: Path, clock: FakeClock) -> None:
+async def test_reload_applies_a_valid_file_and_keeps_the_old_config_on_a_bad_one(
+    tmp_path: Path, clock: FakeClock
+) -> None:
     path, script = _write(tmp_path), Script()
     rt = await _runtime(path, clock, script)
     sink = EventSink()
     rt.bus.subscribe(sink)
     try:
         old = rt.config
-        path.write_text(path.read_text().replace("adapter: openai, base_url: \"http://127.0.0.1:9/b", "adapter: nope, base_url: \"http://127.0.0.1:9/b"))
+        path.write_text(
+            path.read_text().replace(
+                'adapter: openai, base_url: "http://127.0.0.1:9/b', 'adapter: nope, base_url: "http://127.0.0.1:9/b'
+            )
+        )
         with pytest.raises(ConfigError, match="unknown adapter 'nope'"):
             await rt.reload_config()
         assert rt.config is old and sink.types() == []
@@ -115,8 +137,9 @@ async def test_stop_is_clean_and_idempotent(tmp_path: Path, clock: FakeClock) ->
     assert rt.session.closed and rt.metrics.registry.get_sample_value("turnout_ready") == 0
 
 
-
-async def test_control_app_mounts_available_installers_and_falls_back_to_its_own_probes(tmp_path: Path, clock: FakeClock) -> None:
+async def test_control_app_mounts_available_installers_and_falls_back_to_its_own_probes(
+    tmp_path: Path, clock: FakeClock
+) -> None:
     from aiohttp.test_utils import TestClient, TestServer
 
     from controlplane.api.app import build_control_app

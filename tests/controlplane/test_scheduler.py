@@ -30,15 +30,27 @@ class Sink:
 def _sched(cfg_kinds: str = "", clock: FakeClock | None = None, **kw: object) -> tuple[ProbeScheduler, Sink]:
     cfg = make_config(probes=cfg_kinds) if cfg_kinds else make_config()
     sink = Sink()
-    s = ProbeScheduler(cfg, clock or FakeClock(), session=None, sink=sink, adapter_for=lambda p: ScriptedAdapter(), **kw)  # type: ignore[arg-type]
+    s = ProbeScheduler(
+        cfg, clock or FakeClock(), session=None, sink=sink, adapter_for=lambda p: ScriptedAdapter(), **kw
+    )  # type: ignore[arg-type]
     return s, sink
 
 
 def test_plan_has_one_catalogue_job_per_provider_and_one_completion_job_per_target() -> None:
-    cfg = make_config(extra="", probes="probes: {kinds: {catalogue: {interval: 60s}, completion: {interval: 5m}, status_page: {}, count_tokens: {}, health: {enabled: false}}}")
+    cfg = make_config(
+        extra="",
+        probes="probes: {kinds: {catalogue: {interval: 60s}, completion: {interval: 5m}, status_page: {}, count_tokens: {}, health: {enabled: false}}}",
+    )
     keys = sorted(j.key for j in plan_jobs(cfg))
     # status_page needs a status page URL, count_tokens an anthropic/gemini adapter: neither applies here
-    assert keys == ["catalogue:p0", "catalogue:p1", "completion:p0/m0", "completion:p0/m1", "completion:p1/m0", "completion:p1/m1"]
+    assert keys == [
+        "catalogue:p0",
+        "catalogue:p1",
+        "completion:p0/m0",
+        "completion:p0/m1",
+        "completion:p1/m0",
+        "completion:p1/m1",
+    ]
     cat = next(j for j in plan_jobs(cfg) if j.key == "catalogue:p0")
     assert cat.targets == (TargetRef("p0", "m0"), TargetRef("p0", "m1")) and cat.interval == 60.0
 
@@ -90,7 +102,14 @@ async def test_targets_and_kinds_probed_at_their_intervals_with_jitter_bounded_a
         await sched.run_due()
         clock.advance(step)
 
-    assert set(calls) == {"catalogue:p0", "catalogue:p1", "completion:p0/m0", "completion:p0/m1", "completion:p1/m0", "completion:p1/m1"}
+    assert set(calls) == {
+        "catalogue:p0",
+        "catalogue:p1",
+        "completion:p0/m0",
+        "completion:p0/m1",
+        "completion:p1/m0",
+        "completion:p1/m1",
+    }
     for key, times in calls.items():
         interval = 60.0 if key.startswith("catalogue") else 20.0
         gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
@@ -134,7 +153,12 @@ async def test_a_probe_that_raises_yields_bad_response_naming_the_exception() ->
     out = await sched.run_probe_job("p0/m1", "completion")
     assert [(o.target, o.error_class, o.code) for o in out] == [("p0/m1", ErrorClass.BAD_RESPONSE, "probe_error")]
     assert "KeyError" in out[0].detail and sink.observations == out
-    assert m.registry.get_sample_value("turnout_probe_duration_seconds_count", {"provider": "p0", "model": "m1", "kind": "completion"}) == 1
+    assert (
+        m.registry.get_sample_value(
+            "turnout_probe_duration_seconds_count", {"provider": "p0", "model": "m1", "kind": "completion"}
+        )
+        == 1
+    )
 
 
 async def test_health_decides_which_targets_are_probed_and_skips_are_counted() -> None:
@@ -147,7 +171,12 @@ async def test_health_decides_which_targets_are_probed_and_skips_are_counted() -
     sched, sink = _sched(metrics=m, health=Health())
     sched.adapter_for = lambda p: adapter  # type: ignore[assignment, return-value]
     assert await sched.run_probe_job("p0/m1", "completion") == []
-    assert m.registry.get_sample_value("turnout_probes_skipped_total", {"provider": "p0", "model": "m1", "kind": "completion", "reason": "not_due"}) == 1
+    assert (
+        m.registry.get_sample_value(
+            "turnout_probes_skipped_total", {"provider": "p0", "model": "m1", "kind": "completion", "reason": "not_due"}
+        )
+        == 1
+    )
     out = await sched.run_probe_job("p0/m0", "catalogue")  # provider-level: reports only the targets health wants
     assert [o.target for o in out] == ["p0/m0"] and out[0].ok
     assert await sched.run_probe_job("nope/x", "completion") == []

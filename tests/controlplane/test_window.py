@@ -8,7 +8,13 @@ from controlplane.window import SlidingWindow, Verdict
 
 
 def _win(**kw: float) -> SlidingWindow:
-    args: dict[str, float] = dict(min_calls=4, failure_rate_threshold=0.5, slow_call_threshold=2.0, slow_call_rate_threshold=0.5, consecutive_failures=3)
+    args: dict[str, float] = dict(
+        min_calls=4,
+        failure_rate_threshold=0.5,
+        slow_call_threshold=2.0,
+        slow_call_rate_threshold=0.5,
+        consecutive_failures=3,
+    )
     args.update(kw)
     return SlidingWindow(60.0, **args)  # type: ignore[arg-type]
 
@@ -89,7 +95,15 @@ def test_percentiles_unknown_without_successes() -> None:
 
 
 def test_sample_cap_bounds_memory_and_keeps_counts_right() -> None:
-    w = SlidingWindow(60, min_calls=1, failure_rate_threshold=0.5, slow_call_threshold=9, slow_call_rate_threshold=1, consecutive_failures=99, max_samples=10)
+    w = SlidingWindow(
+        60,
+        min_calls=1,
+        failure_rate_threshold=0.5,
+        slow_call_threshold=9,
+        slow_call_rate_threshold=1,
+        consecutive_failures=99,
+        max_samples=10,
+    )
     for i in range(15):
         w.add(i * 0.01, failed=i < 5)
     snap = w.snapshot(0.2)
@@ -99,4 +113,11 @@ def test_sample_cap_bounds_memory_and_keeps_counts_right() -> None:
 
 def test_rejects_a_non_positive_window() -> None:
     with pytest.raises(ValueError, match="window must be positive"):
-        SlidingWindow(0, min_calls=1, failure_rate_threshold=0.5, slow_call_threshold=1, slow_call_rate_threshold=1, consecutive_failures=1)
+        SlidingWindow(
+            0,
+            min_calls=1,
+            failure_rate_threshold=0.5,
+            slow_call_threshold=1,
+            slow_call_rate_threshold=1,
+            consecutive_failures=1,
+        )

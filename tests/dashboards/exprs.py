@@ -45,11 +45,7 @@ def dashboard_exprs() -> list[tuple[str, str]]:
 def rule_exprs() -> list[tuple[str, str]]:
     """(where, expr) for every recording and alerting rule."""
     doc = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text(encoding="utf-8"))
-    return [
-        (f"alerts.yml: {r.get('alert') or r.get('record')}", r["expr"])
-        for g in doc["groups"]
-        for r in g["rules"]
-    ]
+    return [(f"alerts.yml: {r.get('alert') or r.get('record')}", r["expr"]) for g in doc["groups"] for r in g["rules"]]
 
 
 _LABEL_VALUES = re.compile(r"^label_values\((?P<metric>[^,]+),\s*(?P<label>\w+)\)$")

@@ -22,13 +22,13 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from dataplane.proxy import build_data_app
 from adapters.sim import Simulator
+from controlplane.api.app import build_control_app
 from controlplane.clock import FakeClock
 from controlplane.config_loader import parse_config
-from controlplane.api.app import build_control_app
 from controlplane.domain import State
 from controlplane.runtime import Runtime
+from dataplane.proxy import build_data_app
 from tests.support import free_port, serve_app
 
 __all__ = ["KEY", "SIM", "TARGETS", "Turnout", "Traffic", "running_turnout"]
@@ -53,22 +53,24 @@ def _config(sim: Simulator, db: Path) -> str:
     def provider(pid: str, adapter: str, models: str) -> str:
         return f'  - {{id: {pid}, adapter: {adapter}, base_url: "{sim.base_url(pid)}", api_key: "${{SIM_KEY}}", models: [{models}]}}'
 
-    return "\n".join([
-        f'database: {{url: "sqlite:///{db}"}}',
-        "providers:",
-        provider("openai", "openai", "{name: gpt-4o, price: {input: 2.5, output: 10}}, {name: gpt-4o-mini}"),
-        provider("anthropic", "anthropic", "{name: claude-sonnet-4, price: {input: 3, output: 15}}"),
-        provider("deepseek", "openai", "{name: deepseek-chat}"),
-        "routes:",
-        "  - {name: frontier, targets: [openai/gpt-4o, anthropic/claude-sonnet-4, deepseek/deepseek-chat]}",
-        "  - {name: cheap-fast, targets: [deepseek/deepseek-chat]}",
-        "  - {name: mini, targets: [openai/gpt-4o-mini, anthropic/claude-sonnet-4]}",
-        "probes: {interval: 30s, kinds: {completion: {interval: 30s}}}",
-        "dataplane: {first_byte_timeout: 2s, stall_timeout: 2s, total_timeout: 8s, connect_timeout: 1s}",
-        'auth: {tokens: [{token: "${ADMIN}", scope: admin}]}',
-        'webhooks: {allow_private_networks: ["127.0.0.0/8"]}',
-        "",
-    ])
+    return "\n".join(
+        [
+            f'database: {{url: "sqlite:///{db}"}}',
+            "providers:",
+            provider("openai", "openai", "{name: gpt-4o, price: {input: 2.5, output: 10}}, {name: gpt-4o-mini}"),
+            provider("anthropic", "anthropic", "{name: claude-sonnet-4, price: {input: 3, output: 15}}"),
+            provider("deepseek", "openai", "{name: deepseek-chat}"),
+            "routes:",
+            "  - {name: frontier, targets: [openai/gpt-4o, anthropic/claude-sonnet-4, deepseek/deepseek-chat]}",
+            "  - {name: cheap-fast, targets: [deepseek/deepseek-chat]}",
+            "  - {name: mini, targets: [openai/gpt-4o-mini, anthropic/claude-sonnet-4]}",
+            "probes: {interval: 30s, kinds: {completion: {interval: 30s}}}",
+            "dataplane: {first_byte_timeout: 2s, stall_timeout: 2s, total_timeout: 8s, connect_timeout: 1s}",
+            'auth: {tokens: [{token: "${ADMIN}", scope: admin}]}',
+            'webhooks: {allow_private_networks: ["127.0.0.0/8"]}',
+            "",
+        ]
+    )
 
 
 @dataclass
@@ -82,7 +84,9 @@ class Turnout:
     webhooks: dict[str, str]  # receiver name ("ok", "down") -> endpoint id
 
     async def admin_post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        async with self.session.post(f"{self.url}{path}", json=body or {}, headers={"Authorization": f"Bearer {ADMIN}"}) as resp:
+        async with self.session.post(
+            f"{self.url}{path}", json=body or {}, headers={"Authorization": f"Bearer {ADMIN}"}
+        ) as resp:
             assert resp.status < 300, (path, resp.status, await resp.text())
             doc: dict[str, Any] = await resp.json() if resp.content_type == "application/json" else {}
             return doc
@@ -99,8 +103,9 @@ class Turnout:
 
     async def request(self, route: str, *, stream: bool = False) -> int:
         """One client request through the data plane; returns the HTTP status."""
-        async with self.session.post(f"{self.data_url}/v1/chat/completions",
-                                     json={"model": route, "stream": stream, **MSG}) as resp:
+        async with self.session.post(
+            f"{self.data_url}/v1/chat/completions", json={"model": route, "stream": stream, **MSG}
+        ) as resp:
             await resp.read()
             return resp.status
 
@@ -175,7 +180,9 @@ async def running_turnout(tmp_path: Path) -> AsyncIterator[Turnout]:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
                 turnout = Turnout(urls[0], urls[1], rt, sim, clock, session, {})
                 for name, url in receivers.items():
-                    created = await turnout.admin_post("/api/v1/webhooks", {"url": url, "description": f"metrics test ({name})"})
+                    created = await turnout.admin_post(
+                        "/api/v1/webhooks", {"url": url, "description": f"metrics test ({name})"}
+                    )
                     turnout.webhooks[name] = created["id"]
                 yield turnout
         finally:

@@ -75,9 +75,17 @@ def test_uptime_dashboard_has_the_panels_the_issue_asks_for() -> None:
     types = {p["type"] for p in d["panels"]}
     assert {"state-timeline", "table", "bargauge", "timeseries", "stat"} <= types
     exprs = " ".join(e for _, e in dashboard_exprs() if _.startswith("turnout-uptime.json"))
-    for metric in ("turnout_target_up", "turnout_target_state", "turnout_latency_seconds_bucket", "turnout_ttft_seconds_bucket",
-                   "turnout_observations_total", "turnout_capacity_headroom_ratio", "turnout_dataplane_failovers_total",
-                   "turnout_route_target_rank", "$__range"):
+    for metric in (
+        "turnout_target_up",
+        "turnout_target_state",
+        "turnout_latency_seconds_bucket",
+        "turnout_ttft_seconds_bucket",
+        "turnout_observations_total",
+        "turnout_capacity_headroom_ratio",
+        "turnout_dataplane_failovers_total",
+        "turnout_route_target_rank",
+        "$__range",
+    ):
         assert metric in exprs, metric
 
 

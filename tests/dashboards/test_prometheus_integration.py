@@ -41,17 +41,28 @@ def _prometheus(tmp_path: Path, scrape: str) -> Iterator[str]:
     require_integration(binary is not None, "prometheus not installed (Debian package prometheus)")
     rules = _test_rules(tmp_path)
     config = tmp_path / "prometheus.yml"
-    config.write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "900ms"},
-        "rule_files": [str(rules)],
-        "scrape_configs": [{"job_name": "turnout", "static_configs": [{"targets": [scrape]}]}],
-    }), encoding="utf-8")
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "900ms"},
+                "rule_files": [str(rules)],
+                "scrape_configs": [{"job_name": "turnout", "static_configs": [{"targets": [scrape]}]}],
+            }
+        ),
+        encoding="utf-8",
+    )
     port = free_port()
     log = (tmp_path / "prometheus.log").open("w")
     proc = subprocess.Popen(
-        [str(binary), f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            str(binary),
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         yield f"http://127.0.0.1:{port}"
@@ -107,14 +118,24 @@ async def test_every_dashboard_and_alert_expression_returns_data(tmp_path: Path)
                                 del pending[where]
                         if pending:
                             await asyncio.sleep(0.5)  # scrapes and rule evaluations happen every second
-                    assert not errors, "expressions Prometheus rejects:\n" + "\n".join(f"{k}: {v}" for k, v in errors.items())
+                    assert not errors, "expressions Prometheus rejects:\n" + "\n".join(
+                        f"{k}: {v}" for k, v in errors.items()
+                    )
                     assert not pending, "expressions with no data after the failover:\n" + "\n".join(
-                        f"{k}: {v}" for k, v in pending.items())
+                        f"{k}: {v}" for k, v in pending.items()
+                    )
 
                     # the alerts the failover should raise become pending (or firing) in the real Prometheus
-                    expected = {"TurnoutRouteExhausted", "TurnoutRoutePanic", "TurnoutTargetWithdrawn", "TurnoutProviderDown",
-                                "TurnoutErrorBudgetBurnFast", "TurnoutErrorBudgetBurnSlow", "TurnoutWebhookBacklog",
-                                "TurnoutProbeSchedulerLag"}
+                    expected = {
+                        "TurnoutRouteExhausted",
+                        "TurnoutRoutePanic",
+                        "TurnoutTargetWithdrawn",
+                        "TurnoutProviderDown",
+                        "TurnoutErrorBudgetBurnFast",
+                        "TurnoutErrorBudgetBurnSlow",
+                        "TurnoutWebhookBacklog",
+                        "TurnoutProbeSchedulerLag",
+                    }
                     alerts: set[str] = set()
                     while not expected <= alerts and loop.time() < deadline:
                         async with session.get(f"{prom}/api/v1/alerts") as resp:
@@ -126,7 +147,10 @@ async def test_every_dashboard_and_alert_expression_returns_data(tmp_path: Path)
                     # and the state timeline reads the withdrawn code for deepseek
                     timeline = next(e for w, e in dashboard_exprs() if "state timeline" in w)
                     body = await _query(session, prom, concrete(timeline))
-                    codes = {r["metric"]["provider"] + "/" + r["metric"]["model"]: float(r["value"][1]) for r in body["data"]["result"]}
+                    codes = {
+                        r["metric"]["provider"] + "/" + r["metric"]["model"]: float(r["value"][1])
+                        for r in body["data"]["result"]
+                    }
                     assert codes["deepseek/deepseek-chat"] == 3 and codes["openai/gpt-4o"] == 2
         finally:
             traffic.cancel()

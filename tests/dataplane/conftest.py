@@ -9,10 +9,10 @@ from typing import Any
 import openai
 import pytest
 
-from dataplane.http.messages import App
-from dataplane.proxy import build_data_app
 from adapters.sim import Simulator
 from controlplane.config import Config
+from dataplane.http.messages import App
+from dataplane.proxy import build_data_app
 from tests.dataplane.helpers import Rt, StaticTables, make_table, parse
 from tests.fakes import FakeClock
 from tests.support import serve_app
@@ -33,13 +33,13 @@ SIM: dict[str, Any] = {
 def turnout_yaml(sim: Simulator, extra: str = "", routes: str = "") -> str:
     return f"""
 providers:
-  - {{id: oa, adapter: openai, base_url: "{sim.base_url('oa')}", api_key: "${{SIM_KEY}}", jurisdiction: us,
+  - {{id: oa, adapter: openai, base_url: "{sim.base_url("oa")}", api_key: "${{SIM_KEY}}", jurisdiction: us,
      models: [{{name: gpt-x, context_window: 8192, price: {{input: 2, output: 8}}}}]}}
-  - {{id: ob, adapter: openai, base_url: "{sim.base_url('ob')}", api_key: "${{SIM_KEY}}", jurisdiction: eu, zero_retention: true,
+  - {{id: ob, adapter: openai, base_url: "{sim.base_url("ob")}", api_key: "${{SIM_KEY}}", jurisdiction: eu, zero_retention: true,
      models: [{{name: gpt-x, context_window: 8192, price: {{input: 1, output: 4}}}}]}}
-  - {{id: an, adapter: anthropic, base_url: "{sim.base_url('an')}", api_key: "${{SIM_KEY}}", jurisdiction: us,
+  - {{id: an, adapter: anthropic, base_url: "{sim.base_url("an")}", api_key: "${{SIM_KEY}}", jurisdiction: us,
      models: [{{name: claude-x, context_window: 200000, price: {{input: 3, output: 15}}}}]}}
-  - {{id: gg, adapter: gemini, base_url: "{sim.base_url('gg')}", api_key: "${{SIM_KEY}}", jurisdiction: us,
+  - {{id: gg, adapter: gemini, base_url: "{sim.base_url("gg")}", api_key: "${{SIM_KEY}}", jurisdiction: us,
      models: [{{name: gem-x, context_window: 1000000}}]}}
 routes:
   - {{name: main, targets: [oa/gpt-x, ob/gpt-x]}}
@@ -84,8 +84,15 @@ async def make_env(sim: Simulator) -> AsyncIterator[Callable[..., Awaitable[Env]
         app = build_data_app(rt)
         runner, port = await start_app(app)
         url = f"http://127.0.0.1:{port}/v1"
-        env = Env(sim, rt, cfg, url, openai.AsyncOpenAI(base_url=url, api_key="client-key", max_retries=0),
-                  openai.OpenAI(base_url=url, api_key="client-key", max_retries=0), app)
+        env = Env(
+            sim,
+            rt,
+            cfg,
+            url,
+            openai.AsyncOpenAI(base_url=url, api_key="client-key", max_retries=0),
+            openai.OpenAI(base_url=url, api_key="client-key", max_retries=0),
+            app,
+        )
         started.append((runner, env))
         return env
 

@@ -50,13 +50,29 @@ class Rt:
     store: Any = None
 
 
-def entry(target: str, state: State = State.CLOSED, *, rank: int | None = 1, admissible: bool | None = None,
-          adapter: str = "openai", **kw: Any) -> TableEntry:
+def entry(
+    target: str,
+    state: State = State.CLOSED,
+    *,
+    rank: int | None = 1,
+    admissible: bool | None = None,
+    adapter: str = "openai",
+    **kw: Any,
+) -> TableEntry:
     provider, _, model = target.partition("/")
     adm = state in (State.CLOSED, State.HALF_OPEN) if admissible is None else admissible
-    return TableEntry(target=target, provider=provider, model=model, state=state, admissible=adm,
-                      rank=rank if adm else None, score=1.0 if adm else None, reason="" if adm else f"{state} (test)",
-                      adapter=adapter, **kw)
+    return TableEntry(
+        target=target,
+        provider=provider,
+        model=model,
+        state=state,
+        admissible=adm,
+        rank=rank if adm else None,
+        score=1.0 if adm else None,
+        reason="" if adm else f"{state} (test)",
+        adapter=adapter,
+        **kw,
+    )
 
 
 def make_table(cfg: Config, version: int = 1, overrides: dict[str, TableEntry] | None = None) -> Table:
@@ -65,7 +81,9 @@ def make_table(cfg: Config, version: int = 1, overrides: dict[str, TableEntry] |
     adapters = {p.id: p.adapter for p in cfg.providers}
     routes = {}
     for r in cfg.routes:
-        es = [overrides.get(t) or entry(t, rank=i + 1, adapter=adapters[t.split("/")[0]]) for i, t in enumerate(r.targets)]
+        es = [
+            overrides.get(t) or entry(t, rank=i + 1, adapter=adapters[t.split("/")[0]]) for i, t in enumerate(r.targets)
+        ]
         es.sort(key=lambda e: not e.admissible)
         routes[r.name] = RouteRanking(r.name, tuple(es))
     targets = {t.key: overrides.get(t.key) or entry(t.key, adapter=adapters[t.provider]) for t in cfg.targets()}

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,8 +14,8 @@ from aiohttp import web
 from sqlalchemy import Engine, create_engine, select, text
 from sqlmodel import Session
 
-from dataplane.proxy import DATA_STATE
 from controlplane.decisions import Decision, DecisionLog, DecisionRow, install, summarise
+from dataplane.proxy import DATA_STATE
 from tests.dataplane.conftest import Env, start_app
 from tests.fakes import FakeClock
 from tests.support import require_integration
@@ -45,7 +45,11 @@ async def test_requests_leave_rows_with_attempts_tokens_and_cost_and_the_usage_a
     with Session(engine) as s:
         rows = s.execute(select(DecisionRow).order_by(DecisionRow.id)).scalars().all()  # type: ignore[arg-type]
     assert [(r.target, r.outcome, r.n_attempts, r.tag) for r in rows] == [
-        ("oa/gpt-x", "ok", 1, "team-a"), ("ob/gpt-x", "ok", 2, "team-b"), ("ob/gpt-x", "ok", 2, "team-a"), (None, "exhausted", 2, "team-b")]
+        ("oa/gpt-x", "ok", 1, "team-a"),
+        ("ob/gpt-x", "ok", 2, "team-b"),
+        ("ob/gpt-x", "ok", 2, "team-a"),
+        (None, "exhausted", 2, "team-b"),
+    ]
     first = rows[0]
     assert first.tokens_in > 0 and first.tokens_out > 0
     assert first.cost_usd == pytest.approx((first.tokens_in * 2 + first.tokens_out * 8) / 1e6)  # oa's prices
@@ -72,7 +76,9 @@ async def test_requests_leave_rows_with_attempts_tokens_and_cost_and_the_usage_a
         await runner.cleanup()
     by_tag = {row["tag"]: row for row in usage["rows"]}
     assert by_tag["team-a"]["requests"] == 2 and by_tag["team-a"]["errors"] == 0
-    assert by_tag["team-b"]["requests"] == 2 and by_tag["team-b"]["errors"] == 1 and by_tag["team-b"]["failed_over"] == 2
+    assert (
+        by_tag["team-b"]["requests"] == 2 and by_tag["team-b"]["errors"] == 1 and by_tag["team-b"]["failed_over"] == 2
+    )
     assert usage["total"]["requests"] == 4
     assert usage["total"]["cost_usd"] == pytest.approx(sum(r.cost_usd for r in rows), abs=1e-6)
     assert by_target["ob/gpt-x"]["requests"] == 2
@@ -86,8 +92,17 @@ async def test_rows_past_the_retention_are_pruned(tmp_path: Path) -> None:
     log.ensure_schema()
     now = datetime(2026, 1, 1, tzinfo=UTC)
     for age_h in (0, 2, 5):
-        log.record(Decision(at=now - timedelta(hours=age_h), route="main", target="oa/gpt-x", outcome="ok", status=200,
-                            stream=False, attempts=[("oa/gpt-x", "ok", 200)]))
+        log.record(
+            Decision(
+                at=now - timedelta(hours=age_h),
+                route="main",
+                target="oa/gpt-x",
+                outcome="ok",
+                status=200,
+                stream=False,
+                attempts=[("oa/gpt-x", "ok", 200)],
+            )
+        )
     assert await log.flush() == 3
     assert log.prune(now) == 2
     with Session(engine) as s:
@@ -100,15 +115,44 @@ async def test_rows_written_by_the_log_are_byte_for_byte_what_the_orm_writes(tmp
     engine = create_engine(f"sqlite:///{tmp_path / 'd.db'}")
     log = DecisionLog(engine, FakeClock(), retention_s=86400)
     log.ensure_schema()
-    d = Decision(at=datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC), route="main", target="oa/gpt-x", outcome="ok",
-                 status=200, stream=True, attempts=[("ob/gpt-x", "overloaded", 529), ("oa/gpt-x", "ok", 200)],
-                 tokens_in=12, tokens_out=3, cost_usd=0.000123, latency_s=0.25, ttft_s=None, tag="team-ä", table_version=7)
+    d = Decision(
+        at=datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC),
+        route="main",
+        target="oa/gpt-x",
+        outcome="ok",
+        status=200,
+        stream=True,
+        attempts=[("ob/gpt-x", "overloaded", 529), ("oa/gpt-x", "ok", 200)],
+        tokens_in=12,
+        tokens_out=3,
+        cost_usd=0.000123,
+        latency_s=0.25,
+        ttft_s=None,
+        tag="team-ä",
+        table_version=7,
+    )
     log.record(d)
     assert await log.flush() == 1
     with Session(engine) as s:
-        s.add(DecisionRow(at=d.at, route=d.route, tag=d.tag, target=d.target, outcome=d.outcome, status=d.status,
-                          stream=d.stream, n_attempts=2, attempts='[["ob/gpt-x","overloaded",529],["oa/gpt-x","ok",200]]',
-                          tokens_in=12, tokens_out=3, cost_usd=0.000123, latency_s=0.25, ttft_s=None, table_version=7))
+        s.add(
+            DecisionRow(
+                at=d.at,
+                route=d.route,
+                tag=d.tag,
+                target=d.target,
+                outcome=d.outcome,
+                status=d.status,
+                stream=d.stream,
+                n_attempts=2,
+                attempts='[["ob/gpt-x","overloaded",529],["oa/gpt-x","ok",200]]',
+                tokens_in=12,
+                tokens_out=3,
+                cost_usd=0.000123,
+                latency_s=0.25,
+                ttft_s=None,
+                table_version=7,
+            )
+        )
         s.commit()
     with engine.connect() as conn:
         raw = conn.exec_driver_sql("SELECT * FROM dataplane_decisions ORDER BY id").fetchall()
@@ -127,7 +171,9 @@ def _postgres_engine(schema: str) -> Engine | None:
             c.execute(f"CREATE SCHEMA {schema}")
     except Exception:
         return None
-    return create_engine("postgresql+psycopg://postgres@127.0.0.1/test", connect_args={"options": f"-csearch_path={schema}"})
+    return create_engine(
+        "postgresql+psycopg://postgres@127.0.0.1/test", connect_args={"options": f"-csearch_path={schema}"}
+    )
 
 
 @pytest.mark.postgres
@@ -141,8 +187,21 @@ async def test_decision_log_and_summary_work_on_postgres() -> None:
         log.ensure_schema()
         now = datetime(2026, 1, 1, tzinfo=UTC)
         for target, outcome, n in (("oa/gpt-x", "ok", 1), ("ob/gpt-x", "ok", 2), (None, "exhausted", 2)):
-            log.record(Decision(at=now, route="main", target=target, outcome=outcome, status=200, stream=False,
-                                attempts=[("oa/gpt-x", "overloaded", 503)] * n, tokens_in=10, tokens_out=5, cost_usd=0.5, tag="t"))
+            log.record(
+                Decision(
+                    at=now,
+                    route="main",
+                    target=target,
+                    outcome=outcome,
+                    status=200,
+                    stream=False,
+                    attempts=[("oa/gpt-x", "overloaded", 503)] * n,
+                    tokens_in=10,
+                    tokens_out=5,
+                    cost_usd=0.5,
+                    tag="t",
+                )
+            )
         assert await log.flush() == 3
         with Session(engine) as s:
             stored = s.execute(select(DecisionRow)).scalars().all()  # type: ignore[arg-type]

@@ -48,7 +48,13 @@ async def test_each_failover_fault_at_the_primary_is_answered_by_the_next_target
     assert env.rt.sink.classes("ob/gpt-x") == ["ok"]
     assert all(o.source == "live" and o.kind == "live" for o in env.rt.sink.observations)
     m = env.rt.metrics.registry.get_sample_value
-    assert m("turnout_dataplane_attempts_total", {"route": "main", "provider": "oa", "model": "gpt-x", "error_class": expected_class}) == attempts - 1
+    assert (
+        m(
+            "turnout_dataplane_attempts_total",
+            {"route": "main", "provider": "oa", "model": "gpt-x", "error_class": expected_class},
+        )
+        == attempts - 1
+    )
     assert m("turnout_dataplane_failovers_total", {"route": "main", "reason": expected_class}) == 1
 
 
@@ -56,7 +62,9 @@ async def test_sync_client_streams_from_the_next_target_when_the_primary_is_over
     env.sim.set_fault("oa", "overloaded")
 
     def run() -> tuple[str, str]:
-        with env.client.chat.completions.with_streaming_response.create(model="main", messages=MSG, stream=True) as resp:
+        with env.client.chat.completions.with_streaming_response.create(
+            model="main", messages=MSG, stream=True
+        ) as resp:
             target = resp.headers["x-turnout-target"]
             text = "".join(c.choices[0].delta.content or "" for c in resp.parse() if c.choices)
         return target, text
@@ -92,7 +100,10 @@ async def test_exhausted_route_answers_503_listing_each_attempt(env: Env) -> Non
     assert info.value.status_code == 503
     err = info.value.response.json()["error"]
     assert err["code"] == "no_admissible_target"
-    assert [(a["target"], a["error_class"]) for a in err["attempts"]] == [("oa/gpt-x", "overloaded"), ("ob/gpt-x", "region_blocked")]
+    assert [(a["target"], a["error_class"]) for a in err["attempts"]] == [
+        ("oa/gpt-x", "overloaded"),
+        ("ob/gpt-x", "region_blocked"),
+    ]
     assert "oa/gpt-x: overloaded" in err["message"]
 
 
@@ -130,7 +141,9 @@ async def test_an_error_before_the_first_chunk_reached_the_client_still_fails_ov
 async def test_upstream_cut_or_stall_after_content_is_never_a_clean_end(env: Env, fault: str, expected: str) -> None:
     env.sim.set_fault("oa", fault)
     env.sim.set_fault("oa", "slow_tokens", rate=50)  # tokens in separate reads: the first one is committed
-    async with env.aclient.chat.completions.with_streaming_response.create(model="main", messages=MSG, stream=True) as resp:
+    async with env.aclient.chat.completions.with_streaming_response.create(
+        model="main", messages=MSG, stream=True
+    ) as resp:
         body = b"".join([chunk async for chunk in resp.http_response.aiter_bytes()])
     assert b"data: [DONE]" not in body
     assert body.rstrip().endswith(b"}") and b'"error"' in body.rsplit(b"data: ", 1)[1]
@@ -142,14 +155,23 @@ async def test_upstream_cut_or_stall_after_content_is_never_a_clean_end(env: Env
 async def test_stream_usage_is_sent_only_when_the_client_asks(env: Env) -> None:
     plain = await env.aclient.chat.completions.create(model="main", messages=MSG, stream=True)
     assert [c.usage async for c in plain if c.usage is not None] == []
-    asked = await env.aclient.chat.completions.create(model="main", messages=MSG, stream=True,
-                                                      stream_options={"include_usage": True})
+    asked = await env.aclient.chat.completions.create(
+        model="main", messages=MSG, stream=True, stream_options={"include_usage": True}
+    )
     usage = [c.usage async for c in asked if c.usage is not None]
     assert len(usage) == 1 and usage[0].completion_tokens > 0
 
 
 async def test_tool_calls_pass_through_json_and_stream(env: Env) -> None:
-    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
     env.sim.set_fault("oa", "overloaded")  # translated path too: the answer comes from whichever target is next
     r = await env.aclient.chat.completions.create(model="cross", messages=MSG, tools=tools, tool_choice="required")  # type: ignore[arg-type]
     msg = r.choices[0].message

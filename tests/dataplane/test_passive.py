@@ -26,16 +26,21 @@ async def test_a_client_that_gives_up_never_counts_against_the_provider(env: Env
             async with s.post(f"{env.url}/chat/completions", json={**BODY, "stream": stream}) as r:
                 await r.read()
     requests = env.rt.metrics.registry.get_sample_value
-    await _until(lambda: (requests("turnout_dataplane_requests_total", {"route": "main", "outcome": "client_gone"}) or 0) == 1)  # the handler noticed the disconnect
+    await _until(
+        lambda: (requests("turnout_dataplane_requests_total", {"route": "main", "outcome": "client_gone"}) or 0) == 1
+    )  # the handler noticed the disconnect
     assert env.rt.sink.observations == []  # no timeout, no failure: the provider did nothing wrong
     assert env.requests("ob") == 0  # and no failover was started on the client's behalf
 
 
 async def test_a_slow_primary_is_hedged_and_the_first_answer_wins(make_env: Callable[..., Awaitable[Env]]) -> None:
-    env = await make_env(routes="  - {name: hedged, targets: [oa/gpt-x, ob/gpt-x], hedging: {enabled: true, min_delay: 50ms}}\n")
+    env = await make_env(
+        routes="  - {name: hedged, targets: [oa/gpt-x, ob/gpt-x], hedging: {enabled: true, min_delay: 50ms}}\n"
+    )
     env.sim.set_fault("oa", "latency", seconds=5)
     raw = await env.aclient.chat.completions.with_raw_response.create(
-        model="hedged", messages=BODY["messages"], extra_headers={"x-turnout-debug": "1"})  # type: ignore[arg-type]
+        model="hedged", messages=BODY["messages"], extra_headers={"x-turnout-debug": "1"}
+    )  # type: ignore[arg-type]
     assert raw.headers["x-turnout-target"] == "ob/gpt-x"
     trail = json.loads(raw.headers["x-turnout-decision"])
     assert any(n.startswith("hedged: ob/gpt-x") for n in trail["notes"])

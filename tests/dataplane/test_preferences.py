@@ -10,8 +10,17 @@ def test_no_preferences_is_the_shared_empty_value() -> None:
 
 
 def test_body_object_is_parsed_and_stripped_before_forwarding() -> None:
-    body = {"model": "m", "turnout": {"order": ["a/x", "b"], "allow_fallbacks": False, "deny_jurisdictions": ["cn"],
-                                      "require_zero_retention": True, "max_price": 3, "debug": True}}
+    body = {
+        "model": "m",
+        "turnout": {
+            "order": ["a/x", "b"],
+            "allow_fallbacks": False,
+            "deny_jurisdictions": ["cn"],
+            "require_zero_retention": True,
+            "max_price": 3,
+            "debug": True,
+        },
+    }
     p = parse_preferences(body, {})
     assert "turnout" not in body
     assert p.order == ("a/x", "b") and not p.allow_fallbacks and p.deny_jurisdictions == {"cn"}
@@ -19,7 +28,12 @@ def test_body_object_is_parsed_and_stripped_before_forwarding() -> None:
 
 
 def test_headers_are_read_and_the_body_wins_over_a_header() -> None:
-    headers = {"x-turnout-order": "a/x, b/y", "x-turnout-max-price": "5", "x-turnout-debug": "1", "x-turnout-tag": "team-a"}
+    headers = {
+        "x-turnout-order": "a/x, b/y",
+        "x-turnout-max-price": "5",
+        "x-turnout-debug": "1",
+        "x-turnout-tag": "team-a",
+    }
     p = parse_preferences({"turnout": {"max_price": 1}}, headers)
     assert p.order == ("a/x", "b/y") and p.max_price == 1.0 and p.debug and p.tag == "team-a"
 

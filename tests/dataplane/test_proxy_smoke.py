@@ -9,8 +9,8 @@ import openai
 import pytest
 
 from adapters.openai import OpenAIAdapter
-from dataplane.proxy import build_data_app
 from bench.dataplane.upstream import MODE, build_upstream
+from dataplane.proxy import build_data_app
 from tests.dataplane.helpers import Rt, StaticTables, make_table, parse
 from tests.support import serve_app
 
@@ -41,10 +41,14 @@ dataplane: {{first_byte_timeout: 2s, total_timeout: 5s}}
 
 async def test_json_and_stream_through_the_sdk(env: dict[str, Any]) -> None:
     client: openai.AsyncOpenAI = env["client"]
-    raw = await client.chat.completions.with_raw_response.create(model="main", messages=[{"role": "user", "content": "hi"}])
+    raw = await client.chat.completions.with_raw_response.create(
+        model="main", messages=[{"role": "user", "content": "hi"}]
+    )
     assert raw.headers["x-turnout-target"] == "p1/m" and raw.headers["x-turnout-attempts"] == "1"
     assert raw.parse().choices[0].message.content == "ok"
-    stream = await client.chat.completions.create(model="main", messages=[{"role": "user", "content": "hi"}], stream=True)
+    stream = await client.chat.completions.create(
+        model="main", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
     text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert text == "ok ok ok "
 
@@ -52,6 +56,8 @@ async def test_json_and_stream_through_the_sdk(env: dict[str, Any]) -> None:
 async def test_region_block_fails_over_and_hang_times_out(env: dict[str, Any]) -> None:
     client: openai.AsyncOpenAI = env["client"]
     env["modes"][0]["mode"] = "region_blocked"
-    raw = await client.chat.completions.with_raw_response.create(model="main", messages=[{"role": "user", "content": "hi"}])
+    raw = await client.chat.completions.with_raw_response.create(
+        model="main", messages=[{"role": "user", "content": "hi"}]
+    )
     assert raw.headers["x-turnout-target"] == "p2/m" and raw.headers["x-turnout-attempts"] == "2"
     assert env["rt"].sink.classes("p1/m") == ["region_blocked"]

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
+from controlplane.domain import State
 from dataplane.preferences import Preferences
 from dataplane.selection import Selector
-from controlplane.domain import State
 from tests.dataplane.helpers import entry, make_table, parse
 
 CONFIG = """

@@ -36,13 +36,24 @@ def test_story_fits_two_minutes_at_default_speed_and_compresses() -> None:
 
 
 def test_demo_config_is_valid_and_compressed_by_speed() -> None:
-    providers = [{"id": p["id"], "adapter": p["family"], "base_url": "http://127.0.0.1:1/v1",
-                  "models": [{"name": m["name"]} for m in p["models"]]} for p in sim_config()["providers"]]
-    slow = turnout_config(providers, db_url="sqlite:///x.db", data_port=0, control_port=0, speed=1, admin_token="tok-Zq9secret")
+    providers = [
+        {
+            "id": p["id"],
+            "adapter": p["family"],
+            "base_url": "http://127.0.0.1:1/v1",
+            "models": [{"name": m["name"]} for m in p["models"]],
+        }
+        for p in sim_config()["providers"]
+    ]
+    slow = turnout_config(
+        providers, db_url="sqlite:///x.db", data_port=0, control_port=0, speed=1, admin_token="tok-Zq9secret"
+    )
     fast = turnout_config(providers, db_url="sqlite:///x.db", data_port=0, control_port=0, speed=4, admin_token="t")
     assert {r.name for r in slow.routes} == {"frontier", "cheap-fast"}
     assert fast.breaker.open_duration == pytest.approx(slow.breaker.open_duration / 4)
-    assert "tok-Zq9secret" not in slow.model_dump_json() and "tok-Zq9secret" not in repr(slow)  # the admin token never serialises in clear
+    assert "tok-Zq9secret" not in slow.model_dump_json() and "tok-Zq9secret" not in repr(
+        slow
+    )  # the admin token never serialises in clear
 
 
 def test_demo_command_rejects_a_bad_speed(capsys: pytest.CaptureFixture[str]) -> None:

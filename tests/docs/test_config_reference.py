@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_configuration_reference_matches_the_models() -> None:
-    assert DOC_PATH.read_text(encoding="utf-8") == render(), "docs/configuration.md is stale: run `python -m controlplane.docgen`"
+    assert DOC_PATH.read_text(encoding="utf-8") == render(), (
+        "docs/configuration.md is stale: run `python -m controlplane.docgen`"
+    )
 
 
 def test_every_key_has_a_type_a_default_and_a_meaning() -> None:

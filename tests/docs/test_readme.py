@@ -25,8 +25,18 @@ from tests.support import free_port
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *(ROOT / "docs" / n for n in ("quickstart.md", "concepts.md", "comparison.md"))]
 LONG_RUNNING = {"serve", "sim", "demo"}  # start servers; parsed here, run by their own tests
-ENV = {k: "test-value" for k in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "DEEPSEEK_API_KEY",
-                                 "MISTRAL_API_KEY", "OPENROUTER_API_KEY", "TURNOUT_ADMIN_TOKEN")}
+ENV = {
+    k: "test-value"
+    for k in (
+        "OPENAI_API_KEY",
+        "ANTHROPIC_API_KEY",
+        "GEMINI_API_KEY",
+        "DEEPSEEK_API_KEY",
+        "MISTRAL_API_KEY",
+        "OPENROUTER_API_KEY",
+        "TURNOUT_ADMIN_TOKEN",
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -95,7 +105,9 @@ def test_files_the_pages_copy_exist(cmd: Command) -> None:
 def test_config_check_commands_succeed(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     for key, value in ENV.items():
         monkeypatch.setenv(key, value)
-    checks = [c for c in COMMANDS if (_turnout(c) or [])[:2] == ["config", "check"] and c.argv[-1].startswith("examples/")]
+    checks = [
+        c for c in COMMANDS if (_turnout(c) or [])[:2] == ["config", "check"] and c.argv[-1].startswith("examples/")
+    ]
     assert checks, "the README shows `turnout config check` on an example"
     for cmd in checks:
         args = _turnout(cmd)
@@ -161,7 +173,9 @@ async def _run(argv: list[str]) -> int:
 
 
 @pytest.mark.integration
-async def test_status_and_events_commands_run_against_a_control_app(control: str, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_status_and_events_commands_run_against_a_control_app(
+    control: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     shots = [c for c in COMMANDS if _one_shot(c)]
     assert shots, "the README shows turnout status / events"
     for cmd in shots:
@@ -204,12 +218,14 @@ async def test_readme_webhook_receiver_accepts_signed_and_refuses_forged_deliver
     (source,) = [b for b in _blocks(ROOT / "README.md", "python") if "standardwebhooks" in b]
     secret = generate_secret()
     scope: dict[str, Any] = {}
-    exec(source.replace('"whsec_..."', repr(secret)), scope)  # noqa: S102 - the README's own example
+    exec(source.replace('"whsec_..."', repr(secret)), scope)
     runner = web.AppRunner(scope["app"], handle_signals=False)
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    body = b'{"type":"route.primary_changed","subject":"frontier","data":{"from":"a/x","to":"b/y","reason":"withdrawn"}}'
+    body = (
+        b'{"type":"route.primary_changed","subject":"frontier","data":{"from":"a/x","to":"b/y","reason":"withdrawn"}}'
+    )
     ts = int(time.time())
     try:
         async with aiohttp.ClientSession() as s:
@@ -223,4 +239,3 @@ async def test_readme_webhook_receiver_accepts_signed_and_refuses_forged_deliver
                 assert r.status == 401
     finally:
         await runner.cleanup()
-

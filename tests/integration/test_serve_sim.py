@@ -38,11 +38,28 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _sim_config() -> dict[str, Any]:
     fast = {"port": 0, "latency": "5ms", "ttft": "10ms", "token_rate": 500}
-    return {"host": "127.0.0.1", "admin_port": 0, "seed": 1, "providers": [
-        {"id": "sim-openai", "family": "openai", "api_key": "k1", **fast, "models": [{"name": "gpt-4o"}, {"name": "gpt-4o-mini"}]},
-        {"id": "sim-anthropic", "family": "anthropic", "api_key": "k2", **fast, "models": [{"name": "claude-sonnet-4"}]},
-        {"id": "sim-gemini", "family": "gemini", "api_key": "k3", **fast, "models": [{"name": "gemini-2.5-flash"}]},
-    ]}
+    return {
+        "host": "127.0.0.1",
+        "admin_port": 0,
+        "seed": 1,
+        "providers": [
+            {
+                "id": "sim-openai",
+                "family": "openai",
+                "api_key": "k1",
+                **fast,
+                "models": [{"name": "gpt-4o"}, {"name": "gpt-4o-mini"}],
+            },
+            {
+                "id": "sim-anthropic",
+                "family": "anthropic",
+                "api_key": "k2",
+                **fast,
+                "models": [{"name": "claude-sonnet-4"}],
+            },
+            {"id": "sim-gemini", "family": "gemini", "api_key": "k3", **fast, "models": [{"name": "gemini-2.5-flash"}]},
+        ],
+    }
 
 
 def _turnout_config(sim: Simulator, db: Path, probes: dict[str, Any], **server: Any) -> dict[str, Any]:
@@ -50,7 +67,12 @@ def _turnout_config(sim: Simulator, db: Path, probes: dict[str, Any], **server: 
         "server": server or {},
         "database": {"url": f"sqlite:///{db}"},
         "providers": sim.turnout_providers(),
-        "routes": [{"name": "main", "targets": ["sim-openai/gpt-4o", "sim-anthropic/claude-sonnet-4", "sim-gemini/gemini-2.5-flash"]}],
+        "routes": [
+            {
+                "name": "main",
+                "targets": ["sim-openai/gpt-4o", "sim-anthropic/claude-sonnet-4", "sim-gemini/gemini-2.5-flash"],
+            }
+        ],
         "probes": probes,
     }
 
@@ -63,10 +85,20 @@ async def sim() -> AsyncIterator[Simulator]:
     await s.stop()
 
 
-async def test_every_target_is_observed_and_a_fault_changes_the_class_within_one_interval(sim: Simulator, tmp_path: Path) -> None:
-    probes = {"interval": "10s", "jitter": 0.2, "timeout": "5s",
-              "kinds": {"catalogue": {"interval": "60s"}, "completion": {"interval": "20s"}, "status_page": {"interval": "60s"},
-                        "count_tokens": {"interval": "30s"}}}
+async def test_every_target_is_observed_and_a_fault_changes_the_class_within_one_interval(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    probes = {
+        "interval": "10s",
+        "jitter": 0.2,
+        "timeout": "5s",
+        "kinds": {
+            "catalogue": {"interval": "60s"},
+            "completion": {"interval": "20s"},
+            "status_page": {"interval": "60s"},
+            "count_tokens": {"interval": "30s"},
+        },
+    }
     cfg = parse_config(json.dumps(_turnout_config(sim, tmp_path / "t.db", probes)), env={})
     clock = FakeClock()
     rt = Runtime(cfg, clock=clock, fire=False, webhooks=False)
@@ -116,8 +148,13 @@ async def _get(session: aiohttp.ClientSession, url: str) -> Any:
 
 def _spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "controlplane.cli", "serve", "-c", str(config), "--role", "control"],
-                            cwd=str(config.parent), env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "controlplane.cli", "serve", "-c", str(config), "--role", "control"],
+        cwd=str(config.parent),
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 async def _logged(log: Path, text: str) -> bool:
@@ -136,8 +173,16 @@ def _published_versions(db: Path) -> list[int]:
 
 async def test_kill_9_and_restart_resumes_states_and_table_versions(sim: Simulator, tmp_path: Path) -> None:
     port, db = free_port(), tmp_path / "turnout.db"
-    probes = {"interval": "300ms", "jitter": 0.1, "timeout": "2s",
-              "kinds": {"catalogue": {"interval": "300ms"}, "completion": {"interval": "300ms"}, "status_page": {"enabled": False}}}
+    probes = {
+        "interval": "300ms",
+        "jitter": 0.1,
+        "timeout": "2s",
+        "kinds": {
+            "catalogue": {"interval": "300ms"},
+            "completion": {"interval": "300ms"},
+            "status_page": {"enabled": False},
+        },
+    }
     config = tmp_path / "turnout.yaml"
     config.write_text(yaml.safe_dump(_turnout_config(sim, db, probes, control={"host": "127.0.0.1", "port": port})))
     base = f"http://127.0.0.1:{port}"
@@ -145,6 +190,7 @@ async def test_kill_9_and_restart_resumes_states_and_table_versions(sim: Simulat
     proc = _spawn(config, tmp_path / "serve.log")
     try:
         async with aiohttp.ClientSession() as session:
+
             async def withdrawn() -> Any:
                 try:
                     status, body = await _get(session, f"{base}/api/v1/table")

@@ -24,11 +24,22 @@ INTERVAL = 10.0  # the completion probe interval of this test
 
 def _sim_config() -> dict[str, Any]:
     fast = {"port": 0, "latency": "5ms", "ttft": "10ms", "token_rate": 500}
-    return {"host": "127.0.0.1", "admin_port": 0, "seed": 1, "providers": [
-        {"id": "sim-openai", "family": "openai", "api_key": "k1", **fast, "models": [{"name": "gpt-4o"}]},
-        {"id": "sim-anthropic", "family": "anthropic", "api_key": "k2", **fast, "models": [{"name": "claude-sonnet-4"}]},
-        {"id": "sim-gemini", "family": "gemini", "api_key": "k3", **fast, "models": [{"name": "gemini-2.5-pro"}]},
-    ]}
+    return {
+        "host": "127.0.0.1",
+        "admin_port": 0,
+        "seed": 1,
+        "providers": [
+            {"id": "sim-openai", "family": "openai", "api_key": "k1", **fast, "models": [{"name": "gpt-4o"}]},
+            {
+                "id": "sim-anthropic",
+                "family": "anthropic",
+                "api_key": "k2",
+                **fast,
+                "models": [{"name": "claude-sonnet-4"}],
+            },
+            {"id": "sim-gemini", "family": "gemini", "api_key": "k3", **fast, "models": [{"name": "gemini-2.5-pro"}]},
+        ],
+    }
 
 
 @pytest.fixture
@@ -46,11 +57,26 @@ async def _run_for(rt: Runtime, clock: FakeClock, seconds: float) -> None:
     await rt.sink.flush()
 
 
-async def test_region_block_at_the_primary_withdraws_it_and_moves_the_route_once(sim: Simulator, tmp_path: Path) -> None:
-    probes = {"interval": f"{INTERVAL:g}s", "jitter": 0.2, "timeout": "5s",
-              "kinds": {"catalogue": {"interval": "60s"}, "completion": {"interval": f"{INTERVAL:g}s"}}}
-    raw = {"database": {"url": f"sqlite:///{tmp_path / 't.db'}"}, "providers": sim.turnout_providers(), "probes": probes,
-           "routes": [{"name": "frontier", "targets": ["sim-openai/gpt-4o", "sim-anthropic/claude-sonnet-4", "sim-gemini/gemini-2.5-pro"]}]}
+async def test_region_block_at_the_primary_withdraws_it_and_moves_the_route_once(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    probes = {
+        "interval": f"{INTERVAL:g}s",
+        "jitter": 0.2,
+        "timeout": "5s",
+        "kinds": {"catalogue": {"interval": "60s"}, "completion": {"interval": f"{INTERVAL:g}s"}},
+    }
+    raw = {
+        "database": {"url": f"sqlite:///{tmp_path / 't.db'}"},
+        "providers": sim.turnout_providers(),
+        "probes": probes,
+        "routes": [
+            {
+                "name": "frontier",
+                "targets": ["sim-openai/gpt-4o", "sim-anthropic/claude-sonnet-4", "sim-gemini/gemini-2.5-pro"],
+            }
+        ],
+    }
     clock = FakeClock()
     rt = Runtime(parse_config(json.dumps(raw), env={}), clock=clock, fire=False, webhooks=False)
     await rt.start()

@@ -26,7 +26,9 @@ def v(m: Metrics, name: str, **labels: str) -> float | None:
 
 def test_probe_observation_counts_outcome_and_success_by_kind() -> None:
     m = Metrics()
-    ok = Observation.success("openai/gpt-4o", kind="completion", at=NOW, latency_s=0.4, ttft_s=0.2, tokens_per_s=55.0, headroom=0.7)
+    ok = Observation.success(
+        "openai/gpt-4o", kind="completion", at=NOW, latency_s=0.4, ttft_s=0.2, tokens_per_s=55.0, headroom=0.7
+    )
     bad = Observation.failure("openai/gpt-4o", ErrorClass.RATE_LIMITED, kind="catalogue", at=NOW, latency_s=9.0)
     observe_observation(m, ok)
     observe_observation(m, bad)
@@ -46,7 +48,9 @@ def test_probe_observation_counts_outcome_and_success_by_kind() -> None:
 
 def test_live_observation_is_not_counted_as_a_probe() -> None:
     m = Metrics()
-    observe_observation(m, Observation.success("anthropic/claude-sonnet-4", kind="live", source=Source.LIVE, at=NOW, latency_s=1.0))
+    observe_observation(
+        m, Observation.success("anthropic/claude-sonnet-4", kind="live", source=Source.LIVE, at=NOW, latency_s=1.0)
+    )
     t = {"provider": "anthropic", "model": "claude-sonnet-4"}
     assert v(m, "turnout_observations_total", **t, source="live", error_class="ok") == 1
     assert v(m, "turnout_latency_seconds_count", **t, source="live") == 1
@@ -73,8 +77,18 @@ def test_free_text_never_becomes_a_label_value() -> None:
     observe_event(m, Event("not.a.type", NOW, "x"))
     text = render(m).decode()
     assert "req-123" not in text and "weird kind" not in text and "not.a.type" not in text
-    assert v(m, "turnout_state_transitions_total", provider="openai", model="gpt-4o", from_state="closed", to_state="open",
-             reason="other") == 1
+    assert (
+        v(
+            m,
+            "turnout_state_transitions_total",
+            provider="openai",
+            model="gpt-4o",
+            from_state="closed",
+            to_state="open",
+            reason="other",
+        )
+        == 1
+    )
     assert v(m, "turnout_events_total", type="other") == 1
 
 
@@ -82,10 +96,26 @@ def test_transition_counts_and_metrics_only_would_block() -> None:
     from controlplane.breaker import Evidence, Transition  # the real value the health model returns
 
     m = Metrics()
-    t = Transition("deepseek/deepseek-chat", State.CLOSED, State.WITHDRAWN, "region_blocked", Evidence(error_class="region_blocked"))
+    t = Transition(
+        "deepseek/deepseek-chat",
+        State.CLOSED,
+        State.WITHDRAWN,
+        "region_blocked",
+        Evidence(error_class="region_blocked"),
+    )
     observe_transition(m, t, would_block=True)
     t2 = {"provider": "deepseek", "model": "deepseek-chat"}
-    assert v(m, "turnout_state_transitions_total", **t2, from_state="closed", to_state="withdrawn", reason="region_blocked") == 1
+    assert (
+        v(
+            m,
+            "turnout_state_transitions_total",
+            **t2,
+            from_state="closed",
+            to_state="withdrawn",
+            reason="region_blocked",
+        )
+        == 1
+    )
     assert v(m, "turnout_breaker_would_block_total", **t2) == 1
 
 
@@ -110,16 +140,37 @@ def test_series_of_removed_targets_and_routes_disappear() -> None:
     m = Metrics()
     observe_table(m, sample_table(version=1))
     only = entry("openai/gpt-4o", State.CLOSED, 1, 0.9, "closed")
-    observe_table(m, Table(version=2, published_at=NOW, routes={"frontier": RouteRanking("frontier", (only,))},
-                           targets={only.target: only}))
+    observe_table(
+        m,
+        Table(
+            version=2,
+            published_at=NOW,
+            routes={"frontier": RouteRanking("frontier", (only,))},
+            targets={only.target: only},
+        ),
+    )
     text = render(m).decode()
     assert "deepseek" not in text and "cheap-fast" not in text
     assert v(m, "turnout_target_up", provider="openai", model="gpt-4o") == 1
 
 
 def test_catalogue_lists_every_metric_with_prefix_units_and_bounded_labels() -> None:
-    allowed = {"provider", "model", "route", "kind", "error_class", "state", "from_state", "to_state", "reason",
-               "outcome", "source", "type", "stream", "direction"}
+    allowed = {
+        "provider",
+        "model",
+        "route",
+        "kind",
+        "error_class",
+        "state",
+        "from_state",
+        "to_state",
+        "reason",
+        "outcome",
+        "source",
+        "type",
+        "stream",
+        "direction",
+    }
     docs = catalogue()
     assert len(docs) == len({d.name for d in docs}) >= 30
     for d in docs:

@@ -25,7 +25,9 @@ def _fed() -> Metrics:
     m = Metrics()
     observe_table(m, sample_table())
     observe_observation(m, Observation.success("openai/gpt-4o", kind="completion", at=NOW, latency_s=0.3, ttft_s=0.1))
-    observe_observation(m, Observation.failure("mistral/mistral-large", ErrorClass.SERVER_ERROR, kind="completion", at=NOW))
+    observe_observation(
+        m, Observation.failure("mistral/mistral-large", ErrorClass.SERVER_ERROR, kind="completion", at=NOW)
+    )
     m.dataplane_requests_total.labels("frontier", "ok").inc()
     m.webhook_queue_depth.set(3)
     m.scheduler_lag_seconds.observe(0.02)
@@ -64,7 +66,9 @@ async def test_private_reads_need_a_bearer_token_for_metrics() -> None:
 
     cfg = parse_config(
         "providers: [{id: a, adapter: openai, base_url: 'http://127.0.0.1:9/v1', models: [{name: m}]}]\n"
-        "auth: {public_read: false, tokens: [{token: scrape-token, scope: read}]}\n", env={})
+        "auth: {public_read: false, tokens: [{token: scrape-token, scope: read}]}\n",
+        env={},
+    )
     app = web.Application()
     metrics_http.install(app, _PrivateRt(_fed(), cfg))
     async with TestClient(TestServer(app)) as client:
@@ -81,8 +85,10 @@ async def test_a_data_replica_serves_metrics_on_its_listener_with_the_same_auth(
     from tests.dataplane.helpers import Rt, StaticTables, make_table, parse
     from tests.support import serve_app
 
-    cfg = parse("providers: [{id: a, adapter: openai, base_url: 'http://127.0.0.1:9/v1', models: [{name: m}]}]\n"
-                "auth: {public_read: false, tokens: [{token: scrape-token, scope: read}]}\n")
+    cfg = parse(
+        "providers: [{id: a, adapter: openai, base_url: 'http://127.0.0.1:9/v1', models: [{name: m}]}]\n"
+        "auth: {public_read: false, tokens: [{token: scrape-token, scope: read}]}\n"
+    )
     rt = Rt(cfg, StaticTables(make_table(cfg)), metrics=_fed())
     runner, port = await serve_app(build_data_app(rt, serve_metrics=True))
     try:

@@ -15,11 +15,11 @@ import orjson
 import pytest
 from aiohttp import web
 
-from dataplane.http.messages import App
-from dataplane.proxy import build_data_app
 from adapters.sim import Simulator
 from controlplane.config import Config
 from controlplane.config_loader import parse_config
+from dataplane.http.messages import App
+from dataplane.proxy import build_data_app
 from tests.dataplane.helpers import Rt, StaticTables, make_table
 from tests.fakes import FakeClock
 from tests.support import free_port, serve_app
@@ -42,7 +42,12 @@ PRICES = {"oa": (2, 8), "ob": (1, 4), "an": (3, 15), "gg": (0.5, 1), "jd": (5, 2
 SIM: dict[str, Any] = {
     "seed": 1,
     "providers": [
-        {"id": p, "family": FAMILY.get(p, "openai"), "api_key": KEY, "models": [{"name": MODELS[p], "answer": ANSWERS[p]}]}
+        {
+            "id": p,
+            "family": FAMILY.get(p, "openai"),
+            "api_key": KEY,
+            "models": [{"name": MODELS[p], "answer": ANSWERS[p]}],
+        }
         for p in ANSWERS
     ],
 }
@@ -88,9 +93,15 @@ class Relay:
             self.bodies.append(orjson.loads(raw))
         assert self.session is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
-        async with self.session.request(request.method, self.upstream + request.path_qs, headers=headers, data=raw) as up:
-            resp = web.StreamResponse(status=up.status, headers={k: v for k, v in up.headers.items()
-                                                                 if k.lower() not in ("content-length", "transfer-encoding")})
+        async with self.session.request(
+            request.method, self.upstream + request.path_qs, headers=headers, data=raw
+        ) as up:
+            resp = web.StreamResponse(
+                status=up.status,
+                headers={
+                    k: v for k, v in up.headers.items() if k.lower() not in ("content-length", "transfer-encoding")
+                },
+            )
             await resp.prepare(request)
             async for data in up.content.iter_any():
                 await resp.write(data)
@@ -98,8 +109,15 @@ class Relay:
             return resp
 
 
-def turnout_yaml(sim: Simulator, judge_url: str, synth_url: str, panel: str = "", routes: str = "", extra: str = "",
-                 first_byte: str = "2s") -> str:
+def turnout_yaml(
+    sim: Simulator,
+    judge_url: str,
+    synth_url: str,
+    panel: str = "",
+    routes: str = "",
+    extra: str = "",
+    first_byte: str = "2s",
+) -> str:
     def url(p: str) -> str:
         return {"jd": judge_url, "sy": synth_url}.get(p, sim.base_url(p))
 
@@ -165,8 +183,16 @@ async def make_env(sim: Simulator) -> AsyncIterator[Callable[..., Awaitable[Env]
         app = build_data_app(rt)
         runner, port = await serve_app(app)
         url = f"http://127.0.0.1:{port}/v1"
-        env = Env(sim, rt, cfg, url, openai.AsyncOpenAI(base_url=url, api_key="client-key", max_retries=0, timeout=20),
-                  judge, synth, app)
+        env = Env(
+            sim,
+            rt,
+            cfg,
+            url,
+            openai.AsyncOpenAI(base_url=url, api_key="client-key", max_retries=0, timeout=20),
+            judge,
+            synth,
+            app,
+        )
         started.append((runner, env))
         return env
 

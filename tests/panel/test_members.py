@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dataplane.panel.run import Call, choose_members, sum_usage
+from controlplane.config import ProviderConfig
 from dataplane.panel.prompts import (
     DEFAULT_JUDGE_TEMPLATE,
     DEFAULT_SYNTHESIZER_TEMPLATE,
@@ -14,13 +14,15 @@ from dataplane.panel.prompts import (
     render,
     transcript,
 )
+from dataplane.panel.run import Call, choose_members, sum_usage
 from dataplane.selection import Candidate, Plan
-from controlplane.config import ProviderConfig
 
 
 def _cand(target: str) -> Candidate:
     pid, _, model = target.partition("/")
-    provider = ProviderConfig.model_validate({"id": pid, "adapter": "openai", "base_url": "http://127.0.0.1:9", "models": [{"name": model}]})
+    provider = ProviderConfig.model_validate(
+        {"id": pid, "adapter": "openai", "base_url": "http://127.0.0.1:9", "models": [{"name": model}]}
+    )
     return Candidate(target=target, provider=provider, model=model, adapter="openai")
 
 
@@ -54,8 +56,12 @@ def test_diversity_is_strict_when_too_few_providers_are_admissible() -> None:
 
 
 def test_usage_sums_every_call() -> None:
-    calls = [Call("member", "a/x", "ok", tokens_in=10, tokens_out=3), Call("member", "b/x", "timeout"),
-             Call("judge", "j/x", "ok", tokens_in=40, tokens_out=7), Call("synthesizer", "s/x", "ok", tokens_in=55, tokens_out=9)]
+    calls = [
+        Call("member", "a/x", "ok", tokens_in=10, tokens_out=3),
+        Call("member", "b/x", "timeout"),
+        Call("judge", "j/x", "ok", tokens_in=40, tokens_out=7),
+        Call("synthesizer", "s/x", "ok", tokens_in=55, tokens_out=9),
+    ]
     assert sum_usage(calls) == {"prompt_tokens": 105, "completion_tokens": 19, "total_tokens": 124}
 
 
@@ -71,10 +77,13 @@ def test_default_templates_are_valid_and_carry_the_panel_work() -> None:
     assert "Q?" in filled and "A1" in filled and "AN" in filled and "{" not in filled
 
 
-@pytest.mark.parametrize(("text", "problem"), [
-    ("no answers here", "must contain {answers}"),
-    ("{answers} and {answer}", "unknown placeholder {answer}"),
-])
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("no answers here", "must contain {answers}"),
+        ("{answers} and {answer}", "unknown placeholder {answer}"),
+    ],
+)
 def test_a_bad_template_names_its_field_and_the_problem(text: str, problem: str) -> None:
     with pytest.raises(TemplateError) as exc:
         check_template(text, "routes.fusion.panel.judge_template")
@@ -83,8 +92,13 @@ def test_a_bad_template_names_its_field_and_the_problem(text: str, problem: str)
 
 def test_transcript_keeps_roles_and_text_parts() -> None:
     assert transcript([{"role": "user", "content": "hi"}]) == "hi"
-    msgs = [{"role": "system", "content": "be brief"},
-            {"role": "user", "content": [{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": "x"}}]}]
+    msgs = [
+        {"role": "system", "content": "be brief"},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": "x"}}],
+        },
+    ]
     assert transcript(msgs) == "system: be brief\n\nuser: look\n[image_url]"
 
 
@@ -92,10 +106,13 @@ def test_answers_are_numbered_and_anonymous() -> None:
     assert numbered_answers([" one ", "two"]) == '<answer n="1">\none\n</answer>\n\n<answer n="2">\ntwo\n</answer>'
 
 
-@pytest.mark.parametrize(("template", "problem"), [
-    ("judge this", "must contain {answers}"),
-    ("{answers} {answer}", "unknown placeholder {answer}"),
-])
+@pytest.mark.parametrize(
+    ("template", "problem"),
+    [
+        ("judge this", "must contain {answers}"),
+        ("{answers} {answer}", "unknown placeholder {answer}"),
+    ],
+)
 def test_config_rejects_a_panel_template_naming_the_field(template: str, problem: str) -> None:
     from controlplane.config_loader import parse_config
     from controlplane.errors import ConfigError

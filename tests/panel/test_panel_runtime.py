@@ -9,10 +9,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from dataplane.proxy import build_data_app
 from adapters.sim import Simulator
 from controlplane.domain import State
 from controlplane.runtime import Runtime
+from dataplane.proxy import build_data_app
 from tests.fakes import FakeClock
 from tests.panel.conftest import MSG, Relay, parse, turnout_yaml
 from tests.support import serve_app
@@ -24,7 +24,11 @@ async def test_withdrawn_member_leaves_the_table_and_the_next_panel(sim: Simulat
     judge, synth = Relay(sim.root_url("jd")), Relay(sim.root_url("sy"))
     await judge.start()
     await synth.start()
-    cfg = parse(turnout_yaml(sim, judge.url("/v1"), synth.url("/v1"), extra=f'database: {{url: "sqlite:///{tmp_path / "t.db"}"}}'))
+    cfg = parse(
+        turnout_yaml(
+            sim, judge.url("/v1"), synth.url("/v1"), extra=f'database: {{url: "sqlite:///{tmp_path / "t.db"}"}}'
+        )
+    )
     rt = Runtime(cfg, clock=FakeClock(), probes=False, webhooks=False, fire=False)
     await rt.start()
     app = build_data_app(rt)

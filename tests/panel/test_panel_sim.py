@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlmodel import Session
 
-from dataplane.proxy import DATA_STATE
 from controlplane.decisions import DecisionRow
+from dataplane.proxy import DATA_STATE
 from tests.panel.conftest import ANSWERS, MSG, PRICES, Env
 from tests.support import until as _until
 
@@ -57,7 +57,8 @@ async def test_synthesizer_receives_every_surviving_answer_and_the_judge_analysi
     assert "given" not in header_trail["judge"]  # too large for a header; the body has it
     # Every call is a live observation.
     assert sorted(o.target for o in env.rt.sink.observations) == sorted(
-        ["oa/gpt-x", "an/claude-x", "ob/gpt-x", "jd/judge-x", "sy/synth-x"])
+        ["oa/gpt-x", "an/claude-x", "ob/gpt-x", "jd/judge-x", "sy/synth-x"]
+    )
 
 
 async def test_member_withdrawn_mid_test_is_replaced_by_the_next_admissible_target(env: Env) -> None:
@@ -106,8 +107,11 @@ async def test_usage_and_cost_add_up_over_members_judge_and_synthesizer(make_env
     assert usage["prompt_tokens"] == sum(c["tokens_in"] for c in calls) > 0
     assert usage["completion_tokens"] == sum(c["tokens_out"] for c in calls) > 0
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
-    expected = sum((c["tokens_in"] * PRICES[c["target"].split("/")[0]][0]
-                    + c["tokens_out"] * PRICES[c["target"].split("/")[0]][1]) / 1e6 for c in calls)
+    expected = sum(
+        (c["tokens_in"] * PRICES[c["target"].split("/")[0]][0] + c["tokens_out"] * PRICES[c["target"].split("/")[0]][1])
+        / 1e6
+        for c in calls
+    )
     assert float(headers["x-turnout-cost-usd"]) == pytest.approx(expected, abs=1e-8)
     decisions = env.app[DATA_STATE].decisions
     assert decisions is not None
@@ -127,8 +131,9 @@ async def test_openai_sdk_json_and_stream_succeed_while_one_panel_provider_is_wi
     done = await env.aclient.chat.completions.create(model="fusion", messages=MSG)
     assert done.choices[0].message.content == ANSWERS["sy"]
     assert done.usage is not None and done.usage.completion_tokens > len(ANSWERS["sy"].split())
-    stream = await env.aclient.chat.completions.create(model="fusion", messages=MSG, stream=True,
-                                                       stream_options={"include_usage": True})
+    stream = await env.aclient.chat.completions.create(
+        model="fusion", messages=MSG, stream=True, stream_options={"include_usage": True}
+    )
     text, usages = "", []
     async for chunk in stream:
         if chunk.choices:
@@ -171,8 +176,9 @@ async def test_below_quorum_degrades_to_the_best_single_answer_when_the_route_sa
     assert _content(doc) == ANSWERS["oa"]
     assert headers["x-turnout-target"] == "oa/gpt-x"
     assert any("degraded" in n for n in doc["turnout"]["notes"])
-    stream = await env.aclient.chat.completions.create(model="fusion", messages=MSG, stream=True,
-                                                       stream_options={"include_usage": True})
+    stream = await env.aclient.chat.completions.create(
+        model="fusion", messages=MSG, stream=True, stream_options={"include_usage": True}
+    )
     chunks = [c async for c in stream]
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == ANSWERS["oa"]
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == len(ANSWERS["oa"].split())
@@ -204,7 +210,9 @@ async def test_tools_are_refused_on_a_panel_route_naming_the_field(env: Env) -> 
 
 
 async def test_custom_templates_shape_what_the_judge_and_synthesizer_see(make_env: MakeEnv) -> None:
-    env = await make_env(panel=', judge_template: "JUDGE {count}: {answers}", synthesizer_template: "SYN {answers} / {analysis}"')
+    env = await make_env(
+        panel=', judge_template: "JUDGE {count}: {answers}", synthesizer_template: "SYN {answers} / {analysis}"'
+    )
     status, _, _ = await _ask(env)
     assert status == 200
     assert env.judge.prompt().startswith("JUDGE 3: <answer")
@@ -226,19 +234,24 @@ async def test_member_timing_out_early_is_replaced_while_the_member_deadline_lea
 
 async def test_debug_stream_starts_with_the_trail_as_an_sse_comment(env: Env) -> None:
     async with aiohttp.ClientSession() as s:
-        async with s.post(f"{env.url}/chat/completions", json={"model": "fusion", "messages": MSG, "stream": True},
-                          headers={"x-turnout-debug": "1"}) as resp:
+        async with s.post(
+            f"{env.url}/chat/completions",
+            json={"model": "fusion", "messages": MSG, "stream": True},
+            headers={"x-turnout-debug": "1"},
+        ) as resp:
             raw = (await resp.read()).decode()
             trail = json.loads(resp.headers["x-turnout-decision"])
     assert raw.startswith(": turnout {")
-    comment = json.loads(raw.split("\n", 1)[0][len(": turnout "):])
+    comment = json.loads(raw.split("\n", 1)[0][len(": turnout ") :])
     assert comment["judge"]["given"] == env.judge.bodies[-1]["messages"][-1]["content"]
     assert trail["survivors"] == ["oa/gpt-x", "an/claude-x", "ob/gpt-x"]
     assert raw.rstrip().endswith("data: [DONE]")
 
 
 async def test_an_explicit_target_can_sit_on_the_panel(make_env: MakeEnv) -> None:
-    env = await make_env(routes="  - {name: duo, mode: panel, panel: {from: [gg/gem-x, frontier], size: 2, quorum: 2, synthesizer: sy/synth-x}}\n")
+    env = await make_env(
+        routes="  - {name: duo, mode: panel, panel: {from: [gg/gem-x, frontier], size: 2, quorum: 2, synthesizer: sy/synth-x}}\n"
+    )
     resp = await env.post({"model": "duo", "messages": MSG})
     doc = json.loads(await resp.read())
     assert resp.status == 200, doc
@@ -248,7 +261,9 @@ async def test_an_explicit_target_can_sit_on_the_panel(make_env: MakeEnv) -> Non
 
 
 async def test_streamed_synthesizer_fails_over_before_its_first_chunk(make_env: MakeEnv) -> None:
-    env = await make_env(panel=", synthesizer: writing", routes="  - {name: writing, targets: [sy/synth-x, gg/gem-x]}\n")
+    env = await make_env(
+        panel=", synthesizer: writing", routes="  - {name: writing, targets: [sy/synth-x, gg/gem-x]}\n"
+    )
     env.sim.set_fault("sy", "overloaded")
     stream = await env.aclient.chat.completions.create(model="fusion", messages=MSG, stream=True)
     text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
@@ -268,25 +283,34 @@ async def test_members_refusing_the_request_return_the_client_error(make_env: Ma
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_a_client_leaving_mid_panel_stops_the_members_and_counts_against_no_one(make_env: MakeEnv, stream: bool) -> None:
+async def test_a_client_leaving_mid_panel_stops_the_members_and_counts_against_no_one(
+    make_env: MakeEnv, stream: bool
+) -> None:
     env = await make_env(panel=", member_deadline: 5s")
     env.sim.set_fault("ob", "latency", seconds=4)  # still working when the client gives up
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.3)) as s:
         with pytest.raises(TimeoutError):
-            async with s.post(f"{env.url}/chat/completions", json={"model": "fusion", "messages": MSG, "stream": stream}) as r:
+            async with s.post(
+                f"{env.url}/chat/completions", json={"model": "fusion", "messages": MSG, "stream": stream}
+            ) as r:
                 await r.read()
     value = env.rt.metrics.registry.get_sample_value
-    await _until(lambda: (value("turnout_dataplane_requests_total", {"route": "fusion", "outcome": "client_gone"}) or 0) == 1)
+    await _until(
+        lambda: (value("turnout_dataplane_requests_total", {"route": "fusion", "outcome": "client_gone"}) or 0) == 1
+    )
     assert env.rt.sink.classes("ob/gpt-x") == []  # the abandoned member is not an outcome
     assert env.judge.bodies == [] and env.synth.bodies == []
     assert env.sim.requests("gg") == 0
 
 
 @pytest.mark.parametrize("synthesizer", ["an/claude-x", "gg/gem-x"])
-async def test_translated_synthesizer_streams_carry_exactly_the_summed_usage(make_env: MakeEnv, synthesizer: str) -> None:
+async def test_translated_synthesizer_streams_carry_exactly_the_summed_usage(
+    make_env: MakeEnv, synthesizer: str
+) -> None:
     env = await make_env(panel=f", synthesizer: {synthesizer}")
-    stream = await env.aclient.chat.completions.create(model="fusion", messages=MSG, stream=True,
-                                                       stream_options={"include_usage": True})
+    stream = await env.aclient.chat.completions.create(
+        model="fusion", messages=MSG, stream=True, stream_options={"include_usage": True}
+    )
     chunks = [c async for c in stream]
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == ANSWERS[synthesizer.split("/")[0]]
     usages = [c.usage for c in chunks if c.usage is not None]

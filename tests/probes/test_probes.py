@@ -24,13 +24,26 @@ from tests.probes.scripted import ScriptedAdapter
 
 
 def _provider(adapter: str = "openai", base: str = "https://api.example.com/v1", **kw: Any) -> ProviderConfig:
-    cfg = {"id": "acme", "adapter": adapter, "base_url": base, "models": [{"name": "m1", "price": {"input": 2.0, "output": 8.0}},
-                                                                           {"name": "r1", "reasoning": True}, {"name": "m2"}], **kw}
+    cfg = {
+        "id": "acme",
+        "adapter": adapter,
+        "base_url": base,
+        "models": [
+            {"name": "m1", "price": {"input": 2.0, "output": 8.0}},
+            {"name": "r1", "reasoning": True},
+            {"name": "m2"},
+        ],
+        **kw,
+    }
     return parse_config(json.dumps({"providers": [cfg]}), env={}).providers[0]
 
 
-def _ctx(session: Any, adapter: Any, provider: ProviderConfig, clock: FakeClock, model: str = "m1", **kw: Any) -> ProbeContext:
-    return ProbeContext(session=session, adapter=adapter, provider=provider, model=provider.model(model), clock=clock, timeout=2.0, **kw)
+def _ctx(
+    session: Any, adapter: Any, provider: ProviderConfig, clock: FakeClock, model: str = "m1", **kw: Any
+) -> ProbeContext:
+    return ProbeContext(
+        session=session, adapter=adapter, provider=provider, model=provider.model(model), clock=clock, timeout=2.0, **kw
+    )
 
 
 @pytest.fixture
@@ -42,8 +55,10 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 async def _serve(routes: dict[str, web.Response | Any]) -> TestServer:
     app = web.Application()
     for path, answer in routes.items():
+
         async def handler(request: web.Request, answer: Any = answer) -> web.StreamResponse:
             return answer() if callable(answer) else answer
+
         app.router.add_route("*", path, handler)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
@@ -59,7 +74,9 @@ def test_registry_covers_every_configurable_kind() -> None:
 async def test_catalogue_reports_each_target_and_a_dropped_model_as_model_gone(clock: FakeClock) -> None:
     p = _provider()
     targets = (TargetRef("acme", "m1"), TargetRef("acme", "m2"))
-    out = await catalogue.probe(targets[0], _ctx(None, ScriptedAdapter(models=["M1", "other"]), p, clock, targets=targets))
+    out = await catalogue.probe(
+        targets[0], _ctx(None, ScriptedAdapter(models=["M1", "other"]), p, clock, targets=targets)
+    )
     assert [(o.target, o.error_class) for o in out] == [("acme/m1", ErrorClass.OK), ("acme/m2", ErrorClass.MODEL_GONE)]
     assert out[1].code == "catalogue_drop" and out[0].headroom == 0.5 and out[0].kind == "catalogue"
 
@@ -71,10 +88,16 @@ def test_catalogue_matching_tolerates_gemini_prefix_and_ollama_latest() -> None:
 
 
 async def test_catalogue_failure_reaches_every_target_with_its_scope(clock: FakeClock) -> None:
-    err = ProviderError("acme", None, Classification(ErrorClass.AUTH, Scope.CREDENTIAL, status=401, code="invalid_api_key"))
+    err = ProviderError(
+        "acme", None, Classification(ErrorClass.AUTH, Scope.CREDENTIAL, status=401, code="invalid_api_key")
+    )
     targets = (TargetRef("acme", "m1"), TargetRef("acme", "m2"))
-    out = await catalogue.probe(targets[0], _ctx(None, ScriptedAdapter(models=err), _provider(), clock, targets=targets))
-    assert {(o.error_class, o.scope, o.status) for o in out} == {(ErrorClass.AUTH, Scope.CREDENTIAL, 401)} and len(out) == 2
+    out = await catalogue.probe(
+        targets[0], _ctx(None, ScriptedAdapter(models=err), _provider(), clock, targets=targets)
+    )
+    assert {(o.error_class, o.scope, o.status) for o in out} == {(ErrorClass.AUTH, Scope.CREDENTIAL, 401)} and len(
+        out
+    ) == 2
 
 
 async def test_an_empty_catalogue_is_a_bad_response_not_a_withdrawal(clock: FakeClock) -> None:
@@ -84,12 +107,25 @@ async def test_an_empty_catalogue_is_a_bad_response_not_a_withdrawal(clock: Fake
 
 # -- completion -----------------------------------------------------------------------------------
 async def test_completion_reports_latency_ttft_throughput_headroom_and_spend(clock: FakeClock) -> None:
-    result = CompletionProbeResult(Classification(ErrorClass.OK, status=200), latency_s=0.8, ttft_s=0.3, tokens_per_s=40.0,
-                                   headroom=Headroom(0.25, "tokens"), output_tokens=5, input_tokens=20)
+    result = CompletionProbeResult(
+        Classification(ErrorClass.OK, status=200),
+        latency_s=0.8,
+        ttft_s=0.3,
+        tokens_per_s=40.0,
+        headroom=Headroom(0.25, "tokens"),
+        output_tokens=5,
+        input_tokens=20,
+    )
     budget = SpendBudget(clock)
     adapter = ScriptedAdapter(completions=[result])
     [obs] = await completion.probe(TargetRef("acme", "m1"), _ctx(None, adapter, _provider(), clock, budget=budget))
-    assert (obs.error_class, obs.latency_s, obs.ttft_s, obs.tokens_per_s, obs.headroom) == (ErrorClass.OK, 0.8, 0.3, 40.0, 0.25)
+    assert (obs.error_class, obs.latency_s, obs.ttft_s, obs.tokens_per_s, obs.headroom) == (
+        ErrorClass.OK,
+        0.8,
+        0.3,
+        40.0,
+        0.25,
+    )
     assert obs.extra["cost_usd"] == pytest.approx(estimate_cost(_provider().models[0].price, 20, 5))
     assert budget.spent("acme") == pytest.approx(obs.extra["cost_usd"])  # the worst-case reservation was settled
     assert adapter.calls == [("probe_completion", ("m1", 16))]
@@ -97,8 +133,10 @@ async def test_completion_reports_latency_ttft_throughput_headroom_and_spend(clo
 
 async def test_reasoning_models_get_the_larger_token_budget(clock: FakeClock) -> None:
     adapter = ScriptedAdapter()
-    await completion.probe(TargetRef("acme", "r1"), _ctx(None, adapter, _provider(), clock, model="r1",
-                                                          completion=CompletionProbeConfig(reasoning_max_tokens=256)))
+    await completion.probe(
+        TargetRef("acme", "r1"),
+        _ctx(None, adapter, _provider(), clock, model="r1", completion=CompletionProbeConfig(reasoning_max_tokens=256)),
+    )
     assert adapter.calls == [("probe_completion", ("r1", 256))]
 
 
@@ -117,22 +155,36 @@ async def test_completion_is_skipped_once_the_daily_budget_is_spent(clock: FakeC
 
 
 async def test_free_models_never_hit_the_budget(clock: FakeClock) -> None:
-    ctx = _ctx(None, ScriptedAdapter(), _provider(probe_budget_usd_per_day=0.0), clock, model="m2", budget=SpendBudget(clock))
+    ctx = _ctx(
+        None, ScriptedAdapter(), _provider(probe_budget_usd_per_day=0.0), clock, model="m2", budget=SpendBudget(clock)
+    )
     for _ in range(5):
         assert len(await completion.probe(TargetRef("acme", "m2"), ctx)) == 1
 
 
 async def test_a_failed_completion_is_classified_not_raised(clock: FakeClock) -> None:
-    bad = CompletionProbeResult(Classification(ErrorClass.OVERLOADED, status=529, retry_after_s=3.0, detail="Overloaded"))
-    [obs] = await completion.probe(TargetRef("acme", "m1"), _ctx(None, ScriptedAdapter(completions=[bad]), _provider(), clock))
+    bad = CompletionProbeResult(
+        Classification(ErrorClass.OVERLOADED, status=529, retry_after_s=3.0, detail="Overloaded")
+    )
+    [obs] = await completion.probe(
+        TargetRef("acme", "m1"), _ctx(None, ScriptedAdapter(completions=[bad]), _provider(), clock)
+    )
     assert (obs.error_class, obs.status, obs.retry_after_s) == (ErrorClass.OVERLOADED, 529, 3.0)
 
 
 # -- status page ----------------------------------------------------------------------------------
 SUMMARY = {
-    "page": {"id": "x"}, "status": {"indicator": "minor", "description": "Minor"},
+    "page": {"id": "x"},
+    "status": {"indicator": "minor", "description": "Minor"},
     "components": [{"name": "API", "status": "partial_outage"}, {"name": "Chat Completions", "status": "operational"}],
-    "incidents": [{"name": "Elevated errors", "status": "investigating", "impact": "major", "components": [{"name": "Playground"}]}],
+    "incidents": [
+        {
+            "name": "Elevated errors",
+            "status": "investigating",
+            "impact": "major",
+            "components": [{"name": "Playground"}],
+        }
+    ],
 }
 
 
@@ -143,12 +195,22 @@ def test_status_assessment_uses_the_configured_components() -> None:
     assert sev == 2  # everything counts when nothing is named
 
 
-async def test_status_page_degradation_becomes_a_hint_never_a_failure(session: aiohttp.ClientSession, clock: FakeClock) -> None:
-    server = await _serve({"/summary.json": web.json_response(SUMMARY), "/down.json": web.Response(status=503),
-                           "/html.json": web.Response(text="<html>maintenance</html>")})
+async def test_status_page_degradation_becomes_a_hint_never_a_failure(
+    session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    server = await _serve(
+        {
+            "/summary.json": web.json_response(SUMMARY),
+            "/down.json": web.Response(status=503),
+            "/html.json": web.Response(text="<html>maintenance</html>"),
+        }
+    )
     try:
         p = _provider(status_page=str(server.make_url("/summary.json")), status_components=["API"])
-        out = await status_page.probe(TargetRef("acme", "m1"), _ctx(session, None, p, clock, targets=(TargetRef("acme", "m1"), TargetRef("acme", "m2"))))
+        out = await status_page.probe(
+            TargetRef("acme", "m1"),
+            _ctx(session, None, p, clock, targets=(TargetRef("acme", "m1"), TargetRef("acme", "m2"))),
+        )
         assert [o.error_class for o in out] == [ErrorClass.OK, ErrorClass.OK]
         assert out[0].headroom == status_page.HEADROOM_HINT[2] and "partial_outage" in out[0].detail
         for path in ("/down.json", "/html.json"):  # a broken feed leaves targets alone
@@ -166,13 +228,17 @@ async def test_status_page_without_url_is_skipped(clock: FakeClock) -> None:
 # -- health (local servers) -----------------------------------------------------------------------
 async def test_health_probe_ok_loading_and_refused(session: aiohttp.ClientSession, clock: FakeClock) -> None:
     loading = {"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}}
-    server = await _serve({"/up/health": web.json_response({"status": "ok"}), "/loading/health": web.json_response(loading, status=503)})
+    server = await _serve(
+        {"/up/health": web.json_response({"status": "ok"}), "/loading/health": web.json_response(loading, status=503)}
+    )
     try:
         up = _provider(base=str(server.make_url("/up/v1")))
         assert health.is_local(up) and health.health_url(up).endswith("/up/health")
         [ok] = await health.probe(TargetRef("acme", "m1"), _ctx(session, None, up, clock))
         assert ok.ok and ok.status == 200
-        [lo] = await health.probe(TargetRef("acme", "m1"), _ctx(session, None, _provider(base=str(server.make_url("/loading/v1"))), clock))
+        [lo] = await health.probe(
+            TargetRef("acme", "m1"), _ctx(session, None, _provider(base=str(server.make_url("/loading/v1"))), clock)
+        )
         assert (lo.error_class, lo.code, lo.status) == (ErrorClass.CONNECT, "not_ready", 503) and "loading" in lo.detail
     finally:
         await server.close()
@@ -192,16 +258,28 @@ async def test_count_tokens_for_anthropic_and_gemini(session: aiohttp.ClientSess
     def counted() -> web.Response:
         return web.json_response({"input_tokens": 14})
 
-    server = await _serve({"/v1/messages/count_tokens": counted, "/models/{m}:countTokens": web.json_response({"totalTokens": 9}),
-                           "/v1/missing": web.Response(status=404)})
+    server = await _serve(
+        {
+            "/v1/messages/count_tokens": counted,
+            "/models/{m}:countTokens": web.json_response({"totalTokens": 9}),
+            "/v1/missing": web.Response(status=404),
+        }
+    )
     try:
         base = str(server.make_url("")).rstrip("/")
         adapter = ScriptedAdapter(base=base)
-        [a] = await count_tokens.probe(TargetRef("acme", "m1"), _ctx(session, adapter, _provider("anthropic", base), clock))
+        [a] = await count_tokens.probe(
+            TargetRef("acme", "m1"), _ctx(session, adapter, _provider("anthropic", base), clock)
+        )
         assert a.ok and a.extra == {"input_tokens": 14} and a.kind == "count_tokens"
-        [g] = await count_tokens.probe(TargetRef("acme", "m1"), _ctx(session, adapter, _provider("gemini", base), clock))
+        [g] = await count_tokens.probe(
+            TargetRef("acme", "m1"), _ctx(session, adapter, _provider("gemini", base), clock)
+        )
         assert g.ok and g.extra == {"input_tokens": 9}
-        [bad] = await count_tokens.probe(TargetRef("acme", "m1"), _ctx(session, ScriptedAdapter(base=base + "/v1/missing"), _provider("anthropic", base), clock))
+        [bad] = await count_tokens.probe(
+            TargetRef("acme", "m1"),
+            _ctx(session, ScriptedAdapter(base=base + "/v1/missing"), _provider("anthropic", base), clock),
+        )
         assert bad.error_class is ErrorClass.MODEL_GONE and bad.status == 404
     finally:
         await server.close()

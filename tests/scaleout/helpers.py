@@ -35,7 +35,9 @@ auth: {{tokens: [{{token: {ADMIN}, scope: admin, name: ops}}, {{token: {READ}, s
 def table_v(config: Config, version: int) -> Table:
     from dataclasses import replace
 
-    return replace(HealthModel(config, FakeClock()).table, version=version, published_at=datetime(2026, 1, 1, tzinfo=UTC))
+    return replace(
+        HealthModel(config, FakeClock()).table, version=version, published_at=datetime(2026, 1, 1, tzinfo=UTC)
+    )
 
 
 class ListSink:

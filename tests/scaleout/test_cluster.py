@@ -56,16 +56,31 @@ class Cluster:
 
     def config(self, control_port: int, data_port: int) -> dict[str, Any]:
         return {
-            "server": {"control": {"host": "127.0.0.1", "port": control_port}, "data": {"host": "127.0.0.1", "port": data_port}},
+            "server": {
+                "control": {"host": "127.0.0.1", "port": control_port},
+                "data": {"host": "127.0.0.1", "port": data_port},
+            },
             "database": {"url": self.pg_url},
             "auth": {"public_read": True, "tokens": [{"token": ADMIN, "scope": "admin", "name": "cluster"}]},
             "scale_out": {"leader_lease": f"{LEASE}s", "poll_interval": "500ms"},
-            "webhooks": {"allow_private_networks": ["127.0.0.0/8"], "timeout": "2s", "retry_schedule": ["200ms", "300ms", "400ms"]},
+            "webhooks": {
+                "allow_private_networks": ["127.0.0.0/8"],
+                "timeout": "2s",
+                "retry_schedule": ["200ms", "300ms", "400ms"],
+            },
             "breaker": {"withdrawn_recheck": "1s", "open_duration": "1s"},
             "providers": self.sim.turnout_providers(),
             "routes": [{"name": ROUTE, "targets": ["sim-openai/gpt-4o", "sim-anthropic/claude-sonnet-4"]}],
-            "probes": {"interval": "300ms", "jitter": 0.1, "timeout": "2s",
-                       "kinds": {"catalogue": {"interval": "300ms"}, "completion": {"interval": "300ms"}, "status_page": {"enabled": False}}},
+            "probes": {
+                "interval": "300ms",
+                "jitter": 0.1,
+                "timeout": "2s",
+                "kinds": {
+                    "catalogue": {"interval": "300ms"},
+                    "completion": {"interval": "300ms"},
+                    "status_page": {"enabled": False},
+                },
+            },
         }
 
     @property
@@ -83,7 +98,10 @@ class Cluster:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "TURNOUT_ADVERTISE_URL": f"http://127.0.0.1:{control_port}"}
         self.procs[name] = subprocess.Popen(
             [sys.executable, "-m", "controlplane.cli", "serve", "-c", str(path), "--role", role, *(extra or [])],
-            cwd=str(self.tmp), env=env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=str(self.tmp),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
 
     def spawn_control(self, i: int) -> None:
@@ -137,8 +155,9 @@ async def _long_poll(http: aiohttp.ClientSession, urls: list[str], seen: list[in
     while not stop.is_set():
         url = urls[i % len(urls)]
         try:
-            async with http.get(f"{url}/api/v1/table", params={"after": str(after), "wait": "2"},
-                                timeout=aiohttp.ClientTimeout(total=5)) as r:
+            async with http.get(
+                f"{url}/api/v1/table", params={"after": str(after), "wait": "2"}, timeout=aiohttp.ClientTimeout(total=5)
+            ) as r:
                 if r.status == 200:
                     after = (await r.json())["version"]
                     seen.append(after)
@@ -149,7 +168,9 @@ async def _long_poll(http: aiohttp.ClientSession, urls: list[str], seen: list[in
             await asyncio.sleep(0.1)
 
 
-async def _traffic(http: aiohttp.ClientSession, urls: list[str], results: list[tuple[float, int]], stop: asyncio.Event) -> None:
+async def _traffic(
+    http: aiohttp.ClientSession, urls: list[str], results: list[tuple[float, int]], stop: asyncio.Event
+) -> None:
     """Chat completions against the data replicas, alternating; records (time, HTTP status or -1)."""
     n = 0
     body = {"model": ROUTE, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
@@ -170,7 +191,9 @@ def _sql(pg_url: str, query: str) -> list[tuple[Any, ...]]:
         return list(conn.execute(query).fetchall())
 
 
-async def test_cluster_survives_leader_kill_and_control_plane_outage(sim: Simulator, pg_url: str, tmp_path: Path) -> None:
+async def test_cluster_survives_leader_kill_and_control_plane_outage(
+    sim: Simulator, pg_url: str, tmp_path: Path
+) -> None:
     cluster = Cluster(sim, pg_url, tmp_path)
     receiver = await Receiver().start()
     stop = asyncio.Event()
@@ -196,8 +219,9 @@ async def test_cluster_survives_leader_kill_and_control_plane_outage(sim: Simula
             leader = await _until(lambda: _leader(http, cluster.control_urls), what="a leader")
             follower = next(u for u in cluster.control_urls if u != leader)
             # Registered through a follower: the endpoint lives in the shared database.
-            async with http.post(f"{follower}/api/v1/webhooks", json={"url": receiver.url},
-                                 headers={"Authorization": f"Bearer {ADMIN}"}) as r:
+            async with http.post(
+                f"{follower}/api/v1/webhooks", json={"url": receiver.url}, headers={"Authorization": f"Bearer {ADMIN}"}
+            ) as r:
                 assert r.status == 201, await r.text()
                 created = await r.json()
             receiver.secret = created["secret"]
@@ -213,8 +237,10 @@ async def test_cluster_survives_leader_kill_and_control_plane_outage(sim: Simula
                 return True
 
             await _until(data_ready, what="two data replicas serving")
-            tasks = [asyncio.create_task(_long_poll(http, cluster.control_urls, seen, stop)),
-                     asyncio.create_task(_traffic(http, cluster.data_urls, traffic, stop))]
+            tasks = [
+                asyncio.create_task(_long_poll(http, cluster.control_urls, seen, stop)),
+                asyncio.create_task(_traffic(http, cluster.data_urls, traffic, stop)),
+            ]
 
             # 1. A withdrawal under the first leader: events and webhooks.
             sim.set_fault("sim-openai", "region_blocked", model="gpt-4o")
@@ -257,13 +283,18 @@ async def test_cluster_survives_leader_kill_and_control_plane_outage(sim: Simula
             await _until(reported, what="replica reports after the outage")
 
             async def recorded() -> bool:  # the data replicas' decision-log records reach the store too
-                rows = _sql(pg_url, "SELECT count(*), count(DISTINCT route) FROM dataplane_decisions WHERE outcome = 'ok'")
+                rows = _sql(
+                    pg_url, "SELECT count(*), count(DISTINCT route) FROM dataplane_decisions WHERE outcome = 'ok'"
+                )
                 return bool(rows[0][0] >= len(traffic) // 2 and rows[0][1] >= 1)
 
             await _until(recorded, what="the data replicas' decision records in the store")
 
             async def settled() -> bool:
-                rows = _sql(pg_url, f"SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = '{created['id']}' AND status <> 'delivered'")
+                rows = _sql(
+                    pg_url,
+                    f"SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = '{created['id']}' AND status <> 'delivered'",
+                )
                 return bool(rows[0][0] == 0)
 
             await _until(settled, what="every webhook delivered")
@@ -291,8 +322,10 @@ async def test_cluster_survives_leader_kill_and_control_plane_outage(sim: Simula
     assert len(during) >= OUTAGE_S * 5, "the client kept sending during the outage"
     errors = [s for _, s in traffic if s != 200]
     assert not errors, f"client errors: {errors[:10]} of {len(traffic)}"
-    print(f"takeover after SIGKILL: {takeover:.2f} s; {new_leader} leads; versions {seen[0]}..{seen[-1]} ({len(seen)} seen); "
-          f"{len(traffic)} requests, {len(during)} during the outage; {len(events)} events delivered")
+    print(
+        f"takeover after SIGKILL: {takeover:.2f} s; {new_leader} leads; versions {seen[0]}..{seen[-1]} ({len(seen)} seen); "
+        f"{len(traffic)} requests, {len(during)} during the outage; {len(events)} events delivered"
+    )
 
 
 async def _delivered_any(receiver: Receiver) -> bool:

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from controlplane.scaleout.control_replica import ControlReplica, NotLeader, lifecycle_for
 from controlplane.runtime import Runtime
+from controlplane.scaleout.control_replica import ControlReplica, NotLeader, lifecycle_for
 from controlplane.table import Table
 from tests.scaleout.helpers import small_config
 from tests.support import free_port
@@ -41,7 +41,9 @@ def _state(t: Table, target: str) -> str:
     return str(t.targets[target].state)
 
 
-async def test_one_leads_the_other_follows_and_takes_over_with_state_and_versions(replicas: list[ControlReplica]) -> None:
+async def test_one_leads_the_other_follows_and_takes_over_with_state_and_versions(
+    replicas: list[ControlReplica],
+) -> None:
     await _until(lambda: any(r.leading for r in replicas))
     leader = next(r for r in replicas if r.leading)
     follower = next(r for r in replicas if r is not leader)
@@ -50,7 +52,9 @@ async def test_one_leads_the_other_follows_and_takes_over_with_state_and_version
     await leader.rt.drain(target="p1/m1", reason="maintenance", actor="test")
     v = leader.rt.table_source.current().version
     got = await follower.rt.table_source.wait_newer(v - 1, timeout=5.0)
-    assert got is not None and got.version == v and _state(got, "p1/m1") == "drained", "the follower serves the leader's table"
+    assert got is not None and got.version == v and _state(got, "p1/m1") == "drained", (
+        "the follower serves the leader's table"
+    )
 
     with pytest.raises(NotLeader, match="leader at http://"):
         await follower.rt.drain(target="p1/m2", reason="x", actor="test")

@@ -10,9 +10,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from controlplane.publisher import TablePublisher
 from controlplane.scaleout.control_replica import StoreFollower, install_notify, newest_table
 from controlplane.scaleout.leader import pg_conninfo
-from controlplane.publisher import TablePublisher
 from controlplane.store import Store
 from controlplane.table import Table
 from tests.fakes import FakeClock
@@ -33,7 +33,9 @@ def pg_store(pg_url: str, clock: FakeClock) -> Iterator[Store]:
 @pytest.fixture
 async def listening(pg_store: Store, pg_url: str) -> AsyncIterator[StoreFollower]:
     # A long poll interval: within the test's deadlines only a notification can deliver a version.
-    follower = StoreFollower(pg_store.engine, TablePublisher(_table(0)), conninfo=pg_conninfo(pg_url), poll_interval=30.0)
+    follower = StoreFollower(
+        pg_store.engine, TablePublisher(_table(0)), conninfo=pg_conninfo(pg_url), poll_interval=30.0
+    )
     task = asyncio.create_task(follower.run())
     for _ in range(500):
         if follower.listening:
@@ -64,7 +66,9 @@ async def test_follower_falls_back_to_polling_when_its_listen_connection_dies(
 ) -> None:
     listening.poll_interval = 0.1
     with psycopg.connect(pg_conninfo(pg_url), autocommit=True) as conn:
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%%' AND pid <> pg_backend_pid()")
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%%' AND pid <> pg_backend_pid()"
+        )
     await asyncio.to_thread(pg_store.save_health, {}, _table(7))
     got = await listening.publisher.wait_newer(0, timeout=5.0)
     assert got is not None and got.version == 7

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Callable
 import psycopg
 import pytest
 
-from controlplane.scaleout.leader import SAFETY, LeaseElector, SingleLeader, elector_for, pg_conninfo
 from controlplane.metrics import Metrics
+from controlplane.scaleout.leader import SAFETY, LeaseElector, SingleLeader, elector_for, pg_conninfo
 from tests.fakes import FakeClock
 
 LEASE = 2.0
@@ -30,8 +30,15 @@ class Log:
 async def electors(pg_url: str, clock: FakeClock) -> AsyncIterator[tuple[list[LeaseElector], Log]]:
     log = Log()
     out = [
-        LeaseElector(pg_url, lease=LEASE, holder=name, advertise_url=f"http://{name}", clock=clock,
-                     on_elected=log.cb(name, "elected"), on_demoted=log.cb(name, "demoted"))  # type: ignore[arg-type]
+        LeaseElector(
+            pg_url,
+            lease=LEASE,
+            holder=name,
+            advertise_url=f"http://{name}",
+            clock=clock,
+            on_elected=log.cb(name, "elected"),
+            on_demoted=log.cb(name, "demoted"),
+        )  # type: ignore[arg-type]
         for name in ("a", "b", "c")
     ]
     yield out, log
@@ -118,7 +125,9 @@ async def test_renewal_keeps_leadership_and_term(electors: tuple[list[LeaseElect
 
 async def test_run_loop_elects_and_resigns_when_cancelled(pg_url: str) -> None:
     log = Log()
-    a = LeaseElector(pg_url, lease=0.6, holder="a", on_elected=log.cb("a", "elected"), on_demoted=log.cb("a", "demoted"))  # type: ignore[arg-type]
+    a = LeaseElector(
+        pg_url, lease=0.6, holder="a", on_elected=log.cb("a", "elected"), on_demoted=log.cb("a", "demoted")
+    )  # type: ignore[arg-type]
     b = LeaseElector(pg_url, lease=0.6, holder="b", on_elected=log.cb("b", "elected"))  # type: ignore[arg-type]
     task = asyncio.create_task(a.run())
     while not a.is_leader:

@@ -18,7 +18,14 @@ from tests.support import free_port
 
 
 def _o(target: str, ec: ErrorClass, status: int | None = None) -> Observation:
-    return Observation(target=target, at=datetime(2026, 1, 1, tzinfo=UTC), source=Source.LIVE, kind="live", error_class=ec, status=status)
+    return Observation(
+        target=target,
+        at=datetime(2026, 1, 1, tzinfo=UTC),
+        source=Source.LIVE,
+        kind="live",
+        error_class=ec,
+        status=status,
+    )
 
 
 def _detector(clock: FakeClock) -> OutlierDetector:
@@ -28,7 +35,13 @@ def _detector(clock: FakeClock) -> OutlierDetector:
 # -- outlier detection ---------------------------------------------------------------------------
 def test_consecutive_failures_eject_and_a_success_in_between_resets(clock: FakeClock) -> None:
     d = _detector(clock)
-    for ec in (ErrorClass.SERVER_ERROR, ErrorClass.TIMEOUT, ErrorClass.OK, ErrorClass.SERVER_ERROR, ErrorClass.CLIENT_ERROR):
+    for ec in (
+        ErrorClass.SERVER_ERROR,
+        ErrorClass.TIMEOUT,
+        ErrorClass.OK,
+        ErrorClass.SERVER_ERROR,
+        ErrorClass.CLIENT_ERROR,
+    ):
         d.record(_o("p1/m1", ec))
     assert d.ejected() == {}, "two in a row, then a success; client errors are neutral"
     d.record(_o("p1/m1", ErrorClass.SERVER_ERROR))
@@ -66,7 +79,9 @@ def test_applied_table_reranks_and_never_ejects_a_routes_last_target(clock: Fake
     assert not t.targets["p1/m1"].admissible
     d.record(_o("p1/m2", ErrorClass.AUTH))
     d.record(_o("p1/m3", ErrorClass.AUTH))
-    assert [e.target for e in d.apply(base).routes["main"].admissible] == ["p1/m1", "p1/m2", "p1/m3"], "all ejected: serve as before"
+    assert [e.target for e in d.apply(base).routes["main"].admissible] == ["p1/m1", "p1/m2", "p1/m3"], (
+        "all ejected: serve as before"
+    )
 
 
 # -- the report buffer ---------------------------------------------------------------------------
@@ -98,7 +113,10 @@ def test_report_token_comes_from_env_or_the_first_admin_token(monkeypatch: pytes
 async def controls() -> AsyncIterator[list[StubControl]]:
     cfg = small_config()
     pub = TablePublisher(table_v(cfg, 1))
-    cs = [await StubControl(StubControlRuntime(cfg, pub, leadership=StubLeadership(is_leader=i == 1))).start() for i in range(2)]
+    cs = [
+        await StubControl(StubControlRuntime(cfg, pub, leadership=StubLeadership(is_leader=i == 1))).start()
+        for i in range(2)
+    ]
     yield cs
     for c in cs:
         await c.stop()
@@ -115,7 +133,9 @@ async def replica(controls: list[StubControl], clock: FakeClock) -> AsyncIterato
     await r.stop()
 
 
-async def test_replica_skips_an_unreachable_url_and_follows_new_versions(replica: DataReplica, controls: list[StubControl]) -> None:
+async def test_replica_skips_an_unreachable_url_and_follows_new_versions(
+    replica: DataReplica, controls: list[StubControl]
+) -> None:
     assert not await replica.follow_once(wait=0.1)
     assert await replica.follow_once(wait=0.1)
     assert replica.table_source.current().version == 1
@@ -124,7 +144,9 @@ async def test_replica_skips_an_unreachable_url_and_follows_new_versions(replica
     assert replica.table_source.current().version == 2 and replica.connected
 
 
-async def test_replica_keeps_its_last_table_while_every_control_replica_is_down(replica: DataReplica, controls: list[StubControl]) -> None:
+async def test_replica_keeps_its_last_table_while_every_control_replica_is_down(
+    replica: DataReplica, controls: list[StubControl]
+) -> None:
     while not await replica.follow_once(wait=0.1):
         pass
     for c in controls:
@@ -132,10 +154,15 @@ async def test_replica_keeps_its_last_table_while_every_control_replica_is_down(
     for _ in range(3):
         assert not await replica.follow_once(wait=0.1)
     assert not replica.connected
-    assert replica.table_source.current().version == 1 and replica.table_source.current().routes["main"].primary is not None
+    assert (
+        replica.table_source.current().version == 1
+        and replica.table_source.current().routes["main"].primary is not None
+    )
 
 
-async def test_outcomes_go_to_the_leader_in_batches_once_it_is_back(replica: DataReplica, controls: list[StubControl]) -> None:
+async def test_outcomes_go_to_the_leader_in_batches_once_it_is_back(
+    replica: DataReplica, controls: list[StubControl]
+) -> None:
     leader = controls[1]
     await leader.stop()
     for _ in range(3):
@@ -152,8 +179,15 @@ async def test_decision_records_ride_along_with_the_reports(replica: DataReplica
 
     leader = controls[1]
     await leader.stop()
-    d = Decision(at=replica.clock.wall(), route="main", target="p1/m1", outcome="client_gone", status=499, stream=True,
-                 attempts=[("p1/m1", "ok", 200)])
+    d = Decision(
+        at=replica.clock.wall(),
+        route="main",
+        target="p1/m1",
+        outcome="client_gone",
+        status=499,
+        stream=True,
+        attempts=[("p1/m1", "ok", 200)],
+    )
     replica.forward_decision(d)  # a request that left no outcome (the client went away) still leaves its record
     assert await replica.report_once() == 0 and list(replica.decisions) == [d], "kept while nobody takes them"
     await leader.start()

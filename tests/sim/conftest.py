@@ -16,8 +16,19 @@ KEY = "test-key"
 SIM_CONFIG: dict[str, Any] = {
     "seed": 1,
     "providers": [
-        {"id": "oa", "family": "openai", "flavor": "openai", "api_key": KEY, "models": [{"name": "gpt-x", "context_window": 8192}, {"name": "gpt-y"}]},
-        {"id": "an", "family": "anthropic", "api_key": KEY, "models": [{"name": "claude-x", "context_window": 200000}, {"name": "claude-y"}]},
+        {
+            "id": "oa",
+            "family": "openai",
+            "flavor": "openai",
+            "api_key": KEY,
+            "models": [{"name": "gpt-x", "context_window": 8192}, {"name": "gpt-y"}],
+        },
+        {
+            "id": "an",
+            "family": "anthropic",
+            "api_key": KEY,
+            "models": [{"name": "claude-x", "context_window": 200000}, {"name": "claude-y"}],
+        },
         {"id": "gg", "family": "gemini", "api_key": KEY, "models": [{"name": "gem-x"}, {"name": "gem-y"}]},
         {"id": "ds", "family": "openai", "flavor": "deepseek", "api_key": KEY, "models": [{"name": "ds-chat"}]},
         {"id": "orr", "family": "openai", "flavor": "openrouter", "api_key": KEY, "models": [{"name": "or-m"}]},
@@ -44,13 +55,20 @@ def family_of(provider: str) -> str:
     return {"an": "anthropic", "gg": "gemini"}.get(provider, "openai")
 
 
-def request_for(sim: Simulator, provider: str, *, stream: bool = False, model: str | None = None, max_tokens: int | None = None) -> tuple[str, dict[str, str], dict[str, Any]]:
+def request_for(
+    sim: Simulator, provider: str, *, stream: bool = False, model: str | None = None, max_tokens: int | None = None
+) -> tuple[str, dict[str, str], dict[str, Any]]:
     """URL, headers and body of one inference call in the provider's own wire format."""
     model = model or MODEL[provider]
     base = sim.base_url(provider)
     fam = family_of(provider)
     if fam == "anthropic":
-        body: dict[str, Any] = {"model": model, "max_tokens": max_tokens or 64, "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+        body: dict[str, Any] = {
+            "model": model,
+            "max_tokens": max_tokens or 64,
+            "messages": [{"role": "user", "content": "hi"}],
+            "stream": stream,
+        }
         return f"{base}/v1/messages", {"x-api-key": KEY, "anthropic-version": "2023-06-01"}, body
     if fam == "gemini":
         method = "streamGenerateContent?alt=sse" if stream else "generateContent"
@@ -66,7 +84,9 @@ def request_for(sim: Simulator, provider: str, *, stream: bool = False, model: s
     return f"{base}/chat/completions", {"Authorization": f"Bearer {KEY}"}, body
 
 
-async def call(http: aiohttp.ClientSession, sim: Simulator, provider: str, **kw: Any) -> tuple[int, dict[str, str], bytes]:
+async def call(
+    http: aiohttp.ClientSession, sim: Simulator, provider: str, **kw: Any
+) -> tuple[int, dict[str, str], bytes]:
     url, headers, body = request_for(sim, provider, **kw)
     async with http.post(url, json=body, headers=headers) as resp:
         return resp.status, {k.lower(): v for k, v in resp.headers.items()}, await resp.read()

@@ -27,11 +27,15 @@ async def test_providers_lists_urls_and_never_keys(sim: Simulator, http: aiohttp
     assert by_id["oa"]["base_url"].endswith("/v1") and by_id["lc"]["auth"] is False
     assert KEY not in str(doc)
     _, cat = await _json(http, "GET", sim.admin_url + "/catalogue")
-    assert {"OA-429R", "AN-529", "GG-MID", "CAT-1"} <= {f["id"] for f in cat["faults"]} and "rate_limited" in cat["aliases"]
+    assert {"OA-429R", "AN-529", "GG-MID", "CAT-1"} <= {f["id"] for f in cat["faults"]} and "rate_limited" in cat[
+        "aliases"
+    ]
 
 
 async def test_faults_set_list_clear_over_http(sim: Simulator, http: aiohttp.ClientSession) -> None:
-    status, rule = await _json(http, "POST", sim.admin_url + "/faults", {"provider": "an", "fault": "overloaded", "count": 2})
+    status, rule = await _json(
+        http, "POST", sim.admin_url + "/faults", {"provider": "an", "fault": "overloaded", "count": 2}
+    )
     assert status == 201 and rule["fault"] == "AN-529" and rule["count_left"] == 2
     assert (await call(http, sim, "an"))[0] == 529
     _, listed = await _json(http, "GET", sim.admin_url + "/faults?provider=an")
@@ -41,7 +45,12 @@ async def test_faults_set_list_clear_over_http(sim: Simulator, http: aiohttp.Cli
     status, _ = await _json(http, "DELETE", f"{sim.admin_url}/faults/{rule['id']}")
     assert status == 404
 
-    await _json(http, "POST", sim.admin_url + "/faults", {"provider": "oa", "fault": "latency", "duration": "5m", "params": {"seconds": 0}})
+    await _json(
+        http,
+        "POST",
+        sim.admin_url + "/faults",
+        {"provider": "oa", "fault": "latency", "duration": "5m", "params": {"seconds": 0}},
+    )
     await _json(http, "POST", sim.admin_url + "/faults", {"provider": "gg", "fault": "GG-503", "model": "gem-y"})
     status, cleared = await _json(http, "DELETE", sim.admin_url + "/faults")
     assert status == 200 and cleared == {"cleared": 2} and sim.faults() == []
@@ -60,11 +69,16 @@ async def test_faults_set_list_clear_over_http(sim: Simulator, http: aiohttp.Cli
         ({"provider": "oa", "fault": "auth", "colour": "red"}, "unknown field(s) colour"),
         ({"fault": "auth"}, "`provider` is required"),
         ({"provider": "oa", "fault": "hang", "params": {"secs": 1}}, "takes no parameter 'secs'; it takes: seconds"),
-        ({"provider": "oa", "fault": "HDR-RA", "params": {"hint": "soon"}}, "hint must be one of ms, seconds, date, no_retry"),
+        (
+            {"provider": "oa", "fault": "HDR-RA", "params": {"hint": "soon"}},
+            "hint must be one of ms, seconds, date, no_retry",
+        ),
         ({"provider": "oa", "fault": "latency", "params": {"seconds": "x"}}, "'seconds' must be a non-negative number"),
     ],
 )
-async def test_bad_fault_requests_name_the_problem(sim: Simulator, http: aiohttp.ClientSession, body: dict[str, Any], message: str) -> None:
+async def test_bad_fault_requests_name_the_problem(
+    sim: Simulator, http: aiohttp.ClientSession, body: dict[str, Any], message: str
+) -> None:
     status, doc = await _json(http, "POST", sim.admin_url + "/faults", body)
     assert status in (400, 404) and message in doc["error"], doc
 
@@ -101,7 +115,9 @@ async def test_timeline_over_http_with_the_injected_clock(sim: Simulator, http: 
     assert status == 200 and moved["monotonic"] == 10
     status, _, body = await call(http, sim, "gg")
     assert status == 400 and b"FAILED_PRECONDITION" in body
-    status, bad = await _json(http, "PUT", sim.admin_url + "/timeline", {"entries": [{"at": "1s", "provider": "gg", "fault": "AN-529"}]})
+    status, bad = await _json(
+        http, "PUT", sim.admin_url + "/timeline", {"entries": [{"at": "1s", "provider": "gg", "fault": "AN-529"}]}
+    )
     assert status == 400 and bad["error"].startswith("entries[0]") and "anthropic family" in bad["error"]
     status, stopped = await _json(http, "POST", sim.admin_url + "/timeline/stop")
     assert status == 200 and not stopped["running"]
@@ -110,7 +126,11 @@ async def test_timeline_over_http_with_the_injected_clock(sim: Simulator, http: 
 async def test_status_pages_follow_status_faults(sim: Simulator, http: aiohttp.ClientSession) -> None:
     summary = sim.status_page_url("an")
     _, page = await _json(http, "GET", summary)
-    assert page["status"]["indicator"] == "none" and page["components"][0]["status"] == "operational" and page["incidents"] == []
+    assert (
+        page["status"]["indicator"] == "none"
+        and page["components"][0]["status"] == "operational"
+        and page["incidents"] == []
+    )
 
     sim.set_fault("an", "ST-1")  # major incident, API partial outage; the provider itself still answers
     _, page = await _json(http, "GET", summary)

@@ -30,7 +30,13 @@ def test_public_names_are_exported() -> None:
 def test_example_sim_yaml_has_the_five_demo_providers() -> None:
     cfg = load_sim_config(ROOT / "examples" / "sim.yaml")
     flavors = {p.id: p.effective_flavor for p in cfg.providers}
-    assert flavors == {"sim-openai": "openai", "sim-anthropic": "anthropic", "sim-gemini": "gemini", "sim-deepseek": "deepseek", "sim-vllm": "vllm"}
+    assert flavors == {
+        "sim-openai": "openai",
+        "sim-anthropic": "anthropic",
+        "sim-gemini": "gemini",
+        "sim-deepseek": "deepseek",
+        "sim-vllm": "vllm",
+    }
     assert all(18700 <= p.port < 18800 for p in cfg.providers) and 18700 <= cfg.admin_port < 18800
     assert cfg.timeline
 
@@ -53,12 +59,45 @@ def test_example_turnout_config_points_at_the_example_simulator() -> None:
     [
         ({"providers": []}, "providers", "at least 1"),
         ({"providers": [{"id": "a", "family": "cohere", "models": [{"name": "m"}]}]}, "providers.0.family", "openai"),
-        ({"providers": [{"id": "a", "family": "openai", "models": [{"name": "m"}]}] * 2}, "providers", "duplicate provider id 'a'"),
-        ({"providers": [{"id": "a", "family": "openai", "modles": []}]}, "providers.0.modles", "unknown field 'modles'"),
-        ({"providers": [{"id": "a", "family": "openai", "models": [{"name": "m"}], "latency": "fast"}]}, "providers.0.latency", "bad duration"),
-        ({"providers": [{"id": "a", "family": "openai", "models": [{"name": "m"}]}], "timeline": [{"at": "1s", "provider": "b", "fault": "auth"}]}, "", "timeline[0]: unknown provider 'b'"),
-        ({"providers": [{"id": "a", "family": "openai", "models": [{"name": "m"}]}], "timeline": [{"at": "1s", "provider": "a", "fault": "AN-529"}]}, "", "anthropic family"),
-        ({"providers": [{"id": "a", "family": "openai", "models": [{"name": "m"}]}], "timeline": [{"at": "1s", "provider": "a"}]}, "timeline.0", "needs `fault: NAME`"),
+        (
+            {"providers": [{"id": "a", "family": "openai", "models": [{"name": "m"}]}] * 2},
+            "providers",
+            "duplicate provider id 'a'",
+        ),
+        (
+            {"providers": [{"id": "a", "family": "openai", "modles": []}]},
+            "providers.0.modles",
+            "unknown field 'modles'",
+        ),
+        (
+            {"providers": [{"id": "a", "family": "openai", "models": [{"name": "m"}], "latency": "fast"}]},
+            "providers.0.latency",
+            "bad duration",
+        ),
+        (
+            {
+                "providers": [{"id": "a", "family": "openai", "models": [{"name": "m"}]}],
+                "timeline": [{"at": "1s", "provider": "b", "fault": "auth"}],
+            },
+            "",
+            "timeline[0]: unknown provider 'b'",
+        ),
+        (
+            {
+                "providers": [{"id": "a", "family": "openai", "models": [{"name": "m"}]}],
+                "timeline": [{"at": "1s", "provider": "a", "fault": "AN-529"}],
+            },
+            "",
+            "anthropic family",
+        ),
+        (
+            {
+                "providers": [{"id": "a", "family": "openai", "models": [{"name": "m"}]}],
+                "timeline": [{"at": "1s", "provider": "a"}],
+            },
+            "timeline.0",
+            "needs `fault: NAME`",
+        ),
     ],
 )
 def test_bad_sim_config_names_the_field(raw: dict[str, Any], field: str, problem: str) -> None:
@@ -96,14 +135,18 @@ async def test_turnout_providers_validate_and_work_with_the_adapters() -> None:
                 listing = await adapter.list_models(session, provider, timeout=5)
                 assert listing.models == [m.name for m in provider.models], provider.id
                 model = provider.models[0].name
-                probe = await adapter.probe_completion(session, provider, model, prompt="ping", max_tokens=16, timeout=5)
+                probe = await adapter.probe_completion(
+                    session, provider, model, prompt="ping", max_tokens=16, timeout=5
+                )
                 assert probe.classification.error_class is ErrorClass.OK, (provider.id, probe.classification)
                 assert probe.output_tokens == 3 and probe.ttft_s is not None, (provider.id, probe)
             sim.set_fault("gg", "model_gone", model="gem-x")
             gg = cfg.provider("gg")
             assert gg is not None
             assert (await get_adapter("gemini").list_models(session, gg, timeout=5)).models == ["gem-y"]
-            probe = await get_adapter("gemini").probe_completion(session, gg, "gem-x", prompt="ping", max_tokens=16, timeout=5)
+            probe = await get_adapter("gemini").probe_completion(
+                session, gg, "gem-x", prompt="ping", max_tokens=16, timeout=5
+            )
             assert probe.classification.error_class is ErrorClass.MODEL_GONE
 
 

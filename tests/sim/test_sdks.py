@@ -21,13 +21,21 @@ WEATHER_OA: Any = {
     "function": {
         "name": "get_weather",
         "description": "Weather for a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}, "required": ["city"]},
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+            "required": ["city"],
+        },
     },
 }
 WEATHER_AN: Any = {
     "name": "get_weather",
     "description": "Weather for a city",
-    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}, "units": {"type": "string", "enum": ["metric", "imperial"]}}, "required": ["city"]},
+    "input_schema": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "units": {"type": "string", "enum": ["metric", "imperial"]}},
+        "required": ["city"],
+    },
 }
 
 
@@ -82,7 +90,11 @@ async def test_openai_sdk_gets_the_required_tool_call_echoed(oa: openai.AsyncOpe
     assert json.loads(call.function.arguments) == {"city": "sim", "days": 1}
 
     stream = await oa.chat.completions.create(
-        model="gpt-x", messages=[{"role": "user", "content": "weather?"}], tools=[WEATHER_OA], tool_choice="required", stream=True
+        model="gpt-x",
+        messages=[{"role": "user", "content": "weather?"}],
+        tools=[WEATHER_OA],
+        tool_choice="required",
+        stream=True,
     )
     name, args, finish = "", "", None
     async for chunk in stream:
@@ -94,7 +106,9 @@ async def test_openai_sdk_gets_the_required_tool_call_echoed(oa: openai.AsyncOpe
 
 
 async def test_openai_sdk_without_tool_choice_gets_text(oa: openai.AsyncOpenAI) -> None:
-    resp = await oa.chat.completions.create(model="gpt-x", messages=[{"role": "user", "content": "hi"}], tools=[WEATHER_OA])
+    resp = await oa.chat.completions.create(
+        model="gpt-x", messages=[{"role": "user", "content": "hi"}], tools=[WEATHER_OA]
+    )
     assert resp.choices[0].message.tool_calls is None and resp.choices[0].message.content
 
 
@@ -127,7 +141,9 @@ async def test_anthropic_sdk_parses_a_message_with_usage(an: anthropic.AsyncAnth
 
 
 async def test_anthropic_sdk_streams_to_a_final_message(an: anthropic.AsyncAnthropic) -> None:
-    async with an.messages.stream(model="claude-x", max_tokens=2, messages=[{"role": "user", "content": "hi"}]) as stream:
+    async with an.messages.stream(
+        model="claude-x", max_tokens=2, messages=[{"role": "user", "content": "hi"}]
+    ) as stream:
         text = "".join([t async for t in stream.text_stream])
         final = await stream.get_final_message()
     assert text == "Hello from " and final.stop_reason == "max_tokens" and final.usage.output_tokens == 2
@@ -135,14 +151,22 @@ async def test_anthropic_sdk_streams_to_a_final_message(an: anthropic.AsyncAnthr
 
 async def test_anthropic_sdk_gets_the_forced_tool_use(an: anthropic.AsyncAnthropic) -> None:
     msg = await an.messages.create(
-        model="claude-x", max_tokens=64, messages=[{"role": "user", "content": "weather?"}], tools=[WEATHER_AN], tool_choice={"type": "any"}
+        model="claude-x",
+        max_tokens=64,
+        messages=[{"role": "user", "content": "weather?"}],
+        tools=[WEATHER_AN],
+        tool_choice={"type": "any"},
     )
     block = msg.content[0]
     assert msg.stop_reason == "tool_use" and block.type == "tool_use"
     assert block.name == "get_weather" and block.input == {"city": "sim", "units": "metric"}
 
     async with an.messages.stream(
-        model="claude-x", max_tokens=64, messages=[{"role": "user", "content": "weather?"}], tools=[WEATHER_AN], tool_choice={"type": "tool", "name": "get_weather"}
+        model="claude-x",
+        max_tokens=64,
+        messages=[{"role": "user", "content": "weather?"}],
+        tools=[WEATHER_AN],
+        tool_choice={"type": "tool", "name": "get_weather"},
     ) as stream:
         final = await stream.get_final_message()
     assert final.content[0].type == "tool_use" and final.content[0].input == {"city": "sim", "units": "metric"}
@@ -164,7 +188,9 @@ async def test_anthropic_sdk_maps_overload_and_mid_stream_error(sim: Simulator, 
     assert exc.value.status_code == 529
     sim.set_fault("an", "mid_stream_error", count=1)
     with pytest.raises(anthropic.APIStatusError):
-        async with an.messages.stream(model="claude-x", max_tokens=8, messages=[{"role": "user", "content": "hi"}]) as stream:
+        async with an.messages.stream(
+            model="claude-x", max_tokens=8, messages=[{"role": "user", "content": "hi"}]
+        ) as stream:
             async for _ in stream:
                 pass
     async with anthropic.AsyncAnthropic(base_url=sim.base_url("an"), api_key="wrong", max_retries=0) as bad:

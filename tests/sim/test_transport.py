@@ -25,7 +25,9 @@ async def test_refused_closes_only_that_providers_listener(sim: Simulator, http:
     assert (await call(http, sim, "oa"))[0] == 200  # same port again, at once
 
 
-async def test_refused_for_a_duration_reopens_when_the_clock_passes(sim: Simulator, http: aiohttp.ClientSession) -> None:
+async def test_refused_for_a_duration_reopens_when_the_clock_passes(
+    sim: Simulator, http: aiohttp.ClientSession
+) -> None:
     port = sim.port("gg")
     sim.set_fault("gg", "NET-1", duration=30)
     await sim.advance(29)
@@ -114,7 +116,17 @@ async def test_probability_faults_repeat_with_the_seed(sim: Simulator, http: aio
 
 
 async def test_openai_rate_limits_decrement_then_429_until_the_window_resets(http: aiohttp.ClientSession) -> None:
-    cfg = {"providers": [{"id": "oa", "family": "openai", "api_key": "test-key", "rate_limits": {"requests": 3, "tokens": 10000, "window": "60s"}, "models": [{"name": "gpt-x"}]}]}
+    cfg = {
+        "providers": [
+            {
+                "id": "oa",
+                "family": "openai",
+                "api_key": "test-key",
+                "rate_limits": {"requests": 3, "tokens": 10000, "window": "60s"},
+                "models": [{"name": "gpt-x"}],
+            }
+        ]
+    }
     async with Simulator.from_yaml(cfg, clock=FakeClock()) as sim:
         remaining = []
         for _ in range(3):

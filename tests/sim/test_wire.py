@@ -40,13 +40,18 @@ def test_unknown_and_misfamilied_faults_are_explained() -> None:
     assert all(f.expected is None or f.id for f in FAULTS.values())
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(0.012, "12ms"), (0.0001, "1ms"), (2, "2s"), (1.5, "1.5s"), (360, "6m0s"), (3723, "1h2m3s"), (0, "0s")])
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0.012, "12ms"), (0.0001, "1ms"), (2, "2s"), (1.5, "1.5s"), (360, "6m0s"), (3723, "1h2m3s"), (0, "0s")],
+)
 def test_go_durations(seconds: float, text: str) -> None:
     assert go_duration(seconds) == text
 
 
 @pytest.mark.integration
-async def test_gemini_json_and_stream_translate_through_the_adapter(sim: Simulator, http: aiohttp.ClientSession) -> None:
+async def test_gemini_json_and_stream_translate_through_the_adapter(
+    sim: Simulator, http: aiohttp.ClientSession
+) -> None:
     adapter = get_adapter("gemini")
     url, headers, body = request_for(sim, "gg", max_tokens=2)
     async with http.post(url, json=body, headers=headers) as r:
@@ -59,7 +64,11 @@ async def test_gemini_json_and_stream_translate_through_the_adapter(sim: Simulat
         raw = await r.read()
     translator = adapter.stream_translator(model="gem-x")
     items = translator.feed(raw) + translator.close()
-    text = "".join(i.chunk["choices"][0]["delta"].get("content") or "" for i in items if i.kind == "chunk" and i.chunk and i.chunk.get("choices"))
+    text = "".join(
+        i.chunk["choices"][0]["delta"].get("content") or ""
+        for i in items
+        if i.kind == "chunk" and i.chunk and i.chunk.get("choices")
+    )
     assert text == "Hello from gg/gem-x"
     assert not [i for i in items if i.kind == "error"]
 
@@ -67,11 +76,23 @@ async def test_gemini_json_and_stream_translate_through_the_adapter(sim: Simulat
 @pytest.mark.integration
 async def test_gemini_function_call_is_echoed(sim: Simulator, http: aiohttp.ClientSession) -> None:
     url, headers, body = request_for(sim, "gg")
-    body["tools"] = [{"functionDeclarations": [{"name": "lookup", "parameters": {"type": "object", "properties": {"q": {"type": "string"}, "n": {"type": "number"}}}}]}]
+    body["tools"] = [
+        {
+            "functionDeclarations": [
+                {
+                    "name": "lookup",
+                    "parameters": {"type": "object", "properties": {"q": {"type": "string"}, "n": {"type": "number"}}},
+                }
+            ]
+        }
+    ]
     body["toolConfig"] = {"functionCallingConfig": {"mode": "ANY"}}
     async with http.post(url, json=body, headers=headers) as r:
         raw = await r.json()
-    assert raw["candidates"][0]["content"]["parts"][0]["functionCall"] == {"name": "lookup", "args": {"q": "sim", "n": 1}}
+    assert raw["candidates"][0]["content"]["parts"][0]["functionCall"] == {
+        "name": "lookup",
+        "args": {"q": "sim", "n": 1},
+    }
     doc = get_adapter("gemini").parse_response(json.dumps(raw).encode(), model="gem-x")
     call = doc["choices"][0]["message"]["tool_calls"][0]
     assert call["function"]["name"] == "lookup" and json.loads(call["function"]["arguments"]) == {"q": "sim", "n": 1}
@@ -83,17 +104,25 @@ async def test_gemini_catalogue_pages_and_count_tokens(sim: Simulator, http: aio
     async with http.get(sim.base_url("gg") + "/models", params={"pageSize": "1"}, headers=h) as r:
         first = await r.json()
     assert [m["name"] for m in first["models"]] == ["models/gem-x"] and first["nextPageToken"]
-    async with http.get(sim.base_url("gg") + "/models", params={"pageSize": "1", "pageToken": first["nextPageToken"]}, headers=h) as r:
+    async with http.get(
+        sim.base_url("gg") + "/models", params={"pageSize": "1", "pageToken": first["nextPageToken"]}, headers=h
+    ) as r:
         second = await r.json()
     assert [m["name"] for m in second["models"]] == ["models/gem-y"] and "nextPageToken" not in second
-    async with http.post(sim.base_url("gg") + "/models/gem-x:countTokens", json={"contents": [{"parts": [{"text": "x" * 20}]}]}, headers=h) as r:
+    async with http.post(
+        sim.base_url("gg") + "/models/gem-x:countTokens",
+        json={"contents": [{"parts": [{"text": "x" * 20}]}]},
+        headers=h,
+    ) as r:
         assert await r.json() == {"totalTokens": 5}
     async with http.get(sim.base_url("gg") + "/models/gem-x", params={"key": KEY}) as r:
         assert (await r.json())["inputTokenLimit"] == 128000
 
 
 @pytest.mark.integration
-async def test_deepseek_keepalives_are_not_progress_for_the_adapter(sim: Simulator, http: aiohttp.ClientSession) -> None:
+async def test_deepseek_keepalives_are_not_progress_for_the_adapter(
+    sim: Simulator, http: aiohttp.ClientSession
+) -> None:
     sim.set_fault("ds", "keepalive_queue", count=1, seconds=0.03, interval=0.01)
     url, headers, body = request_for(sim, "ds", stream=True)
     async with http.post(url, json=body, headers=headers) as r:
@@ -106,10 +135,34 @@ async def test_deepseek_keepalives_are_not_progress_for_the_adapter(sim: Simulat
 
 
 @pytest.mark.integration
-async def test_every_family_streams_and_answers_tool_calls_for_the_adapters(sim: Simulator, http: aiohttp.ClientSession) -> None:
+async def test_every_family_streams_and_answers_tool_calls_for_the_adapters(
+    sim: Simulator, http: aiohttp.ClientSession
+) -> None:
     tools: dict[str, tuple[dict[str, Any], str, str]] = {
-        "oa": ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"a": {"type": "boolean"}}}}}], "tool_choice": "required"}, "openai", "gpt-x"),
-        "an": ({"tools": [{"name": "f", "input_schema": {"type": "object", "properties": {"a": {"type": "boolean"}}}}], "tool_choice": {"type": "any"}}, "anthropic", "claude-x"),
+        "oa": (
+            {
+                "tools": [
+                    {
+                        "type": "function",
+                        "function": {
+                            "name": "f",
+                            "parameters": {"type": "object", "properties": {"a": {"type": "boolean"}}},
+                        },
+                    }
+                ],
+                "tool_choice": "required",
+            },
+            "openai",
+            "gpt-x",
+        ),
+        "an": (
+            {
+                "tools": [{"name": "f", "input_schema": {"type": "object", "properties": {"a": {"type": "boolean"}}}}],
+                "tool_choice": {"type": "any"},
+            },
+            "anthropic",
+            "claude-x",
+        ),
     }
     for provider, (extra, family, model) in tools.items():
         url, headers, body = request_for(sim, provider, stream=True)

@@ -25,9 +25,16 @@ def _chromium() -> str | None:
 
 async def _run_chromium(binary: str, profile: Path, *args: str) -> bytes:
     proc = await asyncio.create_subprocess_exec(
-        binary, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
-        f"--user-data-dir={profile}", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        binary,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), timeout=90)
@@ -53,7 +60,9 @@ async def test_status_page_renders_in_chromium_with_withdrawn_in_its_own_colour(
         await turnout.failover_scenario()
         # the DOM as the browser built it (no JavaScript needed: the page is complete as served)
         dom = (await _run_chromium(binary, tmp_path / "p1", "--dump-dom", f"{turnout.url}/")).decode()
-        await _run_chromium(binary, tmp_path / "p2", "--window-size=1100,900", f"--screenshot={shot}", f"{turnout.url}/")
+        await _run_chromium(
+            binary, tmp_path / "p2", "--window-size=1100,900", f"--screenshot={shot}", f"{turnout.url}/"
+        )
     assert "Turnout status" in dom
     assert 'data-target="deepseek/deepseek-chat" data-state="withdrawn"' in dom
     assert 'data-target="openai/gpt-4o" data-state="open"' in dom

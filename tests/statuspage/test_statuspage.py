@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from controlplane import statuspage
 from controlplane.clock import FakeClock
 from controlplane.domain import ErrorClass, Observation, State
-from controlplane.events import EventBus, Event
+from controlplane.events import Event, EventBus
 from controlplane.statuspage import PERIODS, STATE_COLOURS, build_view, render_status_page, uptime_history
 from controlplane.store import Store
 from controlplane.table import Table
@@ -44,12 +44,12 @@ def test_every_state_has_its_own_colour_and_withdrawn_rows_use_it() -> None:
 
 def test_targets_appear_in_rank_order_per_route_and_exhausted_route_is_flagged() -> None:
     html = _page()
-    frontier = html[html.index('id="route-frontier"'):]
+    frontier = html[html.index('id="route-frontier"') :]
     order = [frontier.index(t) for t in ("openai/gpt-4o", "anthropic/claude-sonnet-4", "deepseek/deepseek-chat")]
     assert order == sorted(order)
     assert 'class="banner exhausted"' in html
     assert html.index('id="route-frontier"') < html.index('id="route-cheap-fast"')  # config order
-    cheap = html[html.index('id="route-cheap-fast"'):]
+    cheap = html[html.index('id="route-cheap-fast"') :]
     assert cheap.index('class="tag exhausted"') < cheap.index("</section>")
 
 
@@ -143,7 +143,9 @@ async def test_page_still_renders_when_the_store_fails() -> None:
     assert "uptime history unavailable right now" in text and "database is locked" not in text
 
 
-@pytest.mark.parametrize("uptime, level", [(None, "none"), (1.0, "good"), (0.995, "minor"), (0.96, "major"), (0.5, "bad")])
+@pytest.mark.parametrize(
+    "uptime, level", [(None, "none"), (1.0, "good"), (0.995, "minor"), (0.96, "major"), (0.5, "bad")]
+)
 def test_bar_levels(uptime: float | None, level: str) -> None:
     assert statuspage.Bar(NOW, uptime).level == level
 
@@ -160,7 +162,9 @@ async def test_private_reads_need_a_token_by_bearer_or_basic_auth() -> None:
 
     cfg = parse_config(
         "providers: [{id: a, adapter: openai, base_url: 'http://127.0.0.1:9/v1', models: [{name: m}]}]\n"
-        "auth: {public_read: false, tokens: [{token: s3cret-read, scope: read}]}\n", env={})
+        "auth: {public_read: false, tokens: [{token: s3cret-read, scope: read}]}\n",
+        env={},
+    )
     app = web.Application()
     statuspage.install(app, _PrivateRt(_Source(sample_table()), None, EventBus(), FakeClock(NOW), cfg))
 

@@ -10,6 +10,7 @@ from controlplane.store import Store
 from tests.fakes import FakeClock
 from tests.support import pg_database, require_integration
 
+
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str | None]:
     """A fresh PostgreSQL database for this test session (dropped at the end); None when unreachable."""

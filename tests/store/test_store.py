@@ -15,12 +15,16 @@ from controlplane.table import RouteRanking, Table, TableEntry
 from tests.fakes import FakeClock
 
 
-def _obs(clock: FakeClock, target: str = "p/m", ec: ErrorClass = ErrorClass.OK, kind: str = "completion", **kw: object) -> Observation:
+def _obs(
+    clock: FakeClock, target: str = "p/m", ec: ErrorClass = ErrorClass.OK, kind: str = "completion", **kw: object
+) -> Observation:
     return Observation(target=target, at=clock.wall(), source=Source.PROBE, kind=kind, error_class=ec, **kw)  # type: ignore[arg-type]
 
 
 def _table(version: int, clock: FakeClock) -> Table:
-    e = TableEntry(target="p/m", provider="p", model="m", state=State.CLOSED, admissible=True, rank=1, score=1.0, reason="ok")
+    e = TableEntry(
+        target="p/m", provider="p", model="m", state=State.CLOSED, admissible=True, rank=1, score=1.0, reason="ok"
+    )
     return Table(version=version, published_at=clock.wall(), routes={"r": RouteRanking("r", (e,))}, targets={"p/m": e})
 
 
@@ -30,7 +34,11 @@ def test_observations_round_trip_and_latest_per_kind(store: Store, clock: FakeCl
     store.add_observations([_obs(clock, status=200, latency_s=0.4, ttft_s=0.1, headroom=0.5, extra={"tokens": 3})])
     latest = store.latest_observations("p/m")
     assert set(latest) == {"catalogue", "completion"}
-    assert latest["completion"].ok and latest["completion"].latency_s == 0.4 and latest["completion"].extra == {"tokens": 3}
+    assert (
+        latest["completion"].ok
+        and latest["completion"].latency_s == 0.4
+        and latest["completion"].extra == {"tokens": 3}
+    )
     assert latest["completion"].at == clock.wall()
     assert store.latest_observations("other/x") == {}
 
@@ -39,14 +47,38 @@ def test_bulk_written_observations_are_stored_as_the_orm_stores_them(store: Stor
     """add_observations writes one multi-row INSERT (controlplane/bulk.py); the stored form must not change."""
     from controlplane.rows import ObservationRow
 
-    o = _obs(clock, status=503, latency_s=0.25, headroom=0.5, retry_after_s=2.0, code="overloaded_error",
-             detail="Overloaded ✓", extra={"stream_duration_s": 1.5, "n": [1, 2]})
+    o = _obs(
+        clock,
+        status=503,
+        latency_s=0.25,
+        headroom=0.5,
+        retry_after_s=2.0,
+        code="overloaded_error",
+        detail="Overloaded ✓",
+        extra={"stream_duration_s": 1.5, "n": [1, 2]},
+    )
     store.add_observations([o, o])
     with Session(store.engine) as s:
-        s.add(ObservationRow(target=o.target, provider="p", at=o.at, source=str(o.source), kind=o.kind,
-                             error_class=str(o.error_class), latency_s=0.25, ttft_s=None, tokens_per_s=None, status=503,
-                             headroom=0.5, retry_after_s=2.0, scope=str(o.scope), code="overloaded_error",
-                             detail="Overloaded ✓", extra={"stream_duration_s": 1.5, "n": [1, 2]}))
+        s.add(
+            ObservationRow(
+                target=o.target,
+                provider="p",
+                at=o.at,
+                source=str(o.source),
+                kind=o.kind,
+                error_class=str(o.error_class),
+                latency_s=0.25,
+                ttft_s=None,
+                tokens_per_s=None,
+                status=503,
+                headroom=0.5,
+                retry_after_s=2.0,
+                scope=str(o.scope),
+                code="overloaded_error",
+                detail="Overloaded ✓",
+                extra={"stream_duration_s": 1.5, "n": [1, 2]},
+            )
+        )
         s.commit()
     with store.engine.connect() as conn:
         raw = [tuple(r[1:]) for r in conn.execute(text("SELECT * FROM observations ORDER BY id")).fetchall()]
@@ -54,16 +86,22 @@ def test_bulk_written_observations_are_stored_as_the_orm_stores_them(store: Stor
     assert store.latest_observations("p/m")["completion"].extra == {"stream_duration_s": 1.5, "n": [1, 2]}
 
 
-def test_successful_live_calls_keep_one_raw_row_per_target_and_second_but_all_count(store: Store, clock: FakeClock) -> None:
+def test_successful_live_calls_keep_one_raw_row_per_target_and_second_but_all_count(
+    store: Store, clock: FakeClock
+) -> None:
     def live(ec: ErrorClass = ErrorClass.OK, target: str = "p/m") -> Observation:
-        return Observation(target=target, at=clock.wall(), source=Source.LIVE, kind="live", error_class=ec, latency_s=0.1)
+        return Observation(
+            target=target, at=clock.wall(), source=Source.LIVE, kind="live", error_class=ec, latency_s=0.1
+        )
 
     assert store.add_observations([live() for _ in range(5)] + [live(target="q/m"), live(ErrorClass.SERVER_ERROR)]) == 3
     assert store.add_observations([live(), live(ErrorClass.TIMEOUT)]) == 1  # same second: only the failure is a row
     clock.advance(1)
     assert store.add_observations([live(), live()]) == 1  # a new second: one more row
     with store.engine.connect() as conn:
-        raw = conn.execute(text("SELECT error_class, count(*) FROM observations WHERE target = 'p/m' GROUP BY error_class")).all()
+        raw = conn.execute(
+            text("SELECT error_class, count(*) FROM observations WHERE target = 'p/m' GROUP BY error_class")
+        ).all()
     assert dict(raw) == {"ok": 2, "server_error": 1, "timeout": 1}
     pm = {r["target"]: r for r in store.uptime(3600)}["p/m"]
     assert (pm["ok"], pm["failed"]) == (8, 2)  # the rollups count every call
@@ -71,7 +109,11 @@ def test_successful_live_calls_keep_one_raw_row_per_target_and_second_but_all_co
 
 def test_uptime_counts_failures_but_not_client_errors_or_status_page_hints(store: Store, clock: FakeClock) -> None:
     batch = [_obs(clock, latency_s=1.0) for _ in range(7)]
-    batch += [_obs(clock, ec=ErrorClass.SERVER_ERROR), _obs(clock, ec=ErrorClass.TIMEOUT), _obs(clock, ec=ErrorClass.CLIENT_ERROR)]
+    batch += [
+        _obs(clock, ec=ErrorClass.SERVER_ERROR),
+        _obs(clock, ec=ErrorClass.TIMEOUT),
+        _obs(clock, ec=ErrorClass.CLIENT_ERROR),
+    ]
     batch += [_obs(clock, kind="status_page", ec=ErrorClass.OK), _obs(clock, target="q/m", ec=ErrorClass.AUTH)]
     store.add_observations(batch[:5])
     store.add_observations(batch[5:])  # second batch lands in the same minute: counts add up
@@ -102,7 +144,9 @@ def test_prune_drops_raw_observations_but_keeps_rollups_for_uptime(store: Store,
 
 def test_events_get_monotonic_ids_and_filter(store: Store, clock: FakeClock) -> None:
     first = store.append_events([Event("target.state_changed", clock.wall(), "p/m", {"to": "open"}, config_hash="abc")])
-    more = store.append_events([Event("route.primary_changed", clock.wall(), "r"), Event("target.withdrawn", clock.wall(), "p/m")])
+    more = store.append_events(
+        [Event("route.primary_changed", clock.wall(), "r"), Event("target.withdrawn", clock.wall(), "p/m")]
+    )
     ids = [e.id for e in first + more]
     assert ids == sorted(ids) and len(set(ids)) == 3 and all(i is not None for i in ids)
     assert [e.type for e in store.list_events(after=first[0].id)] == ["route.primary_changed", "target.withdrawn"]
@@ -146,7 +190,7 @@ def test_health_snapshot_and_tables_survive_reopen(store_url: str, clock: FakeCl
 def test_schema_migration_adds_missing_columns(store_url: str, clock: FakeClock) -> None:
     s = Store(store_url, clock)
     with s.engine.begin() as conn:
-        conn.execute(text('ALTER TABLE observations DROP COLUMN tokens_per_s'))
+        conn.execute(text("ALTER TABLE observations DROP COLUMN tokens_per_s"))
     s.create_schema()
     s.add_observations([_obs(clock, tokens_per_s=12.5)])
     assert s.latest_observations("p/m")["completion"].tokens_per_s == 12.5
@@ -169,5 +213,7 @@ def test_old_events_are_pruned_with_retention(store: Store, clock: FakeClock) ->
     store.append_events([Event("x", clock.wall(), "s")])
     clock.advance(10)
     store.append_events([Event("y", clock.wall(), "s")])
-    out = store.rollup_and_prune(clock.wall() + timedelta(seconds=1), observation_retention=1, rollup_retention=1, event_retention=5)
+    out = store.rollup_and_prune(
+        clock.wall() + timedelta(seconds=1), observation_retention=1, rollup_retention=1, event_retention=5
+    )
     assert out["events"] == 1 and [e.type for e in store.list_events()] == ["y"]

@@ -14,8 +14,8 @@ from controlplane.clock import Clock
 from controlplane.config import WebhookConfig
 from controlplane.metrics import Metrics
 from controlplane.webhooks.dispatcher import AttemptResult, Dispatcher
-from controlplane.webhooks.rows import WebhookDelivery, WebhookEndpoint
 from controlplane.webhooks.outbox import install_outbox
+from controlplane.webhooks.rows import WebhookDelivery, WebhookEndpoint
 from controlplane.webhooks.signing import generate_secret
 from tests.api.fakes import FakeRuntime
 from tests.fakes import FakeClock
@@ -40,8 +40,13 @@ class ScriptedDispatcher(Dispatcher):
 
 
 def add_endpoint(rt: FakeRuntime, url: str, events: list[str] | None = None) -> WebhookEndpoint:
-    ep = WebhookEndpoint(id=f"ep_{abs(hash(url)) % 10**8}", url=url, events_json=json.dumps(events or []), secret=generate_secret(),
-                         created_at=rt.clock.wall().timestamp())
+    ep = WebhookEndpoint(
+        id=f"ep_{abs(hash(url)) % 10**8}",
+        url=url,
+        events_json=json.dumps(events or []),
+        secret=generate_secret(),
+        created_at=rt.clock.wall().timestamp(),
+    )
     with Session(rt.store.engine) as s:
         s.add(ep)
         s.commit()
@@ -57,15 +62,22 @@ def deliveries(rt: FakeRuntime, endpoint_id: str | None = None) -> list[WebhookD
         return list(s.exec(q.order_by(WebhookDelivery.seq)))  # type: ignore[arg-type]
 
 
-def make_dispatcher(rt: FakeRuntime, script: dict[str, list[bool | int]], config: WebhookConfig | None = None) -> ScriptedDispatcher:
+def make_dispatcher(
+    rt: FakeRuntime, script: dict[str, list[bool | int]], config: WebhookConfig | None = None
+) -> ScriptedDispatcher:
     async def append(events: Any) -> Any:
         from controlplane.webhooks.service import append_and_publish
 
         return await append_and_publish(rt, events)
 
     return ScriptedDispatcher(
-        script, engine=rt.store.engine, clock=rt.clock, config=config or rt.config.webhooks, metrics=rt.metrics,
-        append_events=append, rng=random.Random(7),
+        script,
+        engine=rt.store.engine,
+        clock=rt.clock,
+        config=config or rt.config.webhooks,
+        metrics=rt.metrics,
+        append_events=append,
+        rng=random.Random(7),
     )
 
 

@@ -43,8 +43,12 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[FakeRuntime, TestClient[A
     await receiver.stop()
 
 
-async def _register(client: TestClient[Any, Any], receiver: Receiver, events: list[str] | None = None) -> dict[str, Any]:
-    r = await client.post("/api/v1/webhooks", json={"url": receiver.url, "events": events or [], "description": "test"}, headers=ADMIN)
+async def _register(
+    client: TestClient[Any, Any], receiver: Receiver, events: list[str] | None = None
+) -> dict[str, Any]:
+    r = await client.post(
+        "/api/v1/webhooks", json={"url": receiver.url, "events": events or [], "description": "test"}, headers=ADMIN
+    )
     assert r.status == 201, await r.text()
     created: dict[str, Any] = await r.json()
     receiver.secret = created["secret"]
@@ -55,7 +59,12 @@ def _withdrawal(rt: FakeRuntime) -> list[Event]:
     at = datetime.now(UTC)
     return [
         Event(type="target.withdrawn", at=at, subject="openai/gpt-4o", data={"error_class": "region_blocked"}),
-        Event(type="route.primary_changed", at=at, subject="frontier", data={"from": "openai/gpt-4o", "to": "anthropic/claude-sonnet-4"}),
+        Event(
+            type="route.primary_changed",
+            at=at,
+            subject="frontier",
+            data={"from": "openai/gpt-4o", "to": "anthropic/claude-sonnet-4"},
+        ),
         Event(type="target.recovered", at=at, subject="openai/gpt-4o", data={}),
     ]
 
@@ -126,7 +135,11 @@ async def test_redirects_are_not_followed_and_private_literals_refused_at_delive
     await until(lambda: any((d.last_error or "").startswith("refused") for d in deliveries(rt, "ep_sneaky")))
     await until(lambda: len(receiver.got) >= 2)
     first = [d for d in deliveries(rt) if d.endpoint_id != "ep_sneaky"][0]
-    assert first.status == "pending" and first.last_status_code == 302 and "redirect not followed" in (first.last_error or "")
+    assert (
+        first.status == "pending"
+        and first.last_status_code == 302
+        and "redirect not followed" in (first.last_error or "")
+    )
 
 
 async def test_a_disabled_endpoint_refuses_tests_until_re_enabled(setup: Any) -> None:

@@ -17,7 +17,9 @@ AT = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _events(rt: FakeRuntime, n: int, kind: str = "target.state_changed") -> list[Event]:
-    return rt.store.append_events([Event(type=kind, at=rt.clock.wall(), subject="openai/gpt-4o", data={"n": i}) for i in range(n)])
+    return rt.store.append_events(
+        [Event(type=kind, at=rt.clock.wall(), subject="openai/gpt-4o", data={"n": i}) for i in range(n)]
+    )
 
 
 def test_retry_schedule_goes_from_seconds_to_hours_with_bounded_jitter() -> None:
@@ -122,8 +124,17 @@ async def test_dead_count_follows_the_batch_in_order(wrt: FakeRuntime) -> None:
 
     def job(i: int) -> _Job:
         r = rows[i]
-        return _Job(seq=int(r.seq or 0), id=r.id, endpoint_id=ep.id, url=ep.url, secret="", payload=r.payload,
-                    attempts=last, next_attempt_at=0.0, created_at=0.0)
+        return _Job(
+            seq=int(r.seq or 0),
+            id=r.id,
+            endpoint_id=ep.id,
+            url=ep.url,
+            secret="",
+            payload=r.payload,
+            attempts=last,
+            next_attempt_at=0.0,
+            created_at=0.0,
+        )
 
     ok, dead = AttemptResult(True, 200, None, 0.0), AttemptResult(False, 500, "HTTP 500", 0.0)
     d._record_many([(job(0), ok), (job(1), dead)])

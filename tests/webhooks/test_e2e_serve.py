@@ -41,23 +41,43 @@ def _config(sim: Simulator, db: Path, port: int) -> dict[str, Any]:
         "server": {"control": {"host": "127.0.0.1", "port": port}},
         "database": {"url": f"sqlite:///{db}"},
         "auth": {"public_read": True, "tokens": [{"token": ADMIN, "scope": "admin", "name": "e2e"}]},
-        "webhooks": {"allow_private_networks": ["127.0.0.0/8"], "timeout": "2s", "retry_schedule": ["200ms", "300ms", "400ms"]},
+        "webhooks": {
+            "allow_private_networks": ["127.0.0.0/8"],
+            "timeout": "2s",
+            "retry_schedule": ["200ms", "300ms", "400ms"],
+        },
         "providers": sim.turnout_providers(),
         "routes": [{"name": "main", "targets": ["sim-openai/gpt-4o", "sim-anthropic/claude-sonnet-4"]}],
-        "probes": {"interval": "300ms", "jitter": 0.1, "timeout": "2s",
-                   "kinds": {"catalogue": {"interval": "300ms"}, "completion": {"interval": "300ms"}, "status_page": {"enabled": False}}},
+        "probes": {
+            "interval": "300ms",
+            "jitter": 0.1,
+            "timeout": "2s",
+            "kinds": {
+                "catalogue": {"interval": "300ms"},
+                "completion": {"interval": "300ms"},
+                "status_page": {"enabled": False},
+            },
+        },
     }
 
 
 def _spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "controlplane.cli", "serve", "-c", str(config), "--role", "control"],
-                            cwd=str(config.parent), env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "controlplane.cli", "serve", "-c", str(config), "--role", "control"],
+        cwd=str(config.parent),
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 def _deliveries(db: Path, endpoint: str) -> list[tuple[str, int, str]]:
     with sqlite3.connect(db) as conn:
-        return list(conn.execute("SELECT id, event_id, status FROM webhook_deliveries WHERE endpoint_id = ? ORDER BY seq", (endpoint,)))
+        return list(
+            conn.execute(
+                "SELECT id, event_id, status FROM webhook_deliveries WHERE endpoint_id = ? ORDER BY seq", (endpoint,)
+            )
+        )
 
 
 async def test_withdrawal_events_arrive_once_each_in_order_across_sigkill(sim: Simulator, tmp_path: Path) -> None:
@@ -78,6 +98,7 @@ async def test_withdrawal_events_arrive_once_each_in_order_across_sigkill(sim: S
     receiver.on_receive = kill_on_third
     try:
         async with aiohttp.ClientSession() as http:
+
             async def ready() -> bool:
                 try:
                     async with http.get(f"{base}/readyz") as r:
@@ -86,7 +107,9 @@ async def test_withdrawal_events_arrive_once_each_in_order_across_sigkill(sim: S
                     return False
 
             await _until(ready)
-            async with http.post(f"{base}/api/v1/webhooks", json={"url": receiver.url}, headers={"Authorization": f"Bearer {ADMIN}"}) as r:
+            async with http.post(
+                f"{base}/api/v1/webhooks", json={"url": receiver.url}, headers={"Authorization": f"Bearer {ADMIN}"}
+            ) as r:
                 assert r.status == 201, await r.text()
                 created = await r.json()
             receiver.secret, endpoint = created["secret"], created["id"]
@@ -115,7 +138,9 @@ async def test_withdrawal_events_arrive_once_each_in_order_across_sigkill(sim: S
     assert len(set(delivered_ids)) == len(delivered_ids), "no event arrives under two webhook-ids"
     stored_ids = [e["id"] for e in events if e["id"] <= delivered_ids[-1]]
     assert delivered_ids == stored_ids, "every stored event since registration was delivered"
-    assert [r.body for r in unique] == [e for e in events if e["id"] in set(delivered_ids)], "webhook payload == events API payload"
+    assert [r.body for r in unique] == [e for e in events if e["id"] in set(delivered_ids)], (
+        "webhook payload == events API payload"
+    )
     assert "target.withdrawn" in types(unique) or any(
         r.body["type"] == "target.state_changed" and r.body["data"].get("new") == "withdrawn" for r in unique
     ), types(unique)

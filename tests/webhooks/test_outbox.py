@@ -20,7 +20,9 @@ AT = datetime(2026, 1, 1, tzinfo=UTC)
 def test_an_event_and_its_deliveries_commit_together(wrt: FakeRuntime) -> None:
     a = add_endpoint(wrt, "http://127.0.0.1:1/a")
     b = add_endpoint(wrt, "http://127.0.0.1:1/b", ["route.*"])
-    [ev] = wrt.store.append_events([Event(type="target.withdrawn", at=AT, subject="openai/gpt-4o", data={"why": "region_blocked"})])
+    [ev] = wrt.store.append_events(
+        [Event(type="target.withdrawn", at=AT, subject="openai/gpt-4o", data={"why": "region_blocked"})]
+    )
     got = deliveries(wrt)
     assert [(d.endpoint_id, d.event_id) for d in got] == [(a.id, ev.id)]
     assert orjson.loads(got[0].payload) == ev.to_dict()
@@ -76,7 +78,9 @@ def test_disabled_endpoints_get_nothing(wrt: FakeRuntime) -> None:
 
 
 @pytest.mark.postgres
-def test_an_endpoint_created_while_an_event_is_in_flight_waits_for_it(tmp_path: Path, webhooks_pg_url: str | None) -> None:
+def test_an_endpoint_created_while_an_event_is_in_flight_waits_for_it(
+    tmp_path: Path, webhooks_pg_url: str | None
+) -> None:
     """PostgreSQL (SQLite serialises writers itself): creation waits for an in-flight append, so an endpoint
     gets exactly the events committed after its creation returned."""
     from sqlalchemy import text
@@ -112,8 +116,8 @@ def test_an_append_takes_the_shared_lock_before_its_events_get_ids(tmp_path: Pat
     from sqlalchemy import text
     from sqlmodel import select
 
-    from controlplane.webhooks.rows import WebhookDelivery, WebhookEndpoint
     from controlplane.webhooks.outbox import install_outbox, lock_endpoints
+    from controlplane.webhooks.rows import WebhookDelivery, WebhookEndpoint
     from tests.fakes import FakeClock
     from tests.support import require_integration
 
@@ -134,15 +138,24 @@ def test_an_append_takes_the_shared_lock_before_its_events_get_ids(tmp_path: Pat
 
     def waiting_for_advisory_lock() -> bool:
         with engine.connect() as c:
-            return bool(c.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND "
-                                       "database = (SELECT oid FROM pg_database WHERE datname = current_database())")).scalar_one())
+            return bool(
+                c.execute(
+                    text(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND "
+                        "database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                    )
+                ).scalar_one()
+            )
 
     before = last_id()
     appended: list[Event] = []
     with Session(engine) as creating:
         lock_endpoints(creating, exclusive=True)
-        worker = threading.Thread(target=lambda: appended.extend(wrt.store.append_events([
-            Event(type="target.state_changed", at=AT, subject="openai/gpt-4o", data={})])))
+        worker = threading.Thread(
+            target=lambda: appended.extend(
+                wrt.store.append_events([Event(type="target.state_changed", at=AT, subject="openai/gpt-4o", data={})])
+            )
+        )
         worker.start()
         for _ in range(500):  # until the append waits on the lock (a state in pg_locks, not a timing guess)
             if waiting_for_advisory_lock():

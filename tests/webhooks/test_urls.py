@@ -49,7 +49,9 @@ class _Scripted(AbstractResolver):
     def __init__(self, answers: list[str]) -> None:
         self.answers = answers
 
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         return [ResolveResult(hostname=host, host=a, port=port, family=family, proto=0, flags=0) for a in self.answers]
 
     async def close(self) -> None:

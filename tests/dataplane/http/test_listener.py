@@ -14,7 +14,9 @@ from dataplane.http.messages import App, Request, Response, StreamResponse
 
 
 async def _echo(req: Request) -> Response:
-    return Response(req.body, headers={"x-path": req.path, "x-query": req.query, "x-seen": req.headers.get("x-seen", "")})
+    return Response(
+        req.body, headers={"x-path": req.path, "x-query": req.query, "x-seen": req.headers.get("x-seen", "")}
+    )
 
 
 @pytest.fixture
@@ -74,11 +76,18 @@ def _answers(raw: bytes) -> list[tuple[int, dict[str, str], bytes]]:
     return out
 
 
-async def test_keep_alive_and_pipelined_requests_are_answered_in_order(served: tuple[Listener, dict[str, object]]) -> None:
+async def test_keep_alive_and_pipelined_requests_are_answered_in_order(
+    served: tuple[Listener, dict[str, object]],
+) -> None:
     listener, _ = served
-    raw = await _exchange(listener.port, b"".join(
-        b"POST /echo?n=%d HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nX-Seen: a\r\nx-seen: b\r\n%b\r\n%d" % (
-            i, b"Connection: close\r\n" if i == 4 else b"", i) for i in range(5)))
+    raw = await _exchange(
+        listener.port,
+        b"".join(
+            b"POST /echo?n=%d HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nX-Seen: a\r\nx-seen: b\r\n%b\r\n%d"
+            % (i, b"Connection: close\r\n" if i == 4 else b"", i)
+            for i in range(5)
+        ),
+    )
     answers = _answers(raw)
     assert [a[2] for a in answers] == [b"0", b"1", b"2", b"3", b"4"]
     assert [a[1]["x-query"] for a in answers] == [f"n={i}" for i in range(5)]
@@ -88,20 +97,26 @@ async def test_keep_alive_and_pipelined_requests_are_answered_in_order(served: t
 
 async def test_http_1_0_gets_one_answer_and_a_close(served: tuple[Listener, dict[str, object]]) -> None:
     listener, _ = served
-    [(status, headers, body)] = _answers(await _exchange(listener.port, b"POST /echo HTTP/1.0\r\nContent-Length: 2\r\n\r\nhi"))
+    [(status, headers, body)] = _answers(
+        await _exchange(listener.port, b"POST /echo HTTP/1.0\r\nContent-Length: 2\r\n\r\nhi")
+    )
     assert status == 200 and body == b"hi" and headers["connection"] == "close"
 
 
 async def test_a_chunked_request_body_is_read_whole(served: tuple[Listener, dict[str, object]]) -> None:
     listener, _ = served
-    raw = await _exchange(listener.port, b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-                                         b"3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n")
+    raw = await _exchange(
+        listener.port,
+        b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b"3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n",
+    )
     assert _answers(raw)[0][2] == b"abcdefg"
 
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
 async def test_an_oversized_body_gets_413_before_the_client_has_sent_it_all(
-        served: tuple[Listener, dict[str, object]], framing: str) -> None:
+    served: tuple[Listener, dict[str, object]], framing: str
+) -> None:
     listener, _ = served
     reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
     if framing == "content-length":
@@ -127,7 +142,9 @@ async def test_expect_100_continue_is_answered_before_the_body(served: tuple[Lis
     writer.close()
 
 
-async def test_unknown_paths_and_methods_get_openai_shaped_404_and_405(served: tuple[Listener, dict[str, object]]) -> None:
+async def test_unknown_paths_and_methods_get_openai_shaped_404_and_405(
+    served: tuple[Listener, dict[str, object]],
+) -> None:
     listener, _ = served
     raw = await _exchange(listener.port, b"GET /nope HTTP/1.1\r\n\r\nGET /echo HTTP/1.1\r\nConnection: close\r\n\r\n")
     (s404, _, b404), (s405, h405, _) = _answers(raw)
@@ -136,11 +153,14 @@ async def test_unknown_paths_and_methods_get_openai_shaped_404_and_405(served: t
 
 
 async def test_a_handler_bug_is_a_500_and_the_connection_keeps_serving(
-        served: tuple[Listener, dict[str, object]], caplog: pytest.LogCaptureFixture) -> None:
+    served: tuple[Listener, dict[str, object]], caplog: pytest.LogCaptureFixture
+) -> None:
     listener, _ = served
     with caplog.at_level(logging.ERROR, logger="turnout.dataplane.listener"):
-        raw = await _exchange(listener.port, b"GET /fail HTTP/1.1\r\n\r\nPOST /echo HTTP/1.1\r\nContent-Length: 1\r\n"
-                                             b"Connection: close\r\n\r\nz")
+        raw = await _exchange(
+            listener.port,
+            b"GET /fail HTTP/1.1\r\n\r\nPOST /echo HTTP/1.1\r\nContent-Length: 1\r\nConnection: close\r\n\r\nz",
+        )
     (s500, _, body), (s200, _, echoed) = _answers(raw)
     assert s500 == 500 and b'"type":"server_error"' in body and s200 == 200 and echoed == b"z"
     assert any("a bug" in (r.exc_text or "") or r.exc_info for r in caplog.records)
@@ -176,11 +196,13 @@ async def test_a_stream_is_chunked_and_waits_for_a_slow_reader(served: tuple[Lis
 
 
 async def test_an_oversized_header_is_refused_with_one_log_line_without_its_bytes(
-        served: tuple[Listener, dict[str, object]], caplog: pytest.LogCaptureFixture) -> None:
+    served: tuple[Listener, dict[str, object]], caplog: pytest.LogCaptureFixture
+) -> None:
     listener, _ = served
     with caplog.at_level(logging.DEBUG, logger="turnout.dataplane.listener"):
-        answer = await _exchange(listener.port, b"POST /echo HTTP/1.1\r\nAuthorization: Bearer sk-secret-token"
-                                                + b"a" * 20_000 + b"\r\n\r\n")
+        answer = await _exchange(
+            listener.port, b"POST /echo HTTP/1.1\r\nAuthorization: Bearer sk-secret-token" + b"a" * 20_000 + b"\r\n\r\n"
+        )
     assert answer.split()[1] == b"431" and b"sk-secret-token" not in answer
     records = [r for r in caplog.records if r.name == "turnout.dataplane.listener"]
     assert len(records) == 1 and records[0].levelno == logging.WARNING and records[0].exc_info is None
@@ -195,7 +217,9 @@ async def test_too_many_headers_get_431_and_a_long_request_line_414(served: tupl
     assert (await _exchange(listener.port, b"NOT HTTP AT ALL\r\n\r\n")).split()[1] == b"400"
 
 
-async def test_idle_connections_are_closed_after_the_keepalive_timeout(served: tuple[Listener, dict[str, object]]) -> None:
+async def test_idle_connections_are_closed_after_the_keepalive_timeout(
+    served: tuple[Listener, dict[str, object]],
+) -> None:
     listener, _ = served
     reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
     writer.write(b"POST /echo HTTP/1.1\r\nContent-Length: 1\r\n\r\nk")

@@ -17,8 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from dataplane.http.upstream import (UpstreamBodyTooLarge, UpstreamClosed, UpstreamConnectError, UpstreamPool,
-                                UpstreamProtocolError)
+from dataplane.http.upstream import (
+    UpstreamBodyTooLarge,
+    UpstreamClosed,
+    UpstreamConnectError,
+    UpstreamPool,
+    UpstreamProtocolError,
+)
 from tests.support import free_port, until
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -59,14 +64,25 @@ class RawServer:
 
     async def read_request(self, reader: asyncio.StreamReader) -> bytes:
         head = await reader.readuntil(b"\r\n\r\n")
-        length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), 0)
+        length = next(
+            (int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), 0
+        )
         body = await reader.readexactly(length)
         self.requests.append(head + body)
         return head + body
 
 
 def answer(body: bytes, *, status: str = "200 OK", extra: bytes = b"") -> bytes:
-    return b"HTTP/1.1 " + status.encode() + b"\r\ncontent-type: application/json\r\ncontent-length: " + str(len(body)).encode() + b"\r\n" + extra + b"\r\n" + body
+    return (
+        b"HTTP/1.1 "
+        + status.encode()
+        + b"\r\ncontent-type: application/json\r\ncontent-length: "
+        + str(len(body)).encode()
+        + b"\r\n"
+        + extra
+        + b"\r\n"
+        + body
+    )
 
 
 def keep_answering(body: bytes, **kw: object) -> Callable[[RawServer], Handler]:
@@ -76,7 +92,9 @@ def keep_answering(body: bytes, **kw: object) -> Callable[[RawServer], Handler]:
                 await server.read_request(reader)
                 writer.write(answer(body, **kw))  # type: ignore[arg-type]
                 await writer.drain()
+
         return handler
+
     return make
 
 
@@ -86,7 +104,9 @@ async def serve(make: Callable[[RawServer], Handler], ssl_context: ssl.SSLContex
     return await server.__aenter__()
 
 
-async def post(pool: UpstreamPool, url: str, body: bytes = b'{"x":1}', **headers: str) -> tuple[int, dict[str, str], bytes]:
+async def post(
+    pool: UpstreamPool, url: str, body: bytes = b'{"x":1}', **headers: str
+) -> tuple[int, dict[str, str], bytes]:
     resp = await pool.request("POST", url, {"content-type": "application/json", **headers}, body)
     data = await resp.read(1 << 20)
     resp.release()
@@ -124,6 +144,7 @@ async def test_chunked_stream_arrives_piece_by_piece() -> None:
             writer.write(b"0\r\n\r\n")
             await writer.drain()
             await reader.read()  # keep the connection open: the pool may reuse it
+
         return handler
 
     server = await serve(make)
@@ -148,8 +169,11 @@ async def test_interim_answers_are_skipped() -> None:
         async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             while True:
                 await server.read_request(reader)
-                writer.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </x>\r\n\r\n" + answer(b'{"ok":1}'))
+                writer.write(
+                    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </x>\r\n\r\n" + answer(b'{"ok":1}')
+                )
                 await writer.drain()
+
         return handler
 
     server = await serve(make)
@@ -168,10 +192,11 @@ async def test_close_delimited_body_ends_with_the_connection() -> None:
     def make(server: RawServer) -> Handler:
         async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await server.read_request(reader)
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{\"a\":")
+            writer.write(b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{"a":')
             await writer.drain()
             writer.write(b"1}")
             await writer.drain()
+
         return handler
 
     server = await serve(make)
@@ -215,6 +240,7 @@ async def test_unknown_encoding_and_garbage_are_protocol_errors() -> None:
             writer.write(b"<html>this is not HTTP</html>\r\n\r\n")
             await writer.drain()
             await reader.read()
+
         return handler
 
     server = await serve(make)
@@ -230,8 +256,9 @@ async def test_body_cut_short_raises_and_never_returns_to_the_pool() -> None:
     def make(server: RawServer) -> Handler:
         async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await server.read_request(reader)
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{\"partial\":")
+            writer.write(b'HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{"partial":')
             await writer.drain()
+
         return handler
 
     server = await serve(make)
@@ -284,6 +311,7 @@ async def test_idle_connection_closed_by_upstream_is_retried_once_on_a_new_one()
             writer.write(answer(b"{}"))  # keep-alive promised …
             await writer.drain()
             await server.read_request(reader)  # … but the next request on this connection is dropped unanswered
+
         return handler
 
     server = await serve(make)
@@ -301,6 +329,7 @@ async def test_fresh_connection_closed_before_an_answer_is_not_retried() -> None
     def make(server: RawServer) -> Handler:
         async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await server.read_request(reader)
+
         return handler
 
     server = await serve(make)
@@ -335,6 +364,7 @@ async def test_a_cancelled_request_drops_its_connection() -> None:
             await server.read_request(reader)
             received.set()
             await reader.read()  # never answers; sees EOF when the client drops the connection
+
         return handler
 
     server = await serve(make)
@@ -379,9 +409,28 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         pytest.skip("openssl CLI not installed (Debian package openssl): cannot make a test certificate")
     d = tmp_path_factory.mktemp("tls")
     cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 
