@@ -1,9 +1,11 @@
-"""The adapters by name: `openai` (every OpenAI-compatible host), `anthropic`, `gemini`."""
+"""The adapters by name: `openai` (every OpenAI-compatible host), `anthropic`, `gemini`, and the region-pinned
+clouds `bedrock`, `vertex`, `azure` (their credentials libraries are imported only when a request needs them)."""
 
 from __future__ import annotations
 
 from adapters.anthropic import AnthropicAdapter
 from adapters.base import Adapter
+from adapters.bedrock import BedrockAdapter
 from adapters.gemini import GeminiAdapter
 from adapters.openai import OpenAIAdapter
 
@@ -14,6 +16,7 @@ ADAPTERS: dict[str, Adapter] = {
     "openai": OpenAIAdapter(),
     "anthropic": AnthropicAdapter(),
     "gemini": GeminiAdapter(),
+    "bedrock": BedrockAdapter(),
 }
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from adapters.calls import wire_url
 from controlplane.domain import Classification, ErrorClass
 
 __all__ = ["Exchange", "exchange", "MAX_BYTES"]
@@ -37,7 +38,9 @@ async def exchange(
     started = time.perf_counter()
     try:
         async with asyncio.timeout(timeout):
-            async with session.request(method, url, headers=headers, data=body, allow_redirects=False) as resp:
+            async with session.request(
+                method, wire_url(url), headers=headers, data=body, allow_redirects=False
+            ) as resp:
                 data = await resp.content.read(MAX_BYTES + 1)
                 hdrs = {k.lower(): v for k, v in resp.headers.items()}
                 status = resp.status

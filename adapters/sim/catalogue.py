@@ -264,6 +264,15 @@ def _health_loading(c: RenderContext) -> ErrorResponse:
 
 
 _OA, _AN, _GG = frozenset({"openai"}), frozenset({"anthropic"}), frozenset({"gemini"})
+_BR = frozenset({"bedrock"})
+
+
+def _br(status: int, exception: str, msg: str) -> Callable[[RenderContext], ErrorResponse]:
+    """A Bedrock error: the exception name in `x-amzn-ErrorType`, only `{"message"}` in the body (§2.4)."""
+    headers = {"x-amzn-ErrorType": f"{exception}:http://internal.amazon.com/coral/com.amazon.bedrock/"}
+    return lambda c: ErrorResponse(status, _json({"message": msg.format(model=c.model)}), headers)
+
+
 E = ErrorClass
 B = Behaviour
 
@@ -671,6 +680,98 @@ _ROWS: list[FaultSpec] = [
     FaultSpec(
         "AN-MID", B.MID_ERROR, "message_start, ping, 2 deltas, then event: error overloaded_error", _AN, E.OVERLOADED
     ),
+    # -- AWS Bedrock --
+    FaultSpec(
+        "BR-429",
+        B.ERROR,
+        "ThrottlingException",
+        _BR,
+        E.RATE_LIMITED,
+        render=_br(429, "ThrottlingException", "Too many requests, please wait before trying again."),
+    ),
+    FaultSpec(
+        "BR-429N",
+        B.ERROR,
+        "ModelNotReadyException",
+        _BR,
+        E.OVERLOADED,
+        render=_br(429, "ModelNotReadyException", "The model is not ready to serve inference requests."),
+    ),
+    FaultSpec(
+        "BR-503",
+        B.ERROR,
+        "ServiceUnavailableException",
+        _BR,
+        E.OVERLOADED,
+        render=_br(503, "ServiceUnavailableException", "Bedrock is unable to process your request."),
+    ),
+    FaultSpec(
+        "BR-500",
+        B.ERROR,
+        "InternalServerException",
+        _BR,
+        E.SERVER_ERROR,
+        render=_br(500, "InternalServerException", "The server encountered an internal error."),
+    ),
+    FaultSpec(
+        "BR-424",
+        B.ERROR,
+        "ModelErrorException",
+        _BR,
+        E.SERVER_ERROR,
+        render=_br(424, "ModelErrorException", "The model produced an error while processing the request."),
+    ),
+    FaultSpec(
+        "BR-403",
+        B.ERROR,
+        "AccessDeniedException (no access to the model)",
+        _BR,
+        E.AUTH,
+        render=_br(403, "AccessDeniedException", "You don't have access to the model with the specified model ID."),
+    ),
+    FaultSpec(
+        "BR-403S",
+        B.ERROR,
+        "UnrecognizedClientException (bad key)",
+        _BR,
+        E.AUTH,
+        True,
+        render=_br(403, "UnrecognizedClientException", "The security token included in the request is invalid."),
+    ),
+    FaultSpec(
+        "BR-400R",
+        B.ERROR,
+        "ValidationException: unsupported countries (and NOT_AVAILABLE in availability)",
+        _BR,
+        E.REGION_BLOCKED,
+        render=_br(
+            400,
+            "ValidationException",
+            "Access to Anthropic models is not allowed from unsupported countries, regions, or territories. Please refer to https://www.anthropic.com/supported-countries for more information on the countries and regions Anthropic currently supports.",
+        ),
+    ),
+    FaultSpec(
+        "BR-400G",
+        B.ERROR,
+        "ValidationException: model identifier invalid (and NOT_AUTHORIZED in availability)",
+        _BR,
+        E.MODEL_GONE,
+        drops_model=True,
+        render=_br(400, "ValidationException", "The provided model identifier is invalid."),
+    ),
+    FaultSpec(
+        "BR-CTX",
+        B.ERROR,
+        "ValidationException: prompt too long",
+        _BR,
+        E.CLIENT_ERROR,
+        render=_br(
+            400,
+            "ValidationException",
+            "The model returned the following errors: prompt is too long: 210000 tokens > 200000 maximum",
+        ),
+    ),
+    FaultSpec("BR-MID", B.MID_ERROR, "2 deltas, then a modelStreamErrorException event", _BR, E.SERVER_ERROR),
     # -- Gemini and Vertex --
     FaultSpec(
         "GG-400L",
@@ -789,7 +890,13 @@ ALIASES: dict[str, dict[str, str]] = {
     "latency": {"*": "LATENCY"},
     "ttft_delay": {"*": "TTFT"},
     "slow_tokens": {"*": "NET-6"},
-    "rate_limited": {"openai": "OA-429R", "azure": "AZ-429", "anthropic": "AN-429", "gemini": "GG-429M"},
+    "rate_limited": {
+        "bedrock": "BR-429",
+        "openai": "OA-429R",
+        "azure": "AZ-429",
+        "anthropic": "AN-429",
+        "gemini": "GG-429M",
+    },
     "quota_exhausted": {
         "openai": "OA-429Q",
         "deepseek": "DS-402",
@@ -798,6 +905,7 @@ ALIASES: dict[str, dict[str, str]] = {
         "gemini": "GG-402",
     },
     "overloaded": {
+        "bedrock": "BR-503",
         "openai": "OA-503",
         "deepseek": "DS-503",
         "openrouter": "OR-503",
@@ -806,17 +914,24 @@ ALIASES: dict[str, dict[str, str]] = {
         "gemini": "GG-503",
         "vertex": "VX-429",
     },
-    "server_error": {"openai": "OA-500", "anthropic": "AN-500", "gemini": "GG-500"},
-    "region_blocked": {"openai": "OA-403R", "anthropic": "AN-403G", "gemini": "GG-400L"},
+    "server_error": {"bedrock": "BR-500", "openai": "OA-500", "anthropic": "AN-500", "gemini": "GG-500"},
+    "region_blocked": {"bedrock": "BR-400R", "openai": "OA-403R", "anthropic": "AN-403G", "gemini": "GG-400L"},
     "model_gone": {
+        "bedrock": "BR-400G",
         "openai": "OA-404",
         "azure": "AZ-404",
         "ollama": "OL-404",
         "anthropic": "AN-404",
         "gemini": "GG-404",
     },
-    "auth": {"openai": "OA-401", "anthropic": "AN-401", "gemini": "GG-400K"},
-    "context_length": {"openai": "OA-CTX", "vllm": "VL-ERR", "together": "TG-403", "anthropic": "AN-CTX"},
+    "auth": {"bedrock": "BR-403S", "openai": "OA-401", "anthropic": "AN-401", "gemini": "GG-400K"},
+    "context_length": {
+        "bedrock": "BR-CTX",
+        "openai": "OA-CTX",
+        "vllm": "VL-ERR",
+        "together": "TG-403",
+        "anthropic": "AN-CTX",
+    },
     "hang": {"*": "NET-3"},
     "refused": {"*": "NET-1"},
     "reset": {"*": "NET-2"},
@@ -828,7 +943,13 @@ ALIASES: dict[str, dict[str, str]] = {
     "stream_break": {"*": "NET-7"},
     "truncated": {"*": "NET-7"},
     "stall": {"*": "NET-5"},
-    "mid_stream_error": {"openai": "OA-MID", "openrouter": "OR-MID", "anthropic": "AN-MID", "gemini": "GG-MID"},
+    "mid_stream_error": {
+        "bedrock": "BR-MID",
+        "openai": "OA-MID",
+        "openrouter": "OR-MID",
+        "anthropic": "AN-MID",
+        "gemini": "GG-MID",
+    },
     "keepalive_queue": {"*": "NET-4"},
     "policy": {"*": "POL"},
     "catalogue_drift": {"*": "CAT-1"},

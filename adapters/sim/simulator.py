@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from adapters.sim.catalogue import resolve_fault
-from adapters.sim.config import SimConfig, TimelineEntry, load_sim_config, parse_sim_config
+from adapters.sim.config import SIM_AWS_ACCESS_KEY_ID, SimConfig, TimelineEntry, load_sim_config, parse_sim_config
 from adapters.sim.faults import FaultBook
 from adapters.sim.provider import ProviderServer
 from adapters.sim.stats import Stats
@@ -307,7 +307,13 @@ class Simulator:
                 "jurisdiction": p.jurisdiction,
                 "models": [{"name": m.name, "context_window": m.context_window} for m in p.models],
             }
-            if p.api_key is not None:
+            if p.family == "bedrock":  # SigV4 keys instead of an api_key; the catalogue on the same port
+                entry["catalogue_url"] = server.root_url
+                entry["region"] = "us-east-1" if p.region == "default" else p.region
+                if p.api_key is not None:
+                    entry["aws_access_key_id"] = SIM_AWS_ACCESS_KEY_ID
+                    entry["aws_secret_access_key"] = p.api_key
+            elif p.api_key is not None:
                 entry["api_key"] = p.api_key
             if p.flavor is not None:
                 entry["flavor"] = p.flavor

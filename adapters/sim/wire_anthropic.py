@@ -23,6 +23,7 @@ class AnthropicWire:
     """`/v1/messages`, `/v1/messages/count_tokens` and `/v1/models` shapes."""
 
     family = "anthropic"
+    stream_content_type = "text/event-stream"
 
     def parse(self, body: Any, path_model: str | None = None, *, count_only: bool = False) -> ChatCall:
         if not isinstance(body, dict):
