@@ -4,6 +4,7 @@ clouds `bedrock`, `vertex`, `azure` (their credentials libraries are imported on
 from __future__ import annotations
 
 from adapters.anthropic import AnthropicAdapter
+from adapters.azure import AzureAdapter
 from adapters.base import Adapter
 from adapters.bedrock import BedrockAdapter
 from adapters.gemini import GeminiAdapter
@@ -17,6 +18,7 @@ ADAPTERS: dict[str, Adapter] = {
     "anthropic": AnthropicAdapter(),
     "gemini": GeminiAdapter(),
     "bedrock": BedrockAdapter(),
+    "azure": AzureAdapter(),
 }
 
 

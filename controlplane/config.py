@@ -179,6 +179,13 @@ class ProviderConfig(_Model):
         if not isinstance(data, dict) or data.get("base_url"):
             return data
         region = data.get("region")
+        if data.get("adapter") in ("bedrock", "vertex") and (not isinstance(region, str) or region == "default"):
+            example = "eu-central-1" if data.get("adapter") == "bedrock" else "europe-west4"
+            raise FieldProblem(
+                "region",
+                f"adapter {data.get('adapter')} needs a region (it signs for and reaches that region)",
+                f"set region: {example} (or give base_url)",
+            )
         if data.get("adapter") == "bedrock" and isinstance(region, str) and region != "default":
             return {**data, "base_url": f"https://bedrock-runtime.{region}.amazonaws.com"}
         if data.get("adapter") == "vertex" and isinstance(region, str) and region != "default":

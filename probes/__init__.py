@@ -30,4 +30,6 @@ def applies(kind: str, provider: ProviderConfig) -> bool:
         return provider.adapter in count_tokens.SUPPORTED_ADAPTERS
     if kind == "health":
         return health.is_local(provider)
+    if kind == "catalogue" and provider.adapter == "azure":
+        return False  # Azure lists models, not deployments: the completion probe sees a missing deployment
     return kind in PROBE_KINDS

@@ -135,7 +135,7 @@ class ProviderServer:
         fam = self.cfg.family
         r.add_get("/health", self._health)
         if fam == "openai":
-            for prefix in ("/v1", ""):
+            for prefix in ("/v1", "", "/openai/v1"):  # the last: Azure's v1 surface
                 r.add_post(prefix + "/chat/completions", self._chat)
                 r.add_get(prefix + "/models", self._models)
                 r.add_get(prefix + "/models/{model:.+}", self._model)
@@ -331,7 +331,11 @@ class ProviderServer:
 
     # -- handlers --
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        return await self._inference(request, "chat_completions", request.match_info.get("model"))
+        deployment = request.match_info.get("model")
+        if deployment is not None and "api-version" not in request.query:  # Azure's deployments surface needs it
+            body = {"error": {"code": "404", "message": "Resource not found"}}
+            return self._respond(ErrorResponse(404, json.dumps(body).encode()))
+        return await self._inference(request, "chat_completions", deployment)
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         return await self._inference(request, "messages")
