@@ -9,6 +9,7 @@ from adapters.base import Adapter
 from adapters.bedrock import BedrockAdapter
 from adapters.gemini import GeminiAdapter
 from adapters.openai import OpenAIAdapter
+from adapters.vertex import VertexAdapter
 
 __all__ = ["ADAPTERS", "get_adapter"]
 
@@ -19,6 +20,7 @@ ADAPTERS: dict[str, Adapter] = {
     "gemini": GeminiAdapter(),
     "bedrock": BedrockAdapter(),
     "azure": AzureAdapter(),
+    "vertex": VertexAdapter(),
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import ipaddress
+import os
 import re
 from typing import Literal
 
@@ -204,6 +205,12 @@ class ProviderConfig(_Model):
             )
         if self.adapter == "vertex" and not self.project:
             raise FieldProblem("project", "adapter vertex needs the Google Cloud project id", "set project: my-project")
+        if self.credentials_file is not None and not os.path.isfile(self.credentials_file):
+            raise FieldProblem(
+                "credentials_file",
+                f"no such file: {self.credentials_file}",
+                "name a service-account JSON file, or leave it out for application default credentials",
+            )
         keys = (self.aws_access_key_id, self.aws_secret_access_key)
         if self.adapter == "bedrock" and (keys[0] is None) != (keys[1] is None):
             raise FieldProblem(

@@ -263,7 +263,8 @@ def _health_loading(c: RenderContext) -> ErrorResponse:
     return ErrorResponse(503, _json({"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}}))
 
 
-_OA, _AN, _GG = frozenset({"openai"}), frozenset({"anthropic"}), frozenset({"gemini"})
+# Vertex serves Google's and Anthropic's models: platform errors in Google's shape, model errors in Anthropic's.
+_OA, _AN, _GG = frozenset({"openai"}), frozenset({"anthropic", "vertex"}), frozenset({"gemini", "vertex"})
 _BR = frozenset({"bedrock"})
 
 
@@ -869,6 +870,19 @@ _ROWS: list[FaultSpec] = [
     ),
     FaultSpec("GG-MID", B.MID_ERROR, "2 chunks, then GG-503 as raw multi-line JSON", _GG, E.OVERLOADED),
     FaultSpec(
+        "VX-401",
+        B.ERROR,
+        "Vertex: bearer token invalid or expired",
+        _GG,
+        E.AUTH,
+        True,
+        render=_gg(
+            401,
+            "UNAUTHENTICATED",
+            "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
+        ),
+    ),
+    FaultSpec(
         "VX-429",
         B.ERROR,
         "Vertex shared capacity",
@@ -891,6 +905,7 @@ ALIASES: dict[str, dict[str, str]] = {
     "ttft_delay": {"*": "TTFT"},
     "slow_tokens": {"*": "NET-6"},
     "rate_limited": {
+        "vertex": "GG-429M",
         "bedrock": "BR-429",
         "openai": "OA-429R",
         "azure": "AZ-429",
@@ -898,6 +913,7 @@ ALIASES: dict[str, dict[str, str]] = {
         "gemini": "GG-429M",
     },
     "quota_exhausted": {
+        "vertex": "GG-402",
         "openai": "OA-429Q",
         "deepseek": "DS-402",
         "openrouter": "OR-402",
@@ -914,9 +930,22 @@ ALIASES: dict[str, dict[str, str]] = {
         "gemini": "GG-503",
         "vertex": "VX-429",
     },
-    "server_error": {"bedrock": "BR-500", "openai": "OA-500", "anthropic": "AN-500", "gemini": "GG-500"},
-    "region_blocked": {"bedrock": "BR-400R", "openai": "OA-403R", "anthropic": "AN-403G", "gemini": "GG-400L"},
+    "server_error": {
+        "vertex": "GG-500",
+        "bedrock": "BR-500",
+        "openai": "OA-500",
+        "anthropic": "AN-500",
+        "gemini": "GG-500",
+    },
+    "region_blocked": {
+        "vertex": "GG-400L",
+        "bedrock": "BR-400R",
+        "openai": "OA-403R",
+        "anthropic": "AN-403G",
+        "gemini": "GG-400L",
+    },
     "model_gone": {
+        "vertex": "GG-404",
         "bedrock": "BR-400G",
         "openai": "OA-404",
         "azure": "AZ-404",
@@ -924,7 +953,7 @@ ALIASES: dict[str, dict[str, str]] = {
         "anthropic": "AN-404",
         "gemini": "GG-404",
     },
-    "auth": {"bedrock": "BR-403S", "openai": "OA-401", "anthropic": "AN-401", "gemini": "GG-400K"},
+    "auth": {"vertex": "VX-401", "bedrock": "BR-403S", "openai": "OA-401", "anthropic": "AN-401", "gemini": "GG-400K"},
     "context_length": {
         "bedrock": "BR-CTX",
         "openai": "OA-CTX",
@@ -944,6 +973,7 @@ ALIASES: dict[str, dict[str, str]] = {
     "truncated": {"*": "NET-7"},
     "stall": {"*": "NET-5"},
     "mid_stream_error": {
+        "vertex": "GG-MID",
         "bedrock": "BR-MID",
         "openai": "OA-MID",
         "openrouter": "OR-MID",
