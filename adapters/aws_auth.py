@@ -28,28 +28,46 @@ def _no_credentials(provider_id: str, detail: str) -> ProviderError:
     return ProviderError(provider_id, None, Classification(ErrorClass.AUTH, code="no_credentials", detail=detail))
 
 
+_Key = tuple[str, str | None, str | None, str | None]
+
+
+def _key(provider: ProviderConfig) -> _Key:
+    """A reload that changes the configured keys must not keep signing with the old ones."""
+
+    def value(secret: Any) -> str | None:
+        return None if secret is None else str(secret.get_secret_value())
+
+    return (
+        provider.id,
+        value(provider.aws_access_key_id),
+        value(provider.aws_secret_access_key),
+        value(provider.aws_session_token),
+    )
+
+
 class AwsSigner:
-    """Per provider: where its credentials come from, the frozen set now in use, and SigV4 signing with it."""
+    """Per provider (and configured keys): where its credentials come from, the frozen set now in use, and SigV4
+    signing with it."""
 
     def __init__(self) -> None:
-        self._sources: dict[str, Any] = {}  # provider id -> botocore Credentials (maybe refreshable)
-        self._frozen: dict[str, Any] = {}  # provider id -> botocore ReadOnlyCredentials in use
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._sources: dict[_Key, Any] = {}  # botocore Credentials (maybe refreshable)
+        self._frozen: dict[_Key, Any] = {}  # botocore ReadOnlyCredentials in use
+        self._locks: dict[_Key, asyncio.Lock] = {}
 
     async def prepare(self, provider: ProviderConfig) -> None:
         """Have current credentials for `provider` (a refresh of chain credentials runs in a thread)."""
-        source = self._sources.get(provider.id)
+        key = _key(provider)
+        source = self._sources.get(key)
         if source is not None and not _refresh_due(source):
-            self._frozen[provider.id] = source.get_frozen_credentials()  # no I/O when no refresh is due
+            self._frozen[key] = source.get_frozen_credentials()  # no I/O when no refresh is due
             return
-        lock = self._locks.setdefault(provider.id, asyncio.Lock())
-        async with lock:
-            current: Any = self._sources.get(provider.id)
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            current: Any = self._sources.get(key)
             if current is None:
                 current = await asyncio.to_thread(_resolve, provider)
-                self._sources[provider.id] = current
+                self._sources[key] = current
             try:
-                self._frozen[provider.id] = await asyncio.to_thread(current.get_frozen_credentials)
+                self._frozen[key] = await asyncio.to_thread(current.get_frozen_credentials)
             except Exception as exc:  # botocore raises its own errors for a failed refresh (STS, metadata)
                 raise _no_credentials(
                     provider.id, f"AWS credentials could not be refreshed: {type(exc).__name__}"
@@ -62,7 +80,7 @@ class AwsSigner:
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
 
-        frozen = self._frozen.get(provider.id)
+        frozen = self._frozen.get(_key(provider))
         if frozen is None:
             raise _no_credentials(provider.id, "no AWS credentials prepared for this provider")
         request = AWSRequest(method=method, url=url, data=body or b"", headers=dict(headers))

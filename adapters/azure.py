@@ -102,6 +102,9 @@ class _EntraTokens:
                 raise ProviderError(provider.id, None, c) from exc
             self._tokens[provider.id] = (str(access.token), float(access.expires_on))
 
+    def forget_tokens(self) -> None:
+        self._tokens.clear()
+
     def use(self, credential: Any) -> None:
         """Another azure-identity credential (an `AsyncTokenCredential`), e.g. a managed identity chosen in code."""
         self._credential = credential
@@ -159,6 +162,8 @@ class AzureAdapter(OpenAIAdapter):
     def classify(
         self, status: int, headers: Mapping[str, str], body: bytes, *, now: datetime | None = None
     ) -> Classification:
+        if status == 401:
+            self.entra.forget_tokens()  # a refused Entra token is renewed on next use, not only at its expiry
         return classify_openai(status, headers, body, now=now)
 
     def headroom(self, headers: Mapping[str, str], now: datetime) -> Headroom | None:

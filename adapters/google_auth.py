@@ -38,15 +38,20 @@ def _fail(provider_id: str, exc: BaseException) -> ProviderError:
     return ProviderError(provider_id, None, c)
 
 
+def _key(provider: ProviderConfig) -> tuple[str, str | None]:
+    # A reload that names another credentials file must not keep using the old file's token.
+    return provider.id, provider.credentials_file
+
+
 class GoogleTokens:
-    """Per provider: its google-auth credentials and the access token now in use."""
+    """Per provider (and credentials file): its google-auth credentials and the access token now in use."""
 
     def __init__(self) -> None:
-        self._creds: dict[str, Any] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._creds: dict[tuple[str, str | None], Any] = {}
+        self._locks: dict[tuple[str, str | None], asyncio.Lock] = {}
 
-    def token(self, provider_id: str) -> str | None:
-        creds = self._creds.get(provider_id)
+    def token(self, provider: ProviderConfig) -> str | None:
+        creds = self._creds.get(_key(provider))
         return str(creds.token) if creds is not None and creds.token else None
 
     @staticmethod
@@ -60,24 +65,30 @@ class GoogleTokens:
         return left > _RENEW_BEFORE_S
 
     async def prepare(self, provider: ProviderConfig) -> None:
-        if self._fresh(self._creds.get(provider.id)):
+        key = _key(provider)
+        if self._fresh(self._creds.get(key)):
             return
-        async with self._locks.setdefault(provider.id, asyncio.Lock()):
-            creds = self._creds.get(provider.id)
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            creds = self._creds.get(key)
             if self._fresh(creds):
                 return
             try:
                 if creds is None:
                     creds = await asyncio.to_thread(_load, provider)
-                    self._creds[provider.id] = creds
+                    self._creds[key] = creds
                 await asyncio.to_thread(_refresh, creds)
             except ProviderError:
                 raise
             except Exception as exc:  # google-auth's RefreshError, DefaultCredentialsError, TransportError
                 raise _fail(provider.id, exc) from exc
 
-    def expiry(self, provider_id: str) -> datetime | None:
-        creds = self._creds.get(provider_id)
+    def forget_tokens(self) -> None:
+        """A token was refused (401) before its expiry (revoked, or the clock disagrees): renew on next use."""
+        for creds in self._creds.values():
+            creds.token = None
+
+    def expiry(self, provider: ProviderConfig) -> datetime | None:
+        creds = self._creds.get(_key(provider))
         return None if creds is None or creds.expiry is None else creds.expiry.replace(tzinfo=UTC)
 
 

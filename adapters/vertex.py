@@ -27,8 +27,8 @@ from adapters.base import CompletionProbeResult, ModelListing, StreamTranslator,
 from adapters.gemini import GeminiStream, classify_gemini_info, from_generate, to_generate_request
 from adapters.google_auth import GoogleTokens
 from adapters.wire.common import ErrorInfo, json_or_none
-from adapters.wire.status import classify_answer
-from controlplane.domain import Classification, Headroom
+from adapters.wire.status import classify_answer, make
+from controlplane.domain import Classification, ErrorClass, Headroom, Scope
 from controlplane.errors import ProviderError
 
 if TYPE_CHECKING:
@@ -48,6 +48,17 @@ def _by_shape(status: int | None, info: ErrorInfo, headers: Mapping[str, str], n
     """Google's body names an RPC `status`; Anthropic's has a top-level `type: error` and `error.type`."""
     if info.status is None and (info.top_type == "error" or (info.type or "").endswith("_error")):
         return classify_anthropic_info(status, info, headers, now)
+    if (info.status or "").upper() == "PERMISSION_DENIED" and "denied on resource" in info.lower_message():
+        # An IAM refusal names the resource, `…/locations/europe-west4/…`: that "location" is no region block.
+        return make(
+            ErrorClass.AUTH,
+            status=status,
+            info=info,
+            headers=headers,
+            now=now,
+            scope=Scope.TARGET,
+            code="PERMISSION_DENIED",
+        )
     return classify_gemini_info(status, info, headers, now)
 
 
@@ -77,7 +88,7 @@ class VertexAdapter(calls.StreamedProbe):
 
     def _headers(self, provider: ProviderConfig, accept: str = "application/json") -> dict[str, str]:
         headers = {"content-type": "application/json", "accept": accept}
-        if (token := self.tokens.token(provider.id)) is not None:
+        if (token := self.tokens.token(provider)) is not None:
             headers["authorization"] = f"Bearer {token}"
         headers.update(provider.headers)
         return headers
@@ -123,7 +134,10 @@ class VertexAdapter(calls.StreamedProbe):
     def classify(
         self, status: int, headers: Mapping[str, str], body: bytes, *, now: datetime | None = None
     ) -> Classification:
-        return classify_vertex(status, headers, body, now=now or datetime.now(UTC))
+        c = classify_vertex(status, headers, body, now=now or datetime.now(UTC))
+        if status == 401:
+            self.tokens.forget_tokens()  # the classifier is told no provider: every token is renewed on next use
+        return c
 
     def headroom(self, headers: Mapping[str, str], now: datetime) -> Headroom | None:
         return None  # Vertex sends no rate-limit headers (§3)

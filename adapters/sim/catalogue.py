@@ -883,6 +883,18 @@ _ROWS: list[FaultSpec] = [
         ),
     ),
     FaultSpec(
+        "VX-403",
+        B.ERROR,
+        "Vertex: permission denied on the model",
+        _GG,
+        E.AUTH,
+        render=_gg(
+            403,
+            "PERMISSION_DENIED",
+            "Permission 'aiplatform.endpoints.predict' denied on resource '//aiplatform.googleapis.com/projects/sim-project/locations/europe-west4/publishers/google/models/{model}' (or it may not exist).",
+        ),
+    ),
+    FaultSpec(
         "VX-429",
         B.ERROR,
         "Vertex shared capacity",
