@@ -19,8 +19,8 @@ ADAPTERS: dict[str, Adapter] = {
     "anthropic": AnthropicAdapter(),
     "gemini": GeminiAdapter(),
     "bedrock": BedrockAdapter(),
-    "azure": AzureAdapter(),
     "vertex": VertexAdapter(),
+    "azure": AzureAdapter(),
 }
 
 

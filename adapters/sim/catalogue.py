@@ -87,7 +87,7 @@ class FaultSpec:
     defaults: Mapping[str, Any] = field(default_factory=dict)  # every parameter the fault takes, with its default
 
     def applies_to(self, family: str) -> bool:
-        return self.families is None or family in self.families
+        return self.families is None or bool(self.families & _TAKES.get(family, frozenset({family})))
 
     def check_params(self, params: Mapping[str, Any]) -> None:
         """Raise ValueError naming a parameter this fault does not take, or a value it cannot use."""
@@ -104,6 +104,10 @@ class FaultSpec:
         if self.render is not None:
             self.render(RenderContext("m", datetime(2026, 1, 1, tzinfo=UTC), "openai", params))  # e.g. HDR-RA's hint
 
+
+# Vertex serves Google's and Anthropic's models: platform errors in Google's shape, model errors in Anthropic's,
+# so a vertex provider takes both families' faults.
+_TAKES: dict[str, frozenset[str]] = {"vertex": frozenset({"vertex", "gemini", "anthropic"})}
 
 _NUMERIC = frozenset({"seconds", "interval", "rate", "steps", "status", "mb"})
 
@@ -263,8 +267,7 @@ def _health_loading(c: RenderContext) -> ErrorResponse:
     return ErrorResponse(503, _json({"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}}))
 
 
-# Vertex serves Google's and Anthropic's models: platform errors in Google's shape, model errors in Anthropic's.
-_OA, _AN, _GG = frozenset({"openai"}), frozenset({"anthropic", "vertex"}), frozenset({"gemini", "vertex"})
+_OA, _AN, _GG = frozenset({"openai"}), frozenset({"anthropic"}), frozenset({"gemini"})
 _BR = frozenset({"bedrock"})
 
 
