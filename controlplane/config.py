@@ -453,6 +453,8 @@ class Config(_Model):
                 )
         for p in self.providers:
             extra = CLOUD_EXTRAS.get(p.adapter)
+            if p.adapter == "azure" and p.api_key is not None:
+                extra = None  # an api-key needs nothing more; azure-identity is for Entra ID tokens
             if extra is not None and not _installed(extra[1]):
                 raise FieldProblem(
                     f"providers.{p.id}.adapter",
