@@ -62,7 +62,7 @@ class GoogleTokens:
         if expiry is None:
             return True
         left = expiry.replace(tzinfo=UTC).timestamp() - time.time()
-        return left > _RENEW_BEFORE_S
+        return bool(left > _RENEW_BEFORE_S)
 
     async def prepare(self, provider: ProviderConfig) -> None:
         key = _key(provider)
@@ -96,7 +96,8 @@ def _load(provider: ProviderConfig) -> Any:
     if provider.credentials_file:
         from google.oauth2 import service_account
 
-        return service_account.Credentials.from_service_account_file(provider.credentials_file, scopes=[SCOPE])
+        load = service_account.Credentials.from_service_account_file
+        return load(provider.credentials_file, scopes=[SCOPE])  # type: ignore[no-untyped-call]
     import google.auth
 
     creds, _project = google.auth.default(scopes=[SCOPE])

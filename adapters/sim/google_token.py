@@ -65,7 +65,8 @@ class TokenIssuer:
             return 400, {"error": "unsupported_grant_type", "error_description": "Invalid grant_type."}
         try:
             # google-auth addresses its assertion to Google's own token URI whatever `token_uri` says
-            claims = jwt.decode(form["assertion"], certs=self._public_pem, audience=[token_uri, GOOGLE_TOKEN_URI])
+            audience = [token_uri, GOOGLE_TOKEN_URI]
+            claims = jwt.decode(form["assertion"], certs=self._public_pem, audience=audience)  # type: ignore[no-untyped-call]
         except (ValueError, exceptions.GoogleAuthError) as exc:
             return 400, {"error": "invalid_grant", "error_description": f"Invalid JWT Signature. ({exc})"}
         if claims.get("iss") != self.client_email:

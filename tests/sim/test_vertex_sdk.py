@@ -49,8 +49,13 @@ async def sim(clock: FakeClock) -> AsyncIterator[Simulator]:
         yield s
 
 
+def _credentials(info: dict[str, Any]) -> service_account.Credentials:
+    load = service_account.Credentials.from_service_account_info
+    return load(info, scopes=[SCOPE])  # type: ignore[no-untyped-call,no-any-return]
+
+
 def _genai(sim: Simulator) -> genai.Client:
-    creds = service_account.Credentials.from_service_account_info(sim.service_account_info("vx"), scopes=[SCOPE])
+    creds = _credentials(sim.service_account_info("vx"))
     return genai.Client(
         vertexai=True,
         project="eu-proj",
@@ -116,8 +121,8 @@ async def test_expired_and_unknown_tokens_are_unauthenticated(sim: Simulator, cl
         vertexai=True,
         project="eu-proj",
         location="europe-west4",
-        credentials=service_account.Credentials.from_service_account_info(
-            {**sim.service_account_info("vx"), "client_email": "someone@else.iam.gserviceaccount.com"}, scopes=[SCOPE]
+        credentials=_credentials(
+            {**sim.service_account_info("vx"), "client_email": "someone@else.iam.gserviceaccount.com"}
         ),
         http_options=types.HttpOptions(base_url=sim.root_url("vx"), api_version="v1"),
     )
