@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from controlplane.control_plane import ControlPlane
+from controlplane.domain import Observation
 from controlplane.scaleout.control_replica import ControlReplica, NotLeader, lifecycle_for
 from controlplane.table import Table
 from tests.scaleout.helpers import small_config
@@ -55,11 +56,22 @@ async def test_one_leads_the_other_follows_and_takes_over_with_state_and_version
         "the follower serves the leader's table"
     )
 
+    def follower_sees_drain() -> bool:  # its health view: read from the stored snapshot, set on the event loop
+        h = follower.health
+        return h is not None and h.target_detail("p1/m1")["state"] == "drained"
+
+    await _until(follower_sees_drain, what="the follower's health view shows the drain")
+
     with pytest.raises(NotLeader, match="leader at http://"):
         await follower.drain(target="p1/m2", reason="x", actor="test")
+    follower.submit(Observation.success("p1/m2", kind="completion", at=follower.clock.wall()))
+    assert follower.dropped == 1, "a follower runs no pipeline: live outcomes are counted and dropped"
+    held = (follower.table_source, follower.store, follower.sink)  # what the follower's control app holds
 
     await leader.stop()  # resigns: the follower takes over at its next election step
     await _until(lambda: follower.leading)
+    assert (follower.table_source, follower.store, follower.sink) == held, "readers' handles survive the election"
+    assert follower.health is follower.plane.health, "the new leader's status API shows its live health model"
     t = follower.table_source.current()
     assert t.version >= v and _state(t, "p1/m1") == "drained", "breaker and override states resumed from the store"
     await follower.undrain(target="p1/m1", actor="test")
