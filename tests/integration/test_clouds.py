@@ -20,7 +20,7 @@ from adapters.sim import Simulator
 from adapters.sim.config import SIM_AWS_ACCESS_KEY_ID
 from controlplane.config_loader import parse_config
 from controlplane.domain import ErrorClass, State
-from controlplane.runtime import Runtime
+from controlplane.control_plane import ControlPlane
 from dataplane.proxy import build_data_app
 from tests.fakes import FakeClock
 from tests.support import serve_app
@@ -59,7 +59,7 @@ SIM: dict[str, Any] = {
 class Env:
     sim: Simulator
     sim_clock: FakeClock
-    rt: Runtime
+    rt: ControlPlane
     clock: FakeClock
     client: openai.AsyncOpenAI
 
@@ -137,7 +137,7 @@ async def sim(sim_clock: FakeClock) -> AsyncIterator[Simulator]:
 
 async def _env(sim: Simulator, sim_clock: FakeClock, tmp: Path, **kw: Any) -> AsyncIterator[Env]:
     clock = FakeClock()
-    rt = Runtime(parse_config(_config(sim, tmp, **kw), env={}), clock=clock, probes=False, webhooks=False, fire=False)
+    rt = ControlPlane(parse_config(_config(sim, tmp, **kw), env={}), clock=clock, probes=False, webhooks=False, fire=False)
     await rt.start()
     runner, port = await serve_app(build_data_app(rt))
     client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=0, timeout=20)
@@ -268,7 +268,7 @@ async def test_probes_over_the_clouds_and_bedrock_availability_sees_a_region_blo
         },
     }
     clock = FakeClock()
-    rt = Runtime(parse_config(json.dumps(raw), env={}), clock=clock, webhooks=False, fire=False)
+    rt = ControlPlane(parse_config(json.dumps(raw), env={}), clock=clock, webhooks=False, fire=False)
     await rt.start()
     try:
         for _ in range(12):
