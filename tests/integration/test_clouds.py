@@ -19,8 +19,8 @@ from adapters.registry import get_adapter
 from adapters.sim import Simulator
 from adapters.sim.config import SIM_AWS_ACCESS_KEY_ID
 from controlplane.config_loader import parse_config
-from controlplane.domain import ErrorClass, State
 from controlplane.control_plane import ControlPlane
+from controlplane.domain import ErrorClass, State
 from dataplane.proxy import build_data_app
 from tests.fakes import FakeClock
 from tests.support import serve_app
@@ -137,7 +137,9 @@ async def sim(sim_clock: FakeClock) -> AsyncIterator[Simulator]:
 
 async def _env(sim: Simulator, sim_clock: FakeClock, tmp: Path, **kw: Any) -> AsyncIterator[Env]:
     clock = FakeClock()
-    rt = ControlPlane(parse_config(_config(sim, tmp, **kw), env={}), clock=clock, probes=False, webhooks=False, fire=False)
+    rt = ControlPlane(
+        parse_config(_config(sim, tmp, **kw), env={}), clock=clock, probes=False, webhooks=False, fire=False
+    )
     await rt.start()
     runner, port = await serve_app(build_data_app(rt))
     client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=0, timeout=20)
