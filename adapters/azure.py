@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -35,9 +36,10 @@ from controlplane.errors import ProviderError
 if TYPE_CHECKING:
     from controlplane.config import ProviderConfig
 
-__all__ = ["AzureAdapter", "ENTRA_SCOPE", "is_v1", "azure_headroom"]
+__all__ = ["AzureAdapter", "ENTRA_SCOPE", "DEPLOYMENT_NOT_FOUND", "is_v1", "azure_headroom"]
 
 ENTRA_SCOPE = "https://cognitiveservices.azure.com/.default"
+DEPLOYMENT_NOT_FOUND = "deployment_not_found"  # model_gone with the new-deployment grace
 _RENEW_BEFORE_S = 300.0  # renew a token this long before it expires
 
 
@@ -164,7 +166,11 @@ class AzureAdapter(OpenAIAdapter):
     ) -> Classification:
         if status == 401:
             self.entra.forget_tokens()  # a refused Entra token is renewed on next use, not only at its expiry
-        return classify_openai(status, headers, body, now=now)
+        c = classify_openai(status, headers, body, now=now)
+        if c.code == "deploymentnotfound":
+            # The breaker's grace for deployments created minutes ago keys on this code (controlplane/breaker.py).
+            return replace(c, code=DEPLOYMENT_NOT_FOUND)
+        return c
 
     def headroom(self, headers: Mapping[str, str], now: datetime) -> Headroom | None:
         return azure_headroom(headers, now)

@@ -72,8 +72,9 @@ _WITHDRAW: frozenset[ErrorClass] = frozenset(
 # Probe kinds whose outcome never moves the breaker (provider-semantics.md §4: status pages de-rank only).
 NEUTRAL_KINDS: frozenset[str] = frozenset({"status_page"})
 # Azure answers DeploymentNotFound for a deployment created minutes ago, until it is live (provider-semantics.md
-# §2.1): for this long after the target's config appeared or changed, that answer counts as a failure, not a withdrawal.
-NEW_DEPLOYMENT_CODES: frozenset[str] = frozenset({"deploymentnotfound"})
+# §2.1): for this long after the target's config appeared or changed, that answer counts as a failure, not a
+# withdrawal. The code is adapters/azure.py's marking (the openai adapter's azure flavor keeps withdrawing at once).
+NEW_DEPLOYMENT_CODES: frozenset[str] = frozenset({"deployment_not_found"})
 NEW_DEPLOYMENT_GRACE_S = 300.0
 
 

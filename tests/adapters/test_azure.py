@@ -114,7 +114,9 @@ async def test_a_failing_credential_is_auth() -> None:
     ],
 )
 def test_azure_errors(status: int, body: dict[str, Any], cls: ErrorClass) -> None:
-    assert AzureAdapter().classify(status, {"retry-after": "6"}, json.dumps(body).encode(), now=NOW).error_class is cls
+    c = AzureAdapter().classify(status, {"retry-after": "6"}, json.dumps(body).encode(), now=NOW)
+    assert c.error_class is cls
+    assert (c.code == "deployment_not_found") == (status == 404)  # the breaker's new-deployment grace keys on it
 
 
 def test_headroom_from_limits_or_an_exhausted_remaining() -> None:

@@ -179,14 +179,14 @@ def test_quota_with_a_known_reset_only_cools() -> None:
 
 def test_a_new_azure_deployment_not_found_counts_as_a_failure_until_the_grace_is_over() -> None:
     b = brk()
-    assert b.record(ob(E.MODEL_GONE, status=404, code="deploymentnotfound"), 299.0) == ()
+    assert b.record(ob(E.MODEL_GONE, status=404, code="deployment_not_found"), 299.0) == ()
     assert b.state is State.CLOSED and b.window.snapshot(299.0).failures == 1
-    (m,) = b.record(ob(E.MODEL_GONE, status=404, code="deploymentnotfound"), 300.0)
+    (m,) = b.record(ob(E.MODEL_GONE, status=404, code="deployment_not_found"), 300.0)
     assert (m.new, m.reason) == (State.WITHDRAWN, "model_gone")
     b2 = brk()
     b2.recheck_now(1000.0)  # a config change starts the grace again
-    assert b2.record(ob(E.MODEL_GONE, status=404, code="DeploymentNotFound"), 1200.0) == ()
-    (m2,) = b2.record(ob(E.MODEL_GONE, status=404, code="model_not_found"), 1200.0)  # other codes: no grace
+    assert b2.record(ob(E.MODEL_GONE, status=404, code="deployment_not_found"), 1200.0) == ()
+    (m2,) = b2.record(ob(E.MODEL_GONE, status=404, code="deploymentnotfound"), 1200.0)  # other codes: no grace
     assert m2.new is State.WITHDRAWN
 
 
