@@ -185,7 +185,12 @@ class PanelRun:
 
     # -- members ----------------------------------------------------------------------------------
     async def fan_out(self, chosen: list[Candidate], pool: list[Candidate]) -> None:
-        """Run every member slot in parallel until each has an answer or is dropped, by the member deadline."""
+        """Run every member slot in parallel until each has an answer or is dropped, by the member deadline.
+
+        A slot is not a run of dataplane/failover.py's loop (judge and synthesizer calls are): its next candidate is
+        chosen only when the previous one fails (a provider no other slot holds, the ones that just failed last),
+        an empty answer counts as a failure, and a cut by the member deadline is not reported against the target.
+        """
         deadline = min(self.loop.time() + self.panel.member_deadline, self.deadline)
         busy: dict[int, str] = {}  # slot → provider id of its current (or answered) member
         failed: set[str] = set()
