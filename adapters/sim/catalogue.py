@@ -269,6 +269,7 @@ def _health_loading(c: RenderContext) -> ErrorResponse:
 
 _OA, _AN, _GG = frozenset({"openai"}), frozenset({"anthropic"}), frozenset({"gemini"})
 _BR = frozenset({"bedrock"})
+_VX = frozenset({"vertex"})  # rows only a vertex provider answers (its bearer tokens, its IAM refusals)
 
 
 def _br(status: int, exception: str, msg: str) -> Callable[[RenderContext], ErrorResponse]:
@@ -876,7 +877,7 @@ _ROWS: list[FaultSpec] = [
         "VX-401",
         B.ERROR,
         "Vertex: bearer token invalid or expired",
-        _GG,
+        _VX,
         E.AUTH,
         True,
         render=_gg(
@@ -889,7 +890,7 @@ _ROWS: list[FaultSpec] = [
         "VX-403",
         B.ERROR,
         "Vertex: permission denied on the model",
-        _GG,
+        _VX,
         E.AUTH,
         render=_gg(
             403,
