@@ -212,7 +212,7 @@ class StreamedProbe:
     """Adapter mixin: `probe_completion` as the shared streamed minimal completion above."""
 
     async def probe_completion(
-        self,
+        self: Adapter,  # a mixin: the class it is mixed into is an Adapter
         session: aiohttp.ClientSession,
         provider: ProviderConfig,
         model: str,
@@ -223,4 +223,4 @@ class StreamedProbe:
     ) -> CompletionProbeResult:
         return await probe_completion(
             self, session, provider, model, prompt=prompt, max_tokens=max_tokens, timeout=timeout
-        )  # type: ignore[arg-type]
+        )

@@ -99,13 +99,17 @@ async def _baseline(cfg: Any, interval: float, jitter: float) -> Any:
     async def start(lags: list[float], sink: _CountingSink) -> Any:
         ctx = ProbeContext(session=None, adapter=None, provider=cfg.providers[0], model=None, clock=clock, timeout=5)  # type: ignore[arg-type]
 
+        def collect(task: asyncio.Task[list[Observation]]) -> None:
+            tasks.discard(task)
+            if not task.cancelled():
+                for o in task.result():
+                    sink.submit(o)
+
         def fire(t: TargetRef, planned: float) -> None:
             lags.append(max(0.0, loop.time() - planned))
             task = loop.create_task(_simulated_probe(t, ctx))
             tasks.add(task)
-            task.add_done_callback(
-                lambda f: (tasks.discard(f), [sink.submit(o) for o in f.result()] if not f.cancelled() else None)
-            )
+            task.add_done_callback(collect)
             if live:
                 nxt = planned + interval * (1 + jitter * random.uniform(-1, 1))
                 handles[t.key] = loop.call_at(nxt, fire, t, nxt)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Integer, String
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Integer, String, Table
 from sqlmodel import Field, SQLModel
 
 from controlplane.domain import ErrorClass
@@ -24,6 +24,7 @@ __all__ = [
     "EventRow",
     "HealthRow",
     "PublishedTableRow",
+    "table_of",
 ]
 
 # Bumped whenever a column or table is added; recorded in the `turnout_meta` row `schema_version`.
@@ -31,6 +32,15 @@ SCHEMA_VERSION = 1
 
 # One counter column per error class in the rollups, e.g. `n_server_error` (atomic `col = col + n` upserts).
 CLASS_COLUMNS: dict[ErrorClass, str] = {ec: f"n_{ec.value}" for ec in ErrorClass}
+
+
+def table_of(row: type[SQLModel]) -> Table:
+    """The Core table behind a `table=True` model, typed (SQLModel sets `__table__` but does not declare it).
+
+    Core statements (bulk `update(...)` with bind parameters, `insert ... on conflict`) take the table."""
+    name = row.__tablename__
+    assert isinstance(name, str), row
+    return row.metadata.tables[name]
 
 
 def _utc_col(index: bool = False, nullable: bool = False) -> Any:

@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, inspect, text
+from sqlalchemy import CursorResult, Engine, Result, create_engine, delete, event, func, inspect, text
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, SQLModel, col, select
@@ -33,6 +33,7 @@ from controlplane.rows import (
     ObservationRow,
     PublishedTableRow,
     RollupRow,
+    table_of,
 )
 from controlplane.table import Table
 
@@ -278,7 +279,7 @@ class Store:
         q = select(ObservationRow).where(ObservationRow.target == target)
         if since is not None:
             q = q.where(ObservationRow.at >= _utc(since))
-        q = q.order_by(ObservationRow.id.desc()).limit(limit)  # type: ignore[union-attr]
+        q = q.order_by(col(ObservationRow.id).desc()).limit(limit)
         with Session(self.engine) as s:
             return [_row_to_obs(r) for r in s.exec(q).all()]
 
@@ -302,14 +303,14 @@ class Store:
                         col(ObservationRow.at) < now - timedelta(seconds=observation_retention)
                     )
                 )
-                out["observations"] = r.rowcount or 0  # type: ignore[attr-defined]
+                out["observations"] = _rowcount(r)
                 r = s.execute(
                     delete(RollupRow).where(col(RollupRow.minute) < now - timedelta(seconds=rollup_retention))
                 )
-                out["rollups"] = r.rowcount or 0  # type: ignore[attr-defined]
+                out["rollups"] = _rowcount(r)
                 if event_retention is not None:
                     r = s.execute(delete(EventRow).where(col(EventRow.at) < now - timedelta(seconds=event_retention)))
-                    out["events"] = r.rowcount or 0  # type: ignore[attr-defined]
+                    out["events"] = _rowcount(r)
                 s.commit()
         except SQLAlchemyError as exc:
             raise StoreError("prune", _brief(exc)) from None
@@ -321,7 +322,7 @@ class Store:
         """Per target over the last `window_s`: uptime % (ok / (ok + failures); client errors and status-page
         hints excluded), counts by class, mean latency, and the share of the error budget (1 - slo) used."""
         since = _utc(self.clock.wall()) - timedelta(seconds=window_s)
-        t = RollupRow.__table__  # type: ignore[attr-defined]
+        t = table_of(RollupRow)
         sums = [func.sum(t.c[c]).label(c) for c in (*CLASS_COLUMNS.values(), "latency_sum", "latency_count")]
         q = sa_select(t.c.target, t.c.provider, *sums).where(t.c.minute >= since.replace(second=0, microsecond=0))
         if target is not None:
@@ -401,13 +402,13 @@ class Store:
         `after` None: the newest `limit` events, still in ascending id order."""
         q = select(EventRow)
         if types:
-            q = q.where(EventRow.type.in_(types))  # type: ignore[attr-defined]
+            q = q.where(col(EventRow.type).in_(types))
         if subject is not None:
             q = q.where(EventRow.subject == subject)
         if after is not None:
-            q = q.where(EventRow.id > after).order_by(EventRow.id.asc()).limit(limit)  # type: ignore[operator, union-attr]
+            q = q.where(col(EventRow.id) > after).order_by(col(EventRow.id).asc()).limit(limit)
         else:
-            q = q.order_by(EventRow.id.desc()).limit(limit)  # type: ignore[union-attr]
+            q = q.order_by(col(EventRow.id).desc()).limit(limit)
         with Session(self.engine) as s:
             rows = list(s.exec(q).all())
         rows.sort(key=lambda r: r.id or 0)
@@ -444,14 +445,14 @@ class Store:
         """The last saved snapshot and the newest published table (None, None on a fresh database)."""
         with Session(self.engine) as s:
             row = s.get(HealthRow, 1)
-            trow = s.exec(select(PublishedTableRow).order_by(PublishedTableRow.version.desc()).limit(1)).first()  # type: ignore[attr-defined]
+            trow = s.exec(select(PublishedTableRow).order_by(col(PublishedTableRow.version).desc()).limit(1)).first()
             snapshot = dict(row.snapshot) if row else None
             table = Table.from_dict(trow.data) if trow else None
         return snapshot, table
 
     def table_history(self, limit: int = 10) -> list[Table]:
         with Session(self.engine) as s:
-            rows = s.exec(select(PublishedTableRow).order_by(PublishedTableRow.version.desc()).limit(limit)).all()  # type: ignore[attr-defined]
+            rows = s.exec(select(PublishedTableRow).order_by(col(PublishedTableRow.version).desc()).limit(limit)).all()
             return [Table.from_dict(r.data) for r in rows]
 
     # -- inspection -------------------------------------------------------------------------------
@@ -518,6 +519,11 @@ def _safe_url(url: str) -> str:
     import re
 
     return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+def _rowcount(r: Result[Any]) -> int:
+    """Rows a DELETE touched (a DML statement's result is a CursorResult; the session types it as Result)."""
+    return (r.rowcount or 0) if isinstance(r, CursorResult) else 0
 
 
 def _brief(exc: BaseException) -> str:

@@ -11,6 +11,7 @@ failure ends the client's stream with an OpenAI-style error event.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import random
 from collections.abc import Callable, Mapping
@@ -291,7 +292,7 @@ async def _serve(request: Request, st: DataPlaneState, req: _Request, t0: float)
                 second_cand = queue[0]
                 result = await hedged_open(
                     att,
-                    lambda second_cand=second_cand: _attempt(st, second_cand, req, deadline),
+                    functools.partial(_attempt, st, second_cand, req, deadline),
                     max(hedge.min_delay, p95 or 0.0),
                 )
                 for lost, lost_opened in result.failed:

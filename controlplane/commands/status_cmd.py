@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, Group, JustifyMethod, RenderableType
 from rich.live import Live
 from rich.table import Table as RichTable
 from rich.text import Text
@@ -150,7 +150,7 @@ def _state_text(state: str) -> Text:
     return Text(state, style=STATE_STYLES.get(state, "white"))
 
 
-_COLUMNS: tuple[tuple[str, str], ...] = (
+_COLUMNS: tuple[tuple[str, JustifyMethod], ...] = (
     ("#", "right"),
     ("target", "left"),
     ("state", "left"),
@@ -188,7 +188,7 @@ def _route_table(name: str, route: dict[str, Any], *, layout: str = "full") -> R
             t.add_column(
                 col,
                 justify=justify,
-                no_wrap=True,  # type: ignore[arg-type]
+                no_wrap=True,
                 min_width=longest if col == "target" else None,
             )
     for e in entries:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine, text
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from controlplane.errors import TurnoutError
 from controlplane.publisher import TablePublisher
@@ -71,8 +71,8 @@ def newest_table(engine: Engine, after: int = 0) -> Table | None:
         row = s.exec(
             select(PublishedTableRow)
             .where(PublishedTableRow.version > after)
-            .order_by(PublishedTableRow.version.desc())
-            .limit(1)  # type: ignore[attr-defined]
+            .order_by(col(PublishedTableRow.version).desc())
+            .limit(1)
         ).first()
         return Table.from_dict(row.data) if row is not None else None
 

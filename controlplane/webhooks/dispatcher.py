@@ -31,6 +31,7 @@ from controlplane.clock import Clock
 from controlplane.config import WebhookConfig
 from controlplane.events import Event
 from controlplane.metrics import Metrics
+from controlplane.rows import table_of
 from controlplane.webhooks.retry import RETRY_SCHEDULE, retry_delay
 from controlplane.webhooks.rows import DEAD, DELIVERED, PENDING, WebhookDelivery, WebhookEndpoint
 from controlplane.webhooks.signing import signed_headers
@@ -219,7 +220,7 @@ class Dispatcher:
             ids = sorted(set(rows) - busy)
             if not ids:
                 return {}
-            d = WebhookDelivery.__table__.c  # type: ignore[attr-defined]
+            d = table_of(WebhookDelivery).c
             rn = func.row_number().over(partition_by=d.endpoint_id, order_by=d.seq).label("rn")
             ranked = select(d.seq.label("seq"), rn).where(d.status == PENDING, d.endpoint_id.in_(ids)).subquery()
             out: dict[str, list[_Job]] = {}
@@ -234,13 +235,13 @@ class Dispatcher:
 
     @staticmethod
     def _job_query() -> Any:
-        d = WebhookDelivery.__table__.c  # type: ignore[attr-defined]
-        e = WebhookEndpoint.__table__.c  # type: ignore[attr-defined]
+        d = table_of(WebhookDelivery).c
+        e = table_of(WebhookEndpoint).c
         return (
             sa_select(
                 d.seq, d.id, d.endpoint_id, e.url, e.secret, d.payload, d.attempts, d.next_attempt_at, d.created_at
             )
-            .join_from(WebhookDelivery.__table__, WebhookEndpoint.__table__, e.id == d.endpoint_id)  # type: ignore[attr-defined]
+            .join_from(table_of(WebhookDelivery), table_of(WebhookEndpoint), e.id == d.endpoint_id)
             .where(e.enabled == True)  # noqa: E712
         )
 
@@ -254,7 +255,7 @@ class Dispatcher:
         return self._poll if nxt is None else float(nxt) - self._clock.wall().timestamp()
 
     def _load_batch(self, endpoint_id: str) -> list[_Job]:
-        d = WebhookDelivery.__table__.c  # type: ignore[attr-defined]
+        d = table_of(WebhookDelivery).c
         q = (
             self._job_query()
             .where(d.endpoint_id == endpoint_id, d.status == PENDING)
@@ -420,9 +421,9 @@ class Dispatcher:
                     attempts,
                     result.error,
                 )
-        d = WebhookDelivery.__table__.c  # type: ignore[attr-defined]
-        e = WebhookEndpoint.__table__.c  # type: ignore[attr-defined]
-        by_seq = update(WebhookDelivery.__table__).where(d.seq == bindparam("b_seq"))  # type: ignore[attr-defined]
+        d = table_of(WebhookDelivery).c
+        e = table_of(WebhookEndpoint).c
+        by_seq = update(table_of(WebhookDelivery)).where(d.seq == bindparam("b_seq"))
         common: dict[str, Any] = {
             "attempts": bindparam("b_attempts"),
             "last_status_code": bindparam("b_code"),
@@ -438,10 +439,10 @@ class Dispatcher:
             resets = sorted(ep for ep, seq in order.items() if seq[-1][0])
             if resets:
                 s.execute(
-                    update(WebhookEndpoint.__table__)
+                    update(table_of(WebhookEndpoint))
                     .where(e.id.in_(resets), e.consecutive_failures != 0)
                     .values(consecutive_failures=0)
-                )  # type: ignore[attr-defined]
+                )
             for ep_id, seq in order.items():
                 if seq[-1][0]:
                     continue  # ends with a success: reset above

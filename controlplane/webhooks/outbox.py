@@ -20,6 +20,7 @@ from sqlmodel import Session, SQLModel, select
 
 from controlplane.clock import Clock
 from controlplane.events import Event
+from controlplane.rows import table_of
 from controlplane.webhooks.rows import PENDING, WebhookDelivery, WebhookEndpoint, new_message_id
 
 __all__ = ["Outbox", "install_outbox", "ensure_schema", "event_body", "enqueue", "lock_endpoints"]
@@ -39,7 +40,7 @@ def event_body(event: Event) -> bytes:
 
 def ensure_schema(engine: Any) -> None:
     """Create the webhook tables if missing (idempotent), whether or not the store already did."""
-    SQLModel.metadata.create_all(engine, tables=[WebhookEndpoint.__table__, WebhookDelivery.__table__])  # type: ignore[attr-defined]
+    SQLModel.metadata.create_all(engine, tables=[table_of(WebhookEndpoint), table_of(WebhookDelivery)])
 
 
 _ENDPOINTS_LOCK = 0x77686F6B  # advisory lock key: event appends (shared) vs endpoint creation (exclusive)
