@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from controlplane.config import BreakerConfig
-from controlplane.domain import ErrorClass, Observation, State
+from controlplane.domain import WITHDRAW_CLASSES, ErrorClass, Observation, State
 from controlplane.errors import IllegalTransition
 from controlplane.window import SlidingWindow, Verdict, WindowSnapshot
 
@@ -65,9 +65,6 @@ PRESSURE_CLASSES: frozenset[ErrorClass] = frozenset({ErrorClass.RATE_LIMITED, Er
 # Failures that always count in the window.
 COUNTED_FAILURES: frozenset[ErrorClass] = frozenset(
     {ErrorClass.TIMEOUT, ErrorClass.CONNECT, ErrorClass.SERVER_ERROR, ErrorClass.BAD_RESPONSE}
-)
-_WITHDRAW: frozenset[ErrorClass] = frozenset(
-    {ErrorClass.REGION_BLOCKED, ErrorClass.MODEL_GONE, ErrorClass.AUTH, ErrorClass.QUOTA_EXHAUSTED}
 )
 # Probe kinds whose outcome never moves the breaker (provider-semantics.md §4: status pages de-rank only).
 NEUTRAL_KINDS: frozenset[str] = frozenset({"status_page"})
@@ -193,8 +190,12 @@ class Breaker:
     def metrics_only(self) -> bool:
         return self.cfg.mode == "metrics_only"
 
-    def admits(self, now: float) -> bool:
-        """May traffic go to this target now? Pure: the lazy open → half_open move itself is made by poll()."""
+    def admits(self) -> bool:
+        """May traffic go to this target? The one place admissibility is decided (the ranker reads it).
+
+        Drained: never. metrics_only: always (moves are reported, not enforced). Closed: yes; half_open: while
+        trial slots remain. Open and withdrawn: no; an open breaker whose duration has passed admits only after
+        poll()/record() has moved it to half_open, so what the table shows and what traffic gets agree."""
         if self.drain is not None:
             return False
         if self.metrics_only:
@@ -202,8 +203,6 @@ class Breaker:
         st = self._state
         if st is _C:
             return True
-        if st is _O:
-            return self.open_until is not None and now >= self.open_until
         if st is _H:
             return self.trials < self.cfg.half_open_trials
         return False
@@ -262,7 +261,7 @@ class Breaker:
         if obs.headroom is not None and 0.0 <= obs.headroom <= 1.0:
             self.last_headroom = obs.headroom
         st = self._state
-        if cls in _WITHDRAW and not (cls is ErrorClass.QUOTA_EXHAUSTED and obs.retry_after_s is not None):
+        if cls in WITHDRAW_CLASSES and not (cls is ErrorClass.QUOTA_EXHAUSTED and obs.retry_after_s is not None):
             # (a quota with a known reset, e.g. Gemini's per-day quota, only cools: §6 "cool(daily reset)")
             return self._withdraw(obs, now)
         if st is _W:

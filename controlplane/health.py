@@ -155,7 +155,7 @@ class HealthModel:
             "reason": self._reason(b, now),
             "reason_code": b.reason,
             "evidence": b.evidence.to_dict(),
-            "admissible": self._admissible(b),
+            "admissible": b.admits(),
             "mode": self._cfg.breaker.mode,
             "open_until": _iso(self._wall(b.open_until, now)) if b.open_until is not None else None,
             "next_recheck": _iso(self._wall(b.next_recheck, now)) if b.next_recheck is not None else None,
@@ -325,14 +325,6 @@ class HealthModel:
     def _wall(self, mono: float | None, now: float) -> datetime:
         return self._clock.wall() + timedelta(seconds=(mono if mono is not None else now) - now)
 
-    def _admissible(self, b: Breaker) -> bool:
-        st = b.state
-        if st is State.DRAINED:
-            return False
-        if b.metrics_only or st is State.CLOSED:
-            return True
-        return st is State.HALF_OPEN and b.trials < b.cfg.half_open_trials
-
     def _reason(self, b: Breaker, now: float) -> str:
         st = b.state
         return state_reason(
@@ -356,7 +348,7 @@ class HealthModel:
             provider=p,
             model=m,
             state=b.state,
-            admissible=self._admissible(b),
+            admissible=b.admits(),
             reason=self._reason(b, now),
             latency_p50_s=lp50,
             latency_p95_s=lp95,
