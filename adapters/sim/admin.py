@@ -4,7 +4,8 @@ shaped by the ST-1/2/3 faults. Documented in docs/simulator.md."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import asyncio
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -15,14 +16,62 @@ from adapters.sim.respond import hold
 from controlplane.durations import parse_duration
 
 if TYPE_CHECKING:
-    from adapters.sim.simulator import Simulator
+    from adapters.sim.faults import FaultBook
+    from adapters.sim.provider import ProviderServer
+    from adapters.sim.timeline import Timeline
+    from controlplane.clock import Clock
 
-__all__ = ["build_admin_app", "SIMULATOR"]
-
-SIMULATOR: web.AppKey[Simulator] = web.AppKey("simulator")
+__all__ = ["build_admin_app", "SimControl", "SIMULATOR"]
 
 
-def build_admin_app(sim: Simulator) -> web.Application:
+class SimControl(Protocol):
+    """What the admin API drives. `Simulator` (adapters/sim/simulator.py) is one; the admin module names only
+    this seam, so the simulator that serves the admin app can import it without a circle."""
+
+    config: SimConfig
+    clock: Clock
+    book: FaultBook
+    timeline: Timeline
+    providers: dict[str, ProviderServer]
+
+    @property
+    def stopping(self) -> asyncio.Event: ...
+
+    def status_page_url(self, provider: str, kind: str = "summary") -> str: ...
+
+    def set_fault(
+        self,
+        provider: str,
+        fault: str,
+        model: str | None = None,
+        count: int | None = None,
+        duration: float | None = None,
+        probability: float | None = None,
+        _start: float | None = None,
+        **params: Any,
+    ) -> str: ...
+
+    def clear_faults(
+        self, provider: str | None = None, model: str | None = None, fault_id: str | None = None
+    ) -> int: ...
+
+    def faults(self) -> list[dict[str, Any]]: ...
+
+    def reset(self) -> None: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def reset_stats(self) -> None: ...
+
+    async def tick(self) -> None: ...
+
+    async def advance(self, seconds: float) -> None: ...
+
+
+SIMULATOR: web.AppKey[SimControl] = web.AppKey("simulator")
+
+
+def build_admin_app(sim: SimControl) -> web.Application:
     app = web.Application()
     app[SIMULATOR] = sim
     r = app.router
@@ -244,7 +293,7 @@ async def _advance(request: web.Request) -> web.Response:
 # -- status pages --
 
 
-def _page_state(request: web.Request) -> tuple[Simulator, str, set[str]] | web.Response:
+def _page_state(request: web.Request) -> tuple[SimControl, str, set[str]] | web.Response:
     sim = request.app[SIMULATOR]
     pid = request.match_info["provider"]
     if pid not in sim.providers:
@@ -253,7 +302,7 @@ def _page_state(request: web.Request) -> tuple[Simulator, str, set[str]] | web.R
     return sim, pid, active
 
 
-async def _feed_down(sim: Simulator, pid: str) -> web.Response | None:
+async def _feed_down(sim: SimControl, pid: str) -> web.Response | None:
     """ST-2: the feed itself fails (503, or holds until the fault clears)."""
     rule = next((r for r in sim.book.passive(pid, Behaviour.STATUS) if r.spec.id == "ST-2"), None)
     if rule is None:
@@ -263,7 +312,7 @@ async def _feed_down(sim: Simulator, pid: str) -> web.Response | None:
     return web.Response(status=503, text="<html><body>503 Service Unavailable</body></html>", content_type="text/html")
 
 
-def _page(sim: Simulator, pid: str, active: set[str]) -> dict[str, Any]:
+def _page(sim: SimControl, pid: str, active: set[str]) -> dict[str, Any]:
     now = sim.clock.wall().strftime("%Y-%m-%dT%H:%M:%S.000Z")
     major = "ST-1" in active
     component = {

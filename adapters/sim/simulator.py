@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from adapters.sim.admin import build_admin_app
 from adapters.sim.catalogue import resolve_fault
 from adapters.sim.config import SimConfig, TimelineEntry, load_sim_config, parse_sim_config
 from adapters.sim.faults import FaultBook
@@ -87,8 +88,6 @@ class Simulator:
                 await server.start()
                 started.append(server)
             if self._admin_enabled:
-                from adapters.sim.admin import build_admin_app
-
                 self._admin_runner = web.AppRunner(
                     build_admin_app(self), access_log=None, shutdown_timeout=1.0, handle_signals=False
                 )
