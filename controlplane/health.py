@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from controlplane.breaker import Breaker, Drain, Transition
+from controlplane.breaker import Breaker
 from controlplane.clock import Clock
 from controlplane.config import Config, ModelConfig, ProviderConfig
 from controlplane.domain import WITHDRAW_CLASSES, Observation, Scope, State
 from controlplane.events import Event
+from controlplane.moves import Drain, Transition
 from controlplane.ranker import Candidate, entry_for, rank_route, score
 from controlplane.reasons import state_reason
 from controlplane.table import RouteRanking, Table, TableEntry

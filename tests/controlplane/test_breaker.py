@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from controlplane.breaker import ALLOWED, OPERATOR_ALLOWED, Breaker, Drain, Transition
+from controlplane.breaker import Breaker
 from controlplane.config import BreakerConfig
 from controlplane.domain import ErrorClass, Observation, Source, State
 from controlplane.errors import IllegalTransition
+from controlplane.moves import ALLOWED, OPERATOR_ALLOWED, Drain, Transition
 
 T = "acme/m"
 AT = datetime(2026, 1, 1, tzinfo=UTC)
