@@ -8,9 +8,10 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session
 
+from controlplane.database import safe_url
 from controlplane.domain import ErrorClass, Observation, Source, State
 from controlplane.events import Event
-from controlplane.store import Store, _safe_url
+from controlplane.store import Store
 from controlplane.table import RouteRanking, Table, TableEntry
 from tests.fakes import FakeClock
 
@@ -198,7 +199,7 @@ def test_schema_migration_adds_missing_columns(store_url: str, clock: FakeClock)
 
 
 def test_database_password_is_never_shown() -> None:
-    assert _safe_url("postgresql+psycopg://turnout:s3cret@db/turnout") == "postgresql+psycopg://turnout:***@db/turnout"
+    assert safe_url("postgresql+psycopg://turnout:s3cret@db/turnout") == "postgresql+psycopg://turnout:***@db/turnout"
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path: object, clock: FakeClock) -> None:
