@@ -115,7 +115,7 @@ async def test_stored_errors_name_only_the_origin_of_the_url(wrt: FakeRuntime) -
 
 
 async def test_dead_count_follows_the_batch_in_order(wrt: FakeRuntime) -> None:
-    from controlplane.webhooks.dispatcher import AttemptResult, _Job
+    from controlplane.webhooks.queue import AttemptResult, Job
 
     ep = add_endpoint(wrt, "http://127.0.0.1:1/a")
     _events(wrt, 2)
@@ -129,9 +129,9 @@ async def test_dead_count_follows_the_batch_in_order(wrt: FakeRuntime) -> None:
     d = make_dispatcher(wrt, {})
     last = wrt.config.webhooks.max_attempts - 1
 
-    def job(i: int) -> _Job:
+    def job(i: int) -> Job:
         r = rows[i]
-        return _Job(
+        return Job(
             seq=int(r.seq or 0),
             id=r.id,
             endpoint_id=ep.id,
@@ -144,7 +144,7 @@ async def test_dead_count_follows_the_batch_in_order(wrt: FakeRuntime) -> None:
         )
 
     ok, dead = AttemptResult(True, 200, None, 0.0), AttemptResult(False, 500, "HTTP 500", 0.0)
-    d._record_many([(job(0), ok), (job(1), dead)])
+    d.queue.record_many([(job(0), ok), (job(1), dead)])
     with Session(wrt.store.engine) as s:
         after = s.get(WebhookEndpoint, ep.id)
         assert after is not None and after.consecutive_failures == 1 and after.enabled
