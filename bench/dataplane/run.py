@@ -15,6 +15,9 @@ bare and Turnout phases run back to back in several interleaved rounds and each 
 per-round figures, printed with the rounds' own values. `--against REV` adds `turnout serve` at another commit to the
 same rounds and prints the ratios: a change judged against its baseline in one run. Run:
 `python -m bench dataplane [SECONDS [ROUNDS]] [--against REV]`.
+
+Longer than most modules: the bench's phases in order, and bench/listener.py reuses its round and report
+helpers (splitting them out waits until that bench settles).
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Both read the control plane's status API (`GET /api/v1/table`, `GET /api/v1/events`) over HTTP, so they
 work against any running `turnout serve` (or `turnout demo --forever`). `--json` prints the API's own
 payloads for scripts; `--watch` / `--follow` keep the view current (the table by long-poll).
+
+Longer than most modules: two commands that share the HTTP reads and the table rendering.
 """
 
 from __future__ import annotations

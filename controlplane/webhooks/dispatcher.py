@@ -20,10 +20,10 @@ import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from sqlalchemy import Engine
 
 from controlplane.clock import Clock
 from controlplane.config import WebhookConfig
@@ -54,7 +54,7 @@ class Dispatcher:
     def __init__(
         self,
         *,
-        engine: Any,
+        engine: Engine,
         clock: Clock,
         config: WebhookConfig | Callable[[], WebhookConfig],
         metrics: Metrics | None = None,

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-from sqlalchemy import bindparam, func, update
+from sqlalchemy import Engine, bindparam, func, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -82,7 +82,7 @@ class DeliveryQueue:
 
     def __init__(
         self,
-        engine: Any,
+        engine: Engine,
         clock: Clock,
         config: Callable[[], WebhookConfig],
         *,
