@@ -25,6 +25,7 @@ from sqlmodel import Field, Session, SQLModel
 from controlplane.bulk import BulkInsert
 from controlplane.clock import Clock
 from controlplane.durations import parse_duration
+from controlplane.rows import table_of
 
 __all__ = ["DecisionRow", "Decision", "DecisionLog", "summarise", "install", "USAGE_GROUPS", "cost_usd"]
 
@@ -173,7 +174,7 @@ class DecisionLog:
 
     def ensure_schema(self) -> None:
         if self._engine is not None:
-            SQLModel.metadata.create_all(self._engine, tables=[DecisionRow.__table__])  # type: ignore[attr-defined]
+            SQLModel.metadata.create_all(self._engine, tables=[table_of(DecisionRow)])
 
     async def start(self) -> None:
         if self._engine is None or self._task is not None:
@@ -243,7 +244,7 @@ class DecisionLog:
             return 0
         cutoff = now - timedelta(seconds=self._retention)
         with self._engine.begin() as conn:
-            res = conn.execute(delete(DecisionRow).where(DecisionRow.at < cutoff))  # type: ignore[arg-type]
+            res = conn.execute(delete(table_of(DecisionRow)).where(table_of(DecisionRow).c.at < cutoff))
             return int(res.rowcount or 0)
 
 
@@ -251,7 +252,7 @@ def summarise(engine: Engine, by: str, since: datetime) -> list[dict[str, Any]]:
     """Usage grouped by route, target or tag since `since`: requests, errors, failovers, tokens, cost, latency."""
     if by not in USAGE_GROUPS:
         raise ValueError(f"by must be one of {', '.join(USAGE_GROUPS)}")
-    t = DecisionRow.__table__.c  # type: ignore[attr-defined]  # Core columns: typed SQL expressions
+    t = table_of(DecisionRow).c  # Core columns: typed SQL expressions
     col = t[by]
     stmt = (
         select(
@@ -329,7 +330,7 @@ async def _usage(request: web.Request) -> web.Response:
     now = rt.clock.wall()
     since = now - timedelta(seconds=window)
     if id(engine) not in _SCHEMA_READY:  # a control replica may start before any data plane wrote a row
-        await asyncio.to_thread(SQLModel.metadata.create_all, engine, [DecisionRow.__table__])  # type: ignore[attr-defined]
+        await asyncio.to_thread(SQLModel.metadata.create_all, engine, [table_of(DecisionRow)])
         _SCHEMA_READY.add(id(engine))
     rows = await asyncio.to_thread(summarise, engine, by, since)
     total = {

@@ -115,8 +115,8 @@ def _wrk(wrk: str, url: str, conns: int, seconds: int, lua: str) -> dict[str, fl
         text=True,
         check=True,
     ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    rps = float(_found(r"Requests/sec:\s+([\d.]+)", out))
+    total = int(_found(r"(\d+) requests in", out))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     lat = {p: _ms(v) for p, v in re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M)}
     return {
@@ -126,6 +126,14 @@ def _wrk(wrk: str, url: str, conns: int, seconds: int, lua: str) -> dict[str, fl
         "p50_ms": lat.get("50", float("nan")),
         "p99_ms": lat.get("99", float("nan")),
     }
+
+
+def _found(pattern: str, text: str) -> str:
+    """The first group of `pattern` in wrk's report; a report without it is a wrk failure, said as such."""
+    m = re.search(pattern, text)
+    if m is None:
+        raise RuntimeError(f"wrk output has no {pattern!r}: {text[:300]!r}")
+    return m.group(1)
 
 
 def _start(args: list[str], quiet: bool = False) -> subprocess.Popen[str]:
