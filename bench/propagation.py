@@ -16,6 +16,7 @@ import asyncio
 import statistics
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -76,7 +77,9 @@ def _percentiles(samples: list[float]) -> str:
     )
 
 
-async def measure(n: int, publish: Any, replica: DataReplica, base: Table, start_version: int) -> list[float]:
+async def measure(
+    n: int, publish: Callable[[Table], Awaitable[object]], replica: DataReplica, base: Table, start_version: int
+) -> list[float]:
     """Publish `n` versions one after another; time each until the replica holds it."""
     out: list[float] = []
     for i in range(n):

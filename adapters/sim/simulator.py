@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from aiohttp import web
 
@@ -27,6 +27,15 @@ __all__ = ["Simulator"]
 log = logging.getLogger(__name__)
 
 _TICK_S = 0.2  # real-clock cadence of the background tick (durations, timeline, listener restarts)
+
+
+class SimOptions(TypedDict, total=False):
+    """Simulator's keyword options, for `Simulator.from_yaml(source, **options)`."""
+
+    clock: Clock | None
+    admin: bool
+    admin_port: int | None
+    free_ports: bool
 
 
 class Simulator:
@@ -69,7 +78,7 @@ class Simulator:
         self._started = False
 
     @classmethod
-    def from_yaml(cls, source: str | Path | Mapping[str, Any], **kwargs: Any) -> Simulator:
+    def from_yaml(cls, source: str | Path | Mapping[str, Any], **kwargs: Unpack[SimOptions]) -> Simulator:
         """From a `sim.yaml` path, YAML text containing `providers:`, or an already-parsed mapping."""
         if isinstance(source, Mapping):
             return cls(parse_sim_config(source), **kwargs)

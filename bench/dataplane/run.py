@@ -188,7 +188,7 @@ async def _streams(url: str, n: int, pid: int) -> list[float]:
     return samples
 
 
-async def _load(url: str, clients: int, seconds: float, stop_after: Any = None) -> tuple[int, int]:
+async def _load(url: str, clients: int, seconds: float) -> tuple[int, int]:
     """Steady load from `clients` concurrent clients for `seconds`; returns (ok, client-visible errors)."""
     ok = err = 0
     deadline = time.monotonic() + seconds
