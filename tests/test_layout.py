@@ -27,9 +27,10 @@ VOCABULARY = frozenset(
         "controlplane.durations",
     }
 )
-# What dataplane/ reads of controlplane/ besides the vocabulary: the table and its source, the replication wire
+# What dataplane/ reads of controlplane/ besides the vocabulary: its typed seams, the table and its source, the replication wire
 # format, and (today) the decision log, metrics and the config loader. Listed so that a new reach is a decision.
 DATAPLANE_READS = VOCABULARY | {
+    "controlplane.seams",  # the small Protocols the data plane is handed (DataPlaneDeps, TableSource, ...)
     "controlplane.table",
     "controlplane.publisher",
     "controlplane.scaleout.replication_api",
@@ -46,7 +47,6 @@ COMPOSITION_PREFIXES = ("controlplane.commands", "controlplane.demo", "controlpl
 KNOWN_CIRCLES: list[frozenset[str]] = [
     frozenset({"dataplane.http.listener", "dataplane.http.messages"}),
     frozenset({"dataplane.proxy", "dataplane.panel.run", "dataplane.panel.replies"}),
-    frozenset({"controlplane.runtime", "controlplane.scheduler"}),
 ]
 
 

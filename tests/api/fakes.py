@@ -1,4 +1,4 @@
-"""A small stand-in Runtime for API and webhook tests: real Store (SQLite in tmp_path), fake health/table source."""
+"""A small stand-in control node for API and webhook tests: real Store (SQLite in tmp_path), fake health/table source."""
 
 from __future__ import annotations
 
@@ -139,6 +139,9 @@ class FakeRuntime:
         self.reload_error: ConfigError | None = None
         self.states: dict[str, State] = {}
 
+    def readiness_checks(self) -> dict[str, bool]:
+        return {}  # a stand-in: no pipeline whose writes could fail, nothing to wait for
+
     def publish_states(self, states: dict[str, State]) -> Table:
         self.states.update(states)
         table = make_table(self.config, self.table_source.current().version + 1, self.states)
@@ -151,7 +154,13 @@ class FakeRuntime:
         return [t.key for t in self.config.targets() if t.provider == provider]
 
     async def drain(
-        self, *, target: str | None = None, provider: str | None = None, reason: str, until: Any, actor: str
+        self,
+        *,
+        target: str | None = None,
+        provider: str | None = None,
+        reason: str,
+        until: datetime | None = None,
+        actor: str,
     ) -> None:
         self.calls.append(
             ("drain", {"target": target, "provider": provider, "reason": reason, "until": until, "actor": actor})
