@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from adapters.base import ModelListing
 from adapters.registry import ADAPTERS, get_adapter
-from controlplane.config import ProviderConfig
+from controlplane.config import ModelConfig, ProviderConfig
 from controlplane.errors import ProviderError
 from probes.status_page import SEVERITY, assess
 from tests.adapters.conftest import CLOUD_FIELDS
@@ -198,7 +198,7 @@ def test_list_models_of_any_answer_is_a_listing_or_provider_error(
     catalogue.answer = (status, body, ctype)
     base = f"http://127.0.0.1:{catalogue.port}"
     cloud = {**CLOUD_FIELDS.get(name, {}), **({"catalogue_url": base} if name == "bedrock" else {})}
-    provider = ProviderConfig(id="p", adapter=name, base_url=base, models=[{"name": "m"}], **cloud)  # type: ignore[list-item]
+    provider = ProviderConfig(id="p", adapter=name, base_url=base, models=[ModelConfig(name="m")], **cloud)
 
     async def call() -> ModelListing | ProviderError:
         try:
