@@ -156,7 +156,14 @@ class Credentialed(Protocol):
         ...
 
 
+_CREDENTIALED: dict[type, bool] = {}  # per adapter class: a Protocol isinstance costs microseconds per request
+
+
 async def prepare_credentials(adapter: object, provider: ProviderConfig) -> None:
     """`adapter.prepare(provider)` for adapters that need it; nothing for key-in-header families."""
-    if isinstance(adapter, Credentialed):
-        await adapter.prepare(provider)
+    kind = type(adapter)
+    needs = _CREDENTIALED.get(kind)
+    if needs is None:
+        needs = _CREDENTIALED[kind] = isinstance(adapter, Credentialed)
+    if needs:
+        await adapter.prepare(provider)  # type: ignore[attr-defined]  # checked against Credentialed above
