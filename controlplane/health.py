@@ -11,7 +11,7 @@ fast (see bench/ingest.py). A new table version appears only when an order or a 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,7 +22,7 @@ from controlplane.domain import WITHDRAW_CLASSES, Observation, Scope, State
 from controlplane.events import Event
 from controlplane.ranker import Candidate, entry_for, rank_route, score
 from controlplane.reasons import state_reason
-from controlplane.table import RouteRanking, Table, TableEntry
+from controlplane.table import CurrentFigures, RouteRanking, Table, TableEntry
 
 __all__ = ["Outcome", "HealthModel", "SNAPSHOT_FORMAT"]
 
@@ -139,6 +139,14 @@ class HealthModel:
             return False
         return kind == "status_page" or b.should_probe(self._clock.monotonic())
 
+    def figures_now(self) -> dict[str, CurrentFigures]:
+        """Every target's window figures as of now (cached per window change, so cheap to ask per request)."""
+        now = self._clock.monotonic()
+        return {
+            t: CurrentFigures(b.window.figures(now), b.headroom(now) if self._admissible(b) else None)
+            for t, b in self._breakers.items()
+        }
+
     def target_detail(self, target: str) -> dict[str, Any]:
         """Everything the status API shows about one target (JSON-able, secret-free)."""
         b = self._breakers.get(target)
@@ -159,7 +167,7 @@ class HealthModel:
             "mode": self._cfg.breaker.mode,
             "open_until": _iso(self._wall(b.open_until, now)) if b.open_until is not None else None,
             "next_recheck": _iso(self._wall(b.next_recheck, now)) if b.next_recheck is not None else None,
-            "headroom": b.headroom(now),
+            "headroom": b.headroom(now) if self._admissible(b) else None,  # no capacity claim for a target not served
             "trials": {"used": b.trials, "allowed": self._cfg.breaker.half_open_trials, "successes": b.trial_successes},
             "window": {
                 "window_s": snap.window_s,
@@ -174,6 +182,9 @@ class HealthModel:
                 "ttft_p50_s": snap.ttft_p50_s,
                 "ttft_p95_s": snap.ttft_p95_s,
                 "verdict": str(snap.verdict),
+                "judged_group": snap.group,
+                "calls_by_source": dict(snap.signal_calls),
+                "figures": asdict(snap.figures),
             },
             "override": _drain_dict(d) if d else None,
         }
@@ -350,7 +361,7 @@ class HealthModel:
 
     def _candidate(self, t: str, b: Breaker, now: float) -> Candidate:
         p, m = self._targets[t]
-        lp50, lp95, tp50, tp95 = b.window.percentiles(now)
+        f = b.window.figures(now)  # serving figures only: never a listing's round trip
         return Candidate(
             target=t,
             provider=p,
@@ -358,13 +369,14 @@ class HealthModel:
             state=b.state,
             admissible=self._admissible(b),
             reason=self._reason(b, now),
-            latency_p50_s=lp50,
-            latency_p95_s=lp95,
-            ttft_p50_s=tp50,
-            ttft_p95_s=tp95,
-            error_rate=b.window.error_rate(now),
+            latency_p50_s=f.latency_p50_s,
+            latency_p95_s=f.latency_p95_s,
+            ttft_p50_s=f.ttft_p50_s,
+            ttft_p95_s=f.ttft_p95_s,
+            error_rate=f.error_rate,
             headroom=b.headroom(now),
             retry_in_s=(b.open_until - now) if b.open_until is not None else None,
+            figures=f,
         )
 
     def _rerank(self, now: float, events: list[Event], *, announce: bool = True) -> Table | None:

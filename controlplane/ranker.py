@@ -22,6 +22,7 @@ from controlplane.config import ModelConfig, ProviderConfig, RankingConfig, Rout
 from controlplane.domain import State
 from controlplane.reasons import PANIC_SUFFIX, excluded_reason
 from controlplane.table import RouteRanking, TableEntry
+from controlplane.window import Figures
 
 __all__ = ["Candidate", "policy_exclusion", "score", "rank_route", "entry_for", "PRICE_SCALE", "PRIORITY_STEP"]
 
@@ -52,6 +53,7 @@ class Candidate:
     error_rate: float | None = None
     headroom: float | None = None
     retry_in_s: float | None = None  # open targets: seconds until half_open (panic ordering)
+    figures: Figures = Figures()  # sources and sample counts of the figures above
 
 
 def policy_exclusion(policy: RoutePolicy, provider: ProviderConfig, model: ModelConfig, target: str) -> str | None:
@@ -148,10 +150,16 @@ def entry_for(
         ttft_p50_s=c.ttft_p50_s,
         ttft_p95_s=c.ttft_p95_s,
         error_rate=c.error_rate,
-        headroom=c.headroom,
+        headroom=c.headroom if admissible else None,  # no capacity claim for a target that is not served
         context_window=c.model.context_window,
         adapter=c.provider.adapter,
         half_open_share=half_open_share if c.state is State.HALF_OPEN and admissible else 0.0,
+        latency_source=c.figures.latency_source,
+        latency_samples=c.figures.latency_samples,
+        ttft_source=c.figures.ttft_source,
+        ttft_samples=c.figures.ttft_samples,
+        error_source=c.figures.error_source,
+        error_samples=c.figures.error_samples,
     )
 
 

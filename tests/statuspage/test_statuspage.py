@@ -47,10 +47,10 @@ def test_targets_appear_in_rank_order_per_route_and_exhausted_route_is_flagged()
     frontier = html[html.index('id="route-frontier"') :]
     order = [frontier.index(t) for t in ("openai/gpt-4o", "anthropic/claude-sonnet-4", "deepseek/deepseek-chat")]
     assert order == sorted(order)
-    assert 'class="banner exhausted"' in html
+    assert 'class="banner major"' in html
     assert html.index('id="route-frontier"') < html.index('id="route-cheap-fast"')  # config order
     cheap = html[html.index('id="route-cheap-fast"') :]
-    assert cheap.index('class="tag exhausted"') < cheap.index("</section>")
+    assert cheap.index('class="tag major"') < cheap.index("</section>")
 
 
 def test_outside_text_is_escaped() -> None:
