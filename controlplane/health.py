@@ -64,6 +64,7 @@ class HealthModel:
         self.unknown_observations = 0  # observations for targets not in the config (dropped, counted)
         self._breakers: dict[str, Breaker] = {}
         self._primaries: dict[str, str | None] = {}
+        self._primary_since: dict[str, float] = {}  # monotonic time each route's primary took its place
         self._orders: dict[str, tuple[str, ...]] = {}
         self._exhausted: set[str] = set()
         self._version = 0
@@ -385,7 +386,8 @@ class HealthModel:
         cfg = self._cfg
         cands = {t: self._candidate(t, b, now) for t, b in self._breakers.items()}
         routes: dict[str, RouteRanking] = {
-            r.name: rank_route(r, cands, cfg.ranking, self._orders.get(r.name, ())) for r in cfg.routes
+            r.name: rank_route(r, cands, cfg.ranking, self._orders.get(r.name, ()), self._dwelling(r.name, now))
+            for r in cfg.routes
         }
         targets: dict[str, TableEntry] = {
             t: entry_for(
@@ -414,6 +416,8 @@ class HealthModel:
                         cfg.hash,
                     )
                 )
+            if name in self._primaries and new != old:  # a change (the first primary after start is not one)
+                self._primary_since[name] = now
             self._primaries[name] = new
             if new is None and name not in self._exhausted:
                 self._exhausted.add(name)
@@ -449,6 +453,13 @@ class HealthModel:
             version=self._version, published_at=wall, routes=routes, targets=targets, config_hash=cfg.hash
         )
         return self._table
+
+    def _dwelling(self, route: str, now: float) -> str | None:
+        """The route's primary while it is inside its minimum dwell (it then keeps first place), else None."""
+        since = self._primary_since.get(route)
+        if since is None or now - since >= self._cfg.ranking.min_dwell:
+            return None
+        return self._primaries.get(route)
 
     @staticmethod
     def _why_primary_changed(rr: RouteRanking, old: str | None, new: str | None) -> str:

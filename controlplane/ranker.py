@@ -6,7 +6,10 @@ Steps, in order:
 2. Admissible targets (closed; half_open with a small traffic share) are scored (higher is better) from
    latency p50, TTFT p50, error rate, headroom, price and priority, weighted by config.ranking.
 3. Hysteresis: the previous order is kept unless a target beats the one ahead of it by `margin` (a share
-   of that target's score), so noise cannot flap the primary. Ties keep the configured route order.
+   of that target's score), so noise cannot flap the primary. Ties keep the configured route order. A primary
+   that took its place less than `min_dwell` ago keeps it (the health model passes it as `keep_primary`)
+   unless it leaves admissibility: a score swing that reverses at once (a cool-down hold starting and ending,
+   a burst of slow calls) cannot flip the primary there and back.
 4. Panic (Envoy): when fewer than `panic_threshold` of the route's candidates are admissible, open and
    exhausted half-open targets are appended least-bad first (soonest retry, then fewest errors) instead of
    refusing everything. Withdrawn, drained and policy-excluded targets are never admitted by panic.
@@ -168,8 +171,10 @@ def rank_route(
     cands: Mapping[str, Candidate],
     ranking: RankingConfig,
     previous_order: Sequence[str] = (),
+    keep_primary: str | None = None,
 ) -> RouteRanking:
-    """Rank one route. `previous_order` is the last published admissible order (for hysteresis)."""
+    """Rank one route. `previous_order` is the last published admissible order (for hysteresis);
+    `keep_primary`, a primary still inside its minimum dwell, stays first while it is admissible."""
     idx = {t: i for i, t in enumerate(route.targets)}
     excluded: dict[str, str] = {}
     closed: list[str] = []
@@ -189,8 +194,13 @@ def rank_route(
             (half if c.state is State.HALF_OPEN else closed).append(t)
     scores = {t: score(cands[t], ranking) for t in closed + half}
     # closed targets always rank ahead of half_open ones (those only get a trial share)
-    order = _sticky_order(closed, scores, idx, previous_order, ranking.margin)
-    order += _sticky_order(half, scores, idx, previous_order, ranking.margin)
+    closed_order = _sticky_order(closed, scores, idx, previous_order, ranking.margin)
+    half_order = _sticky_order(half, scores, idx, previous_order, ranking.margin)
+    for part in (closed_order, half_order):
+        if keep_primary in part and (part is closed_order or not closed_order):
+            part.remove(keep_primary)
+            part.insert(0, keep_primary)
+    order = closed_order + half_order
     panic = bool(pool) and len(order) / len(pool) < route.panic_threshold
     least_bad: list[str] = []
     if panic:
