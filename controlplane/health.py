@@ -21,7 +21,7 @@ from controlplane.config import Config, ModelConfig, ProviderConfig
 from controlplane.domain import WITHDRAW_CLASSES, Observation, Scope, State
 from controlplane.events import Event
 from controlplane.ranker import Candidate, entry_for, rank_route, score
-from controlplane.reasons import state_reason
+from controlplane.reasons import outscored_reason, state_reason
 from controlplane.table import CurrentFigures, RouteRanking, Table, TableEntry
 
 __all__ = ["Outcome", "HealthModel", "SNAPSHOT_FORMAT"]
@@ -407,12 +407,13 @@ class HealthModel:
             old = self._primaries.get(name)
             if announce and name in self._primaries and new != old:
                 why = self._why_primary_changed(rr, old, new)
+                scores = {e.target: e.score for e in rr.entries if e.target in (old, new)}
                 events.append(
                     Event(
                         "route.primary_changed",
                         wall,
                         name,
-                        {"from": old, "to": new, "reason": why, "panic": rr.panic},
+                        {"from": old, "to": new, "reason": why, "panic": rr.panic, "scores": scores},
                         cfg.hash,
                     )
                 )
@@ -469,8 +470,7 @@ class HealthModel:
         if was is None:
             return "removed from route"
         if was.admissible:  # still fine, just clearly worse now (beaten by more than the margin)
-            now_ = rr.primary
-            return f"outscored: {new} {now_.score if now_ else None} vs {old} {was.score}"
+            return outscored_reason(new)
         return was.reason
 
     # -- persistence -----------------------------------------------------------------------------

@@ -67,6 +67,8 @@ async def test_status_page_renders_in_chromium_with_withdrawn_in_its_own_colour(
     assert 'data-target="deepseek/deepseek-chat" data-state="withdrawn"' in dom
     assert 'data-target="openai/gpt-4o" data-state="open"' in dom
     assert "target.withdrawn" in dom and "route.exhausted" in dom
+    # a route with no admissible target is down (major) on the banner, as in the Statuspage export and metrics
+    assert '<div class="banner major" id="overall">' in dom and "Route down:" in dom
 
     seen = colours(shot)
     withdrawn = _rgb(STATE_COLOURS[State.WITHDRAWN])
