@@ -171,9 +171,7 @@ class Selector:
         c = self._candidate(name, entry)
         assert c is not None  # name is a configured target
         if entry is not None and (entry.state in _BLOCKED or (not entry.admissible and entry.excluded_by is None)):
-            return _RouteIndex(
-                (), ((name, stated(entry.state, entry.reason)),), False, None
-            )
+            return _RouteIndex((), ((name, stated(entry.state, entry.reason)),), False, None)
         return _RouteIndex((c,), (), c.state is State.HALF_OPEN, None)
 
     # -- per request ------------------------------------------------------------------------------
