@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "controlplane.commands.webhooks_cmd",  # turnout webhooks add|list|rm|test
     "controlplane.commands.db_cmd",  # turnout db …
     "controlplane.commands.demo_cmd",  # turnout demo
+    "controlplane.commands.traffic_cmd",  # turnout traffic
 )
 
 

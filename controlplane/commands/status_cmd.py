@@ -212,8 +212,8 @@ def _route_table(
         else:  # never squeeze names and numbers: the reason column gives way
             t.add_column(
                 col,
-                justify=justify,
-                no_wrap=True,  # type: ignore[arg-type]
+                justify=justify,  # type: ignore[arg-type]
+                no_wrap=True,
                 min_width=longest if col == "target" else None,
             )
     for e in entries:
