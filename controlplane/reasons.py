@@ -14,7 +14,7 @@ from datetime import datetime
 from controlplane.breaker import Drain, Evidence
 from controlplane.domain import State
 
-__all__ = ["hhmmss", "state_reason", "excluded_reason", "stated", "outscored_reason", "PANIC_SUFFIX"]
+__all__ = ["hhmmss", "state_reason", "closed_reason", "excluded_reason", "stated", "outscored_reason", "PANIC_SUFFIX"]
 
 PANIC_SUFFIX = "; admitted least-bad (route in panic)"
 
@@ -84,7 +84,12 @@ def state_reason(
     if state is State.HALF_OPEN:
         used, allowed, ok = trials
         return f"half_open: trial {used}/{allowed}, {ok} ok, since {hhmmss(since)}"
-    # closed
+    return closed_reason(latency_p50_s, error_rate)
+
+
+def closed_reason(latency_p50_s: float | None, error_rate: float | None) -> str:
+    """A closed target's line from its serving figures; readers that lay the figures of now over a table
+    entry recompute it with them, so the words never disagree with the numbers beside them."""
     if error_rate is None:
         return "closed: no recent calls"
     lat = f"p50 {latency_p50_s:.2f} s, " if latency_p50_s is not None else ""

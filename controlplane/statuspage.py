@@ -61,6 +61,9 @@ STATE_COLOURS: dict[State, str] = {
     State.DRAINED: "#5f6b7a",
 }
 
+# States in which a target serves nothing: the newest uptime bar shows them as they are.
+_OUT_NOW = (State.OPEN, State.WITHDRAWN, State.DRAINED)
+
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("controlplane", "templates"),
     autoescape=True,  # every table reason, route name and event field is text from outside: escape all of it
@@ -86,14 +89,15 @@ class Bar:
 
     start: datetime
     uptime: float | None
-    # The newest bar of a target that is out right now (open, withdrawn, drained) shows that state, whatever the
-    # period's share of successes: a bar never claims a state the target is not in.
+    # The newest bar carries the target's state now, so it never claims a state the target is not in: a target
+    # that is out (open, withdrawn, drained) shows that state's colour whatever the period's share of successes;
+    # one that serves again shows the period's trouble at worst as "major" (amber), never as red "down".
     now_state: State | None = None
 
     @property
     def level(self) -> str:
         """CSS class: the colour bands public status pages use, or the target's current state."""
-        if self.now_state is not None:
+        if self.now_state in _OUT_NOW:
             return f"now-{self.now_state}"
         if self.uptime is None:
             return "none"
@@ -101,7 +105,7 @@ class Bar:
             return "good"
         if self.uptime >= 0.99:
             return "minor"
-        if self.uptime >= 0.95:
+        if self.uptime >= 0.95 or self.now_state is not None:
             return "major"
         return "bad"
 
@@ -248,12 +252,9 @@ def build_view(
     )
 
 
-_OUT_NOW = (State.OPEN, State.WITHDRAWN, State.DRAINED)
-
-
 def _with_state_now(bars: tuple[Bar, ...], state: State) -> tuple[Bar, ...]:
-    """Mark the newest bar with the target's state when it is out now (see `Bar.now_state`)."""
-    if not bars or state not in _OUT_NOW:
+    """Mark the newest bar with the target's state now (see `Bar.now_state`)."""
+    if not bars:
         return bars
     last = bars[-1]
     return (*bars[:-1], Bar(last.start, last.uptime, state))

@@ -12,9 +12,15 @@ from datetime import datetime
 from typing import Any
 
 from controlplane.domain import State
+from controlplane.reasons import closed_reason
 from controlplane.window import Figures
 
 __all__ = ["TableEntry", "RouteRanking", "Table", "CurrentFigures"]
+
+
+def _closed_reason(e: TableEntry) -> bool:
+    # A closed target's reason is made of its figures; any other reason (excluded, metrics_only) stays.
+    return e.state is State.CLOSED and e.excluded_by is None and e.reason.startswith("closed:")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +71,7 @@ class TableEntry:
             ttft_p95_s=f.ttft_p95_s,
             error_rate=f.error_rate,
             headroom=now.headroom if self.admissible else None,
+            reason=closed_reason(f.latency_p50_s, f.error_rate) if _closed_reason(self) else self.reason,
             latency_source=f.latency_source,
             latency_samples=f.latency_samples,
             ttft_source=f.ttft_source,

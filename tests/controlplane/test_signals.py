@@ -125,6 +125,8 @@ def test_status_page_figures_move_between_table_versions_while_the_order_does_no
     assert row_before.entry.target == row_after.entry.target == "a/m"
     html = render_status_page(after)
     assert "50%" in html and "serving, n=10" in html
+    # the closed target's reason is remade from the same figures: words and numbers agree
+    assert row_after.entry.reason == "closed: p50 0.20 s, 50% errors" != row_before.entry.reason
 
 
 def test_headroom_is_not_shown_for_a_target_that_is_not_admissible() -> None:

@@ -179,3 +179,21 @@ async def test_private_reads_need_a_token_by_bearer_or_basic_auth() -> None:
         assert (await client.get("/", headers=basic("s3cret-read"))).status == 200
         ok = await client.get("/", headers={"Authorization": "Bearer s3cret-read"})
         assert ok.status == 200 and "s3cret" not in await ok.text()
+
+
+def test_the_newest_bar_never_claims_a_state_the_target_is_not_in() -> None:
+    from controlplane.statuspage import PERIODS, Bar, build_view
+    from tests.api.fakes import make_config, make_table
+
+    cfg = make_config(True)
+    table = make_table(cfg, 1, {"openai/gpt-4o": State.WITHDRAWN})
+    now = table.published_at
+    start = now - timedelta(days=PERIODS)
+    green = tuple(Bar(start + timedelta(days=i), 1.0) for i in range(PERIODS))
+    red = (*green[:-1], Bar(green[-1].start, 0.5))
+    view = build_view(table, now=now, bars={"openai/gpt-4o": green, "anthropic/claude-sonnet-4": red})
+    rows = {r.entry.target: r for rv in view.routes for r in rv.rows}
+    withdrawn, serving = rows["openai/gpt-4o"].bars, rows["anthropic/claude-sonnet-4"].bars
+    assert withdrawn[-1].level == "now-withdrawn" and withdrawn[-2].level == "good"  # 100 % today, withdrawn now
+    assert "withdrawn now" in withdrawn[-1].title
+    assert serving[-1].level == "major" and "closed now" in serving[-1].title  # a bad day, but it serves now
