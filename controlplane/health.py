@@ -62,6 +62,7 @@ class HealthModel:
         self._clock = clock
         self.rerank_interval = rerank_interval
         self.unknown_observations = 0  # observations for targets not in the config (dropped, counted)
+        self._observing = False  # True once an observation was recorded (a follower's view never records one)
         self._breakers: dict[str, Breaker] = {}
         self._primaries: dict[str, str | None] = {}
         self._primary_since: dict[str, float] = {}  # monotonic time each route's primary took its place
@@ -141,7 +142,12 @@ class HealthModel:
         return kind == "status_page" or b.should_probe(self._clock.monotonic())
 
     def figures_now(self) -> dict[str, CurrentFigures]:
-        """Every target's window figures as of now (cached per window change, so cheap to ask per request)."""
+        """Every target's window figures as of now (cached per window change, so cheap to ask per request).
+
+        Empty until this model has recorded an observation: a control replica's follower view (restored from
+        a snapshot, windows not persisted) knows no figures, and readers then show the published ones."""
+        if not self._observing:
+            return {}
         now = self._clock.monotonic()
         return {
             t: CurrentFigures(b.window.figures(now), b.headroom(now) if self._admissible(b) else None)
@@ -203,6 +209,7 @@ class HealthModel:
             if b is None:
                 self.unknown_observations += 1
                 continue
+            self._observing = True
             if obs.scope != Scope.TARGET and obs.error_class in WITHDRAW_CLASSES:
                 for t in self._by_provider.get(b.target.partition("/")[0], ()):
                     o = obs if t == obs.target else obs.with_(target=t, extra={**obs.extra, "via": obs.target})

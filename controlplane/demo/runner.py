@@ -1,4 +1,4 @@
-"""Runs the demo in one process: simulator, control plane (Runtime on SQLite in a temp dir, control app) and
+"""Runs the demo in one process: simulator, control plane (ControlPlane on SQLite in a temp dir, control app) and
 data plane on free loopback ports, a webhook receiver, client traffic, the story, and the verdict.
 
 Exit code 0 only when no client request failed and the story produced at least one `route.primary_changed`
@@ -13,7 +13,7 @@ import signal
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +55,7 @@ class DemoOptions:
     # (story second, name): at each, `on_moment(name, control_url)` runs as a task beside the story (make
     # screenshots photographs the status page before, during and after the faults); awaited before the summary.
     moments: tuple[tuple[float, str], ...] = ()
-    on_moment: Callable[[str, str], Awaitable[None]] | None = None
+    on_moment: Callable[[str, str], Coroutine[Any, Any, None]] | None = None
 
 
 @dataclass
@@ -104,7 +104,7 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
     """Play the story; return the process exit code."""
     from adapters.sim import Simulator
     from controlplane.api.app import build_control_app
-    from controlplane.runtime import Runtime
+    from controlplane.control_plane import ControlPlane
     from dataplane.http.listener import start_listener
     from dataplane.proxy import build_data_app
 
@@ -142,7 +142,7 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
             speed=speed,
             admin_token=token,
         )
-        rt = Runtime(cfg)
+        rt = ControlPlane(cfg)
         await rt.start()
         stack.push_async_callback(rt.stop)
         unsubscribe = rt.bus.subscribe(lambda ev: events.append((time.monotonic(), ev)))
