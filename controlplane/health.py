@@ -476,9 +476,9 @@ class HealthModel:
         was = next((e for e in rr.entries if e.target == old), None)
         if was is None:
             return "removed from route"
-        if was.admissible:  # still fine, just clearly worse now (beaten by more than the margin)
-            return outscored_reason(new)
-        return was.reason
+        if was.admissible and was.state in (State.CLOSED, State.HALF_OPEN):
+            return outscored_reason(new)  # still serving, just clearly worse now (beaten by more than the margin)
+        return was.reason  # out by its state (also when panic still admits it least-bad): say why
 
     # -- persistence -----------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:

@@ -133,3 +133,23 @@ def test_a_serving_primary_is_only_replaced_by_a_target_that_beats_it_by_the_mar
             continue
         assert was.score is not None and now_.score is not None
         assert now_.score >= was.score * (1 + MARGIN) - 1e-5, f"{new} {now_.score} took {old} {was.score}"
+
+
+def test_a_primary_that_opens_under_panic_is_reported_by_its_state_not_as_outscored() -> None:
+    clock = FakeClock()
+    m = HealthModel(parse_config(YAML), clock, rerank_interval=0.0)
+
+    def obs(target: str, cls: ErrorClass) -> list[str]:
+        o = m.ingest(Observation(target, clock.wall(), Source.PROBE, "completion", cls, status=503))
+        return [e.data["reason"] for e in o.events if e.type == "route.primary_changed"]
+
+    obs("c/m", E.MODEL_GONE)
+    for _ in range(3):
+        obs("b/m", E.TIMEOUT)  # b/m opens first: the route is in panic, b/m admitted least-bad behind a/m
+    assert m.table.routes["r"].panic and m.table.routes["r"].primary.target == "a/m"  # type: ignore[union-attr]
+    clock.advance(1)
+    reasons: list[str] = []
+    for _ in range(3):
+        reasons += obs("a/m", E.TIMEOUT)  # a/m opens too; b/m retries sooner and becomes the least-bad primary
+    assert m.states()["a/m"] is State.OPEN and m.table.routes["r"].primary.target == "b/m"  # type: ignore[union-attr]
+    assert reasons and all(r.startswith("open:") for r in reasons), reasons

@@ -141,8 +141,10 @@ async def test_status_page_before_during_and_after_the_demo_faults(tmp_path: Pat
         return dom[start : dom.index('"', start)]
 
     assert banner(doms["1-before"]) != "major" and 'data-state="withdrawn"' not in doms["1-before"]
+    assert 'data-state="withdrawn"' in doms["4-withdrawal"], "the withdrawal chapter's victim is not shown withdrawn"
+    # after the calm the model stays out; a recheck may have it on trial (half_open) at the moment of the picture
+    assert re.search(r'data-state="(withdrawn|half_open)"', doms["5-after"]), "the withdrawn model came back"
     withdrawn = [n for n in ("4-withdrawal", "5-after") if 'data-state="withdrawn"' in doms[n]]
-    assert withdrawn == ["4-withdrawal", "5-after"], "the withdrawal chapter's victim is not shown withdrawn"
     for name in withdrawn:  # a withdrawn model with the route serving on the rest: a partial outage
         assert banner(doms[name]) in ("partial", "major")
     for name in withdrawn:  # no capacity claim for a withdrawn target: its headroom cell is empty

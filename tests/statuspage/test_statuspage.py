@@ -114,6 +114,7 @@ class _Rt:
     bus: EventBus
     clock: FakeClock
     config: Config = field(default_factory=_public_config)
+    health: None = None  # no health model here: the page shows the published figures
 
 
 class _BrokenStore:
