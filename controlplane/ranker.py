@@ -6,7 +6,7 @@ Steps, in order:
 2. Admissible targets (closed; half_open with a small traffic share) are scored (higher is better) from
    latency p50, TTFT p50, error rate, headroom, price and priority, weighted by config.ranking.
 3. Hysteresis: the previous order is kept unless a target beats the one ahead of it by `margin` (a share
-   of that target's score), so noise cannot flap the primary. Ties keep the configured route order. A primary
+   of that target's score) measured from serving evidence, so noise cannot flap the primary. Ties keep the configured route order. A primary
    that took its place less than `min_dwell` ago keeps it (the health model passes it as `keep_primary`)
    unless it leaves admissibility: a score swing that reverses at once (a cool-down hold starting and ending,
    a burst of slow calls) cannot flip the primary there and back.
@@ -110,19 +110,34 @@ def _beats(challenger: float, incumbent: float, margin: float) -> bool:
     return challenger > incumbent + margin * abs(incumbent) + 1e-9
 
 
+def _informed(c: Candidate) -> bool:
+    """Does the score rest on serving evidence (live calls or completion probes), not only neutral guesses?"""
+    cheap_only = c.figures.error_source == "cheap" and c.latency_p50_s is None and c.ttft_p50_s is None
+    return not cheap_only and (c.latency_p50_s is not None or c.ttft_p50_s is not None or c.error_rate is not None)
+
+
 def _sticky_order(
-    names: list[str], scores: Mapping[str, float], idx: Mapping[str, int], previous: Sequence[str], margin: float
+    names: list[str],
+    scores: Mapping[str, float],
+    idx: Mapping[str, int],
+    previous: Sequence[str],
+    margin: float,
+    informed: frozenset[str] | None = None,
 ) -> list[str]:
     """Previous order first (for those still present), newcomers by score; then a target moves ahead of
-    its neighbour only if it beats it by the margin. Deterministic for equal inputs."""
+    its neighbour only if it beats it by the margin and the neighbour's score rests on serving evidence
+    (`informed`): a target not yet measured scores a neutral guess, and the first probe answer to arrive
+    elsewhere would take its place, then lose it a second later when its own arrives. (A measured-bad target
+    may still give way to an unmeasured one.) Deterministic for equal inputs."""
     present = set(names)
     prev = [n for n in previous if n in present]
     seen = set(prev)
     fresh = sorted((n for n in names if n not in seen), key=lambda n: (-scores[n], idx[n]))
     order = prev + fresh
+    known = present if informed is None else informed
     for i in range(1, len(order)):
         j = i
-        while j > 0 and _beats(scores[order[j]], scores[order[j - 1]], margin):
+        while j > 0 and order[j - 1] in known and _beats(scores[order[j]], scores[order[j - 1]], margin):
             order[j - 1], order[j] = order[j], order[j - 1]
             j -= 1
     return order
@@ -194,8 +209,9 @@ def rank_route(
             (half if c.state is State.HALF_OPEN else closed).append(t)
     scores = {t: score(cands[t], ranking) for t in closed + half}
     # closed targets always rank ahead of half_open ones (those only get a trial share)
-    closed_order = _sticky_order(closed, scores, idx, previous_order, ranking.margin)
-    half_order = _sticky_order(half, scores, idx, previous_order, ranking.margin)
+    informed = frozenset(t for t in closed + half if _informed(cands[t]))
+    closed_order = _sticky_order(closed, scores, idx, previous_order, ranking.margin, informed)
+    half_order = _sticky_order(half, scores, idx, previous_order, ranking.margin, informed)
     for part in (closed_order, half_order):
         if keep_primary in part and (part is closed_order or not closed_order):
             part.remove(keep_primary)

@@ -153,3 +153,21 @@ def test_a_primary_that_opens_under_panic_is_reported_by_its_state_not_as_outsco
         reasons += obs("a/m", E.TIMEOUT)  # a/m opens too; b/m retries sooner and becomes the least-bad primary
     assert m.states()["a/m"] is State.OPEN and m.table.routes["r"].primary.target == "b/m"  # type: ignore[union-attr]
     assert reasons and all(r.startswith("open:") for r in reasons), reasons
+
+
+def test_the_first_probe_answer_does_not_take_the_place_of_a_primary_not_yet_measured() -> None:
+    clock = FakeClock()
+    m = HealthModel(parse_config(YAML), clock, rerank_interval=0.0)
+    changes = 0
+    fast = dict(kind="completion", latency_s=0.05, ttft_s=0.02)
+    for o in (
+        m.ingest(Observation("b/m", clock.wall(), Source.PROBE, error_class=E.OK, **fast)),  # type: ignore[arg-type]
+        m.tick(),
+    ):
+        changes += sum(e.type == "route.primary_changed" for e in o.events)
+    assert m.table.routes["r"].primary.target == "a/m" and changes == 0  # type: ignore[union-attr]
+    clock.advance(1)
+    slow = dict(kind="completion", latency_s=2.5, ttft_s=1.5)
+    m.ingest(Observation("a/m", clock.wall(), Source.PROBE, error_class=E.OK, **slow))  # type: ignore[arg-type]
+    m.tick()
+    assert m.table.routes["r"].primary.target == "b/m"  # type: ignore[union-attr]  # measured, and beaten
