@@ -15,12 +15,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from controlplane.breaker import Breaker, Drain, Transition
+from controlplane.breaker import Breaker
 from controlplane.clock import Clock
 from controlplane.config import Config, ModelConfig, ProviderConfig
 from controlplane.domain import WITHDRAW_CLASSES, Observation, Scope, State
 from controlplane.events import Event
-from controlplane.ranker import Candidate, entry_for, rank_route, score
+from controlplane.moves import Drain, Transition
+from controlplane.ranker import TargetStanding, entry_for, rank_route, score
 from controlplane.reasons import outscored_reason, state_reason
 from controlplane.table import CurrentFigures, RouteRanking, Table, TableEntry
 
@@ -150,7 +151,7 @@ class HealthModel:
             return {}
         now = self._clock.monotonic()
         return {
-            t: CurrentFigures(b.window.figures(now), b.headroom(now) if self._admissible(b) else None)
+            t: CurrentFigures(b.window.figures(now), b.headroom(now) if b.admits() else None)
             for t, b in self._breakers.items()
         }
 
@@ -170,11 +171,11 @@ class HealthModel:
             "reason": self._reason(b, now),
             "reason_code": b.reason,
             "evidence": b.evidence.to_dict(),
-            "admissible": self._admissible(b),
+            "admissible": b.admits(),
             "mode": self._cfg.breaker.mode,
             "open_until": _iso(self._wall(b.open_until, now)) if b.open_until is not None else None,
             "next_recheck": _iso(self._wall(b.next_recheck, now)) if b.next_recheck is not None else None,
-            "headroom": b.headroom(now) if self._admissible(b) else None,  # no capacity claim for a target not served
+            "headroom": b.headroom(now) if b.admits() else None,  # no capacity claim for a target not served
             "trials": {"used": b.trials, "allowed": self._cfg.breaker.half_open_trials, "successes": b.trial_successes},
             "window": {
                 "window_s": snap.window_s,
@@ -344,14 +345,6 @@ class HealthModel:
     def _wall(self, mono: float | None, now: float) -> datetime:
         return self._clock.wall() + timedelta(seconds=(mono if mono is not None else now) - now)
 
-    def _admissible(self, b: Breaker) -> bool:
-        st = b.state
-        if st is State.DRAINED:
-            return False
-        if b.metrics_only or st is State.CLOSED:
-            return True
-        return st is State.HALF_OPEN and b.trials < b.cfg.half_open_trials
-
     def _reason(self, b: Breaker, now: float) -> str:
         st = b.state
         return state_reason(
@@ -367,15 +360,15 @@ class HealthModel:
             metrics_only=b.metrics_only,
         )
 
-    def _candidate(self, t: str, b: Breaker, now: float) -> Candidate:
+    def _candidate(self, t: str, b: Breaker, now: float) -> TargetStanding:
         p, m = self._targets[t]
         f = b.window.figures(now)  # serving figures only: never a listing's round trip
-        return Candidate(
+        return TargetStanding(
             target=t,
             provider=p,
             model=m,
             state=b.state,
-            admissible=self._admissible(b),
+            admissible=b.admits(),
             reason=self._reason(b, now),
             latency_p50_s=f.latency_p50_s,
             latency_p95_s=f.latency_p95_s,

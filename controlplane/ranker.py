@@ -27,7 +27,7 @@ from controlplane.reasons import PANIC_SUFFIX, excluded_reason
 from controlplane.table import RouteRanking, TableEntry
 from controlplane.window import Figures
 
-__all__ = ["Candidate", "policy_exclusion", "score", "rank_route", "entry_for", "PRICE_SCALE", "PRIORITY_STEP"]
+__all__ = ["TargetStanding", "policy_exclusion", "score", "rank_route", "entry_for", "PRICE_SCALE", "PRIORITY_STEP"]
 
 # Price (USD per million output tokens) at which the price component is 0.5.
 PRICE_SCALE = 10.0
@@ -40,8 +40,10 @@ _FLOOR = 0.01
 
 
 @dataclass(frozen=True, slots=True)
-class Candidate:
-    """What the ranker needs to know about one target (built by the health model from its breaker)."""
+class TargetStanding:
+    """What the ranker needs to know about one target: its standing (breaker state and windowed stats, built by the
+    health model). Not the data plane's `Candidate` (dataplane/selection.py), which is what a request needs to
+    send to a target."""
 
     target: str
     provider: ProviderConfig
@@ -85,7 +87,7 @@ def _inv(x: float | None, scale: float = 1.0) -> float:
     return 1.0 / (1.0 + x / scale)
 
 
-def score(c: Candidate, w: RankingConfig) -> float:
+def score(c: TargetStanding, w: RankingConfig) -> float:
     """Weighted geometric mean of components in (0, 1], plus a small priority bonus. Higher is better.
 
     Geometric rather than arithmetic: a target 10× slower, or with no headroom left, loses a real share
@@ -110,7 +112,7 @@ def _beats(challenger: float, incumbent: float, margin: float) -> bool:
     return challenger > incumbent + margin * abs(incumbent) + 1e-9
 
 
-def _informed(c: Candidate) -> bool:
+def _informed(c: TargetStanding) -> bool:
     """Does the score rest on serving evidence (live calls or completion probes), not only neutral guesses?"""
     cheap_only = c.figures.error_source == "cheap" and c.latency_p50_s is None and c.ttft_p50_s is None
     return not cheap_only and (c.latency_p50_s is not None or c.ttft_p50_s is not None or c.error_rate is not None)
@@ -144,7 +146,7 @@ def _sticky_order(
 
 
 def entry_for(
-    c: Candidate,
+    c: TargetStanding,
     *,
     admissible: bool,
     rank: int | None,
@@ -183,7 +185,7 @@ def entry_for(
 
 def rank_route(
     route: RouteConfig,
-    cands: Mapping[str, Candidate],
+    cands: Mapping[str, TargetStanding],
     ranking: RankingConfig,
     previous_order: Sequence[str] = (),
     keep_primary: str | None = None,

@@ -10,10 +10,11 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
 __all__ = ["ClientStats", "Traffic", "percentile"]
 
-_PROMPT = [{"role": "user", "content": "In one word: is the train on time?"}]
+_PROMPT: list[ChatCompletionMessageParam] = [{"role": "user", "content": "In one word: is the train on time?"}]
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -142,7 +143,7 @@ class Traffic:
     async def _one(self, route: str, stream: bool) -> tuple[str, int]:
         raw = await self.client.chat.completions.with_raw_response.create(
             model=route,
-            messages=_PROMPT,  # type: ignore[arg-type]
+            messages=_PROMPT,
             max_tokens=self.max_tokens,
             stream=stream,
         )

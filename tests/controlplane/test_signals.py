@@ -45,6 +45,7 @@ def test_latency_and_ttft_come_from_live_else_completion_never_from_listings() -
         w.add(3 + i, failed=False, latency_s=0.9, ttft_s=0.38, signal=Signal.COMPLETION)
     f = w.figures(6)
     assert (f.latency_p50_s, f.ttft_p50_s, f.latency_source, f.latency_samples) == (0.9, 0.38, "completion", 3)
+    assert f.latency_p50_s is not None and f.ttft_p50_s is not None
     assert f.latency_p50_s >= f.ttft_p50_s  # total latency is never below time to first token
     w.add(7, failed=False, latency_s=1.4, ttft_s=0.5, signal=Signal.LIVE)
     f = w.figures(7)

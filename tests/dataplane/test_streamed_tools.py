@@ -7,10 +7,16 @@ from __future__ import annotations
 import json
 
 import pytest
+from openai.types.chat import (
+    ChatCompletionMessageFunctionToolCall,
+    ChatCompletionMessageParam,
+    ChatCompletionNamedToolChoiceParam,
+    ChatCompletionToolParam,
+)
 
 from tests.dataplane.conftest import Env
 
-TOOLS = [
+TOOLS: list[ChatCompletionToolParam] = [
     {
         "type": "function",
         "function": {
@@ -23,29 +29,29 @@ TOOLS = [
         },
     }
 ]
-MSG = [{"role": "user", "content": "Weather in Lisbon?"}]
-FORCED = {"type": "function", "function": {"name": "get_weather"}}
+MSG: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Weather in Lisbon?"}]
+FORCED: ChatCompletionNamedToolChoiceParam = {"type": "function", "function": {"name": "get_weather"}}
 
 
 @pytest.mark.parametrize("target", ["oa/gpt-x", "an/claude-x", "gg/gem-x"], ids=["openai", "anthropic", "gemini"])
 async def test_streamed_tool_call_matches_the_non_streamed_one(env: Env, target: str) -> None:
     plain = await env.aclient.chat.completions.create(
         model=target,
-        messages=MSG,  # type: ignore[arg-type]
-        tools=TOOLS,  # type: ignore[arg-type]
-        tool_choice=FORCED,  # type: ignore[arg-type]
+        messages=MSG,
+        tools=TOOLS,
+        tool_choice=FORCED,
     )
     choice = plain.choices[0]
     assert choice.finish_reason == "tool_calls"
-    calls = choice.message.tool_calls or []
+    calls = [c for c in choice.message.tool_calls or [] if isinstance(c, ChatCompletionMessageFunctionToolCall)]
     assert [c.function.name for c in calls] == ["get_weather"]
     expected = [(c.function.name, json.loads(c.function.arguments)) for c in calls]
 
     stream = await env.aclient.chat.completions.create(
         model=target,
-        messages=MSG,  # type: ignore[arg-type]
-        tools=TOOLS,  # type: ignore[arg-type]
-        tool_choice=FORCED,  # type: ignore[arg-type]
+        messages=MSG,
+        tools=TOOLS,
+        tool_choice=FORCED,
         stream=True,
     )
     finishes: list[str] = []
