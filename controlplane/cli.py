@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from controlplane.errors import ConfigError
+from controlplane.version import __version__
 
 __all__ = ["main", "COMMAND_MODULES"]
 
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="turnout", description="Health-probing and failover control plane for LLM APIs"
     )
+    parser.add_argument("--version", action="version", version=f"turnout {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:

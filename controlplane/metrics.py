@@ -11,6 +11,7 @@ exposition text and `catalogue_markdown` the reference page (docs/metrics.md, ke
 from __future__ import annotations
 
 import functools
+import platform
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from controlplane.domain import ErrorClass, Observation, Source, State, TargetRef
+from controlplane.version import __version__
 
 if TYPE_CHECKING:
     from controlplane.events import Event
@@ -199,6 +201,13 @@ class Metrics:
         # -- process -------------------------------------------------------------------------
         self.leader = Gauge("turnout_leader", "1 on the replica that holds leadership.", registry=r)
         self.ready = Gauge("turnout_ready", "1 when the store is writable and a table is loaded.", registry=r)
+        self.build_info = Gauge(
+            "turnout_build_info",
+            "Always 1; the labels say which Turnout and Python run.",
+            ["version", "python"],
+            registry=r,
+        )
+        self.build_info.labels(__version__, platform.python_version()).set(1)
         # label sets written by observe_table, so targets and routes that leave the config lose their series
         self._table_series: dict[str, set[tuple[str, ...]]] = {}
 

@@ -13,6 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
+from controlplane.version import __version__
+
 __all__ = ["INSTALLERS", "build_control_app"]
 
 log = logging.getLogger("turnout.control")
@@ -47,7 +49,7 @@ def build_control_app(rt: Any, installers: Sequence[str] = INSTALLERS) -> web.Ap
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return web.json_response({"status": "ok", "version": __version__})
 
 
 def _readyz(rt: Any) -> Any:

@@ -23,6 +23,7 @@ from controlplane.api.summary import SummaryResponse
 from controlplane.api.webhooks_api import WebhookHandlers
 from controlplane.errors import ConfigError, TurnoutError
 from controlplane.events import EVENT_TYPES
+from controlplane.version import __version__
 from controlplane.webhooks.outbox import install_outbox
 
 __all__ = ["install", "operations", "openapi_document", "RUNTIME_KEY", "PRINCIPAL_KEY"]
@@ -90,7 +91,7 @@ def operations(rt: Any) -> list[Operation]:
     wh = WebhookHandlers(rt, install_outbox(rt.store, rt.clock))
 
     async def healthz(request: web.Request) -> web.Response:
-        return json_response({"status": "ok"})
+        return json_response({"status": "ok", "version": __version__})
 
     async def readyz(request: web.Request) -> web.Response:
         ping = getattr(rt.store, "ping", None)
