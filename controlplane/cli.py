@@ -15,6 +15,7 @@ __all__ = ["main", "COMMAND_MODULES"]
 
 # module path → each defines add_parser(subparsers) which sets `func(args) -> int` on its parser.
 COMMAND_MODULES: tuple[str, ...] = (
+    "controlplane.commands.init_cmd",  # turnout init
     "controlplane.commands.config_cmd",  # turnout config check
     "controlplane.commands.serve_cmd",  # turnout serve
     "adapters.sim.cli",  # turnout sim
