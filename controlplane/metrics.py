@@ -425,7 +425,7 @@ def catalogue_markdown(m: Metrics | None = None) -> str:
         f"`{', '.join(str(b) for b in LATENCY_BUCKETS)}`.",
         "",
         "Label values come from fixed vocabularies: `provider` and `model` from the config, `route` from the config,",
-        "`kind` a probe kind, `source` `probe`|`live`, `error_class` and `state` as in ARCHITECTURE.md, `reason` a",
+        "`kind` a probe kind, `source` `probe`|`live`, `error_class` and `state` as in concepts.md, `reason` a",
         "breaker reason or failover error class, `outcome` a delivery or request outcome. Never request ids or free",
         "text; anything else is reported as `other`.",
         "",
