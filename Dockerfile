@@ -13,7 +13,7 @@ COPY controlplane /src/controlplane
 COPY adapters /src/adapters
 COPY dataplane /src/dataplane
 COPY probes /src/probes
-RUN /opt/turnout/bin/pip install /src && /opt/turnout/bin/turnout --version
+RUN /opt/turnout/bin/pip install "/src[tracing]" && /opt/turnout/bin/turnout --version
 
 FROM ${PYTHON_IMAGE}
 RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/turnout --create-home --shell /usr/sbin/nologin turnout \

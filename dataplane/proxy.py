@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from adapters.base import Adapter
+from controlplane import tracing
 from controlplane.api.metrics_endpoint import scrape
 from controlplane.config import Config
 from controlplane.decisions import Decision, DecisionLog, cost_usd
@@ -67,6 +68,8 @@ class _Request:
     include_usage: bool
     tries: list[_Try] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    span: Any = None  # the request's trace span when tracing is on (controlplane/tracing.py)
+    started: int = 0  # upstream attempts started (hedges included): each attempt span's turnout.attempt
 
     def trail(self) -> dict[str, Any]:
         return {
@@ -269,6 +272,18 @@ async def _chat(request: Request) -> Response | StreamResponse:
         # Always ask for usage: cost accounting needs it; the extra chunk is dropped if the client did not ask.
         body["stream_options"] = {**(so if isinstance(so, dict) else {}), "include_usage": True}
     req = _Request(plan, prefs, body, stream, include_usage)
+    if tracing.tracer() is not None:
+        req.span = tracing.server_span(
+            f"chat {model}",
+            request.headers,
+            {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.request.model": model,
+                "turnout.route": plan.name,
+                "turnout.table_version": plan.table_version,
+                "turnout.stream": stream,
+            },
+        )
     return await _serve(request, st, req, t0)
 
 
@@ -352,6 +367,7 @@ async def _serve(request: Request, st: DataPlaneState, req: _Request, t0: float)
 
 def _attempt(st: DataPlaneState, cand: Candidate, req: _Request, deadline: float) -> UpstreamAttempt:
     assert st.pool is not None
+    req.started += 1
     return UpstreamAttempt(
         st.pool,
         st.adapter(cand.adapter),
@@ -362,6 +378,8 @@ def _attempt(st: DataPlaneState, cand: Candidate, req: _Request, deadline: float
         clock=st.rt.clock,
         deadline=deadline,
         include_usage=req.include_usage,
+        trace_parent=req.span,
+        attempt=req.started,
     )
 
 
@@ -431,12 +449,14 @@ def _finish(
     usage: Mapping[str, Any] | None = None,
     ttft: float | None = None,
 ) -> None:
-    """Metrics and the decision-log record for one finished client request."""
+    """Metrics, the decision-log record and the trace span of one finished client request."""
     rt = st.rt
     route = req.plan.name
     latency = rt.clock.monotonic() - t0
     st.count_request(route, req.stream, outcome, latency)
     tin, tout = _tokens(usage)
+    if req.span is not None:
+        _end_span(req, target, outcome, status, tin, tout)
     cost = cost_usd(tin, tout, target.price_in, target.price_out) if target is not None else 0.0
     if target is not None and (tin or tout):
         st.count_usage(route, target.target, tin, tout, cost)
@@ -459,6 +479,27 @@ def _finish(
                 table_version=req.plan.table_version,
             )
         )
+
+
+def _end_span(req: _Request, target: Candidate | None, outcome: str, status: int, tin: int, tout: int) -> None:
+    span = req.span
+    span.set_attribute("http.response.status_code", status)
+    span.set_attribute("turnout.attempt", req.started)
+    if target is not None:
+        span.set_attribute("turnout.target", target.target)
+        span.set_attribute("gen_ai.response.model", target.model)
+        span.set_attribute(
+            "gen_ai.provider.name",
+            tracing.genai_provider(target.adapter, target.provider.flavor, target.provider.base_url),
+        )
+    if tin or tout:
+        span.set_attribute("gen_ai.usage.input_tokens", tin)
+        span.set_attribute("gen_ai.usage.output_tokens", tout)
+    if outcome != "ok":
+        last = req.tries[-1].error_class if req.tries else None
+        tracing.failed(span, str(last) if outcome == "stream_error" and last is not None else outcome)
+    span.end()
+    req.span = None
 
 
 def _exhausted(st: DataPlaneState, req: _Request, t0: float) -> Response:
