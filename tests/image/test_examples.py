@@ -93,7 +93,7 @@ def _is_ours(image: str) -> bool:
 
 
 def _k8s_containers() -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    out = []
+    out: list[tuple[dict[str, Any], dict[str, Any]]] = []
     for doc in _yaml_blocks("scale-out.md"):
         if isinstance(doc, dict) and doc.get("kind") == "Deployment":
             spec = doc["spec"]["template"]["spec"]
