@@ -24,6 +24,7 @@ import yaml
 from adapters.sim import Simulator
 from controlplane.version import __version__
 from tests.support import free_port, until
+from tests.tracing.otlp_receiver import OtlpReceiver
 
 IMAGE = os.environ.get("TURNOUT_IMAGE", "")
 PODMAN = shlex.split(os.environ.get("TURNOUT_PODMAN", "podman"))
@@ -103,7 +104,16 @@ def _config(sim: Simulator, control_port: int, data_port: int) -> dict[str, Any]
     }
 
 
-async def test_the_image_serves_a_chat_request_through_the_simulator(sim: Simulator, tmp_path: Path) -> None:
+@pytest.fixture
+async def otlp() -> AsyncIterator[OtlpReceiver]:
+    r = await OtlpReceiver().start()
+    yield r
+    await r.stop()
+
+
+async def test_the_image_serves_a_chat_request_through_the_simulator(
+    sim: Simulator, otlp: OtlpReceiver, tmp_path: Path
+) -> None:
     etc, data = tmp_path / "etc", tmp_path / "data"
     etc.mkdir()
     data.mkdir()
@@ -118,6 +128,9 @@ async def test_the_image_serves_a_chat_request_through_the_simulator(sim: Simula
         "--network", "host",
         "--env", f"SIM_KEY={KEY}",
         "--env", f"TURNOUT_READYZ_URL=http://127.0.0.1:{control_port}/readyz",
+        # the image carries the tracing extra: its spans reach an OTLP receiver on the host
+        "--env", f"OTEL_EXPORTER_OTLP_ENDPOINT={otlp.endpoint}",
+        "--env", "OTEL_BSP_SCHEDULE_DELAY=100",
         "--volume", f"{etc}:/etc/turnout:ro",
         "--volume", f"{data}:/var/lib/turnout",
         IMAGE,
@@ -149,6 +162,8 @@ async def test_the_image_serves_a_chat_request_through_the_simulator(sim: Simula
         assert reply.model in ("gpt-x", "claude-x")
         await client.close()
         assert (data / "turnout.db").is_file()  # the database lives on the volume, not in the container
+        [span] = await until(lambda: otlp.named("chat main"), timeout=30, what="the request's span from the image")
+        assert span.attributes["gen_ai.response.model"] == reply.model and span.resource["service.name"] == "turnout"
 
         stop = podman("stop", "--time", "20", name)
         assert stop.returncode == 0
