@@ -38,7 +38,7 @@ from probes.budget import SpendBudget
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
-    from adapters.base import Adapter
+    from adapters.base import ProbeAdapter
 
 __all__ = [
     "ProbeJob",
@@ -151,7 +151,7 @@ class ProbeScheduler:
         *,
         session: aiohttp.ClientSession | None,
         sink: ObservationSink,
-        adapter_for: Callable[[ProviderConfig], Adapter],
+        adapter_for: Callable[[ProviderConfig], ProbeAdapter],
         metrics: Metrics | None = None,
         health: ShouldProbe | None = None,
         kinds: Mapping[str, ProbeFn] = PROBE_KINDS,
