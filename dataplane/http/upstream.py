@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import httptools
 
 from adapters.headers import LowerHeaders
+from adapters.transport_faults import BodyTooLarge, NotHTTP
 
 __all__ = [
     "UpstreamPool",
@@ -51,11 +52,11 @@ class UpstreamClosed(ConnectionError):
     """The upstream closed or reset the connection before its answer was complete."""
 
 
-class UpstreamProtocolError(Exception):
+class UpstreamProtocolError(NotHTTP):
     """The upstream's bytes are not an HTTP/1.1 answer we can read (malformed, or an unknown content encoding)."""
 
 
-class UpstreamBodyTooLarge(Exception):
+class UpstreamBodyTooLarge(BodyTooLarge):
     """The answer's body is over the caller's limit."""
 
 
