@@ -16,7 +16,7 @@ import orjson
 
 from adapters import gemini
 from adapters.base import Adapter, StreamTranslator, UpstreamRequest
-from adapters.native import Delegating, _bad, _openai_headers, _openai_url
+from adapters.native import Delegating, bad_answer, openai_headers, openai_url
 from adapters.wire.common import json_or_none
 from controlplane.config import ProviderConfig
 
@@ -37,11 +37,11 @@ def probe_body(model: str) -> dict[str, Any]:
 
 def _check(doc: Any) -> dict[str, Any]:
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list) or not doc["data"]:
-        raise _bad("embeddings answer without data[]")
+        raise bad_answer("embeddings answer without data[]")
     for i, row in enumerate(doc["data"]):
         vec = row.get("embedding") if isinstance(row, dict) else None
         if not (isinstance(vec, list) and vec) and not (isinstance(vec, str) and vec):
-            raise _bad(f"embeddings answer: data[{i}] without an embedding")
+            raise bad_answer(f"embeddings answer: data[{i}] without an embedding")
     return doc
 
 
@@ -56,7 +56,7 @@ class EmbeddingsAdapter(Delegating):
         out = {k: v for k, v in body.items() if k not in _TURNOUT_KEYS}
         out["model"] = model
         return UpstreamRequest(
-            "POST", _openai_url(provider, "/embeddings"), _openai_headers(provider, False), orjson.dumps(out)
+            "POST", openai_url(provider, "/embeddings"), openai_headers(provider, False), orjson.dumps(out)
         )
 
     def parse_response(self, body: bytes, *, model: str) -> dict[str, Any]:

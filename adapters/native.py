@@ -37,6 +37,9 @@ __all__ = [
     "NativeCountTokensAdapter",
     "serves_responses_natively",
     "chat_usage",
+    "bad_answer",
+    "openai_headers",
+    "openai_url",
 ]
 
 _TURNOUT_KEYS = ("turnout",)
@@ -72,7 +75,8 @@ def chat_usage(usage: Any) -> dict[str, int] | None:
     return {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout}
 
 
-def _bad(detail: str, code: str = "bad_completion") -> ProviderError:
+def bad_answer(detail: str, code: str = "bad_completion") -> ProviderError:
+    """A 200 whose body is not the answer it should be: bad_response."""
     return ProviderError("native", None, Classification(ErrorClass.BAD_RESPONSE, status=200, code=code, detail=detail))
 
 
@@ -109,7 +113,7 @@ class Delegating:
         )
 
 
-def _openai_headers(provider: ProviderConfig, stream: bool) -> dict[str, str]:
+def openai_headers(provider: ProviderConfig, stream: bool) -> dict[str, str]:
     headers = {"content-type": "application/json", "accept": "text/event-stream" if stream else "application/json"}
     key = provider.api_key.get_secret_value() if provider.api_key else None
     if key and provider.flavor == "azure":
@@ -120,7 +124,7 @@ def _openai_headers(provider: ProviderConfig, stream: bool) -> dict[str, str]:
     return headers
 
 
-def _openai_url(provider: ProviderConfig, path: str) -> str:
+def openai_url(provider: ProviderConfig, path: str) -> str:
     url = f"{provider.base_url}{path}"
     if provider.flavor == "azure":
         from adapters.wire.openai import DEFAULT_AZURE_API_VERSION
@@ -182,26 +186,26 @@ class NativeResponsesAdapter(Delegating):
         else:
             out.pop("stream", None)
         return UpstreamRequest(
-            "POST", _openai_url(provider, "/responses"), _openai_headers(provider, stream), orjson.dumps(out)
+            "POST", openai_url(provider, "/responses"), openai_headers(provider, stream), orjson.dumps(out)
         )
 
     def parse_response(self, body: bytes, *, model: str) -> dict[str, Any]:
         doc = json_or_none(body)
         if not isinstance(doc, dict):
-            raise _bad("answer is not a JSON object")
+            raise bad_answer("answer is not a JSON object")
         if isinstance(doc.get("error"), dict) and doc.get("object") != "response":
             raise ProviderError(
                 "native", None, classify_openai_info(None, ErrorInfo.from_doc(doc), {}, datetime.now(UTC))
             )
         if doc.get("object") != "response" or not isinstance(doc.get("output"), list):
-            raise _bad("answer without object=response and output[]")
+            raise bad_answer("answer without object=response and output[]")
         if doc.get("status") == "failed":
             err = doc.get("error") if isinstance(doc.get("error"), dict) else {"message": "response failed"}
             raise ProviderError(
                 "native", None, classify_openai_info(None, ErrorInfo.from_doc({"error": err}), {}, datetime.now(UTC))
             )
         if not doc["output"] and doc.get("status") == "completed":
-            raise _bad("empty response (no output items)")
+            raise bad_answer("empty response (no output items)")
         return doc
 
     def stream_translator(self, *, model: str) -> NativeResponsesStream:
@@ -265,5 +269,5 @@ class NativeCountTokensAdapter(NativeMessagesAdapter):
     def parse_response(self, body: bytes, *, model: str) -> dict[str, Any]:
         doc = json_or_none(body)
         if not isinstance(doc, dict) or not isinstance(doc.get("input_tokens"), int):
-            raise _bad("count_tokens answer without input_tokens")
+            raise bad_answer("count_tokens answer without input_tokens")
         return {"input_tokens": doc["input_tokens"]}

@@ -62,13 +62,22 @@ class DataPlaneState:
         return a
 
     def attempt(
-        self, cand: Candidate, body: dict[str, Any], *, stream: bool, deadline: float, include_usage: bool = True
+        self,
+        cand: Candidate,
+        body: dict[str, Any],
+        *,
+        stream: bool,
+        deadline: float,
+        include_usage: bool = True,
+        adapter: Adapter | None = None,
     ) -> UpstreamAttempt:
-        """One upstream call to `cand` on the pooled connections, bounded by the request's `deadline`."""
+        """One upstream call to `cand` on the pooled connections, bounded by the request's `deadline`. `adapter`
+        speaks another endpoint of the candidate's API (a client API's pass-through, embeddings); its family
+        adapter (chat) without one."""
         assert self.pool is not None, "the app has not started"
         return UpstreamAttempt(
             self.pool,
-            self.adapter(cand.adapter),
+            adapter or self.adapter(cand.adapter),
             cand,
             body,
             stream=stream,
