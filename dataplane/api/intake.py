@@ -19,7 +19,7 @@ from dataplane.preferences import PreferenceError, Preferences, parse_preference
 from dataplane.selection import Plan
 from dataplane.state import DATA_STATE, DataPlaneState
 
-__all__ = ["Refuse", "Intake", "intake", "credential", "plan_for"]
+__all__ = ["Refuse", "Intake", "intake", "credential", "plan_for", "route_kind"]
 
 # How an API writes a refusal: (status, message, code, param) → its error answer.
 Refuse = Callable[[int, str, str, "str | None"], Response]
@@ -41,6 +41,21 @@ def credential(headers: Mapping[str, str]) -> str | None:
     if auth[:7].lower() == "bearer " and auth[7:].strip():
         return auth[7:].strip()
     return headers.get("x-api-key") or None
+
+
+_kinds: tuple[object, dict[str, str | None]] = (None, {})  # (config, name → kind): recomputed after a reload
+
+
+def route_kind(st: DataPlaneState, name: str) -> str | None:
+    """`chat` or `embedding` for a route or target name (None: unknown), looked up once per config."""
+    global _kinds
+    cfg = st.rt.config
+    if _kinds[0] is not cfg:
+        _kinds = (cfg, {})
+    memo = _kinds[1]
+    if name not in memo:
+        memo[name] = cfg.route_kind(name)
+    return memo[name]
 
 
 def intake(request: Request, refuse: Refuse, *, body_required: bool = True) -> Intake | Response:
@@ -70,8 +85,7 @@ def plan_for(got: Intake, refuse: Refuse, *, kind: str, api: str) -> Plan | Resp
     model = body.get("model")
     if not isinstance(model, str) or not model:
         return refuse(400, "model: required: a route name or provider/model", "invalid_value", "model")
-    cfg = st.rt.config
-    route_kind = cfg.route_kind(model)
+    kind_of = route_kind(st, model)
     route = st.routes.get(model)
     if route is not None and route.mode == "panel":
         return refuse(
@@ -80,13 +94,13 @@ def plan_for(got: Intake, refuse: Refuse, *, kind: str, api: str) -> Plan | Resp
             "unsupported_route",
             "model",
         )
-    if route_kind is not None and route_kind != kind:
+    if kind_of is not None and kind_of != kind:
         use = (
-            "POST /v1/embeddings" if route_kind == "embedding" else "a chat API (chat completions, Responses, Messages)"
+            "POST /v1/embeddings" if kind_of == "embedding" else "a chat API (chat completions, Responses, Messages)"
         )
         return refuse(
             400,
-            f"model: {model!r} serves {route_kind} models, which the {api} API cannot use; call it with {use}",
+            f"model: {model!r} serves {kind_of} models, which the {api} API cannot use; call it with {use}",
             "unsupported_route",
             "model",
         )

@@ -111,12 +111,14 @@ class ChatToMessages:
     def _end(self) -> list[bytes]:
         out = self._close()
         usage = message_usage(self._usage)
+        # A turn that called tools ends for them, whatever a host that streams the finish apart from the calls says.
+        finish = "tool_calls" if self._calls and self._finish in (None, "stop") else self._finish
         out.append(
             sse_event(
                 "message_delta",
                 {
                     "type": "message_delta",
-                    "delta": {"stop_reason": STOP_REASON.get(self._finish, "end_turn"), "stop_sequence": None},
+                    "delta": {"stop_reason": STOP_REASON.get(finish, "end_turn"), "stop_sequence": None},
                     "usage": usage,
                 },
             )

@@ -32,7 +32,11 @@ def test_system_turns_tool_use_and_tool_results_become_chat_messages() -> None:
                 {
                     "role": "user",
                     "content": [
-                        {"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "cold"}]},
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": "toolu_1",
+                            "content": [{"type": "text", "text": "cold"}],
+                        },
                         {"type": "text", "text": "and tomorrow?"},
                     ],
                 },
@@ -75,7 +79,10 @@ def test_a_chat_completion_with_a_tool_call_becomes_a_message_with_tool_use() ->
     completion = {
         "choices": [
             {
-                "message": {"content": None, "tool_calls": [{"id": "c1", "function": {"name": "f", "arguments": '{"a":1}'}}]},
+                "message": {
+                    "content": None,
+                    "tool_calls": [{"id": "c1", "function": {"name": "f", "arguments": '{"a":1}'}}],
+                },
                 "finish_reason": "tool_calls",
             }
         ],
@@ -128,7 +135,12 @@ def test_a_cut_stream_ends_with_an_anthropic_error_event_never_message_stop() ->
 
 @pytest.mark.parametrize(
     ("status", "cls", "kind"),
-    [(400, None, "invalid_request_error"), (503, None, "overloaded_error"), (429, ErrorClass.RATE_LIMITED, "rate_limit_error"), (404, None, "not_found_error")],
+    [
+        (400, None, "invalid_request_error"),
+        (503, None, "overloaded_error"),
+        (429, ErrorClass.RATE_LIMITED, "rate_limit_error"),
+        (404, None, "not_found_error"),
+    ],
 )
 def test_error_types_follow_anthropic_names(status: int, cls: ErrorClass | None, kind: str) -> None:
     assert error_type(status, cls) == kind

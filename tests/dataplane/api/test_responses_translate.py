@@ -133,7 +133,9 @@ def _chunk(delta: dict[str, Any], finish: str | None = None, usage: dict[str, in
 def test_chat_chunks_become_the_responses_event_sequence_with_usage_at_the_end() -> None:
     w = ChatToResponses({"model": "r", "input": "x"}, rid="resp_1", model="gpt-x")
     data = w.encode([StreamItem("keepalive"), _chunk({"content": "Hel"})])
-    data += w.encode([_chunk({"content": "lo"}), _chunk({}, "stop"), _chunk({}, usage={"prompt_tokens": 2, "completion_tokens": 2})])
+    data += w.encode(
+        [_chunk({"content": "lo"}), _chunk({}, "stop"), _chunk({}, usage={"prompt_tokens": 2, "completion_tokens": 2})]
+    )
     data += w.encode([StreamItem("done")])
     evs = events(data)
     assert [e["type"] for e in evs] == [

@@ -36,7 +36,9 @@ async def test_a_plain_response_comes_from_the_primary_of_each_adapter_kind(env:
 
 
 @pytest.mark.parametrize("route", list(CHAT_ROUTES))
-async def test_a_failover_worthy_fault_at_the_primary_is_answered_by_the_next_target(env: ClientsEnv, route: str) -> None:
+async def test_a_failover_worthy_fault_at_the_primary_is_answered_by_the_next_target(
+    env: ClientsEnv, route: str
+) -> None:
     primary, fallback = CHAT_ROUTES[route]
     env.sim.set_fault(primary, "overloaded")
     raw = await env.oa.responses.with_raw_response.create(model=route, input="Say hello")
@@ -87,7 +89,9 @@ async def test_a_function_tool_round_trip(env: ClientsEnv, route: str, stream: b
                 first = ev.response
         assert first is not None and args == first.output[-1].arguments
     else:
-        first = await env.oa.responses.create(model=route, input="Weather in Oslo?", tools=[TOOL], tool_choice="required")
+        first = await env.oa.responses.create(
+            model=route, input="Weather in Oslo?", tools=[TOOL], tool_choice="required"
+        )
     call = next(o for o in first.output if o.type == "function_call")
     assert call.name == "get_weather" and '"city"' in call.arguments
     second = await env.oa.responses.create(
@@ -111,7 +115,10 @@ async def test_a_stream_cut_after_content_ends_with_error_and_response_failed(en
     assert "response.output_text.delta" in kinds  # content reached the client: no failover after that
     assert kinds[-2:] == ["error", "response.failed"]
     assert "response.completed" not in kinds
-    assert env.metric("turnout_dataplane_requests_total", {"route": route, "outcome": "stream_error", "api": "responses"}) == 1
+    assert (
+        env.metric("turnout_dataplane_requests_total", {"route": route, "outcome": "stream_error", "api": "responses"})
+        == 1
+    )
 
 
 async def test_a_built_in_tool_on_a_route_without_a_native_target_is_a_400_naming_why(env: ClientsEnv) -> None:
@@ -131,7 +138,9 @@ async def test_previous_response_id_while_the_store_is_off_is_a_400_naming_the_s
 
 async def test_previous_response_id_continues_a_stored_conversation_on_another_target(make_env: Any) -> None:
     env: ClientsEnv = await make_env(dataplane=", responses: {store: true, retention: 10m}")
-    first = await env.oa.responses.create(model="r-native", input="Weather in Oslo?", tools=[TOOL], tool_choice="required")
+    first = await env.oa.responses.create(
+        model="r-native", input="Weather in Oslo?", tools=[TOOL], tool_choice="required"
+    )
     call = next(o for o in first.output if o.type == "function_call")
     assert (await env.oa.responses.retrieve(first.id)).id == first.id  # GET /v1/responses/{id}
     env.sim.set_fault("oa", "overloaded")  # the next turn goes to Anthropic, which never saw the first one
