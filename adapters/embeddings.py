@@ -20,7 +20,7 @@ from adapters.native import Delegating, bad_answer, openai_headers, openai_url
 from adapters.wire.common import json_or_none
 from controlplane.config import ProviderConfig
 
-__all__ = ["EMBEDDING_FAMILIES", "EmbeddingsAdapter", "embeddings_adapter", "as_base64", "probe_body"]
+__all__ = ["EMBEDDING_FAMILIES", "EmbeddingsAdapter", "embeddings_adapter", "encode_answer", "as_base64", "probe_body"]
 
 EMBEDDING_FAMILIES = ("openai", "gemini")
 _TURNOUT_KEYS = ("turnout",)

@@ -95,9 +95,7 @@ def plan_for(got: Intake, refuse: Refuse, *, kind: str, api: str) -> Plan | Resp
             "model",
         )
     if kind_of is not None and kind_of != kind:
-        use = (
-            "POST /v1/embeddings" if kind_of == "embedding" else "a chat API (chat completions, Responses, Messages)"
-        )
+        use = "POST /v1/embeddings" if kind_of == "embedding" else "a chat API (chat completions, Responses, Messages)"
         return refuse(
             400,
             f"model: {model!r} serves {kind_of} models, which the {api} API cannot use; call it with {use}",
