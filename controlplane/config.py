@@ -364,7 +364,10 @@ class DataPlaneConfig(_Model):
     report_buffer: int = Field(
         default=10_000, ge=1, description="data replicas: outcomes buffered while control is down"
     )
-    responses: ResponsesStateConfig = ResponsesStateConfig()
+    responses: ResponsesStateConfig = Field(
+        default=ResponsesStateConfig(),
+        description="stored Responses conversations for previous_response_id and GET /v1/responses/{id} (opt-in)",
+    )
 
 
 class ScaleOutConfig(_Model):
