@@ -1,7 +1,7 @@
 """The data-plane app: an OpenAI-compatible endpoint that sends each request to the best admissible target and
 fails over inside the request.
 
-`build_data_app(rt)` wires the handlers onto the data plane's own listener: `POST /v1/chat/completions`
+`build_data_app(deps)` wires the handlers onto the data plane's own listener: `POST /v1/chat/completions`
 (dataplane/api/chat.py, over the one failover loop in dataplane/failover.py), the other client APIs over the same
 loop (dataplane/api/pipeline.py): `POST /v1/responses` and `GET /v1/responses/{id}`, `POST /v1/messages` and
 `/v1/messages/count_tokens`, `POST /v1/embeddings`; `GET /v1/models` (OpenAI's or Anthropic's list shape), and
@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from adapters.base import Adapter
 from controlplane.api.metrics_endpoint import scrape
 from controlplane.decisions import DecisionLog
+from controlplane.seams import DataPlaneDeps
 from dataplane.api.chat import chat_completions
 from dataplane.api.embeddings import create_embeddings
 from dataplane.api.messages import count_tokens, create_message
@@ -31,23 +31,23 @@ __all__ = ["build_data_app", "DATA_STATE", "DataPlaneState"]
 
 
 def build_data_app(
-    rt: Any,
+    deps: DataPlaneDeps,
     *,
     adapters: Mapping[str, Adapter] | None = None,
     rand: Callable[[], float] = random.random,
     serve_metrics: bool = False,
 ) -> App:
-    """The data-plane app, served by dataplane.http.listener (`start_listener(app, host, port)`). `rt` needs config,
-    table_source, sink, metrics, clock; `store` enables the decision log. `serve_metrics` adds `GET /metrics` (a
-    data replica has no control app to serve them).
+    """The data-plane app, served by dataplane.http.listener (`start_listener(app, host, port)`), reading `deps`
+    (controlplane/seams.py: DataPlaneDeps). `serve_metrics` adds `GET /metrics` (a data replica has no control app
+    to serve them).
 
     A client that disconnects (or gives up on its own timeout) cancels its handler at once (the listener does
     that), so the upstream attempt is abandoned and nothing is counted against the provider.
     """
-    app = App(max_body_bytes=lambda: rt.config.server.max_body_bytes)  # read per request: reloads apply
-    state = DataPlaneState(rt, adapters, rand)
+    app = App(max_body_bytes=lambda: deps.config.server.max_body_bytes)  # read per request: reloads apply
+    state = DataPlaneState(deps, adapters, rand)
     app[DATA_STATE] = state
-    app[RESPONSE_STORE] = ResponseStore(rt.clock, rt.config.dataplane.responses)
+    app[RESPONSE_STORE] = ResponseStore(deps.clock, deps.config.dataplane.responses)
     app.add_route("POST", "/v1/chat/completions", chat_completions)
     app.add_route("POST", "/v1/responses", create_response)
     app.add_prefix_route("GET", RESPONSES_PREFIX, get_response)
@@ -66,14 +66,12 @@ async def _startup(app: App) -> None:
     st = app[DATA_STATE]
     # One pool of keep-alive connections for all upstreams (an idle list per origin), never a client per request.
     st.pool = UpstreamPool(connect_timeout=st.rt.config.dataplane.connect_timeout)
-    store = getattr(st.rt, "store", None)
-    engine = getattr(store, "engine", store)
     # A data replica has no store: it forwards each record to the control plane with its outcome reports.
     st.decisions = DecisionLog(
-        engine,
+        st.rt.decision_engine,
         st.rt.clock,
         retention_s=st.rt.config.dataplane.decision_log_retention,
-        forward=getattr(st.rt, "forward_decision", None),
+        forward=st.rt.forward_decision,
     )
     await st.decisions.start()
 

@@ -9,7 +9,9 @@ from typing import Any
 import orjson
 
 from adapters.base import Adapter
+from controlplane.config import Config
 from controlplane.decisions import DecisionLog
+from controlplane.seams import DataPlaneDeps
 from dataplane.attempts import Timeouts, UpstreamAttempt
 from dataplane.http.messages import AppKey
 from dataplane.http.upstream import UpstreamPool
@@ -22,9 +24,9 @@ __all__ = ["DATA_STATE", "DataPlaneState"]
 class DataPlaneState:
     """Per-app state: the runtime, the pooled upstream connections, the selector and the decision log."""
 
-    def __init__(self, rt: Any, adapters: Mapping[str, Adapter] | None, rand: Callable[[], float]) -> None:
-        self.rt = rt
-        cfg = rt.config
+    def __init__(self, deps: DataPlaneDeps, adapters: Mapping[str, Adapter] | None, rand: Callable[[], float]) -> None:
+        self.rt = deps  # what the data plane reads (controlplane/seams.py)
+        cfg = deps.config
         self.selector = Selector(cfg, rand)
         self.rand = rand
         self._adapters: dict[str, Adapter] = dict(adapters or {})
@@ -33,7 +35,7 @@ class DataPlaneState:
         self.outcomes = Accounting(rt)  # observations and metrics, plain and panel calls alike
         self._apply(cfg)
 
-    def _apply(self, cfg: Any) -> None:
+    def _apply(self, cfg: Config) -> None:
         dp = cfg.dataplane
         self.timeouts = Timeouts(connect=dp.connect_timeout, first_byte=dp.first_byte_timeout, stall=dp.stall_timeout)
         if self.pool is not None:
@@ -46,7 +48,7 @@ class DataPlaneState:
             }
         )
 
-    def config(self) -> Any:
+    def config(self) -> Config:
         cfg = self.rt.config
         if cfg is not self.selector.config:  # reloaded: recompute what depended on the old config
             self.selector.reconfigure(cfg)

@@ -14,17 +14,21 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
 from aiohttp import web
 
+from controlplane.api.app import build_control_app
 from controlplane.api.runner import GuardedAppRunner
 from controlplane.config import Config
 from controlplane.config_loader import load_config
+from controlplane.control_plane import ControlPlane
 from controlplane.errors import ConfigError, StoreError
-
-if TYPE_CHECKING:
-    from dataplane.http.listener import Listener
+from controlplane.scaleout.control_replica import lifecycle_for
+from controlplane.seams import ControlNode, DataPlaneDeps
+from dataplane.http.listener import Listener, start_listener
+from dataplane.proxy import build_data_app
+from dataplane.replica import DataReplica
 
 __all__ = ["add_parser", "serve", "configure_logging"]
 
@@ -80,7 +84,7 @@ def _run(args: argparse.Namespace) -> int:
                     args.config,
                     args.role,
                     control_urls=args.control_url,
-                    on_ready=lambda _rt: tune_interpreter_for_serving(),
+                    on_ready=tune_interpreter_for_serving,
                 )
             )
     except StoreError as exc:
@@ -113,34 +117,45 @@ async def _site(app: web.Application, host: str, port: int) -> web.AppRunner:
     return runner
 
 
+class _Role(Protocol):
+    """What `serve` starts, reloads on SIGHUP and stops: a ControlPlane, a ControlReplica or a DataReplica."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def reload_config(self, *, actor: str = "system") -> Config: ...
+
+
 async def serve(
     cfg: Config,
     config_path: str | None,
     role: str = "all",
     *,
     stop: asyncio.Event | None = None,
-    on_ready: Callable[[Any], None] | None = None,
+    on_ready: Callable[[], None] | None = None,
     control_urls: Sequence[str] = (),
 ) -> int:
-    """Run until SIGTERM/SIGINT (or `stop` is set). Returns the process exit code."""
-    from controlplane.api.app import build_control_app
-    from controlplane.runtime import Runtime
+    """Run until SIGTERM/SIGINT (or `stop` is set). Returns the process exit code.
 
-    control = role in ("control", "all")
+    Each role composes its parts here, once: `all` one ControlPlane that the control app and the data plane
+    both read; `control` a ControlPlane on SQLite or a ControlReplica (one of several elected replicas) on
+    PostgreSQL; `data` a DataReplica following `--control-url`s, or without them a ControlPlane that does not
+    probe or deliver webhooks."""
     if control_urls and role != "data":
         log.error("--control-url is for data replicas: add --role data (see docs/scale-out.md)")
         return 2
-    rt: Any
+    life: _Role
+    control: ControlNode | None = None
+    data: DataPlaneDeps | None = None
     if control_urls:  # a data-plane replica (docs/scale-out.md): no store, the table comes from control replicas
-        from dataplane.replica import DataReplica
-
-        rt = life = DataReplica(cfg, control_urls, config_path=config_path)
+        life = data = DataReplica(cfg, control_urls, config_path=config_path)
+    elif role == "control":
+        life = control = lifecycle_for(cfg, config_path=config_path)
     else:
-        from controlplane.scaleout.control_replica import lifecycle_for
-
-        rt = Runtime(cfg, config_path=config_path, probes=control, webhooks=control)
-        # --role control on PostgreSQL: one of several elected replicas; `all` stays the single-process mode
-        life = lifecycle_for(rt) if role == "control" else rt
+        plane = ControlPlane(cfg, config_path=config_path, probes=role == "all", webhooks=role == "all")
+        life = data = plane
+        control = plane if role == "all" else None
     await life.start()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -148,7 +163,7 @@ async def serve(
 
     async def reload() -> None:
         try:
-            new = await rt.reload_config(actor="sighup")
+            new = await life.reload_config(actor="sighup")
             log.info("SIGHUP: config reloaded (hash %s)", new.hash)
         except ConfigError as exc:
             log.error("SIGHUP: config refused, keeping the running one: %s", exc)
@@ -163,25 +178,17 @@ async def serve(
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     runners: list[web.AppRunner | Listener] = []
     try:
-        if control:
+        if control is not None:
             c = cfg.server.control
-            runners.append(await _site(build_control_app(rt), c.host, c.port))
+            runners.append(await _site(build_control_app(control), c.host, c.port))
             log.info("control plane on http://%s:%d", c.host, c.port)
-        if role in ("data", "all"):
-            try:
-                from dataplane.http.listener import start_listener
-                from dataplane.proxy import build_data_app
-            except ModuleNotFoundError as exc:
-                if not (exc.name and "adapters".startswith(exc.name.split(".")[0])):
-                    raise
-                log.warning("data plane not available in this build (%s)", exc.name)
-            else:
-                d = cfg.server.data
-                app = build_data_app(rt, serve_metrics=bool(control_urls))  # a replica has no control app
-                runners.append(await start_listener(app, d.host, d.port))
-                log.info("data plane on http://%s:%d/v1", d.host, d.port)
+        if data is not None:
+            d = cfg.server.data
+            app = build_data_app(data, serve_metrics=bool(control_urls))  # a replica has no control app
+            runners.append(await start_listener(app, d.host, d.port))
+            log.info("data plane on http://%s:%d/v1", d.host, d.port)
         if on_ready is not None:
-            on_ready(rt)
+            on_ready()
         await stop.wait()
         log.info("stopping")
     finally:

@@ -23,7 +23,7 @@ async def test_each_client_api_is_named_in_the_decision_log(
     make_env: Callable[..., Awaitable[ClientsEnv]], tmp_path: Path
 ) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'd.db'}")
-    env = await make_env(store=engine)
+    env = await make_env(decision_engine=engine)
     hi = [{"role": "user", "content": "hi"}]
     await env.oa.chat.completions.create(model="r-compat", messages=hi)  # type: ignore[arg-type]
     env.sim.set_fault("vl", "overloaded")
