@@ -32,7 +32,7 @@ class DataPlaneState:
         self._adapters: dict[str, Adapter] = dict(adapters or {})
         self.pool: UpstreamPool | None = None
         self.decisions: DecisionLog | None = None
-        self.outcomes = Accounting(rt)  # observations and metrics, plain and panel calls alike
+        self.outcomes = Accounting(deps)  # observations and metrics, plain and panel calls alike
         self._apply(cfg)
 
     def _apply(self, cfg: Config) -> None:
