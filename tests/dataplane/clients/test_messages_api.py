@@ -177,3 +177,16 @@ async def test_x_api_key_and_bearer_are_both_accepted(env: ClientsEnv) -> None:
         for headers in ({"x-api-key": "k", "anthropic-version": "2023-06-01"}, {"authorization": "Bearer k"}):
             async with http.post(f"{env.url}/v1/messages", json=body, headers=headers) as r:
                 assert r.status == 200 and (await r.json())["type"] == "message"
+
+
+async def test_turnout_preferences_apply_to_the_messages_api(env: ClientsEnv) -> None:
+    raw = await env.an.messages.with_raw_response.create(
+        model="r-native", max_tokens=8, messages=HI, extra_headers={"x-turnout-allow-fallbacks": "false"}
+    )
+    assert raw.headers["x-turnout-target"] == "oa/gpt-x"
+    env.sim.set_fault("oa", "overloaded")
+    with pytest.raises(anthropic.APIStatusError) as info:
+        await env.an.messages.create(
+            model="r-native", max_tokens=8, messages=HI, extra_headers={"x-turnout-allow-fallbacks": "false"}
+        )
+    assert info.value.status_code == 503 and env.sim.requests("an") == 0

@@ -160,3 +160,13 @@ async def test_an_unknown_stored_response_is_a_404(make_env: Any) -> None:
     with pytest.raises(openai.NotFoundError) as info:
         await env.oa.responses.retrieve("resp_nope")
     assert "dataplane.responses.retention" in info.value.message
+
+
+async def test_turnout_preferences_and_the_decision_trail_apply_to_the_responses_api(env: ClientsEnv) -> None:
+    raw = await env.oa.responses.with_raw_response.create(
+        model="r-native", input="hi", extra_headers={"x-turnout-order": "an", "x-turnout-debug": "1"}
+    )
+    assert raw.headers["x-turnout-target"] == "an/claude-x"
+    trail = raw.parse().model_extra["turnout"]  # type: ignore[index]
+    assert trail["api"] == "responses" and trail["candidates"] == ["an/claude-x", "oa/gpt-x"]
+    assert '"api":"responses"' in raw.headers["x-turnout-decision"]
