@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from controlplane.domain import Classification, ErrorClass, Observation, Source
+from controlplane.seams import DataPlaneDeps
 from dataplane.selection import Candidate
 
 __all__ = ["Accounting", "tokens"]
@@ -26,7 +27,7 @@ class Accounting:
     """Observations and metrics for the data plane. Reads the sink, metrics and clock from `rt` at each call (a
     control replica may replace the sink while it runs); metric children are resolved once per label set."""
 
-    def __init__(self, rt: Any) -> None:
+    def __init__(self, rt: DataPlaneDeps) -> None:
         self._rt = rt
         self._bundles: dict[tuple[Any, ...], Any] = {}  # metric children resolved together per request kind
 

@@ -22,10 +22,11 @@ __all__ = ["DATA_STATE", "DataPlaneState"]
 
 
 class DataPlaneState:
-    """Per-app state: the runtime, the pooled upstream connections, the selector and the decision log."""
+    """Per-app state: the data plane's dependencies (`rt`, see DataPlaneDeps), the pooled upstream connections,
+    the selector and the decision log."""
 
     def __init__(self, deps: DataPlaneDeps, adapters: Mapping[str, Adapter] | None, rand: Callable[[], float]) -> None:
-        self.rt = deps  # what the data plane reads (controlplane/seams.py)
+        self.rt = deps
         cfg = deps.config
         self.selector = Selector(cfg, rand)
         self.rand = rand

@@ -13,6 +13,7 @@ import orjson
 
 from controlplane.config import PanelConfig, RouteConfig
 from dataplane.http.messages import Request, Response, StreamResponse
+from dataplane.panel.members import answer_text, choose_members
 from dataplane.panel.prompts import (
     DEFAULT_JUDGE_TEMPLATE,
     DEFAULT_SYNTHESIZER_TEMPLATE,
@@ -23,7 +24,7 @@ from dataplane.panel.prompts import (
     transcript,
 )
 from dataplane.panel.replies import below_quorum, client_error, error, single, stream_synthesis, synth_failed
-from dataplane.panel.run import PanelRun, answer_text, choose_members, synth_ref
+from dataplane.panel.run import PanelRun, synth_ref
 from dataplane.preferences import Preferences
 from dataplane.selection import Plan
 from dataplane.state import DataPlaneState

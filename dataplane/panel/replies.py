@@ -16,7 +16,8 @@ from controlplane.domain import Classification, ErrorClass
 from dataplane.attempts import ClientGone, Opened, StreamEnd, UpstreamAttempt
 from dataplane.http.messages import Request, Response, StreamResponse
 from dataplane.outcomes import tokens
-from dataplane.panel.run import MemberAnswer, PanelRun
+from dataplane.panel.members import MemberAnswer
+from dataplane.panel.run import PanelRun
 
 __all__ = [
     "below_quorum",

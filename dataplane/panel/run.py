@@ -26,11 +26,12 @@ from controlplane.table import Table
 from dataplane.attempts import Opened, UpstreamAttempt
 from dataplane.failover import Answer, Exhausted, LoopOptions, first_answer
 from dataplane.outcomes import tokens
+from dataplane.panel.members import MemberAnswer, answer_text
 from dataplane.preferences import Preferences
-from dataplane.selection import Candidate, Plan
+from dataplane.selection import Candidate
 from dataplane.state import DataPlaneState
 
-__all__ = ["Call", "MemberAnswer", "PanelRun", "choose_members", "sum_usage", "synth_ref", "answer_text"]
+__all__ = ["Call", "PanelRun", "sum_usage", "synth_ref"]
 
 _MIN_LEFT_S = 0.05  # a replacement needs at least this much of the member deadline left to be worth starting
 
@@ -67,48 +68,11 @@ class Call:
         return out
 
 
-@dataclass(slots=True)
-class MemberAnswer:
-    """A member that answered: its slot, its target and its text (the OpenAI-shaped response kept for degrading)."""
-
-    slot: int
-    cand: Candidate
-    text: str
-    response: dict[str, Any]
-
-
 def sum_usage(calls: Sequence[Call]) -> dict[str, int]:
     """OpenAI-shaped usage summed over every call of a panel request."""
     tin = sum(c.tokens_in for c in calls)
     tout = sum(c.tokens_out for c in calls)
     return {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout}
-
-
-def choose_members(
-    plans: Sequence[Plan], size: int, distinct_providers: bool
-) -> tuple[list[Candidate], list[Candidate]]:
-    """The first `size` members in table order (one per provider when `distinct_providers`), and the rest in
-    order as replacements. `plans` hold admissible candidates only, one plan per `panel.from` entry."""
-    chosen: list[Candidate] = []
-    pool: list[Candidate] = []
-    seen: set[str] = set()
-    for plan in plans:
-        for c in plan.candidates:
-            if c.target in seen:
-                continue
-            seen.add(c.target)
-            taken = distinct_providers and any(m.provider.id == c.provider.id for m in chosen)
-            (chosen if len(chosen) < size and not taken else pool).append(c)
-    return chosen, pool
-
-
-def answer_text(response: dict[str, Any] | None) -> str:
-    choices = response.get("choices") if response else None
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        return ""
-    msg = choices[0].get("message")
-    content = msg.get("content") if isinstance(msg, dict) else None
-    return content if isinstance(content, str) else ""
 
 
 class PanelRun:
@@ -221,7 +185,12 @@ class PanelRun:
 
     # -- members ----------------------------------------------------------------------------------
     async def fan_out(self, chosen: list[Candidate], pool: list[Candidate]) -> None:
-        """Run every member slot in parallel until each has an answer or is dropped, by the member deadline."""
+        """Run every member slot in parallel until each has an answer or is dropped, by the member deadline.
+
+        A slot is not a run of dataplane/failover.py's loop (judge and synthesizer calls are): its next candidate is
+        chosen only when the previous one fails (a provider no other slot holds, the ones that just failed last),
+        an empty answer counts as a failure, and a cut by the member deadline is not reported against the target.
+        """
         deadline = min(self.loop.time() + self.panel.member_deadline, self.deadline)
         busy: dict[int, str] = {}  # slot → provider id of its current (or answered) member
         failed: set[str] = set()
