@@ -109,6 +109,11 @@ class BenchRuntime:
     metrics: Metrics = field(default_factory=Metrics)
     clock: SystemClock = field(default_factory=SystemClock)
     store: Any = None
+    forward_decision: None = None  # the decision log writes to the store (controlplane/seams.py: DataPlaneDeps)
+
+    @property
+    def decision_engine(self) -> Any:
+        return self.store.engine if self.store is not None else None
 
 
 def build(cfg: Config, store: Any = None) -> tuple[App, MiniBreaker]:

@@ -24,7 +24,7 @@ from dataplane.api.intake import intake, plan_for
 from dataplane.api.messages_stream import ChatToMessages, NativeMessages
 from dataplane.api.messages_translate import error_body, error_type, from_chat_completion, to_chat_body
 from dataplane.api.pipeline import serve
-from dataplane.api.responses_translate import new_id
+from dataplane.api.responses_translate import item_id
 from dataplane.attempts import Opened, StreamWriter
 from dataplane.http.messages import Request, Response, StreamResponse
 from dataplane.selection import Candidate
@@ -71,7 +71,7 @@ class _Messages(_MessagesBase):
         super().__init__(st, body)
         self.chat = chat
         self.stream = body.get("stream") is True
-        self.mid = new_id("msg")
+        self.mid = item_id("msg")
 
     def unfit(self, cand: Candidate) -> str | None:
         return None

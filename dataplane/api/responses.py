@@ -65,12 +65,27 @@ class _Responses:
             store,
         )
         self.stream = body.get("stream") is True
-        self.rid = new_id("resp")  # the id of a translated answer (a native one keeps its upstream's)
-        native = {k: v for k, v in body.items() if k != "previous_response_id"}
-        native["input"] = items  # the stored turns prepended: no upstream is asked to remember them
-        self.native_body = native
+        self._rid: str | None = None
+        self._native_body: dict[str, Any] | None = None
         self._writer: ChatToResponses | NativeResponses | None = None
         self._answer: dict[str, Any] | None = None
+
+    @property
+    def native_body(self) -> dict[str, Any]:
+        """The body for a native target: the client's, with the stored turns prepended (no upstream is asked to
+        remember them)."""
+        if self._native_body is None:
+            native = {k: v for k, v in self.body.items() if k != "previous_response_id"}
+            native["input"] = self.items
+            self._native_body = native
+        return self._native_body
+
+    @property
+    def rid(self) -> str:
+        """The id of a translated answer (a native one keeps its upstream's), made once it is needed."""
+        if self._rid is None:
+            self._rid = new_id("resp")
+        return self._rid
 
     def _native(self, cand: Candidate) -> bool:
         return serves_responses_natively(cand.provider)

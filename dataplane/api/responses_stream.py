@@ -21,8 +21,8 @@ from controlplane.domain import Classification
 from dataplane.api.responses_translate import (
     FINISH_STATUS,
     call_item,
+    item_id,
     message_item,
-    new_id,
     response_object,
     responses_usage,
 )
@@ -87,7 +87,7 @@ class ChatToResponses:
         return [self._ev("response.created", response=snap), self._ev("response.in_progress", response=snap)]
 
     def _open_message(self) -> list[bytes]:
-        self._msg_index, self._msg_id, self._text = len(self._output), new_id("msg"), []
+        self._msg_index, self._msg_id, self._text = len(self._output), item_id("msg"), []
         self._output.append(None)
         item = {**message_item(self._msg_id, "", "in_progress"), "content": []}
         part = {"type": "output_text", "text": "", "annotations": []}
@@ -123,7 +123,7 @@ class ChatToResponses:
         if call is None:
             out += self._close_message()
             call = _Call(
-                len(self._output), new_id("fc"), str(delta.get("id") or new_id("call")), str(fn.get("name") or "")
+                len(self._output), item_id("fc"), str(delta.get("id") or item_id("call")), str(fn.get("name") or "")
             )
             self._calls[index] = call
             self._output.append(None)

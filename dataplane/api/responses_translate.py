@@ -9,6 +9,7 @@ targets serving the Responses API natively may answer it. Bad caller input raise
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import time
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ __all__ = [
     "response_object",
     "responses_usage",
     "new_id",
+    "item_id",
     "message_item",
     "call_item",
     "FINISH_STATUS",
@@ -47,8 +49,18 @@ class NativeOnly(ValueError):
         self.reason = reason
 
 
+_ITEMS = itertools.count(1)
+_PROCESS = secrets.token_hex(6)
+
+
 def new_id(prefix: str) -> str:
+    """An id nobody can guess (a response id: with the store on, it is what reads a stored conversation back)."""
     return f"{prefix}_{secrets.token_hex(12)}"
+
+
+def item_id(prefix: str) -> str:
+    """An output item's id: unique in this process, cheap (no random bytes per item)."""
+    return f"{prefix}_{_PROCESS}{next(_ITEMS):x}"
 
 
 def input_items(body: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -327,20 +339,23 @@ def from_chat_completion(body: Mapping[str, Any], completion: Mapping[str, Any],
     reasoning = msg.get("reasoning_content")
     if isinstance(reasoning, str) and reasoning:
         output.append(
-            {"type": "reasoning", "id": new_id("rs"), "summary": [{"type": "summary_text", "text": reasoning}]}
+            {"type": "reasoning", "id": item_id("rs"), "summary": [{"type": "summary_text", "text": reasoning}]}
         )
     content = msg.get("content")
     if isinstance(content, str) and content:
-        output.append(message_item(new_id("msg"), content))
+        output.append(message_item(item_id("msg"), content))
     for call in msg.get("tool_calls") or []:
         fn = call.get("function") or {}
         output.append(
             call_item(
-                new_id("fc"), str(call.get("id") or new_id("call")), str(fn.get("name", "")), fn.get("arguments") or ""
+                item_id("fc"),
+                str(call.get("id") or item_id("call")),
+                str(fn.get("name", "")),
+                fn.get("arguments") or "",
             )
         )
     if not output:
-        output.append(message_item(new_id("msg"), ""))
+        output.append(message_item(item_id("msg"), ""))
     status, reason = FINISH_STATUS.get(choice.get("finish_reason"), ("completed", None))
     return response_object(
         body,
