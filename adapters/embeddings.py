@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import struct
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -18,7 +18,9 @@ from adapters import gemini
 from adapters.base import Adapter, StreamTranslator, UpstreamRequest
 from adapters.native import Delegating, bad_answer, openai_headers, openai_url
 from adapters.wire.common import json_or_none
-from controlplane.config import ProviderConfig
+
+if TYPE_CHECKING:
+    from controlplane.config import ProviderConfig
 
 __all__ = ["EMBEDDING_FAMILIES", "EmbeddingsAdapter", "embeddings_adapter", "encode_answer", "as_base64", "probe_body"]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
@@ -24,9 +24,11 @@ from adapters.openai import classify_openai_info
 from adapters.sse import SSEEvent
 from adapters.stream_translator import SSETranslator
 from adapters.wire.common import ErrorInfo, json_or_none, obj
-from controlplane.config import ProviderConfig
 from controlplane.domain import Classification, ErrorClass, Headroom
 from controlplane.errors import ProviderError
+
+if TYPE_CHECKING:
+    from controlplane.config import ProviderConfig
 
 __all__ = [
     "Delegating",
