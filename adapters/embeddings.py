@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from adapters import gemini
-from adapters.base import Adapter, StreamTranslator, UpstreamRequest
+from adapters.base import ProbeAdapter, StreamTranslator, UpstreamRequest
 from adapters.native import Delegating, bad_answer, openai_headers, openai_url
 from adapters.wire.common import json_or_none
 
@@ -71,7 +71,7 @@ class EmbeddingsAdapter(Delegating):
         raise TypeError("embeddings do not stream")
 
 
-def embeddings_adapter(inner: Adapter) -> EmbeddingsAdapter:
+def embeddings_adapter(inner: ProbeAdapter) -> EmbeddingsAdapter:
     """The embeddings speaker for a family adapter; ValueError for a family without embeddings."""
     if inner.name not in EMBEDDING_FAMILIES:
         raise ValueError(f"the {inner.name} API has no embeddings endpoint")

@@ -19,7 +19,7 @@ import aiohttp
 import orjson
 
 from adapters.anthropic import AnthropicAdapter, AnthropicStream
-from adapters.base import Adapter, CompletionProbeResult, ModelListing, StreamItem, UpstreamRequest
+from adapters.base import Adapter, CompletionProbeResult, ModelListing, ProbeAdapter, StreamItem, UpstreamRequest
 from adapters.openai import classify_openai_info
 from adapters.sse import SSEEvent
 from adapters.stream_translator import SSETranslator
@@ -85,7 +85,7 @@ def bad_answer(detail: str, code: str = "bad_completion") -> ProviderError:
 class Delegating:
     """An Adapter that speaks another endpoint of the same provider: everything but the call is `inner`'s."""
 
-    def __init__(self, inner: Adapter) -> None:
+    def __init__(self, inner: ProbeAdapter) -> None:
         self.inner = inner
         self.name = inner.name
 

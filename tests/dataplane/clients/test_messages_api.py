@@ -73,6 +73,7 @@ async def test_a_stream_fails_over_before_content_and_follows_anthropic_s_event_
 async def test_a_tool_round_trip(env: ClientsEnv, route: str, stream: bool) -> None:
     primary, _ = CHAT_ROUTES[route]
     ask: Any = [{"role": "user", "content": "Weather in Oslo?"}]
+    first: Any
     if stream:
         async with env.an.messages.stream(
             model=route, max_tokens=64, messages=ask, tools=[TOOL], tool_choice={"type": "any"}
@@ -84,17 +85,13 @@ async def test_a_tool_round_trip(env: ClientsEnv, route: str, stream: bool) -> N
         )
     assert first.stop_reason == "tool_use"
     use = next(b for b in first.content if b.type == "tool_use")
-    assert use.name == "get_weather" and "city" in use.input  # type: ignore[operator]
-    second = await env.an.messages.create(
-        model=route,
-        max_tokens=64,
-        tools=[TOOL],
-        messages=[
-            *ask,
-            {"role": "assistant", "content": [b.model_dump() for b in first.content]},
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "-3 C"}]},
-        ],
-    )
+    assert use.name == "get_weather" and "city" in use.input
+    turns: Any = [
+        *ask,
+        {"role": "assistant", "content": [b.model_dump() for b in first.content]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "-3 C"}]},
+    ]
+    second = await env.an.messages.create(model=route, max_tokens=64, tools=[TOOL], messages=turns)
     assert second.content[0].text.startswith("Hello from " + TARGET[primary])  # type: ignore[union-attr]
 
 
@@ -140,7 +137,7 @@ async def test_count_tokens_on_a_route_with_no_target_that_can_count_is_a_400_na
 async def test_bad_input_is_an_anthropic_shaped_400_naming_the_field(env: ClientsEnv) -> None:
     with pytest.raises(anthropic.BadRequestError) as info:
         await env.an.messages.create(model="r-compat", max_tokens=0, messages=HI)
-    assert info.value.body == {  # type: ignore[comparison-overlap]
+    assert info.value.body == {
         "type": "error",
         "error": {"type": "invalid_request_error", "message": "max_tokens: required: a positive integer, got 0"},
     }

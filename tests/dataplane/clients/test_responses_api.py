@@ -123,7 +123,7 @@ async def test_a_stream_cut_after_content_ends_with_error_and_response_failed(en
 
 async def test_a_built_in_tool_on_a_route_without_a_native_target_is_a_400_naming_why(env: ClientsEnv) -> None:
     with pytest.raises(openai.BadRequestError) as info:
-        await env.oa.responses.create(model="r-anthropic", input="x", tools=[{"type": "web_search"}])  # type: ignore[list-item]
+        await env.oa.responses.create(model="r-anthropic", input="x", tools=[{"type": "web_search"}])
     msg = info.value.message
     assert "cannot serve this request" in msg and "needs a target serving the Responses API natively" in msg
     assert "built-in tool 'web_search'" in msg
