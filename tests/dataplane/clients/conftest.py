@@ -45,6 +45,8 @@ EMBED_TARGET = {"oa": "oa/emb-x", "vl": "vl/emb-x", "gg": "gg/gem-emb"}
 
 
 def turnout_yaml(sim: Simulator, extra: str = "", dataplane: str = "") -> str:
+    # Timeouts are generous: the faults these tests inject act at once (a 503, a reset), and a machine shared by
+    # other work must not turn a healthy fallback into a timeout.
     return f"""
 providers:
   - {{id: oa, adapter: openai, base_url: "{sim.base_url("oa")}", api_key: "${{SIM_KEY}}", responses_api: native,
@@ -62,7 +64,7 @@ routes:
   - {{name: r-gemini, targets: [gg/gem-x, vl/gpt-x]}}
   - {{name: e-openai, targets: [oa/emb-x, vl/emb-x]}}
   - {{name: e-gemini, targets: [gg/gem-emb, oa/emb-x]}}
-dataplane: {{first_byte_timeout: 2s, stall_timeout: 1s, total_timeout: 8s, connect_timeout: 1s{dataplane}}}
+dataplane: {{first_byte_timeout: 5s, stall_timeout: 3s, total_timeout: 20s, connect_timeout: 2s{dataplane}}}
 {extra}
 """
 
