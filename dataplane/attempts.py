@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from adapters.base import Adapter, StreamItem, UpstreamRequest
+from adapters.base import Adapter, StreamItem, UpstreamRequest, prepare_credentials
 from adapters.calls import MAX_BODY_BYTES
 from adapters.stream_judge import StreamJudge
 from adapters.transport_faults import TRANSPORT_FAULTS, transport_fault
@@ -132,6 +132,10 @@ class UpstreamAttempt:
     # -- phase 1: until committable ---------------------------------------------------------------
     async def open(self) -> Opened:
         loop = asyncio.get_running_loop()
+        try:  # cloud adapters sign with credentials fetched off the loop (adapters.base.Credentialed)
+            await prepare_credentials(self.adapter, self.cand.provider)
+        except ProviderError as exc:
+            return Opened(exc.classification)
         req = self.adapter.build_request(self.cand.provider, self.cand.model, self._body, stream=self.stream)
         self._t0 = self._clock.monotonic()
         first_byte_at = min(loop.time() + self._timeouts.first_byte, self._deadline)
