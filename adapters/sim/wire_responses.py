@@ -28,6 +28,7 @@ class ResponsesWire:
     """`/v1/responses` shapes (the model list is the chat wire's)."""
 
     family = "openai"
+    stream_content_type = "text/event-stream"
 
     def __init__(self) -> None:
         self._seq: dict[str, int] = {}
