@@ -41,6 +41,9 @@ __all__ = [
     "classify_gemini_info",
     "to_generate_request",
     "seconds_to_daily_reset",
+    "to_embed_request",
+    "from_embed_response",
+    "embed_request",
 ]
 
 _NAME = "gemini"
@@ -506,3 +509,59 @@ class GeminiAdapter(calls.StreamedProbe):
             if not token:
                 break
         return ModelListing(models, None)
+
+
+# ---- embeddings ----------------------------------------------------------------------------------
+
+
+def to_embed_request(body: Mapping[str, Any], model: str) -> dict[str, Any]:
+    """A batchEmbedContents request from an OpenAI embeddings body (`input` a string or a list of strings)."""
+    raw = body.get("input")
+    texts = [raw] if isinstance(raw, str) else raw
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise ValueError("input: Gemini embeds text only: a string or a list of strings")
+    name = f"models/{model.removeprefix('models/')}"
+    dims = body.get("dimensions")
+    requests: list[dict[str, Any]] = []
+    for text in texts:
+        one: dict[str, Any] = {"model": name, "content": {"parts": [{"text": text}]}}
+        if isinstance(dims, int) and not isinstance(dims, bool):
+            one["outputDimensionality"] = dims
+        requests.append(one)
+    return {"requests": requests}
+
+
+def from_embed_response(doc: Any, model: str) -> dict[str, Any]:
+    """An OpenAI embeddings list (floats) from a batchEmbedContents or embedContent answer."""
+    if not isinstance(doc, dict):
+        raise _bad("answer is not a JSON object")
+    if "error" in doc:
+        raise ProviderError(_NAME, None, classify_gemini_info(None, ErrorInfo.from_doc(doc), {}, datetime.now(UTC)))
+    rows = doc.get("embeddings")
+    if rows is None and isinstance(doc.get("embedding"), dict):
+        rows = [doc["embedding"]]
+    if not isinstance(rows, list) or not rows:
+        raise _bad("answer without embeddings[]")
+    data = []
+    for i, row in enumerate(rows):
+        values = row.get("values") if isinstance(row, dict) else None
+        if not isinstance(values, list) or not values or not all(isinstance(v, int | float) for v in values):
+            raise _bad(f"embeddings[{i}] without values[]")
+        data.append({"object": "embedding", "index": i, "embedding": [float(v) for v in values]})
+    # Gemini's embedding answers carry no token count: the decision log counts 0 tokens for them.
+    return {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": 0, "total_tokens": 0}}
+
+
+def embed_request(provider: ProviderConfig, model: str, body: Mapping[str, Any]) -> UpstreamRequest:
+    """The upstream call for an OpenAI embeddings body: one batchEmbedContents for one or many inputs."""
+    headers = {"content-type": "application/json"}
+    if provider.api_key:
+        headers["x-goog-api-key"] = provider.api_key.get_secret_value()
+    headers.update(provider.headers)
+    name = model.removeprefix("models/")
+    return UpstreamRequest(
+        "POST",
+        f"{provider.base_url}/models/{name}:batchEmbedContents",
+        headers,
+        orjson.dumps(to_embed_request(body, model)),
+    )

@@ -44,6 +44,7 @@ __all__ = [
     "RankingConfig",
     "WebhookConfig",
     "DataPlaneConfig",
+    "ResponsesStateConfig",
     "FieldProblem",
     "FieldProblems",
     "route_problems_of_raw",
@@ -137,6 +138,19 @@ class ModelConfig(_Model):
     reasoning: bool = Field(default=False, description="reasoning model: probes use a larger token budget")
     priority: int = Field(default=0, description="higher ranks earlier when scores are close")
     status_component: str | None = Field(default=None, description="status page component name for this model")
+    kind: Literal["chat", "embedding"] = Field(
+        default="chat", description="chat (completions, Responses, Messages) or embedding (POST /v1/embeddings)"
+    )
+    family: str | None = Field(
+        default=None,
+        description=(
+            "embedding models: one name for one model spelled differently by providers; an embedding route's "
+            "targets must share it (or the model name): vectors of different models are not interchangeable"
+        ),
+    )
+
+    def family_key(self) -> str:
+        return self.family or self.name
 
 
 class ProviderConfig(_Model):
@@ -167,6 +181,13 @@ class ProviderConfig(_Model):
         description=(
             "OpenAI-compatible streams ask for the final usage chunk (`stream_options.include_usage`), which cost "
             "accounting reads; false for a host that rejects the field (its streams are then counted with 0 tokens)"
+        ),
+    )
+    responses_api: Literal["auto", "native", "translate"] = Field(
+        default="auto",
+        description=(
+            "openai adapter: does the host serve POST /responses itself (native: Responses requests pass through)? "
+            "auto: native for flavor openai/azure and api.openai.com, translated to chat for every other host"
         ),
     )
     probe_budget_usd_per_day: float = Field(default=1.0, ge=0, description="spend cap for paid probes per day")
@@ -425,6 +446,20 @@ class WebhookConfig(_Model):
         return v
 
 
+class ResponsesStateConfig(_Model):
+    """Stored Responses conversations, for `previous_response_id` and `GET /v1/responses/{id}`."""
+
+    store: bool = Field(
+        default=False,
+        description=(
+            "keep each response's input and output in the data plane's memory for `retention`; off by default "
+            "because it keeps prompts and answers"
+        ),
+    )
+    retention: Duration = Field(default=3600.0, description="how long a stored response can be continued or read")
+    max_entries: int = Field(default=10_000, ge=1, description="the oldest stored responses go first beyond this")
+
+
 class DataPlaneConfig(_Model):
     total_timeout: Duration = Field(default=120.0, description="deadline for a whole request incl. failovers")
     connect_timeout: Duration = 3.0
@@ -435,6 +470,10 @@ class DataPlaneConfig(_Model):
     report_batch: int = Field(default=200, ge=1, description="data replicas: outcomes per report batch")
     report_buffer: int = Field(
         default=10_000, ge=1, description="data replicas: outcomes buffered while control is down"
+    )
+    responses: ResponsesStateConfig = Field(
+        default=ResponsesStateConfig(),
+        description="stored Responses conversations for previous_response_id and GET /v1/responses/{id} (opt-in)",
     )
 
 
@@ -493,9 +532,55 @@ class Config(_Model):
         route_names = [r.name for r in self.routes]
         for i, r in enumerate(self.routes):
             problems.extend(_route_problems(r, i, known, route_names))
+            if r.mode == "failover" and r.targets and all(t in known for t in r.targets):
+                try:
+                    self._check_route_kind(r)
+                except FieldProblem as exc:
+                    problems.append(exc)
         if problems:
             raise FieldProblems(problems)
         return self
+
+    def _check_route_kind(self, r: RouteConfig) -> None:
+        """A route serves one kind; an embedding route only one model (vectors of two models do not mix)."""
+        models = [(t, self.model_of(t)) for t in r.targets]
+        kinds = {m.kind for _, m in models if m is not None}
+        if len(kinds) > 1:
+            listed = ", ".join(f"{t} ({m.kind})" for t, m in models if m is not None)
+            raise FieldProblem(
+                f"routes.{r.name}.targets",
+                f"route {r.name!r} mixes chat and embedding targets: {listed}",
+                "give embedding models a route of their own",
+            )
+        if kinds != {"embedding"}:
+            return
+        for t, _ in models:
+            p = self.provider(t.partition("/")[0])
+            if p is not None and p.adapter not in ("openai", "gemini"):
+                raise FieldProblem(
+                    f"routes.{r.name}.targets",
+                    f"embedding route {r.name!r}: {t} is on provider {p.id!r} (adapter {p.adapter}), "
+                    "whose API has no embeddings",
+                    "use an OpenAI-compatible or Gemini provider for embeddings",
+                )
+        families = {m.family_key() for _, m in models if m is not None}
+        if len(families) > 1:
+            listed = ", ".join(f"{t} ({m.family_key()})" for t, m in models if m is not None)
+            raise FieldProblem(
+                f"routes.{r.name}.targets",
+                f"embedding route {r.name!r} mixes models: {listed}; embeddings of different models are not "
+                "interchangeable",
+                "list one model's targets only, or give models that are the same model one `family:` value",
+            )
+
+    def route_kind(self, name: str) -> str | None:
+        """`chat` or `embedding` for a route or a provider/model target; None when unknown."""
+        r = self.route(name)
+        target = r.targets[0] if r is not None and r.targets else (None if r is not None else name)
+        if target is None:
+            return "chat"  # a panel route
+        m = self.model_of(target) if "/" in target else None
+        return m.kind if m is not None else None
 
     # -- lookups -------------------------------------------------------------------------------
     def target_keys(self) -> set[str]:

@@ -4,7 +4,7 @@ Each request leaves who asked (route, caller tag), where it went (target, every 
 class), what it cost (tokens, estimated USD from the configured prices) and how long it took (latency,
 TTFT). Records are buffered in memory and written in batches by a background task, off the hot path;
 old rows are pruned after `dataplane.decision_log_retention`. `summarise()` is the usage query that
-`GET /api/v1/usage` (controlplane/api/usage.py) answers with.
+`GET /api/v1/usage?by=route|target|tag|api` (controlplane/api/usage.py) answers with.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ __all__ = ["DecisionRow", "Decision", "DecisionLog", "summarise", "ensure_decisi
 
 log = logging.getLogger(__name__)
 
-USAGE_GROUPS = ("route", "target", "tag")
+USAGE_GROUPS = ("route", "target", "tag", "api")
 _SCHEMA_READY: set[int] = set()  # engines whose decision table is known to exist
 
 
@@ -57,6 +57,7 @@ class DecisionRow(SQLModel, table=True):
     latency_s: float | None = None
     ttft_s: float | None = None
     table_version: int = 0
+    api: str = Field(default="chat", max_length=16)  # the client API: chat | responses | messages | embeddings …
 
 
 @dataclass(slots=True)
@@ -77,6 +78,7 @@ class Decision:
     ttft_s: float | None = None
     tag: str | None = None
     table_version: int = 0
+    api: str = "chat"
 
     def values(self) -> tuple[Any, ...]:
         """The row's values in `_COLUMNS` order."""
@@ -96,6 +98,7 @@ class Decision:
             self.latency_s,
             self.ttft_s,
             self.table_version,
+            self.api,
         )
 
 
@@ -115,6 +118,7 @@ _COLUMNS = (
     "latency_s",
     "ttft_s",
     "table_version",
+    "api",
 )
 
 
@@ -247,7 +251,7 @@ class DecisionLog:
 
 
 def summarise(engine: Engine, by: str, since: datetime) -> list[dict[str, Any]]:
-    """Usage grouped by route, target or tag since `since`: requests, errors, failovers, tokens, cost, latency."""
+    """Usage grouped by route, target, tag or client API since `since`: requests, errors, failovers, tokens, cost, latency."""
     if by not in USAGE_GROUPS:
         raise ValueError(f"by must be one of {', '.join(USAGE_GROUPS)}")
     t = table_of(DecisionRow).c  # Core columns: typed SQL expressions

@@ -169,14 +169,14 @@ class Metrics:
         # -- data plane ----------------------------------------------------------------------
         self.dataplane_requests_total = Counter(
             "turnout_dataplane_requests_total",
-            "Client requests by route and outcome.",
-            ["route", "outcome"],
+            "Client requests by route, outcome and client API (chat, responses, messages, count_tokens, embeddings).",
+            ["route", "outcome", "api"],
             registry=r,
         )
         self.dataplane_request_duration_seconds = Histogram(
             "turnout_dataplane_request_duration_seconds",
             "Client request duration.",
-            ["route", "stream"],
+            ["route", "stream", "api"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )

@@ -10,9 +10,9 @@ never raise out of this module; they come back as a `Classification`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -30,7 +30,7 @@ from dataplane.selection import Candidate
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
-__all__ = ["Timeouts", "Opened", "StreamEnd", "UpstreamAttempt", "ClientGone", "sse_error_event"]
+__all__ = ["Timeouts", "Opened", "StreamEnd", "StreamWriter", "UpstreamAttempt", "ClientGone", "sse_error_event"]
 
 _ERROR_BODY_LIMIT = 1 << 20  # an error body larger than this is garbage anyway; never buffer a 10 MB page
 _DONE = b"data: [DONE]\n\n"
@@ -87,6 +87,14 @@ def _fault(exc: Exception, *, started: bool, timeout: str, status: int | None = 
     return transport_fault(
         exc, answer_started=started, detail=timeout if isinstance(exc, TimeoutError) else None, status=status
     )
+
+
+class StreamWriter(Protocol):
+    """A client API's stream shape: the bytes for translated items, and the error event that ends a cut stream."""
+
+    def encode(self, items: Sequence[StreamItem]) -> bytes: ...
+
+    def error(self, c: Classification) -> bytes: ...
 
 
 def sse_error_event(c: Classification) -> bytes:
@@ -288,14 +296,19 @@ class UpstreamAttempt:
                     out.append(b"data: " + orjson.dumps(item.chunk) + b"\n\n")
         return b"".join(out)
 
-    async def pump(self, emit: Callable[[bytes], Awaitable[None]], buffered: list[StreamItem]) -> StreamEnd:
-        """Forward the buffered items and the rest of the stream; end with [DONE] or an error event."""
+    async def pump(
+        self, emit: Callable[[bytes], Awaitable[None]], buffered: list[StreamItem], writer: StreamWriter | None = None
+    ) -> StreamEnd:
+        """Forward the buffered items and the rest of the stream; end with [DONE] or an error event. `writer` puts
+        them in another client API's shape (its own end and error events); the chat shape without one."""
         assert self._resp is not None and self._judge is not None
         resp, judge = self._resp, self._judge
+        encode = writer.encode if writer is not None else self.encode
+        error_event = writer.error if writer is not None else sse_error_event
         loop = asyncio.get_running_loop()
         stall = self._timeouts.stall
         try:
-            await emit(self.encode(buffered))
+            await emit(encode(buffered))
             progress_at = loop.time() + stall
             while judge.verdict is None:
                 try:
@@ -303,7 +316,7 @@ class UpstreamAttempt:
                         data = await resp.readany()
                 except TimeoutError:
                     c = _fail(ErrorClass.TIMEOUT, "stream stalled after content was forwarded", resp.status, "timeout")
-                    await emit(sse_error_event(c))
+                    await emit(error_event(c))
                     return self._end(c)
                 except TRANSPORT_FAULTS as exc:
                     items = judge.close(cut=exc)
@@ -314,10 +327,10 @@ class UpstreamAttempt:
                     if item.kind == "chunk" or item.kind == "done":
                         progress_at = loop.time() + stall
                 if items:
-                    await emit(self.encode(items))
+                    await emit(encode(items))
             v = judge.verdict
             if v.error_class is not ErrorClass.OK:
-                await emit(sse_error_event(v))
+                await emit(error_event(v))
             return self._end(v)
         except ClientGone:
             end = self._end(Classification(ErrorClass.OK, status=resp.status))

@@ -70,15 +70,15 @@ class Accounting:
         m = self._rt.metrics
         m.child(m.dataplane_failovers_total, route, str(error_class)).inc()
 
-    def request(self, route: str, stream: bool, outcome: str, latency: float) -> None:
-        """Metrics for one finished client request."""
-        key = ("request", route, stream, outcome)
+    def request(self, route: str, stream: bool, outcome: str, latency: float, *, api: str = "chat") -> None:
+        """Metrics for one finished client request (`api`: the client API it came in by)."""
+        key = ("request", route, stream, outcome, api)
         pair = self._bundles.get(key)
         if pair is None:
             m = self._rt.metrics
             pair = self._bundles[key] = (
-                m.dataplane_requests_total.labels(route, outcome),
-                m.dataplane_request_duration_seconds.labels(route, "true" if stream else "false"),
+                m.dataplane_requests_total.labels(route, outcome, api),
+                m.dataplane_request_duration_seconds.labels(route, "true" if stream else "false", api),
             )
         pair[0].inc()
         pair[1].observe(latency)

@@ -2,8 +2,10 @@
 fails over inside the request.
 
 `build_data_app(deps)` wires the handlers onto the data plane's own listener: `POST /v1/chat/completions`
-(dataplane/api/chat.py, over the one failover loop in dataplane/failover.py), `GET /v1/models`, and `GET /metrics`
-on a data replica. It owns the app's lifetime: the upstream pool and the decision log start and stop with it.
+(dataplane/api/chat.py, over the one failover loop in dataplane/failover.py), the other client APIs over the same
+loop (dataplane/api/pipeline.py): `POST /v1/responses` and `GET /v1/responses/{id}`, `POST /v1/messages` and
+`/v1/messages/count_tokens`, `POST /v1/embeddings`; `GET /v1/models` (OpenAI's or Anthropic's list shape), and
+`GET /metrics` on a data replica. It owns the app's lifetime: the upstream pool and the decision log start and stop with it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ from controlplane.api.metrics_endpoint import scrape
 from controlplane.decisions import DecisionLog
 from controlplane.seams import DataPlaneDeps
 from dataplane.api.chat import chat_completions
+from dataplane.api.embeddings import create_embeddings
+from dataplane.api.messages import count_tokens, create_message
+from dataplane.api.models import list_models
+from dataplane.api.responses import RESPONSE_STORE, RESPONSES_PREFIX, create_response, get_response
+from dataplane.api.responses_state import ResponseStore
 from dataplane.http.messages import App, Request, Response
 from dataplane.http.upstream import UpstreamPool
 from dataplane.state import DATA_STATE, DataPlaneState
@@ -40,8 +47,14 @@ def build_data_app(
     app = App(max_body_bytes=lambda: deps.config.server.max_body_bytes)  # read per request: reloads apply
     state = DataPlaneState(deps, adapters, rand)
     app[DATA_STATE] = state
+    app[RESPONSE_STORE] = ResponseStore(deps.clock, deps.config.dataplane.responses)
     app.add_route("POST", "/v1/chat/completions", chat_completions)
-    app.add_route("GET", "/v1/models", _models)
+    app.add_route("POST", "/v1/responses", create_response)
+    app.add_prefix_route("GET", RESPONSES_PREFIX, get_response)
+    app.add_route("POST", "/v1/messages", create_message)
+    app.add_route("POST", "/v1/messages/count_tokens", count_tokens)
+    app.add_route("POST", "/v1/embeddings", create_embeddings)
+    app.add_route("GET", "/v1/models", list_models)
     if serve_metrics:
         app.add_route("GET", "/metrics", _metrics)
     app.on_startup.append(_startup)
@@ -72,12 +85,6 @@ async def _cleanup(app: App) -> None:
             pass
     if st.pool is not None:
         await st.pool.close()
-
-
-async def _models(request: Request) -> Response:
-    st = request.app[DATA_STATE]
-    st.config()
-    return Response(st.models_body)
 
 
 async def _metrics(request: Request) -> Response:

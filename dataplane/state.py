@@ -74,13 +74,16 @@ class DataPlaneState:
         include_usage: bool = True,
         trace_parent: Any = None,
         attempt: int = 1,
+        adapter: Adapter | None = None,
     ) -> UpstreamAttempt:
         """One upstream call to `cand` on the pooled connections, bounded by the request's `deadline`; with
-        `trace_parent` (the request's span) it gets a child span numbered `attempt` (controlplane/tracing.py)."""
+        `trace_parent` (the request's span) it gets a child span numbered `attempt` (controlplane/tracing.py).
+        `adapter` speaks another endpoint of the candidate's API (a client API's pass-through, embeddings); its
+        family adapter (chat) without one."""
         assert self.pool is not None, "the app has not started"
         return UpstreamAttempt(
             self.pool,
-            self.adapter(cand.adapter),
+            adapter or self.adapter(cand.adapter),
             cand,
             body,
             stream=stream,

@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from adapters.sim import embeddings as sim_embeddings
 from adapters.sim.catalogue import Behaviour, ErrorResponse, FaultSpec, RenderContext, gg_body, resolve_fault
 from adapters.sim.chat import BadRequest, ChatCall, WireFormat, build_answer, estimate_tokens
 from adapters.sim.config import SIM_AWS_ACCESS_KEY_ID, SimProvider
@@ -31,6 +32,7 @@ from adapters.sim.wire_anthropic import AnthropicWire
 from adapters.sim.wire_bedrock import BedrockWire, base_id, br_error
 from adapters.sim.wire_gemini import GeminiWire
 from adapters.sim.wire_openai import OpenAIWire
+from adapters.sim.wire_responses import ResponsesWire
 from controlplane.clock import Clock
 
 __all__ = ["ProviderServer", "WIRES", "BASE_PATHS"]
@@ -58,6 +60,7 @@ class ProviderServer:
         self.cfg, self.host = cfg, host
         self.port = cfg.port
         self.wire = WIRES[cfg.family]()
+        self.responses_wire = ResponsesWire()  # OpenAI-family providers serve the Responses API natively too
         self.limiter = RateLimiter(cfg.rate_limits, clock)
         # Vertex: the OAuth2 token endpoint for service-account credentials, and the check of its bearer tokens.
         self.tokens = TokenIssuer(clock, cfg.token_lifetime) if cfg.family == "vertex" else None
@@ -145,6 +148,8 @@ class ProviderServer:
         if fam == "openai":
             for prefix in ("/v1", "", "/openai/v1"):  # the last: Azure's v1 surface
                 r.add_post(prefix + "/chat/completions", self._chat)
+                r.add_post(prefix + "/responses", self._responses)
+                r.add_post(prefix + "/embeddings", self._embeddings)
                 r.add_get(prefix + "/models", self._models)
                 r.add_get(prefix + "/models/{model:.+}", self._model)
             r.add_post("/openai/deployments/{model}/chat/completions", self._chat)  # Azure-style deployment path
@@ -364,6 +369,58 @@ class ProviderServer:
             return self._respond(ErrorResponse(404, json.dumps(body).encode()))
         return await self._inference(request, "chat_completions", deployment)
 
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        return await self._inference(request, "responses", wire=self.responses_wire)
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        """OpenAI `/v1/embeddings`."""
+        raw = await request.read()
+        try:
+            model, texts, dims, fmt = sim_embeddings.openai_inputs(json.loads(raw) if raw else None)
+        except ValueError as exc:
+            self._stats.count(self.cfg.id, None, "embeddings")
+            msg = exc.message if isinstance(exc, BadRequest) else f"could not parse the JSON body: {exc}"
+            return self._respond(self.wire.bad_request(msg, getattr(exc, "param", None)))
+        self._stats.count(self.cfg.id, model, "embeddings")
+        return await self._embed(
+            request, model, lambda: sim_embeddings.openai_answer(model, texts, dims, fmt), len(texts)
+        )
+
+    async def _gemini_embed(self, request: web.Request, model: str, batch: bool) -> web.StreamResponse:
+        """Gemini `:embedContent` / `:batchEmbedContents`."""
+        endpoint = "batch_embed_contents" if batch else "embed_content"
+        raw = await request.read()
+        try:
+            rows = sim_embeddings.gemini_inputs(json.loads(raw) if raw else None, batch)
+        except ValueError as exc:
+            self._stats.count(self.cfg.id, model, endpoint)
+            msg = exc.message if isinstance(exc, BadRequest) else f"could not parse the JSON body: {exc}"
+            return self._respond(self.wire.bad_request(msg))
+        self._stats.count(self.cfg.id, model, endpoint)
+        return await self._embed(request, model, lambda: sim_embeddings.gemini_answer(model, rows, batch), len(rows))
+
+    async def _embed(
+        self, request: web.Request, model: str, answer: Callable[[], dict[str, Any]], n: int
+    ) -> web.StreamResponse:
+        """The faults that act before an answer, the rate limit, then the answer (or a fault's broken body)."""
+        pre = await self._preflight(request, model, inference=True, stream=False)
+        if isinstance(pre, web.StreamResponse):
+            return pre
+        if not self.limiter.try_consume(n):
+            return self._rate_limited(model)
+        b = pre.terminal.spec.behaviour if pre.terminal else None
+        if b is Behaviour.EMPTY:
+            body = json.dumps(
+                {"object": "list", "data": [], "model": model} if self.cfg.family != "gemini" else {"embeddings": []}
+            ).encode()
+        else:
+            body = json.dumps(answer()).encode()
+            if b is Behaviour.TRUNCATED:
+                body = body[: len(body) // 2]
+            elif b is Behaviour.MALFORMED:
+                body = body[:20] + b'"ab'
+        return web.Response(body=body, status=200, headers=self._capacity(pre), content_type="application/json")
+
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         return await self._inference(request, "messages")
 
@@ -469,6 +526,8 @@ class ProviderServer:
             return await self._inference(request, "stream_generate_content", model, stream=True)
         if request.method == "POST" and method == "countTokens":
             return await self._count_tokens(request, model)
+        if request.method == "POST" and method in ("embedContent", "batchEmbedContents"):
+            return await self._gemini_embed(request, model, method == "batchEmbedContents")
         return self._respond(
             ErrorResponse(
                 404,

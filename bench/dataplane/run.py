@@ -8,7 +8,8 @@ throughput at 64 connections (wrk) as a share of direct, CPU ms per proxied requ
 the wrk window plus the moments after it until the process is quiet again, so writes that lag behind the load
 are counted), and added latency p50/p99 at one connection. Then resident memory of `turnout serve` while 1,000
 streams are open, and upstream attempts per target during a withdrawal phase and a hang phase. Every figure is
-labelled with the git commit it belongs to. Never asserted anywhere: these are measurements.
+labelled with the git commit it belongs to. The Responses and Messages APIs are measured beside chat on the data
+plane alone (bench/dataplane/client_apis.py). Never asserted anywhere: these are measurements.
 
 This machine's throughput moves by ±15 % from one 5-second window to the next (a shared VM), so the direct,
 bare and Turnout phases run back to back in several interleaved rounds and each figure is the median of the
@@ -499,6 +500,11 @@ probes: {{kinds: {{catalogue: {{enabled: false}}, completion: {{enabled: false}}
                 _compare(rounds, proxies[0][0], against[0][0], commit, sha)
             if opts.traced:
                 _traced(rounds, proxies[0][0])
+            from bench.dataplane import client_apis  # late: it reuses this module's helpers
+
+            client_apis.report(
+                client_apis.measure(wrk, f"http://127.0.0.1:{t_port}", pid, seconds, n_rounds, Path(tmp))
+            )
             rss = asyncio.run(_streams(f"{serve_url}/v1/chat/completions", 1000, serve_pid))
             print(f"  1000 concurrent 5 s streams, 3 waves: turnout serve RSS MB {' '.join(f'{x:.0f}' for x in rss)}")
             print(

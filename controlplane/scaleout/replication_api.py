@@ -176,6 +176,7 @@ def decision_to_wire(d: Decision) -> dict[str, Any]:
         "ttft_s": d.ttft_s,
         "tag": d.tag,
         "table_version": d.table_version,
+        "api": d.api,
     }
 
 
@@ -223,6 +224,7 @@ def decision_from_wire(d: Any) -> Decision:
         ttft_s=_wire_number(d, "ttft_s"),
         tag=_wire_text(d, "tag", 128, nullable=True),
         table_version=version,
+        api=_wire_text(d, "api", 16, nullable=True) or "chat",  # absent from an older replica: chat
     )
 
 

@@ -21,6 +21,7 @@ import orjson
 from controlplane import tracing
 from controlplane.decisions import Decision, cost_usd
 from controlplane.domain import Classification, ErrorClass
+from dataplane.api.intake import route_kind
 from dataplane.attempts import ClientGone, Opened, StreamEnd, UpstreamAttempt
 from dataplane.failover import Answer, AttemptOutcome, Exhausted, LoopOptions, first_answer
 from dataplane.http.messages import Request, Response, StreamResponse, error_response
@@ -87,6 +88,8 @@ async def chat_completions(request: Request) -> Response | StreamResponse:
         prefs = parse_preferences(body, request.headers)
     except PreferenceError as exc:
         return _bad_request(exc.field, exc.problem)
+    if route_kind(st, model) == "embedding":
+        return _bad_request("model", f"{model!r} serves embedding models; call it with POST /v1/embeddings")
     route_cfg = st.routes.get(model)
     if route_cfg is not None and route_cfg.mode == "panel":
         return await handle_panel(request, body, route_cfg, state=st, prefs=prefs, t0=t0)

@@ -199,7 +199,7 @@ class Connection(asyncio.Protocol):
             self._refuse(self._refusal)
 
     async def _answer(self, req: Request) -> None:
-        handler = self._app.routes.get((req.method, req.path))
+        handler = self._app.handler_for(req.method, req.path)
         if handler is None:
             resp: Response | StreamResponse = self._no_route(req)
         else:

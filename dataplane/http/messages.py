@@ -49,6 +49,7 @@ class App:
 
     def __init__(self, *, max_body_bytes: Callable[[], int] | int) -> None:
         self.routes: dict[tuple[str, str], Handler] = {}
+        self.prefix_routes: list[tuple[str, str, Handler]] = []
         self._state: dict[AppKey[Any], Any] = {}
         self.on_startup: list[Callable[[App], Awaitable[None]]] = []
         self.on_cleanup: list[Callable[[App], Awaitable[None]]] = []
@@ -56,6 +57,20 @@ class App:
 
     def add_route(self, method: str, path: str, handler: Handler) -> None:
         self.routes[(method, path)] = handler
+
+    def add_prefix_route(self, method: str, prefix: str, handler: Handler) -> None:
+        """`handler` answers `prefix` + one more path segment (`GET /v1/responses/{id}`: the handler reads it)."""
+        self.prefix_routes.append((method, prefix, handler))
+
+    def handler_for(self, method: str, path: str) -> Handler | None:
+        """The handler for a request: an exact route first (one dict lookup on the hot path), then a prefix route."""
+        handler = self.routes.get((method, path))
+        if handler is None:
+            for m, prefix, h in self.prefix_routes:
+                rest = path[len(prefix) :]
+                if m == method and path.startswith(prefix) and rest and "/" not in rest:
+                    return h
+        return handler
 
     def max_body_bytes(self) -> int:
         return self._max_body()

@@ -49,23 +49,34 @@ async def test_clients_walking_away_mid_stream_never_count_against_the_provider(
     try:
         await stack.step(10, by=5)
         stack.sim.set_fault("oa", "slow_tokens", rate=40)  # streams last long enough to be abandoned halfway
-        before = stack.metric("turnout_dataplane_requests_total", {"route": "pair", "outcome": "client_gone"})
+        before = stack.metric(
+            "turnout_dataplane_requests_total", {"route": "pair", "outcome": "client_gone", "api": "chat"}
+        )
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
             await asyncio.gather(
                 *(_abandon(http, stack.data) for _ in range(CLIENTS)),
                 *(_complete(http, stack.data, errors) for _ in range(CLIENTS // 4)),
             )
-        gone = stack.metric("turnout_dataplane_requests_total", {"route": "pair", "outcome": "client_gone"}) - before
+        gone = (
+            stack.metric("turnout_dataplane_requests_total", {"route": "pair", "outcome": "client_gone", "api": "chat"})
+            - before
+        )
 
         async def all_noticed() -> None:  # the server side notices each hang-up on its own; bounded
             while (
-                stack.metric("turnout_dataplane_requests_total", {"route": "pair", "outcome": "client_gone"}) - before
+                stack.metric(
+                    "turnout_dataplane_requests_total", {"route": "pair", "outcome": "client_gone", "api": "chat"}
+                )
+                - before
                 < CLIENTS
             ):
                 await asyncio.sleep(0.02)
 
         await asyncio.wait_for(all_noticed(), 20)
-        gone = stack.metric("turnout_dataplane_requests_total", {"route": "pair", "outcome": "client_gone"}) - before
+        gone = (
+            stack.metric("turnout_dataplane_requests_total", {"route": "pair", "outcome": "client_gone", "api": "chat"})
+            - before
+        )
         await stack.rt.sink.flush()
         assert errors == [], errors[:3]
         assert gone == CLIENTS

@@ -56,7 +56,7 @@ async def test_streaming_clients_see_no_error_while_a_provider_is_withdrawn_and_
                 await stack.rt.sink.flush()
                 per_round.append(open_fds())
             assert stack.state(OA) == "withdrawn"
-            served = stack.metric("turnout_dataplane_requests_total", {"route": "pair", "outcome": "ok"})
+            served = stack.metric("turnout_dataplane_requests_total", {"route": "pair", "outcome": "ok", "api": "chat"})
         assert errors == [], errors[:5]
         assert served == CLIENTS * ROUNDS
         # pooled connections reach a steady size; rounds after that add none

@@ -59,7 +59,9 @@ async def test_all_targets_failing_gives_a_clear_503_and_one_exhausted_then_one_
     assert {s["target"] for s in err["skipped"]} == {OA, OB} and all(s["reason"] for s in err["skipped"])
     assert OA in err["message"] and OB in err["message"] and "withdrawn" in err["message"]
     assert stack.metric("turnout_route_admissible_targets", {"route": "pair"}) == 0
-    assert stack.metric("turnout_dataplane_requests_total", {"route": "pair", "outcome": "exhausted"}) >= 1
+    assert (
+        stack.metric("turnout_dataplane_requests_total", {"route": "pair", "outcome": "exhausted", "api": "chat"}) >= 1
+    )
 
     await stack.step(20, by=5)  # staying down is not news: no second exhausted event
     exhausted = [e for e in stack.events("route.exhausted") if e.subject == "pair"]

@@ -27,6 +27,19 @@ EXPECTED: dict[str, tuple[str, str]] = {
     "duplicate_provider.yaml": ("providers[1].id", "duplicate provider id 'acme'"),
     "duplicate_model.yaml": ("providers.acme.models[1].name", "duplicate model 'm1'"),
     "duplicate_route.yaml": ("routes[1].name", "duplicate route name 'r'"),
+    "embedding_route_mixes_models.yaml": (
+        "routes.embed.targets",
+        "embedding route 'embed' mixes models: oa/text-embedding-3-small (text-embedding-3-small), "
+        "oa/text-embedding-3-large (text-embedding-3-large)",
+    ),
+    "route_mixes_chat_and_embedding.yaml": (
+        "routes.mixed.targets",
+        "route 'mixed' mixes chat and embedding targets: oa/gpt-4o-mini (chat), oa/text-embedding-3-small (embedding)",
+    ),
+    "embedding_on_anthropic.yaml": (
+        "routes.embed.targets",
+        "an/claude-embed is on provider 'an' (adapter anthropic), whose API has no embeddings",
+    ),
     "bad_yaml.yaml": ("line 4, column 14", "not valid YAML"),
     "empty.yaml": ("", "the file is empty"),
     "top_level_list.yaml": ("", "the top level must be a mapping"),

@@ -29,7 +29,13 @@ async def test_a_client_that_gives_up_never_counts_against_the_provider(env: Env
                 await r.read()
     requests = env.rt.metrics.registry.get_sample_value
     await _until(
-        lambda: (requests("turnout_dataplane_requests_total", {"route": "main", "outcome": "client_gone"}) or 0) == 1
+        lambda: (
+            (
+                requests("turnout_dataplane_requests_total", {"route": "main", "outcome": "client_gone", "api": "chat"})
+                or 0
+            )
+            == 1
+        )
     )  # the handler noticed the disconnect
     assert env.rt.sink.observations == []  # no timeout, no failure: the provider did nothing wrong
     assert env.requests("ob") == 0  # and no failover was started on the client's behalf

@@ -172,6 +172,7 @@ def test_catalogue_lists_every_metric_with_prefix_units_and_bounded_labels() -> 
         "direction",
         "version",  # turnout_build_info: one series per process, whose value is fixed at start
         "python",
+        "api",  # the client API: chat, responses, messages, count_tokens, embeddings
     }
     docs = catalogue()
     assert len(docs) == len({d.name for d in docs}) >= 30

@@ -22,7 +22,7 @@ def _fed() -> Metrics:
     observe_observation(
         m, Observation.failure("mistral/mistral-large", ErrorClass.SERVER_ERROR, kind="completion", at=NOW)
     )
-    m.dataplane_requests_total.labels("frontier", "ok").inc()
+    m.dataplane_requests_total.labels("frontier", "ok", "chat").inc()
     m.webhook_queue_depth.set(3)
     m.scheduler_lag_seconds.observe(0.02)
     return m
@@ -38,7 +38,7 @@ async def test_metrics_endpoint_serves_the_registry() -> None:
         body = await resp.text()
     assert "turnout_table_version 7.0" in body
     assert 'turnout_target_state{model="deepseek-chat",provider="deepseek",state="withdrawn"} 1.0' in body
-    assert 'turnout_dataplane_requests_total{outcome="ok",route="frontier"} 1.0' in body
+    assert 'turnout_dataplane_requests_total{api="chat",outcome="ok",route="frontier"} 1.0' in body
 
 
 def test_promtool_check_metrics_accepts_the_exposition() -> None:

@@ -296,7 +296,13 @@ async def test_a_client_leaving_mid_panel_stops_the_members_and_counts_against_n
                 await r.read()
     value = env.rt.metrics.registry.get_sample_value
     await _until(
-        lambda: (value("turnout_dataplane_requests_total", {"route": "fusion", "outcome": "client_gone"}) or 0) == 1
+        lambda: (
+            (
+                value("turnout_dataplane_requests_total", {"route": "fusion", "outcome": "client_gone", "api": "chat"})
+                or 0
+            )
+            == 1
+        )
     )
     assert env.rt.sink.classes("ob/gpt-x") == []  # the abandoned member is not an outcome
     assert env.judge.bodies == [] and env.synth.bodies == []

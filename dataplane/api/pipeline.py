@@ -1,0 +1,292 @@
+"""One request of any non-chat client API through the one failover loop, and its answer in that API's shape.
+
+A client API (Responses, Messages, count_tokens, embeddings) is a `ClientApi`: it says which targets of a route
+can serve it and why the others cannot, what to send each target (pass-through or translated, and with which
+adapter), and how to write a JSON answer, a stream and an error in its own shape. `serve` does the rest the
+same way for every API, as dataplane/api/chat.py does for chat: the candidates of the plan, the loop
+(dataplane/failover.py) with retry-once, larger-context moves and hedging, a live observation and metrics for
+every attempt (dataplane/outcomes.py), `x-turnout-*` headers, usage and cost, and one decision-log record naming
+the API. A stream fails over freely until it is an answer; after that a failure ends it with the API's own
+error event (the `StreamWriter`), never a clean end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from adapters.base import Adapter
+from controlplane.decisions import Decision, cost_usd
+from controlplane.domain import Classification, ErrorClass
+from dataplane.attempts import ClientGone, Opened, StreamEnd, StreamWriter, UpstreamAttempt
+from dataplane.failover import Answer, AttemptOutcome, Exhausted, LoopOptions, first_answer
+from dataplane.http.messages import Request, Response, StreamResponse
+from dataplane.outcomes import tokens
+from dataplane.preferences import Preferences
+from dataplane.selection import Candidate, Plan
+from dataplane.state import DataPlaneState
+
+__all__ = ["ClientApi", "Call", "serve", "trail_headers"]
+
+
+class ClientApi(Protocol):
+    """What one client API tells the pipeline about one request."""
+
+    api: str  # named in the decision log and the request metrics: responses | messages | count_tokens | embeddings
+    stream: bool
+    larger_context: bool  # a context-length refusal may move to a larger window (not for embeddings)
+
+    def unfit(self, cand: Candidate) -> str | None:
+        """Why `cand` cannot serve this request (None: it can)."""
+        ...
+
+    def call(self, cand: Candidate) -> tuple[Adapter | None, dict[str, Any]]:
+        """The adapter to speak to `cand` (None: its family's chat adapter) and the body to send."""
+        ...
+
+    def answer(self, cand: Candidate, opened: Opened, trail: dict[str, Any] | None) -> bytes:
+        """The JSON answer in the client's shape (`trail` added when the caller asked for the decision)."""
+        ...
+
+    def writer(self, cand: Candidate) -> StreamWriter:
+        """The stream writer for `cand`'s stream in the client's shape."""
+        ...
+
+    def error(
+        self, status: int, message: str, *, code: str | None, headers: Mapping[str, str] | None, **extra: Any
+    ) -> Response:
+        """An error answer in the client's shape."""
+        ...
+
+    def refusal(self, cand: Candidate, opened: Opened, status: int, headers: Mapping[str, str]) -> Response:
+        """The caller's own mistake as the provider said it, in the client's shape."""
+        ...
+
+    def finished(self, cand: Candidate, result: dict[str, Any] | None) -> None:
+        """The answer went to the client: `result` is the upstream's JSON answer; None for a stream (the API's
+        own writer saw it)."""
+        ...
+
+
+@dataclass(slots=True)
+class Call:
+    """What one client request carries through the loop."""
+
+    api: ClientApi
+    plan: Plan
+    prefs: Preferences
+    tries: list[AttemptOutcome] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def trail(self) -> dict[str, Any]:
+        return {
+            "api": self.api.api,
+            "model": self.plan.name,
+            "table_version": self.plan.table_version,
+            "candidates": [c.target for c in self.plan.candidates],
+            "skipped": [{"target": t, "reason": r} for t, r in self.plan.skipped],
+            "attempts": [t.brief() for t in self.tries],
+            "notes": self.notes,
+        }
+
+
+def trail_headers(call: Call, target: str | None) -> dict[str, str]:
+    h = {"x-turnout-attempts": str(len(call.tries)), "x-turnout-table-version": str(call.plan.table_version)}
+    if target is not None:
+        h["x-turnout-target"] = target
+    if call.prefs.debug:
+        h["x-turnout-decision"] = json.dumps(call.trail(), separators=(",", ":"), ensure_ascii=True)
+    return h
+
+
+class _Report:
+    """A failed attempt: a live observation and the attempt metric; a failover counted."""
+
+    __slots__ = ("_st", "_route")
+
+    def __init__(self, st: DataPlaneState, route: str) -> None:
+        self._st, self._route = st, route
+
+    def failed(self, cand: Candidate, opened: Opened) -> None:
+        c = opened.classification
+        headroom = opened.headroom.ratio if opened.headroom else None
+        self._st.outcomes.observe(cand, c, latency=opened.latency_s, ttft=opened.ttft_s, headroom=headroom)
+        self._st.outcomes.attempt(self._route, cand, c.error_class)
+
+    def failing_over(self, error_class: ErrorClass) -> None:
+        self._st.outcomes.failover(self._route, error_class)
+
+
+async def serve(
+    request: Request, st: DataPlaneState, api: ClientApi, plan: Plan, prefs: Preferences, t0: float
+) -> Response | StreamResponse:
+    """Run `api`'s request over `plan` and answer in its shape."""
+    fit: list[Candidate] = []
+    for cand in plan.candidates:
+        why = api.unfit(cand)
+        if why is None:
+            fit.append(cand)
+        else:
+            plan.skipped.append((cand.target, why))
+    unfit = len(plan.candidates) - len(fit)
+    plan.candidates = fit
+    call = Call(api, plan, prefs)
+    if not fit and unfit:
+        # Nothing on this route can serve this API (or this use of it): the caller's request, not an outage.
+        reasons = "; ".join(f"{t}: {r}" for t, r in plan.skipped)
+        _finish(st, call, None, "client_error", 400, t0)
+        return api.error(
+            400, f"route {plan.name!r} cannot serve this request ({reasons})", code="unsupported", headers=None
+        )
+    dp = st.rt.config.dataplane
+    options = LoopOptions(
+        max_attempts=dp.max_attempts,
+        deadline=asyncio.get_running_loop().time() + dp.total_timeout,
+        stream=api.stream,
+        retry_once=True,
+        larger_context=api.larger_context,
+        hedging=plan.hedging,
+        rand=st.rand,
+    )
+
+    def start(cand: Candidate) -> UpstreamAttempt:
+        adapter, body = api.call(cand)
+        return st.attempt(cand, body, stream=api.stream, deadline=options.deadline, adapter=adapter)
+
+    try:
+        answer = await first_answer(fit, start, _Report(st, plan.name), options, tried=call.tries, notes=call.notes)
+    except Exhausted as exc:
+        if exc.client_error is not None:
+            opened, cand = exc.client_error
+            c = opened.classification
+            status = c.status if c.status is not None and 400 <= c.status < 500 else 400
+            _finish(st, call, cand, "client_error", status, t0)
+            return api.refusal(cand, opened, status, trail_headers(call, cand.target))
+        return _exhausted(st, call, t0)
+    except asyncio.CancelledError:  # the client went away: every attempt was closed, nothing counts against them
+        _finish(st, call, None, "client_gone", 499, t0)
+        raise
+    return await _commit(request, st, call, answer, t0)
+
+
+def _finish(
+    st: DataPlaneState,
+    call: Call,
+    target: Candidate | None,
+    outcome: str,
+    status: int,
+    t0: float,
+    usage: Any = None,
+    ttft: float | None = None,
+) -> None:
+    """Metrics and the decision-log record for one finished client request."""
+    rt = st.rt
+    route = call.plan.name
+    latency = rt.clock.monotonic() - t0
+    st.outcomes.request(route, call.api.stream, outcome, latency, api=call.api.api)
+    tin, tout = tokens(usage)
+    cost = cost_usd(tin, tout, target.price_in, target.price_out) if target is not None else 0.0
+    if target is not None and (tin or tout):
+        st.outcomes.usage(route, target.target, tin, tout, cost)
+    if st.decisions is not None:
+        st.decisions.record(
+            Decision(
+                at=rt.clock.wall(),
+                route=route,
+                target=target.target if target else None,
+                outcome=outcome,
+                status=status,
+                stream=call.api.stream,
+                attempts=[(t.target, str(t.error_class), t.status) for t in call.tries],
+                tokens_in=tin,
+                tokens_out=tout,
+                cost_usd=cost,
+                latency_s=latency,
+                ttft_s=ttft,
+                tag=call.prefs.tag,
+                table_version=call.plan.table_version,
+                api=call.api.api,
+            )
+        )
+
+
+def _exhausted(st: DataPlaneState, call: Call, t0: float) -> Response:
+    attempts = [{"target": t.target, "error_class": str(t.error_class), "status": t.status} for t in call.tries]
+    skipped = [{"target": t, "reason": r} for t, r in call.plan.skipped]
+    why = "; ".join(f"{s['target']}: {s['reason']}" for s in skipped)
+    tried = ", ".join(f"{a['target']}: {a['error_class']}" for a in attempts) or (
+        f"no admissible target: {why}" if why else "no admissible target"
+    )
+    _finish(st, call, None, "exhausted", 503, t0)
+    extra: dict[str, Any] = {"attempts": attempts, "skipped": skipped}
+    if call.prefs.debug:
+        extra["turnout"] = call.trail()
+    return call.api.error(
+        503,
+        f"no target could answer for {call.plan.name!r} ({tried})",
+        code="no_admissible_target",
+        headers=trail_headers(call, None),
+        **extra,
+    )
+
+
+async def _commit(
+    request: Request, st: DataPlaneState, call: Call, answer: Answer, t0: float
+) -> Response | StreamResponse:
+    att, opened, cand = answer.attempt, answer.opened, answer.cand
+    api, route = call.api, call.plan.name
+    headroom = opened.headroom.ratio if opened.headroom else None
+    if not api.stream:
+        att.close(reuse=True)
+        st.outcomes.observe(
+            cand, opened.classification, latency=opened.latency_s, ttft=opened.ttft_s, headroom=headroom
+        )
+        st.outcomes.attempt(route, cand, ErrorClass.OK)
+        usage = opened.response.get("usage") if opened.response else None
+        _finish(st, call, cand, "ok", 200, t0, usage, opened.ttft_s)
+        body = api.answer(cand, opened, call.trail() if call.prefs.debug else None)
+        api.finished(cand, opened.response)
+        return Response(body=body, content_type="application/json", headers=trail_headers(call, cand.target))
+    resp = StreamResponse(
+        headers={**trail_headers(call, cand.target), "Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    writer = api.writer(cand)
+    end: StreamEnd
+    try:
+        await resp.prepare(request)
+
+        async def emit(data: bytes) -> None:
+            if data:
+                try:
+                    await resp.write(data)
+                except (ConnectionError, RuntimeError) as exc:  # reset by peer / transport closed
+                    raise ClientGone() from exc
+
+        end = await att.pump(emit, opened.buffered, writer)
+    except (ConnectionError, ClientGone):
+        end = StreamEnd(Classification(ErrorClass.OK), client_gone=True)
+    except asyncio.CancelledError:
+        att.close()  # the client went away mid-stream: not the provider's fault, no observation
+        _finish(st, call, cand, "client_gone", 499, t0, att.usage)
+        raise
+    att.close(reuse=end.classification.ok and not end.client_gone)
+    c = end.classification
+    if end.client_gone:
+        _finish(st, call, cand, "client_gone", 499, t0, end.usage, end.ttft_s)
+        return resp
+    # latency = to the first chunk: a long generation is not a slow call (the breaker's slow-call rule reads latency)
+    st.outcomes.observe(cand, c, latency=opened.latency_s, ttft=end.ttft_s, headroom=headroom, duration=end.latency_s)
+    st.outcomes.attempt(route, cand, c.error_class)
+    if not c.ok:
+        call.tries[-1] = AttemptOutcome(cand.target, c.error_class, c.status, c.detail, end.latency_s)
+    _finish(st, call, cand, "ok" if c.ok else "stream_error", 200, t0, end.usage, end.ttft_s)
+    if c.ok:
+        api.finished(cand, None)  # the API's writer holds what it wrote
+    try:
+        await resp.write_eof()
+    except (ConnectionError, RuntimeError):
+        pass
+    return resp
