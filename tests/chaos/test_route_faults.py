@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.chaos.conftest import OA, OB, SOAK, Stack
+from tests.chaos.conftest import AN, OA, OB, SOAK, Stack
 
 pytestmark = pytest.mark.integration
 
@@ -22,10 +22,17 @@ async def test_combined_faults_never_reach_the_client(stack: Stack) -> None:
     stack.sim.set_fault("an", "NET-8", probability=0.3)  # malformed stream chunks
     results = await asyncio.gather(*(stack.chat("main", stream=i % 2 == 1) for i in range(24)))
     for status, _, body in results:
-        # with three targets each failing only part of the time, someone always answers
+        if status == 503:
+            # Each target fails part of the time, so now and then all three fail one request (about 2 % of the
+            # streams: a malformed chunk before any content fails over like any fault, it is not committed).
+            # Then the client hears it plainly, after every target was tried, never a fault passed on as an answer.
+            err = body["error"]
+            assert err["code"] == "no_admissible_target" and all(t in err["message"] for t in (OA, OB, AN)), err
+            continue
         assert status == 200, body
         if isinstance(body, str):
             assert "data: [DONE]" in body or '"error"' in body
+    assert sum(status == 200 for status, _, _ in results) >= 20  # expected: 24 (or 23) of 24
     await stack.step(30, by=5)
     assert stack.table().routes["main"].primary is not None
     assert (await stack.api("/readyz"))[0] == 200
