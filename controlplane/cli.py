@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "adapters.sim.cli",  # turnout sim
     "controlplane.commands.status_cmd",  # turnout status / events
     "controlplane.commands.webhooks_cmd",  # turnout webhooks add|list|rm|test
+    "controlplane.commands.keys_cmd",  # turnout keys create|list|show|revoke|rotate
     "controlplane.commands.db_cmd",  # turnout db …
     "controlplane.commands.demo_cmd",  # turnout demo
 )

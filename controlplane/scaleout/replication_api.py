@@ -172,6 +172,7 @@ def decision_to_wire(d: Decision) -> dict[str, Any]:
         "ttft_s": d.ttft_s,
         "tag": d.tag,
         "table_version": d.table_version,
+        "key_id": d.key_id,
     }
 
 
@@ -219,6 +220,7 @@ def decision_from_wire(d: Any) -> Decision:
         ttft_s=_wire_number(d, "ttft_s"),
         tag=_wire_text(d, "tag", 128, nullable=True),
         table_version=version,
+        key_id=_wire_text(d, "key_id", 16, nullable=True),
     )
 
 
