@@ -31,6 +31,7 @@ soak: $(STAMP)
 	TURNOUT_SOAK=1 $(BIN)/python -m pytest -n 2 tests/chaos $(PYTEST_ARGS)
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m bench
 
 # The status page after a failover, rendered by headless Chromium (Debian package chromium) → screenshots/.

@@ -3,7 +3,8 @@
 The stand-in (`MiniBreaker`) is the smallest thing that closes the loop from live outcomes to the table the
 data plane reads: withdraw on region_blocked / model_gone / auth / quota_exhausted, open after three
 consecutive timeouts or connect failures, publish a new table version. It lets the bench show that a withdrawn
-or open target receives no live traffic. Run: `python -m bench.dataplane.turnout_proc CONFIG.yaml PORT`.
+or open target receives no live traffic. Run: `python -m bench.dataplane.turnout_proc CONFIG.yaml PORT [--uvicorn]`
+(`--uvicorn`: the same app behind uvicorn's httptools protocol instead of Turnout's listener).
 """
 
 from __future__ import annotations
@@ -147,6 +148,16 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"sqlite:///{tmp}/decisions.db", SystemClock())
         app, _ = build(cfg, store)
+
+        if "--uvicorn" in args:  # the maintained alternative to the listener (python -m bench listener)
+            from bench.dataplane.uvicorn_app import serve
+
+            def ready() -> None:
+                tune_interpreter_for_serving()
+                print("ready", flush=True)
+
+            asyncio.run(serve(app, "127.0.0.1", port, ready))
+            return
 
         async def run() -> None:
             listener = await start_listener(app, "127.0.0.1", port, backlog=4096)
