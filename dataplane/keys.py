@@ -23,13 +23,14 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 
 from controlplane.clock import Clock
 from controlplane.config import DataAuthConfig
 from controlplane.keys.model import Ring, RingKey
+from controlplane.keys.store import KeyChange, KeyStore, on_change
 from controlplane.keys.tokens import key_id_of, matches
 from dataplane.http.messages import Response, error_response
 
@@ -49,6 +50,8 @@ __all__ = [
 log = logging.getLogger("turnout.keys")
 
 KeySource = Callable[[], Awaitable[Ring]]
+ChangeCallback = Callable[[str, KeyChange], None]
+Subscribe = Callable[[ChangeCallback], Callable[[], None]]  # controlplane.keys.on_change bound to an engine
 RefusalKind = Literal["missing", "invalid", "route", "requests", "tokens", "quota"]
 _MISS_REFRESH_SPACING_S = 0.25  # an unknown key id re-reads the ring at most this often (a flood of guesses
 # must not become a flood of store reads; a key made a moment ago is found at once)
@@ -137,8 +140,17 @@ class KeyGate:
     """The data plane's key check (see the module docstring). `source` None: no key store (keys are never
     required unless `auth.data.require_key`, which then refuses everyone)."""
 
-    def __init__(self, source: KeySource | None, clock: Clock, settings: Callable[[], DataAuthConfig]) -> None:
+    def __init__(
+        self,
+        source: KeySource | None,
+        clock: Clock,
+        settings: Callable[[], DataAuthConfig],
+        *,
+        subscribe: Subscribe | None = None,
+    ) -> None:
         self.source, self.clock, self.settings = source, clock, settings
+        self._subscribe = subscribe
+        self._unsubscribe: Callable[[], None] | None = None
         self.loaded = source is None
         self.any_keys = False
         self._keys: dict[str, Caller] = {}
@@ -146,9 +158,21 @@ class KeyGate:
         self._refreshing: asyncio.Task[bool] | None = None
         self._last_miss_refresh = -math.inf
         self._failing = False
+        self._pending_refresh: asyncio.Future[bool] | None = None
         self.refreshes = 0
 
     # -- the ring ---------------------------------------------------------------------------------
+    @classmethod
+    def for_store(cls, engine: Any, clock: Clock, settings: Callable[[], DataAuthConfig]) -> KeyGate:
+        """The gate of a process that has the store (all-in-one): ring reads in a thread, and changes made through
+        this process's control API applied at once."""
+        keys = KeyStore(engine, clock)
+
+        async def read() -> Ring:
+            return await asyncio.to_thread(keys.ring)
+
+        return cls(read, clock, settings, subscribe=lambda callback: on_change(engine, callback))
+
     @property
     def enforcing(self) -> bool:
         """Keys are required: one exists, the config says so, or the ring could not be read yet."""
@@ -213,10 +237,25 @@ class KeyGate:
         """Drop a key at once (revoked or rotated in this process); the next ring read brings its successor."""
         self._keys.pop(key_id, None)
 
+    def _changed(self, key_id: str, change: KeyChange) -> None:
+        self.any_keys = True  # keys are required from the first one on, not from the next ring read
+        if change != "created":
+            self.forget(key_id)  # before the API answers: the old key is refused from now on
+        self._pending_refresh = asyncio.ensure_future(self.refresh())
+
     async def start(self) -> None:
         """Read the ring, then keep it fresh in the background."""
         if self.source is None:
             return
+        if self._subscribe is not None and self._unsubscribe is None:
+            loop = asyncio.get_running_loop()
+
+            # The key store announces from the API's worker thread: hop onto the loop (in order, before the
+            # API handler itself resumes).
+            def announced(key_id: str, change: KeyChange) -> None:
+                loop.call_soon_threadsafe(self._changed, key_id, change)
+
+            self._unsubscribe = self._subscribe(announced)
         await self.refresh()
         self._task = asyncio.create_task(self._run(), name="turnout-key-ring")
 
@@ -226,6 +265,9 @@ class KeyGate:
             await self.refresh()
 
     async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

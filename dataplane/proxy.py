@@ -2,7 +2,8 @@
 and fails over inside the request.
 
 `build_data_app(rt)` serves `POST /v1/chat/completions` (JSON and SSE) and `GET /v1/models`. Per request:
-read the published table once, plan the candidates (dataplane/selection.py), try them in order with a total
+check the client key (dataplane/keys.py: 401/403/429 before anything else happens), read the published table once,
+plan the candidates (dataplane/selection.py), try them in order with a total
 deadline (dataplane/attempts.py), report every attempt's outcome into the observation pipe, and leave a
 decision-log record. A stream fails over freely until its first chunk reaches the client; after that, a
 failure ends the client's stream with an OpenAI-style error event.
@@ -27,6 +28,7 @@ from dataplane.attempts import ClientGone, Opened, StreamEnd, Timeouts, Upstream
 from dataplane.hedging import hedged_open
 from dataplane.http.messages import App, AppKey, Request, Response, StreamResponse, error_response
 from dataplane.http.upstream import UpstreamPool
+from dataplane.keys import Admission, KeyGate, Refusal, openai_refusal
 from dataplane.preferences import PreferenceError, Preferences, parse_preferences
 from dataplane.selection import Candidate, Plan, Selector
 
@@ -63,6 +65,7 @@ class _Request:
     body: dict[str, Any]
     stream: bool
     include_usage: bool
+    admission: Admission | None = None  # the client key it came with (None: keys not required)
     tries: list[_Try] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -80,9 +83,12 @@ class _Request:
 class DataPlaneState:
     """Per-app state: the runtime, the pooled upstream connections, the selector and the decision log."""
 
-    def __init__(self, rt: Any, adapters: Mapping[str, Adapter] | None, rand: Callable[[], float]) -> None:
+    def __init__(
+        self, rt: Any, adapters: Mapping[str, Adapter] | None, rand: Callable[[], float], keys: KeyGate | None = None
+    ) -> None:
         self.rt = rt
         cfg = rt.config
+        self.keys = keys or KeyGate(None, rt.clock, lambda: rt.config.auth.data)
         self.selector = Selector(cfg, rand)
         self.rand = rand
         self._adapters: dict[str, Adapter] = dict(adapters or {})
@@ -159,16 +165,18 @@ def build_data_app(
     adapters: Mapping[str, Adapter] | None = None,
     rand: Callable[[], float] = random.random,
     serve_metrics: bool = False,
+    keys: KeyGate | None = None,
 ) -> App:
     """The data-plane app, served by dataplane.http.listener (`start_listener(app, host, port)`). `rt` needs config,
-    table_source, sink, metrics, clock; `store` enables the decision log. `serve_metrics` adds `GET /metrics` (a
-    data replica has no control app to serve them).
+        table_source, sink, metrics, clock; `store` enables the decision log. `serve_metrics` adds `GET /metrics` (a
+        data replica has no control app to serve them). `keys` checks client keys (none given: keys are never required
+    unless `auth.data.require_key`, which then refuses every request).
 
-    A client that disconnects (or gives up on its own timeout) cancels its handler at once (the listener does
-    that), so the upstream attempt is abandoned and nothing is counted against the provider.
+        A client that disconnects (or gives up on its own timeout) cancels its handler at once (the listener does
+        that), so the upstream attempt is abandoned and nothing is counted against the provider.
     """
     app = App(max_body_bytes=lambda: rt.config.server.max_body_bytes)  # read per request: reloads apply
-    state = DataPlaneState(rt, adapters, rand)
+    state = DataPlaneState(rt, adapters, rand, keys)
     app[DATA_STATE] = state
     app.add_route("POST", "/v1/chat/completions", _chat)
     app.add_route("GET", "/v1/models", _models)
@@ -193,10 +201,12 @@ async def _startup(app: App) -> None:
         forward=getattr(st.rt, "forward_decision", None),
     )
     await st.decisions.start()
+    await st.keys.start()
 
 
 async def _cleanup(app: App) -> None:
     st = app[DATA_STATE]
+    await st.keys.stop()
     if st.decisions is not None:
         try:
             await st.decisions.stop()
@@ -209,7 +219,16 @@ async def _cleanup(app: App) -> None:
 async def _models(request: Request) -> Response:
     st = request.app[DATA_STATE]
     st.config()
-    return Response(st.models_body)
+    caller = await st.keys.identify(request.headers)
+    if isinstance(caller, Refusal):
+        return openai_refusal(caller)
+    if caller is None or caller.key.routes is None:
+        return Response(st.models_body)
+    models = [
+        {"id": n, "object": "model", "created": 0, "owned_by": "turnout"}
+        for n in st.keys.allowed(caller, list(st.routes))
+    ]
+    return Response(orjson.dumps({"object": "list", "data": models}))
 
 
 async def _metrics(request: Request) -> Response:
@@ -227,6 +246,9 @@ async def _chat(request: Request) -> Response | StreamResponse:
     st.config()
     rt = st.rt
     t0 = rt.clock.monotonic()
+    caller = await st.keys.identify(request.headers)  # 401 before the body is even read
+    if isinstance(caller, Refusal):
+        return openai_refusal(caller)
     try:  # the listener has read the whole body and held it to server.max_body_bytes (413 otherwise)
         body = orjson.loads(request.body)
     except orjson.JSONDecodeError as exc:
@@ -246,11 +268,14 @@ async def _chat(request: Request) -> Response | StreamResponse:
         prefs = parse_preferences(body, request.headers)
     except PreferenceError as exc:
         return _bad_request(exc.field, exc.problem)
+    admission = st.keys.admit(caller, model) if caller is not None else None  # 403 route, 429 limits and budget
+    if isinstance(admission, Refusal):
+        return openai_refusal(admission)
     route_cfg = st.routes.get(model)
     if route_cfg is not None and route_cfg.mode == "panel":
         from dataplane.panel.run import handle_panel  # late: the panel module imports this one's types
 
-        return await handle_panel(request, body, route_cfg, state=st, prefs=prefs, t0=t0)
+        return await handle_panel(request, body, route_cfg, state=st, prefs=prefs, t0=t0, admission=admission)
     plan = st.selector.plan(rt.table_source.current(), model, prefs)
     if plan is None:
         known = ", ".join(st.selector.models()) or "(none)"
@@ -267,7 +292,7 @@ async def _chat(request: Request) -> Response | StreamResponse:
         include_usage = isinstance(so, dict) and so.get("include_usage") is True
         # Always ask for usage: cost accounting needs it; the extra chunk is dropped if the client did not ask.
         body["stream_options"] = {**(so if isinstance(so, dict) else {}), "include_usage": True}
-    req = _Request(plan, prefs, body, stream, include_usage)
+    req = _Request(plan, prefs, body, stream, include_usage, admission)
     return await _serve(request, st, req, t0)
 
 
@@ -405,6 +430,8 @@ def _record_failure(st: DataPlaneState, req: _Request, cand: Candidate, opened: 
 
 def _headers(req: _Request, target: str | None) -> dict[str, str]:
     h = {"x-turnout-attempts": str(len(req.tries)), "x-turnout-table-version": str(req.plan.table_version)}
+    if req.admission is not None:
+        h.update(req.admission.headers)  # x-ratelimit-*: the one place client-key headers join an answer
     if target is not None:
         h["x-turnout-target"] = target
     if req.prefs.debug:
@@ -439,6 +466,7 @@ def _finish(
     cost = cost_usd(tin, tout, target.price_in, target.price_out) if target is not None else 0.0
     if target is not None and (tin or tout):
         st.count_usage(route, target.target, tin, tout, cost)
+    st.keys.settle(req.admission, tin + tout, cost)
     if st.decisions is not None:
         st.decisions.record(
             Decision(
@@ -456,6 +484,7 @@ def _finish(
                 ttft_s=ttft,
                 tag=req.prefs.tag,
                 table_version=req.plan.table_version,
+                key_id=req.admission.caller.id if req.admission is not None else None,
             )
         )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import ipaddress
 import logging
 import signal
 import sys
@@ -25,8 +26,9 @@ from controlplane.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
     from dataplane.http.listener import Listener
+    from dataplane.keys import KeyGate
 
-__all__ = ["add_parser", "serve", "configure_logging"]
+__all__ = ["add_parser", "serve", "configure_logging", "exposure_problem", "is_loopback"]
 
 log = logging.getLogger("turnout.serve")
 _GC_YOUNG_THRESHOLD = 20_000
@@ -113,6 +115,42 @@ async def _site(app: web.Application, host: str, port: int) -> web.AppRunner:
     return runner
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve anywhere
+
+
+def exposure_problem(cfg: Config, no_keys: bool) -> str | None:
+    """Why the data plane must not bind where it is configured to (None: it may). Beyond loopback with no client
+    key, anyone who reaches the port could spend every provider key in the config."""
+    d, data_auth = cfg.server.data, cfg.auth.data
+    if not no_keys or is_loopback(d.host) or data_auth.anonymous or data_auth.require_key:
+        return None
+    return (
+        f"{cfg.source}: server.data.host: {d.host} is not a loopback address and no client key exists, so anyone "
+        "who can reach the port could spend every provider key in this file; create one first "
+        f"(`turnout keys -c {cfg.source} create --name NAME`), or set auth.data.anonymous: true to serve without keys"
+    )
+
+
+async def _key_gate(rt: Any, replica: bool) -> KeyGate:
+    """The data plane's key check: the ring from a control replica (data replicas) or from the store."""
+    from dataplane.keys import KeyGate
+
+    settings = lambda: rt.config.auth.data  # noqa: E731  (read per use: reloads apply)
+    gate = (
+        KeyGate(rt.fetch_ring, rt.clock, settings)
+        if replica
+        else KeyGate.for_store(rt.store.engine, rt.clock, settings)
+    )
+    await gate.refresh()
+    return gate
+
+
 async def serve(
     cfg: Config,
     config_path: str | None,
@@ -177,7 +215,13 @@ async def serve(
                 log.warning("data plane not available in this build (%s)", exc.name)
             else:
                 d = cfg.server.data
-                app = build_data_app(rt, serve_metrics=bool(control_urls))  # a replica has no control app
+                gate = await _key_gate(rt, bool(control_urls))
+                problem = exposure_problem(cfg, gate.loaded and not gate.any_keys)
+                if problem is not None:
+                    log.error("cannot start: %s", problem)
+                    return 2
+                # a replica has no control app
+                app = build_data_app(rt, serve_metrics=bool(control_urls), keys=gate)
                 runners.append(await start_listener(app, d.host, d.port))
                 log.info("data plane on http://%s:%d/v1", d.host, d.port)
         if on_ready is not None:

@@ -27,6 +27,7 @@ from controlplane.domain import Classification, ErrorClass, Observation, Source
 from controlplane.table import Table
 from dataplane.attempts import Opened, UpstreamAttempt
 from dataplane.http.messages import Request, Response, StreamResponse
+from dataplane.keys import Admission
 from dataplane.panel.prompts import (
     DEFAULT_JUDGE_TEMPLATE,
     DEFAULT_SYNTHESIZER_TEMPLATE,
@@ -161,6 +162,7 @@ class PanelRun:
         self.client_error: tuple[Opened, Candidate] | None = None
         self.final: Candidate | None = None
         self.finished = False
+        self.admission: Admission | None = None  # the client key it came with (set by handle_panel)
 
     # -- one upstream call ------------------------------------------------------------------------
     def attempt(self, cand: Candidate, body: dict[str, Any], *, stream: bool, deadline: float) -> UpstreamAttempt:
@@ -420,6 +422,8 @@ class PanelRun:
             h["x-turnout-cost-usd"] = f"{self.cost():.8f}"
         if self.final is not None:
             h["x-turnout-target"] = self.final.target
+        if self.admission is not None:
+            h.update(self.admission.headers)
         if self.prefs.debug:
             h["x-turnout-decision"] = json.dumps(self.trail(full=False), separators=(",", ":"), ensure_ascii=True)
         return h
@@ -440,8 +444,9 @@ class PanelRun:
                 by_target[c.target] = (c, tin + c.tokens_in, tout + c.tokens_out, cost + c.cost_usd)
         for target, (_, tin, tout, cost) in by_target.items():
             st.count_usage(route, target, tin, tout, cost)
+        u = self.usage()
+        st.keys.settle(self.admission, u["prompt_tokens"] + u["completion_tokens"], self.cost())
         if st.decisions is not None:
-            u = self.usage()
             st.decisions.record(
                 Decision(
                     at=rt.clock.wall(),
@@ -458,6 +463,7 @@ class PanelRun:
                     ttft_s=ttft,
                     tag=self.prefs.tag,
                     table_version=self.table.version,
+                    key_id=self.admission.caller.id if self.admission is not None else None,
                 )
             )
 
@@ -483,6 +489,7 @@ async def handle_panel(
     state: DataPlaneState,
     prefs: Preferences,
     t0: float,
+    admission: Admission | None = None,
 ) -> Response | StreamResponse:
     """Serve one chat completion for a `mode: panel` route (the proxy has validated `model`, `messages`, `stream`)."""
     panel = route_cfg.panel
@@ -504,6 +511,7 @@ async def handle_panel(
     except TemplateError as exc:
         return error(500, f"panel misconfigured: {exc}", "server_error", "panel_misconfigured")
     run = PanelRun(state, route_cfg, panel, body, prefs, t0, state.rt.table_source.current())
+    run.admission = admission
     try:
         return await _serve(request, run, judge_t, synth_t)
     except asyncio.CancelledError:  # the client left (the proxy cancels its handler): every attempt was closed
