@@ -327,7 +327,7 @@ async def test_ssrf_guard_never_follows_a_redirect_inside() -> None:
 
 # -- constant-time comparisons --------------------------------------------------------------------------
 _SECRETISH = re.compile(r"token|secret|signature|api_key|password|digest|bearer", re.I)
-_SOURCES = [p for d in ("controlplane", "adapters", "probes") for p in (ROOT / d).rglob("*.py")]
+_SOURCES = [p for d in ("controlplane", "adapters", "dataplane", "probes") for p in (ROOT / d).rglob("*.py")]
 
 
 def _names(node: ast.AST) -> str:
@@ -357,8 +357,10 @@ def test_tokens_and_signatures_are_compared_in_constant_time() -> None:
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
     assert offenders == [], "compare secrets with hmac.compare_digest:\n" + "\n".join(offenders)
     users = {p.relative_to(ROOT).as_posix() for p in _SOURCES if "compare_digest" in p.read_text()}
-    # every place that checks a presented credential uses it: API tokens, /metrics, the status page, signatures
+    # every place that checks a presented credential uses it: API tokens, /metrics, the status page, signatures,
+    # client keys (the data plane's gate calls controlplane/keys/tokens.py `matches`)
     assert {
+        "controlplane/keys/tokens.py",
         "controlplane/api/auth.py",
         "controlplane/api/metrics_endpoint.py",
         "controlplane/statuspage.py",
