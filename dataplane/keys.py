@@ -86,10 +86,10 @@ class Bucket:
 def reset_text(seconds: float) -> str:
     """OpenAI's x-ratelimit-reset-* form: '20ms', '1.5s', '6m0s'."""
     if seconds < 1:
-        return f"{max(0, math.ceil(seconds * 1000))}ms"
+        return f"{math.ceil(seconds * 1000) if seconds > 0 else 0}ms"
     if seconds < 60:
         return f"{round(seconds, 3):g}s"
-    minutes, rest = divmod(int(math.ceil(seconds)), 60)
+    minutes, rest = divmod(math.ceil(seconds), 60)
     return f"{minutes}m{rest}s"
 
 
@@ -101,6 +101,7 @@ class Caller:
     requests: Bucket | None = None
     tokens: Bucket | None = None
     spent_here: float = 0.0  # spend this process settled since the ring was read
+    limit_texts: tuple[str, str] = ("", "")  # str(rpm), str(tpm): the limit headers, made once per ring read
 
     @property
     def id(self) -> str:
@@ -155,7 +156,7 @@ class KeyGate:
         self.any_keys = False
         self._keys: dict[str, Caller] = {}
         self._task: asyncio.Task[None] | None = None
-        self._refreshing: asyncio.Task[bool] | None = None
+        self._refreshing: asyncio.Future[bool] | None = None
         self._last_miss_refresh = -math.inf
         self._failing = False
         self._pending_refresh: asyncio.Future[bool] | None = None
@@ -193,6 +194,7 @@ class KeyGate:
                 c.requests = Bucket(rk.rpm, now)
             if rk.tpm is not None and c.tokens is None:
                 c.tokens = Bucket(rk.tpm, now)
+            c.limit_texts = (str(rk.rpm), str(rk.tpm))
             fresh[rk.id] = c
         self._keys = fresh
         self.any_keys = ring.any_keys
@@ -202,14 +204,15 @@ class KeyGate:
         """Read the ring once (single flight). False when the source failed: the last ring stays in use."""
         if self.source is None:
             return True
-        if self._refreshing is None:
-            self._refreshing = asyncio.ensure_future(self._refresh())
         task = self._refreshing
-        try:
-            return await asyncio.shield(task)
-        finally:
-            if task.done() and self._refreshing is task:
-                self._refreshing = None
+        if task is None:
+            task = self._refreshing = asyncio.ensure_future(self._refresh())
+            task.add_done_callback(self._refreshed)
+        return await asyncio.shield(task)  # a caller that gives up (client gone) leaves the read to finish
+
+    def _refreshed(self, task: asyncio.Future[bool]) -> None:
+        if self._refreshing is task:
+            self._refreshing = None
 
     async def _refresh(self) -> bool:
         assert self.source is not None
@@ -347,15 +350,16 @@ class KeyGate:
 
     def limit_headers(self, caller: Caller) -> dict[str, str]:
         """The x-ratelimit-* headers as the buckets stand now (refusals carry them too)."""
-        k, out = caller.key, {}
-        if caller.requests is not None:
-            out["x-ratelimit-limit-requests"] = str(k.rpm)
-            out["x-ratelimit-remaining-requests"] = str(max(0, int(caller.requests.level)))
-            out["x-ratelimit-reset-requests"] = reset_text(caller.requests.reset_s())
-        if caller.tokens is not None:
-            out["x-ratelimit-limit-tokens"] = str(k.tpm)
-            out["x-ratelimit-remaining-tokens"] = str(max(0, int(caller.tokens.level)))
-            out["x-ratelimit-reset-tokens"] = reset_text(caller.tokens.reset_s())
+        out: dict[str, str] = {}
+        req, tok = caller.requests, caller.tokens
+        if req is not None:
+            out["x-ratelimit-limit-requests"] = caller.limit_texts[0]
+            out["x-ratelimit-remaining-requests"] = str(int(req.level)) if req.level > 0 else "0"
+            out["x-ratelimit-reset-requests"] = reset_text(req.reset_s())
+        if tok is not None:
+            out["x-ratelimit-limit-tokens"] = caller.limit_texts[1]
+            out["x-ratelimit-remaining-tokens"] = str(int(tok.level)) if tok.level > 0 else "0"
+            out["x-ratelimit-reset-tokens"] = reset_text(tok.reset_s())
         return out
 
     def settle(self, admission: Admission | None, tokens: int, cost_usd: float) -> None:

@@ -221,7 +221,7 @@ async def _models(request: Request) -> Response:
     st.config()
     caller = await st.keys.identify(request.headers)
     if isinstance(caller, Refusal):
-        return openai_refusal(caller)
+        return _refused(st, caller)
     if caller is None or caller.key.routes is None:
         return Response(st.models_body)
     models = [
@@ -237,6 +237,11 @@ async def _metrics(request: Request) -> Response:
     return Response(body, status=status, content_type=headers.pop("Content-Type"), headers=headers)
 
 
+def _refused(st: DataPlaneState, refusal: Refusal) -> Response:
+    st.rt.metrics.dataplane_key_refusals_total.labels(refusal.kind).inc()
+    return openai_refusal(refusal)
+
+
 def _bad_request(field: str, problem: str) -> Response:
     return error_response(400, f"{field}: {problem}", "invalid_request_error", "invalid_value", param=field)
 
@@ -248,7 +253,7 @@ async def _chat(request: Request) -> Response | StreamResponse:
     t0 = rt.clock.monotonic()
     caller = await st.keys.identify(request.headers)  # 401 before the body is even read
     if isinstance(caller, Refusal):
-        return openai_refusal(caller)
+        return _refused(st, caller)
     try:  # the listener has read the whole body and held it to server.max_body_bytes (413 otherwise)
         body = orjson.loads(request.body)
     except orjson.JSONDecodeError as exc:
@@ -270,7 +275,7 @@ async def _chat(request: Request) -> Response | StreamResponse:
         return _bad_request(exc.field, exc.problem)
     admission = st.keys.admit(caller, model) if caller is not None else None  # 403 route, 429 limits and budget
     if isinstance(admission, Refusal):
-        return openai_refusal(admission)
+        return _refused(st, admission)
     route_cfg = st.routes.get(model)
     if route_cfg is not None and route_cfg.mode == "panel":
         from dataplane.panel.run import handle_panel  # late: the panel module imports this one's types

@@ -121,6 +121,10 @@ async def test_requests_per_minute_429_with_headers_then_the_retry_succeeds(keye
     # The key's own limit is not the provider's health: no upstream call, no observation of a rate limit.
     assert keyed.sim.requests("oa") == upstream
     assert "rate_limited" not in keyed.rt.sink.classes("oa/gpt-x")
+    refusals = keyed.rt.metrics.registry.get_sample_value(
+        "turnout_dataplane_key_refusals_total", {"reason": "requests"}
+    )
+    assert refusals == 1
     keyed.clock.advance(30)
     assert (await client.chat.completions.create(model="main", messages=MSG)).choices
 

@@ -227,3 +227,22 @@ async def test_a_gate_without_a_source(settings: dict[str, bool]) -> None:
     await g.start()
     got = await g.identify({})
     assert (got is None) is (not settings)
+
+
+async def test_a_reader_that_gives_up_leaves_the_ring_read_to_finish_and_the_next_read_is_fresh() -> None:
+    import asyncio
+
+    release = asyncio.Event()
+    source = Source(any_keys=False)
+
+    async def slow() -> Ring:
+        await release.wait()
+        return await source()
+
+    g = KeyGate(slow, FakeClock(START), lambda: DataAuthConfig())
+    waiting = asyncio.ensure_future(g.refresh())
+    await asyncio.sleep(0)
+    waiting.cancel()  # the client went away while its request waited for the ring
+    release.set()
+    assert await g.refresh() is True  # the same read, finished
+    assert await g.refresh() is True and source.reads == 2  # and a new one after it
