@@ -81,6 +81,9 @@ class BenchRuntime:
         self.health = None
         self.table_source = TablePublisher(bench_table(self.config, 1))
 
+    def readiness_checks(self) -> dict[str, bool]:
+        return {}
+
 
 def _serve(rt: BenchRuntime, port: int) -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
     try:

@@ -4,24 +4,32 @@ this file only lists them, so commands can be added without touching each other.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
+from typing import Protocol
 
+from adapters.sim import cli as sim_cmd
+from controlplane.commands import config_cmd, db_cmd, demo_cmd, keys_cmd, serve_cmd, status_cmd, webhooks_cmd
 from controlplane.errors import ConfigError
 
-__all__ = ["main", "COMMAND_MODULES"]
+__all__ = ["main", "COMMANDS"]
 
-# module path → each defines add_parser(subparsers) which sets `func(args) -> int` on its parser.
-COMMAND_MODULES: tuple[str, ...] = (
-    "controlplane.commands.config_cmd",  # turnout config check
-    "controlplane.commands.serve_cmd",  # turnout serve
-    "adapters.sim.cli",  # turnout sim
-    "controlplane.commands.status_cmd",  # turnout status / events
-    "controlplane.commands.webhooks_cmd",  # turnout webhooks add|list|rm|test
-    "controlplane.commands.keys_cmd",  # turnout keys create|list|show|revoke|rotate
-    "controlplane.commands.db_cmd",  # turnout db …
-    "controlplane.commands.demo_cmd",  # turnout demo
+
+class _Command(Protocol):
+    def add_parser(self, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+        """Add the command's parser; it sets `func(args) -> int` on it."""
+        ...
+
+
+COMMANDS: tuple[_Command, ...] = (
+    config_cmd,  # turnout config check
+    serve_cmd,  # turnout serve
+    sim_cmd,  # turnout sim
+    status_cmd,  # turnout status / events
+    webhooks_cmd,  # turnout webhooks add|list|rm|test
+    keys_cmd,  # turnout keys create|list|show|revoke|rotate
+    db_cmd,  # turnout db …
+    demo_cmd,  # turnout demo
 )
 
 
@@ -30,13 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="turnout", description="Health-probing and failover control plane for LLM APIs"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if name.startswith(str(exc.name)):  # that command (or its package) is not built yet
-                continue
-            raise
+    for module in COMMANDS:
         module.add_parser(sub)
     return parser
 

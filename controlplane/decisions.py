@@ -3,10 +3,10 @@
 Each request leaves who asked (route, caller tag, client key id), where it went (target, every attempt with its error
 class), what it cost (tokens, estimated USD from the configured prices) and how long it took (latency,
 TTFT). Records are buffered in memory and written in batches by a background task, off the hot path;
-old rows are pruned after `dataplane.decision_log_retention`. `install(app, rt)` adds
-`GET /api/v1/usage?by=route|target|tag|key&window=…` to the control app. A keyed request is also added to its
-key's spend for the day (`client_key_spend`, controlplane/keys/rows.py) in the same transaction as its record:
-budgets read those rows, not the decision log, which is pruned sooner than a month.
+old rows are pruned after `dataplane.decision_log_retention`. `summarise()` is the usage query that
+`GET /api/v1/usage?by=route|target|tag|key` (controlplane/api/usage.py) answers with. A keyed request is also added
+to its key's spend for the day (`client_key_spend`, controlplane/keys/rows.py) in the same transaction as its
+record: budgets read those rows, not the decision log, which is pruned sooner than a month.
 """
 
 from __future__ import annotations
@@ -20,16 +20,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from aiohttp import web
 from sqlalchemy import BigInteger, Column, DateTime, Engine, Integer, String, Text, case, delete, func, select
 from sqlmodel import Field, Session, SQLModel
 
 from controlplane.bulk import BulkInsert
 from controlplane.clock import Clock
-from controlplane.durations import parse_duration
 from controlplane.keys.rows import SPEND_COLUMNS, SPEND_SUMMED, ClientKeySpendRow
 
-__all__ = ["DecisionRow", "Decision", "DecisionLog", "summarise", "install", "USAGE_GROUPS", "cost_usd"]
+__all__ = ["DecisionRow", "Decision", "DecisionLog", "summarise", "ensure_decision_table", "USAGE_GROUPS", "cost_usd"]
 
 log = logging.getLogger(__name__)
 
@@ -329,70 +327,9 @@ def summarise(engine: Engine, by: str, since: datetime) -> list[dict[str, Any]]:
     return out
 
 
-def _engine_of(rt: Any) -> Engine | None:
-    store = getattr(rt, "store", None)
-    return getattr(store, "engine", store)  # a Store, or an Engine handed over directly (tests)
-
-
-def _bad(field: str, problem: str) -> web.Response:
-    return web.json_response(
-        {
-            "error": {
-                "message": f"{field}: {problem}",
-                "type": "invalid_request_error",
-                "param": field,
-                "code": "bad_parameter",
-            }
-        },
-        status=400,
-    )
-
-
-async def _usage(request: web.Request) -> web.Response:
-    rt = request.app[USAGE_RUNTIME]
-    by = request.query.get("by", "route")
-    if by not in USAGE_GROUPS:
-        return _bad("by", f"unknown grouping {by!r}; use one of {', '.join(USAGE_GROUPS)}")
-    try:
-        window = parse_duration(request.query.get("window", "24h"))
-    except ValueError as exc:
-        return _bad("window", str(exc))
-    engine = _engine_of(rt)
-    if engine is None:
-        return web.json_response(
-            {"error": {"message": "no store configured", "type": "service_unavailable", "param": None, "code": None}},
-            status=503,
-        )
-    now = rt.clock.wall()
-    since = now - timedelta(seconds=window)
-    if id(engine) not in _SCHEMA_READY:  # a control replica may start before any data plane wrote a row
-        await asyncio.to_thread(
-            SQLModel.metadata.create_all,
-            engine,
-            [DecisionRow.__table__, ClientKeySpendRow.__table__],  # type: ignore[attr-defined]
-        )
-        _SCHEMA_READY.add(id(engine))
-    rows = await asyncio.to_thread(summarise, engine, by, since)
-    total = {
-        k: sum(r[k] for r in rows) for k in ("requests", "errors", "attempts", "failed_over", "tokens_in", "tokens_out")
-    }
-    total["cost_usd"] = round(sum(r["cost_usd"] for r in rows), 6)
-    return web.json_response(
-        {
-            "by": by,
-            "window_s": window,
-            "since": since.isoformat().replace("+00:00", "Z"),
-            "until": now.isoformat().replace("+00:00", "Z"),
-            "rows": rows,
-            "total": total,
-        }
-    )
-
-
-USAGE_RUNTIME: web.AppKey[Any] = web.AppKey("turnout_usage_runtime", object)
-
-
-def install(app: web.Application, rt: Any) -> None:
-    """Add `GET /api/v1/usage` to the control app (reads the store; `rt.store`, `rt.clock`)."""
-    app[USAGE_RUNTIME] = rt
-    app.router.add_get("/api/v1/usage", _usage)
+def ensure_decision_table(engine: Engine) -> None:
+    """Create the decision table if it is missing (blocking; once per engine per process)."""
+    if id(engine) in _SCHEMA_READY:
+        return
+    SQLModel.metadata.create_all(engine, [DecisionRow.__table__, ClientKeySpendRow.__table__])  # type: ignore[attr-defined]
+    _SCHEMA_READY.add(id(engine))

@@ -75,7 +75,7 @@ _STOP = object()
 
 
 class Pipeline:
-    """Implements controlplane.runtime.ObservationSink; also the serialised entry for operator actions."""
+    """Implements controlplane.seams.ObservationSink; also the serialised entry for operator actions."""
 
     def __init__(
         self,

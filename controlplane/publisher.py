@@ -22,7 +22,7 @@ _log = logging.getLogger(__name__)
 
 
 class TablePublisher:
-    """Implements controlplane.runtime.TableSource. Versions only go up."""
+    """Implements controlplane.seams.TableSource. Versions only go up."""
 
     def __init__(self, initial: Table) -> None:
         self._current = initial

@@ -30,12 +30,12 @@ from controlplane.clock import Clock
 from controlplane.config import Config, ProviderConfig
 from controlplane.domain import Classification, ErrorClass, Observation, TargetRef
 from controlplane.metrics import Metrics, observe_probe
+from controlplane.seams import ObservationSink
 from probes import PROBE_KINDS, PROVIDER_LEVEL_KINDS, ProbeContext, ProbeFn, ProbeSkipped, applies
 from probes.budget import SpendBudget
 
 if TYPE_CHECKING:
     from adapters.base import Adapter
-    from controlplane.runtime import ObservationSink
 
 __all__ = [
     "ProbeJob",

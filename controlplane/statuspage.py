@@ -21,9 +21,11 @@ import jinja2
 from aiohttp import web
 from sqlalchemy import case, func, select
 
+from controlplane.config import AuthConfig
 from controlplane.domain import ErrorClass, State
 from controlplane.events import Event
 from controlplane.rows import CLASS_COLUMNS, RollupRow
+from controlplane.seams import StatusPageDeps
 from controlplane.table import Table, TableEntry
 
 __all__ = [
@@ -255,12 +257,11 @@ class _History:
         return bars
 
 
-async def _collect(rt: Any, recent: _Recent, history: _History, period: str) -> StatusView:
-    table: Table = rt.table_source.current()
-    clock = getattr(rt, "clock", None)
-    now: datetime = clock.wall() if clock is not None else table.published_at
-    mono = clock.monotonic() if clock is not None else 0.0
-    store = getattr(rt, "store", None)
+async def _collect(deps: StatusPageDeps, recent: _Recent, history: _History, period: str) -> StatusView:
+    table: Table = deps.table_source.current()
+    now: datetime = deps.clock.wall()
+    mono = deps.clock.monotonic()
+    store = deps.store
     bars: dict[str, tuple[Bar, ...]] = {}
     note = ""
     if store is not None:
@@ -293,10 +294,9 @@ def _credential(request: web.Request) -> bytes | None:
     return None
 
 
-def _may_read(request: web.Request, rt: Any) -> bool:
+def _may_read(request: web.Request, auth: AuthConfig) -> bool:
     """`config.auth.public_read` opens the page; otherwise any configured token (read or admin) does."""
-    auth = getattr(getattr(rt, "config", None), "auth", None)
-    if auth is None or auth.public_read:
+    if auth.public_read:
         return True
     given = _credential(request)
     if given is None:
@@ -307,19 +307,17 @@ def _may_read(request: web.Request, rt: Any) -> bool:
     return ok
 
 
-def install(app: web.Application, rt: Any) -> None:
+def install(app: web.Application, deps: StatusPageDeps) -> None:
     """Mount `GET /` (the status page) on `app`; `?period=hour` shows 90 hours instead of 90 days.
 
-    Reads `rt.table_source.current()`, `rt.store` (rollups, events), `rt.bus` (new events), `rt.clock` and
-    `rt.config.auth` (when reads are not public, a configured token is needed, as for the status API).
+    Reads `deps.table_source.current()`, `deps.store` (rollups, events), `deps.bus` (new events), `deps.clock`
+    and `deps.config.auth` (when reads are not public, a configured token is needed, as for the status API).
     """
     recent, history = _Recent(), _History()
-    bus = getattr(rt, "bus", None)
-    if bus is not None:
-        bus.subscribe(recent)
+    deps.bus.subscribe(recent)
 
     async def page(request: web.Request) -> web.Response:
-        if not _may_read(request, rt):
+        if not _may_read(request, deps.config.auth):
             raise web.HTTPUnauthorized(
                 text="this status page needs a token: sign in with any user name and the token as password",
                 headers={"WWW-Authenticate": 'Basic realm="Turnout status", charset="UTF-8"'},
@@ -327,7 +325,7 @@ def install(app: web.Application, rt: Any) -> None:
         period = request.query.get("period", "day")
         if period not in PERIOD_SECONDS:
             raise web.HTTPBadRequest(text=f"period must be one of {', '.join(PERIOD_SECONDS)}; got {period[:20]!r}")
-        html = render_status_page(await _collect(rt, recent, history, period))
+        html = render_status_page(await _collect(deps, recent, history, period))
         resp = web.Response(text=html, content_type="text/html", charset="utf-8")
         # No script runs on this page; the policy makes sure none ever can, even from an unescaped bug.
         resp.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"

@@ -1,7 +1,7 @@
 """The data plane: an OpenAI-compatible endpoint that sends each request to the best admissible target
 and fails over inside the request.
 
-`build_data_app(rt)` serves `POST /v1/chat/completions` (JSON and SSE) and `GET /v1/models`. Per request:
+`build_data_app(deps)` serves `POST /v1/chat/completions` (JSON and SSE) and `GET /v1/models`. Per request:
 check the client key (dataplane/keys.py: 401/403/429 before anything else happens), read the published table once,
 plan the candidates (dataplane/selection.py), try them in order with a total
 deadline (dataplane/attempts.py), report every attempt's outcome into the observation pipe, and leave a
@@ -22,8 +22,10 @@ import orjson
 
 from adapters.base import Adapter
 from controlplane.api.metrics_endpoint import scrape
+from controlplane.config import Config
 from controlplane.decisions import Decision, DecisionLog, cost_usd
 from controlplane.domain import Classification, ErrorClass, Observation, Source
+from controlplane.seams import DataPlaneDeps
 from dataplane.attempts import ClientGone, Opened, StreamEnd, Timeouts, UpstreamAttempt
 from dataplane.hedging import hedged_open
 from dataplane.http.messages import App, AppKey, Request, Response, StreamResponse, error_response
@@ -81,14 +83,19 @@ class _Request:
 
 
 class DataPlaneState:
-    """Per-app state: the runtime, the pooled upstream connections, the selector and the decision log."""
+    """Per-app state: the data plane's dependencies (`rt`, see DataPlaneDeps), the pooled upstream connections,
+    the selector and the decision log."""
 
     def __init__(
-        self, rt: Any, adapters: Mapping[str, Adapter] | None, rand: Callable[[], float], keys: KeyGate | None = None
+        self,
+        deps: DataPlaneDeps,
+        adapters: Mapping[str, Adapter] | None,
+        rand: Callable[[], float],
+        keys: KeyGate | None = None,
     ) -> None:
-        self.rt = rt
-        cfg = rt.config
-        self.keys = keys or KeyGate(None, rt.clock, lambda: rt.config.auth.data)
+        self.rt = deps
+        cfg = deps.config
+        self.keys = keys or KeyGate(None, deps.clock, lambda: deps.config.auth.data)
         self.selector = Selector(cfg, rand)
         self.rand = rand
         self._adapters: dict[str, Adapter] = dict(adapters or {})
@@ -97,7 +104,7 @@ class DataPlaneState:
         self._bundles: dict[tuple[Any, ...], Any] = {}  # metric children resolved together per request kind
         self._apply(cfg)
 
-    def _apply(self, cfg: Any) -> None:
+    def _apply(self, cfg: Config) -> None:
         dp = cfg.dataplane
         self.timeouts = Timeouts(connect=dp.connect_timeout, first_byte=dp.first_byte_timeout, stall=dp.stall_timeout)
         if self.pool is not None:
@@ -110,7 +117,7 @@ class DataPlaneState:
             }
         )
 
-    def config(self) -> Any:
+    def config(self) -> Config:
         cfg = self.rt.config
         if cfg is not self.selector.config:  # reloaded: recompute what depended on the old config
             self.selector.reconfigure(cfg)
@@ -160,23 +167,23 @@ DATA_STATE: AppKey[DataPlaneState] = AppKey("turnout_data_plane")
 
 
 def build_data_app(
-    rt: Any,
+    deps: DataPlaneDeps,
     *,
     adapters: Mapping[str, Adapter] | None = None,
     rand: Callable[[], float] = random.random,
     serve_metrics: bool = False,
     keys: KeyGate | None = None,
 ) -> App:
-    """The data-plane app, served by dataplane.http.listener (`start_listener(app, host, port)`). `rt` needs config,
-        table_source, sink, metrics, clock; `store` enables the decision log. `serve_metrics` adds `GET /metrics` (a
-        data replica has no control app to serve them). `keys` checks client keys (none given: keys are never required
-    unless `auth.data.require_key`, which then refuses every request).
+    """The data-plane app, served by dataplane.http.listener (`start_listener(app, host, port)`), reading `deps`
+    (controlplane/seams.py: DataPlaneDeps). `serve_metrics` adds `GET /metrics` (a data replica has no control app
+    to serve them). `keys` checks client keys (none given: keys are never required unless `auth.data.require_key`,
+    which then refuses every request).
 
-        A client that disconnects (or gives up on its own timeout) cancels its handler at once (the listener does
-        that), so the upstream attempt is abandoned and nothing is counted against the provider.
+    A client that disconnects (or gives up on its own timeout) cancels its handler at once (the listener does
+    that), so the upstream attempt is abandoned and nothing is counted against the provider.
     """
-    app = App(max_body_bytes=lambda: rt.config.server.max_body_bytes)  # read per request: reloads apply
-    state = DataPlaneState(rt, adapters, rand, keys)
+    app = App(max_body_bytes=lambda: deps.config.server.max_body_bytes)  # read per request: reloads apply
+    state = DataPlaneState(deps, adapters, rand, keys)
     app[DATA_STATE] = state
     app.add_route("POST", "/v1/chat/completions", _chat)
     app.add_route("GET", "/v1/models", _models)
@@ -191,14 +198,12 @@ async def _startup(app: App) -> None:
     st = app[DATA_STATE]
     # One pool of keep-alive connections for all upstreams (an idle list per origin), never a client per request.
     st.pool = UpstreamPool(connect_timeout=st.rt.config.dataplane.connect_timeout)
-    store = getattr(st.rt, "store", None)
-    engine = getattr(store, "engine", store)
     # A data replica has no store: it forwards each record to the control plane with its outcome reports.
     st.decisions = DecisionLog(
-        engine,
+        st.rt.decision_engine,
         st.rt.clock,
         retention_s=st.rt.config.dataplane.decision_log_retention,
-        forward=getattr(st.rt, "forward_decision", None),
+        forward=st.rt.forward_decision,
     )
     await st.decisions.start()
     await st.keys.start()

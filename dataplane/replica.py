@@ -211,10 +211,11 @@ async def _encode(items: Sequence[T], to_wire: Callable[[T], dict[str, Any]], ch
 
 
 class DataReplica:
-    """What `build_data_app(rt)` needs (config, clock, metrics, table_source, sink; store None), fed from
-    control replicas. `start()` begins following and reporting; `stop()` flushes one last batch."""
+    """What `build_data_app(deps)` needs (controlplane/seams.py: DataPlaneDeps), fed from control replicas: no
+    store, so decision-log records are forwarded. `start()` begins following and reporting; `stop()` flushes one
+    last batch."""
 
-    store: Any = None
+    decision_engine: None = None  # records go to the control plane with the outcome reports (forward_decision)
 
     def __init__(
         self,

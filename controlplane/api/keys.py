@@ -15,15 +15,17 @@ from aiohttp import web
 from controlplane.api.jsonio import ApiError, json_response, read_body
 from controlplane.api.openapi import Operation, Param
 from controlplane.api.schemas import ErrorResponse, KeyCreated, KeyDetail, KeyModel, KeyRingModel, KeysResponse
+from controlplane.config import Config
 from controlplane.keys.model import KeySpec
 from controlplane.keys.store import KeyStore
+from controlplane.seams import ControlApiDeps
 
 __all__ = ["key_operations", "check_spec"]
 
 _ID = Param("id", "path", {"type": "string", "minLength": 1}, description="the key's public id")
 
 
-def check_spec(spec: KeySpec, config: Any, now: float) -> None:
+def check_spec(spec: KeySpec, config: Config, now: float) -> None:
     """Refuse what the store would accept but the data plane could never honour: unknown routes, a past expiry."""
     known = {r.name for r in config.routes} | config.target_keys()
     for i, route in enumerate(spec.routes or ()):
@@ -39,7 +41,7 @@ def check_spec(spec: KeySpec, config: Any, now: float) -> None:
 
 
 class _KeyHandlers:
-    def __init__(self, rt: Any) -> None:
+    def __init__(self, rt: ControlApiDeps) -> None:
         self.rt = rt
         self._store: KeyStore | None = None
 
@@ -101,8 +103,8 @@ class _KeyHandlers:
         return json_response(ring.to_wire())
 
 
-def key_operations(rt: Any) -> list[Operation]:
-    """The key operations, bound to `rt` (its store and clock)."""
+def key_operations(rt: ControlApiDeps) -> list[Operation]:
+    """The key operations, bound to `rt` (its store, clock and config)."""
     h = _KeyHandlers(rt)
     o = Operation
     return [

@@ -8,21 +8,16 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
 
 from aiohttp import web
 
+from controlplane.config import AuthConfig
 from controlplane.metrics import CONTENT_TYPE, Metrics, render
 
 __all__ = ["install", "metrics_handler", "scrape"]
 
 
-class _HasMetrics(Protocol):
-    @property
-    def metrics(self) -> Metrics: ...
-
-
-def _authorized(authorization: str, auth: Any) -> bool:
+def _authorized(authorization: str, auth: AuthConfig | None) -> bool:
     if auth is None or auth.public_read:
         return True
     scheme, _, value = authorization.strip().partition(" ")
@@ -34,7 +29,9 @@ def _authorized(authorization: str, auth: Any) -> bool:
     return ok
 
 
-def metrics_handler(metrics: Metrics, auth: Any = None) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def metrics_handler(
+    metrics: Metrics, auth: AuthConfig | None = None
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """A handler serving `metrics` (used by the control app and by data-plane-only replicas); `auth` is
     `config.auth` (None: open)."""
 
@@ -47,7 +44,7 @@ def metrics_handler(metrics: Metrics, auth: Any = None) -> Callable[[web.Request
     return handle
 
 
-def scrape(metrics: Metrics, auth: Any, authorization: str) -> tuple[int, bytes, dict[str, str]]:
+def scrape(metrics: Metrics, auth: AuthConfig | None, authorization: str) -> tuple[int, bytes, dict[str, str]]:
     """Status, body and headers of one scrape (`authorization`: the request's Authorization header, or "")."""
     if not _authorized(authorization, auth):
         return (
@@ -60,6 +57,6 @@ def scrape(metrics: Metrics, auth: Any, authorization: str) -> tuple[int, bytes,
     return 200, render(metrics), {"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"}
 
 
-def install(app: web.Application, rt: _HasMetrics) -> None:
-    """Mount `GET /metrics` on `app`, reading `rt.metrics.registry` at every scrape."""
-    app.router.add_get("/metrics", metrics_handler(rt.metrics, getattr(getattr(rt, "config", None), "auth", None)))
+def install(app: web.Application, metrics: Metrics, auth: AuthConfig | None = None) -> None:
+    """Mount `GET /metrics` on `app`, reading `metrics.registry` at every scrape; `auth` as in metrics_handler."""
+    app.router.add_get("/metrics", metrics_handler(metrics, auth))

@@ -1,4 +1,4 @@
-"""The status API's route table and `install(app, rt)`, which the control app calls.
+"""The status API's route table and `install(app, deps)`, which the control app calls.
 
 One list of `Operation`s registers the aiohttp routes and generates `/openapi.json`. Every handler runs
 behind the same wrapper: auth by scope, JSON errors (401/403/400/404/422) naming the field, and no
@@ -24,12 +24,12 @@ from controlplane.api.summary import SummaryResponse
 from controlplane.api.webhooks_api import WebhookHandlers
 from controlplane.errors import ConfigError, TurnoutError
 from controlplane.events import EVENT_TYPES
+from controlplane.seams import ControlApiDeps
 from controlplane.webhooks.outbox import install_outbox
 
-__all__ = ["install", "operations", "openapi_document", "RUNTIME_KEY", "PRINCIPAL_KEY"]
+__all__ = ["install", "operations", "openapi_document", "PRINCIPAL_KEY"]
 
 log = logging.getLogger("turnout.api")
-RUNTIME_KEY: web.AppKey[Any] = web.AppKey("turnout_api_runtime", object)
 PRINCIPAL_KEY: web.RequestKey[Principal] = web.RequestKey("turnout_principal", Principal)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -41,12 +41,12 @@ _EP = Param("id", "path", {"type": "string", "minLength": 1})
 class _Overrides:
     """Drain/undrain per target and per provider, and config reload (admin)."""
 
-    def __init__(self, rt: Any, status: StatusHandlers) -> None:
-        self.rt, self.status = rt, status
+    def __init__(self, deps: ControlApiDeps, status: StatusHandlers) -> None:
+        self.deps, self.status = deps, status
 
     def _provider(self, request: web.Request) -> str:
         pid = request.match_info["provider"]
-        if self.rt.config.provider(pid) is None:
+        if self.deps.config.provider(pid) is None:
             raise ApiError(404, "not_found", f"unknown provider {pid[:80]!r}", "provider")
         return pid
 
@@ -54,11 +54,13 @@ class _Overrides:
         who: Principal = request[PRINCIPAL_KEY]
         if action == "drain":
             body = await read_body(request, m.DrainRequest, required=False)
-            await self.rt.drain(target=target, provider=provider, reason=body.reason, until=body.until, actor=who.name)
+            await self.deps.drain(
+                target=target, provider=provider, reason=body.reason, until=body.until, actor=who.name
+            )
         else:
             ubody = await read_body(request, m.UndrainRequest, required=False)
-            await self.rt.undrain(target=target, provider=provider, reason=ubody.reason, actor=who.name)
-        version = self.rt.table_source.current().version
+            await self.deps.undrain(target=target, provider=provider, reason=ubody.reason, actor=who.name)
+        version = self.deps.table_source.current().version
         return json_response(
             {"action": action, "target": target, "provider": provider, "actor": who.name, "table_version": version}
         )
@@ -77,42 +79,38 @@ class _Overrides:
 
     async def reload(self, request: web.Request) -> web.Response:
         try:
-            cfg = await self.rt.reload_config(actor=request[PRINCIPAL_KEY].name)
+            cfg = await self.deps.reload_config(actor=request[PRINCIPAL_KEY].name)
         except ConfigError as exc:
             raise ApiError(422, "invalid_config", str(exc), exc.field or None) from None
-        cfg = cfg if cfg is not None else self.rt.config
-        return json_response({"config_hash": cfg.hash, "table_version": self.rt.table_source.current().version})
+        cfg = cfg if cfg is not None else self.deps.config
+        return json_response({"config_hash": cfg.hash, "table_version": self.deps.table_source.current().version})
 
 
-def operations(rt: Any) -> list[Operation]:
-    """Every operation of the API, bound to `rt` (the OpenAPI document lists exactly these)."""
-    st = StatusHandlers(rt)
-    ov = _Overrides(rt, st)
-    wh = WebhookHandlers(rt, install_outbox(rt.store, rt.clock))
+def operations(deps: ControlApiDeps) -> list[Operation]:
+    """Every operation of the API, bound to `deps` (the OpenAPI document lists exactly these)."""
+    st = StatusHandlers(deps)
+    ov = _Overrides(deps, st)
+    wh = WebhookHandlers(deps, install_outbox(deps.store, deps.clock))
 
     async def healthz(request: web.Request) -> web.Response:
         return json_response({"status": "ok"})
 
     async def readyz(request: web.Request) -> web.Response:
-        ping = getattr(rt.store, "ping", None)
-        store_ok = bool(await asyncio.to_thread(ping)) if ping is not None else True
+        store_ok = bool(await asyncio.to_thread(deps.store.ping))
         try:
-            version: int | None = rt.table_source.current().version
+            version: int | None = deps.table_source.current().version
         except Exception:  # no table published yet
             version = None
         checks = {"store": store_ok, "table": version is not None}
-        sink = getattr(rt, "sink", None)
-        if sink is not None and hasattr(sink, "store_ok"):  # reads may work while writes fail (full disk, read-only)
-            checks["store_writes"] = bool(sink.store_ok)
-        if hasattr(rt, "started"):  # the real Runtime says when start() has finished
-            checks["started"] = bool(rt.started)
+        # The node's own: whether store writes work (reads may while writes fail) and start() has finished.
+        checks.update(deps.readiness_checks())
         ok = all(checks.values())
         return json_response(
             {"status": "ready" if ok else "not_ready", "checks": checks, "table_version": version}, 200 if ok else 503
         )
 
     async def openapi(request: web.Request) -> web.Response:
-        return json_response(openapi_document(rt))
+        return json_response(openapi_document(deps))
 
     after = Param(
         "after", "query", {"type": "integer", "minimum": 0, "maximum": MAX_ID}, description="a table version / event id"
@@ -396,31 +394,31 @@ def operations(rt: Any) -> list[Operation]:
             (_EP, Param("delivery", "path", {"type": "string", "minLength": 1})),
             handler=wh.redeliver,
         ),
-        *key_operations(rt),
+        *key_operations(deps),
     ]
 
 
 _DOCS: dict[tuple[int, str, bool], dict[str, Any]] = {}
 
 
-def openapi_document(rt: Any) -> dict[str, Any]:
-    """The OpenAPI document for `rt`'s current config (built once per config; reloads may change auth)."""
-    key = (id(rt), rt.config.hash, rt.config.auth.public_read)
+def openapi_document(deps: ControlApiDeps) -> dict[str, Any]:
+    """The OpenAPI document for `deps`' current config (built once per config; reloads may change auth)."""
+    key = (id(deps), deps.config.hash, deps.config.auth.public_read)
     doc = _DOCS.get(key)
     if doc is None:
         if len(_DOCS) > 16:  # reloads and tests create new keys; keep the cache small
             _DOCS.clear()
-        doc = _DOCS[key] = build_document(operations(rt), public_read=rt.config.auth.public_read)
+        doc = _DOCS[key] = build_document(operations(deps), public_read=deps.config.auth.public_read)
     return doc
 
 
-def _guard(op: Operation, rt: Any) -> Handler:
+def _guard(op: Operation, deps: ControlApiDeps) -> Handler:
     inner: Handler = op.handler
 
     async def handler(request: web.Request) -> web.StreamResponse:
         try:
             if op.scope is not None:
-                request[PRINCIPAL_KEY] = authorize(request, rt.config.auth, op.scope)
+                request[PRINCIPAL_KEY] = authorize(request, deps.config.auth, op.scope)
             return await inner(request)
         except AuthFailure as exc:
             return error_response(
@@ -455,10 +453,9 @@ async def _json_router_errors(request: web.Request, handler: Handler) -> web.Str
         )
 
 
-def install(app: web.Application, rt: Any) -> None:
+def install(app: web.Application, deps: ControlApiDeps) -> None:
     """Mount the status API, webhook management, /openapi.json, /healthz and /readyz on the control app."""
-    app[RUNTIME_KEY] = rt
     app.middlewares.append(_json_router_errors)
-    for op in operations(rt):
+    for op in operations(deps):
         path = op.path.replace("{model}", r"{model:[\s\S]+}")  # model names may contain '/'
-        app.router.add_route(op.method, path, _guard(op, rt))
+        app.router.add_route(op.method, path, _guard(op, deps))

@@ -11,6 +11,7 @@ from controlplane.api.jsonio import ApiError, choice_param, float_param, int_par
 from controlplane.api.summary import build_summary
 from controlplane.domain import State, TargetRef
 from controlplane.events import EVENT_TYPES
+from controlplane.seams import ControlApiDeps
 from controlplane.table import Table, TableEntry
 
 __all__ = ["StatusHandlers", "MAX_ID", "MAX_WAIT_S", "WINDOWS"]
@@ -63,10 +64,10 @@ def _obs(o: Any) -> dict[str, Any]:
 
 
 class StatusHandlers:
-    """Handlers bound to a runtime; the table body is serialised once per version (the hot path)."""
+    """Handlers bound to the control node's parts; the table body is serialised once per version (the hot path)."""
 
-    def __init__(self, rt: Any) -> None:
-        self.rt = rt
+    def __init__(self, deps: ControlApiDeps) -> None:
+        self.deps = deps
         self._cached: tuple[int, int, bytes] | None = None  # (id(table), version, body)
 
     # -- table ------------------------------------------------------------------------------
@@ -83,9 +84,9 @@ class StatusHandlers:
     async def table(self, request: web.Request) -> web.StreamResponse:
         after = int_param(request, "after", minimum=0, maximum=MAX_ID)
         wait = float_param(request, "wait", minimum=0.0, maximum=MAX_WAIT_S)
-        table: Table = self.rt.table_source.current()
+        table: Table = self.deps.table_source.current()
         if after is not None and table.version <= after:
-            newer = await self.rt.table_source.wait_newer(after, wait) if wait else None
+            newer = await self.deps.table_source.wait_newer(after, wait) if wait else None
             if newer is None:
                 return web.Response(status=304, headers={"ETag": f'"{table.version}"', "Cache-Control": "no-cache"})
             table = newer
@@ -110,33 +111,33 @@ class StatusHandlers:
         }
 
     async def routes(self, request: web.Request) -> web.Response:
-        table: Table = self.rt.table_source.current()
+        table: Table = self.deps.table_source.current()
         return json_response(
             {"version": table.version, "routes": [self._route(n, table) for n in sorted(table.routes)]}
         )
 
     async def route(self, request: web.Request) -> web.Response:
         name = request.match_info["route"]
-        table: Table = self.rt.table_source.current()
+        table: Table = self.deps.table_source.current()
         if name not in table.routes:
             known = ", ".join(sorted(table.routes)) or "(none)"
             raise ApiError(404, "not_found", f"unknown route {name[:80]!r}; known: {known}", "route")
         return json_response(self._route(name, table))
 
     async def targets(self, request: web.Request) -> web.Response:
-        table: Table = self.rt.table_source.current()
+        table: Table = self.deps.table_source.current()
         return json_response(
             {"version": table.version, "targets": [_entry(table.targets[k]) for k in sorted(table.targets)]}
         )
 
     def target_key(self, request: web.Request) -> str:
         key = f"{request.match_info['provider']}/{request.match_info['model']}"
-        if key not in self.rt.config.target_keys():
+        if key not in self.deps.config.target_keys():
             raise ApiError(404, "not_found", f"unknown target {key[:120]!r}", "target")
         return key
 
     def _detail(self, key: str) -> dict[str, Any]:
-        health = getattr(self.rt, "health", None)
+        health = self.deps.health
         try:
             detail = health.target_detail(key) if health is not None else {}
         except (KeyError, AttributeError):
@@ -146,9 +147,9 @@ class StatusHandlers:
     async def target(self, request: web.Request) -> web.Response:
         key = self.target_key(request)
         ref = TargetRef.parse(key)
-        table: Table = self.rt.table_source.current()
+        table: Table = self.deps.table_source.current()
         entry = table.targets.get(key)
-        latest = await asyncio.to_thread(self.rt.store.latest_observations, key)
+        latest = await asyncio.to_thread(self.deps.store.latest_observations, key)
         routes = sorted(n for n, r in table.routes.items() if any(e.target == key for e in r.entries))
         return json_response(
             {
@@ -170,9 +171,9 @@ class StatusHandlers:
 
     # -- providers --------------------------------------------------------------------------
     async def providers(self, request: web.Request) -> web.Response:
-        table: Table = self.rt.table_source.current()
+        table: Table = self.deps.table_source.current()
         out = []
-        for p in self.rt.config.providers:
+        for p in self.deps.config.providers:
             entries = [e for e in table.targets.values() if e.provider == p.id]
             states: dict[str, int] = {}
             for e in entries:
@@ -188,7 +189,7 @@ class StatusHandlers:
                 status = "operational"
             page = None
             if p.status_page and entries:
-                latest = await asyncio.to_thread(self.rt.store.latest_observations, entries[0].target)
+                latest = await asyncio.to_thread(self.deps.store.latest_observations, entries[0].target)
                 sp = latest.get("status_page")
                 if sp is not None:
                     page = {
@@ -226,7 +227,7 @@ class StatusHandlers:
                         "type",
                     )
                 types.append(t)
-        events = await asyncio.to_thread(self.rt.store.list_events, after, types or None, limit)
+        events = await asyncio.to_thread(self.deps.store.list_events, after, types or None, limit)
         payload = [e.to_dict() for e in events]
         return json_response({"events": payload, "next_after": payload[-1]["id"] if payload else after})
 
@@ -234,11 +235,11 @@ class StatusHandlers:
         window = choice_param(request, "window", tuple(WINDOWS), default="24h") or "24h"
         target = request.query.get("target")
         provider = request.query.get("provider")
-        if target is not None and target not in self.rt.config.target_keys():
+        if target is not None and target not in self.deps.config.target_keys():
             raise ApiError(422, "invalid_parameter", f"target: unknown target {target[:120]!r}", "target")
-        if provider is not None and self.rt.config.provider(provider) is None:
+        if provider is not None and self.deps.config.provider(provider) is None:
             raise ApiError(422, "invalid_parameter", f"provider: unknown provider {provider[:80]!r}", "provider")
-        items = await asyncio.to_thread(self.rt.store.uptime, WINDOWS[window], target, provider)
+        items = await asyncio.to_thread(self.deps.store.uptime, WINDOWS[window], target, provider)
         per: dict[str, dict[str, Any]] = {}
         slo = 0.995
         for it in items:
@@ -261,6 +262,6 @@ class StatusHandlers:
         )
 
     async def summary(self, request: web.Request) -> web.Response:
-        table: Table = self.rt.table_source.current()
+        table: Table = self.deps.table_source.current()
         base = f"{request.scheme}://{request.host}/"
-        return json_response(build_summary(table, self.rt.config, self.since, page_url=base))
+        return json_response(build_summary(table, self.deps.config, self.since, page_url=base))

@@ -11,12 +11,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import delete
+from sqlalchemy import Engine, delete
 from sqlmodel import Session, col, select
 
 from controlplane.api.jsonio import ApiError, choice_param, int_param, json_response, read_body
 from controlplane.api.schemas import WebhookCreate
 from controlplane.events import Event
+from controlplane.seams import ControlApiDeps
 from controlplane.webhooks.outbox import Outbox, lock_endpoints
 from controlplane.webhooks.rows import PENDING, WebhookDelivery, WebhookEndpoint, new_endpoint_id
 from controlplane.webhooks.service import append_and_publish
@@ -61,12 +62,12 @@ def delivery_dict(d: WebhookDelivery) -> dict[str, Any]:
 
 
 class WebhookHandlers:
-    def __init__(self, rt: Any, outbox: Outbox) -> None:
-        self.rt = rt
+    def __init__(self, deps: ControlApiDeps, outbox: Outbox) -> None:
+        self.deps = deps
         self.outbox = outbox
 
-    def _engine(self) -> Any:
-        return self.rt.store.engine
+    def _engine(self) -> Engine:
+        return self.deps.store.engine
 
     def _get(self, s: Session, endpoint_id: str) -> WebhookEndpoint:
         ep = s.get(WebhookEndpoint, endpoint_id)
@@ -76,7 +77,7 @@ class WebhookHandlers:
 
     async def create(self, request: web.Request) -> web.Response:
         body = await read_body(request, WebhookCreate)
-        allow = self.rt.config.webhooks.allow_private_networks
+        allow = self.deps.config.webhooks.allow_private_networks
         try:
             url = validate_url(body.url, allow)
             await check_resolved(url, allow)
@@ -89,7 +90,7 @@ class WebhookHandlers:
             description=body.description,
             secret=generate_secret(),
             enabled=True,
-            created_at=self.rt.clock.wall().timestamp(),
+            created_at=self.deps.clock.wall().timestamp(),
         )
 
         def insert() -> dict[str, Any]:
@@ -169,11 +170,11 @@ class WebhookHandlers:
         await asyncio.to_thread(check)
         event = Event(
             type="webhook.test",
-            at=self.rt.clock.wall(),
+            at=self.deps.clock.wall(),
             subject=ep_id,
             data={"endpoint_id": ep_id, "message": "test delivery from Turnout"},
         )
-        stored = await append_and_publish(self.rt, [event])
+        stored = await append_and_publish(self.deps.store, self.deps.bus, self.deps.metrics, [event])
         event_id = int(stored[0].id or 0)
 
         def find() -> str | None:
@@ -204,7 +205,7 @@ class WebhookHandlers:
 
     async def redeliver(self, request: web.Request) -> web.Response:
         ep_id, msg_id = request.match_info["id"], request.match_info["delivery"]
-        now = self.rt.clock.wall().timestamp()
+        now = self.deps.clock.wall().timestamp()
 
         def requeue() -> dict[str, Any]:
             with Session(self._engine()) as s:

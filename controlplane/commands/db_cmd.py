@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-from typing import TYPE_CHECKING
 
+# Imported for the SQLModel tables they define beside the store's own, so `migrate` creates them too.
+import controlplane.decisions
+import controlplane.webhooks.rows  # noqa: F401
 from controlplane.clock import SystemClock
 from controlplane.config import Config, DatabaseConfig
 from controlplane.config_loader import load_config
+from controlplane.store import Store
 
-if TYPE_CHECKING:
-    from controlplane.store import Store
-
-__all__ = ["add_parser", "TABLE_MODULES"]
-
-# Modules that define SQLModel tables beside the store's own; imported so `migrate` creates them too.
-TABLE_MODULES = ("controlplane.webhooks.rows", "controlplane.decisions")
+__all__ = ["add_parser"]
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,15 +30,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _open(args: argparse.Namespace) -> tuple[Store, Config | None]:
-    from controlplane.store import Store
-
     cfg = load_config(args.config) if args.url is None else None
     url: str = args.url or (cfg.database.url if cfg is not None else DatabaseConfig().url)
-    for name in TABLE_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError:
-            pass
     return Store(url, SystemClock()), cfg
 
 

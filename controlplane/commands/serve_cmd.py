@@ -15,18 +15,22 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
 from aiohttp import web
 
+from controlplane.api.app import build_control_app
 from controlplane.api.runner import GuardedAppRunner
-from controlplane.config import Config
+from controlplane.config import Config, DataAuthConfig
 from controlplane.config_loader import load_config
+from controlplane.control_plane import ControlPlane
 from controlplane.errors import ConfigError, StoreError
-
-if TYPE_CHECKING:
-    from dataplane.http.listener import Listener
-    from dataplane.keys import KeyGate
+from controlplane.scaleout.control_replica import lifecycle_for
+from controlplane.seams import ControlNode, DataPlaneDeps
+from dataplane.http.listener import Listener, start_listener
+from dataplane.keys import KeyGate
+from dataplane.proxy import build_data_app
+from dataplane.replica import DataReplica
 
 __all__ = ["add_parser", "serve", "configure_logging", "exposure_problem", "is_loopback"]
 
@@ -82,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
                     args.config,
                     args.role,
                     control_urls=args.control_url,
-                    on_ready=lambda _rt: tune_interpreter_for_serving(),
+                    on_ready=tune_interpreter_for_serving,
                 )
             )
     except StoreError as exc:
@@ -137,18 +141,29 @@ def exposure_problem(cfg: Config, no_keys: bool) -> str | None:
     )
 
 
-async def _key_gate(rt: Any, replica: bool) -> KeyGate:
-    """The data plane's key check: the ring from a control replica (data replicas) or from the store."""
-    from dataplane.keys import KeyGate
+async def _key_gate(data: DataPlaneDeps) -> KeyGate:
+    """The data plane's key check: the ring from a control replica (a data replica) or from the store."""
 
-    settings = lambda: rt.config.auth.data  # noqa: E731  (read per use: reloads apply)
-    gate = (
-        KeyGate(rt.fetch_ring, rt.clock, settings)
-        if replica
-        else KeyGate.for_store(rt.store.engine, rt.clock, settings)
-    )
+    def settings() -> DataAuthConfig:
+        return data.config.auth.data  # read per use: reloads apply
+
+    if isinstance(data, DataReplica):
+        gate = KeyGate(data.fetch_ring, data.clock, settings)
+    else:
+        assert data.decision_engine is not None  # a process with the store
+        gate = KeyGate.for_store(data.decision_engine, data.clock, settings)
     await gate.refresh()
     return gate
+
+
+class _Role(Protocol):
+    """What `serve` starts, reloads on SIGHUP and stops: a ControlPlane, a ControlReplica or a DataReplica."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def reload_config(self, *, actor: str = "system") -> Config: ...
 
 
 async def serve(
@@ -157,28 +172,29 @@ async def serve(
     role: str = "all",
     *,
     stop: asyncio.Event | None = None,
-    on_ready: Callable[[Any], None] | None = None,
+    on_ready: Callable[[], None] | None = None,
     control_urls: Sequence[str] = (),
 ) -> int:
-    """Run until SIGTERM/SIGINT (or `stop` is set). Returns the process exit code."""
-    from controlplane.api.app import build_control_app
-    from controlplane.runtime import Runtime
+    """Run until SIGTERM/SIGINT (or `stop` is set). Returns the process exit code.
 
-    control = role in ("control", "all")
+    Each role composes its parts here, once: `all` one ControlPlane that the control app and the data plane
+    both read; `control` a ControlPlane on SQLite or a ControlReplica (one of several elected replicas) on
+    PostgreSQL; `data` a DataReplica following `--control-url`s, or without them a ControlPlane that does not
+    probe or deliver webhooks."""
     if control_urls and role != "data":
         log.error("--control-url is for data replicas: add --role data (see docs/scale-out.md)")
         return 2
-    rt: Any
+    life: _Role
+    control: ControlNode | None = None
+    data: DataPlaneDeps | None = None
     if control_urls:  # a data-plane replica (docs/scale-out.md): no store, the table comes from control replicas
-        from dataplane.replica import DataReplica
-
-        rt = life = DataReplica(cfg, control_urls, config_path=config_path)
+        life = data = DataReplica(cfg, control_urls, config_path=config_path)
+    elif role == "control":
+        life = control = lifecycle_for(cfg, config_path=config_path)
     else:
-        from controlplane.scaleout.control_replica import lifecycle_for
-
-        rt = Runtime(cfg, config_path=config_path, probes=control, webhooks=control)
-        # --role control on PostgreSQL: one of several elected replicas; `all` stays the single-process mode
-        life = lifecycle_for(rt) if role == "control" else rt
+        plane = ControlPlane(cfg, config_path=config_path, probes=role == "all", webhooks=role == "all")
+        life = data = plane
+        control = plane if role == "all" else None
     await life.start()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -186,7 +202,7 @@ async def serve(
 
     async def reload() -> None:
         try:
-            new = await rt.reload_config(actor="sighup")
+            new = await life.reload_config(actor="sighup")
             log.info("SIGHUP: config reloaded (hash %s)", new.hash)
         except ConfigError as exc:
             log.error("SIGHUP: config refused, keeping the running one: %s", exc)
@@ -201,31 +217,22 @@ async def serve(
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     runners: list[web.AppRunner | Listener] = []
     try:
-        if control:
+        if control is not None:
             c = cfg.server.control
-            runners.append(await _site(build_control_app(rt), c.host, c.port))
+            runners.append(await _site(build_control_app(control), c.host, c.port))
             log.info("control plane on http://%s:%d", c.host, c.port)
-        if role in ("data", "all"):
-            try:
-                from dataplane.http.listener import start_listener
-                from dataplane.proxy import build_data_app
-            except ModuleNotFoundError as exc:
-                if not (exc.name and "adapters".startswith(exc.name.split(".")[0])):
-                    raise
-                log.warning("data plane not available in this build (%s)", exc.name)
-            else:
-                d = cfg.server.data
-                gate = await _key_gate(rt, bool(control_urls))
-                problem = exposure_problem(cfg, gate.loaded and not gate.any_keys)
-                if problem is not None:
-                    log.error("cannot start: %s", problem)
-                    return 2
-                # a replica has no control app
-                app = build_data_app(rt, serve_metrics=bool(control_urls), keys=gate)
-                runners.append(await start_listener(app, d.host, d.port))
-                log.info("data plane on http://%s:%d/v1", d.host, d.port)
+        if data is not None:
+            d = cfg.server.data
+            gate = await _key_gate(data)
+            problem = exposure_problem(cfg, gate.loaded and not gate.any_keys)
+            if problem is not None:
+                log.error("cannot start: %s", problem)
+                return 2
+            app = build_data_app(data, serve_metrics=bool(control_urls), keys=gate)  # a replica has no control app
+            runners.append(await start_listener(app, d.host, d.port))
+            log.info("data plane on http://%s:%d/v1", d.host, d.port)
         if on_ready is not None:
-            on_ready(rt)
+            on_ready()
         await stop.wait()
         log.info("stopping")
     finally:

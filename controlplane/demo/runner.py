@@ -1,4 +1,4 @@
-"""Runs the demo in one process: simulator, control plane (Runtime on SQLite in a temp dir, control app) and
+"""Runs the demo in one process: simulator, control plane (ControlPlane on SQLite in a temp dir, control app) and
 data plane on free loopback ports, a webhook receiver, client traffic, the story, and the verdict.
 
 Exit code 0 only when no client request failed and the story produced at least one `route.primary_changed`
@@ -99,7 +99,7 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
     """Play the story; return the process exit code."""
     from adapters.sim import Simulator
     from controlplane.api.app import build_control_app
-    from controlplane.runtime import Runtime
+    from controlplane.control_plane import ControlPlane
     from dataplane.http.listener import start_listener
     from dataplane.proxy import build_data_app
 
@@ -137,7 +137,7 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
             speed=speed,
             admin_token=token,
         )
-        rt = Runtime(cfg)
+        rt = ControlPlane(cfg)
         await rt.start()
         stack.push_async_callback(rt.stop)
         unsubscribe = rt.bus.subscribe(lambda ev: events.append((time.monotonic(), ev)))

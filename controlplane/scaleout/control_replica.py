@@ -13,21 +13,34 @@ Versions only go up: a row older than what the follower already serves is ignore
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Mapping
+from datetime import datetime
 
 from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 
+# Imported for their SQLModel tables: the store's one migration then creates them too.
+import controlplane.decisions
+import controlplane.webhooks.rows  # noqa: F401
+from controlplane.clock import Clock
+from controlplane.config import Config
+from controlplane.control_plane import ControlPlane
+from controlplane.domain import Observation
 from controlplane.errors import TurnoutError
+from controlplane.events import EventBus
+from controlplane.health import HealthModel
+from controlplane.metrics import Metrics, observe_table
+from controlplane.pipeline import OutcomeLike
 from controlplane.publisher import TablePublisher
 from controlplane.rows import PublishedTableRow
+from controlplane.scaleout.leader import LeaderInfo, LeaseElector, pg_conninfo
+from controlplane.seams import HealthDetail, Leadership, ObservationSink
+from controlplane.store import Store
 from controlplane.table import Table
+from controlplane.webhooks.outbox import install_outbox
 
 __all__ = [
     "TABLE_CHANNEL",
@@ -43,7 +56,6 @@ log = logging.getLogger("turnout.follow")
 
 TABLE_CHANNEL = "turnout_table"
 _TRIGGER_LOCK = 0x666F6C6C  # "foll": replicas starting together do not race on CREATE OR REPLACE
-_TABLE_MODULES = ("controlplane.webhooks.rows", "controlplane.decisions")  # other parts' SQLModel tables
 
 _TRIGGER_SQL = (
     "CREATE OR REPLACE FUNCTION turnout_notify_table() RETURNS trigger LANGUAGE plpgsql AS $$ "
@@ -185,112 +197,166 @@ class NotLeader(TurnoutError):
         return f"NotLeader(action={self.action!r}, leader_url={self.leader_url!r})"
 
 
-@dataclass
-class _Outcome:
-    transitions: list[Any] = field(default_factory=list)
-    events: list[Any] = field(default_factory=list)
-    table: Table | None = None
-
-
-class _FollowerSink:
-    """`rt.sink` while following: no pipeline runs here. Operator actions are refused (NotLeader); a reload
-    only changes the local config; live outcomes (`--role all` on a follower) are counted and dropped."""
-
-    def __init__(self, leader_url: Callable[[], Awaitable[str | None]]) -> None:
-        self._leader_url = leader_url
-        self.processed = 0
-        self.dropped = 0
-
-    def submit(self, obs: Any) -> None:
-        self.dropped += 1
-
-    async def drain(self, **_: Any) -> _Outcome:
-        raise NotLeader("drain", await self._leader_url())
-
-    async def undrain(self, **_: Any) -> _Outcome:
-        raise NotLeader("undrain", await self._leader_url())
-
-    async def reload(self, config: Any, *, actor: str = "system") -> _Outcome:
-        return _Outcome()
-
-    async def flush(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
-
-
-class _IdleScheduler:
-    """`rt.scheduler` while following: nothing is probed here."""
-
-    jobs: list[Any] = []
-
-    def set_config(self, config: Any) -> None:
-        return None
-
-    async def shutdown(self) -> None:
-        return None
-
-
 class ControlReplica:
-    """Runs a `controlplane.runtime.Runtime` as one of several control replicas on one PostgreSQL database.
+    """One of several control replicas on one PostgreSQL database: follows until elected, leads until demoted.
 
-    Following: `rt.table_source` is fed from the store (NOTIFY, polling fallback); `rt.health` is a read-only
-    view rebuilt from the stored snapshot; no probes, pipeline or webhook dispatcher. Elected: `rt.start()`
-    builds them from the store (breaker states from the snapshot, versions continuing from the newest stored
-    table); their tables are forwarded into the same long-lived publisher, so long-polls never notice the
-    switch. Demoted: `rt.stop()` tears them down and following resumes. The store and publisher that the
-    API handlers hold stay the same for the process's life.
+    What its readers (the control app) hold stays the same for the process's life, so nothing is swapped under
+    them: `table_source` is this replica's own publisher, fed from the store while following (NOTIFY, polling
+    fallback) and from the leader's publisher while leading, so long-polls never notice the switch; `store` is
+    this replica's own store. The leader's parts are one `ControlPlane`, built from the store on election
+    (breaker states from the snapshot, versions continuing from the newest stored table) and stopped on
+    demotion. Observations and operator actions go to its pipeline while this replica leads; while it follows,
+    operator actions are refused (NotLeader), live outcomes are counted and dropped, and a reload only keeps
+    the new config for the next election. `health` is the leader's live model, or while following a read-only
+    view rebuilt from the stored snapshot after each new table (read in a worker thread, set on the loop).
     """
 
-    def __init__(self, rt: Any, *, advertise_url: str = "", lease: float | None = None) -> None:
-        self.rt = rt
-        cfg = rt.config
-        self.url = cfg.database.url
-        self.lease = float(lease if lease is not None else cfg.scale_out.leader_lease)
-        self.advertise_url = advertise_url or os.environ.get("TURNOUT_ADVERTISE_URL") or _default_advertise(cfg)
-        self.store: Any = None
-        self.publisher: TablePublisher | None = None
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: str | None = None,
+        clock: Clock | None = None,
+        metrics: Metrics | None = None,
+        probes: bool = True,
+        webhooks: bool = True,
+        advertise_url: str = "",
+        lease: float | None = None,
+    ) -> None:
+        # The leader's parts; webhooks leave only while this process holds the lease.
+        self.plane = ControlPlane(
+            config,
+            clock=clock,
+            config_path=config_path,
+            metrics=metrics,
+            probes=probes,
+            webhooks=webhooks,
+            fence=self._holds_lease,
+        )
+        self.url = config.database.url
+        self.lease = float(lease if lease is not None else config.scale_out.leader_lease)
+        self.advertise_url = advertise_url or os.environ.get("TURNOUT_ADVERTISE_URL") or _default_advertise(config)
+        self._store: Store | None = None
+        self._publisher: TablePublisher | None = None
         self.follower: StoreFollower | None = None
-        self.elector: Any = None
-        self._leader_store: Any = None
+        self.elector: LeaseElector | None = None
+        self._follower_health: HealthModel | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._unforward: Callable[[], None] | None = None
         self._follow_task: asyncio.Task[None] | None = None
         self._elect_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self.started = False
+        self.dropped = 0  # live outcomes that reached this replica while it followed
         self.leading = False  # the leader's services run here (from the end of election to demotion)
 
-    # -- what `rt.leadership` answers (the replication API asks it) ---------------------------------
+    # -- what readers hold (controlplane/seams.py: ControlNode) ----------------------------------
+    @property
+    def config(self) -> Config:
+        return self.plane.config
+
+    @property
+    def clock(self) -> Clock:
+        return self.plane.clock
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.plane.metrics
+
+    @property
+    def bus(self) -> EventBus:
+        return self.plane.bus
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("the control replica has not been started")
+        return self._store
+
+    @property
+    def table_source(self) -> TablePublisher:
+        if self._publisher is None:
+            raise RuntimeError("the control replica has not been started")
+        return self._publisher
+
+    @property
+    def health(self) -> HealthDetail | None:
+        return self.plane.health if self.leading else self._follower_health
+
+    @property
+    def sink(self) -> ObservationSink:
+        return self
+
+    @property
+    def leadership(self) -> Leadership:
+        return self
+
+    def readiness_checks(self) -> Mapping[str, bool]:
+        return self.plane.readiness_checks() if self.leading else {"started": self.started}
+
+    def submit(self, obs: Observation) -> None:
+        """A live outcome (or a data replica's report): the pipeline's while leading, dropped while following."""
+        if self.leading:
+            self.plane.sink.submit(obs)
+        else:
+            self.dropped += 1
+
+    async def drain(
+        self,
+        *,
+        target: str | None = None,
+        provider: str | None = None,
+        reason: str,
+        until: datetime | None = None,
+        actor: str,
+    ) -> OutcomeLike:
+        if not self.leading:
+            raise NotLeader("drain", await self._leader_url())
+        return await self.plane.drain(target=target, provider=provider, reason=reason, until=until, actor=actor)
+
+    async def undrain(
+        self, *, target: str | None = None, provider: str | None = None, actor: str, reason: str = ""
+    ) -> OutcomeLike:
+        if not self.leading:
+            raise NotLeader("undrain", await self._leader_url())
+        return await self.plane.undrain(target=target, provider=provider, actor=actor, reason=reason)
+
+    async def reload_config(self, *, actor: str = "system") -> Config:
+        return await self.plane.reload_config(actor=actor)  # following: kept for the next election
+
+    # -- what `leadership` answers (the replication API asks it) ---------------------------------
     @property
     def is_leader(self) -> bool:
         """True while the leader's services run here: not merely elected, and not yet stepping down."""
-        return self.leading and bool(self.elector is not None and self.elector.is_leader)
+        return self.leading and self._holds_lease()
+
+    def _holds_lease(self) -> bool:
+        return bool(self.elector is not None and self.elector.is_leader)
 
     @property
     def term(self) -> int:
         return int(self.elector.term) if self.elector is not None else 0
 
-    async def current(self) -> Any:
-        """The lease row as the database sees it (LeaderInfo), or None."""
+    async def current(self) -> LeaderInfo | None:
+        """The lease row as the database sees it, or None."""
         return await self.elector.current() if self.elector is not None else None
 
+    # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
-        from controlplane.scaleout.leader import LeaseElector, pg_conninfo
-        from controlplane.store import Store
-        from controlplane.webhooks.outbox import install_outbox
-
-        rt = self.rt
-        self.store = await asyncio.to_thread(_open_store_serialised, Store, self.url, rt.clock)
-        await asyncio.to_thread(install_notify, self.store.engine)
+        clock = self.plane.clock
+        self._loop = asyncio.get_running_loop()
+        # Every table module is imported (above), so this one (lock-serialised) migration creates their tables too.
+        store = self._store = await asyncio.to_thread(Store, self.url, clock)
+        await asyncio.to_thread(install_notify, store.engine)
         # Events written here (webhook tests via a follower's API) still queue their deliveries.
-        await asyncio.to_thread(install_outbox, self.store, rt.clock)
-        last = await asyncio.to_thread(newest_table, self.store.engine, 0)
-        self.publisher = TablePublisher(last or Table(version=0, published_at=rt.clock.wall()))
+        await asyncio.to_thread(install_outbox, store, clock)
+        last = await asyncio.to_thread(newest_table, store.engine, 0)
+        publisher = self._publisher = TablePublisher(last or Table(version=0, published_at=clock.wall()))
         self.follower = StoreFollower(
-            self.store.engine,
-            self.publisher,
+            store.engine,
+            publisher,
             conninfo=pg_conninfo(self.url),
-            poll_interval=rt.config.scale_out.poll_interval,
+            poll_interval=self.config.scale_out.poll_interval,
             on_table=self._on_table,
         )
         self.elector = LeaseElector(
@@ -298,19 +364,18 @@ class ControlReplica:
             lease=self.lease,
             advertise_url=self.advertise_url,
             clock=None,
-            metrics=rt.metrics,
+            metrics=self.metrics,
             on_elected=self._elected,
             on_demoted=self._demoted,
         )
-        rt.leadership = self
-        if rt.health is None:  # blocking reads: off the loop, which must keep renewing a lease
-            await asyncio.to_thread(self._refresh_health_view, self.publisher.current())
+        # Blocking reads: off the loop, which must keep renewing a lease.
+        self._follower_health = await asyncio.to_thread(self._load_health_view, publisher.current())
         self._become_follower()
-        self._elect_task = asyncio.get_running_loop().create_task(self.elector.run(), name="turnout-leader-election")
+        self._elect_task = self._loop.create_task(self.elector.run(), name="turnout-leader-election")
         log.info(
             "control replica %s started as follower at table v%d (lease %.1fs)",
             self.elector.holder,
-            self.publisher.version,
+            publisher.version,
             self.lease,
         )
 
@@ -322,19 +387,16 @@ class ControlReplica:
             await asyncio.gather(self._elect_task, return_exceptions=True)
             self._elect_task = None
         await self._stop_following()
-        self.rt.started = False
-        self.rt.metrics.ready.set(0)
-        if self.store is not None:
-            await asyncio.to_thread(self.store.close)
+        self.started = False
+        self.metrics.ready.set(0)
+        if self._store is not None:
+            await asyncio.to_thread(self._store.close)
 
     # -- roles ------------------------------------------------------------------------------
     def _become_follower(self) -> None:
-        rt = self.rt
-        assert self.publisher is not None and self.follower is not None
-        rt.store, rt.table_source = self.store, self.publisher
-        rt.sink, rt.scheduler = _FollowerSink(self._leader_url), _IdleScheduler()
-        rt.started = True
-        rt.metrics.ready.set(1)
+        assert self.follower is not None
+        self.started = True
+        self.metrics.ready.set(1)
         if self._stopping or (self._follow_task is not None and not self._follow_task.done()):
             return
         self._follow_task = asyncio.get_running_loop().create_task(self.follower.run(), name="turnout-follower")
@@ -346,43 +408,35 @@ class ControlReplica:
             self._follow_task = None
 
     async def _elected(self, term: int) -> None:
-        rt = self.rt
-        assert self.publisher is not None
+        assert self.elector is not None
         await self._stop_following()
-        elector = self.elector
-        rt.leadership_fence = lambda: bool(elector is not None and elector.is_leader)
         try:
-            await rt.start()
+            await self.plane.start()
         except Exception:
             log.exception("could not start leading (term %d); stepping down to retry", term)
-            if rt.started:
-                await rt.stop()
+            if self.plane.started:
+                await self.plane.stop()
             self.elector.expire_now()  # the next election step demotes us (following resumes) and retries
             self._become_follower()
             return
-        self._leader_store, rt.store = rt.store, self.store
-        leading: TablePublisher = rt.table_source
+        leading = self.plane.table_source
         self._forward(leading.current())
         self._unforward = leading.subscribe(self._forward)
-        rt.table_source = self.publisher
         self.leading = True
-        log.info("leading (term %d) from table v%d", term, self.publisher.version)
+        log.info("leading (term %d) from table v%d", term, self.table_source.version)
 
     async def _demoted(self, term: int) -> None:
-        rt = self.rt
         self.leading = False
         if self._unforward is not None:
             self._unforward()
             self._unforward = None
-        if self._leader_store is not None:
-            rt.store, self._leader_store = self._leader_store, None
-            # Webhooks first: no delivery may leave after we stepped down (Runtime.stop() ends the dispatcher
-            # only after draining the pipeline, which can take a while when the database is slow).
-            dispatcher = getattr(rt, "_dispatcher", None)
-            if dispatcher is not None:
-                dispatcher.cancel()
+        if self.plane.started:
+            self._follower_health = self.plane.health  # the last leader's view until the next table arrives
+            # Webhooks first: no delivery may leave after we stepped down (stop() ends the dispatcher only after
+            # draining the pipeline, which can take a while when the database is slow).
+            self.plane.stop_webhooks()
             try:
-                await rt.stop()
+                await self.plane.stop()
             except Exception:  # keep going: following matters more than a clean teardown
                 log.exception("stopping the leader's services failed (term %d)", term)
         self._become_follower()
@@ -392,47 +446,42 @@ class ControlReplica:
         return info.url if info is not None and info.valid else None
 
     def _forward(self, table: Table) -> None:
-        assert self.publisher is not None
-        if table.version > self.publisher.version:
-            self.publisher.publish(table)
+        if table.version > self.table_source.version:
+            self.table_source.publish(table)
 
     # -- the follower's read-only views ----------------------------------------------------------
     def _on_table(self, table: Table) -> None:
-        """Runs in the follower's worker thread after each new version."""
-        self._refresh_health_view(table)
+        """Runs in the follower's worker thread after each new version: reads there, hands over on the loop."""
+        view = self._load_health_view(table)
+        if view is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._set_health_view, view)
 
-    def _refresh_health_view(self, table: Table) -> None:
-        from controlplane.health import HealthModel
-        from controlplane.metrics import observe_table
+    def _set_health_view(self, view: HealthModel) -> None:
+        if not self.leading:  # a late view from before an election must not hide the leader's live model
+            self._follower_health = view
 
-        rt = self.rt
+    def _load_health_view(self, table: Table) -> HealthModel | None:
+        """A read-only health model from the stored snapshot (blocking: call it off the loop)."""
+        view: HealthModel | None = None
         try:
             snapshot, _ = self.store.load_health()
-            rt.health = HealthModel(rt.config, rt.clock, snapshot=snapshot, last_table=table if table.version else None)
+            view = HealthModel(self.config, self.clock, snapshot=snapshot, last_table=table if table.version else None)
         except Exception as exc:  # the table is what matters; target detail may lag
             log.debug("follower health view not refreshed: %s", type(exc).__name__)
         if table.version:
-            observe_table(rt.metrics, table)
+            observe_table(self.metrics, table)
+        return view
 
 
-def _open_store_serialised(store_cls: Any, url: str, clock: Any) -> Any:
-    """Open the store with every table module imported first, so its one (lock-serialised) migration
-    creates their tables too; Store.create_schema serialises replicas starting together."""
-    for module in _TABLE_MODULES:  # their tables join SQLModel.metadata, so this one CREATE covers them too
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError:
-            pass
-    return store_cls(url, clock)
-
-
-def _default_advertise(cfg: Any) -> str:
+def _default_advertise(cfg: Config) -> str:
     c = cfg.server.control
     host = socket.gethostname() if c.host in ("0.0.0.0", "::", "") else c.host
     return f"http://{host}:{c.port}"
 
 
-def lifecycle_for(rt: Any) -> Any:
-    """What `turnout serve --role control` starts and stops: a ControlReplica on PostgreSQL, the runtime
-    itself on SQLite. (`--role all` is the single-process mode and always runs the runtime itself.)"""
-    return ControlReplica(rt) if not rt.config.database.url.startswith("sqlite") else rt
+def lifecycle_for(config: Config, *, config_path: str | None = None) -> ControlPlane | ControlReplica:
+    """What `turnout serve --role control` runs: a ControlReplica on PostgreSQL, a ControlPlane on SQLite.
+    (`--role all` is the single-process mode and always runs a ControlPlane.)"""
+    if config.database.url.startswith("sqlite"):
+        return ControlPlane(config, config_path=config_path)
+    return ControlReplica(config, config_path=config_path)

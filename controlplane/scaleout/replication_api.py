@@ -19,14 +19,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from controlplane.api.auth import AuthFailure, authorize
 from controlplane.decisions import Decision, DecisionLog
 from controlplane.domain import ErrorClass, Observation, Scope, Source
+from controlplane.seams import ReplicationDeps
 
 __all__ = [
     "MAX_BATCH",
@@ -39,6 +42,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("turnout.replication")
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 MAX_BATCH = 10_000
 _MAX_ATTEMPTS = 64
@@ -229,18 +233,16 @@ def _error(status: int, code: str, message: str, field: str | None = None, **ext
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
-def _authorized(request: web.Request, rt: Any) -> web.Response | None:
-    from controlplane.api.auth import AuthFailure, authorize
-
+def _authorized(request: web.Request, deps: ReplicationDeps) -> web.Response | None:
     try:
-        authorize(request, rt.config.auth, "admin")
+        authorize(request, deps.config.auth, "admin")
     except AuthFailure as exc:
         return _error(exc.status, exc.code, exc.message)
     return None
 
 
-async def _not_leader(rt: Any) -> web.Response | None:
-    leadership = getattr(rt, "leadership", None)
+async def _not_leader(deps: ReplicationDeps) -> web.Response | None:
+    leadership = deps.leadership
     if leadership is None or leadership.is_leader:
         return None
     info = await leadership.current()
@@ -248,12 +250,12 @@ async def _not_leader(rt: Any) -> web.Response | None:
     return _error(503, "not_leader", "this control replica does not lead; report to the leader", leader=url)
 
 
-def _handler(rt: Any) -> Any:
+def _handler(deps: ReplicationDeps) -> Handler:
     async def ingest(request: web.Request) -> web.Response:
-        denied = _authorized(request, rt)
+        denied = _authorized(request, deps)
         if denied is not None:
             return denied
-        refused = await _not_leader(rt)
+        refused = await _not_leader(deps)
         if refused is not None:
             return refused
         try:
@@ -267,8 +269,8 @@ def _handler(rt: Any) -> Any:
             return _error(
                 413, "batch_too_large", f"observations: at most {MAX_BATCH} per batch, got {len(items)}", "observations"
             )
-        known = rt.config.target_keys()
-        horizon = rt.clock.wall() - timedelta(seconds=rt.config.breaker.window)
+        known = deps.config.target_keys()
+        horizon = deps.clock.wall() - timedelta(seconds=deps.config.breaker.window)
         fresh: list[Observation] = []
         stale: list[Observation] = []
         rejected: list[dict[str, Any]] = []
@@ -302,10 +304,10 @@ def _handler(rt: Any) -> Any:
         for d in decisions:
             decision_log.record(d)
         for obs in fresh:
-            rt.sink.submit(obs)
+            deps.sink.submit(obs)
         if stale:
             try:
-                await asyncio.to_thread(rt.store.add_observations, stale)
+                await asyncio.to_thread(deps.store.add_observations, stale)
             except Exception as exc:  # history only: the breakers never needed them
                 log.warning("storing %d stale replica observations failed (%s)", len(stale), type(exc).__name__)
         replica = str(body.get("replica", "?"))[:80]
@@ -333,7 +335,7 @@ def _handler(rt: Any) -> Any:
                     "rejected": rejected[:_MAX_REJECTS_SHOWN],
                     "decisions_accepted": len(decisions),
                     "decisions_rejected": rejected_decisions[:_MAX_REJECTS_SHOWN],
-                    "table_version": rt.table_source.current().version,
+                    "table_version": deps.table_source.current().version,
                 }
             ),
             status=202,
@@ -343,15 +345,13 @@ def _handler(rt: Any) -> Any:
     return ingest
 
 
-def _leader_handler(rt: Any) -> Any:
+def _leader_handler(deps: ReplicationDeps) -> Handler:
     async def leader(request: web.Request) -> web.Response:
-        from controlplane.api.auth import AuthFailure, authorize
-
         try:
-            authorize(request, rt.config.auth, "read")
+            authorize(request, deps.config.auth, "read")
         except AuthFailure as exc:
             return _error(exc.status, exc.code, exc.message)
-        leadership = getattr(rt, "leadership", None)
+        leadership = deps.leadership
         if leadership is None:  # one process (SQLite): it always leads
             body: dict[str, Any] = {"mode": "single", "this_replica_leads": True, "term": 1, "leader_url": None}
         else:
@@ -363,7 +363,7 @@ def _leader_handler(rt: Any) -> Any:
                 "leader_url": info.url if info is not None and info.valid else None,
                 "lease_remaining_s": round(info.expires_in_s, 3) if info is not None and info.valid else None,
             }
-        body["table_version"] = rt.table_source.current().version
+        body["table_version"] = deps.table_source.current().version
         return web.Response(
             body=orjson.dumps(body), content_type="application/json", headers={"Cache-Control": "no-cache"}
         )
@@ -371,14 +371,13 @@ def _leader_handler(rt: Any) -> Any:
     return leader
 
 
-def install(app: web.Application, rt: Any) -> None:
+def install(app: web.Application, deps: ReplicationDeps) -> None:
     """Mount `POST /api/v1/observations` and `GET /api/v1/leader` (who leads, as the database sees it).
 
     Reported decisions go to a decision log of this app's own (batched writes to the store, hourly pruning):
     a `--role control` replica has no data plane whose log could take them."""
-    store = getattr(rt, "store", None)
     app[_DECISIONS] = DecisionLog(
-        getattr(store, "engine", None), rt.clock, retention_s=rt.config.dataplane.decision_log_retention
+        deps.store.engine, deps.clock, retention_s=deps.config.dataplane.decision_log_retention
     )
 
     async def start_log(app: web.Application) -> None:
@@ -392,5 +391,5 @@ def install(app: web.Application, rt: Any) -> None:
 
     app.on_startup.append(start_log)
     app.on_cleanup.append(stop_log)
-    app.router.add_post("/api/v1/observations", _handler(rt))
-    app.router.add_get("/api/v1/leader", _leader_handler(rt))
+    app.router.add_post("/api/v1/observations", _handler(deps))
+    app.router.add_get("/api/v1/leader", _leader_handler(deps))

@@ -1,4 +1,4 @@
-"""A small stand-in Runtime for API and webhook tests: real Store (SQLite in tmp_path), fake health/table source."""
+"""A small stand-in control node for API and webhook tests: real Store (SQLite in tmp_path), fake health/table source."""
 
 from __future__ import annotations
 
@@ -138,6 +138,9 @@ class FakeRuntime:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.reload_error: ConfigError | None = None
         self.states: dict[str, State] = {}
+
+    def readiness_checks(self) -> dict[str, bool]:
+        return {}  # a stand-in: no pipeline whose writes could fail, nothing to wait for
 
     def publish_states(self, states: dict[str, State]) -> Table:
         self.states.update(states)

@@ -1,4 +1,4 @@
-"""The status API mounted by the real control app on the real Runtime (store, health, publisher, pipeline)."""
+"""The status API mounted by the real control app on the real ControlPlane (store, health, publisher, pipeline)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from controlplane.api.app import build_control_app
 from controlplane.config_loader import parse_config
-from controlplane.runtime import Runtime
+from controlplane.control_plane import ControlPlane
 from tests.api.fakes import ADMIN_TOKEN, CONFIG
 from tests.fakes import FakeClock
 
@@ -22,10 +22,10 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 @pytest.fixture
-async def live(tmp_path: Path) -> AsyncIterator[tuple[Runtime, TestClient[Any, Any]]]:
+async def live(tmp_path: Path) -> AsyncIterator[tuple[ControlPlane, TestClient[Any, Any]]]:
     text = CONFIG.replace("{public}", "true") + f"database:\n  url: sqlite:///{tmp_path / 't.db'}\n"
     cfg = parse_config(text, env={})
-    rt = Runtime(cfg, clock=FakeClock(), probes=False, fire=False)
+    rt = ControlPlane(cfg, clock=FakeClock(), probes=False, fire=False)
     await rt.start()
     try:
         async with TestClient(TestServer(build_control_app(rt), host="127.0.0.1")) as client:

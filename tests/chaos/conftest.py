@@ -1,7 +1,7 @@
 """The chaos harness: the whole of Turnout in one process, in front of the provider simulator.
 
 `stack` builds, on loopback free ports: the simulator (four providers, one per family plus a second
-OpenAI-compatible one), the real Runtime (store on SQLite in tmp_path, breakers, ranker, publisher, the
+OpenAI-compatible one), the real ControlPlane (store on SQLite in tmp_path, breakers, ranker, publisher, the
 webhook dispatcher) with probes driven by hand on a FakeClock, the data plane, the control app (status API,
 /metrics) and a webhook receiver that verifies every delivery with `standardwebhooks`.
 
@@ -29,7 +29,7 @@ from adapters.sim import Simulator
 from controlplane.api.app import build_control_app
 from controlplane.config import Config
 from controlplane.config_loader import parse_config
-from controlplane.runtime import Runtime
+from controlplane.control_plane import ControlPlane
 from dataplane.proxy import build_data_app
 from tests.fakes import FakeClock
 from tests.support import serve_app
@@ -160,7 +160,7 @@ def open_fds() -> int:
 @dataclass
 class Stack:
     sim: Simulator
-    rt: Runtime
+    rt: ControlPlane
     clock: FakeClock
     data: str  # data plane base, ends in /v1
     control: str  # control app base
@@ -242,7 +242,7 @@ async def build_stack(tmp_path: Path, mutate: Callable[[dict[str, Any]], None] |
     if mutate is not None:
         mutate(raw)
     cfg = parse(raw)
-    rt = Runtime(cfg, clock=clock, fire=False, webhooks=True)
+    rt = ControlPlane(cfg, clock=clock, fire=False, webhooks=True)
     await rt.start()
     runners: list[Any] = []
     data_runner, data_port = await start_app(build_data_app(rt))

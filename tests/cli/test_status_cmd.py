@@ -127,8 +127,8 @@ async def test_status_and_events_show_a_withdrawal_from_the_real_control_app(
 
     from controlplane.api.app import build_control_app
     from controlplane.config_loader import parse_config
+    from controlplane.control_plane import ControlPlane
     from controlplane.domain import ErrorClass, Observation, Source
-    from controlplane.runtime import Runtime
 
     monkeypatch.setenv("COLUMNS", "200")
     cfg = parse_config(f"""
@@ -139,7 +139,7 @@ providers:
 routes:
   - {{name: frontier, targets: [oa/m, an/c]}}
 """)
-    rt = Runtime(cfg, probes=False, webhooks=False, fire=False)
+    rt = ControlPlane(cfg, probes=False, webhooks=False, fire=False)
     await rt.start()
     runner = web.AppRunner(build_control_app(rt), handle_signals=False)
     await runner.setup()

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from controlplane.publisher import TablePublisher
-from controlplane.runtime import TableSource
+from controlplane.seams import TableSource
 from controlplane.table import Table
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)

@@ -1,6 +1,6 @@
 """A running Turnout in front of the provider simulator, driven through a failover, for the integration tests.
 
-Real parts: the simulator (adapters.sim), controlplane.runtime.Runtime (store on SQLite in tmp_path, health
+Real parts: the simulator (adapters.sim), controlplane.control_plane.ControlPlane (store on SQLite in tmp_path, health
 model, publisher, pipeline, probe scheduler running the real completion probe against the simulator), the
 control app (status API, status page, /metrics) and the data plane (dataplane.proxy) on free loopback ports.
 The clock is a FakeClock the scenario advances; probe runs are started by calling the scheduler's job body.
@@ -26,8 +26,8 @@ from adapters.sim import Simulator
 from controlplane.api.app import build_control_app
 from controlplane.clock import FakeClock
 from controlplane.config_loader import parse_config
+from controlplane.control_plane import ControlPlane
 from controlplane.domain import State
-from controlplane.runtime import Runtime
 from dataplane.proxy import build_data_app
 from tests.support import free_port, serve_app
 
@@ -77,7 +77,7 @@ def _config(sim: Simulator, db: Path) -> str:
 class Turnout:
     url: str  # the control app
     data_url: str  # the data plane
-    rt: Runtime
+    rt: ControlPlane
     sim: Simulator
     clock: FakeClock
     session: aiohttp.ClientSession
@@ -154,7 +154,7 @@ async def running_turnout(tmp_path: Path) -> AsyncIterator[Turnout]:
     clock = FakeClock()
     async with Simulator.from_yaml(SIM, clock=FakeClock(), admin=False) as sim:
         config = parse_config(_config(sim, tmp_path / "turnout.db"), env={"SIM_KEY": KEY, "ADMIN": ADMIN})
-        rt = Runtime(config, clock=clock, fire=False, webhooks=True)
+        rt = ControlPlane(config, clock=clock, fire=False, webhooks=True)
         await rt.start()
         runners: list[Any] = []
         try:

@@ -47,7 +47,8 @@ class Rt:
     sink: ListSink = field(default_factory=ListSink)
     metrics: Metrics = field(default_factory=Metrics)
     clock: Any = field(default_factory=SystemClock)
-    store: Any = None
+    decision_engine: Any = None  # an Engine: the decision log writes there
+    forward_decision: Any = None
 
 
 def entry(

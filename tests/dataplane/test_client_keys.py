@@ -57,7 +57,7 @@ async def keyed(sim: Simulator, tmp_path: Path) -> AsyncIterator[Keyed]:
     clock = FakeClock(START)
     cfg = parse_with_key(turnout_yaml(sim))
     store = Store(f"sqlite:///{tmp_path / 'keys.db'}", clock)
-    rt = Rt(cfg, StaticTables(make_table(cfg)), store=store, clock=clock)
+    rt = Rt(cfg, StaticTables(make_table(cfg)), clock=clock, decision_engine=store.engine)
     app = build_data_app(rt, keys=KeyGate.for_store(store.engine, clock, lambda: cfg.auth.data))
     runner, port = await serve_app(app)
     yield Keyed(sim, rt, KeyStore(store.engine, clock), clock, f"http://127.0.0.1:{port}/v1", app)

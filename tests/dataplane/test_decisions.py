@@ -14,7 +14,8 @@ from aiohttp import web
 from sqlalchemy import Engine, create_engine, select, text
 from sqlmodel import Session
 
-from controlplane.decisions import Decision, DecisionLog, DecisionRow, install, summarise
+from controlplane.api.usage import install
+from controlplane.decisions import Decision, DecisionLog, DecisionRow, summarise
 from dataplane.proxy import DATA_STATE
 from tests.dataplane.conftest import Env, start_app
 from tests.fakes import FakeClock
@@ -29,7 +30,7 @@ async def test_requests_leave_rows_with_attempts_tokens_and_cost_and_the_usage_a
     make_env: Callable[..., Awaitable[Env]], tmp_path: Path
 ) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'd.db'}")
-    env = await make_env(store=engine)
+    env = await make_env(decision_engine=engine)
     await env.aclient.chat.completions.create(model="main", messages=MSG, user="team-a")
     env.sim.set_fault("oa", "overloaded")
     await env.aclient.chat.completions.create(model="main", messages=MSG, extra_headers={"x-turnout-tag": "team-b"})
@@ -59,7 +60,7 @@ async def test_requests_leave_rows_with_attempts_tokens_and_cost_and_the_usage_a
     assert "secret prompt" not in dump and "Hello from" not in dump  # never the prompt or the completion
 
     control = web.Application()
-    install(control, env.rt)
+    install(control, engine, env.rt.clock)
     runner, port = await start_app(control)
     try:
         async with aiohttp.ClientSession() as s:

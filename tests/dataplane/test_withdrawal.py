@@ -15,8 +15,8 @@ import openai
 import pytest
 
 from adapters.sim import Simulator
+from controlplane.control_plane import ControlPlane
 from controlplane.domain import State
-from controlplane.runtime import Runtime
 from dataplane.proxy import build_data_app
 from tests.dataplane.conftest import parse_with_key, start_app, turnout_yaml
 from tests.fakes import FakeClock
@@ -53,7 +53,7 @@ async def test_withdrawal_and_hang_under_load_without_client_errors(sim: Simulat
     )
     text = text.replace("first_byte_timeout: 1s", "first_byte_timeout: 500ms")
     cfg = parse_with_key(text)
-    rt = Runtime(cfg, clock=FakeClock(), probes=False, webhooks=False, fire=False)
+    rt = ControlPlane(cfg, clock=FakeClock(), probes=False, webhooks=False, fire=False)
     await rt.start()
     app = build_data_app(rt)
     runner, port = await start_app(app)

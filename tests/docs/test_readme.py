@@ -137,12 +137,12 @@ def test_python_examples_compile() -> None:
 async def control(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
     """`examples/turnout-sim.yaml` served by the real control app (no probes: nothing outside is called)."""
     from controlplane.api.app import build_control_app
-    from controlplane.runtime import Runtime
+    from controlplane.control_plane import ControlPlane
 
     monkeypatch.setenv("COLUMNS", "200")
     cfg = load_config(ROOT / "examples" / "turnout-sim.yaml")
     cfg = cfg.model_copy(update={"database": cfg.database.model_copy(update={"url": f"sqlite:///{tmp_path / 't.db'}"})})
-    rt = Runtime(cfg, probes=False, webhooks=False, fire=False)
+    rt = ControlPlane(cfg, probes=False, webhooks=False, fire=False)
     await rt.start()
     runner = web.AppRunner(build_control_app(rt), handle_signals=False)
     await runner.setup()

@@ -1,6 +1,6 @@
 """Turnout against the provider simulator on loopback.
 
-In process: a Runtime with a FakeClock drives probe jobs by hand (`scheduler.run_due`) against the real
+In process: a ControlPlane with a FakeClock drives probe jobs by hand (`scheduler.run_due`) against the real
 adapters and simulated providers; every target gets observations, and a fault switched on in the simulator
 changes the recorded error class within one probe interval.
 Out of process: `turnout serve` as a subprocess is killed with SIGKILL and restarted; breaker states and the
@@ -25,8 +25,8 @@ import yaml
 
 from adapters.sim.simulator import Simulator
 from controlplane.config_loader import parse_config
+from controlplane.control_plane import ControlPlane
 from controlplane.domain import ErrorClass, State
-from controlplane.runtime import Runtime
 from tests.fakes import FakeClock
 from tests.support import free_port, stop_process
 from tests.support import until as _until
@@ -101,7 +101,7 @@ async def test_every_target_is_observed_and_a_fault_changes_the_class_within_one
     }
     cfg = parse_config(json.dumps(_turnout_config(sim, tmp_path / "t.db", probes)), env={})
     clock = FakeClock()
-    rt = Runtime(cfg, clock=clock, fire=False, webhooks=False)
+    rt = ControlPlane(cfg, clock=clock, fire=False, webhooks=False)
     await rt.start()
     try:
         targets = [t.key for t in cfg.targets()]

@@ -13,8 +13,8 @@ import pytest
 
 from adapters.sim.simulator import Simulator
 from controlplane.config_loader import parse_config
+from controlplane.control_plane import ControlPlane
 from controlplane.domain import State
-from controlplane.runtime import Runtime
 from tests.fakes import FakeClock
 
 pytestmark = pytest.mark.integration
@@ -50,7 +50,7 @@ async def sim() -> AsyncIterator[Simulator]:
     await s.stop()
 
 
-async def _run_for(rt: Runtime, clock: FakeClock, seconds: float) -> None:
+async def _run_for(rt: ControlPlane, clock: FakeClock, seconds: float) -> None:
     for _ in range(int(seconds)):
         await rt.scheduler.run_due()
         clock.advance(1)
@@ -78,7 +78,7 @@ async def test_region_block_at_the_primary_withdraws_it_and_moves_the_route_once
         ],
     }
     clock = FakeClock()
-    rt = Runtime(parse_config(json.dumps(raw), env={}), clock=clock, fire=False, webhooks=False)
+    rt = ControlPlane(parse_config(json.dumps(raw), env={}), clock=clock, fire=False, webhooks=False)
     await rt.start()
     try:
         await _run_for(rt, clock, 3 * INTERVAL)  # every target observed healthy a few times

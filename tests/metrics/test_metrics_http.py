@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -14,11 +13,6 @@ from controlplane.domain import ErrorClass, Observation
 from controlplane.metrics import Metrics, observe_observation, observe_table
 from tests.statuspage.sample import NOW, sample_table
 from tests.support import require_integration
-
-
-@dataclass
-class _Rt:
-    metrics: Metrics
 
 
 def _fed() -> Metrics:
@@ -36,7 +30,7 @@ def _fed() -> Metrics:
 
 async def test_metrics_endpoint_serves_the_registry() -> None:
     app = web.Application()
-    metrics_http.install(app, _Rt(_fed()))
+    metrics_http.install(app, _fed())
     async with TestClient(TestServer(app)) as client:
         resp = await client.get("/metrics")
         assert resp.status == 200
@@ -59,18 +53,13 @@ def test_promtool_check_metrics_accepts_the_exposition() -> None:
 async def test_private_reads_need_a_bearer_token_for_metrics() -> None:
     from controlplane.config_loader import parse_config
 
-    @dataclass
-    class _PrivateRt:
-        metrics: Metrics
-        config: object
-
     cfg = parse_config(
         "providers: [{id: a, adapter: openai, base_url: 'http://127.0.0.1:9/v1', models: [{name: m}]}]\n"
         "auth: {public_read: false, tokens: [{token: scrape-token, scope: read}]}\n",
         env={},
     )
     app = web.Application()
-    metrics_http.install(app, _PrivateRt(_fed(), cfg))
+    metrics_http.install(app, _fed(), cfg.auth)
     async with TestClient(TestServer(app)) as client:
         assert (await client.get("/metrics")).status == 401
         assert (await client.get("/metrics", headers={"Authorization": "Bearer nope"})).status == 401

@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 
 from adapters.sim import Simulator
+from controlplane.control_plane import ControlPlane
 from controlplane.domain import State
-from controlplane.runtime import Runtime
 from dataplane.proxy import build_data_app
 from tests.fakes import FakeClock
 from tests.panel.conftest import MSG, Relay, parse, turnout_yaml
@@ -29,7 +29,7 @@ async def test_withdrawn_member_leaves_the_table_and_the_next_panel(sim: Simulat
             sim, judge.url("/v1"), synth.url("/v1"), extra=f'database: {{url: "sqlite:///{tmp_path / "t.db"}"}}'
         )
     )
-    rt = Runtime(cfg, clock=FakeClock(), probes=False, webhooks=False, fire=False)
+    rt = ControlPlane(cfg, clock=FakeClock(), probes=False, webhooks=False, fire=False)
     await rt.start()
     app = build_data_app(rt)
     runner, port = await serve_app(app)

@@ -95,7 +95,7 @@ async def test_hung_member_is_dropped_at_its_deadline_without_delaying_the_answe
 
 async def test_usage_and_cost_add_up_over_members_judge_and_synthesizer(make_env: MakeEnv, tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'd.db'}")
-    env = await make_env(store=engine)
+    env = await make_env(decision_engine=engine)
     status, doc, headers = await _ask(env)
     assert status == 200
     calls = [*doc["turnout"]["members"], *doc["turnout"]["judge"]["calls"], *doc["turnout"]["synthesizer"]["calls"]]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from controlplane import statuspage
 from controlplane.clock import FakeClock
+from controlplane.config import Config
+from controlplane.config_loader import parse_config
 from controlplane.domain import ErrorClass, Observation, State
 from controlplane.events import Event, EventBus
 from controlplane.statuspage import PERIODS, STATE_COLOURS, build_view, render_status_page, uptime_history
@@ -99,12 +101,19 @@ class _Source:
         return self.table
 
 
+def _public_config() -> Config:
+    return parse_config(
+        "providers: [{id: a, adapter: openai, base_url: 'http://127.0.0.1:9/v1', models: [{name: m}]}]\n", env={}
+    )
+
+
 @dataclass
 class _Rt:
     table_source: _Source
     store: Any
     bus: EventBus
     clock: FakeClock
+    config: Config = field(default_factory=_public_config)
 
 
 class _BrokenStore:
@@ -150,11 +159,6 @@ def test_bar_levels(uptime: float | None, level: str) -> None:
     assert statuspage.Bar(NOW, uptime).level == level
 
 
-@dataclass
-class _PrivateRt(_Rt):
-    config: Any = None
-
-
 async def test_private_reads_need_a_token_by_bearer_or_basic_auth() -> None:
     import base64
 
@@ -166,7 +170,7 @@ async def test_private_reads_need_a_token_by_bearer_or_basic_auth() -> None:
         env={},
     )
     app = web.Application()
-    statuspage.install(app, _PrivateRt(_Source(sample_table()), None, EventBus(), FakeClock(NOW), cfg))
+    statuspage.install(app, _Rt(_Source(sample_table()), None, EventBus(), FakeClock(NOW), cfg))
 
     def basic(password: str) -> dict[str, str]:
         return {"Authorization": "Basic " + base64.b64encode(f"me:{password}".encode()).decode()}

@@ -68,7 +68,7 @@ def make_dispatcher(
     async def append(events: Any) -> Any:
         from controlplane.webhooks.service import append_and_publish
 
-        return await append_and_publish(rt, events)
+        return await append_and_publish(rt.store, rt.bus, rt.metrics, events)
 
     return ScriptedDispatcher(
         script,

@@ -35,7 +35,9 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[FakeRuntime, TestClient[A
     app = web.Application()
     install(app, rt)
     receiver = await Receiver().start()
-    task = start_dispatcher(rt, poll_interval=0.05, schedule=FAST)
+    task = start_dispatcher(
+        rt.store, rt.bus, rt.clock, rt.metrics, lambda: rt.config.webhooks, poll_interval=0.05, schedule=FAST
+    )
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         yield rt, client, receiver
     task.cancel()

@@ -1,4 +1,4 @@
-"""Runtime: wiring, resuming from the store after a restart, operator actions, config reload."""
+"""ControlPlane: wiring, resuming from the store after a restart, operator actions, config reload."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from controlplane.config_loader import load_config
+from controlplane.control_plane import ControlPlane
 from controlplane.domain import ErrorClass, Observation, Source, State, TargetRef
 from controlplane.errors import ConfigError
-from controlplane.runtime import Runtime
 from probes import ProbeContext
 from tests.fakes import EventSink, FakeClock
 
@@ -51,8 +51,8 @@ def _write(tmp_path: Path, completion: str = "30s") -> Path:
     return path
 
 
-async def _runtime(path: Path, clock: FakeClock, script: Script) -> Runtime:
-    rt = Runtime(
+async def _runtime(path: Path, clock: FakeClock, script: Script) -> ControlPlane:
+    rt = ControlPlane(
         load_config(path),
         clock=clock,
         config_path=str(path),
@@ -134,24 +134,32 @@ async def test_stop_is_clean_and_idempotent(tmp_path: Path, clock: FakeClock) ->
     rt = await _runtime(_write(tmp_path), clock, Script())
     await rt.stop()
     await rt.stop()
-    assert rt.session.closed and rt.metrics.registry.get_sample_value("turnout_ready") == 0
+    assert rt.running.session.closed and rt.metrics.registry.get_sample_value("turnout_ready") == 0
 
 
-async def test_control_app_mounts_available_installers_and_falls_back_to_its_own_probes(
-    tmp_path: Path, clock: FakeClock
-) -> None:
+async def test_control_app_mounts_every_part_on_the_control_plane(tmp_path: Path, clock: FakeClock) -> None:
     from aiohttp.test_utils import TestClient, TestServer
 
     from controlplane.api.app import build_control_app
 
     rt = await _runtime(_write(tmp_path), clock, Script())
     try:
-        app = build_control_app(rt, installers=("controlplane.api.metrics_endpoint", "controlplane.not_built_yet"))
+        app = build_control_app(rt)
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
             assert (await client.get("/healthz")).status == 200
             ready = await client.get("/readyz")
             assert ready.status == 200 and (await ready.json())["table_version"] == rt.table_source.current().version
+            assert (await ready.json())["checks"] == {
+                "store": True,
+                "table": True,
+                "store_writes": True,
+                "started": True,
+            }
             metrics = await (await client.get("/metrics")).text()
             assert "turnout_table_version" in metrics
+            assert (await client.get("/")).status == 200  # the status page
+            assert (await client.get("/api/v1/usage")).status == 200
+            leader = await (await client.get("/api/v1/leader")).json()
+            assert leader["mode"] == "single" and leader["table_version"] == rt.table_source.current().version
     finally:
         await rt.stop()
