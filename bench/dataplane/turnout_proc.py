@@ -108,12 +108,13 @@ class BenchRuntime:
     sink: Any
     metrics: Metrics = field(default_factory=Metrics)
     clock: SystemClock = field(default_factory=SystemClock)
-    store: Any = None
+    decision_engine: Any = None  # an Engine: the decision log writes there (controlplane/seams.py DataPlaneDeps)
+    forward_decision: Any = None
 
 
 def build(cfg: Config, store: Any = None) -> tuple[App, MiniBreaker]:
     mini = MiniBreaker(cfg)
-    app = build_data_app(BenchRuntime(cfg, mini, mini, store=store))
+    app = build_data_app(BenchRuntime(cfg, mini, mini, decision_engine=getattr(store, "engine", store)))
 
     async def reset(request: Request) -> Response:
         mini.reset()
