@@ -102,6 +102,10 @@ class Caller:
     tokens: Bucket | None = None
     spent_here: float = 0.0  # spend this process settled since the ring was read
     limit_texts: tuple[str, str] = ("", "")  # str(rpm), str(tpm): the limit headers, made once per ring read
+    # Expiry and the budget period's end on the monotonic clock, converted once per ring read: a request then reads
+    # one float clock instead of building a wall-clock datetime.
+    expires_mono: float = math.inf
+    period_end_mono: float = math.inf
 
     @property
     def id(self) -> str:
@@ -182,6 +186,7 @@ class KeyGate:
     def load(self, ring: Ring) -> None:
         """Adopt a ring: keys gone from it are dropped; a key still in it keeps its counters."""
         now = self.clock.monotonic()
+        wall_minus_mono = self.clock.wall().timestamp() - now
         old, fresh = self._keys, {}
         for rk in ring.keys:
             c = old.get(rk.id)
@@ -195,6 +200,8 @@ class KeyGate:
             if rk.tpm is not None and c.tokens is None:
                 c.tokens = Bucket(rk.tpm, now)
             c.limit_texts = (str(rk.rpm), str(rk.tpm))
+            c.expires_mono = rk.expires_at - wall_minus_mono if rk.expires_at is not None else math.inf
+            c.period_end_mono = rk.period_end - wall_minus_mono
             fresh[rk.id] = c
         self._keys = fresh
         self.any_keys = ring.any_keys
@@ -300,8 +307,7 @@ class KeyGate:
                 c = self._keys.get(key_id)
         if c is None or not matches(key, c.key.key_hash):
             return Refusal(401, "invalid", "the client key is not valid (unknown, revoked or rotated)")
-        expires = c.key.expires_at
-        if expires is not None and self.clock.wall().timestamp() >= expires:
+        if self.clock.monotonic() >= c.expires_mono:
             return Refusal(401, "invalid", f"client key {c.id} has expired")
         return c
 
@@ -311,8 +317,9 @@ class KeyGate:
         if k.routes is not None and model not in k.routes:
             allowed = ", ".join(sorted(k.routes))
             return Refusal(403, "route", f"client key {k.id} may not use {model[:80]!r}; it may use: {allowed}")
+        now = self.clock.monotonic()
         if k.budget_usd is not None:
-            spent = caller.spent_here + (k.spent_usd if self.clock.wall().timestamp() < k.period_end else 0.0)
+            spent = caller.spent_here + (k.spent_usd if now < caller.period_end_mono else 0.0)
             if spent >= k.budget_usd:
                 return Refusal(
                     429,
@@ -320,7 +327,6 @@ class KeyGate:
                     f"client key {k.id} has spent its budget of ${k.budget_usd:g} this {k.budget_period} "
                     f"(${spent:.4f} estimated)",
                 )
-        now = self.clock.monotonic()
         req, tok = caller.requests, caller.tokens
         if req is not None:
             req.refill(now)

@@ -18,6 +18,7 @@ __all__ = ["PREFIX", "ID_LENGTH", "new_key_id", "new_key", "hash_key", "key_id_o
 PREFIX = "tk_"
 ID_LENGTH = 8
 _ID_ALPHABET = string.ascii_lowercase + string.digits
+_ID_CHARS = frozenset(_ID_ALPHABET)
 _SECRET_BYTES = 32
 
 
@@ -40,7 +41,7 @@ def key_id_of(key: str) -> str | None:
     if not key.startswith(PREFIX) or len(key) < len(PREFIX) + ID_LENGTH + 2:
         return None
     key_id = key[len(PREFIX) : len(PREFIX) + ID_LENGTH]
-    if key[len(PREFIX) + ID_LENGTH] != "_" or not all(c in _ID_ALPHABET for c in key_id):
+    if key[len(PREFIX) + ID_LENGTH] != "_" or not _ID_CHARS.issuperset(key_id):
         return None
     return key_id
 
