@@ -16,6 +16,7 @@ import anthropic
 import openai
 import orjson
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from adapters.sim import Simulator
 from controlplane.decisions import summarise
@@ -31,7 +32,7 @@ from tests.support import serve_app
 
 pytestmark = pytest.mark.integration
 
-MSG = [{"role": "user", "content": "hello"}]
+MSG: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello"}]
 START = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 GATE: AppKey[KeyGate] = AppKey("test_gate")
 
@@ -142,8 +143,8 @@ async def test_tokens_per_minute_are_charged_from_the_answers_usage(keyed: Keyed
 async def test_a_spent_budget_is_refused_as_insufficient_quota_and_attributed(keyed: Keyed) -> None:
     record, key = keyed.keys.create(KeySpec(name="team-a", budget_usd=1e-9, budget_period="day"))
     client = keyed.client(key)
-    stream = await client.chat.completions.create(model="main", messages=MSG, stream=True)
-    [c async for c in stream]
+    async for _ in await client.chat.completions.create(model="main", messages=MSG, stream=True):
+        pass
     with pytest.raises(openai.RateLimitError) as err:
         await client.chat.completions.create(model="main", messages=MSG)
     assert err.value.code == "insufficient_quota" and err.value.body["type"] == "insufficient_quota"  # type: ignore[index]

@@ -15,6 +15,7 @@ import aiohttp
 import openai
 import pytest
 from aiohttp import web
+from openai.types.chat import ChatCompletionMessageParam
 
 from adapters.sim.simulator import Simulator
 from controlplane.api.routes import install
@@ -33,7 +34,7 @@ pytestmark = pytest.mark.integration
 
 ADMIN = "replica-keys-admin-token"
 REFRESH_S = 0.3
-MSG = [{"role": "user", "content": "hello"}]
+MSG: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello"}]
 
 
 def _config(sim: Simulator) -> Config:
