@@ -20,7 +20,7 @@ from controlplane.clock import Clock
 from controlplane.config import Config, ModelConfig, ProviderConfig
 from controlplane.domain import WITHDRAW_CLASSES, Observation, Scope, State
 from controlplane.events import Event
-from controlplane.ranker import Candidate, entry_for, rank_route, score
+from controlplane.ranker import TargetStanding, entry_for, rank_route, score
 from controlplane.reasons import state_reason
 from controlplane.table import RouteRanking, Table, TableEntry
 
@@ -348,10 +348,10 @@ class HealthModel:
             metrics_only=b.metrics_only,
         )
 
-    def _candidate(self, t: str, b: Breaker, now: float) -> Candidate:
+    def _candidate(self, t: str, b: Breaker, now: float) -> TargetStanding:
         p, m = self._targets[t]
         lp50, lp95, tp50, tp95 = b.window.percentiles(now)
-        return Candidate(
+        return TargetStanding(
             target=t,
             provider=p,
             model=m,

@@ -19,7 +19,7 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
 from adapters.sim import Simulator
-from controlplane.decisions import summarise
+from controlplane.decisions import Decision, DecisionLog, summarise
 from controlplane.keys import KeySpec, KeyStore
 from controlplane.store import Store
 from dataplane.http.messages import App, AppKey, Request, Response
@@ -56,7 +56,8 @@ class Keyed:
 @pytest.fixture
 async def keyed(sim: Simulator, tmp_path: Path) -> AsyncIterator[Keyed]:
     clock = FakeClock(START)
-    cfg = parse_with_key(turnout_yaml(sim))
+    # No periodic ring reads: each test says when the ring is read (changes made here are announced in process).
+    cfg = parse_with_key(turnout_yaml(sim, "auth: {data: {refresh_interval: 1h}}"))
     store = Store(f"sqlite:///{tmp_path / 'keys.db'}", clock)
     rt = Rt(cfg, StaticTables(make_table(cfg)), clock=clock, decision_engine=store.engine)
     app = build_data_app(rt, keys=KeyGate.for_store(store.engine, clock, lambda: cfg.auth.data))
@@ -216,10 +217,12 @@ async def test_refusals_in_the_anthropic_shape_with_the_anthropic_sdk(keyed: Key
         with pytest.raises(anthropic.PermissionDeniedError) as denied:
             await client(other).messages.create(**args)  # type: ignore[call-overload]
         assert denied.value.body["error"]["type"] == "permission_error"  # type: ignore[index]
-        gate = keyed.gate()
-        broke_caller = await gate.identify({"x-api-key": broke})
-        assert isinstance(broke_caller, Caller)
-        broke_caller.spent_here = 1.0
+        # team-c's spend lands in the store (as the decision log writes it) and the gate reads it with the ring.
+        log = DecisionLog(keyed.keys.engine, keyed.clock, retention_s=86400)
+        broke_id = broke.split("_")[1]
+        log.record(Decision(keyed.clock.wall(), "main", "oa/gpt-x", "ok", 200, False, [], 1, 1, 0.5, key_id=broke_id))
+        await log.flush()
+        keyed.gate().load(keyed.keys.ring())
         with pytest.raises(anthropic.RateLimitError) as quota:
             await client(broke).messages.create(**args)  # type: ignore[call-overload]
         assert quota.value.body["error"]["type"] == "billing_error"  # type: ignore[index]
