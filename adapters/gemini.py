@@ -3,6 +3,9 @@
 Translates OpenAI chat bodies to GenerateContentRequests (contents/parts, systemInstruction,
 functionDeclarations, generationConfig), answers and SSE chunks back to the OpenAI shape, and classifies
 GG error bodies by RPC `status`, ErrorInfo reasons and QuotaFailure quota ids (provider-semantics.md §2.3).
+
+Longer than most modules: one API family both ways (request, answer, stream, error classes); splitting it
+would separate a field's translation from its inverse.
 """
 
 from __future__ import annotations
@@ -398,6 +401,10 @@ class GeminiStream(SSETranslator):
             ]
         text, reasoning, tool_calls, finish, _blocked = got
         self._calls += len(tool_calls)
+        if finish == "stop" and self._calls:
+            # Gemini sends the functionCall parts and the STOP finish in separate chunks; a non-streamed answer
+            # with the same calls ends with tool_calls, so the streamed one must too.
+            finish = "tool_calls"
         delta: dict[str, Any] = {}
         if text:
             delta["content"] = text

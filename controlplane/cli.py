@@ -9,7 +9,16 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from adapters.sim import cli as sim_cmd
-from controlplane.commands import config_cmd, db_cmd, demo_cmd, keys_cmd, serve_cmd, status_cmd, webhooks_cmd
+from controlplane.commands import (
+    config_cmd,
+    db_cmd,
+    demo_cmd,
+    keys_cmd,
+    serve_cmd,
+    status_cmd,
+    traffic_cmd,
+    webhooks_cmd,
+)
 from controlplane.errors import ConfigError
 
 __all__ = ["main", "COMMANDS"]
@@ -30,6 +39,7 @@ COMMANDS: tuple[_Command, ...] = (
     keys_cmd,  # turnout keys create|list|show|revoke|rotate
     db_cmd,  # turnout db …
     demo_cmd,  # turnout demo
+    traffic_cmd,  # turnout traffic
 )
 
 

@@ -3,6 +3,8 @@
 Reading a file into a `Config` (YAML, `${ENV}` expansion, errors that name the file, the field and the fix) is
 controlplane/config_loader.py. Cross-field checks raise `FieldProblem` with their own dotted path. Secrets
 (`api_key`, auth tokens) are `SecretStr`: they never print, log or serialise in clear.
+
+Longer than most modules on purpose: the whole schema in one file, in the order docs/config.md renders it.
 """
 
 from __future__ import annotations
@@ -304,6 +306,11 @@ class BreakerConfig(_Model):
 
 class RankingConfig(_Model):
     margin: float = Field(default=0.15, ge=0, description="a challenger must beat the primary by this share of score")
+    min_dwell: Duration = Field(
+        default=10.0,
+        ge=0,
+        description="a new primary keeps its place this long unless it leaves admissibility (no flapping on noise)",
+    )
     weight_latency: float = 1.0
     weight_ttft: float = 1.0
     weight_error_rate: float = 3.0

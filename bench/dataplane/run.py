@@ -17,6 +17,9 @@ same rounds and prints the ratios: a change judged against its baseline in one r
 with client keys on (every request carries a key with rpm, tpm and a budget: the gate's whole hot path) to the same
 rounds, and prints its ratios to `turnout serve` with keys off. Run:
 `python -m bench dataplane [SECONDS [ROUNDS]] [--against REV] [--keys]`.
+
+Longer than most modules: the bench's phases in order, and bench/listener.py reuses its round and report
+helpers (splitting them out waits until that bench settles).
 """
 
 from __future__ import annotations
@@ -114,8 +117,8 @@ def _wrk(wrk: str, url: str, conns: int, seconds: int, lua: str) -> dict[str, fl
         text=True,
         check=True,
     ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    rps = float(_found(r"Requests/sec:\s+([\d.]+)", out))
+    total = int(_found(r"(\d+) requests in", out))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     lat = {p: _ms(v) for p, v in re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M)}
     return {
@@ -125,6 +128,14 @@ def _wrk(wrk: str, url: str, conns: int, seconds: int, lua: str) -> dict[str, fl
         "p50_ms": lat.get("50", float("nan")),
         "p99_ms": lat.get("99", float("nan")),
     }
+
+
+def _found(pattern: str, text: str) -> str:
+    """The first group of `pattern` in wrk's report; a report without it is a wrk failure, said as such."""
+    m = re.search(pattern, text)
+    if m is None:
+        raise RuntimeError(f"wrk output has no {pattern!r}: {text[:300]!r}")
+    return m.group(1)
 
 
 def _start(args: list[str], quiet: bool = False) -> subprocess.Popen[str]:
@@ -179,7 +190,7 @@ async def _streams(url: str, n: int, pid: int) -> list[float]:
     return samples
 
 
-async def _load(url: str, clients: int, seconds: float, stop_after: Any = None) -> tuple[int, int]:
+async def _load(url: str, clients: int, seconds: float) -> tuple[int, int]:
     """Steady load from `clients` concurrent clients for `seconds`; returns (ok, client-visible errors)."""
     ok = err = 0
     deadline = time.monotonic() + seconds

@@ -3,6 +3,8 @@
 Both read the control plane's status API (`GET /api/v1/table`, `GET /api/v1/events`) over HTTP, so they
 work against any running `turnout serve` (or `turnout demo --forever`). `--json` prints the API's own
 payloads for scripts; `--watch` / `--follow` keep the view current (the table by long-poll).
+
+Longer than most modules: two commands that share the HTTP reads and the table rendering.
 """
 
 from __future__ import annotations
@@ -18,10 +20,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, Group, JustifyMethod, RenderableType
 from rich.live import Live
 from rich.table import Table as RichTable
 from rich.text import Text
+
+from controlplane.reasons import excluded_reason
+from controlplane.severity import Severity, page_severity, route_severity
+from controlplane.table import Table
 
 __all__ = [
     "DEFAULT_URL",
@@ -91,8 +97,8 @@ class StatusClient:
             raise ApiError(f"{url}: the answer is not JSON ({exc.msg}); is --url the control port?") from exc
 
     def table(self) -> dict[str, Any]:
-        """The current table (`Table.to_dict()` shape)."""
-        return _expect_table(self._get("/api/v1/table").body)
+        """The current table (`Table.to_dict()` shape) with the window's figures of now."""
+        return _expect_table(self._get("/api/v1/table", {"figures": "now"}).body)
 
     def wait_table(self, after: int, wait: float = _LONG_POLL_S) -> dict[str, Any] | None:
         """Long-poll for a table newer than `after`; None when none appeared before the deadline."""
@@ -150,7 +156,7 @@ def _state_text(state: str) -> Text:
     return Text(state, style=STATE_STYLES.get(state, "white"))
 
 
-_COLUMNS: tuple[tuple[str, str], ...] = (
+_COLUMNS: tuple[tuple[str, JustifyMethod], ...] = (
     ("#", "right"),
     ("target", "left"),
     ("state", "left"),
@@ -171,8 +177,29 @@ def _layout(width: int | None) -> str:
     return "compact" if width >= _NARROW else "narrow"
 
 
-def _route_table(name: str, route: dict[str, Any], *, layout: str = "full") -> RichTable:
-    title = f"route [bold]{name}[/bold]" + ("  [red]PANIC: ranking least-bad[/red]" if route.get("panic") else "")
+_SEVERITY_STYLES = {
+    "operational": "green",
+    "maintenance": "dim",
+    "degraded": "yellow",
+    "partial": "dark_orange",
+    "major": "bold red",
+}
+
+
+def _severities(table: dict[str, Any]) -> tuple[Severity, dict[str, Severity]] | None:
+    """Page and route severities from controlplane/severity.py (the page and Statuspage export use the same)."""
+    try:
+        t = Table.from_dict(table)
+    except (KeyError, TypeError, ValueError):
+        return None  # an answer in an older shape: show the table without severities
+    return page_severity(t), {n: route_severity(r) for n, r in t.routes.items()}
+
+
+def _route_table(
+    name: str, route: dict[str, Any], *, layout: str = "full", severity: Severity | None = None
+) -> RichTable:
+    sev = f"  [{_SEVERITY_STYLES[str(severity)]}]{severity}[/]" if severity is not None else ""
+    title = f"route [bold]{name}[/bold]{sev}" + ("  [red]PANIC: ranking least-bad[/red]" if route.get("panic") else "")
     t = RichTable(title=title, title_justify="left", expand=False, pad_edge=False)
     columns = [(c, j) for c, j in _COLUMNS if layout == "full" or c in _COMPACT]
     if layout == "narrow":
@@ -188,14 +215,14 @@ def _route_table(name: str, route: dict[str, Any], *, layout: str = "full") -> R
             t.add_column(
                 col,
                 justify=justify,
-                no_wrap=True,  # type: ignore[arg-type]
+                no_wrap=True,
                 min_width=longest if col == "target" else None,
             )
     for e in entries:
         state = str(e.get("state", "?"))
         reason = str(e.get("reason") or "")
         if e.get("excluded_by"):
-            reason = f"excluded by {e['excluded_by']}" + (f"; {reason}" if reason else "")
+            reason = reason or excluded_reason(str(e["excluded_by"]))  # the reason already names the policy
         score = e.get("score")
         reason_text = Text(reason, style="dim" if state == "closed" else STATE_STYLES.get(state, ""))
         cells: dict[str, Any] = {
@@ -228,8 +255,20 @@ def table_renderable(table: dict[str, Any], route: str | None = None, *, width: 
         f"  published {table.get('published_at', '?')}",
         (f"  config {str(table.get('config_hash', ''))[:12]}", "dim"),
     )
+    sev = _severities(table)
     parts: list[RenderableType] = [header]
-    parts.extend(_route_table(n, routes[n], layout=_layout(width)) for n in names if n in routes)
+    if sev is not None:
+        overall, per_route = sev
+        down = [n for n, s in per_route.items() if s is Severity.MAJOR]
+        parts.append(
+            Text.assemble(
+                ("status ", "bold"),
+                (str(overall), _SEVERITY_STYLES[str(overall)]),
+                f"  routes down: {', '.join(sorted(down))}" if down else "",
+            )
+        )
+    per = sev[1] if sev is not None else {}
+    parts.extend(_route_table(n, routes[n], layout=_layout(width), severity=per.get(n)) for n in names if n in routes)
     if not routes:
         parts.append(Text("no routes configured", style="dim"))
     return Group(*parts)

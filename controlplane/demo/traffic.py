@@ -10,10 +10,11 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
 __all__ = ["ClientStats", "Traffic", "percentile"]
 
-_PROMPT = [{"role": "user", "content": "In one word: is the train on time?"}]
+_PROMPT: list[ChatCompletionMessageParam] = [{"role": "user", "content": "In one word: is the train on time?"}]
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -67,10 +68,20 @@ class Traffic:
     alternately). `max_retries=0`: every failure the SDK sees is counted, none is hidden by client retries."""
 
     def __init__(
-        self, base_url: str, routes: list[str], *, workers: int = 2, pause: float = 0.05, max_tokens: int = 8
+        self,
+        base_url: str,
+        routes: list[str],
+        *,
+        workers: int = 2,
+        pause: float = 0.05,
+        max_tokens: int = 8,
+        api_key: str = "demo-client",
+        limit: int | None = None,
     ) -> None:
-        self.client = openai.AsyncOpenAI(base_url=base_url, api_key="demo-client", max_retries=0, timeout=60.0)
+        self.client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=60.0)
         self.routes, self.workers, self.pause, self.max_tokens = routes, workers, pause, max_tokens
+        self.limit = limit  # stop after this many requests in all (None: until stop())
+        self._sent = 0
         self.stats: dict[str, ClientStats] = {r: ClientStats() for r in routes}
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
@@ -95,6 +106,10 @@ class Traffic:
                     asyncio.create_task(self._worker(route, stream=i % 2 == 1), name=f"demo-client-{route}-{i}")
                 )
 
+    async def wait(self) -> None:
+        """Until the workers end by themselves (`limit` reached)."""
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
     async def stop(self) -> None:
         """Let in-flight requests finish (they count), then close the client."""
         if self._stop.is_set() and not self._tasks:
@@ -107,6 +122,11 @@ class Traffic:
     async def _worker(self, route: str, *, stream: bool) -> None:
         stats = self.stats[route]
         while not self._stop.is_set():
+            if self.limit is not None:
+                if self._sent >= self.limit:
+                    self._stop.set()
+                    break
+                self._sent += 1
             started = time.monotonic()
             try:
                 target, attempts = await self._one(route, stream)
@@ -125,7 +145,7 @@ class Traffic:
             model=route,
             messages=_PROMPT,
             max_tokens=self.max_tokens,
-            stream=stream,  # type: ignore[arg-type]
+            stream=stream,
         )
         target = raw.headers.get("x-turnout-target", "?")
         attempts = int(raw.headers.get("x-turnout-attempts", "1") or 1)

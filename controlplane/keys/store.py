@@ -21,6 +21,7 @@ from controlplane.keys.model import KeyRecord, KeySpec, Ring, RingKey
 from controlplane.keys.periods import day_of, period_bounds
 from controlplane.keys.rows import ClientKeyRow, ClientKeySpendRow
 from controlplane.keys.tokens import hash_key, new_key, new_key_id
+from controlplane.rows import table_of
 
 __all__ = ["KeyStore", "KeyUse", "KeyChange", "on_change"]
 
@@ -86,7 +87,7 @@ class KeyStore:
 
     def __init__(self, engine: Engine, clock: Clock) -> None:
         self.engine, self.clock = engine, clock
-        SQLModel.metadata.create_all(engine, tables=[ClientKeyRow.__table__, ClientKeySpendRow.__table__])  # type: ignore[attr-defined]
+        SQLModel.metadata.create_all(engine, tables=[table_of(ClientKeyRow), table_of(ClientKeySpendRow)])
 
     def create(self, spec: KeySpec) -> tuple[KeyRecord, str]:
         """Make a key; returns its record and the key, which nothing keeps in clear after this."""
@@ -164,7 +165,7 @@ class KeyStore:
         """The key's requests, tokens and spend in its current budget period."""
         now = now or self.clock.wall()
         start, end = period_bounds(record.budget_period, now)
-        t = ClientKeySpendRow.__table__.c  # type: ignore[attr-defined]
+        t = table_of(ClientKeySpendRow).c
         stmt = select(
             func.coalesce(func.sum(t.requests), 0),
             func.coalesce(func.sum(t.tokens_in), 0),
@@ -211,7 +212,7 @@ class KeyStore:
             return {}
         first_day = day_of(period_bounds("month", self.clock.wall())[0])  # no period reaches further back
         week_day = day_of(period_bounds("week", self.clock.wall())[0])
-        t = ClientKeySpendRow.__table__.c  # type: ignore[attr-defined]
+        t = table_of(ClientKeySpendRow).c
         stmt = select(t.key_id, t.day, t.cost_usd).where(t.key_id.in_(key_ids), t.day >= min(first_day, week_day))
         out: dict[str, list[tuple[str, float]]] = {}
         for key_id, day, cost in s.execute(stmt):
