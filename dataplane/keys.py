@@ -23,14 +23,13 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import orjson
 
 from controlplane.clock import Clock
 from controlplane.config import DataAuthConfig
-from controlplane.keys.model import Ring, RingKey
-from controlplane.keys.store import KeyChange, KeyStore, on_change
+from controlplane.keys.model import KeyChange, Ring, RingKey
 from controlplane.keys.tokens import key_id_of, matches
 from dataplane.http.messages import Response, error_response
 
@@ -51,7 +50,7 @@ log = logging.getLogger("turnout.keys")
 
 KeySource = Callable[[], Awaitable[Ring]]
 ChangeCallback = Callable[[str, KeyChange], None]
-Subscribe = Callable[[ChangeCallback], Callable[[], None]]  # controlplane.keys.on_change bound to an engine
+Subscribe = Callable[[ChangeCallback], Callable[[], None]]  # controlplane.keys.store.ring_source gives one
 RefusalKind = Literal["missing", "invalid", "route", "requests", "tokens", "quota"]
 _MISS_REFRESH_SPACING_S = 0.25  # an unknown key id re-reads the ring at most this often (a flood of guesses
 # must not become a flood of store reads; a key made a moment ago is found at once)
@@ -167,17 +166,6 @@ class KeyGate:
         self.refreshes = 0
 
     # -- the ring ---------------------------------------------------------------------------------
-    @classmethod
-    def for_store(cls, engine: Any, clock: Clock, settings: Callable[[], DataAuthConfig]) -> KeyGate:
-        """The gate of a process that has the store (all-in-one): ring reads in a thread, and changes made through
-        this process's control API applied at once."""
-        keys = KeyStore(engine, clock)
-
-        async def read() -> Ring:
-            return await asyncio.to_thread(keys.ring)
-
-        return cls(read, clock, settings, subscribe=lambda callback: on_change(engine, callback))
-
     @property
     def enforcing(self) -> bool:
         """Keys are required: one exists, the config says so, or the ring could not be read yet."""

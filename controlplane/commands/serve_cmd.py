@@ -25,6 +25,7 @@ from controlplane.config import Config, DataAuthConfig
 from controlplane.config_loader import load_config
 from controlplane.control_plane import ControlPlane
 from controlplane.errors import ConfigError, StoreError
+from controlplane.keys.store import ring_source
 from controlplane.scaleout.control_replica import lifecycle_for
 from controlplane.seams import ControlNode, DataPlaneDeps
 from dataplane.http.listener import Listener, start_listener
@@ -151,7 +152,8 @@ async def _key_gate(data: DataPlaneDeps) -> KeyGate:
         gate = KeyGate(data.fetch_ring, data.clock, settings)
     else:
         assert data.decision_engine is not None  # a process with the store
-        gate = KeyGate.for_store(data.decision_engine, data.clock, settings)
+        read, subscribe = ring_source(data.decision_engine, data.clock)
+        gate = KeyGate(read, data.clock, settings, subscribe=subscribe)
     await gate.refresh()
     return gate
 

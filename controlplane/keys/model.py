@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from controlplane.keys.periods import Period
 
-__all__ = ["KeySpec", "KeyRecord", "RingKey", "Ring", "iso"]
+__all__ = ["KeySpec", "KeyRecord", "RingKey", "Ring", "KeyChange", "iso"]
+
+KeyChange = Literal["created", "revoked", "rotated"]  # what the key store announces in process
 
 
 def iso(ts: float | None) -> str | None:

@@ -8,24 +8,24 @@ their next ring read (`auth.data.refresh_interval`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session, SQLModel
 
 from controlplane.clock import Clock
-from controlplane.keys.model import KeyRecord, KeySpec, Ring, RingKey
+from controlplane.keys.model import KeyChange, KeyRecord, KeySpec, Ring, RingKey
 from controlplane.keys.periods import day_of, period_bounds
 from controlplane.keys.rows import ClientKeyRow, ClientKeySpendRow
 from controlplane.keys.tokens import hash_key, new_key, new_key_id
 from controlplane.rows import table_of
 
-__all__ = ["KeyStore", "KeyUse", "KeyChange", "on_change"]
+__all__ = ["KeyStore", "KeyUse", "KeyChange", "on_change", "ring_source"]
 
-KeyChange = Literal["created", "revoked", "rotated"]
 _LISTENERS: dict[int, list[Callable[[str, KeyChange], None]]] = {}  # id(engine) -> callbacks(key_id, change)
 
 
@@ -218,3 +218,19 @@ class KeyStore:
         for key_id, day, cost in s.execute(stmt):
             out.setdefault(key_id, []).append((day, float(cost)))
         return out
+
+
+def ring_source(
+    engine: Engine, clock: Clock
+) -> tuple[Callable[[], Awaitable[Ring]], Callable[[Callable[[str, KeyChange], None]], Callable[[], None]]]:
+    """What a data plane with the store (all-in-one) reads its key ring from: an async ring read (in a thread) and
+    a subscription to this process's key changes (dataplane/keys.py KeyGate's `source` and `subscribe`)."""
+    keys = KeyStore(engine, clock)
+
+    async def read() -> Ring:
+        return await asyncio.to_thread(keys.ring)
+
+    def subscribe(callback: Callable[[str, KeyChange], None]) -> Callable[[], None]:
+        return on_change(engine, callback)
+
+    return read, subscribe

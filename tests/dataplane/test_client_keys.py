@@ -21,6 +21,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from adapters.sim import Simulator
 from controlplane.decisions import Decision, DecisionLog, summarise
 from controlplane.keys import KeySpec, KeyStore
+from controlplane.keys.store import ring_source
 from controlplane.store import Store
 from dataplane.http.messages import App, AppKey, Request, Response
 from dataplane.keys import Caller, KeyGate, Refusal, anthropic_refusal
@@ -60,7 +61,8 @@ async def keyed(sim: Simulator, tmp_path: Path) -> AsyncIterator[Keyed]:
     cfg = parse_with_key(turnout_yaml(sim, "auth: {data: {refresh_interval: 1h}}"))
     store = Store(f"sqlite:///{tmp_path / 'keys.db'}", clock)
     rt = Rt(cfg, StaticTables(make_table(cfg)), clock=clock, decision_engine=store.engine)
-    app = build_data_app(rt, keys=KeyGate.for_store(store.engine, clock, lambda: cfg.auth.data))
+    read, subscribe = ring_source(store.engine, clock)  # as turnout serve composes an all-in-one gate
+    app = build_data_app(rt, keys=KeyGate(read, clock, lambda: cfg.auth.data, subscribe=subscribe))
     runner, port = await serve_app(app)
     yield Keyed(sim, rt, KeyStore(store.engine, clock), clock, f"http://127.0.0.1:{port}/v1", app)
     await runner.cleanup()
