@@ -39,6 +39,11 @@ COUNTED_FAILURES: frozenset[ErrorClass] = frozenset(
 )
 # Probe kinds whose outcome never moves the breaker (provider-semantics.md §4: status pages de-rank only).
 NEUTRAL_KINDS: frozenset[str] = frozenset({"status_page"})
+# Azure answers DeploymentNotFound for a deployment created minutes ago, until it is live (provider-semantics.md
+# §2.1): for this long after the target's config appeared or changed, that answer counts as a failure, not a
+# withdrawal. The code is adapters/azure.py's marking (the openai adapter's azure flavor keeps withdrawing at once).
+NEW_DEPLOYMENT_CODES: frozenset[str] = frozenset({"deployment_not_found"})
+NEW_DEPLOYMENT_GRACE_S = 300.0
 
 _NONE: tuple[Transition, ...] = ()
 
@@ -60,6 +65,7 @@ class Breaker:
         self.trials = 0
         self.trial_successes = 0
         self.next_recheck: float | None = None
+        self.configured_at = now  # when this target's config appeared or last changed (the deployment grace)
         self.hold_until: float = -math.inf  # headroom is 0 until then (rate limit / overload cool-down)
         self.last_headroom: float | None = None
         self._rl_level = 0  # rate-limit backoff doublings without a retry-after
@@ -121,6 +127,7 @@ class Breaker:
 
     def recheck_now(self, now: float) -> None:
         """Config changed: a withdrawn target is rechecked at once (the fix may be in the new config)."""
+        self.configured_at = now
         if self._state is _W:
             self.next_recheck = now
 
@@ -151,6 +158,12 @@ class Breaker:
         if obs.headroom is not None and 0.0 <= obs.headroom <= 1.0:
             self.last_headroom = obs.headroom
         st = self._state
+        if (
+            cls is ErrorClass.MODEL_GONE
+            and (obs.code or "").lower() in NEW_DEPLOYMENT_CODES
+            and now - self.configured_at < NEW_DEPLOYMENT_GRACE_S
+        ):
+            cls = ErrorClass.SERVER_ERROR  # maybe not live yet: counted, failed over, not withdrawn
         if cls in WITHDRAW_CLASSES and not (cls is ErrorClass.QUOTA_EXHAUSTED and obs.retry_after_s is not None):
             # (a quota with a known reset, e.g. Gemini's per-day quota, only cools: §6 "cool(daily reset)")
             return self._withdraw(obs, now)

@@ -13,6 +13,7 @@ from controlplane.commands import (
     config_cmd,
     db_cmd,
     demo_cmd,
+    init_cmd,
     keys_cmd,
     serve_cmd,
     status_cmd,
@@ -20,6 +21,7 @@ from controlplane.commands import (
     webhooks_cmd,
 )
 from controlplane.errors import ConfigError
+from controlplane.version import __version__
 
 __all__ = ["main", "COMMANDS"]
 
@@ -31,6 +33,7 @@ class _Command(Protocol):
 
 
 COMMANDS: tuple[_Command, ...] = (
+    init_cmd,  # turnout init
     config_cmd,  # turnout config check
     serve_cmd,  # turnout serve
     sim_cmd,  # turnout sim
@@ -47,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="turnout", description="Health-probing and failover control plane for LLM APIs"
     )
+    parser.add_argument("--version", action="version", version=f"turnout {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMANDS:
         module.add_parser(sub)

@@ -39,6 +39,7 @@ DATAPLANE_READS = VOCABULARY | {
     "controlplane.decisions",
     "controlplane.metrics",
     "controlplane.api.metrics_endpoint",
+    "controlplane.tracing",  # a span per request and per upstream attempt (OpenTelemetry; off: one None test)
     "controlplane.keys.model",  # client keys: the key ring's shape (what a gate checks requests against)
     "controlplane.keys.tokens",  # and the key format and constant-time hash check
 }
