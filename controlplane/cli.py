@@ -14,6 +14,7 @@ from controlplane.commands import (
     db_cmd,
     demo_cmd,
     init_cmd,
+    keys_cmd,
     serve_cmd,
     status_cmd,
     traffic_cmd,
@@ -38,6 +39,7 @@ COMMANDS: tuple[_Command, ...] = (
     sim_cmd,  # turnout sim
     status_cmd,  # turnout status / events
     webhooks_cmd,  # turnout webhooks add|list|rm|test
+    keys_cmd,  # turnout keys create|list|show|revoke|rotate
     db_cmd,  # turnout db …
     demo_cmd,  # turnout demo
     traffic_cmd,  # turnout traffic

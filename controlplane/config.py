@@ -29,6 +29,7 @@ __all__ = [
     "ListenConfig",
     "DatabaseConfig",
     "AuthConfig",
+    "DataAuthConfig",
     "TokenConfig",
     "ProviderConfig",
     "ModelConfig",
@@ -121,9 +122,27 @@ class TokenConfig(_Model):
     name: str = ""
 
 
+class DataAuthConfig(_Model):
+    require_key: bool = Field(
+        default=False,
+        description="the data plane asks every client for a key even before any key exists (otherwise: once one does)",
+    )
+    anonymous: bool = Field(
+        default=False,
+        description=(
+            "let turnout serve bind the data plane to a non-loopback address while no client key exists: anyone "
+            "who reaches the port can then spend every provider key in this file"
+        ),
+    )
+    refresh_interval: Duration = Field(
+        default=2.0, gt=0, description="how often a data plane re-reads the key ring (revocations, expiry, spend)"
+    )
+
+
 class AuthConfig(_Model):
     public_read: bool = Field(default=True, description="read endpoints need no token when true")
     tokens: list[TokenConfig] = []
+    data: DataAuthConfig = DataAuthConfig()
 
 
 class PriceConfig(_Model):

@@ -1,10 +1,12 @@
 """The decision log: one record per data-plane request (never the prompt or the completion), and its usage summary.
 
-Each request leaves who asked (route, caller tag), where it went (target, every attempt with its error
+Each request leaves who asked (route, caller tag, client key id), where it went (target, every attempt with its error
 class), what it cost (tokens, estimated USD from the configured prices) and how long it took (latency,
 TTFT). Records are buffered in memory and written in batches by a background task, off the hot path;
 old rows are pruned after `dataplane.decision_log_retention`. `summarise()` is the usage query that
-`GET /api/v1/usage?by=route|target|tag|api` (controlplane/api/usage.py) answers with.
+`GET /api/v1/usage?by=route|target|tag|api|key` (controlplane/api/usage.py) answers with. A keyed request is also
+added to its key's spend for the day (`client_key_spend`, controlplane/keys/rows.py) in the same transaction as its
+record: budgets read those rows, not the decision log, which is pruned sooner than a month.
 """
 
 from __future__ import annotations
@@ -23,13 +25,15 @@ from sqlmodel import Field, Session, SQLModel
 
 from controlplane.bulk import BulkInsert
 from controlplane.clock import Clock
+from controlplane.keys.rows import SPEND_COLUMNS, SPEND_SUMMED, ClientKeySpendRow
 from controlplane.rows import table_of
 
 __all__ = ["DecisionRow", "Decision", "DecisionLog", "summarise", "ensure_decision_table", "USAGE_GROUPS", "cost_usd"]
 
 log = logging.getLogger(__name__)
 
-USAGE_GROUPS = ("route", "target", "tag", "api")
+USAGE_GROUPS = ("route", "target", "tag", "api", "key")
+_GROUP_COLUMN = {"route": "route", "target": "target", "tag": "tag", "api": "api", "key": "key_id"}
 _SCHEMA_READY: set[int] = set()  # engines whose decision table is known to exist
 
 
@@ -58,6 +62,7 @@ class DecisionRow(SQLModel, table=True):
     ttft_s: float | None = None
     table_version: int = 0
     api: str = Field(default="chat", max_length=16)  # the client API: chat | responses | messages | embeddings …
+    key_id: str | None = Field(default=None, sa_column=Column(String(16), index=True, nullable=True))
 
 
 @dataclass(slots=True)
@@ -79,6 +84,7 @@ class Decision:
     tag: str | None = None
     table_version: int = 0
     api: str = "chat"
+    key_id: str | None = None  # the client key's public id (never the key)
 
     def values(self) -> tuple[Any, ...]:
         """The row's values in `_COLUMNS` order."""
@@ -99,6 +105,7 @@ class Decision:
             self.ttft_s,
             self.table_version,
             self.api,
+            self.key_id,
         )
 
 
@@ -119,6 +126,7 @@ _COLUMNS = (
     "ttft_s",
     "table_version",
     "api",
+    "key_id",
 )
 
 
@@ -154,6 +162,19 @@ class DecisionLog:
         self.dropped = 0
         self.written = 0
         self._bulk = BulkInsert(DecisionRow.__tablename__, _COLUMNS, engine.dialect) if engine is not None else None
+        # Keyed requests' spend per (key id, UTC day), written beside the rows: [requests, tokens in, out, USD].
+        self._spend: dict[tuple[str, str], list[Any]] = {}
+        self._spend_bulk = (
+            BulkInsert(
+                ClientKeySpendRow.__tablename__,
+                SPEND_COLUMNS,
+                engine.dialect,
+                conflict_keys=("key_id", "day"),
+                add_on_conflict=SPEND_SUMMED,
+            )
+            if engine is not None
+            else None
+        )
 
     def record(self, d: Decision) -> None:
         """Queue one decision; never blocks. A full buffer (store down for long) drops the newest."""
@@ -167,6 +188,15 @@ class DecisionLog:
         assert self._bulk is not None
         values = d.values()  # converted here, cheaply, so the writer thread only steps the statement
         self._buf.append((self._bulk.datetime_param(values[0]), *values[1:]) if self._bulk.sqlite else values)
+        if d.key_id is not None:
+            day = (d.key_id, d.at.date().isoformat())  # clock.wall() is UTC
+            spend = self._spend.get(day)
+            if spend is None:
+                spend = self._spend[day] = [0, 0, 0, 0.0]
+            spend[0] += 1
+            spend[1] += d.tokens_in
+            spend[2] += d.tokens_out
+            spend[3] += d.cost_usd
         if len(self._buf) >= self._batch:
             self._wake.set()
 
@@ -176,7 +206,7 @@ class DecisionLog:
 
     def ensure_schema(self) -> None:
         if self._engine is not None:
-            SQLModel.metadata.create_all(self._engine, tables=[table_of(DecisionRow)])
+            SQLModel.metadata.create_all(self._engine, tables=[table_of(DecisionRow), table_of(ClientKeySpendRow)])
 
     async def start(self) -> None:
         if self._engine is None or self._task is not None:
@@ -227,18 +257,24 @@ class DecisionLog:
         if not self._buf:
             return 0
         batch, self._buf = self._buf, []
+        spend, self._spend = self._spend, {}
         try:
-            await asyncio.to_thread(self._write, batch)
+            await asyncio.to_thread(self._write, batch, spend)
         except Exception:
             self._buf = batch[: self._max - len(self._buf)] + self._buf  # keep them for the next try
+            for day, (n, tin, tout, cost) in spend.items():  # and their spend, added to what came since
+                s = self._spend.setdefault(day, [0, 0, 0, 0.0])
+                s[0], s[1], s[2], s[3] = s[0] + n, s[1] + tin, s[2] + tout, s[3] + cost
             raise
         self.written += len(batch)
         return len(batch)
 
-    def _write(self, batch: list[tuple[Any, ...]]) -> None:
-        assert self._engine is not None and self._bulk is not None
+    def _write(self, batch: list[tuple[Any, ...]], spend: dict[tuple[str, str], list[Any]]) -> None:
+        assert self._engine is not None and self._bulk is not None and self._spend_bulk is not None
         with self._engine.begin() as conn:
             self._bulk.write(conn, batch)
+            if spend:
+                self._spend_bulk.write(conn, [(k, day, *sums) for (k, day), sums in spend.items()])
 
     def prune(self, now: datetime) -> int:
         """Delete rows older than the retention; returns how many."""
@@ -251,11 +287,12 @@ class DecisionLog:
 
 
 def summarise(engine: Engine, by: str, since: datetime) -> list[dict[str, Any]]:
-    """Usage grouped by route, target, tag or client API since `since`: requests, errors, failovers, tokens, cost, latency."""
+    """Usage grouped by route, target, tag, client API or client key id since `since`: requests, errors,
+    failovers, tokens, cost, latency."""
     if by not in USAGE_GROUPS:
         raise ValueError(f"by must be one of {', '.join(USAGE_GROUPS)}")
     t = table_of(DecisionRow).c  # Core columns: typed SQL expressions
-    col = t[by]
+    col = t[_GROUP_COLUMN[by]]
     stmt = (
         select(
             col.label("key"),
@@ -299,5 +336,5 @@ def ensure_decision_table(engine: Engine) -> None:
     """Create the decision table if it is missing (blocking; once per engine per process)."""
     if id(engine) in _SCHEMA_READY:
         return
-    SQLModel.metadata.create_all(engine, [table_of(DecisionRow)])
+    SQLModel.metadata.create_all(engine, [table_of(DecisionRow), table_of(ClientKeySpendRow)])
     _SCHEMA_READY.add(id(engine))

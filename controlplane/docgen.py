@@ -58,6 +58,7 @@ _MEANING: dict[str, str] = {
     "auth.tokens[].token": 'the token itself; write `"${ENV_VAR}"`',
     "auth.tokens[].scope": "`read`: GET endpoints; `admin`: also drains, reloads, webhooks management",
     "auth.tokens[].name": "label for audit events (who drained what)",
+    "auth.data": "client keys on the data plane (`turnout keys`; docs/dataplane.md, Client keys)",
     "providers": "one entry per account at one API endpoint",
     "providers[].id": "short unique name, used in target keys `provider/model`",
     "providers[].base_url": "API root, e.g. `https://api.openai.com/v1`, `https://api.anthropic.com`",

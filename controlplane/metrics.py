@@ -201,6 +201,12 @@ class Metrics:
         self.dataplane_reports_dropped_total = Counter(
             "turnout_dataplane_reports_dropped_total", "Live outcomes dropped from a full report buffer.", registry=r
         )
+        self.dataplane_key_refusals_total = Counter(
+            "turnout_dataplane_key_refusals_total",
+            "Client requests refused by the client-key check (missing, invalid, route, requests, tokens, quota).",
+            ["reason"],
+            registry=r,
+        )
         # -- webhooks ------------------------------------------------------------------------
         self.webhook_deliveries_total = Counter(
             "turnout_webhook_deliveries_total", "Webhook delivery attempts by outcome.", ["outcome"], registry=r

@@ -19,6 +19,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
+import controlplane.decisions  # noqa: F401  (its tables, the client keys' among them, migrate with the rest)
 from controlplane.bulk import BulkInsert
 from controlplane.clock import Clock
 from controlplane.database import brief, migrate, open_engine, schema_version

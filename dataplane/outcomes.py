@@ -66,6 +66,11 @@ class Accounting:
         m = self._rt.metrics
         m.child(m.dataplane_attempts_total, route, cand.provider.id, cand.model, str(error_class)).inc()
 
+    def key_refused(self, reason: str) -> None:
+        """A client request turned away by the client-key check (dataplane/keys.py), before any upstream call."""
+        m = self._rt.metrics
+        m.child(m.dataplane_key_refusals_total, reason).inc()
+
     def failover(self, route: str, error_class: ErrorClass) -> None:
         m = self._rt.metrics
         m.child(m.dataplane_failovers_total, route, str(error_class)).inc()

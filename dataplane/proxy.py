@@ -5,7 +5,8 @@ fails over inside the request.
 (dataplane/api/chat.py, over the one failover loop in dataplane/failover.py), the other client APIs over the same
 loop (dataplane/api/pipeline.py): `POST /v1/responses` and `GET /v1/responses/{id}`, `POST /v1/messages` and
 `/v1/messages/count_tokens`, `POST /v1/embeddings`; `GET /v1/models` (OpenAI's or Anthropic's list shape), and
-`GET /metrics` on a data replica. It owns the app's lifetime: the upstream pool and the decision log start and stop with it.
+`GET /metrics` on a data replica. It owns the app's lifetime: the upstream pool, the decision log and the
+client-key gate's ring reads (dataplane/keys.py) start and stop with it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dataplane.api.responses import RESPONSE_STORE, RESPONSES_PREFIX, create_res
 from dataplane.api.responses_state import ResponseStore
 from dataplane.http.messages import App, Request, Response
 from dataplane.http.upstream import UpstreamPool
+from dataplane.keys import KeyGate
 from dataplane.state import DATA_STATE, DataPlaneState
 
 __all__ = ["build_data_app", "DATA_STATE", "DataPlaneState"]
@@ -36,16 +38,18 @@ def build_data_app(
     adapters: Mapping[str, Adapter] | None = None,
     rand: Callable[[], float] = random.random,
     serve_metrics: bool = False,
+    keys: KeyGate | None = None,
 ) -> App:
     """The data-plane app, served by dataplane.http.listener (`start_listener(app, host, port)`), reading `deps`
     (controlplane/seams.py: DataPlaneDeps). `serve_metrics` adds `GET /metrics` (a data replica has no control app
-    to serve them).
+    to serve them). `keys` checks client keys (none given: keys are never required unless `auth.data.require_key`,
+    which then refuses every request).
 
     A client that disconnects (or gives up on its own timeout) cancels its handler at once (the listener does
     that), so the upstream attempt is abandoned and nothing is counted against the provider.
     """
     app = App(max_body_bytes=lambda: deps.config.server.max_body_bytes)  # read per request: reloads apply
-    state = DataPlaneState(deps, adapters, rand)
+    state = DataPlaneState(deps, adapters, rand, keys)
     app[DATA_STATE] = state
     app[RESPONSE_STORE] = ResponseStore(deps.clock, deps.config.dataplane.responses)
     app.add_route("POST", "/v1/chat/completions", chat_completions)
@@ -74,10 +78,12 @@ async def _startup(app: App) -> None:
         forward=st.rt.forward_decision,
     )
     await st.decisions.start()
+    await st.keys.start()
 
 
 async def _cleanup(app: App) -> None:
     st = app[DATA_STATE]
+    await st.keys.stop()
     if st.decisions is not None:
         try:
             await st.decisions.stop()

@@ -7,6 +7,8 @@
   answer: auth, region_blocked, model_gone, quota_exhausted) eject a target locally for `open_duration`,
   doubling on repeat ejections up to `open_duration_max` (Envoy's outlier detection). A route never loses
   its last admissible target this way (ejecting it would only turn errors into 503s).
+- Client keys: the key ring (usable keys' hashes, limits, spend this period) is read from a control replica every
+  `auth.data.refresh_interval` (`GET /api/v1/keys/ring`, `fetch_ring`); dataplane/keys.py checks requests against it.
 - Every upstream attempt's outcome is buffered and posted in batches of `dataplane.report_batch` to
   `POST /api/v1/observations` on the leader; the buffer holds `dataplane.report_buffer` outcomes, the
   oldest dropped first when full, counted in `turnout_dataplane_reports_dropped_total`.
@@ -31,6 +33,7 @@ from controlplane.config import Config
 from controlplane.config_loader import load_config
 from controlplane.decisions import Decision
 from controlplane.domain import FAILURE_CLASSES, WITHDRAW_CLASSES, ErrorClass, Observation
+from controlplane.keys.model import Ring
 from controlplane.metrics import Metrics
 from controlplane.publisher import TablePublisher
 from controlplane.scaleout.replication_api import decision_to_wire, observation_to_wire
@@ -343,6 +346,28 @@ class DataReplica:
                 await asyncio.sleep(backoff)
                 if self._table_url % len(self.urls) == 0:
                     backoff = min(backoff * 2, _BACKOFF_MAX)
+
+    # -- client keys ------------------------------------------------------------------------
+    async def fetch_ring(self) -> Ring:
+        """The key ring from the first control replica that answers (any of them: it is read from the store)."""
+        assert self._http is not None, "start() first"
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        problems: list[str] = []
+        for i in range(len(self.urls)):
+            url = self.urls[(self._table_url + i) % len(self.urls)]
+            try:
+                async with self._http.get(
+                    f"{url}/api/v1/keys/ring",
+                    headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=5.0, sock_connect=2.0),
+                ) as r:
+                    if r.status != 200:
+                        problems.append(f"{url}: HTTP {r.status}")
+                        continue
+                    return Ring.from_wire(await r.json())
+            except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError, TypeError) as exc:
+                problems.append(f"{url}: {type(exc).__name__}")
+        raise ConnectionError("no control replica gave the key ring (" + "; ".join(problems) + ")")
 
     # -- reports ----------------------------------------------------------------------------
     def forward_decision(self, d: Decision) -> None:

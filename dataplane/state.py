@@ -1,5 +1,6 @@
 """The data plane's per-app state: its dependencies, the pooled upstream connections, the selector, the decision
-log and the accounting every handler shares (plain chat, panel, and the client APIs added on top)."""
+log, the client-key gate and the accounting every handler shares (plain chat, panel, and the client APIs added on
+top)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from controlplane.config import Config
 from controlplane.decisions import DecisionLog
 from controlplane.seams import DataPlaneDeps
 from dataplane.attempts import Timeouts, UpstreamAttempt
-from dataplane.http.messages import AppKey
+from dataplane.http.messages import AppKey, Response
 from dataplane.http.upstream import UpstreamPool
+from dataplane.keys import KeyGate, Refusal, openai_refusal
 from dataplane.outcomes import Accounting
 from dataplane.selection import Candidate, Selector
 
@@ -23,11 +25,19 @@ __all__ = ["DATA_STATE", "DataPlaneState"]
 
 class DataPlaneState:
     """Per-app state: the data plane's dependencies (`rt`, see DataPlaneDeps), the pooled upstream connections,
-    the selector and the decision log."""
+    the selector, the decision log and the client-key gate."""
 
-    def __init__(self, deps: DataPlaneDeps, adapters: Mapping[str, Adapter] | None, rand: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        deps: DataPlaneDeps,
+        adapters: Mapping[str, Adapter] | None,
+        rand: Callable[[], float],
+        keys: KeyGate | None = None,
+    ) -> None:
         self.rt = deps
         cfg = deps.config
+        # No gate given: keys are never required unless auth.data.require_key (which then refuses everyone).
+        self.keys = keys or KeyGate(None, deps.clock, lambda: deps.config.auth.data)
         self.selector = Selector(cfg, rand)
         self.rand = rand
         self._adapters: dict[str, Adapter] = dict(adapters or {})
@@ -55,6 +65,11 @@ class DataPlaneState:
             self.selector.reconfigure(cfg)
             self._apply(cfg)
         return cfg
+
+    def refused(self, refusal: Refusal, shape: Callable[[Refusal], Response] = openai_refusal) -> Response:
+        """A client-key refusal, counted, in the shape of the client API that got it (OpenAI's by default)."""
+        self.outcomes.key_refused(refusal.kind)
+        return shape(refusal)
 
     def adapter(self, name: str) -> Adapter:
         a = self._adapters.get(name)

@@ -40,6 +40,8 @@ DATAPLANE_READS = VOCABULARY | {
     "controlplane.metrics",
     "controlplane.api.metrics_endpoint",
     "controlplane.tracing",  # a span per request and per upstream attempt (OpenTelemetry; off: one None test)
+    "controlplane.keys.model",  # client keys: the key ring's shape (what a gate checks requests against)
+    "controlplane.keys.tokens",  # and the key format and constant-time hash check
 }
 # controlplane/ reaches dataplane/ only where a role is composed: the CLI commands, the demo, the roles.
 COMPOSITION_PREFIXES = ("controlplane.commands", "controlplane.demo", "controlplane.cli", "controlplane.roles")

@@ -16,7 +16,9 @@ bare and Turnout phases run back to back in several interleaved rounds and each 
 per-round figures, printed with the rounds' own values. `--against REV` adds `turnout serve` at another commit to the
 same rounds and prints the ratios: a change judged against its baseline in one run. `--traced` adds `turnout serve`
 with OpenTelemetry traces on at 100 % sampling, exporting over OTLP/HTTP to a local sink, and prints the CPU per
-request the traces add. Run: `python -m bench dataplane [SECONDS [ROUNDS]] [--against REV] [--traced]`.
+request the traces add. `--keys` adds `turnout serve` with client keys on (every request carries a key with rpm,
+tpm and a budget: the gate's whole hot path) and prints its ratios to keys off. Run:
+`python -m bench dataplane [SECONDS [ROUNDS]] [--against REV] [--traced] [--keys]`.
 
 Longer than most modules: the bench's phases in order, and bench/listener.py reuses its round and report
 helpers (splitting them out waits until that bench settles).
@@ -247,16 +249,25 @@ def _cpu_settled(pid: int, since: float) -> float:
     return prev - since
 
 
-def _round(wrk: str, lua: str, seconds: int, direct: str, proxies: list[tuple[str, str, int]]) -> dict[str, Any]:
-    """One round: direct and each proxy back to back at 64 connections, then at one; CPU per request from /proc."""
+def _round(
+    wrk: str,
+    lua: str,
+    seconds: int,
+    direct: str,
+    proxies: list[tuple[str, str, int]],
+    luas: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """One round: direct and each proxy back to back at 64 connections, then at one; CPU per request from /proc.
+    `luas`: a wrk script of its own for some proxies (the keyed one sends its client key)."""
+    luas = luas or {}
     out: dict[str, Any] = {"direct64": _wrk(wrk, direct, 64, seconds, lua)}
     for name, url, pid in proxies:
         cpu0 = _cpu_s(pid)
-        r = out[f"{name}64"] = _wrk(wrk, url, 64, seconds, lua)
+        r = out[f"{name}64"] = _wrk(wrk, url, 64, seconds, luas.get(name, lua))
         out[f"{name}_cpu_ms"] = _cpu_settled(pid, cpu0) * 1000 / max(r["requests"], 1)
     out["direct1"] = _wrk(wrk, direct, 1, seconds, lua)
     for name, url, _ in proxies:
-        out[f"{name}1"] = _wrk(wrk, url, 1, seconds, lua)
+        out[f"{name}1"] = _wrk(wrk, url, 1, seconds, luas.get(name, lua))
     return out
 
 
@@ -284,14 +295,16 @@ def _report(rounds: list[dict[str, Any]], names: list[str]) -> None:
     )
 
 
-def _compare(rounds: list[dict[str, Any]], name: str, base: str, commit: str, sha: str) -> None:
-    """`turnout serve` here against the same process at another commit: per-round ratios, then their medians."""
+def _compare(rounds: list[dict[str, Any]], name: str, base: str, commit: str, sha: str, title: str = "") -> None:
+    """`turnout serve` here against the same process at another commit (or with keys on against off): per-round
+    ratios, then their medians."""
 
     def ratio(f: Any) -> str:
         vals = [f(r) for r in rounds]
         return f"×{statistics.median(vals):.2f} [{' '.join(f'{v:.2f}' for v in vals)}]"
 
-    print(f"  turnout serve @ {commit} against @ {sha}, per round (below 1: less; throughput above 1 is better):")
+    title = title or f"turnout serve @ {commit} against @ {sha}"
+    print(f"  {title}, per round (below 1: less; throughput above 1 is better):")
     print(f"    throughput            {ratio(lambda r: r[f'{name}64']['rps'] / r[f'{base}64']['rps'])}")
     print(f"    CPU ms/request        {ratio(lambda r: r[f'{name}_cpu_ms'] / r[f'{base}_cpu_ms'])}")
     for p in ("p50", "p99"):
@@ -315,9 +328,15 @@ def _traced(rounds: list[dict[str, Any]], plain: str) -> None:
 
 
 def _start_serve(
-    cfg: Path, data_url: str, *extra: str, tree: Path = _ROOT, env: dict[str, str] | None = None
+    cfg: Path,
+    data_url: str,
+    *extra: str,
+    tree: Path = _ROOT,
+    env: dict[str, str] | None = None,
+    key: str | None = None,
 ) -> subprocess.Popen[str]:
-    """`turnout serve` as an operator runs it, from the source `tree`; ready once its data plane lists the routes."""
+    """`turnout serve` as an operator runs it, from the source `tree`; ready once its data plane lists the routes
+    (to `key`, when client keys are on)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "controlplane.cli", "serve", "-c", str(cfg), *extra],
         cwd=tree,
@@ -331,7 +350,8 @@ def _start_serve(
         async with aiohttp.ClientSession() as s:
             for _ in range(150):
                 try:
-                    async with s.get(f"{data_url}/v1/models") as r:
+                    headers = {"Authorization": f"Bearer {key}"} if key else {}
+                    async with s.get(f"{data_url}/v1/models", headers=headers) as r:
                         if r.status == 200:
                             return True
                 except aiohttp.ClientError:
@@ -352,6 +372,7 @@ def _args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("seconds", nargs="?", type=int, default=4, help="length of each wrk phase (default 4)")
     p.add_argument("rounds", nargs="?", type=int, default=3, help="interleaved rounds; figures are medians (default 3)")
     p.add_argument("--against", metavar="REV", help="also measure `turnout serve` at this commit, in the same rounds")
+    p.add_argument("--keys", action="store_true", help="also measure `turnout serve` with client keys on")
     p.add_argument("--traced", action="store_true", help="also measure `turnout serve` with traces on (100 %% sampled)")
     return p.parse_args(argv)
 
@@ -448,6 +469,24 @@ probes: {{kinds: {{catalogue: {{enabled: false}}, completion: {{enabled: false}}
             }
             procs.append(_start_serve(x_cfg, f"http://127.0.0.1:{x_data}", env=env))
             against.append((TRACED, f"http://127.0.0.1:{x_data}/v1/chat/completions", procs[-1].pid))
+        luas: dict[str, str] = {}
+        keyed: list[tuple[str, str, int]] = []
+        if opts.keys:  # the same process with a client key on every request (limits and budget never reached)
+            k_data = _free_port()
+            k_cfg = Path(tmp) / "keyed.yaml"
+            k_cfg.write_text(serve_yaml(k_data, _free_port(), "keyed.db"))
+            made = subprocess.run(
+                [sys.executable, "-m", "controlplane.cli", "keys", "-c", str(k_cfg), "--json", "create",
+                 "--name", "bench", "--rpm", "10000000", "--tpm", "10000000000", "--budget-usd", "1000000000"],
+                cwd=_ROOT, capture_output=True, text=True, check=True,
+            ).stdout  # fmt: skip
+            key = re.search(r'"key": "(tk_[^"]+)"', made).group(1)  # type: ignore[union-attr]
+            procs.append(_start_serve(k_cfg, f"http://127.0.0.1:{k_data}", key=key))
+            keyed_name = "turnout serve, client keys on (rpm, tpm and budget checked on every request)"
+            keyed = [(keyed_name, f"http://127.0.0.1:{k_data}/v1/chat/completions", procs[-1].pid)]
+            k_lua = Path(tmp) / "keyed.lua"
+            k_lua.write_text(_LUA + f'wrk.headers["Authorization"] = "Bearer {key}"\n')
+            luas[keyed_name] = str(k_lua)
         try:
             direct_url = f"http://127.0.0.1:{up_ports[0]}/v1/chat/completions"
             turnout_url = f"http://127.0.0.1:{t_port}/v1/chat/completions"
@@ -459,6 +498,8 @@ probes: {{kinds: {{catalogue: {{enabled: false}}, completion: {{enabled: false}}
             _wrk(wrk, f"{replica_url}/v1/chat/completions", 8, 1, str(lua))
             for _, url, _ in against:
                 _wrk(wrk, url, 8, 1, str(lua))
+            for name, url, _ in keyed:
+                _wrk(wrk, url, 8, 1, luas[name])
             proxies = [
                 (
                     "turnout serve (control plane, pipeline, SQLite store, data plane: one process)",
@@ -473,8 +514,9 @@ probes: {{kinds: {{catalogue: {{enabled: false}}, completion: {{enabled: false}}
                 ("data plane alone (stand-in control loop; decision log on SQLite)", turnout_url, pid),
                 ("bare aiohttp pass-through (no routing, no accounting)", bare_url, bare_pid),
                 *against,
+                *keyed,
             ]
-            rounds = [_round(wrk, str(lua), seconds, direct_url, proxies) for _ in range(n_rounds)]
+            rounds = [_round(wrk, str(lua), seconds, direct_url, proxies, luas) for _ in range(n_rounds)]
             load = Path("/proc/loadavg").read_text().split()[0]
             log = asyncio.run(_get_json(f"http://127.0.0.1:{t_port}/_bench/state"))["decisions"]
             print(
@@ -500,6 +542,8 @@ probes: {{kinds: {{catalogue: {{enabled: false}}, completion: {{enabled: false}}
                 _compare(rounds, proxies[0][0], against[0][0], commit, sha)
             if opts.traced:
                 _traced(rounds, proxies[0][0])
+            if keyed:
+                _compare(rounds, keyed[0][0], proxies[0][0], commit, sha, "turnout serve, client keys on against off")
             from bench.dataplane import client_apis  # late: it reuses this module's helpers
 
             client_apis.report(

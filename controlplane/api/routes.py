@@ -17,6 +17,7 @@ from aiohttp import web
 from controlplane.api import schemas as m
 from controlplane.api.auth import AuthFailure, Principal, authorize
 from controlplane.api.jsonio import ApiError, error_response, json_response, read_body
+from controlplane.api.keys import key_operations
 from controlplane.api.openapi import Operation, Param, build_document
 from controlplane.api.status import MAX_ID, MAX_WAIT_S, WINDOWS, StatusHandlers
 from controlplane.api.summary import SummaryResponse
@@ -400,6 +401,7 @@ def operations(deps: ControlApiDeps) -> list[Operation]:
             (_EP, Param("delivery", "path", {"type": "string", "minLength": 1})),
             handler=wh.redeliver,
         ),
+        *key_operations(deps),
     ]
 
 

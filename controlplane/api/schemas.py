@@ -45,6 +45,13 @@ __all__ = [
     "DeliveriesResponse",
     "WebhookTestResponse",
     "RedeliverResponse",
+    "KeyModel",
+    "KeyCreated",
+    "KeyUseModel",
+    "KeyDetail",
+    "KeysResponse",
+    "RingKeyModel",
+    "KeyRingModel",
     "StateName",
     "EVENT_FILTERS",
 ]
@@ -315,3 +322,61 @@ class WebhookTestResponse(BaseModel):
 
 class RedeliverResponse(BaseModel):
     delivery: DeliveryModel
+
+
+class KeyModel(BaseModel):
+    """A client key's public record (never the key, never its hash)."""
+
+    id: str = Field(description="public id; the key is tk_<id>_<secret>")
+    name: str
+    state: Literal["active", "expired", "revoked"]
+    routes: list[str] | None = Field(description="routes it may use; null = every route")
+    rpm: int | None
+    tpm: int | None
+    budget_usd: float | None
+    budget_period: Literal["day", "week", "month"]
+    expires_at: str | None
+    created_at: str
+    rotated_at: str | None
+    revoked_at: str | None
+
+
+class KeyCreated(KeyModel):
+    key: str = Field(description="tk_… client key; shown only in this response")
+
+
+class KeyUseModel(BaseModel):
+    period: Literal["day", "week", "month"]
+    since: str
+    until: str
+    requests: int
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+
+
+class KeyDetail(KeyModel):
+    use: KeyUseModel = Field(description="use in the current budget period (as the decision log has written it)")
+
+
+class KeysResponse(BaseModel):
+    keys: list[KeyModel]
+
+
+class RingKeyModel(BaseModel):
+    id: str
+    name: str
+    hash: str = Field(description="SHA-256 of the key (the key is never stored)")
+    routes: list[str] | None
+    rpm: int | None
+    tpm: int | None
+    budget_usd: float | None
+    budget_period: str
+    expires_at: float | None
+    spent_usd: float
+    period_end: float
+
+
+class KeyRingModel(BaseModel):
+    any_keys: bool = Field(description="true once any key was made: the data plane then requires one")
+    keys: list[RingKeyModel]

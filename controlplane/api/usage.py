@@ -1,4 +1,4 @@
-"""`GET /api/v1/usage?by=route|target|tag&window=…`: requests, errors, tokens and spend from the decision log.
+"""`GET /api/v1/usage?by=route|target|tag|key&window=…`: requests, errors, tokens and spend from the decision log.
 
 The records are written by the data plane's decision log (controlplane/decisions.py), which also holds the query.
 """

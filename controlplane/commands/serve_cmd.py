@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import ipaddress
 import logging
 import signal
 import sys
@@ -21,17 +22,19 @@ from aiohttp import web
 from controlplane import tracing
 from controlplane.api.app import build_control_app
 from controlplane.api.runner import GuardedAppRunner
-from controlplane.config import Config
+from controlplane.config import Config, DataAuthConfig
 from controlplane.config_loader import load_config
 from controlplane.control_plane import ControlPlane
 from controlplane.errors import ConfigError, StoreError
+from controlplane.keys.store import ring_source
 from controlplane.scaleout.control_replica import lifecycle_for
 from controlplane.seams import ControlNode, DataPlaneDeps
 from dataplane.http.listener import Listener, start_listener
+from dataplane.keys import KeyGate
 from dataplane.proxy import build_data_app
 from dataplane.replica import DataReplica
 
-__all__ = ["add_parser", "serve", "configure_logging"]
+__all__ = ["add_parser", "serve", "configure_logging", "exposure_problem", "is_loopback"]
 
 log = logging.getLogger("turnout.serve")
 _GC_YOUNG_THRESHOLD = 20_000
@@ -118,6 +121,44 @@ async def _site(app: web.Application, host: str, port: int) -> web.AppRunner:
     return runner
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve anywhere
+
+
+def exposure_problem(cfg: Config, no_keys: bool) -> str | None:
+    """Why the data plane must not bind where it is configured to (None: it may). Beyond loopback with no client
+    key, anyone who reaches the port could spend every provider key in the config."""
+    d, data_auth = cfg.server.data, cfg.auth.data
+    if not no_keys or is_loopback(d.host) or data_auth.anonymous or data_auth.require_key:
+        return None
+    return (
+        f"{cfg.source}: server.data.host: {d.host} is not a loopback address and no client key exists, so anyone "
+        "who can reach the port could spend every provider key in this file; create one first "
+        f"(`turnout keys -c {cfg.source} create --name NAME`), or set auth.data.anonymous: true to serve without keys"
+    )
+
+
+async def _key_gate(data: DataPlaneDeps) -> KeyGate:
+    """The data plane's key check: the ring from a control replica (a data replica) or from the store."""
+
+    def settings() -> DataAuthConfig:
+        return data.config.auth.data  # read per use: reloads apply
+
+    if isinstance(data, DataReplica):
+        gate = KeyGate(data.fetch_ring, data.clock, settings)
+    else:
+        assert data.decision_engine is not None  # a process with the store
+        read, subscribe = ring_source(data.decision_engine, data.clock)
+        gate = KeyGate(read, data.clock, settings, subscribe=subscribe)
+    await gate.refresh()
+    return gate
+
+
 class _Role(Protocol):
     """What `serve` starts, reloads on SIGHUP and stops: a ControlPlane, a ControlReplica or a DataReplica."""
 
@@ -186,7 +227,12 @@ async def serve(
             log.info("control plane on http://%s:%d", c.host, c.port)
         if data is not None:
             d = cfg.server.data
-            app = build_data_app(data, serve_metrics=bool(control_urls))  # a replica has no control app
+            gate = await _key_gate(data)
+            problem = exposure_problem(cfg, gate.loaded and not gate.any_keys)
+            if problem is not None:
+                log.error("cannot start: %s", problem)
+                return 2
+            app = build_data_app(data, serve_metrics=bool(control_urls), keys=gate)  # a replica has no control app
             runners.append(await start_listener(app, d.host, d.port))
             log.info("data plane on http://%s:%d/v1", d.host, d.port)
         if on_ready is not None:

@@ -177,6 +177,7 @@ def decision_to_wire(d: Decision) -> dict[str, Any]:
         "tag": d.tag,
         "table_version": d.table_version,
         "api": d.api,
+        "key_id": d.key_id,
     }
 
 
@@ -225,6 +226,7 @@ def decision_from_wire(d: Any) -> Decision:
         tag=_wire_text(d, "tag", 128, nullable=True),
         table_version=version,
         api=_wire_text(d, "api", 16, nullable=True) or "chat",  # absent from an older replica: chat
+        key_id=_wire_text(d, "key_id", 16, nullable=True),
     )
 
 

@@ -25,6 +25,7 @@ from dataplane.api.intake import route_kind
 from dataplane.attempts import ClientGone, Opened, StreamEnd, UpstreamAttempt
 from dataplane.failover import Answer, AttemptOutcome, Exhausted, LoopOptions, first_answer
 from dataplane.http.messages import Request, Response, StreamResponse, error_response
+from dataplane.keys import Admission, Refusal
 from dataplane.outcomes import tokens
 from dataplane.panel.handler import handle_panel
 from dataplane.preferences import PreferenceError, Preferences, parse_preferences
@@ -43,6 +44,7 @@ class _Request:
     body: dict[str, Any]
     stream: bool
     include_usage: bool
+    admission: Admission | None = None  # the client key it came with (None: keys not required)
     tries: list[AttemptOutcome] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     span: Any = None  # the request's trace span when tracing is on (controlplane/tracing.py)
@@ -69,6 +71,9 @@ async def chat_completions(request: Request) -> Response | StreamResponse:
     st.config()
     rt = st.rt
     t0 = rt.clock.monotonic()
+    caller = await st.keys.identify(request.headers)  # 401 before the body is even read
+    if isinstance(caller, Refusal):
+        return st.refused(caller)
     try:  # the listener has read the whole body and held it to server.max_body_bytes (413 otherwise)
         body = orjson.loads(request.body)
     except orjson.JSONDecodeError as exc:
@@ -90,9 +95,12 @@ async def chat_completions(request: Request) -> Response | StreamResponse:
         return _bad_request(exc.field, exc.problem)
     if route_kind(st, model) == "embedding":
         return _bad_request("model", f"{model!r} serves embedding models; call it with POST /v1/embeddings")
+    admission = st.keys.admit(caller, model) if caller is not None else None  # 403 route, 429 limits and budget
+    if isinstance(admission, Refusal):
+        return st.refused(admission)
     route_cfg = st.routes.get(model)
     if route_cfg is not None and route_cfg.mode == "panel":
-        return await handle_panel(request, body, route_cfg, state=st, prefs=prefs, t0=t0)
+        return await handle_panel(request, body, route_cfg, state=st, prefs=prefs, t0=t0, admission=admission)
     plan = st.selector.plan(rt.table_source.current(), model, prefs)
     if plan is None:
         known = ", ".join(st.selector.models()) or "(none)"
@@ -109,7 +117,7 @@ async def chat_completions(request: Request) -> Response | StreamResponse:
         include_usage = isinstance(so, dict) and so.get("include_usage") is True
         # Always ask for usage: cost accounting needs it; the extra chunk is dropped if the client did not ask.
         body["stream_options"] = {**(so if isinstance(so, dict) else {}), "include_usage": True}
-    req = _Request(plan, prefs, body, stream, include_usage)
+    req = _Request(plan, prefs, body, stream, include_usage, admission)
     if tracing.tracer() is not None:
         req.span = tracing.server_span(
             f"chat {model}",
@@ -183,6 +191,8 @@ class _Report:
 
 def _headers(req: _Request, target: str | None) -> dict[str, str]:
     h = {"x-turnout-attempts": str(len(req.tries)), "x-turnout-table-version": str(req.plan.table_version)}
+    if req.admission is not None:
+        h.update(req.admission.headers)  # x-ratelimit-*: the one place client-key headers join an answer
     if target is not None:
         h["x-turnout-target"] = target
     if req.prefs.debug:
@@ -211,6 +221,7 @@ def _finish(
     cost = cost_usd(tin, tout, target.price_in, target.price_out) if target is not None else 0.0
     if target is not None and (tin or tout):
         st.outcomes.usage(route, target.target, tin, tout, cost)
+    st.keys.settle(req.admission, tin + tout, cost)
     if st.decisions is not None:
         st.decisions.record(
             Decision(
@@ -228,6 +239,7 @@ def _finish(
                 ttft_s=ttft,
                 tag=req.prefs.tag,
                 table_version=req.plan.table_version,
+                key_id=req.admission.caller.id if req.admission is not None else None,
             )
         )
 

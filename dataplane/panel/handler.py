@@ -13,6 +13,7 @@ import orjson
 
 from controlplane.config import PanelConfig, RouteConfig
 from dataplane.http.messages import Request, Response, StreamResponse
+from dataplane.keys import Admission
 from dataplane.panel.members import answer_text, choose_members
 from dataplane.panel.prompts import (
     DEFAULT_JUDGE_TEMPLATE,
@@ -50,6 +51,7 @@ async def handle_panel(
     state: DataPlaneState,
     prefs: Preferences,
     t0: float,
+    admission: Admission | None = None,
 ) -> Response | StreamResponse:
     """Serve one chat completion for a `mode: panel` route (the proxy has validated `model`, `messages`, `stream`)."""
     panel = route_cfg.panel
@@ -71,6 +73,7 @@ async def handle_panel(
     except TemplateError as exc:
         return error(500, f"panel misconfigured: {exc}", "server_error", "panel_misconfigured")
     run = PanelRun(state, route_cfg, panel, body, prefs, t0, state.rt.table_source.current())
+    run.admission = admission
     try:
         return await _serve(request, run, judge_t, synth_t)
     except asyncio.CancelledError:  # the client left (the proxy cancels its handler): every attempt was closed

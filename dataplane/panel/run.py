@@ -23,6 +23,7 @@ from controlplane.domain import Classification, ErrorClass
 from controlplane.table import Table
 from dataplane.attempts import Opened, UpstreamAttempt
 from dataplane.failover import Answer, Exhausted, LoopOptions, first_answer
+from dataplane.keys import Admission
 from dataplane.outcomes import tokens
 from dataplane.panel.members import MemberAnswer, answer_text
 from dataplane.panel.trail import Call, sum_usage
@@ -71,6 +72,7 @@ class PanelRun:
         self.client_error: tuple[Opened, Candidate] | None = None
         self.final: Candidate | None = None
         self.finished = False
+        self.admission: Admission | None = None  # the client key it came with (set by handle_panel)
 
     # -- one upstream call ------------------------------------------------------------------------
     def record(
@@ -268,6 +270,8 @@ class PanelRun:
             h["x-turnout-cost-usd"] = f"{self.cost():.8f}"
         if self.final is not None:
             h["x-turnout-target"] = self.final.target
+        if self.admission is not None:
+            h.update(self.admission.headers)
         if self.prefs.debug:
             h["x-turnout-decision"] = json.dumps(self.trail(full=False), separators=(",", ":"), ensure_ascii=True)
         return h
@@ -288,8 +292,9 @@ class PanelRun:
                 by_target[c.target] = (c, tin + c.tokens_in, tout + c.tokens_out, cost + c.cost_usd)
         for target, (_, tin, tout, cost) in by_target.items():
             st.outcomes.usage(route, target, tin, tout, cost)
+        u = self.usage()
+        st.keys.settle(self.admission, u["prompt_tokens"] + u["completion_tokens"], self.cost())
         if st.decisions is not None:
-            u = self.usage()
             st.decisions.record(
                 Decision(
                     at=rt.clock.wall(),
@@ -306,6 +311,7 @@ class PanelRun:
                     ttft_s=ttft,
                     tag=self.prefs.tag,
                     table_version=self.table.version,
+                    key_id=self.admission.caller.id if self.admission is not None else None,
                 )
             )
 

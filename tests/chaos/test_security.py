@@ -125,6 +125,40 @@ async def test_sentinel_secrets_appear_in_no_log_event_api_output_metric_or_erro
                     headers={"Authorization": f"Bearer {READER}"},
                 )
             await call("GET", "/models", base=serve.data)
+            # Client keys: made (shown once), used on every client API, listed, rotated, revoked; never shown again.
+            status, made = await call("POST", "/api/v1/keys", ADMIN, json={"name": "team-a", "rpm": 1000})
+            assert status == 201
+            client_key, key_id = json.loads(made)["key"], json.loads(made)["id"]
+            outputs.pop()  # the one response that shows the key, by design
+            status, rotated = await call("POST", f"/api/v1/keys/{key_id}/rotate", ADMIN)
+            assert status == 200
+            rotated_key = json.loads(rotated)["key"]
+            outputs.pop()
+            for key, want in ((client_key, 401), (rotated_key, 200)):  # the old one is refused, the new one answered
+                for req in (body, {**body, "stream": True}):
+                    status, _ = await call(
+                        "POST",
+                        "/chat/completions",
+                        base=serve.data,
+                        json=req,
+                        headers={"Authorization": f"Bearer {key}"},
+                    )
+                    assert status == want, (key == client_key, req.get("stream"), status)
+                await call("GET", "/models", base=serve.data, headers={"x-api-key": key})
+            await call(
+                "POST", "/chat/completions", base=serve.data, json=body, headers={"Authorization": f"Bearer {READER}"}
+            )
+            for path in ("/api/v1/keys", f"/api/v1/keys/{key_id}", "/api/v1/keys/ring", "/api/v1/usage?by=key"):
+                await call("GET", path, ADMIN)
+            await call("DELETE", f"/api/v1/keys/{key_id}", ADMIN)
+            await call("GET", "/metrics")
+            await call(
+                "POST",
+                "/chat/completions",
+                base=serve.data,
+                json=body,
+                headers={"Authorization": f"Bearer {rotated_key}"},
+            )
             for port in (serve.data_port, serve.control_port):  # a credential inside a header too large to parse: the
                 # log must not quote it (aiohttp's parser error does); the 400 echoes it to its own sender, see test_bad_input
                 await asyncio.to_thread(
@@ -148,14 +182,15 @@ async def test_sentinel_secrets_appear_in_no_log_event_api_output_metric_or_erro
         "events table": "\n".join(str(r) for r in _sqlite(db, "SELECT type, subject, data_json FROM events")),
     }
     for where, text in places.items():
-        for secret in (*SENTINELS, webhook_secret):
+        for secret in (*SENTINELS, webhook_secret, client_key, rotated_key):
             assert secret not in text, f"{secret[:12]}… leaked into the {where}"
     # the store holds the webhook secret (it must, to sign) but no provider key or API token
     raw_db = db.read_bytes() + (
         db.with_name(db.name + "-wal").read_bytes() if db.with_name(db.name + "-wal").exists() else b""
     )
-    for secret in SENTINELS:
+    for secret in (*SENTINELS, client_key, rotated_key):  # client keys: only their hashes
         assert secret.encode() not in raw_db, f"{secret[:12]}… stored in the database"
+        assert secret.split("_", 2)[-1].encode() not in raw_db, f"{secret[:12]}…'s secret part stored in the database"
 
 
 async def _withdrawn(serve: Serve, http: aiohttp.ClientSession) -> bool:
@@ -299,7 +334,7 @@ async def test_ssrf_guard_never_follows_a_redirect_inside() -> None:
 
 # -- constant-time comparisons --------------------------------------------------------------------------
 _SECRETISH = re.compile(r"token|secret|signature|api_key|password|digest|bearer", re.I)
-_SOURCES = [p for d in ("controlplane", "adapters", "probes") for p in (ROOT / d).rglob("*.py")]
+_SOURCES = [p for d in ("controlplane", "adapters", "dataplane", "probes") for p in (ROOT / d).rglob("*.py")]
 
 
 def _names(node: ast.AST) -> str:
@@ -329,8 +364,10 @@ def test_tokens_and_signatures_are_compared_in_constant_time() -> None:
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
     assert offenders == [], "compare secrets with hmac.compare_digest:\n" + "\n".join(offenders)
     users = {p.relative_to(ROOT).as_posix() for p in _SOURCES if "compare_digest" in p.read_text()}
-    # every place that checks a presented credential uses it: API tokens, /metrics, the status page, signatures
+    # every place that checks a presented credential uses it: API tokens, /metrics, the status page, signatures,
+    # client keys (the data plane's gate calls controlplane/keys/tokens.py `matches`)
     assert {
+        "controlplane/keys/tokens.py",
         "controlplane/api/auth.py",
         "controlplane/api/metrics_endpoint.py",
         "controlplane/statuspage.py",
