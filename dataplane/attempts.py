@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -23,6 +23,7 @@ from adapters.transport_faults import TRANSPORT_FAULTS, transport_fault
 from controlplane.clock import Clock
 from controlplane.domain import Classification, ErrorClass, Headroom
 from controlplane.errors import ProviderError
+from dataplane.deadlines import FirstByteDeadlines, requested_size
 from dataplane.http.upstream import UpstreamPool, UpstreamResponse
 from dataplane.selection import Candidate
 
@@ -56,6 +57,7 @@ class Opened:
     body: bytes | None = None  # upstream body bytes (JSON success, or an error body for pass-through)
     response: dict[str, Any] | None = None  # the OpenAI-shaped completion (JSON success)
     buffered: list[StreamItem] = field(default_factory=list)  # stream items read before commit
+    deadline_cut: bool = False  # timed out on a learned first-byte deadline shorter than first_byte_timeout
 
     @property
     def ok(self) -> bool:
@@ -111,8 +113,10 @@ class UpstreamAttempt:
         clock: Clock,
         deadline: float,
         include_usage: bool = True,
+        deadlines: FirstByteDeadlines | None = None,
     ) -> None:
         self.cand, self.adapter, self.stream = cand, adapter, stream
+        self._deadlines = deadlines  # learned first-byte deadlines (dataplane/deadlines.py); None: the configured
         self._pool, self._body, self._timeouts = pool, body, timeouts
         self._clock, self._deadline = clock, deadline
         self._include_usage = include_usage  # False: drop the usage-only chunk we asked the upstream for
@@ -123,10 +127,27 @@ class UpstreamAttempt:
 
     # -- phase 1: until committable ---------------------------------------------------------------
     async def open(self) -> Opened:
-        loop = asyncio.get_running_loop()
+        first_byte, learned, size = self._timeouts.first_byte, False, None
+        d = self._deadlines
+        if d is not None:
+            size = None if self.stream else requested_size(self._body)
+            first_byte, learned = d.first_byte(self.cand.target, self.stream, size)
+        first_byte_at = min(asyncio.get_running_loop().time() + first_byte, self._deadline)
+        opened = await self._open(first_byte_at)
+        c = opened.classification
+        if c.error_class is ErrorClass.OK:
+            if d is not None and opened.latency_s is not None:
+                d.record(self.cand.target, self.stream, opened.latency_s, size)
+        elif learned and c.error_class is ErrorClass.TIMEOUT and first_byte_at < self._deadline:
+            # Cut by what is normal for this target, not by the configured worst case: say so (decision log).
+            detail = f"{c.detail} (learned first-byte deadline {first_byte:.2f}s)"
+            opened.classification = replace(c, code=c.code or "timeout", detail=detail)
+            opened.deadline_cut = True
+        return opened
+
+    async def _open(self, first_byte_at: float) -> Opened:
         req = self.adapter.build_request(self.cand.provider, self.cand.model, self._body, stream=self.stream)
         self._t0 = self._clock.monotonic()
-        first_byte_at = min(loop.time() + self._timeouts.first_byte, self._deadline)
         if not self.stream:
             return await self._json(req, first_byte_at)
         try:

@@ -87,7 +87,7 @@ async def chat_completions(request: Request) -> Response | StreamResponse:
     route_cfg = st.routes.get(model)
     if route_cfg is not None and route_cfg.mode == "panel":
         return await handle_panel(request, body, route_cfg, state=st, prefs=prefs, t0=t0)
-    plan = st.selector.plan(rt.table_source.current(), model, prefs)
+    plan = st.selector.plan(st.table(), model, prefs)
     if plan is None:
         known = ", ".join(st.selector.models()) or "(none)"
         return error_response(
@@ -191,7 +191,7 @@ def _finish(
                 outcome=outcome,
                 status=status,
                 stream=req.stream,
-                attempts=[(t.target, str(t.error_class), t.status) for t in req.tries],
+                attempts=[(t.target, t.label, t.status) for t in req.tries],
                 tokens_in=tin,
                 tokens_out=tout,
                 cost_usd=cost,
@@ -204,7 +204,7 @@ def _finish(
 
 
 def _exhausted(st: DataPlaneState, req: _Request, t0: float) -> Response:
-    attempts = [{"target": t.target, "error_class": str(t.error_class), "status": t.status} for t in req.tries]
+    attempts = [{"target": t.target, "error_class": t.label, "status": t.status} for t in req.tries]
     # Nothing tried: say why each target was passed over (withdrawn, open, excluded by policy), from the table.
     skipped = [{"target": t, "reason": r} for t, r in req.plan.skipped]
     why = "; ".join(f"{s['target']}: {s['reason']}" for s in skipped)
