@@ -98,6 +98,10 @@ def sse_error_event(c: Classification) -> bytes:
     return b"data: " + orjson.dumps({"error": err}) + b"\n\n"
 
 
+def _tapped(tap: Callable[[StreamItem], StreamItem | None], items: list[StreamItem]) -> list[StreamItem]:
+    return [x for x in map(tap, items) if x is not None]
+
+
 class UpstreamAttempt:
     """One call to one candidate. Create, `await open()`, then (stream, ok) `await pump(emit)`; always `close()`."""
 
@@ -280,14 +284,23 @@ class UpstreamAttempt:
                     out.append(b"data: " + orjson.dumps(item.chunk) + b"\n\n")
         return b"".join(out)
 
-    async def pump(self, emit: Callable[[bytes], Awaitable[None]], buffered: list[StreamItem]) -> StreamEnd:
-        """Forward the buffered items and the rest of the stream; end with [DONE] or an error event."""
+    async def pump(
+        self,
+        emit: Callable[[bytes], Awaitable[None]],
+        buffered: list[StreamItem],
+        *,
+        tap: Callable[[StreamItem], StreamItem | None] | None = None,
+        error_event: bool = True,
+    ) -> StreamEnd:
+        """Forward the buffered items and the rest of the stream; end with [DONE] or an error event. `tap` sees
+        (and may rewrite or drop) each item before it is encoded (dataplane/resume.py); `error_event=False` leaves
+        a failure's error event to the caller, who may continue the answer elsewhere instead."""
         assert self._resp is not None and self._judge is not None
         resp, judge = self._resp, self._judge
         loop = asyncio.get_running_loop()
         stall = self._timeouts.stall
         try:
-            await emit(self.encode(buffered))
+            await emit(self.encode(_tapped(tap, buffered) if tap is not None else buffered))
             progress_at = loop.time() + stall
             while judge.verdict is None:
                 try:
@@ -295,7 +308,8 @@ class UpstreamAttempt:
                         data = await resp.readany()
                 except TimeoutError:
                     c = _fail(ErrorClass.TIMEOUT, "stream stalled after content was forwarded", resp.status, "timeout")
-                    await emit(sse_error_event(c))
+                    if error_event:
+                        await emit(sse_error_event(c))
                     return self._end(c)
                 except TRANSPORT_FAULTS as exc:
                     items = judge.close(cut=exc)
@@ -306,9 +320,9 @@ class UpstreamAttempt:
                     if item.kind == "chunk" or item.kind == "done":
                         progress_at = loop.time() + stall
                 if items:
-                    await emit(self.encode(items))
+                    await emit(self.encode(_tapped(tap, items) if tap is not None else items))
             v = judge.verdict
-            if v.error_class is not ErrorClass.OK:
+            if v.error_class is not ErrorClass.OK and error_event:
                 await emit(sse_error_event(v))
             return self._end(v)
         except ClientGone:
