@@ -181,7 +181,7 @@ class StreamedProbe:
     """Adapter mixin: `probe_completion` as the shared streamed minimal completion above."""
 
     async def probe_completion(
-        self,
+        self: Adapter,  # a mixin: the class it is mixed into is an Adapter
         session: aiohttp.ClientSession,
         provider: ProviderConfig,
         model: str,
@@ -191,11 +191,5 @@ class StreamedProbe:
         timeout: float,
     ) -> CompletionProbeResult:
         return await probe_completion(
-            self,  # type: ignore[arg-type]  # a mixin: the class it is mixed into is the Adapter
-            session,
-            provider,
-            model,
-            prompt=prompt,
-            max_tokens=max_tokens,
-            timeout=timeout,
+            self, session, provider, model, prompt=prompt, max_tokens=max_tokens, timeout=timeout
         )

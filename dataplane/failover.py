@@ -8,7 +8,11 @@ writes the answer in its own shape. What differs between callers are options of 
 - `retry_once`: a `connect` or `server_error` is retried once on the same target (jitter for a server error) while
   enough of the deadline is left (provider-semantics.md §6, R1), unless the upstream said `x-should-retry: false`;
 - `larger_context`: a context-length refusal moves to the candidates with a larger context window;
-- `hedging`: after the primary's recent p95 without an answer, the next candidate races it (dataplane/hedging.py).
+- `hedging`: after the primary's recent p95 without an answer, the next candidate races it (dataplane/hedging.py);
+- `replacement`: asked for one more candidate when the given ones are used up (a panel member slot chooses its
+  next target only once the previous one failed, from a pool the other slots draw on too);
+- `usable`: a committable answer the caller cannot use (a panel member's empty text) is passed to
+  `Report.failed` like a failure, without counting against the target, and the loop moves on.
 
 A `client_error` (the caller's own mistake) ends the loop: no other target would answer differently. Every
 attempt's outcome is kept in order, in `tried`, the answer's too.
@@ -100,7 +104,8 @@ class Report(Protocol):
     """What the loop tells its caller as it goes (observations and metrics: dataplane/outcomes.py)."""
 
     def failed(self, cand: Candidate, opened: Opened) -> None:
-        """One attempt failed before it could be committed (called in order, before the connection is closed)."""
+        """One attempt failed before it could be committed, or answered something `LoopOptions.usable` refused
+        (`opened.ok` then); called in order, before the connection is closed."""
         ...
 
     def failing_over(self, error_class: ErrorClass) -> None:
@@ -122,6 +127,8 @@ class LoopOptions:
     larger_context: bool = False
     hedging: HedgingConfig | None = None
     rand: Callable[[], float] = field(default=lambda: 0.5)  # the retry jitter's source
+    replacement: Callable[[], Candidate | None] | None = None  # one more candidate once the queue is empty
+    usable: Callable[[Opened], bool] | None = None  # False: a committable answer the caller cannot use
 
 
 async def first_answer(
@@ -142,7 +149,12 @@ async def first_answer(
     retried: set[str] = set()
     client_error: tuple[Opened, Candidate] | None = None
     first = True
-    while queue and len(tried) < options.max_attempts and loop.time() < options.deadline:
+    while len(tried) < options.max_attempts and loop.time() < options.deadline:
+        if not queue:
+            more = options.replacement() if options.replacement is not None else None
+            if more is None:
+                break
+            queue.append(more)
         cand = queue.pop(0)
         att = start(cand)
         hedge = options.hedging if first and queue else None
@@ -170,6 +182,11 @@ async def first_answer(
             raise
         if opened.ok:
             c = opened.classification
+            if options.usable is not None and not options.usable(opened):
+                tried.append(AttemptOutcome(cand.target, ErrorClass.OK, c.status, "unusable answer", opened.latency_s))
+                report.failed(cand, opened)
+                att.close(reuse=True)  # the whole answer was read: the connection can serve the next request
+                continue
             tried.append(AttemptOutcome(cand.target, ErrorClass.OK, c.status, "", opened.latency_s))
             return Answer(att, opened)
         c = opened.classification

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from controlplane.config import PanelConfig, RouteConfig
@@ -27,52 +25,14 @@ from dataplane.attempts import Opened, UpstreamAttempt
 from dataplane.failover import Answer, Exhausted, LoopOptions, first_answer
 from dataplane.outcomes import tokens
 from dataplane.panel.members import MemberAnswer, answer_text
+from dataplane.panel.trail import Call, sum_usage
 from dataplane.preferences import Preferences
 from dataplane.selection import Candidate
 from dataplane.state import DataPlaneState
 
-__all__ = ["Call", "PanelRun", "sum_usage", "synth_ref"]
+__all__ = ["PanelRun", "synth_ref"]
 
 _MIN_LEFT_S = 0.05  # a replacement needs at least this much of the member deadline left to be worth starting
-
-
-@dataclass(slots=True)
-class Call:
-    """One upstream call made for a panel request (member, judge or synthesizer), for the trail and the log."""
-
-    stage: str  # member | judge | synthesizer
-    target: str
-    outcome: str  # ok, an error class, "deadline" (cut by the member deadline) or "empty" (no answer text)
-    status: int | None = None
-    latency_s: float | None = None
-    detail: str = ""
-    slot: int | None = None  # member slot (a replacement keeps its slot)
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cost_usd: float = 0.0
-
-    def brief(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "target": self.target,
-            "outcome": self.outcome,
-            "status": self.status,
-            "latency_ms": None if self.latency_s is None else round(self.latency_s * 1000, 1),
-            "tokens_in": self.tokens_in,
-            "tokens_out": self.tokens_out,
-            "cost_usd": round(self.cost_usd, 8),
-        }
-        if self.slot is not None:
-            out["slot"] = self.slot
-        if self.detail:
-            out["detail"] = self.detail
-        return out
-
-
-def sum_usage(calls: Sequence[Call]) -> dict[str, int]:
-    """OpenAI-shaped usage summed over every call of a panel request."""
-    tin = sum(c.tokens_in for c in calls)
-    tout = sum(c.tokens_out for c in calls)
-    return {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout}
 
 
 class PanelRun:
@@ -187,9 +147,10 @@ class PanelRun:
     async def fan_out(self, chosen: list[Candidate], pool: list[Candidate]) -> None:
         """Run every member slot in parallel until each has an answer or is dropped, by the member deadline.
 
-        A slot is not a run of dataplane/failover.py's loop (judge and synthesizer calls are): its next candidate is
-        chosen only when the previous one fails (a provider no other slot holds, the ones that just failed last),
-        an empty answer counts as a failure, and a cut by the member deadline is not reported against the target.
+        Each slot is one run of the failover loop (dataplane/failover.py) starting from its chosen member: its next
+        candidate comes from `replacement`, asked only when the previous one failed (a provider no other slot holds,
+        the ones that just failed last), an empty answer is not usable, and a cut by the member deadline is not
+        reported against the target (_MemberReport).
         """
         deadline = min(self.loop.time() + self.panel.member_deadline, self.deadline)
         busy: dict[int, str] = {}  # slot → provider id of its current (or answered) member
@@ -197,6 +158,11 @@ class PanelRun:
         body = {k: v for k, v in self.body.items() if k not in ("stream", "stream_options")}
 
         def replacement(slot: int) -> Candidate | None:
+            if self.client_error is not None:  # the request itself was refused: no other member would take it
+                return None
+            if deadline - self.loop.time() < _MIN_LEFT_S:
+                self.notes.append(f"slot {slot}: dropped, no time left for a replacement")
+                return None
             others = {p for s, p in busy.items() if s != slot}
             # A provider whose member just failed is probably struggling: try every other provider first.
             for avoid_failed in (True, False):
@@ -205,83 +171,47 @@ class PanelRun:
                         continue
                     if not (self.panel.distinct_providers and c.provider.id in others):
                         pool.remove(c)
+                        self.notes.append(f"slot {slot}: replaced by {c.target}")
                         return c
+            self.notes.append(f"slot {slot}: dropped, no admissible replacement left")
             return None
 
-        async def run_slot(slot: int, cand: Candidate | None) -> None:
-            while cand is not None:
-                busy[slot] = cand.provider.id
-                if await self.member(slot, cand, body, deadline):
-                    return
-                failed.add(cand.provider.id)
-                del busy[slot]
-                if self.client_error is not None:
-                    return
-                if deadline - self.loop.time() < _MIN_LEFT_S:
-                    self.notes.append(f"slot {slot}: dropped, no time left for a replacement")
-                    return
-                cand = replacement(slot)
-                if cand is None:
-                    self.notes.append(f"slot {slot}: dropped, no admissible replacement left")
-                else:
-                    self.notes.append(f"slot {slot}: replaced by {cand.target}")
+        async def run_slot(slot: int, cand: Candidate) -> None:
+            def start(c: Candidate) -> UpstreamAttempt:
+                busy[slot] = c.provider.id
+                return self.st.attempt(c, body, stream=False, deadline=deadline)
+
+            options = LoopOptions(
+                max_attempts=1 + len(pool) + len(chosen),  # bounded by the pool, not by dataplane.max_attempts
+                deadline=deadline,
+                replacement=lambda: replacement(slot),
+                usable=lambda opened: bool(answer_text(opened.response).strip()),
+            )
+            report = _MemberReport(self, slot, deadline, busy, failed)
+            try:
+                answer = await first_answer([cand], start, report, options)
+            except Exhausted as exc:
+                if exc.client_error is not None:
+                    self.client_error = self.client_error or exc.client_error
+                return
+            opened = answer.opened
+            answer.attempt.close(reuse=True)  # the whole body was read
+            assert opened.response is not None
+            self.record(
+                "member",
+                answer.cand,
+                opened.classification,
+                opened.latency_s,
+                slot=slot,
+                usage=opened.response.get("usage"),
+                ttft=opened.ttft_s,
+                headroom=opened.headroom.ratio if opened.headroom else None,
+            )
+            self.answers[slot] = MemberAnswer(slot, answer.cand, answer_text(opened.response), opened.response)
 
         async with asyncio.TaskGroup() as tg:  # a bug in one slot cancels the others instead of orphaning them
             for i, c in enumerate(chosen, 1):
                 tg.create_task(run_slot(i, c))
-
-    async def member(self, slot: int, cand: Candidate, body: dict[str, Any], deadline: float) -> bool:
-        att = self.st.attempt(cand, body, stream=False, deadline=deadline)
-        try:
-            opened = await att.open()
-        except BaseException:  # cancelled (the client left): release the connection, report nothing
-            att.close()
-            raise
-        att.close(reuse=opened.ok)  # back to the pool only when the whole body was read
-        c = opened.classification
-        headroom = opened.headroom.ratio if opened.headroom else None
-        if opened.ok:
-            text = answer_text(opened.response)
-            assert opened.response is not None
-            self.record(
-                "member",
-                cand,
-                c,
-                opened.latency_s,
-                slot=slot,
-                usage=opened.response.get("usage"),
-                outcome=None if text.strip() else "empty",
-                ttft=opened.ttft_s,
-                headroom=headroom,
-            )
-            if text.strip():
-                self.answers[slot] = MemberAnswer(slot, cand, text, opened.response)
-                return True
-            return False
-        # Cut by our own member deadline before the provider's first-byte timeout: not the provider's fault,
-        # so it is not reported against the target (a tight panel deadline must not open healthy breakers).
-        cut = (
-            c.error_class is ErrorClass.TIMEOUT
-            and self.loop.time() >= deadline - 0.01
-            and (opened.latency_s is None or opened.latency_s < self.st.timeouts.first_byte)
-        )
-        call = self.record(
-            "member",
-            cand,
-            c,
-            opened.latency_s,
-            slot=slot,
-            outcome="deadline" if cut else None,
-            observe=not cut,
-            ttft=opened.ttft_s,
-            headroom=headroom,
-        )
-        if cut:
-            call.latency_s = call.latency_s if call.latency_s is not None else self.panel.member_deadline
-            call.detail = f"no answer within the member deadline ({self.panel.member_deadline:g}s)"
-        if c.error_class is ErrorClass.CLIENT_ERROR:
-            self.client_error = self.client_error or (opened, cand)
-        return False
 
     def survivors(self) -> list[MemberAnswer]:
         return [self.answers[s] for s in sorted(self.answers)]
@@ -400,3 +330,42 @@ class _StageReport:
 
     def failing_over(self, error_class: ErrorClass) -> None:
         pass  # a panel stage's failovers show in its trail; the failover metric counts client requests' moves
+
+
+class _MemberReport:
+    """A member attempt that gave no usable answer: one call in the trail; observed unless our own member deadline
+    cut it before the provider's first-byte timeout (a tight panel deadline must not open healthy breakers)."""
+
+    __slots__ = ("_run", "_slot", "_deadline", "_busy", "_failed")
+
+    def __init__(self, run: PanelRun, slot: int, deadline: float, busy: dict[int, str], failed: set[str]) -> None:
+        self._run, self._slot, self._deadline, self._busy, self._failed = run, slot, deadline, busy, failed
+
+    def failed(self, cand: Candidate, opened: Opened) -> None:
+        run = self._run
+        self._failed.add(cand.provider.id)
+        self._busy.pop(self._slot, None)
+        c = opened.classification
+        headroom = opened.headroom.ratio if opened.headroom else None
+        if opened.ok:  # answered, with no text: observed as the success it was, logged as "empty"
+            usage = (opened.response or {}).get("usage")
+            run.record(
+                "member", cand, c, opened.latency_s, slot=self._slot, usage=usage, outcome="empty",
+                ttft=opened.ttft_s, headroom=headroom,
+            )  # fmt: skip
+            return
+        cut = (
+            c.error_class is ErrorClass.TIMEOUT
+            and run.loop.time() >= self._deadline - 0.01
+            and (opened.latency_s is None or opened.latency_s < run.st.timeouts.first_byte)
+        )
+        call = run.record(
+            "member", cand, c, opened.latency_s, slot=self._slot, outcome="deadline" if cut else None,
+            observe=not cut, ttft=opened.ttft_s, headroom=headroom,
+        )  # fmt: skip
+        if cut:
+            call.latency_s = call.latency_s if call.latency_s is not None else run.panel.member_deadline
+            call.detail = f"no answer within the member deadline ({run.panel.member_deadline:g}s)"
+
+    def failing_over(self, error_class: ErrorClass) -> None:
+        pass  # a member's replacements show in the trail; the failover metric counts client requests' moves

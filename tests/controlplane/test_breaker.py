@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from controlplane.breaker import ALLOWED, OPERATOR_ALLOWED, Breaker, Drain, Transition
+from controlplane.breaker import Breaker
 from controlplane.config import BreakerConfig
 from controlplane.domain import ErrorClass, Observation, Source, State
 from controlplane.errors import IllegalTransition
+from controlplane.moves import ALLOWED, OPERATOR_ALLOWED, Drain, Transition
 
 T = "acme/m"
 AT = datetime(2026, 1, 1, tzinfo=UTC)
@@ -45,7 +46,7 @@ def test_opens_when_failure_rate_crosses_threshold() -> None:
     ev = moves[0].evidence
     assert (ev.calls, ev.failures, ev.error_class, ev.status) == (4, 2, "server_error", 503)
     assert ev.top_failures == (("server_error", 503, 2),)
-    assert not b.admits(3.0)
+    assert not b.admits()
 
 
 def test_stays_closed_below_min_calls() -> None:
@@ -85,9 +86,10 @@ def test_open_ignores_outcomes_and_moves_to_half_open_after_open_duration() -> N
     open_breaker(b)
     assert b.record(ob(E.OK), 10.0) == ()
     assert b.poll(29.0) == ()
-    assert b.admits(30.5)  # pure: the trial may go, the move is made by poll/record
+    assert not b.admits()  # still open: nothing is admitted until poll/record makes the move the table shows
     (m,) = b.poll(30.5)
     assert (m.old, m.new, m.reason) == (State.OPEN, State.HALF_OPEN, "open_elapsed")
+    assert b.admits()  # half_open: the trial may go
 
 
 def test_half_open_closes_after_configured_successes() -> None:
@@ -119,7 +121,7 @@ def test_half_open_admits_only_the_configured_trials() -> None:
     assert b.state is State.HALF_OPEN
     b.record(ob(E.OK), 101.0)
     b.record(ob(E.OK), 102.0)
-    assert b.trials == 2 and b.admits(102.0)
+    assert b.trials == 2 and b.admits()
     # the third trial is an overload: neither success nor failure, and the trials are spent → open again
     (m,) = b.record(ob(E.OVERLOADED), 103.0)
     assert (m.new, m.reason) == (State.OPEN, "trials_exhausted")
@@ -130,7 +132,7 @@ def test_half_open_counts_no_more_than_the_trials() -> None:
     open_breaker(b)
     b.poll(100.0)
     b.trials = 2  # both trial slots taken (outcomes still in flight)
-    assert not b.admits(100.0)
+    assert not b.admits()
     assert b.record(ob(E.OK), 101.0) == ()
     assert b.state is State.HALF_OPEN and b.trial_successes == 0
 
@@ -145,7 +147,7 @@ def test_withdraw_classes_withdraw_at_once_from_any_state(cls: ErrorClass, start
         b.poll(1000.0)
     (m,) = b.record(ob(cls, status=403), 1000.0)
     assert (m.old, m.new, m.reason) == (start, State.WITHDRAWN, str(cls))
-    assert not b.admits(1000.0)
+    assert not b.admits()
 
 
 def test_withdrawn_never_returns_without_a_successful_check() -> None:
@@ -154,7 +156,7 @@ def test_withdrawn_never_returns_without_a_successful_check() -> None:
     for i, cls in enumerate([E.TIMEOUT, E.SERVER_ERROR, E.RATE_LIMITED, E.CLIENT_ERROR, E.REGION_BLOCKED]):
         assert b.record(ob(cls), 1000.0 * (i + 1)) == ()
     assert b.poll(10_000.0) == ()
-    assert b.state is State.WITHDRAWN and not b.admits(10_000.0)
+    assert b.state is State.WITHDRAWN and not b.admits()
     (m,) = b.record(ob(E.OK), 10_001.0)
     assert (m.old, m.new, m.reason) == (State.WITHDRAWN, State.HALF_OPEN, "recheck_succeeded")
 
@@ -248,16 +250,16 @@ def test_metrics_only_moves_and_reports_but_never_blocks() -> None:
     b = brk(mode="metrics_only", consecutive_failures=2)
     moves = feed(b, [E.SERVER_ERROR, E.SERVER_ERROR])
     assert moves[0].new is State.OPEN and moves[0].evidence.would
-    assert b.admits(1.0)
+    assert b.admits()
     b.record(ob(E.AUTH), 2.0)
-    assert b.state is State.WITHDRAWN and b.admits(2.0)
+    assert b.state is State.WITHDRAWN and b.admits()
 
 
 def test_drain_keeps_detecting_underneath_and_undrain_restores_the_detector_state() -> None:
     b = brk(consecutive_failures=2)
     m = b.set_drain(Drain("maintenance", "ops", AT), 0.0)
     assert m is not None and (m.old, m.new) == (State.CLOSED, State.DRAINED)
-    assert not b.admits(0.0) and b.state is State.DRAINED
+    assert not b.admits() and b.state is State.DRAINED
     assert b.set_drain(Drain("longer", "ops", AT), 0.0) is None  # update, no second move
     moves = b.record(ob(E.REGION_BLOCKED), 1.0)
     assert moves[0].shadow and moves[0].new is State.WITHDRAWN

@@ -15,7 +15,7 @@ from dataplane.panel.prompts import (
     render,
     transcript,
 )
-from dataplane.panel.run import Call, sum_usage
+from dataplane.panel.trail import Call, sum_usage
 from dataplane.selection import Candidate, Plan
 
 
