@@ -8,8 +8,8 @@ below `floor` and never above `dataplane.first_byte_timeout`; with fewer than `m
 configured timeout applies unchanged. A non-streamed request's deadline grows with its requested output size
 (`max_tokens` and its aliases) when that is larger than what the series' answers typically asked for.
 
-The hot path reads one cached float per (target, stream); the percentile is recomputed at most once a second per
-series, and only when it has new samples or old ones to forget (clock injected).
+The hot path reads one cached float per (target, stream); once learned, the percentile is recomputed at most once
+a second per series (forgetting old answers then), before that whenever a new answer came (clock injected).
 """
 
 from __future__ import annotations
@@ -80,7 +80,10 @@ class FirstByteDeadlines:
         if s is None:
             return self.configured, False
         now = self._clock.monotonic()
-        if now - s.computed_at >= _RECOMPUTE_EVERY_S and (s.dirty or s.learned is not None):
+        if s.learned is None:
+            if s.dirty:  # still learning: look again as soon as there is a new answer (a short sort)
+                self._recompute(s, now)
+        elif now - s.computed_at >= _RECOMPUTE_EVERY_S:  # learned: refresh (and forget old answers) once a second
             self._recompute(s, now)
         learned = s.learned
         if learned is None:

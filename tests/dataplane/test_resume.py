@@ -22,7 +22,7 @@ from tests.fakes import FakeClock
 pytestmark = pytest.mark.integration
 
 ANSWER = "The quick brown fox jumps over the lazy dog, then naps under the old oak tree until dusk."
-MSG = [{"role": "user", "content": "tell me about the fox"}]
+MSG: Any = [{"role": "user", "content": "tell me about the fox"}]
 FAMILIES = {"openai": ("oa", "ob"), "anthropic": ("an", "an2"), "gemini": ("gg", "gg2")}
 
 
@@ -80,8 +80,10 @@ async def setup(sim: Simulator) -> AsyncIterator[tuple[openai.AsyncOpenAI, Recor
     await runner.cleanup()
 
 
-async def _read(client: openai.AsyncOpenAI, route: str, **kw: Any) -> tuple[str, list[Any]]:
-    stream = await client.chat.completions.create(model=route, messages=MSG, stream=True, **kw)  # type: ignore[call-overload]
+async def _read(client: openai.AsyncOpenAI, route: str, usage: bool = False) -> tuple[str, list[Any]]:
+    stream = await client.chat.completions.create(
+        model=route, messages=MSG, stream=True, stream_options={"include_usage": True} if usage else None
+    )
     chunks = [c async for c in stream]
     return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices), chunks
 
@@ -95,7 +97,7 @@ async def test_a_cut_stream_is_continued_by_the_next_target_without_repeating_a_
     first, second = FAMILIES[family]
     sim.set_fault(first, cut)
     sim.set_fault(first, "slow_tokens", rate=50)  # tokens in separate reads: the first ones reach the client
-    text, chunks = await _read(client, family, stream_options={"include_usage": True})
+    text, chunks = await _read(client, family, usage=True)
     assert text == ANSWER  # the stitched answer is the clean one: no repeated prefix, no missing word
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert finishes == ["stop"]  # the continuing target's finish reason, once
@@ -143,7 +145,7 @@ async def test_a_stream_emitting_tool_calls_is_not_resumed(
     client, records, _ = setup
     sim.set_fault("oa", "reset")
     sim.set_fault("oa", "slow_tokens", rate=50)
-    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
+    tools: Any = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
     stream = await client.chat.completions.create(
         model="openai", messages=MSG, stream=True, tools=tools, tool_choice="required"
     )
