@@ -53,7 +53,7 @@ class FirstByteDeadlines:
 
     def __init__(self, config: DataPlaneConfig, clock: Clock) -> None:
         self._clock = clock
-        self._series: dict[tuple[str, bool], _Series] = {}
+        self._series: dict[bool, dict[str, _Series]] = {True: {}, False: {}}  # stream? → target → its series
         self.configure(config)
 
     def configure(self, config: DataPlaneConfig) -> None:
@@ -61,30 +61,35 @@ class FirstByteDeadlines:
         self.configured = config.first_byte_timeout
         self.enabled, self.percentile, self.factor = c.enabled, c.percentile, c.factor
         self.floor, self.min_samples, self.window = c.floor, c.min_samples, c.window
-        for s in self._series.values():
-            s.computed_at, s.dirty = -math.inf, True  # the knobs changed: recompute on next use
+        for per_target in self._series.values():
+            if not self.enabled:
+                per_target.clear()  # learning switched off: the configured timeout from now on
+            for s in per_target.values():
+                s.computed_at, s.dirty = -math.inf, True  # the knobs changed: recompute on next use
 
     def record(self, target: str, stream: bool, seconds: float, size: int | None = None) -> None:
         """One successful attempt's time to its first committable byte."""
         if not self.enabled:
             return
-        s = self._series.get((target, stream))
+        per_target = self._series[stream]
+        s = per_target.get(target)
         if s is None:
-            s = self._series[(target, stream)] = _Series()
+            s = per_target[target] = _Series()
         s.samples.append((self._clock.monotonic(), seconds, size))
         s.dirty = True
 
     def first_byte(self, target: str, stream: bool, size: int | None = None) -> tuple[float, bool]:
         """(deadline in seconds, whether it was learned) for one attempt to `target`."""
-        s = self._series.get((target, stream)) if self.enabled else None
+        s = self._series[stream].get(target)
         if s is None:
             return self.configured, False
-        now = self._clock.monotonic()
         if s.learned is None:
             if s.dirty:  # still learning: look again as soon as there is a new answer (a short sort)
+                self._recompute(s, self._clock.monotonic())
+        else:
+            now = self._clock.monotonic()
+            if now - s.computed_at >= _RECOMPUTE_EVERY_S:  # learned: refresh (forget old answers) once a second
                 self._recompute(s, now)
-        elif now - s.computed_at >= _RECOMPUTE_EVERY_S:  # learned: refresh (and forget old answers) once a second
-            self._recompute(s, now)
         learned = s.learned
         if learned is None:
             return self.configured, False

@@ -105,7 +105,12 @@ class OutlierDetector:
     @property
     def active(self) -> bool:
         """Whether any target may be ejected now (cheap: the hot path asks it on every request)."""
-        return self._latest_until > 0.0 and self.clock.monotonic() < self._latest_until
+        if not self._latest_until:
+            return False
+        if self.clock.monotonic() < self._latest_until:
+            return True
+        self._latest_until = 0.0  # every ejection has ended: back to the one-read fast path
+        return False
 
     def ejected(self) -> dict[str, str]:
         """Targets ejected now → reason."""
@@ -125,6 +130,7 @@ class OutlierDetector:
             if table.version > e.version and entry is not None and not entry.admissible and e.until > 0:
                 e.until = 0.0  # expired; `count` is kept for the next ejection
                 log.info("local ejection of %s lifted: table v%d keeps it out", target, table.version)
+        self._latest_until = max((e.until for e in self._ejections.values()), default=0.0)
 
     def apply(self, table: Table) -> Table:
         """`table` with locally ejected targets made inadmissible and the rest re-ranked (same version)."""
@@ -168,10 +174,13 @@ class EjectingTable:
     def current(self) -> Table:
         base = self.source.current()
         d = self.detector
-        if base is not self._seen:
+        if base is self._seen:
+            if not d._latest_until:  # the normal case: the same table, nothing ejected (two attribute reads)
+                return base
+        else:
             self._seen = base
             d.caught_up(base)
-        if not d.active:  # the normal case: nothing ejected
+        if not d.active:
             return base
         out = frozenset(d.ejected())
         if not out:

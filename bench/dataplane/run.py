@@ -244,8 +244,15 @@ async def _hang_phase(turnout: str, admin: list[str], hang_s: float, after_s: fl
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
         for a in admin:
             await (await s.post(f"{a}/_admin/mode", json={"mode": "ok"})).read()
+
+        async def counts() -> list[int]:
+            return [int((await (await s.get(f"{a}/_admin/stats")).json())["count"]) for a in admin]
+
+        before = await counts()
         await _load(url, 20, 2.0)  # recent answers for the learned first-byte deadline
-        await (await s.post(f"{admin[0]}/_admin/mode", json={"mode": "hang"})).read()
+        # the primary is whichever upstream the ranking sends the traffic to (prices and latency decide it)
+        primary = max(zip(await counts(), before, admin, strict=True), key=lambda x: x[0] - x[1])[2]
+        await (await s.post(f"{primary}/_admin/mode", json={"mode": "hang"})).read()
         start = time.monotonic()
         end = start + hang_s + after_s
         back: float | None = None
@@ -265,12 +272,12 @@ async def _hang_phase(turnout: str, admin: list[str], hang_s: float, after_s: fl
         async def recover() -> None:
             nonlocal back, recovered_at
             await asyncio.sleep(hang_s)
-            await (await s.post(f"{admin[0]}/_admin/mode", json={"mode": "ok"})).read()
+            await (await s.post(f"{primary}/_admin/mode", json={"mode": "ok"})).read()
             recovered_at = time.monotonic()
-            base = (await (await s.get(f"{admin[0]}/_admin/stats")).json())["count"]
+            base = (await (await s.get(f"{primary}/_admin/stats")).json())["count"]
             while time.monotonic() < end and back is None:
                 await asyncio.sleep(0.05)
-                if (await (await s.get(f"{admin[0]}/_admin/stats")).json())["count"] > base:
+                if (await (await s.get(f"{primary}/_admin/stats")).json())["count"] > base:
                     back = time.monotonic() - recovered_at
 
         await asyncio.gather(recover(), *(client() for _ in range(20)))
