@@ -49,6 +49,17 @@ def _resumed(db_url: str) -> list[tuple[str, list[Any]]]:
         engine.dispose()
 
 
+async def _serving(http: aiohttp.ClientSession, serve: Serve) -> bool:
+    """Both ports up: /readyz on the control port and the data plane's listener."""
+    if not await serve.ready(http):
+        return False
+    try:
+        async with http.get(f"{serve.data}/models") as r:
+            return r.status == 200
+    except aiohttp.ClientError:
+        return False
+
+
 async def _stream(http: aiohttp.ClientSession, serve: Serve) -> str:
     body = {
         "model": "main",
@@ -78,7 +89,7 @@ async def test_sigkill_during_a_resume_loses_no_finished_requests_record(sim: Si
     serve.start()
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:
-            await until(lambda: serve.ready(http), 60, "first start")
+            await until(lambda: _serving(http, serve), 60, "first start")
             for _ in range(3):
                 assert await _stream(http, serve) == "Hello from ob/gpt-x"  # oa's "Hello from ", ob's continuation
             finished = await until(lambda: len(_resumed(db_url)) == 3 and _resumed(db_url), 30, "3 records stored")
@@ -93,7 +104,7 @@ async def test_sigkill_during_a_resume_loses_no_finished_requests_record(sim: Si
                 await inflight
             sim.clear_faults("ob")
             serve.start()
-            await until(lambda: serve.ready(http), 60, "restart")
+            await until(lambda: _serving(http, serve), 60, "restart")
             assert _resumed(db_url) == finished  # every finished request's record, once, as it was
             assert await _stream(http, serve) == "Hello from ob/gpt-x"
         assert serve.stop() == 0, serve.log[-3000:]
