@@ -25,7 +25,7 @@ from typing import Any
 from controlplane.config import BreakerConfig
 from controlplane.domain import WITHDRAW_CLASSES, ErrorClass, Observation, State
 from controlplane.moves import ALLOWED, OPERATOR_ALLOWED, Drain, Evidence, Transition, check_move
-from controlplane.window import SlidingWindow, Verdict, WindowSnapshot
+from controlplane.window import SlidingWindow, Verdict, WindowSnapshot, signal_of
 
 __all__ = ["PRESSURE_CLASSES", "COUNTED_FAILURES", "NEUTRAL_KINDS", "Breaker"]
 
@@ -39,6 +39,11 @@ COUNTED_FAILURES: frozenset[ErrorClass] = frozenset(
 )
 # Probe kinds whose outcome never moves the breaker (provider-semantics.md §4: status pages de-rank only).
 NEUTRAL_KINDS: frozenset[str] = frozenset({"status_page"})
+# Azure answers DeploymentNotFound for a deployment created minutes ago, until it is live (provider-semantics.md
+# §2.1): for this long after the target's config appeared or changed, that answer counts as a failure, not a
+# withdrawal. The code is adapters/azure.py's marking (the openai adapter's azure flavor keeps withdrawing at once).
+NEW_DEPLOYMENT_CODES: frozenset[str] = frozenset({"deployment_not_found"})
+NEW_DEPLOYMENT_GRACE_S = 300.0
 
 _NONE: tuple[Transition, ...] = ()
 
@@ -60,6 +65,7 @@ class Breaker:
         self.trials = 0
         self.trial_successes = 0
         self.next_recheck: float | None = None
+        self.configured_at = now  # when this target's config appeared or last changed (the deployment grace)
         self.hold_until: float = -math.inf  # headroom is 0 until then (rate limit / overload cool-down)
         self.last_headroom: float | None = None
         self._rl_level = 0  # rate-limit backoff doublings without a retry-after
@@ -121,6 +127,7 @@ class Breaker:
 
     def recheck_now(self, now: float) -> None:
         """Config changed: a withdrawn target is rechecked at once (the fix may be in the new config)."""
+        self.configured_at = now
         if self._state is _W:
             self.next_recheck = now
 
@@ -151,6 +158,12 @@ class Breaker:
         if obs.headroom is not None and 0.0 <= obs.headroom <= 1.0:
             self.last_headroom = obs.headroom
         st = self._state
+        if (
+            cls is ErrorClass.MODEL_GONE
+            and (obs.code or "").lower() in NEW_DEPLOYMENT_CODES
+            and now - self.configured_at < NEW_DEPLOYMENT_GRACE_S
+        ):
+            cls = ErrorClass.SERVER_ERROR  # maybe not live yet: counted, failed over, not withdrawn
         if cls in WITHDRAW_CLASSES and not (cls is ErrorClass.QUOTA_EXHAUSTED and obs.retry_after_s is not None):
             # (a quota with a known reset, e.g. Gemini's per-day quota, only cools: §6 "cool(daily reset)")
             return self._withdraw(obs, now)
@@ -181,14 +194,15 @@ class Breaker:
 
     def _closed(self, obs: Observation, cls: ErrorClass, now: float) -> tuple[Transition, ...]:
         win = self.window
+        sig = signal_of(obs.source, obs.kind)  # figures and failure rates are kept apart per signal source
         if cls is ErrorClass.OK:
-            win.add(now, failed=False, latency_s=obs.latency_s, ttft_s=obs.ttft_s)  # may be slow
+            win.add(now, failed=False, latency_s=obs.latency_s, ttft_s=obs.ttft_s, signal=sig)  # may be slow
         elif cls in PRESSURE_CLASSES:
             # Sustained = a second pressure signal within one window; a lone 429 only cools. Pressure never
             # extends or ends the consecutive-failure streak (a 429 says nothing about a 5xx run).
             sustained = self._last_pressure is not None and now - self._last_pressure <= self.cfg.window
             self._last_pressure = now
-            win.add(now, failed=sustained, error_class=str(cls), status=obs.status, counts_in_streak=False)
+            win.add(now, failed=sustained, error_class=str(cls), status=obs.status, counts_in_streak=False, signal=sig)
         else:
             win.add(
                 now,
@@ -197,6 +211,7 @@ class Breaker:
                 ttft_s=obs.ttft_s,
                 error_class=str(cls),
                 status=obs.status,
+                signal=sig,
             )
         verdict = win.verdict(now)
         if verdict in (Verdict.OK, Verdict.BELOW_MIN_CALLS):
@@ -209,7 +224,13 @@ class Breaker:
         self.trials += 1
         failed = cls is not ErrorClass.OK
         self.window.add(
-            now, failed=failed, latency_s=obs.latency_s, ttft_s=obs.ttft_s, error_class=str(cls), status=obs.status
+            now,
+            failed=failed,
+            latency_s=obs.latency_s,
+            ttft_s=obs.ttft_s,
+            error_class=str(cls),
+            status=obs.status,
+            signal=signal_of(obs.source, obs.kind),
         )
         if cls is ErrorClass.OK:
             self.trial_successes += 1

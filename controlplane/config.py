@@ -9,7 +9,9 @@ Longer than most modules on purpose: the whole schema in one file, in the order 
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
+import os
 import re
 from typing import Literal
 
@@ -20,6 +22,7 @@ from controlplane.durations import Duration
 
 __all__ = [
     "ADAPTERS",
+    "CLOUD_EXTRAS",
     "PROBE_KINDS_KNOWN",
     "Config",
     "ServerConfig",
@@ -45,9 +48,22 @@ __all__ = [
     "FieldProblem",
 ]
 
-ADAPTERS = ("openai", "anthropic", "gemini")
+ADAPTERS = ("openai", "anthropic", "gemini", "bedrock", "vertex", "azure")
+# The region-pinned clouds need their credentials library, installed as an optional extra (pyproject.toml).
+CLOUD_EXTRAS: dict[str, tuple[str, str]] = {
+    "bedrock": ("aws", "botocore"),
+    "vertex": ("gcp", "google.auth"),
+    "azure": ("azure", "azure.identity"),
+}
 # Kept in step with probes.PROBE_KINDS (a test checks the two agree).
 PROBE_KINDS_KNOWN = ("catalogue", "completion", "status_page", "count_tokens", "health")
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # the parent package (google) is missing too
+        return False
 
 
 class FieldProblem(ValueError):
@@ -116,8 +132,15 @@ class ModelConfig(_Model):
 
 class ProviderConfig(_Model):
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    adapter: str = Field(description="openai | anthropic | gemini (openai covers all OpenAI-compatible APIs)")
-    base_url: str
+    adapter: str = Field(
+        description="openai | anthropic | gemini | bedrock | vertex | azure (openai covers all OpenAI-compatible APIs)"
+    )
+    base_url: str = Field(
+        description=(
+            "the API's base URL; bedrock and vertex derive it from region (and project) when it is left out "
+            "(bedrock: https://bedrock-runtime.{region}.amazonaws.com; vertex: the part before /projects/…)"
+        )
+    )
     api_key: SecretStr | None = Field(default=None, description='"${ENV_VAR}"; never written in clear')
     flavor: str | None = Field(
         default=None, description="openai-compatible host quirks: azure, deepseek, openrouter, groq, …"
@@ -138,7 +161,74 @@ class ProviderConfig(_Model):
         ),
     )
     probe_budget_usd_per_day: float = Field(default=1.0, ge=0, description="spend cap for paid probes per day")
+    # -- AWS Bedrock (adapter: bedrock); `region` is the signing region --
+    catalogue_url: str | None = Field(
+        default=None, description="bedrock: control-plane base (default https://bedrock.{region}.amazonaws.com)"
+    )
+    aws_access_key_id: SecretStr | None = Field(default=None, description='bedrock: "${ENV}"; absent = default chain')
+    aws_secret_access_key: SecretStr | None = Field(default=None, description='bedrock: "${ENV}"')
+    aws_session_token: SecretStr | None = Field(default=None, description='bedrock: "${ENV}" (temporary credentials)')
+    # -- Google Vertex AI (adapter: vertex); `region` is the location (or `global`) --
+    project: str | None = Field(default=None, description="vertex: the Google Cloud project id")
+    credentials_file: str | None = Field(
+        default=None,
+        description="vertex: service-account JSON (${GOOGLE_APPLICATION_CREDENTIALS}); absent = application default",
+    )
     models: list[ModelConfig] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cloud_base_url(cls, data: object) -> object:
+        """Bedrock and Vertex endpoints follow from region (and project): base_url only overrides them."""
+        if not isinstance(data, dict) or data.get("base_url"):
+            return data
+        region = data.get("region")
+        if data.get("adapter") in ("bedrock", "vertex") and (not isinstance(region, str) or region == "default"):
+            example = "eu-central-1" if data.get("adapter") == "bedrock" else "europe-west4"
+            raise FieldProblem(
+                "region",
+                f"adapter {data.get('adapter')} needs a region (it signs for and reaches that region)",
+                f"set region: {example} (or give base_url)",
+            )
+        if data.get("adapter") == "bedrock" and isinstance(region, str) and region != "default":
+            return {**data, "base_url": f"https://bedrock-runtime.{region}.amazonaws.com"}
+        if data.get("adapter") == "vertex" and isinstance(region, str) and region != "default":
+            host = "aiplatform.googleapis.com" if region == "global" else f"{region}-aiplatform.googleapis.com"
+            return {**data, "base_url": f"https://{host}/v1"}
+        return data
+
+    @model_validator(mode="after")
+    def _cloud_fields(self) -> ProviderConfig:
+        if self.adapter in ("bedrock", "vertex") and self.region == "default":
+            example = "eu-central-1" if self.adapter == "bedrock" else "europe-west4"
+            raise FieldProblem(
+                "region",
+                f"adapter {self.adapter} needs a region (it signs for and reaches that region)",
+                f"set region: {example}",
+            )
+        if self.adapter == "vertex" and not self.project:
+            raise FieldProblem("project", "adapter vertex needs the Google Cloud project id", "set project: my-project")
+        if self.credentials_file is not None and not os.path.isfile(self.credentials_file):
+            raise FieldProblem(
+                "credentials_file",
+                f"no such file: {self.credentials_file}",
+                "name a service-account JSON file, or leave it out for application default credentials",
+            )
+        keys = (self.aws_access_key_id, self.aws_secret_access_key)
+        if self.adapter == "bedrock" and (keys[0] is None) != (keys[1] is None):
+            raise FieldProblem(
+                "aws_secret_access_key" if keys[1] is None else "aws_access_key_id",
+                "aws_access_key_id and aws_secret_access_key come together",
+                "set both (each as ${ENV}), or neither to use the default credential chain",
+            )
+        return self
+
+    @field_validator("catalogue_url")
+    @classmethod
+    def _http_catalogue_url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f"catalogue_url must be an http(s) URL, got {v!r}")
+        return v.rstrip("/") if v else v
 
     @field_validator("adapter")
     @classmethod
@@ -291,6 +381,11 @@ class BreakerConfig(_Model):
 
 class RankingConfig(_Model):
     margin: float = Field(default=0.15, ge=0, description="a challenger must beat the primary by this share of score")
+    min_dwell: Duration = Field(
+        default=10.0,
+        ge=0,
+        description="a new primary keeps its place this long unless it leaves admissibility (no flapping on noise)",
+    )
     weight_latency: float = 1.0
     weight_ttft: float = 1.0
     weight_error_rate: float = 3.0
@@ -384,6 +479,15 @@ class Config(_Model):
                     f"providers[{i}].id", f"duplicate provider id {pid!r}", "give each provider a unique id"
                 )
         for p in self.providers:
+            extra = CLOUD_EXTRAS.get(p.adapter)
+            if p.adapter == "azure" and p.api_key is not None:
+                extra = None  # an api-key needs nothing more; azure-identity is for Entra ID tokens
+            if extra is not None and not _installed(extra[1]):
+                raise FieldProblem(
+                    f"providers.{p.id}.adapter",
+                    f"adapter {p.adapter} needs {extra[1]}, which is not installed",
+                    f"pip install 'turnout[{extra[0]}]'",
+                )
             names = [m.name for m in p.models]
             for j, name in enumerate(names):
                 if name in names[:j]:

@@ -145,10 +145,16 @@ def _to_config_error(exc: ValidationError, source: str, raw: Any) -> ConfigError
     problems: list[ConfigError] = []
     for e in exc.errors(include_url=False):
         ctx_err = (e.get("ctx") or {}).get("error")
-        if isinstance(ctx_err, FieldProblem):
-            problems.append(ConfigError(source, ctx_err.field, ctx_err.problem, ctx_err.fix))
-            continue
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        if isinstance(ctx_err, FieldProblem):
+            # A nested model's own check names its field; the location says whose (providers.bedrock-eu.region).
+            where = _friendly_path(loc, raw) if loc else ""
+            problems.append(
+                ConfigError(
+                    source, f"{where}.{ctx_err.field}" if where else ctx_err.field, ctx_err.problem, ctx_err.fix
+                )
+            )
+            continue
         field = _friendly_path(loc, raw)
         msg = str(e["msg"]).removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from adapters.base import Adapter, StreamItem, UpstreamRequest
+from adapters.base import Adapter, StreamItem, UpstreamRequest, prepare_credentials
 from adapters.calls import MAX_BODY_BYTES
 from adapters.stream_judge import StreamJudge
 from adapters.transport_faults import TRANSPORT_FAULTS, transport_fault
@@ -131,6 +131,10 @@ class UpstreamAttempt:
 
     # -- phase 1: until committable ---------------------------------------------------------------
     async def open(self) -> Opened:
+        try:  # cloud adapters sign with credentials fetched off the loop (adapters.base.Credentialed)
+            await prepare_credentials(self.adapter, self.cand.provider)
+        except ProviderError as exc:
+            return Opened(exc.classification)
         first_byte, learned, size = self._timeouts.first_byte, False, None
         d = self._deadlines
         if d is not None:
