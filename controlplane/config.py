@@ -13,9 +13,9 @@ import importlib.util
 import ipaddress
 import os
 import re
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from controlplane.domain import TargetRef
 from controlplane.durations import Duration
@@ -46,6 +46,8 @@ __all__ = [
     "WebhookConfig",
     "DataPlaneConfig",
     "FieldProblem",
+    "FieldProblems",
+    "route_problems_of_raw",
 ]
 
 ADAPTERS = ("openai", "anthropic", "gemini", "bedrock", "vertex", "azure")
@@ -72,6 +74,14 @@ class FieldProblem(ValueError):
     def __init__(self, field: str, problem: str, fix: str = "") -> None:
         self.field, self.problem, self.fix = field, problem, fix
         super().__init__(problem)
+
+
+class FieldProblems(FieldProblem):
+    """Every cross-field mistake one check found (pydantic carries a single exception out of a validator)."""
+
+    def __init__(self, problems: list[FieldProblem]) -> None:
+        self.problems = problems
+        super().__init__(problems[0].field, problems[0].problem, problems[0].fix)
 
 
 class _Model(BaseModel):
@@ -472,11 +482,14 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
+        problems: list[FieldProblem] = []  # every mistake, not the first: `turnout config check` lists them all
         ids = [p.id for p in self.providers]
         for i, pid in enumerate(ids):
             if pid in ids[:i]:
-                raise FieldProblem(
-                    f"providers[{i}].id", f"duplicate provider id {pid!r}", "give each provider a unique id"
+                problems.append(
+                    FieldProblem(
+                        f"providers[{i}].id", f"duplicate provider id {pid!r}", "give each provider a unique id"
+                    )
                 )
         for p in self.providers:
             extra = CLOUD_EXTRAS.get(p.adapter)
@@ -491,47 +504,17 @@ class Config(_Model):
             names = [m.name for m in p.models]
             for j, name in enumerate(names):
                 if name in names[:j]:
-                    raise FieldProblem(
-                        f"providers.{p.id}.models[{j}].name", f"duplicate model {name!r}", "list each model once"
+                    problems.append(
+                        FieldProblem(
+                            f"providers.{p.id}.models[{j}].name", f"duplicate model {name!r}", "list each model once"
+                        )
                     )
         known = self.target_keys()
         route_names = [r.name for r in self.routes]
         for i, r in enumerate(self.routes):
-            if r.name in route_names[:i]:
-                raise FieldProblem(
-                    f"routes[{i}].name", f"duplicate route name {r.name!r}", "give each route a unique name"
-                )
-            if r.mode == "failover" and not r.targets:
-                raise FieldProblem(
-                    f"routes.{r.name}.targets",
-                    "a failover route needs at least one target",
-                    "list targets as provider/model",
-                )
-            for j, t in enumerate(r.targets):
-                if t not in known:
-                    raise FieldProblem(
-                        f"routes.{r.name}.targets[{j}]",
-                        f"unknown target {t!r}; known: {', '.join(sorted(known)) or '(none)'}",
-                        "define the model under its provider's models, or fix the name",
-                    )
-            if r.mode == "panel":
-                if r.panel is None:
-                    raise FieldProblem(
-                        f"routes.{r.name}.panel",
-                        "mode: panel needs a panel section",
-                        "add panel: {from: [...], size: 3}",
-                    )
-                for ref in [*r.panel.from_, r.panel.judge, r.panel.synthesizer]:
-                    if ref is not None and ref not in known and ref not in route_names:
-                        raise FieldProblem(
-                            f"routes.{r.name}.panel",
-                            f"unknown route or target {ref!r}",
-                            "name a route or provider/model",
-                        )
-                if r.panel.quorum > r.panel.size:
-                    raise FieldProblem(
-                        f"routes.{r.name}.panel.quorum", "quorum exceeds panel size", "lower quorum or raise size"
-                    )
+            problems.extend(_route_problems(r, i, known, route_names))
+        if problems:
+            raise FieldProblems(problems)
         return self
 
     # -- lookups -------------------------------------------------------------------------------
@@ -559,3 +542,77 @@ class Config(_Model):
     def probe_timeout(self, kind: str) -> float:
         k = self.probes.kinds.get(kind)
         return k.timeout if k and k.timeout is not None else self.probes.timeout
+
+
+def _route_problems(r: RouteConfig, i: int, known: set[str], route_names: list[str]) -> list[FieldProblem]:
+    """The cross-field mistakes of route `r` (the i-th): its name, its targets, its panel."""
+    out: list[FieldProblem] = []
+    if r.name in route_names[:i]:
+        out.append(
+            FieldProblem(f"routes[{i}].name", f"duplicate route name {r.name!r}", "give each route a unique name")
+        )
+    if r.mode == "failover" and not r.targets:
+        out.append(
+            FieldProblem(
+                f"routes.{r.name}.targets",
+                "a failover route needs at least one target",
+                "list targets as provider/model",
+            )
+        )
+    for j, t in enumerate(r.targets):
+        if t not in known:
+            out.append(
+                FieldProblem(
+                    f"routes.{r.name}.targets[{j}]",
+                    f"unknown target {t!r}; known: {', '.join(sorted(known)) or '(none)'}",
+                    "define the model under its provider's models, or fix the name",
+                )
+            )
+    if r.mode != "panel":
+        return out
+    if r.panel is None:
+        out.append(
+            FieldProblem(
+                f"routes.{r.name}.panel", "mode: panel needs a panel section", "add panel: {from: [...], size: 3}"
+            )
+        )
+        return out
+    for ref in [*r.panel.from_, r.panel.judge, r.panel.synthesizer]:
+        if ref is not None and ref not in known and ref not in route_names:
+            out.append(
+                FieldProblem(
+                    f"routes.{r.name}.panel", f"unknown route or target {ref!r}", "name a route or provider/model"
+                )
+            )
+    if r.panel.quorum > r.panel.size:
+        out.append(
+            FieldProblem(f"routes.{r.name}.panel.quorum", "quorum exceeds panel size", "lower quorum or raise size")
+        )
+    return out
+
+
+def route_problems_of_raw(raw: Any) -> list[FieldProblem]:
+    """The routes' cross-field mistakes (unknown targets...) read from a raw config mapping whose other parts may
+    not validate: pydantic runs `Config._cross_checks` only once every field is valid, and a file with a typo in
+    one field should still have all its unknown targets reported in the same run."""
+    if not isinstance(raw, dict):
+        return []
+    raw_providers, raw_routes = raw.get("providers"), raw.get("routes")
+    known: set[str] = set()
+    for p in raw_providers if isinstance(raw_providers, list) else []:
+        if isinstance(p, dict) and isinstance(p.get("id"), str) and isinstance(p.get("models"), list):
+            known.update(
+                f"{p['id']}/{m['name']}" for m in p["models"] if isinstance(m, dict) and isinstance(m.get("name"), str)
+            )
+    routes: list[RouteConfig | None] = []
+    for r in raw_routes if isinstance(raw_routes, list) else []:
+        try:
+            routes.append(RouteConfig.model_validate(r))
+        except ValidationError:  # its own field errors are reported by the full validation
+            routes.append(None)
+    names = [r.name if r is not None else "" for r in routes]
+    out: list[FieldProblem] = []
+    for i, r in enumerate(routes):
+        if r is not None:
+            out.extend(_route_problems(r, i, known, names))
+    return out

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from controlplane import tracing
 from controlplane.api.app import build_control_app
 from controlplane.api.runner import GuardedAppRunner
 from controlplane.config import Config
@@ -156,6 +157,7 @@ async def serve(
         plane = ControlPlane(cfg, config_path=config_path, probes=role == "all", webhooks=role == "all")
         life = data = plane
         control = plane if role == "all" else None
+    tracing.setup_tracing("turnout")  # off unless the OTEL_* environment variables ask for it
     await life.start()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -199,4 +201,5 @@ async def serve(
         for r in reversed(runners):
             await r.cleanup()
         await life.stop()
+        tracing.shutdown_tracing()  # export the spans still buffered
     return 0

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from adapters.base import StreamItem
+from controlplane import tracing
 from controlplane.decisions import Decision, cost_usd
 from controlplane.domain import Classification, ErrorClass
 from dataplane.attempts import ClientGone, Opened, StreamEnd, UpstreamAttempt, sse_error_event
@@ -47,6 +48,8 @@ class _Request:
     include_usage: bool
     tries: list[AttemptOutcome] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    span: Any = None  # the request's trace span when tracing is on (controlplane/tracing.py)
+    started: int = 0  # upstream attempts the loop started (hedges included): each attempt span's turnout.attempt
 
     def trail(self) -> dict[str, Any]:
         return {
@@ -108,6 +111,18 @@ async def chat_completions(request: Request) -> Response | StreamResponse:
         # Always ask for usage: cost accounting needs it; the extra chunk is dropped if the client did not ask.
         body["stream_options"] = {**(so if isinstance(so, dict) else {}), "include_usage": True}
     req = _Request(plan, prefs, body, stream, include_usage)
+    if tracing.tracer() is not None:
+        req.span = tracing.server_span(
+            f"chat {model}",
+            request.headers,
+            {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.request.model": model,
+                "turnout.route": plan.name,
+                "turnout.table_version": plan.table_version,
+                "turnout.stream": stream,
+            },
+        )
     return await _serve(request, st, req, t0)
 
 
@@ -124,7 +139,16 @@ async def _serve(request: Request, st: DataPlaneState, req: _Request, t0: float)
     )
 
     def start(cand: Candidate) -> UpstreamAttempt:
-        return st.attempt(cand, req.body, stream=req.stream, deadline=options.deadline, include_usage=req.include_usage)
+        req.started += 1
+        return st.attempt(
+            cand,
+            req.body,
+            stream=req.stream,
+            deadline=options.deadline,
+            include_usage=req.include_usage,
+            trace_parent=req.span,
+            attempt=req.started,
+        )
 
     try:
         answer = await first_answer(
@@ -178,13 +202,15 @@ def _finish(
     ttft: float | None = None,
     parts: list[Part] | None = None,
 ) -> None:
-    """Metrics and the decision-log record for one finished client request (`parts`: a resumed stream's, each
-    target's tokens and spend counted against it; `usage` their sum)."""
+    """Metrics, the decision-log record and the trace span of one finished client request (`parts`: a resumed
+    stream's, each target's tokens and spend counted against it; `usage` their sum)."""
     rt = st.rt
     route = req.plan.name
     latency = rt.clock.monotonic() - t0
     st.outcomes.request(route, req.stream, outcome, latency)
     tin, tout = tokens(usage)
+    if req.span is not None:
+        _end_span(req, target, outcome, status, tin, tout)
     if parts is not None and len(parts) > 1:
         cost = 0.0
         for p in parts:
@@ -216,6 +242,25 @@ def _finish(
                 table_version=req.plan.table_version,
             )
         )
+
+
+def _end_span(req: _Request, target: Candidate | None, outcome: str, status: int, tin: int, tout: int) -> None:
+    span = req.span
+    span.set_attribute("http.response.status_code", status)
+    span.set_attribute("turnout.attempt", req.started)
+    if target is not None:
+        p = target.provider
+        span.set_attribute("turnout.target", target.target)
+        span.set_attribute("gen_ai.response.model", target.model)
+        span.set_attribute("gen_ai.provider.name", tracing.genai_provider(target.adapter, p.flavor, p.base_url))
+    if tin or tout:
+        span.set_attribute("gen_ai.usage.input_tokens", tin)
+        span.set_attribute("gen_ai.usage.output_tokens", tout)
+    if outcome not in ("ok", "resumed"):  # a resumed stream reached its client whole
+        last = req.tries[-1].error_class if req.tries else None
+        tracing.failed(span, str(last) if outcome == "stream_error" and last is not None else outcome)
+    span.end()
+    req.span = None
 
 
 def _exhausted(st: DataPlaneState, req: _Request, t0: float) -> Response:
@@ -355,7 +400,16 @@ async def _resume(
         st.outcomes.failover(req.plan.name, parts[-1].end.classification.error_class)
 
     def start(cand: Candidate, body: dict[str, Any]) -> UpstreamAttempt:
-        return st.attempt(cand, body, stream=True, deadline=options.deadline, include_usage=req.include_usage)
+        req.started += 1
+        return st.attempt(
+            cand,
+            body,
+            stream=True,
+            deadline=options.deadline,
+            include_usage=req.include_usage,
+            trace_parent=req.span,
+            attempt=req.started,
+        )
 
     async def pump(att: UpstreamAttempt, buffered: list[StreamItem]) -> StreamEnd:
         try:
