@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from controlplane.config import ADAPTERS
 
-__all__ = ["Starter", "STARTERS", "UnknownProvider", "starter_config", "env_vars"]
+__all__ = ["ALIASES", "Starter", "STARTERS", "UnknownProvider", "starter_config", "env_vars"]
 
 ADMIN_TOKEN_VAR = "TURNOUT_ADMIN_TOKEN"
 
@@ -40,10 +40,12 @@ class StarterModel:
 class Starter:
     id: str
     adapter: str
-    base_url: str
+    base_url: str | None  # None: the adapter builds its endpoints from region (and project): the clouds
     comment: str
     models: tuple[StarterModel, ...]
     key_var: str | None = None  # the environment variable holding the API key; None: no key (local servers)
+    settings: tuple[str, ...] = ()  # further YAML lines of the provider entry (the clouds' credentials, project)
+    setting_vars: tuple[str, ...] = ()  # the environment variables those lines read
     flavor: str | None = None
     region: str = "us"
     jurisdiction: str = "us"
@@ -55,7 +57,9 @@ class Starter:
         lines = [f"  - id: {self.id:<34}# {self.comment}", f"    adapter: {self.adapter}"]
         if self.flavor:
             lines.append(f"    flavor: {self.flavor}")
-        lines.append(f"    base_url: {self.base_url}")
+        if self.base_url is not None:
+            lines.append(f"    base_url: {self.base_url}")
+        lines += [f"    {s}" for s in self.settings]
         if self.key_var:
             lines.append(f'    api_key: "${{{self.key_var}}}"')
         lines += [f"    region: {self.region}", f"    jurisdiction: {self.jurisdiction}"]
@@ -158,10 +162,56 @@ STARTERS: dict[str, Starter] = {
             jurisdiction="self",
             zero_retention=True,
         ),
+        Starter(
+            "bedrock-eu",
+            "bedrock",
+            None,
+            "AWS Bedrock in the EU (pip install 'turnout[aws]'; docs/bedrock.md)",
+            (_M("eu.anthropic.claude-sonnet-4-5-20250929-v1:0", 3.0, 15.0, 200000),),
+            settings=(
+                'aws_access_key_id: "${AWS_ACCESS_KEY_ID}"          # leave both keys out to use the default chain',
+                'aws_secret_access_key: "${AWS_SECRET_ACCESS_KEY}"',
+            ),
+            setting_vars=("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+            region="eu-central-1",
+            jurisdiction="eu",
+        ),
+        Starter(
+            "vertex-eu",
+            "vertex",
+            None,
+            "Google Vertex AI in the EU (pip install 'turnout[gcp]'; docs/vertex.md)",
+            (_M("claude-sonnet-4-5@20250929", 3.3, 16.5, 200000), _M("gemini-2.5-flash", 0.30, 2.50, 1048576)),
+            settings=(
+                'project: "${GOOGLE_CLOUD_PROJECT}"                 # tokens from application default credentials',
+            ),
+            setting_vars=("GOOGLE_CLOUD_PROJECT",),
+            region="europe-west4",
+            jurisdiction="eu",
+        ),
+        Starter(
+            "azure-sweden",
+            "azure",
+            "https://${AZURE_OPENAI_RESOURCE}.openai.azure.com",
+            "Azure OpenAI in Sweden Central (docs/azure.md); models are deployment names",
+            (_M("gpt-4o-eu", 2.5, 10.0, 128000),),
+            key_var="AZURE_OPENAI_API_KEY",
+            settings=('api_version: "2024-10-21"',),
+            setting_vars=("AZURE_OPENAI_RESOURCE",),
+            region="swedencentral",
+            jurisdiction="eu",
+        ),
     )
 }
 # Names an operator may type for a starter (the adapter's or the product's name).
-ALIASES = {"gemini": "google", "vllm": "local-vllm", "ollama": "local-ollama"}
+ALIASES = {
+    "gemini": "google",
+    "vllm": "local-vllm",
+    "ollama": "local-ollama",
+    "bedrock": "bedrock-eu",
+    "vertex": "vertex-eu",
+    "azure": "azure-sweden",
+}
 
 
 class UnknownProvider(ValueError):
@@ -185,7 +235,10 @@ def _pick(names: list[str]) -> list[Starter]:
 
 def env_vars(names: list[str]) -> list[str]:
     """The environment variables the starter config for `names` reads, in file order."""
-    return [ADMIN_TOKEN_VAR, *(s.key_var for s in _pick(names) if s.key_var)]
+    out = [ADMIN_TOKEN_VAR]
+    for s in _pick(names):
+        out += [v for v in (*s.setting_vars, s.key_var) if v and v not in out]
+    return out
 
 
 def starter_config(names: list[str]) -> str:

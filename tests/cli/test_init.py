@@ -11,10 +11,14 @@ import yaml
 from controlplane.cli import main
 from controlplane.config_loader import load_config
 from controlplane.errors import ConfigError, ConfigProblems
-from controlplane.starter import STARTERS, env_vars
+from controlplane.starter import ALIASES, STARTERS, env_vars
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "turnout.yaml"
-COMBOS = [[name] for name in STARTERS] + [["openai", "anthropic", "gemini"], list(STARTERS)]
+COMBOS = [[name] for name in STARTERS] + [
+    ["openai", "anthropic", "gemini"],
+    ["openai", "anthropic", "bedrock"],
+    list(STARTERS),
+]
 
 
 def _printed_vars(out: str) -> list[str]:
@@ -45,7 +49,7 @@ def test_init_output_passes_config_check_once_its_variables_are_set(
 
 
 def _ids(providers: list[str]) -> list[str]:
-    return [{"gemini": "google", "vllm": "local-vllm", "ollama": "local-ollama"}.get(p, p) for p in providers]
+    return [ALIASES.get(p, p) for p in providers]
 
 
 def test_init_lists_the_variables_in_the_file_header(tmp_path: Path) -> None:
@@ -79,7 +83,7 @@ def test_starters_match_the_documented_example() -> None:
     documented = {p["id"]: p for p in yaml.safe_load(EXAMPLE.read_text())["providers"]}
     for s in STARTERS.values():
         p = documented[s.id]
-        assert (p["adapter"], p["base_url"], p.get("flavor")) == (s.adapter, s.base_url, s.flavor), s.id
+        assert (p["adapter"], p.get("base_url"), p.get("flavor")) == (s.adapter, s.base_url, s.flavor), s.id
         assert [m["name"] for m in p["models"]] == [m.name for m in s.models], s.id
 
 
