@@ -37,6 +37,7 @@ __all__ = [
     "RouteConfig",
     "RoutePolicy",
     "HedgingConfig",
+    "LearnedDeadlineConfig",
     "PanelConfig",
     "ProbeConfig",
     "ProbeKindConfig",
@@ -354,6 +355,9 @@ class RouteConfig(_Model):
         default=0.5, ge=0, le=1, description="share of admissible targets below which the route ranks least-bad"
     )
     hedging: HedgingConfig = HedgingConfig()
+    resume_streams: bool = Field(
+        default=False, description="a stream cut after content reached the client is continued by the next target"
+    )
     panel: PanelConfig | None = None
 
 
@@ -479,10 +483,26 @@ class ResponsesStateConfig(_Model):
     max_entries: int = Field(default=10_000, ge=1, description="the oldest stored responses go first beyond this")
 
 
+class LearnedDeadlineConfig(_Model):
+    """Per-attempt first-byte deadlines learned from each target's recent answers (docs/dataplane.md)."""
+
+    enabled: bool = Field(default=True, description="learn each target's first-byte deadline from its recent answers")
+    percentile: float = Field(default=0.99, gt=0, lt=1, description="of the target's recent TTFT (or latency)")
+    factor: float = Field(default=4.0, ge=1, description="the deadline is the percentile times this")
+    floor: Duration = Field(default=1.0, description="never cut an attempt earlier than this")
+    min_samples: int = Field(default=20, ge=1, description="fewer recent answers: first_byte_timeout applies")
+    window: Duration = Field(default=300.0, description="answers older than this are forgotten")
+
+
 class DataPlaneConfig(_Model):
     total_timeout: Duration = Field(default=120.0, description="deadline for a whole request incl. failovers")
     connect_timeout: Duration = 3.0
-    first_byte_timeout: Duration = Field(default=30.0, description="per attempt: headers / first token")
+    first_byte_timeout: Duration = Field(
+        default=30.0, description="per attempt: headers / first token (the bound of a learned deadline)"
+    )
+    learned_first_byte: LearnedDeadlineConfig = Field(
+        default=LearnedDeadlineConfig(), description="per-target first-byte deadlines learned from recent answers"
+    )
     stall_timeout: Duration = Field(default=30.0, description="streaming: no progress for this long ends the attempt")
     max_attempts: int = Field(default=4, ge=1)
     decision_log_retention: Duration = 30 * 86400.0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
@@ -24,6 +24,7 @@ from controlplane import tracing
 from controlplane.clock import Clock
 from controlplane.domain import Classification, ErrorClass, Headroom
 from controlplane.errors import ProviderError
+from dataplane.deadlines import FirstByteDeadlines, requested_size
 from dataplane.http.upstream import UpstreamPool, UpstreamResponse
 from dataplane.selection import Candidate
 
@@ -60,6 +61,7 @@ class Opened:
     body: bytes | None = None  # upstream body bytes (JSON success, or an error body for pass-through)
     response: dict[str, Any] | None = None  # the OpenAI-shaped completion (JSON success)
     buffered: list[StreamItem] = field(default_factory=list)  # stream items read before commit
+    deadline_cut: bool = False  # timed out on a learned first-byte deadline shorter than first_byte_timeout
 
     @property
     def ok(self) -> bool:
@@ -108,6 +110,10 @@ def sse_error_event(c: Classification) -> bytes:
     return b"data: " + orjson.dumps({"error": err}) + b"\n\n"
 
 
+def _tapped(tap: Callable[[StreamItem], StreamItem | None], items: list[StreamItem]) -> list[StreamItem]:
+    return [x for x in map(tap, items) if x is not None]
+
+
 class UpstreamAttempt:
     """One call to one candidate. Create, `await open()`, then (stream, ok) `await pump(emit)`; always `close()`."""
 
@@ -125,8 +131,10 @@ class UpstreamAttempt:
         include_usage: bool = True,
         trace_parent: Span | None = None,
         attempt: int = 1,
+        deadlines: FirstByteDeadlines | None = None,
     ) -> None:
         self.cand, self.adapter, self.stream = cand, adapter, stream
+        self._deadlines = deadlines  # learned first-byte deadlines (dataplane/deadlines.py); None: the configured
         self._pool, self._body, self._timeouts = pool, body, timeouts
         self._clock, self._deadline = clock, deadline
         self._include_usage = include_usage  # False: drop the usage-only chunk we asked the upstream for
@@ -156,9 +164,26 @@ class UpstreamAttempt:
         return opened
 
     async def _open(self, req: UpstreamRequest) -> Opened:
-        loop = asyncio.get_running_loop()
+        first_byte, learned, size = self._timeouts.first_byte, False, None
+        d = self._deadlines
+        if d is not None:
+            size = None if self.stream else requested_size(self._body)
+            first_byte, learned = d.first_byte(self.cand.target, self.stream, size)
+        first_byte_at = min(asyncio.get_running_loop().time() + first_byte, self._deadline)
+        opened = await self._until_committable(req, first_byte_at)
+        c = opened.classification
+        if c.error_class is ErrorClass.OK:
+            if d is not None and opened.latency_s is not None:
+                d.record(self.cand.target, self.stream, opened.latency_s, size)
+        elif learned and c.error_class is ErrorClass.TIMEOUT and first_byte_at < self._deadline:
+            # Cut by what is normal for this target, not by the configured worst case: say so (decision log).
+            detail = f"{c.detail} (learned first-byte deadline {first_byte:.2f}s)"
+            opened.classification = replace(c, code=c.code or "timeout", detail=detail)
+            opened.deadline_cut = True
+        return opened
+
+    async def _until_committable(self, req: UpstreamRequest, first_byte_at: float) -> Opened:
         self._t0 = self._clock.monotonic()
-        first_byte_at = min(loop.time() + self._timeouts.first_byte, self._deadline)
         if not self.stream:
             return await self._json(req, first_byte_at)
         try:
@@ -297,18 +322,26 @@ class UpstreamAttempt:
         return b"".join(out)
 
     async def pump(
-        self, emit: Callable[[bytes], Awaitable[None]], buffered: list[StreamItem], writer: StreamWriter | None = None
+        self,
+        emit: Callable[[bytes], Awaitable[None]],
+        buffered: list[StreamItem],
+        writer: StreamWriter | None = None,
+        *,
+        tap: Callable[[StreamItem], StreamItem | None] | None = None,
+        error_event: bool = True,
     ) -> StreamEnd:
         """Forward the buffered items and the rest of the stream; end with [DONE] or an error event. `writer` puts
-        them in another client API's shape (its own end and error events); the chat shape without one."""
+        them in another client API's shape (its own end and error events); the chat shape without one. `tap` sees
+        (and may rewrite or drop) each item before it is encoded (dataplane/resume.py); `error_event=False` leaves
+        a failure's error event to the caller, who may continue the answer elsewhere instead."""
         assert self._resp is not None and self._judge is not None
         resp, judge = self._resp, self._judge
         encode = writer.encode if writer is not None else self.encode
-        error_event = writer.error if writer is not None else sse_error_event
+        error_of = writer.error if writer is not None else sse_error_event
         loop = asyncio.get_running_loop()
         stall = self._timeouts.stall
         try:
-            await emit(encode(buffered))
+            await emit(encode(_tapped(tap, buffered) if tap is not None else buffered))
             progress_at = loop.time() + stall
             while judge.verdict is None:
                 try:
@@ -316,7 +349,8 @@ class UpstreamAttempt:
                         data = await resp.readany()
                 except TimeoutError:
                     c = _fail(ErrorClass.TIMEOUT, "stream stalled after content was forwarded", resp.status, "timeout")
-                    await emit(error_event(c))
+                    if error_event:
+                        await emit(error_of(c))
                     return self._end(c)
                 except TRANSPORT_FAULTS as exc:
                     items = judge.close(cut=exc)
@@ -327,10 +361,10 @@ class UpstreamAttempt:
                     if item.kind == "chunk" or item.kind == "done":
                         progress_at = loop.time() + stall
                 if items:
-                    await emit(encode(items))
+                    await emit(encode(_tapped(tap, items) if tap is not None else items))
             v = judge.verdict
-            if v.error_class is not ErrorClass.OK:
-                await emit(error_event(v))
+            if v.error_class is not ErrorClass.OK and error_event:
+                await emit(error_of(v))
             return self._end(v)
         except ClientGone:
             end = self._end(Classification(ErrorClass.OK, status=resp.status))

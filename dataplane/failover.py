@@ -32,8 +32,18 @@ from dataplane.attempts import Opened, UpstreamAttempt
 from dataplane.hedging import hedged_open
 from dataplane.selection import Candidate
 
-__all__ = ["AttemptOutcome", "Answer", "Exhausted", "LoopOptions", "Report", "StartAttempt", "first_answer"]
+__all__ = [
+    "DEADLINE_CUT",
+    "AttemptOutcome",
+    "Answer",
+    "Exhausted",
+    "LoopOptions",
+    "Report",
+    "StartAttempt",
+    "first_answer",
+]
 
+DEADLINE_CUT = "deadline_cut"  # the decision log's class for an attempt cut by its learned first-byte deadline
 _R1_CLASSES = frozenset({ErrorClass.CONNECT, ErrorClass.SERVER_ERROR})
 _R1_MIN_REMAINING_S = 1.0  # retry the same target only when this much of the request's deadline is left
 
@@ -47,11 +57,17 @@ class AttemptOutcome:
     status: int | None
     detail: str
     latency_s: float | None
+    deadline_cut: bool = False  # cut by the target's learned first-byte deadline (dataplane/deadlines.py)
+
+    @property
+    def label(self) -> str:
+        """The attempt's class as the decision log records it: `deadline_cut` for a learned-deadline timeout."""
+        return DEADLINE_CUT if self.deadline_cut else str(self.error_class)
 
     def brief(self) -> dict[str, Any]:
         return {
             "target": self.target,
-            "error_class": str(self.error_class),
+            "error_class": self.label,
             "status": self.status,
             "detail": self.detail,
             "latency_ms": None if self.latency_s is None else round(self.latency_s * 1000, 1),
@@ -209,5 +225,5 @@ async def first_answer(
 
 def _failed(report: Report, tried: list[AttemptOutcome], cand: Candidate, opened: Opened) -> None:
     c = opened.classification
-    tried.append(AttemptOutcome(cand.target, c.error_class, c.status, c.detail, opened.latency_s))
+    tried.append(AttemptOutcome(cand.target, c.error_class, c.status, c.detail, opened.latency_s, opened.deadline_cut))
     report.failed(cand, opened)

@@ -9,6 +9,7 @@ from typing import Any
 
 from controlplane.domain import Classification, ErrorClass, Observation, Source
 from controlplane.seams import DataPlaneDeps
+from dataplane.ejection import OutlierDetector
 from dataplane.selection import Candidate
 
 __all__ = ["Accounting", "tokens"]
@@ -29,6 +30,7 @@ class Accounting:
 
     def __init__(self, rt: DataPlaneDeps) -> None:
         self._rt = rt
+        self.local: OutlierDetector | None = None  # in-process ejection, fed with every live outcome
         self._bundles: dict[tuple[Any, ...], Any] = {}  # metric children resolved together per request kind
 
     def observe(
@@ -43,24 +45,25 @@ class Accounting:
     ) -> None:
         """One upstream call as a live observation (a stream: latency to its first chunk, `duration` to its end)."""
         rt = self._rt
-        rt.sink.submit(
-            Observation(
-                target=cand.target,
-                at=rt.clock.wall(),
-                source=Source.LIVE,
-                kind="live",
-                error_class=c.error_class,
-                latency_s=latency,
-                ttft_s=ttft,
-                status=c.status,
-                headroom=headroom,
-                retry_after_s=c.retry_after_s,
-                scope=c.scope,
-                code=c.code,
-                detail=c.detail,
-                extra={"stream_duration_s": duration} if duration is not None else {},
-            )
+        obs = Observation(
+            target=cand.target,
+            at=rt.clock.wall(),
+            source=Source.LIVE,
+            kind="live",
+            error_class=c.error_class,
+            latency_s=latency,
+            ttft_s=ttft,
+            status=c.status,
+            headroom=headroom,
+            retry_after_s=c.retry_after_s,
+            scope=c.scope,
+            code=c.code,
+            detail=c.detail,
+            extra={"stream_duration_s": duration} if duration is not None else {},
         )
+        rt.sink.submit(obs)
+        if self.local is not None:
+            self.local.record(obs)
 
     def attempt(self, route: str, cand: Candidate, error_class: ErrorClass) -> None:
         m = self._rt.metrics

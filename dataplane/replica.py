@@ -3,10 +3,11 @@
 - The table comes from any reachable control replica by long-poll (`GET /api/v1/table?after=V&wait=S`);
   a replica that answers nothing, an error or an older version is skipped for the next URL.
 - Static stability: when no control replica answers, the replica keeps serving on the last table it has.
-- Passive outlier detection, always on: `consecutive_failures` failures in a row (or one withdrawing
-  answer: auth, region_blocked, model_gone, quota_exhausted) eject a target locally for `open_duration`,
-  doubling on repeat ejections up to `open_duration_max` (Envoy's outlier detection). A route never loses
-  its last admissible target this way (ejecting it would only turn errors into 503s).
+- Passive outlier detection, always on (dataplane/ejection.py, the same mechanism as in `--role all`):
+  `consecutive_failures` failures in a row (or one withdrawing answer: auth, region_blocked, model_gone,
+  quota_exhausted) eject a target locally for `open_duration`, doubling on repeat ejections up to
+  `open_duration_max` (Envoy's outlier detection). A route never loses its last admissible target this way
+  (ejecting it would only turn errors into 503s).
 - Client keys: the key ring (usable keys' hashes, limits, spend this period) is read from a control replica every
   `auth.data.refresh_interval` (`GET /api/v1/keys/ring`, `fetch_ring`); dataplane/keys.py checks requests against it.
 - Every upstream attempt's outcome is buffered and posted in batches of `dataplane.report_batch` to
@@ -21,7 +22,6 @@ import logging
 import os
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -32,12 +32,13 @@ from controlplane.clock import Clock, SystemClock
 from controlplane.config import Config
 from controlplane.config_loader import load_config
 from controlplane.decisions import Decision
-from controlplane.domain import FAILURE_CLASSES, WITHDRAW_CLASSES, ErrorClass, Observation
+from controlplane.domain import Observation
 from controlplane.keys.model import Ring
 from controlplane.metrics import Metrics
 from controlplane.publisher import TablePublisher
 from controlplane.scaleout.replication_api import decision_to_wire, observation_to_wire
-from controlplane.table import RouteRanking, Table
+from controlplane.table import Table
+from dataplane.ejection import EjectingTable, OutlierDetector
 
 __all__ = ["OutlierDetector", "ReplicaTable", "OutcomeReporter", "DataReplica", "control_token"]
 
@@ -57,105 +58,12 @@ def control_token(config: Config) -> str | None:
     return next((t.token.get_secret_value() for t in config.auth.tokens if t.scope == "admin"), None)
 
 
-@dataclass(slots=True)
-class _Ejection:
-    until: float
-    count: int  # ejections so far (the next one lasts longer)
-    reason: str
-
-
-class OutlierDetector:
-    """Consecutive-failure ejection on live outcomes, by this replica alone (clock injected)."""
-
-    def __init__(self, clock: Clock, *, consecutive: int, base: float, cap: float) -> None:
-        self.clock, self.consecutive, self.base, self.cap = clock, consecutive, base, cap
-        self._failures: dict[str, int] = {}
-        self._ejections: dict[str, _Ejection] = {}
-
-    @classmethod
-    def from_config(cls, config: Config, clock: Clock) -> OutlierDetector:
-        b = config.breaker
-        return cls(clock, consecutive=b.consecutive_failures, base=b.open_duration, cap=b.open_duration_max)
-
-    def record(self, obs: Observation) -> None:
-        ec = obs.error_class
-        if ec is ErrorClass.OK:
-            self._failures.pop(obs.target, None)
-            return
-        if ec in WITHDRAW_CLASSES:
-            self._eject(obs.target, f"{ec} ({obs.status or '-'})")
-        elif ec in FAILURE_CLASSES:
-            n = self._failures.get(obs.target, 0) + 1
-            self._failures[obs.target] = n
-            if n >= self.consecutive:
-                self._eject(obs.target, f"{n}×{ec} in a row")
-
-    def _eject(self, target: str, reason: str) -> None:
-        now = self.clock.monotonic()
-        prev = self._ejections.get(target)
-        if prev is not None and prev.until > now:
-            return  # already out; failures that were in flight do not extend it
-        count = prev.count + 1 if prev is not None else 1
-        duration = min(self.base * 2 ** (count - 1), self.cap)
-        self._ejections[target] = _Ejection(now + duration, count, reason)
-        self._failures.pop(target, None)
-        log.warning("ejected %s locally for %.0fs: %s", target, duration, reason)
-
-    def ejected(self) -> dict[str, str]:
-        """Targets ejected now → reason."""
-        now = self.clock.monotonic()
-        return {t: e.reason for t, e in self._ejections.items() if e.until > now}
-
-    def apply(self, table: Table) -> Table:
-        """`table` with locally ejected targets made inadmissible and the rest re-ranked (same version)."""
-        out = self.ejected()
-        if not out:
-            return table
-        routes = {name: _eject_route(r, out) for name, r in table.routes.items()}
-        targets = {k: (_ejected_entry(e, out[k]) if k in out and e.admissible else e) for k, e in table.targets.items()}
-        return replace(table, routes=routes, targets=targets)
-
-
-def _ejected_entry(e: Any, reason: str) -> Any:
-    return replace(e, admissible=False, rank=None, reason=f"ejected by this data replica: {reason}")
-
-
-def _eject_route(r: RouteRanking, out: dict[str, str]) -> RouteRanking:
-    if not any(e.admissible and e.target in out for e in r.entries):
-        return r
-    if all(e.target in out for e in r.entries if e.admissible):
-        return r  # never eject a route's last admissible targets: errors beat a certain 503
-    kept = [e for e in r.entries if e.admissible and e.target not in out]
-    kept = [replace(e, rank=i) for i, e in enumerate(kept, start=1)]
-    rest = [
-        _ejected_entry(e, out[e.target]) if e.admissible else e
-        for e in r.entries
-        if not (e.admissible and e.target not in out)
-    ]
-    return replace(r, entries=tuple(kept + rest))
-
-
-class ReplicaTable:
-    """The replica's TableSource: the control plane's table with local ejections applied (same version)."""
+class ReplicaTable(EjectingTable):
+    """The replica's TableSource: the control plane's table (followed into `base`) with local ejections applied."""
 
     def __init__(self, detector: OutlierDetector, initial: Table | None = None) -> None:
-        self.detector = detector
         self.base = TablePublisher(initial or Table(version=0, published_at=datetime.now(UTC)))
-        self._cache: tuple[int, frozenset[str], Table] | None = None
-
-    def current(self) -> Table:
-        base = self.base.current()
-        out = frozenset(self.detector.ejected())
-        c = self._cache
-        if c is not None and c[0] == base.version and c[1] == out:
-            return c[2]
-        table = self.detector.apply(base)
-        self._cache = (base.version, out, table)
-        return table
-
-    async def wait_newer(self, version: int, timeout: float) -> Table | None:
-        got = await self.base.wait_newer(version, timeout)
-        return None if got is None else self.current()
+        super().__init__(self.base, detector)
 
     def offer(self, table: Table) -> bool:
         """Adopt a table from a control replica when it is newer; older versions are ignored."""

@@ -13,7 +13,10 @@ from adapters.base import Adapter
 from controlplane.config import Config
 from controlplane.decisions import DecisionLog
 from controlplane.seams import DataPlaneDeps
+from controlplane.table import Table
 from dataplane.attempts import Timeouts, UpstreamAttempt
+from dataplane.deadlines import FirstByteDeadlines
+from dataplane.ejection import EjectingTable, OutlierDetector
 from dataplane.http.messages import AppKey, Response
 from dataplane.http.upstream import UpstreamPool
 from dataplane.keys import KeyGate, Refusal, openai_refusal
@@ -43,14 +46,36 @@ class DataPlaneState:
         self._adapters: dict[str, Adapter] = dict(adapters or {})
         self.pool: UpstreamPool | None = None
         self.decisions: DecisionLog | None = None
+        # Local ejection (dataplane/ejection.py): a data replica's table source already applies its own; in the
+        # control plane's process the data plane keeps one that lasts until the published table catches up.
+        self.ejections: OutlierDetector | None = None
+        self._table: EjectingTable | None = None
         self.outcomes = Accounting(deps)  # observations and metrics, plain and panel calls alike
+        self.deadlines = FirstByteDeadlines(cfg.dataplane, deps.clock)
         self._apply(cfg)
+
+    def table(self) -> Table:
+        """The table this process routes by now: the published one with local ejections applied."""
+        t = self._table
+        if t is None:  # built on first use: the control plane's publisher exists only once it has started
+            src = self.rt.table_source
+            if isinstance(src, EjectingTable):
+                t = src
+            else:
+                self.ejections = OutlierDetector.from_config(
+                    self.rt.config, self.rt.clock, until_published=True, who="process"
+                )
+                self.outcomes.local = self.ejections
+                t = EjectingTable(src, self.ejections)
+            self._table = t
+        return t.current()
 
     def _apply(self, cfg: Config) -> None:
         dp = cfg.dataplane
         self.timeouts = Timeouts(connect=dp.connect_timeout, first_byte=dp.first_byte_timeout, stall=dp.stall_timeout)
         if self.pool is not None:
             self.pool.connect_timeout = dp.connect_timeout
+        self.deadlines.configure(dp)
         self.routes = {r.name: r for r in cfg.routes}  # read per request: a dict, not a scan of the config
         self.models_body = orjson.dumps(
             {
@@ -108,6 +133,7 @@ class DataPlaneState:
             include_usage=include_usage,
             trace_parent=trace_parent,
             attempt=attempt,
+            deadlines=self.deadlines,
         )
 
 

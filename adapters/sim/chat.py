@@ -23,6 +23,7 @@ __all__ = [
     "estimate_tokens",
     "args_from_schema",
     "text_of",
+    "prefill_of",
 ]
 
 
@@ -57,6 +58,8 @@ class ChatCall:
     forced_tool: ToolCall | None = None  # set when the request requires a tool call
     rid: str = "sim-0"  # response id, shared by every chunk of one stream
     created: int = 0  # unix seconds from the injected clock
+    # The answer already given (a prefill, or a partial answer the caller asks to continue): a model continues it.
+    prefill: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,8 @@ def build_answer(call: ChatCall, text: str) -> Answer:
     if call.forced_tool is not None:
         out = estimate_tokens(call.forced_tool.arguments_json)
         return Answer([], "tool", input_tokens, out, tool_call=call.forced_tool)
+    if call.prefill and len(call.prefill) < len(text) and text.startswith(call.prefill):
+        text = text[len(call.prefill) :]  # continue the answer after what was already said, as a model does
     tokens = _TOKEN.findall(text) or [text]
     finish: Literal["stop", "length"] = "stop"
     if call.max_tokens is not None and len(tokens) > call.max_tokens:
@@ -135,6 +140,16 @@ def text_of(content: Any) -> str:
         for key in ("text", "content", "parts"):
             if key in content:
                 return text_of(content[key])
+    return ""
+
+
+def prefill_of(turns: list[Any], assistant: str, key: str = "content") -> str:
+    """The answer a request hands back for continuing: its last turn when that is the assistant's (a prefill),
+    or an assistant turn followed by one last user turn (the partial answer plus a request to continue)."""
+    turns = [t for t in turns if isinstance(t, Mapping)]
+    for back in (1, 2):
+        if len(turns) >= back and turns[-back].get("role") == assistant:
+            return text_of(turns[-back].get(key))
     return ""
 
 

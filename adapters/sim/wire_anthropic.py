@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from adapters.sim.catalogue import ErrorResponse, an_body
-from adapters.sim.chat import Answer, BadRequest, ChatCall, ToolCall, args_from_schema, text_of
+from adapters.sim.chat import Answer, BadRequest, ChatCall, ToolCall, args_from_schema, prefill_of, text_of
 
 __all__ = ["AnthropicWire", "event"]
 
@@ -46,6 +46,7 @@ class AnthropicWire:
             stream=bool(body.get("stream", False)),
             include_usage=True,
             forced_tool=_forced_tool(body.get("tools"), body.get("tool_choice")),
+            prefill=prefill_of(messages, "assistant"),
         )
 
     def bad_request(self, message: str, param: str | None = None) -> ErrorResponse:

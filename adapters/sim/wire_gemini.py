@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from adapters.sim.catalogue import ErrorResponse, gg_body
-from adapters.sim.chat import Answer, BadRequest, ChatCall, ToolCall, args_from_schema, text_of
+from adapters.sim.chat import Answer, BadRequest, ChatCall, ToolCall, args_from_schema, prefill_of, text_of
 
 __all__ = ["GeminiWire", "GG_MID_BODY"]
 
@@ -57,6 +57,7 @@ class GeminiWire:
             max_tokens=limit,
             include_usage=True,
             forced_tool=_forced_tool(body.get("tools"), body.get("toolConfig")),
+            prefill=prefill_of(contents, "model", "parts"),
         )
 
     def bad_request(self, message: str, param: str | None = None) -> ErrorResponse:

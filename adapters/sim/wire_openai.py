@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from adapters.sim.catalogue import ErrorResponse, oa_body
-from adapters.sim.chat import Answer, BadRequest, ChatCall, ToolCall, args_from_schema, text_of
+from adapters.sim.chat import Answer, BadRequest, ChatCall, ToolCall, args_from_schema, prefill_of, text_of
 
 __all__ = ["OpenAIWire", "sse"]
 
@@ -45,6 +45,7 @@ class OpenAIWire:
             stream=bool(body.get("stream", False)),
             include_usage=bool(isinstance(opts, dict) and opts.get("include_usage")),
             forced_tool=_forced_tool(body.get("tools"), body.get("tool_choice")),
+            prefill=prefill_of(messages, "assistant"),
         )
 
     def bad_request(self, message: str, param: str | None = None) -> ErrorResponse:

@@ -7,7 +7,9 @@ a stand-in control loop and its decision log on SQLite), and a bare aiohttp pass
 throughput at 64 connections (wrk) as a share of direct, CPU ms per proxied request (utime+stime from /proc over
 the wrk window plus the moments after it until the process is quiet again, so writes that lag behind the load
 are counted), and added latency p50/p99 at one connection. Then resident memory of `turnout serve` while 1,000
-streams are open, and upstream attempts per target during a withdrawal phase and a hang phase. Every figure is
+streams are open, upstream attempts per target during a withdrawal phase and a hang phase, and a hang→recover
+phase through `turnout serve` (and the `--against` commit): requests held until a first-byte deadline, how long
+they waited, and how soon the primary gets traffic again once it answers. Every figure is
 labelled with the git commit it belongs to. The Responses and Messages APIs are measured beside chat on the data
 plane alone (bench/dataplane/client_apis.py). Never asserted anywhere: these are measurements.
 
@@ -233,6 +235,62 @@ async def _phase(name: str, turnout: str, admin: list[str], mode: str, seconds: 
     print(
         f"  {name:<11} {seconds:.0f}s, 20 clients: ok={ok} client-visible errors={err}; upstream attempts "
         f"primary={counts[0]} secondary={counts[1]}; primary state={st['states'].get('p1/m')}"
+    )
+
+
+async def _hang_phase(turnout: str, admin: list[str], hang_s: float, after_s: float, label: str) -> None:
+    """The primary hangs for `hang_s`, then answers again; 20 clients throughout. Prints how many requests were held
+    (waited ≥ 0.5 s: an attempt held until its first-byte deadline), how long they waited, and how long after the
+    primary recovered the first request reached it again."""
+    url = f"{turnout}/v1/chat/completions"
+    held: list[float] = []
+    ok = err = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+        for a in admin:
+            await (await s.post(f"{a}/_admin/mode", json={"mode": "ok"})).read()
+
+        async def counts() -> list[int]:
+            return [int((await (await s.get(f"{a}/_admin/stats")).json())["count"]) for a in admin]
+
+        before = await counts()
+        await _load(url, 20, 2.0)  # recent answers for the learned first-byte deadline
+        # the primary is whichever upstream the ranking sends the traffic to (prices and latency decide it)
+        primary = max(zip(await counts(), before, admin, strict=True), key=lambda x: x[0] - x[1])[2]
+        await (await s.post(f"{primary}/_admin/mode", json={"mode": "hang"})).read()
+        start = time.monotonic()
+        end = start + hang_s + after_s
+        back: float | None = None
+        recovered_at: float | None = None
+
+        async def client() -> None:
+            nonlocal ok, err
+            while time.monotonic() < end:
+                t0 = time.monotonic()
+                async with s.post(url, data=_BODY, headers={"content-type": "application/json"}) as r:
+                    await r.read()
+                waited = time.monotonic() - t0
+                ok, err = (ok + 1, err) if r.status == 200 else (ok, err + 1)
+                if waited >= 0.5 and t0 < start + hang_s:
+                    held.append(waited)
+
+        async def recover() -> None:
+            nonlocal back, recovered_at
+            await asyncio.sleep(hang_s)
+            await (await s.post(f"{primary}/_admin/mode", json={"mode": "ok"})).read()
+            recovered_at = time.monotonic()
+            base = (await (await s.get(f"{primary}/_admin/stats")).json())["count"]
+            while time.monotonic() < end and back is None:
+                await asyncio.sleep(0.05)
+                if (await (await s.get(f"{primary}/_admin/stats")).json())["count"] > base:
+                    back = time.monotonic() - recovered_at
+
+        await asyncio.gather(recover(), *(client() for _ in range(20)))
+    held.sort()
+    waits = f"waited median {held[len(held) // 2]:.2f} s, max {held[-1]:.2f} s" if held else "none waited"
+    again = f"{back:.1f} s" if back is not None else f"not within {after_s:.0f} s"
+    print(
+        f"  hang→recover {hang_s:.0f}s+{after_s:.0f}s, 20 clients, {label}: ok={ok} errors={err}; "
+        f"requests held ≥0.5 s until a deadline: {len(held)} ({waits}); back on the primary {again} after it recovered"
     )
 
 
@@ -559,6 +617,11 @@ probes: {{kinds: {{catalogue: {{enabled: false}}, completion: {{enabled: false}}
             t_base = f"http://127.0.0.1:{t_port}"
             asyncio.run(_phase("withdrawal", t_base, admin, "region_blocked", seconds))
             asyncio.run(_phase("hang", t_base, admin, "hang", max(seconds, 6)))  # > the 3 s first-byte timeout
+            # The full product: learned first-byte deadlines (dataplane/deadlines.py) and its own breaker's return.
+            asyncio.run(_hang_phase(serve_url, admin, max(seconds, 6), 10.0, f"turnout serve @ {commit}"))
+            for _, url, _ in against:  # before and after, on the same upstreams
+                base_url = url.removesuffix("/v1/chat/completions")
+                asyncio.run(_hang_phase(base_url, admin, max(seconds, 6), 10.0, f"turnout serve @ {sha}"))
         finally:
             for p in procs:
                 p.terminate()

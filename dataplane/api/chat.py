@@ -13,22 +13,26 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import orjson
 
+from adapters.base import StreamItem
 from controlplane import tracing
 from controlplane.decisions import Decision, cost_usd
 from controlplane.domain import Classification, ErrorClass
 from dataplane.api.intake import route_kind
-from dataplane.attempts import ClientGone, Opened, StreamEnd, UpstreamAttempt
+from dataplane.attempts import ClientGone, Opened, StreamEnd, UpstreamAttempt, sse_error_event
 from dataplane.failover import Answer, AttemptOutcome, Exhausted, LoopOptions, first_answer
 from dataplane.http.messages import Request, Response, StreamResponse, error_response
 from dataplane.keys import Admission, Refusal
 from dataplane.outcomes import tokens
 from dataplane.panel.handler import handle_panel
 from dataplane.preferences import PreferenceError, Preferences, parse_preferences
+from dataplane.resume import Part, StreamTap, continue_stream, sum_usage
 from dataplane.selection import Candidate, Plan
 from dataplane.state import DATA_STATE, DataPlaneState
 
@@ -101,7 +105,7 @@ async def chat_completions(request: Request) -> Response | StreamResponse:
     route_cfg = st.routes.get(model)
     if route_cfg is not None and route_cfg.mode == "panel":
         return await handle_panel(request, body, route_cfg, state=st, prefs=prefs, t0=t0, admission=admission)
-    plan = st.selector.plan(rt.table_source.current(), model, prefs)
+    plan = st.selector.plan(st.table(), model, prefs)
     if plan is None:
         known = ", ".join(st.selector.models()) or "(none)"
         return error_response(
@@ -209,8 +213,10 @@ def _finish(
     t0: float,
     usage: Any = None,
     ttft: float | None = None,
+    parts: list[Part] | None = None,
 ) -> None:
-    """Metrics, the decision-log record and the trace span of one finished client request."""
+    """Metrics, the decision-log record and the trace span of one finished client request (`parts`: a resumed
+    stream's, each target's tokens and spend counted against it; `usage` their sum)."""
     rt = st.rt
     route = req.plan.name
     latency = rt.clock.monotonic() - t0
@@ -218,9 +224,18 @@ def _finish(
     tin, tout = tokens(usage)
     if req.span is not None:
         _end_span(req, target, outcome, status, tin, tout)
-    cost = cost_usd(tin, tout, target.price_in, target.price_out) if target is not None else 0.0
-    if target is not None and (tin or tout):
-        st.outcomes.usage(route, target.target, tin, tout, cost)
+    if parts is not None and len(parts) > 1:
+        cost = 0.0
+        for p in parts:
+            pin, pout = tokens(p.end.usage)
+            pc = cost_usd(pin, pout, p.cand.price_in, p.cand.price_out)
+            cost += pc
+            if pin or pout:
+                st.outcomes.usage(route, p.cand.target, pin, pout, pc)
+    else:
+        cost = cost_usd(tin, tout, target.price_in, target.price_out) if target is not None else 0.0
+        if target is not None and (tin or tout):
+            st.outcomes.usage(route, target.target, tin, tout, cost)
     st.keys.settle(req.admission, tin + tout, cost)
     if st.decisions is not None:
         st.decisions.record(
@@ -231,7 +246,7 @@ def _finish(
                 outcome=outcome,
                 status=status,
                 stream=req.stream,
-                attempts=[(t.target, str(t.error_class), t.status) for t in req.tries],
+                attempts=[(t.target, t.label, t.status) for t in req.tries],
                 tokens_in=tin,
                 tokens_out=tout,
                 cost_usd=cost,
@@ -256,7 +271,7 @@ def _end_span(req: _Request, target: Candidate | None, outcome: str, status: int
     if tin or tout:
         span.set_attribute("gen_ai.usage.input_tokens", tin)
         span.set_attribute("gen_ai.usage.output_tokens", tout)
-    if outcome != "ok":
+    if outcome not in ("ok", "resumed"):  # a resumed stream reached its client whole
         last = req.tries[-1].error_class if req.tries else None
         tracing.failed(span, str(last) if outcome == "stream_error" and last is not None else outcome)
     span.end()
@@ -264,7 +279,7 @@ def _end_span(req: _Request, target: Candidate | None, outcome: str, status: int
 
 
 def _exhausted(st: DataPlaneState, req: _Request, t0: float) -> Response:
-    attempts = [{"target": t.target, "error_class": str(t.error_class), "status": t.status} for t in req.tries]
+    attempts = [{"target": t.target, "error_class": t.label, "status": t.status} for t in req.tries]
     # Nothing tried: say why each target was passed over (withdrawn, open, excluded by policy), from the table.
     skipped = [{"target": t, "reason": r} for t, r in req.plan.skipped]
     why = "; ".join(f"{s['target']}: {s['reason']}" for s in skipped)
@@ -320,6 +335,8 @@ async def _commit(
     resp = StreamResponse(
         headers={**_headers(req, cand.target), "Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
+    route = st.routes.get(req.plan.name)
+    tap = StreamTap() if route is not None and route.resume_streams else None  # dataplane/resume.py
     end: StreamEnd
     try:
         await resp.prepare(request)
@@ -331,27 +348,112 @@ async def _commit(
                 except (ConnectionError, RuntimeError) as exc:  # reset by peer / transport closed
                     raise ClientGone() from exc
 
-        end = await att.pump(emit, opened.buffered)
+        end = await att.pump(emit, opened.buffered, tap=tap, error_event=tap is None)
     except (ConnectionError, ClientGone):
         end = StreamEnd(Classification(ErrorClass.OK), client_gone=True)
     except asyncio.CancelledError:
         att.close()  # the client went away mid-stream: not the provider's fault, no observation
         _finish(st, req, cand, "client_gone", 499, t0, att.usage)
         raise
-    att.close(reuse=end.classification.ok and not end.client_gone)
-    c = end.classification
+    _settle_stream(st, req, answer, end)
     if end.client_gone:
         # The client left (disconnect or its own timeout): never counts against the provider.
         _finish(st, req, cand, "client_gone", 499, t0, end.usage, end.ttft_s)
         return resp
-    # latency = to the first chunk: a long generation is not a slow call (the breaker's slow-call rule reads latency)
-    st.outcomes.observe(cand, c, latency=opened.latency_s, ttft=end.ttft_s, headroom=headroom, duration=end.latency_s)
-    st.outcomes.attempt(req.plan.name, cand, c.error_class)
-    if not c.ok:
-        req.tries[-1] = AttemptOutcome(cand.target, c.error_class, c.status, c.detail, end.latency_s)
-    _finish(st, req, cand, "ok" if c.ok else "stream_error", 200, t0, end.usage, end.ttft_s)
+    parts = [Part(cand, end)]
+    if tap is not None and not end.classification.ok:
+        parts = await _resume(st, req, parts, tap, emit, t0)
+        last = parts[-1].end
+        if last.client_gone:
+            _finish(st, req, parts[-1].cand, "client_gone", 499, t0, _usage(parts), end.ttft_s, parts)
+            return resp
+        if not last.classification.ok:
+            try:
+                await emit(sse_error_event(last.classification))
+            except ClientGone:
+                pass
+    c = parts[-1].end.classification
+    outcome = ("resumed" if len(parts) > 1 else "ok") if c.ok else "stream_error"
+    _finish(st, req, parts[-1].cand, outcome, 200, t0, _usage(parts), end.ttft_s, parts)
     try:
         await resp.write_eof()
     except (ConnectionError, RuntimeError):
         pass
     return resp
+
+
+def _settle_stream(st: DataPlaneState, req: _Request, answer: Answer, end: StreamEnd) -> None:
+    """A committed stream ended: release its connection, observe it, count it; a failure replaces its trail entry."""
+    att, cand, opened = answer.attempt, answer.cand, answer.opened
+    att.close(reuse=end.classification.ok and not end.client_gone)
+    if end.client_gone:
+        return
+    c = end.classification
+    headroom = opened.headroom.ratio if opened.headroom else None
+    # latency = to the first chunk: a long generation is not a slow call (the breaker's slow-call rule reads latency)
+    st.outcomes.observe(cand, c, latency=opened.latency_s, ttft=end.ttft_s, headroom=headroom, duration=end.latency_s)
+    st.outcomes.attempt(req.plan.name, cand, c.error_class)
+    if not c.ok:
+        req.tries[-1] = AttemptOutcome(cand.target, c.error_class, c.status, c.detail, end.latency_s)
+
+
+async def _resume(
+    st: DataPlaneState,
+    req: _Request,
+    parts: list[Part],
+    tap: StreamTap,
+    emit: Callable[[bytes], Awaitable[None]],
+    t0: float,
+) -> list[Part]:
+    """The stream failed after content reached the client: the next admissible targets continue it."""
+    dp = st.rt.config.dataplane
+    loop = asyncio.get_running_loop()
+    options = LoopOptions(
+        max_attempts=dp.max_attempts, deadline=loop.time() + dp.total_timeout - (st.rt.clock.monotonic() - t0)
+    )
+    if tap.resumable:
+        st.outcomes.failover(req.plan.name, parts[-1].end.classification.error_class)
+
+    def start(cand: Candidate, body: dict[str, Any]) -> UpstreamAttempt:
+        req.started += 1
+        return st.attempt(
+            cand,
+            body,
+            stream=True,
+            deadline=options.deadline,
+            include_usage=req.include_usage,
+            trace_parent=req.span,
+            attempt=req.started,
+        )
+
+    async def pump(att: UpstreamAttempt, buffered: list[StreamItem]) -> StreamEnd:
+        try:
+            return await att.pump(emit, buffered, tap=tap, error_event=False)
+        except asyncio.CancelledError:
+            att.close()
+            raise
+
+    try:
+        return await continue_stream(
+            parts[0],
+            tap,
+            candidates=req.plan.candidates,
+            body=req.body,
+            start=start,
+            pump=pump,
+            settle=partial(_settle_stream, st, req),
+            report=_Report(st, req.plan.name),
+            options=options,
+            tried=req.tries,
+            notes=req.notes,
+        )
+    except asyncio.CancelledError:
+        _finish(st, req, None, "client_gone", 499, t0)
+        raise
+
+
+def _usage(parts: list[Part]) -> dict[str, Any] | None:
+    usage: dict[str, Any] | None = None
+    for p in parts:
+        usage = sum_usage(usage, p.end.usage)
+    return usage

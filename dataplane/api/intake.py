@@ -102,7 +102,7 @@ def plan_for(got: Intake, refuse: Refuse, *, kind: str, api: str) -> Plan | Resp
             "unsupported_route",
             "model",
         )
-    plan = st.selector.plan(st.rt.table_source.current(), model, got.prefs)
+    plan = st.selector.plan(st.table(), model, got.prefs)  # local ejections applied (dataplane/ejection.py)
     if plan is None:
         known = ", ".join(st.selector.models()) or "(none)"
         return refuse(

@@ -72,7 +72,7 @@ async def handle_panel(
         judge_t, synth_t = _templates(route_cfg, panel)
     except TemplateError as exc:
         return error(500, f"panel misconfigured: {exc}", "server_error", "panel_misconfigured")
-    run = PanelRun(state, route_cfg, panel, body, prefs, t0, state.rt.table_source.current())
+    run = PanelRun(state, route_cfg, panel, body, prefs, t0, state.table())  # local ejections applied
     run.admission = admission
     try:
         return await _serve(request, run, judge_t, synth_t)
