@@ -6,9 +6,16 @@ States and legal moves (ARCHITECTURE.md, "Breaker semantics"); every knob is in 
     open ──(open duration elapsed, decided lazily)──► half_open
     half_open ──(half_open_successes successes)──► closed
     half_open ──(one failure, or trials used up)──► open (longer: exponential, capped)
+    open ──(a probe of the opening signal succeeds, after a short minimum)──► half_open
     closed | open | half_open ──(region_blocked, model_gone, auth, quota_exhausted)──► withdrawn
-    withdrawn ──(a successful check)──► half_open
+    withdrawn ──(a due recheck of the withdrawing signal succeeds)──► half_open (trials by probes only)
     any ◄──(operator only)──► drained
+
+A signal is seen by some probe kinds only (`signal_kinds`): a model that left the catalogue only by the
+catalogue, a region block, auth failure or hang seen on a call only by calls (completion, count_tokens). Leaving
+open early or withdrawn at all takes a success of a kind that sees the signal that put the target there; a
+failed recheck is silent (no move, no new evidence) and only pushes the next one out (doubling from
+`withdrawn_recheck_first` to `withdrawn_recheck`).
 
 Detection is kept apart from enforcement (Envoy): while drained, the detector keeps running underneath and
 its moves come back flagged `shadow`; in `metrics_only` mode every move happens and is reported, but the
@@ -33,6 +40,8 @@ __all__ = [
     "PRESSURE_CLASSES",
     "COUNTED_FAILURES",
     "NEUTRAL_KINDS",
+    "CALL_KINDS",
+    "signal_kinds",
     "Evidence",
     "Transition",
     "Drain",
@@ -71,6 +80,16 @@ _WITHDRAW: frozenset[ErrorClass] = frozenset(
 )
 # Probe kinds whose outcome never moves the breaker (provider-semantics.md §4: status pages de-rank only).
 NEUTRAL_KINDS: frozenset[str] = frozenset({"status_page"})
+# Probe kinds that make a call to the model itself: they see what calls see (region blocks, auth, hangs).
+CALL_KINDS: frozenset[str] = frozenset({"completion", "count_tokens"})
+
+
+def signal_kinds(kind: str) -> frozenset[str]:
+    """The probe kinds that can see a signal first observed by `kind` (live traffic or a probe kind).
+
+    The catalogue sees what only a listing shows (a model gone from it); everything seen on a call is seen
+    again only by a call: a healthy listing says nothing about a region block on completions."""
+    return frozenset({"catalogue"}) if kind == "catalogue" else CALL_KINDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +192,12 @@ class Breaker:
         self.trials = 0
         self.trial_successes = 0
         self.next_recheck: float | None = None
+        self.recheck_level = 0  # failed rechecks since the last close: each doubles the next delay (capped)
+        self.last_recheck: float | None = None
+        self.last_recheck_result: str | None = None  # "ok" or the error class of the last due recheck
+        self.signal: frozenset[str] = frozenset()  # kinds that see what opened or withdrew the target
+        self.probe_kinds: frozenset[str] = frozenset()  # kinds probing this target (set by the health model)
+        self.probe_trials = False  # half_open after a recheck: trials are probes of the signal, not live traffic
         self.hold_until: float = -math.inf  # headroom is 0 until then (rate limit / overload cool-down)
         self.last_headroom: float | None = None
         self._rl_level = 0  # rate-limit backoff doublings without a retry-after
@@ -205,14 +230,40 @@ class Breaker:
         if st is _O:
             return self.open_until is not None and now >= self.open_until
         if st is _H:
-            return self.trials < self.cfg.half_open_trials
+            return not self.probe_trials and self.trials < self.cfg.half_open_trials
         return False
 
-    def should_probe(self, now: float) -> bool:
-        """Withdrawn targets are probed only when their recheck is due; every other state is probed."""
+    def should_probe(self, now: float, kind: str | None = None) -> bool:
+        """Withdrawn targets are probed only when their recheck is due, and only by a kind that sees the signal
+        that withdrew them (`kind` None: any kind); every other state is probed."""
         if self._state is _W:
-            return self.next_recheck is None or now >= self.next_recheck
+            due = self.next_recheck is None or now >= self.next_recheck
+            return due and (kind is None or self.sees_signal(kind))
         return True
+
+    def sees_signal(self, kind: str) -> bool:
+        """Can a `kind` outcome say the signal that opened or withdrew this target is gone? When no kind probing
+        this target sees it (e.g. completion probes off), any probe kind is taken rather than none."""
+        if kind in NEUTRAL_KINDS or kind == "live":
+            return False
+        wanted = self.signal & self.probe_kinds if self.probe_kinds else self.signal
+        return kind in wanted if wanted else True
+
+    def recheck_delay(self) -> float:
+        """Seconds to the next recheck: `withdrawn_recheck_first` doubled per failed recheck, capped at
+        `withdrawn_recheck` (a transient 403 is undone within minutes, a real directive costs a few calls a day)."""
+        cap = self.cfg.withdrawn_recheck
+        first = min(self.cfg.withdrawn_recheck_first, cap)
+        return float(min(first * 2 ** min(self.recheck_level, 32), cap))
+
+    def early_half_open_at(self) -> float | None:
+        """While open: the earliest time a success of the opening signal may move it to half_open. The minimum
+        doubles with the open level like the open duration itself, so a target that keeps failing its trials
+        waits longer each time (flap damping); a retry-after hint is never cut short."""
+        if self._state is not _O or self.open_until is None:
+            return None
+        minimum = self.cfg.open_min_duration * 2 ** max(self.openings - 1, 0)
+        return float(min(max(self.since + minimum, self.hold_until), self.open_until))
 
     def headroom(self, now: float) -> float | None:
         """0 while cooling down after rate limiting / overload; else the last reading (None = unknown)."""
@@ -262,33 +313,50 @@ class Breaker:
         if obs.headroom is not None and 0.0 <= obs.headroom <= 1.0:
             self.last_headroom = obs.headroom
         st = self._state
+        if st is _W:
+            return self._recheck(obs, cls, now)
         if cls in _WITHDRAW and not (cls is ErrorClass.QUOTA_EXHAUSTED and obs.retry_after_s is not None):
             # (a quota with a known reset, e.g. Gemini's per-day quota, only cools: §6 "cool(daily reset)")
             return self._withdraw(obs, now)
-        if st is _W:
-            if cls is ErrorClass.OK and (self.next_recheck is None or now >= self.next_recheck):
-                return (self._move(_H, "recheck_succeeded", self._ev(obs, now), now),)
-            if cls is ErrorClass.OK:
-                # Not a recheck: a probe that ran alongside the one that withdrew (e.g. a completion answering while
-                # the model left the catalogue). Counting it would undo every withdrawal in the same batch.
-                return _NONE
-            self.next_recheck = now + self.cfg.withdrawn_recheck
-            return _NONE
         out: tuple[Transition, ...] = _NONE
         if st is _O:
             out = self.poll(now)
             if not out:
-                return _NONE  # open: outcomes are not counted until the open duration is over
+                early = self.early_half_open_at()
+                if cls is ErrorClass.OK and self.sees_signal(obs.kind) and early is not None and now >= early:
+                    # The evidence says it is back: trials now rather than at the end of the open duration.
+                    return (self._move(_H, "probe_succeeded", self._ev(obs, now), now),)
+                return _NONE  # open: other outcomes are not counted until the open duration is over
         if self._state is _H:
             return out + self._trial(obs, cls, now)
         return out + self._closed(obs, cls, now)
 
-    def _withdraw(self, obs: Observation, now: float) -> tuple[Transition, ...]:
-        self.next_recheck = now + self.cfg.withdrawn_recheck
-        if self._state is _W:
-            self.evidence = self._ev(obs, now)  # keep the latest signal as evidence; no move
+    def _recheck(self, obs: Observation, cls: ErrorClass, now: float) -> tuple[Transition, ...]:
+        """An outcome while withdrawn. Only a due probe of a kind that sees the withdrawing signal is a recheck;
+        anything else (a listing while completions are region-blocked, an outcome in flight at the withdrawal)
+        says nothing and changes nothing. A failed recheck is silent: no move, the evidence kept, the next one
+        later."""
+        due = self.next_recheck is None or now >= self.next_recheck
+        if not due or not self.sees_signal(obs.kind):
             return _NONE
-        return (self._move(_W, str(obs.error_class), self._ev(obs, now), now),)
+        self.last_recheck = now
+        self.last_recheck_result = "ok" if cls is ErrorClass.OK else str(cls)
+        if cls is ErrorClass.OK:
+            move = self._move(_H, "recheck_succeeded", self._ev(obs, now), now)
+            self.probe_trials = not self.metrics_only
+            return (move,)
+        self.recheck_level += 1
+        self.next_recheck = now + self.recheck_delay()
+        return _NONE
+
+    def _withdraw(self, obs: Observation, now: float) -> tuple[Transition, ...]:
+        if self.probe_trials:  # the trials after a recheck failed on a withdrawing signal: back off further
+            self.recheck_level += 1
+        signal = signal_kinds(obs.kind)
+        move = self._move(_W, str(obs.error_class), self._ev(obs, now), now)
+        self.signal = signal
+        self.next_recheck = now + self.recheck_delay()
+        return (move,)
 
     def _closed(self, obs: Observation, cls: ErrorClass, now: float) -> tuple[Transition, ...]:
         win = self.window
@@ -312,11 +380,13 @@ class Breaker:
         verdict = win.verdict(now)
         if verdict in (Verdict.OK, Verdict.BELOW_MIN_CALLS):
             return _NONE
-        return (self._move(_O, str(verdict), self._ev(obs, now), now),)
+        return (self._open(str(verdict), obs, now),)
 
     def _trial(self, obs: Observation, cls: ErrorClass, now: float) -> tuple[Transition, ...]:
         if self.trials >= self.cfg.half_open_trials:
             return _NONE  # only the configured number of trial outcomes count
+        if self.probe_trials and not self.sees_signal(obs.kind):
+            return _NONE  # after a recheck only probes of the withdrawing signal are trials
         self.trials += 1
         failed = cls is not ErrorClass.OK
         self.window.add(
@@ -329,13 +399,19 @@ class Breaker:
             if self.trials >= self.cfg.half_open_trials:
                 # The last trial succeeded but too few did (an earlier one met pressure): without this move the
                 # breaker would admit nothing more and count nothing more, wedged in half_open for good.
-                return (self._move(_O, "trials_exhausted", self._ev(obs, now), now),)
+                return (self._open("trials_exhausted", obs, now),)
             return _NONE
         if cls in PRESSURE_CLASSES:  # a trial spent without an answer either way
             if self.trials >= self.cfg.half_open_trials:
-                return (self._move(_O, "trials_exhausted", self._ev(obs, now), now),)
+                return (self._open("trials_exhausted", obs, now),)
             return _NONE
-        return (self._move(_O, "trial_failed", self._ev(obs, now), now),)
+        return (self._open("trial_failed", obs, now),)
+
+    def _open(self, reason: str, obs: Observation, now: float) -> Transition:
+        """Open on `obs`'s evidence; what it was seen on decides which probes may end the open period early."""
+        move = self._move(_O, reason, self._ev(obs, now), now)
+        self.signal = signal_kinds(obs.kind)
+        return move
 
     def _cool(self, obs: Observation, cls: ErrorClass, now: float) -> None:
         ra = obs.retry_after_s
@@ -398,10 +474,12 @@ class Breaker:
         elif new is _C:
             self.closed_since = now
             self.open_until = None
+            self.recheck_level = 0
         elif new is _H:
             self.open_until = None
         if new is not _W:
             self.next_recheck = None
+        self.probe_trials = False
         self.trials = self.trial_successes = 0
         self._state = new
         self.since = now
@@ -440,6 +518,11 @@ class Breaker:
             "trials": self.trials,
             "trial_successes": self.trial_successes,
             "next_recheck": rel(self.next_recheck),
+            "recheck_level": self.recheck_level,
+            "last_recheck": rel(self.last_recheck),
+            "last_recheck_result": self.last_recheck_result,
+            "signal": sorted(self.signal),
+            "probe_trials": self.probe_trials,
             "hold_until": rel(self.hold_until),
             "last_headroom": self.last_headroom,
             "rl_level": self._rl_level,
@@ -467,6 +550,12 @@ class Breaker:
         b.trials = int(d.get("trials", 0))
         b.trial_successes = int(d.get("trial_successes", 0))
         b.next_recheck = ab(d.get("next_recheck"))
+        b.recheck_level = int(d.get("recheck_level", 0))
+        b.last_recheck = ab(d.get("last_recheck"))
+        lr = d.get("last_recheck_result")
+        b.last_recheck_result = None if lr is None else str(lr)
+        b.signal = frozenset(str(k) for k in d.get("signal", ()))
+        b.probe_trials = bool(d.get("probe_trials", False)) and b._state is _H
         hold = ab(d.get("hold_until"))
         b.hold_until = -math.inf if hold is None else hold
         lh = d.get("last_headroom")

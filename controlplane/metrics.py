@@ -32,6 +32,7 @@ __all__ = [
     "observe_observation",
     "observe_probe",
     "observe_transition",
+    "observe_recheck",
     "observe_table",
     "observe_event",
     "render",
@@ -127,6 +128,12 @@ class Metrics:
             "turnout_state_transitions_total",
             "Breaker transitions.",
             [*_T, "from_state", "to_state", "reason"],
+            registry=r,
+        )
+        self.withdrawn_rechecks_total = Counter(
+            "turnout_withdrawn_rechecks_total",
+            "Due rechecks of withdrawn targets by result (ok, or the error class): a failed one moves nothing.",
+            [*_T, "result"],
             registry=r,
         )
         self.would_block_total = Counter(
@@ -315,6 +322,12 @@ def observe_transition(m: Metrics, t: TransitionLike, *, would_block: bool = Fal
     m.state_transitions_total.labels(provider, model, str(t.old), str(t.new), _bounded(str(t.reason))).inc()
     if would_block:
         m.would_block_total.labels(provider, model).inc()
+
+
+def observe_recheck(m: Metrics, target: str, result: str) -> None:
+    """Count one due recheck of a withdrawn target ("ok" or the error class it met)."""
+    provider, model = _split(target)
+    m.withdrawn_rechecks_total.labels(provider, model, _bounded(result)).inc()
 
 
 def _replace_series(m: Metrics, family: str, gauge: Gauge, current: set[tuple[str, ...]]) -> None:
