@@ -28,6 +28,7 @@ from controlplane.config_loader import load_config
 from controlplane.decisions import Decision
 from controlplane.errors import ConfigError
 from controlplane.events import EventBus
+from controlplane.fencing import LeaseFence
 from controlplane.health import HealthModel
 from controlplane.metrics import Metrics, observe_table
 from controlplane.pipeline import OutcomeLike, Pipeline
@@ -90,6 +91,9 @@ class ControlPlane:
         self.fire = fire  # False: build the scheduler but let the caller drive it (tests: run_due / run_probe_job)
         # A scale-out control replica passes "do I still hold the leader lease?": webhooks stop leaving at once.
         self._fence = fence
+        # Set by a control replica before each start (its term): the database refuses this leader's health and
+        # event writes once the term is over (controlplane/fencing.py).
+        self.write_fence: LeaseFence | None = None
         self._running: _Running | None = None
         self.started = False
 
@@ -141,6 +145,7 @@ class ControlPlane:
     async def start(self) -> None:
         cfg = self.config
         store = await asyncio.to_thread(Store, cfg.database.url, self.clock)
+        store.fence = self.write_fence
         snapshot, last_table = await asyncio.to_thread(store.load_health)
         try:
             health = HealthModel(cfg, self.clock, snapshot=snapshot, last_table=last_table)

@@ -24,6 +24,7 @@ from controlplane.clock import Clock
 from controlplane.domain import ErrorClass, Observation, Scope, Source
 from controlplane.errors import StoreError
 from controlplane.events import Event
+from controlplane.fencing import LeaseFence
 from controlplane.rows import (
     CLASS_COLUMNS,
     SCHEMA_VERSION,
@@ -96,6 +97,9 @@ class Store:
         self._rollup_bulk: BulkInsert | None = None
         self._rollup_params: list[tuple[str, Callable[[Any], Any]]] = []
         self._live_ok_second: dict[str, int] = {}  # target -> second of its last raw successful live row
+        # Set by an elected control replica (controlplane/fencing.py): health and event writes commit only while
+        # this leadership period still holds the lease. None: one process, nothing to fence.
+        self.fence: LeaseFence | None = None
         if create:
             self.create_schema()
 
@@ -372,6 +376,8 @@ class Store:
             return []
         try:
             with Session(self.engine) as s:
+                if self.fence is not None:
+                    self.fence.check(s, "append_events")
                 for before in self._before_insert:
                     before(s)
                 rows = [
@@ -421,6 +427,8 @@ class Store:
         """Persist the health snapshot and (when given) a newly published table in one transaction."""
         try:
             with Session(self.engine) as s:
+                if self.fence is not None:
+                    self.fence.check(s, "save_health")
                 row = s.get(HealthRow, 1) or HealthRow(id=1, saved_at=self.clock.wall())
                 row.saved_at = _utc(self.clock.wall())
                 row.snapshot = _json_safe(snapshot)

@@ -24,7 +24,7 @@ from controlplane.config import Config
 from controlplane.config_loader import load_config
 from controlplane.control_plane import ControlPlane
 from controlplane.errors import ConfigError, StoreError
-from controlplane.scaleout.control_replica import lifecycle_for
+from controlplane.scaleout.control_replica import ControlReplica, lifecycle_for
 from controlplane.seams import ControlNode, DataPlaneDeps
 from dataplane.http.listener import Listener, start_listener
 from dataplane.proxy import build_data_app
@@ -127,6 +127,26 @@ class _Role(Protocol):
     async def reload_config(self, *, actor: str = "system") -> Config: ...
 
 
+def compose(
+    cfg: Config, config_path: str | None, role: str, control_urls: Sequence[str] = ()
+) -> tuple[_Role, ControlNode | None, DataPlaneDeps | None]:
+    """What one role runs: (what starts and stops, what the control app reads, what the data plane reads).
+
+    `all` on PostgreSQL is an elected ControlReplica that also serves the data plane: two `--role all`
+    processes on one database would otherwise both probe, write health and deliver webhooks."""
+    if control_urls:  # a data-plane replica (docs/scale-out.md): no store, the table comes from control replicas
+        replica = DataReplica(cfg, control_urls, config_path=config_path)
+        return replica, None, replica
+    if role == "control":
+        node = lifecycle_for(cfg, config_path=config_path)
+        return node, node, None
+    if role == "all" and not cfg.database.url.startswith("sqlite"):
+        elected = ControlReplica(cfg, config_path=config_path)
+        return elected, elected, elected
+    plane = ControlPlane(cfg, config_path=config_path, probes=role == "all", webhooks=role == "all")
+    return plane, plane if role == "all" else None, plane
+
+
 async def serve(
     cfg: Config,
     config_path: str | None,
@@ -145,17 +165,7 @@ async def serve(
     if control_urls and role != "data":
         log.error("--control-url is for data replicas: add --role data (see docs/scale-out.md)")
         return 2
-    life: _Role
-    control: ControlNode | None = None
-    data: DataPlaneDeps | None = None
-    if control_urls:  # a data-plane replica (docs/scale-out.md): no store, the table comes from control replicas
-        life = data = DataReplica(cfg, control_urls, config_path=config_path)
-    elif role == "control":
-        life = control = lifecycle_for(cfg, config_path=config_path)
-    else:
-        plane = ControlPlane(cfg, config_path=config_path, probes=role == "all", webhooks=role == "all")
-        life = data = plane
-        control = plane if role == "all" else None
+    life, control, data = compose(cfg, config_path, role, control_urls)
     await life.start()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
