@@ -336,6 +336,12 @@ class DataPlaneConfig(_Model):
     report_buffer: int = Field(
         default=10_000, ge=1, description="data replicas: outcomes buffered while control is down"
     )
+    table_file: str | None = Field(
+        default=None,
+        description="data replicas: the last table is kept in this file and served from it when a replica starts "
+        "while no control replica answers; unset: turnout-replica-<data port>.json in $TURNOUT_STATE_DIR (default: "
+        "the system temporary directory); empty: not kept",
+    )
 
 
 class ScaleOutConfig(_Model):

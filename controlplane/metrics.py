@@ -132,8 +132,8 @@ class Metrics:
         )
         self.withdrawn_rechecks_total = Counter(
             "turnout_withdrawn_rechecks_total",
-            "Due rechecks of withdrawn targets by result (ok, or the error class): a failed one moves nothing.",
-            [*_T, "result"],
+            "Due rechecks of withdrawn targets by what they met (ok, or the error class): a failed one moves nothing.",
+            [*_T, "error_class"],
             registry=r,
         )
         self.would_block_total = Counter(
@@ -206,6 +206,11 @@ class Metrics:
         # -- process -------------------------------------------------------------------------
         self.leader = Gauge("turnout_leader", "1 on the replica that holds leadership.", registry=r)
         self.ready = Gauge("turnout_ready", "1 when the store is writable and a table is loaded.", registry=r)
+        self.replica_table_from_disk = Gauge(
+            "turnout_replica_table_from_disk",
+            "Data replicas: 1 while serving the table kept on local disk (no control replica answered since start).",
+            registry=r,
+        )
         # label sets written by observe_table, so targets and routes that leave the config lose their series
         self._table_series: dict[str, set[tuple[str, ...]]] = {}
 

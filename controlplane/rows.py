@@ -24,6 +24,7 @@ __all__ = [
     "EventRow",
     "HealthRow",
     "PublishedTableRow",
+    "ProbeSpendRow",
 ]
 
 # Bumped whenever a column or table is added; recorded in the `turnout_meta` row `schema_version`.
@@ -137,3 +138,14 @@ class PublishedTableRow(SQLModel, table=True):
     version: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     published_at: datetime = _utc_col()
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class ProbeSpendRow(SQLModel, table=True):
+    """USD spent by one provider's paid probes on one UTC day (probes/budget.py): the cap holds across restarts."""
+
+    __tablename__ = "probe_spend"
+
+    day: str = Field(primary_key=True)  # ISO date, UTC
+    provider: str = Field(primary_key=True)
+    spent_usd: float = 0.0
+    updated_at: datetime = _utc_col()

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, delete, event, func, inspect, text
@@ -32,6 +32,7 @@ from controlplane.rows import (
     HealthRow,
     MetaRow,
     ObservationRow,
+    ProbeSpendRow,
     PublishedTableRow,
     RollupRow,
 )
@@ -461,6 +462,29 @@ class Store:
         with Session(self.engine) as s:
             rows = s.exec(select(PublishedTableRow).order_by(PublishedTableRow.version.desc()).limit(limit)).all()  # type: ignore[attr-defined]
             return [Table.from_dict(r.data) for r in rows]
+
+    # -- paid-probe spend (probes/budget.py: SpendLedger) -------------------------------------------
+    def load_spend(self, day: date) -> dict[str, float]:
+        """USD spent per provider on `day` by paid probes, as last saved."""
+        with Session(self.engine) as s:
+            rows = s.exec(select(ProbeSpendRow).where(ProbeSpendRow.day == day.isoformat())).all()
+            return {r.provider: float(r.spent_usd) for r in rows}
+
+    def save_spend(self, day: date, spent: Mapping[str, float]) -> None:
+        """Record `day`'s spend per provider (one transaction); days older than a month are dropped."""
+        try:
+            with Session(self.engine) as s:
+                now = _utc(self.clock.wall())
+                for provider, usd in spent.items():
+                    row = s.get(ProbeSpendRow, (day.isoformat(), provider)) or ProbeSpendRow(
+                        day=day.isoformat(), provider=provider, updated_at=now
+                    )
+                    row.spent_usd, row.updated_at = float(usd), now
+                    s.add(row)
+                s.execute(delete(ProbeSpendRow).where(col(ProbeSpendRow.day) < (day - timedelta(days=31)).isoformat()))
+                s.commit()
+        except SQLAlchemyError as exc:
+            raise StoreError("save_spend", _brief(exc)) from None
 
     # -- inspection -------------------------------------------------------------------------------
     def table_counts(self) -> dict[str, int]:

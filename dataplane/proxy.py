@@ -162,10 +162,11 @@ def build_data_app(
     adapters: Mapping[str, Adapter] | None = None,
     rand: Callable[[], float] = random.random,
     serve_metrics: bool = False,
+    readiness: Callable[[], tuple[bool, dict[str, Any]]] | None = None,
 ) -> App:
     """The data-plane app, served by dataplane.http.listener (`start_listener(app, host, port)`), reading `deps`
     (controlplane/seams.py: DataPlaneDeps). `serve_metrics` adds `GET /metrics` (a data replica has no control app
-    to serve them).
+    to serve them); `readiness` adds `GET /readyz` (a data replica: which table it serves and from where).
 
     A client that disconnects (or gives up on its own timeout) cancels its handler at once (the listener does
     that), so the upstream attempt is abandoned and nothing is counted against the provider.
@@ -177,6 +178,13 @@ def build_data_app(
     app.add_route("GET", "/v1/models", _models)
     if serve_metrics:
         app.add_route("GET", "/metrics", _metrics)
+    if readiness is not None:
+
+        async def _readyz(request: Request) -> Response:
+            ready, detail = readiness()
+            return Response(orjson.dumps({"ready": ready, **detail}), status=200 if ready else 503)
+
+        app.add_route("GET", "/readyz", _readyz)
     app.on_startup.append(_startup)
     app.on_cleanup.append(_cleanup)
     return app

@@ -194,7 +194,10 @@ async def serve(
             log.info("control plane on http://%s:%d", c.host, c.port)
         if data is not None:
             d = cfg.server.data
-            app = build_data_app(data, serve_metrics=bool(control_urls))  # a replica has no control app
+            replica = data if isinstance(data, DataReplica) else None  # a replica has no control app
+            app = build_data_app(
+                data, serve_metrics=replica is not None, readiness=replica.readiness if replica else None
+            )
             runners.append(await start_listener(app, d.host, d.port))
             log.info("data plane on http://%s:%d/v1", d.host, d.port)
         if on_ready is not None:
