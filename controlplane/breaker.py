@@ -241,13 +241,22 @@ class Breaker:
             return due and (kind is None or self.sees_signal(kind))
         return True
 
-    def sees_signal(self, kind: str) -> bool:
+    def sees_signal(self, kind: str, *, or_any: bool = True) -> bool:
         """Can a `kind` outcome say the signal that opened or withdrew this target is gone? When no kind probing
-        this target sees it (e.g. completion probes off), any probe kind is taken rather than none."""
+        this target sees it (e.g. completion probes off), `or_any` takes any probe kind rather than none: a
+        withdrawn target has no timer to fall back on, an open one has its open duration."""
         if kind in NEUTRAL_KINDS or kind == "live":
             return False
         wanted = self.signal & self.probe_kinds if self.probe_kinds else self.signal
-        return kind in wanted if wanted else True
+        return kind in wanted if wanted else or_any
+
+    def recheck_kinds(self) -> frozenset[str]:
+        """The probe kinds a recheck of this withdrawn target may be made with (what `should_probe` lets run)."""
+        kinds = self.probe_kinds - NEUTRAL_KINDS
+        return frozenset(k for k in kinds if self.sees_signal(k))
+
+    def recheck_due(self, now: float) -> bool:
+        return self._state is _W and (self.next_recheck is None or now >= self.next_recheck)
 
     def recheck_delay(self) -> float:
         """Seconds to the next recheck: `withdrawn_recheck_first` doubled per failed recheck, capped at
@@ -323,7 +332,8 @@ class Breaker:
             out = self.poll(now)
             if not out:
                 early = self.early_half_open_at()
-                if cls is ErrorClass.OK and self.sees_signal(obs.kind) and early is not None and now >= early:
+                seen = self.sees_signal(obs.kind, or_any=False)
+                if cls is ErrorClass.OK and seen and early is not None and now >= early:
                     # The evidence says it is back: trials now rather than at the end of the open duration.
                     return (self._move(_H, "probe_succeeded", self._ev(obs, now), now),)
                 return _NONE  # open: other outcomes are not counted until the open duration is over

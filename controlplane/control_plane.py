@@ -41,12 +41,13 @@ from probes import PROBE_KINDS
 from probes.budget import SpendBudget
 from probes.context import ProbeFn
 
-__all__ = ["ControlPlane", "TICK_INTERVAL", "HOUSEKEEPING_INTERVAL"]
+__all__ = ["ControlPlane", "TICK_INTERVAL", "HOUSEKEEPING_INTERVAL", "RECHECK_POLL_INTERVAL"]
 
 log = logging.getLogger("turnout.control_plane")
 
 TICK_INTERVAL = 1.0  # health.tick: open → half_open, drain expiry, rerank
 HOUSEKEEPING_INTERVAL = 3600.0  # retention pruning
+RECHECK_POLL_INTERVAL = 5.0  # due rechecks of withdrawn targets start within this (docs/breaker.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +194,8 @@ class ControlPlane:
             budget=budget,
         )
         scheduler.add_periodic("tick", pipeline.tick, TICK_INTERVAL)
+        if self.probes_enabled:
+            scheduler.add_periodic("rechecks", scheduler.run_due_rechecks, RECHECK_POLL_INTERVAL)
         scheduler.add_periodic("housekeeping", lambda: pipeline.housekeeping(self.config), HOUSEKEEPING_INTERVAL)
         self._running = _Running(store, health, publisher, pipeline, session, scheduler, dispatcher)
         if self.fire:

@@ -142,6 +142,11 @@ class HealthModel:
             return False
         return kind == "status_page" or b.should_probe(self._clock.monotonic(), kind)
 
+    def due_rechecks(self) -> list[tuple[str, frozenset[str]]]:
+        """Withdrawn targets whose recheck is due, each with the probe kinds that may make it."""
+        now = self._clock.monotonic()
+        return [(t, b.recheck_kinds()) for t, b in self._breakers.items() if b.recheck_due(now)]
+
     def target_detail(self, target: str) -> dict[str, Any]:
         """Everything the status API shows about one target (JSON-able, secret-free)."""
         b = self._breakers.get(target)

@@ -417,3 +417,14 @@ def test_recheck_state_round_trips_through_to_dict() -> None:
         "region_blocked",
     )
     assert c.signal == frozenset({"completion", "count_tokens"})
+
+
+def test_an_open_target_without_a_probe_that_sees_its_signal_waits_out_its_open_duration() -> None:
+    """A listing says nothing about hanging completions: with completion probes off it does not end the open
+    period early (the open duration still does); a withdrawn target, with no timer, takes any probe instead."""
+    b = brk(open_duration=30.0, open_min_duration=1.0)
+    b.probe_kinds = frozenset({"catalogue"})
+    open_breaker(b)
+    assert b.record(ob(E.OK, kind="catalogue"), 5.0) == ()
+    (m,) = b.poll(30.4)
+    assert m.reason == "open_elapsed"
