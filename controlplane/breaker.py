@@ -6,7 +6,7 @@ States and legal moves (ARCHITECTURE.md, "Breaker semantics"); every knob is in 
     open ──(open duration elapsed, decided lazily)──► half_open
     half_open ──(half_open_successes successes)──► closed
     half_open ──(one failure, or trials used up)──► open (longer: exponential, capped)
-    open ──(a probe of the opening signal succeeds, after a short minimum)──► half_open
+    open ──(first level only: a probe of the opening signal succeeds, after a short minimum)──► half_open
     closed | open | half_open ──(region_blocked, model_gone, auth, quota_exhausted)──► withdrawn
     withdrawn ──(a due recheck of the withdrawing signal succeeds)──► half_open (trials by probes only)
     any ◄──(operator only)──► drained
@@ -266,13 +266,13 @@ class Breaker:
         return float(min(first * 2 ** min(self.recheck_level, 32), cap))
 
     def early_half_open_at(self) -> float | None:
-        """While open: the earliest time a success of the opening signal may move it to half_open. The minimum
-        doubles with the open level like the open duration itself, so a target that keeps failing its trials
-        waits longer each time (flap damping); a retry-after hint is never cut short."""
-        if self._state is not _O or self.open_until is None:
+        """While open at the first level (it was healthy before this failure): the earliest time a success of the
+        opening signal may move it to half_open, `open_min_duration` after it opened; a retry-after hint is
+        never cut short. None at higher levels: a target that failed its trials, or failed again before its level
+        decayed, waits its whole (doubling) open duration, so a flapping target keeps the table still."""
+        if self._state is not _O or self.open_until is None or self.openings > 1:
             return None
-        minimum = self.cfg.open_min_duration * 2 ** max(self.openings - 1, 0)
-        return float(min(max(self.since + minimum, self.hold_until), self.open_until))
+        return float(min(max(self.since + self.cfg.open_min_duration, self.hold_until), self.open_until))
 
     def headroom(self, now: float) -> float | None:
         """0 while cooling down after rate limiting / overload; else the last reading (None = unknown)."""

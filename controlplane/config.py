@@ -269,7 +269,7 @@ class BreakerConfig(_Model):
     open_duration_max: Duration = Field(default=300.0, description="cap for the exponential open duration")
     open_min_duration: Duration = Field(
         default=2.0,
-        description="open at least this long (doubling per open level) before a probe success moves it to half_open",
+        description="a first opening lasts at least this long before a probe success moves it to half_open",
     )
     half_open_trials: int = Field(default=3, ge=1, description="trial calls admitted in half_open")
     half_open_successes: int = Field(default=2, ge=1, description="successes that close the breaker")

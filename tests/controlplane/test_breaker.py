@@ -338,21 +338,35 @@ def test_a_catalogue_opened_breaker_ends_early_only_on_a_listing() -> None:
     assert b.record(ob(E.OK, kind="catalogue"), 5.0)[0].new is State.HALF_OPEN
 
 
-def test_the_early_minimum_grows_for_a_target_that_fails_its_trials() -> None:
-    """Flap damping: each failed trial doubles both the open duration and the early minimum."""
+def test_only_a_first_opening_ends_early_a_target_that_fails_its_trials_waits_its_open_duration() -> None:
+    """Flap damping: after a failed trial (or a new failure before the open level decayed) the open duration
+    doubles and no probe success cuts it short."""
     b = brk(open_duration=30.0, open_duration_max=300.0, open_min_duration=2.0)
     open_breaker(b)
-    now, minimums = 2.4, []
-    for _ in range(4):
-        early = b.early_half_open_at()
-        assert early is not None
-        minimums.append(round(early - b.since, 3))
-        now = early
-        assert b.record(ob(E.OK), now)[0].reason == "probe_succeeded"
-        (m,) = b.record(ob(E.SERVER_ERROR), now)
-        assert m.reason == "trial_failed"
-    assert minimums == [2.0, 4.0, 8.0, 16.0]
-    assert b.open_until is not None and b.open_until - b.since == 300.0  # 30 · 2^4, capped at 300
+    assert b.record(ob(E.OK), 2.4)[0].reason == "probe_succeeded"
+    (m,) = b.record(ob(E.SERVER_ERROR), 2.5)
+    assert m.reason == "trial_failed" and b.open_until == 2.5 + 60.0
+    assert b.early_half_open_at() is None
+    assert b.record(ob(E.OK), 10.0) == () and b.record(ob(E.OK), 62.0) == ()
+    (m,) = b.poll(62.5)
+    assert m.reason == "open_elapsed"
+    b.record(ob(E.OK), 63.0)
+    b.record(ob(E.OK), 64.0)
+    assert b.state is State.CLOSED
+    feed(b, [E.SERVER_ERROR] * 5, start=70.0, step=0.1)  # fails again soon after closing: level 3, no early return
+    assert b.state is State.OPEN and b.openings == 3 and b.early_half_open_at() is None
+
+
+def test_a_target_healthy_for_long_gets_its_early_return_back() -> None:
+    b = brk(open_duration=30.0, open_duration_max=300.0, open_min_duration=2.0)
+    open_breaker(b)
+    b.record(ob(E.OK), 2.4)
+    b.record(ob(E.SERVER_ERROR), 2.5)  # level 2
+    b.poll(62.5)
+    b.record(ob(E.OK), 63.0)
+    b.record(ob(E.OK), 64.0)
+    feed(b, [E.SERVER_ERROR] * 5, start=64.0 + 2 * 300.0, step=0.1)  # two caps closed: two levels earned back
+    assert b.openings == 1 and b.early_half_open_at() is not None
 
 
 def test_failed_rechecks_are_silent_and_back_off_from_first_to_cap() -> None:
