@@ -3,6 +3,9 @@
 Translates OpenAI chat bodies to Messages requests (system, tools, tool calls and results, max_tokens),
 Messages answers and event streams back to the OpenAI shape, and classifies AN error bodies by
 `error.type` (provider-semantics.md §2.2).
+
+Longer than most modules: one API family both ways (request, answer, stream, error classes); splitting it
+would separate a field's translation from its inverse.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ __all__ = [
     "StreamTranslator",
     "ModelListing",
     "CompletionProbeResult",
+    "ProbeAdapter",
     "Adapter",
 ]
 
@@ -86,8 +87,9 @@ class CompletionProbeResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class Adapter(Protocol):
-    """One API family (openai-compatible, anthropic, gemini)."""
+class ProbeAdapter(Protocol):
+    """What probes (and the probe scheduler) use of an API family: listing, a minimal completion, one
+    request with its classification and headroom. Test doubles implement this much."""
 
     name: str
 
@@ -95,16 +97,6 @@ class Adapter(Protocol):
         self, provider: ProviderConfig, model: str, body: Mapping[str, Any], *, stream: bool
     ) -> UpstreamRequest:
         """Upstream request for an OpenAI-shaped chat body (`model` is the provider's model name)."""
-        ...
-
-    def parse_response(self, body: bytes, *, model: str) -> dict[str, Any]:
-        """Translate a successful non-streaming upstream body into an OpenAI `chat.completion` dict.
-
-        Raises ProviderError(bad_response) on garbage (HTML, truncated JSON, empty 200, missing fields)."""
-        ...
-
-    def stream_translator(self, *, model: str) -> StreamTranslator:
-        """A fresh translator for one upstream stream, producing OpenAI `chat.completion.chunk`s."""
         ...
 
     def classify(self, status: int, headers: Mapping[str, str], body: bytes) -> Classification:
@@ -132,4 +124,18 @@ class Adapter(Protocol):
         timeout: float,
     ) -> CompletionProbeResult:
         """A minimal streamed completion measuring latency, TTFT, tokens/s and headroom; never raises for provider faults."""
+        ...
+
+
+class Adapter(ProbeAdapter, Protocol):
+    """One API family (openai-compatible, anthropic, gemini): the probe side plus translating answers."""
+
+    def parse_response(self, body: bytes, *, model: str) -> dict[str, Any]:
+        """Translate a successful non-streaming upstream body into an OpenAI `chat.completion` dict.
+
+        Raises ProviderError(bad_response) on garbage (HTML, truncated JSON, empty 200, missing fields)."""
+        ...
+
+    def stream_translator(self, *, model: str) -> StreamTranslator:
+        """A fresh translator for one upstream stream, producing OpenAI `chat.completion.chunk`s."""
         ...

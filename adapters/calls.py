@@ -18,6 +18,8 @@ import aiohttp
 
 from adapters.base import CompletionProbeResult, UpstreamRequest
 from adapters.headers import lower_headers
+from adapters.stream_judge import StreamJudge
+from adapters.transport_faults import TRANSPORT_FAULTS, BodyTooLarge, transport_fault
 from adapters.wire.common import short_detail
 from controlplane.domain import Classification, ErrorClass
 from controlplane.errors import ProviderError
@@ -48,28 +50,10 @@ class Fetched:
     body: bytes
 
 
-class _TooLarge(Exception):
-    pass
-
-
 def transport_classification(exc: BaseException, *, after_headers: bool = False) -> Classification:
-    """The class of a transport failure: before the answer started `connect`/`timeout`, after it `bad_response`."""
-    name = type(exc).__name__
-    if isinstance(exc, TimeoutError):  # asyncio.TimeoutError and aiohttp's ServerTimeoutError are both this
-        return Classification(ErrorClass.TIMEOUT, code="timeout", detail=f"no answer in time ({name})")
-    if isinstance(exc, _TooLarge):
-        return Classification(ErrorClass.BAD_RESPONSE, code="too_large", detail=f"body over {MAX_BODY_BYTES} bytes")
-    if after_headers and isinstance(
-        exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError | aiohttp.ClientOSError
-    ):
-        return Classification(ErrorClass.BAD_RESPONSE, code="truncated", detail=short_detail(f"body cut off: {name}"))
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return Classification(
-            ErrorClass.BAD_RESPONSE, code="bad_http", detail=short_detail(f"malformed HTTP answer: {name}")
-        )
-    if isinstance(exc, aiohttp.InvalidURL):
-        return Classification(ErrorClass.CONNECT, code="invalid_url", detail="invalid upstream URL")
-    return Classification(ErrorClass.CONNECT, code="connect", detail=short_detail(f"{name}: {exc}"))
+    """The class of a transport failure (adapters/transport_faults.py): before the answer started `connect` or
+    `timeout`, after it `bad_response` (cut off)."""
+    return transport_fault(exc, answer_started=after_headers)
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
@@ -78,7 +62,7 @@ async def _read_capped(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
     async for data in resp.content.iter_any():
         size += len(data)
         if size > max_bytes:
-            raise _TooLarge
+            raise BodyTooLarge(f"body over {max_bytes} bytes")
         chunks.append(data)
     return b"".join(chunks)
 
@@ -101,7 +85,7 @@ async def fetch(
                 after_headers = True
                 body = await _read_capped(resp, max_bytes)
                 return Fetched(resp.status, lower_headers(resp.headers), body)
-    except (aiohttp.ClientError, OSError, TimeoutError, _TooLarge) as exc:
+    except TRANSPORT_FAULTS as exc:
         raise ProviderError(provider_id, None, transport_classification(exc, after_headers=after_headers)) from exc
 
 
@@ -136,11 +120,10 @@ async def probe_completion(
     start = monotonic()
     first: float | None = None
     last: float | None = None
-    usage: dict[str, int] | None = None
     headers: Mapping[str, str] = {}
     result: Classification | None = None
+    judge: StreamJudge | None = None
     after_headers = False
-    finished = False  # a finish reason was seen: an answer without content (e.g. cut at max_tokens) is still an answer
     try:
         async with asyncio.timeout(timeout):
             async with session.request(
@@ -152,44 +135,30 @@ async def probe_completion(
                     body = await _read_capped(resp, MAX_BODY_BYTES)
                     result = adapter.classify(resp.status, headers, body)
                 else:
-                    translator = adapter.stream_translator(model=model)
+                    # The same judge as live traffic (adapters/stream_judge.py): same bytes, same class.
+                    judge = StreamJudge(adapter.stream_translator(model=model), status=resp.status)
                     size = 0
-                    async for data in resp.content.iter_any():
-                        size += len(data)
-                        if size > MAX_BODY_BYTES:
-                            raise _TooLarge
-                        for item in translator.feed(data):
-                            t = monotonic()
-                            if item.usage:
-                                usage = item.usage
-                            finished = finished or item.finish_reason is not None
-                            if item.kind == "chunk" and item.content:
-                                first = t if first is None else first
-                                last = t
-                            elif item.kind == "error":
-                                result = item.classification
-                            elif item.kind == "done" and first is None and not finished:
-                                # provider-semantics.md §6: an empty 200 (no content, no finish reason) is bad_response
-                                result = Classification(
-                                    ErrorClass.BAD_RESPONSE,
-                                    status=resp.status,
-                                    code="empty_completion",
-                                    detail="stream ended with no content and no finish reason",
-                                )
-                            elif item.kind == "done":
-                                result = Classification(ErrorClass.OK, status=resp.status)
-                        if result is not None:
-                            break
-                    if result is None:
-                        for item in translator.close():
-                            if item.usage:
-                                usage = item.usage
-                            if item.kind == "error":
-                                result = item.classification
-                    if result is None:
-                        result = Classification(ErrorClass.OK, status=resp.status)
-    except (aiohttp.ClientError, OSError, TimeoutError, _TooLarge) as exc:
-        result = transport_classification(exc, after_headers=after_headers)
+                    try:
+                        async for data in resp.content.iter_any():
+                            size += len(data)
+                            if size > MAX_BODY_BYTES:
+                                raise BodyTooLarge(f"stream over {MAX_BODY_BYTES} bytes")
+                            for item in judge.feed(data):
+                                if item.content:
+                                    last = monotonic()
+                                    first = last if first is None else first
+                            if judge.verdict is not None:
+                                break
+                    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+                        if isinstance(exc, TimeoutError):
+                            raise
+                        judge.close(cut=exc)  # broke off mid-stream: the judge says what was missing
+                    else:
+                        judge.close()
+                    result = judge.verdict
+    except TRANSPORT_FAULTS as exc:
+        result = transport_fault(exc, answer_started=after_headers)
+    usage = judge.usage if judge is not None else None
     end = monotonic()
     assert result is not None
     out_tokens = usage.get("completion_tokens") if usage else None
@@ -212,7 +181,7 @@ class StreamedProbe:
     """Adapter mixin: `probe_completion` as the shared streamed minimal completion above."""
 
     async def probe_completion(
-        self,
+        self: Adapter,  # a mixin: the class it is mixed into is an Adapter
         session: aiohttp.ClientSession,
         provider: ProviderConfig,
         model: str,
@@ -223,4 +192,4 @@ class StreamedProbe:
     ) -> CompletionProbeResult:
         return await probe_completion(
             self, session, provider, model, prompt=prompt, max_tokens=max_tokens, timeout=timeout
-        )  # type: ignore[arg-type]
+        )

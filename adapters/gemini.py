@@ -3,6 +3,9 @@
 Translates OpenAI chat bodies to GenerateContentRequests (contents/parts, systemInstruction,
 functionDeclarations, generationConfig), answers and SSE chunks back to the OpenAI shape, and classifies
 GG error bodies by RPC `status`, ErrorInfo reasons and QuotaFailure quota ids (provider-semantics.md §2.3).
+
+Longer than most modules: one API family both ways (request, answer, stream, error classes); splitting it
+would separate a field's translation from its inverse.
 """
 
 from __future__ import annotations

@@ -15,9 +15,10 @@ import json
 import random
 import statistics
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from controlplane.clock import SystemClock
+from controlplane.config import Config
 from controlplane.config_loader import parse_config
 from controlplane.domain import Observation, TargetRef
 from controlplane.metrics import Metrics
@@ -40,7 +41,7 @@ async def _simulated_probe(target: TargetRef, ctx: ProbeContext) -> list[Observa
     return [Observation.success(target.key, kind="completion", at=ctx.clock.wall(), latency_s=0.05)]
 
 
-def _config(targets: int, interval: float, jitter: float) -> Any:
+def _config(targets: int, interval: float, jitter: float) -> Config:
     per = 100
     providers = [
         {
@@ -65,6 +66,11 @@ def _config(targets: int, interval: float, jitter: float) -> Any:
     return parse_config(json.dumps({"providers": providers, "probes": probes}), env={})
 
 
+# A measured variant: start(lags, sink) begins probing and returns the coroutine function that stops it.
+Stop = Callable[[], Awaitable[None]]
+Start = Callable[[list[float], "_CountingSink"], Awaitable[Stop]]
+
+
 def _pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -72,7 +78,7 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def _measure(run: Any, seconds: float, warmup: float) -> tuple[float, list[float], int]:
+async def _measure(run: Start, seconds: float, warmup: float) -> tuple[float, list[float], int]:
     """Run `run(lags)` for warmup + seconds; CPU share and lags counted after the warm-up only."""
     lags: list[float] = []
     sink = _CountingSink()
@@ -88,24 +94,28 @@ async def _measure(run: Any, seconds: float, warmup: float) -> tuple[float, list
     return cpu, lags, probes
 
 
-async def _baseline(cfg: Any, interval: float, jitter: float) -> Any:
+async def _baseline(cfg: Config, interval: float, jitter: float) -> Start:
     """Bare timers: each target re-arms `loop.call_at` with the same jitter; no semaphore, metrics or deadline."""
     loop = asyncio.get_running_loop()
     clock = SystemClock()
     handles: dict[str, asyncio.TimerHandle] = {}
-    tasks: set[asyncio.Task[Any]] = set()
+    tasks: set[asyncio.Task[list[Observation]]] = set()
     live = True
 
-    async def start(lags: list[float], sink: _CountingSink) -> Any:
+    async def start(lags: list[float], sink: _CountingSink) -> Stop:
         ctx = ProbeContext(session=None, adapter=None, provider=cfg.providers[0], model=None, clock=clock, timeout=5)  # type: ignore[arg-type]
+
+        def collect(task: asyncio.Task[list[Observation]]) -> None:
+            tasks.discard(task)
+            if not task.cancelled():
+                for o in task.result():
+                    sink.submit(o)
 
         def fire(t: TargetRef, planned: float) -> None:
             lags.append(max(0.0, loop.time() - planned))
             task = loop.create_task(_simulated_probe(t, ctx))
             tasks.add(task)
-            task.add_done_callback(
-                lambda f: (tasks.discard(f), [sink.submit(o) for o in f.result()] if not f.cancelled() else None)
-            )
+            task.add_done_callback(collect)
             if live:
                 nxt = planned + interval * (1 + jitter * random.uniform(-1, 1))
                 handles[t.key] = loop.call_at(nxt, fire, t, nxt)
@@ -129,8 +139,8 @@ async def _baseline(cfg: Any, interval: float, jitter: float) -> Any:
     return start
 
 
-async def _turnout(cfg: Any) -> Any:
-    async def start(lags: list[float], sink: _CountingSink) -> Any:
+async def _turnout(cfg: Config) -> Start:
+    async def start(lags: list[float], sink: _CountingSink) -> Stop:
         sched = ProbeScheduler(
             cfg,
             SystemClock(),

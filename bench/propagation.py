@@ -16,18 +16,23 @@ import asyncio
 import statistics
 import time
 import uuid
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
 
 from aiohttp import web
 
+from bench.status_api import ReadOnlyOperator
 from controlplane.api.status import StatusHandlers
 from controlplane.clock import SystemClock
 from controlplane.config import Config
 from controlplane.config_loader import parse_config
+from controlplane.events import EventBus
 from controlplane.health import HealthModel
+from controlplane.metrics import Metrics
 from controlplane.publisher import TablePublisher
+from controlplane.seams import HealthDetail, TableSource
+from controlplane.store import Store
 from controlplane.table import Table
 from dataplane.replica import DataReplica
 
@@ -51,12 +56,22 @@ routes:
 
 
 @dataclass
-class _Rt:
+class _Rt(ReadOnlyOperator):
+    """The status API's dependencies around one table source; only GET /api/v1/table is served."""
+
     config: Config
-    table_source: Any
+    table_source: TableSource
+    clock: SystemClock = field(default_factory=SystemClock)
+    metrics: Metrics = field(default_factory=Metrics)
+    bus: EventBus = field(default_factory=EventBus)
+    store: Store = field(default_factory=lambda: Store("sqlite://", SystemClock()))  # never read by the table route
+    health: HealthDetail | None = None
+
+    def readiness_checks(self) -> dict[str, bool]:
+        return {}
 
 
-async def _serve_table(source: Any, config: Config) -> tuple[web.AppRunner, str]:
+async def _serve_table(source: TableSource, config: Config) -> tuple[web.AppRunner, str]:
     app = web.Application()
     app.router.add_get("/api/v1/table", StatusHandlers(_Rt(config, source)).table)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
@@ -76,7 +91,9 @@ def _percentiles(samples: list[float]) -> str:
     )
 
 
-async def measure(n: int, publish: Any, replica: DataReplica, base: Table, start_version: int) -> list[float]:
+async def measure(
+    n: int, publish: Callable[[Table], Awaitable[object]], replica: DataReplica, base: Table, start_version: int
+) -> list[float]:
     """Publish `n` versions one after another; time each until the replica holds it."""
     out: list[float] = []
     for i in range(n):

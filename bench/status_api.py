@@ -69,7 +69,30 @@ def bench_table(cfg: Config, version: int) -> Table:
     return Table(version=version, published_at=datetime.now(UTC), routes=routes, targets=entries, config_hash=cfg.hash)
 
 
-class BenchRuntime:
+class ReadOnlyOperator:
+    """The operator side of the status API's dependencies for benches that only read: every action refuses."""
+
+    async def drain(
+        self,
+        *,
+        target: str | None = None,
+        provider: str | None = None,
+        reason: str,
+        until: datetime | None = None,
+        actor: str,
+    ) -> object:
+        raise NotImplementedError("a bench runtime serves reads only")
+
+    async def undrain(
+        self, *, target: str | None = None, provider: str | None = None, actor: str, reason: str = ""
+    ) -> object:
+        raise NotImplementedError("a bench runtime serves reads only")
+
+    async def reload_config(self, *, actor: str = "system") -> Config:
+        raise NotImplementedError("a bench runtime serves reads only")
+
+
+class BenchRuntime(ReadOnlyOperator):
     """Just enough runtime for the status API."""
 
     def __init__(self, db: Path) -> None:

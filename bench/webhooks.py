@@ -15,8 +15,8 @@ import statistics
 import tempfile
 import time
 from datetime import UTC, datetime
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -36,7 +36,7 @@ from controlplane.webhooks.signing import generate_secret
 __all__ = ["main"]
 
 
-def _receiver(port: int, ready: Any) -> None:
+def _receiver(port: int, ready: EventType) -> None:
     """Receiver process: records arrival latency per delivery; GET /stats returns them."""
     latencies: list[float] = []
     seen: set[str] = set()

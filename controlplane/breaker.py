@@ -1,6 +1,7 @@
 """The per-target breaker: a pure state machine over observations (no I/O, no timers; `now` is passed in).
 
-States and legal moves (ARCHITECTURE.md, "Breaker semantics"); every knob is in docs/breaker.md:
+States and legal moves (ARCHITECTURE.md, "Breaker semantics"; the moves as values are in moves.py); every knob is
+in docs/breaker.md:
 
     closed ──(failure rate | consecutive failures | slow-call rate)──► open
     open ──(open duration elapsed, decided lazily)──► half_open
@@ -25,58 +26,23 @@ caller keeps the target admissible (the evidence says `would`).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
-from datetime import datetime
+from dataclasses import replace
 from typing import Any
 
 from controlplane.config import BreakerConfig
-from controlplane.domain import ErrorClass, Observation, State
-from controlplane.errors import IllegalTransition
+from controlplane.domain import WITHDRAW_CLASSES, ErrorClass, Observation, State
+from controlplane.moves import ALLOWED, OPERATOR_ALLOWED, Drain, Evidence, Transition, check_move
 from controlplane.window import SlidingWindow, Verdict, WindowSnapshot
 
-__all__ = [
-    "ALLOWED",
-    "OPERATOR_ALLOWED",
-    "PRESSURE_CLASSES",
-    "COUNTED_FAILURES",
-    "NEUTRAL_KINDS",
-    "CALL_KINDS",
-    "signal_kinds",
-    "Evidence",
-    "Transition",
-    "Drain",
-    "Breaker",
-]
+__all__ = ["PRESSURE_CLASSES", "COUNTED_FAILURES", "NEUTRAL_KINDS", "CALL_KINDS", "signal_kinds", "Breaker"]
 
 _C, _H, _O, _W, _D = State.CLOSED, State.HALF_OPEN, State.OPEN, State.WITHDRAWN, State.DRAINED
-
-ALLOWED: frozenset[tuple[State, State]] = frozenset(
-    {
-        (_C, _O),
-        (_C, _W),
-        (_O, _H),
-        (_O, _W),
-        (_H, _C),
-        (_H, _O),
-        (_H, _W),
-        (_W, _H),
-    }
-)
-"""Moves the breaker makes by itself. Anything else raises IllegalTransition."""
-
-OPERATOR_ALLOWED: frozenset[tuple[State, State]] = frozenset(
-    {(s, _D) for s in (_C, _H, _O, _W)} | {(_D, s) for s in (_C, _H, _O, _W)}
-)
-"""Moves only an operator makes: into drained, and back out to whatever the detector says now."""
 
 # Rate limiting and overload first only lower headroom ("cool"); they count as failures only when sustained.
 PRESSURE_CLASSES: frozenset[ErrorClass] = frozenset({ErrorClass.RATE_LIMITED, ErrorClass.OVERLOADED})
 # Failures that always count in the window.
 COUNTED_FAILURES: frozenset[ErrorClass] = frozenset(
     {ErrorClass.TIMEOUT, ErrorClass.CONNECT, ErrorClass.SERVER_ERROR, ErrorClass.BAD_RESPONSE}
-)
-_WITHDRAW: frozenset[ErrorClass] = frozenset(
-    {ErrorClass.REGION_BLOCKED, ErrorClass.MODEL_GONE, ErrorClass.AUTH, ErrorClass.QUOTA_EXHAUSTED}
 )
 # Probe kinds whose outcome never moves the breaker (provider-semantics.md §4: status pages de-rank only).
 NEUTRAL_KINDS: frozenset[str] = frozenset({"status_page"})
@@ -90,86 +56,6 @@ def signal_kinds(kind: str) -> frozenset[str]:
     The catalogue sees what only a listing shows (a model gone from it); everything seen on a call is seen
     again only by a call: a healthy listing says nothing about a region block on completions."""
     return frozenset({"catalogue"}) if kind == "catalogue" else CALL_KINDS
-
-
-@dataclass(frozen=True, slots=True)
-class Evidence:
-    """Why a move happened: window counts, the deciding signal and, for fan-out, where it came from."""
-
-    verdict: str | None = None
-    calls: int = 0
-    failures: int = 0
-    slow_calls: int = 0
-    failure_rate: float = 0.0
-    slow_call_rate: float = 0.0
-    consecutive_failures: int = 0
-    window_s: float = 0.0
-    error_class: str | None = None
-    status: int | None = None
-    code: str | None = None
-    detail: str = ""
-    top_failures: tuple[tuple[str, int | None, int], ...] = ()
-    via: str | None = None  # the target whose signal was fanned out to this one (credential/egress scope)
-    open_for_s: float | None = None
-    would: bool = False  # metrics_only: what the breaker would have done; traffic is not blocked
-    actor: str | None = None  # operator moves
-    note: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["top_failures"] = [list(t) for t in self.top_failures]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Evidence:
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        known["top_failures"] = tuple(tuple(t) for t in known.get("top_failures", ()))
-        return cls(**known)
-
-    @classmethod
-    def of_window(cls, snap: WindowSnapshot, obs: Observation | None, **extra: Any) -> Evidence:
-        return cls(
-            verdict=str(snap.verdict),
-            calls=snap.calls,
-            failures=snap.failures,
-            slow_calls=snap.slow_calls,
-            failure_rate=round(snap.failure_rate, 4),
-            slow_call_rate=round(snap.slow_call_rate, 4),
-            consecutive_failures=snap.consecutive_failures,
-            window_s=snap.window_s,
-            error_class=str(obs.error_class) if obs else None,
-            status=obs.status if obs else None,
-            code=obs.code if obs else None,
-            detail=obs.detail[:200] if obs else "",
-            top_failures=snap.top_failures,
-            **extra,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """One move of one target's breaker, with its reason and evidence. `at` is monotonic seconds.
-
-    `shadow` marks a detector move made underneath an operator drain: counted, never enforced."""
-
-    target: str
-    old: State
-    new: State
-    reason: str  # "failure_rate", "consecutive_failures", "slow_call_rate", "model_gone", "drained", ...
-    evidence: Evidence
-    at: float = 0.0
-    shadow: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Drain:
-    """An operator drain; wall times because it is shown to people and survives restarts."""
-
-    reason: str
-    actor: str
-    at: datetime
-    until: datetime | None = None
-    provider: str | None = None  # set when the whole provider was drained
 
 
 _NONE: tuple[Transition, ...] = ()
@@ -218,8 +104,12 @@ class Breaker:
     def metrics_only(self) -> bool:
         return self.cfg.mode == "metrics_only"
 
-    def admits(self, now: float) -> bool:
-        """May traffic go to this target now? Pure: the lazy open → half_open move itself is made by poll()."""
+    def admits(self) -> bool:
+        """May traffic go to this target? The one place admissibility is decided (the ranker reads it).
+
+        Drained: never. metrics_only: always (moves are reported, not enforced). Closed: yes; half_open: while
+        trial slots remain, unless its trials are probes (after a recheck). Open and withdrawn: no; an open breaker whose duration has passed admits only after
+        poll()/record() has moved it to half_open, so what the table shows and what traffic gets agree."""
         if self.drain is not None:
             return False
         if self.metrics_only:
@@ -227,8 +117,6 @@ class Breaker:
         st = self._state
         if st is _C:
             return True
-        if st is _O:
-            return self.open_until is not None and now >= self.open_until
         if st is _H:
             return not self.probe_trials and self.trials < self.cfg.half_open_trials
         return False
@@ -324,7 +212,7 @@ class Breaker:
         st = self._state
         if st is _W:
             return self._recheck(obs, cls, now)
-        if cls in _WITHDRAW and not (cls is ErrorClass.QUOTA_EXHAUSTED and obs.retry_after_s is not None):
+        if cls in WITHDRAW_CLASSES and not (cls is ErrorClass.QUOTA_EXHAUSTED and obs.retry_after_s is not None):
             # (a quota with a known reset, e.g. Gemini's per-day quota, only cools: §6 "cool(daily reset)")
             return self._withdraw(obs, now)
         out: tuple[Transition, ...] = _NONE
@@ -454,7 +342,7 @@ class Breaker:
             self.drain = drain
             return None
         old = self._state
-        _check(old, _D, OPERATOR_ALLOWED)
+        check_move(old, _D, OPERATOR_ALLOWED)
         self.drain = drain
         return Transition(self.target, old, _D, "drained", Evidence(actor=drain.actor, note=drain.reason), now)
 
@@ -465,14 +353,14 @@ class Breaker:
         self.drain = None
         lazy = self.poll(now)
         new = self._state
-        _check(_D, new, OPERATOR_ALLOWED)
+        check_move(_D, new, OPERATOR_ALLOWED)
         t = Transition(self.target, _D, new, "undrained", Evidence(actor=actor, note=reason), now)
         return (t,) + tuple(replace(x, shadow=True) for x in lazy)
 
     # -- moves -----------------------------------------------------------------------------------
     def _move(self, new: State, reason: str, evidence: Evidence, now: float) -> Transition:
         old = self._state
-        _check(old, new, ALLOWED)
+        check_move(old, new, ALLOWED)
         if new is _O:
             if old is _C:  # time spent healthy earns back open levels (Envoy decrements its multiplier)
                 decay = int((now - self.closed_since) // max(self.cfg.open_duration_max, 1e-9))
@@ -577,8 +465,3 @@ class Breaker:
 def _sane(x: float | None) -> bool:
     """A duration we can use: None (unknown) or finite and non-negative. NaN would poison percentiles."""
     return x is None or (math.isfinite(x) and x >= 0)
-
-
-def _check(old: State, new: State, allowed: frozenset[tuple[State, State]]) -> None:
-    if (old, new) not in allowed:
-        raise IllegalTransition(old, new)

@@ -16,7 +16,7 @@ from datetime import datetime
 from itertools import chain
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Dialect
 
 __all__ = ["BulkInsert"]
 
@@ -37,7 +37,7 @@ class BulkInsert:
         self,
         table: str,
         columns: Sequence[str],
-        dialect: Any,
+        dialect: Dialect,
         *,
         add_on_conflict: Sequence[str] = (),
         conflict_keys: Sequence[str] = (),
@@ -61,7 +61,7 @@ class BulkInsert:
         self._largest = 1 << (max(1, min(_MAX_ROWS, _MAX_PARAMS // len(columns))).bit_length() - 1)
         self._statements: dict[int, str] = {}  # rows per statement -> SQL
 
-    def datetime_param(self, at: datetime) -> Any:
+    def datetime_param(self, at: datetime) -> datetime | str:
         """A datetime as the driver should get it: PostgreSQL takes it as it is; on SQLite, SQLAlchemy's DATETIME
         text ('2026-01-02 03:04:05.000006', the fields as they are, no zone), which is what the ORM stores."""
         return at.replace(tzinfo=None).isoformat(" ", "microseconds") if self.sqlite else at

@@ -3,6 +3,8 @@
 Reading a file into a `Config` (YAML, `${ENV}` expansion, errors that name the file, the field and the fix) is
 controlplane/config_loader.py. Cross-field checks raise `FieldProblem` with their own dotted path. Secrets
 (`api_key`, auth tokens) are `SecretStr`: they never print, log or serialise in clear.
+
+Longer than most modules on purpose: the whole schema in one file, in the order docs/config.md renders it.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from sqlmodel import Field, Session, SQLModel
 
 from controlplane.bulk import BulkInsert
 from controlplane.clock import Clock
+from controlplane.rows import table_of
 
 __all__ = ["DecisionRow", "Decision", "DecisionLog", "summarise", "ensure_decision_table", "USAGE_GROUPS", "cost_usd"]
 
@@ -171,7 +172,7 @@ class DecisionLog:
 
     def ensure_schema(self) -> None:
         if self._engine is not None:
-            SQLModel.metadata.create_all(self._engine, tables=[DecisionRow.__table__])  # type: ignore[attr-defined]
+            SQLModel.metadata.create_all(self._engine, tables=[table_of(DecisionRow)])
 
     async def start(self) -> None:
         if self._engine is None or self._task is not None:
@@ -241,7 +242,7 @@ class DecisionLog:
             return 0
         cutoff = now - timedelta(seconds=self._retention)
         with self._engine.begin() as conn:
-            res = conn.execute(delete(DecisionRow).where(DecisionRow.at < cutoff))  # type: ignore[arg-type]
+            res = conn.execute(delete(table_of(DecisionRow)).where(table_of(DecisionRow).c.at < cutoff))
             return int(res.rowcount or 0)
 
 
@@ -249,7 +250,7 @@ def summarise(engine: Engine, by: str, since: datetime) -> list[dict[str, Any]]:
     """Usage grouped by route, target or tag since `since`: requests, errors, failovers, tokens, cost, latency."""
     if by not in USAGE_GROUPS:
         raise ValueError(f"by must be one of {', '.join(USAGE_GROUPS)}")
-    t = DecisionRow.__table__.c  # type: ignore[attr-defined]  # Core columns: typed SQL expressions
+    t = table_of(DecisionRow).c  # Core columns: typed SQL expressions
     col = t[by]
     stmt = (
         select(
@@ -294,5 +295,5 @@ def ensure_decision_table(engine: Engine) -> None:
     """Create the decision table if it is missing (blocking; once per engine per process)."""
     if id(engine) in _SCHEMA_READY:
         return
-    SQLModel.metadata.create_all(engine, [DecisionRow.__table__])  # type: ignore[attr-defined]
+    SQLModel.metadata.create_all(engine, [table_of(DecisionRow)])
     _SCHEMA_READY.add(id(engine))

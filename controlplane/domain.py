@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
+from typing import TypedDict, Unpack
 
 __all__ = [
     "ErrorClass",
@@ -21,6 +22,9 @@ __all__ = [
     "Observation",
     "FAILURE_CLASSES",
     "WITHDRAW_CLASSES",
+    "Measurements",
+    "ObservationFields",
+    "ObservationChanges",
     "FAILOVER_CLASSES",
 ]
 
@@ -144,6 +148,36 @@ class Classification:
         return self.error_class is ErrorClass.OK
 
 
+class Measurements(TypedDict, total=False):
+    """What a call measured, by keyword (Observation.from_classification takes these beside the classification)."""
+
+    latency_s: float | None
+    ttft_s: float | None
+    tokens_per_s: float | None
+    headroom: float | None
+    extra: dict[str, object]
+
+
+class ObservationFields(Measurements, total=False):
+    """Every optional field of an Observation, by keyword (Observation.success / failure)."""
+
+    status: int | None
+    retry_after_s: float | None
+    scope: Scope
+    code: str | None
+    detail: str
+
+
+class ObservationChanges(ObservationFields, total=False):
+    """Any field of an Observation, by keyword (Observation.with_)."""
+
+    target: str
+    at: datetime
+    source: Source
+    kind: str
+    error_class: ErrorClass
+
+
 @dataclass(frozen=True, slots=True)
 class Observation:
     """One outcome about one target, from a probe or from live traffic."""
@@ -170,9 +204,9 @@ class Observation:
 
     @classmethod
     def success(
-        cls, target: str, *, kind: str, at: datetime, source: Source = Source.PROBE, **fields: object
+        cls, target: str, *, kind: str, at: datetime, source: Source = Source.PROBE, **fields: Unpack[ObservationFields]
     ) -> Observation:
-        return cls(target=target, at=at, source=source, kind=kind, error_class=ErrorClass.OK, **fields)  # type: ignore[arg-type]
+        return cls(target=target, at=at, source=source, kind=kind, error_class=ErrorClass.OK, **fields)
 
     @classmethod
     def failure(
@@ -183,9 +217,9 @@ class Observation:
         kind: str,
         at: datetime,
         source: Source = Source.PROBE,
-        **fields: object,
+        **fields: Unpack[ObservationFields],
     ) -> Observation:
-        return cls(target=target, at=at, source=source, kind=kind, error_class=error_class, **fields)  # type: ignore[arg-type]
+        return cls(target=target, at=at, source=source, kind=kind, error_class=error_class, **fields)
 
     @classmethod
     def from_classification(
@@ -196,7 +230,7 @@ class Observation:
         kind: str,
         at: datetime,
         source: Source = Source.PROBE,
-        **fields: object,
+        **fields: Unpack[Measurements],
     ) -> Observation:
         return cls(
             target=target,
@@ -209,8 +243,8 @@ class Observation:
             scope=c.scope,
             code=c.code,
             detail=c.detail,
-            **fields,  # type: ignore[arg-type]
+            **fields,
         )
 
-    def with_(self, **changes: object) -> Observation:
-        return replace(self, **changes)  # type: ignore[arg-type]
+    def with_(self, **changes: Unpack[ObservationChanges]) -> Observation:
+        return replace(self, **changes)

@@ -3,15 +3,14 @@
 TurnoutError
  ├── ConfigError(file, field, problem, fix)
  ├── ProviderError(provider, target, classification)
- ├── NoAdmissibleTarget(route, attempts)
  ├── IllegalTransition(old, new)
  └── StoreError(operation, cause)
+
+One more subclass lives beside the code that raises it: `NotLeader` (controlplane/scaleout/control_replica.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -21,8 +20,6 @@ __all__ = [
     "TurnoutError",
     "ConfigError",
     "ProviderError",
-    "NoAdmissibleTarget",
-    "Attempt",
     "IllegalTransition",
     "StoreError",
 ]
@@ -73,29 +70,6 @@ class ProviderError(TurnoutError):
         return (
             f"ProviderError(provider={self.provider!r}, target={self.target!r}, classification={self.classification!r})"
         )
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    target: str
-    error_class: ErrorClass
-    status: int | None = None
-    detail: str = ""
-
-
-class NoAdmissibleTarget(TurnoutError):
-    """Every target of a route was tried or skipped; `attempts` keeps each one, in order."""
-
-    def __init__(self, route: str, attempts: Sequence[Attempt]) -> None:
-        self.route, self.attempts = route, list(attempts)
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        tried = ", ".join(f"{a.target}: {a.error_class}" for a in self.attempts) or "no admissible target"
-        return f"route {self.route!r} exhausted ({tried})"
-
-    def __repr__(self) -> str:
-        return f"NoAdmissibleTarget(route={self.route!r}, attempts={self.attempts!r})"
 
 
 class IllegalTransition(TurnoutError):

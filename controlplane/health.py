@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from controlplane.breaker import Breaker, Drain, Transition
+from controlplane.breaker import Breaker
 from controlplane.clock import Clock
 from controlplane.config import Config, ModelConfig, ProviderConfig
 from controlplane.domain import WITHDRAW_CLASSES, Observation, Scope, State
 from controlplane.events import Event
-from controlplane.ranker import Candidate, entry_for, rank_route, score
+from controlplane.moves import Drain, Transition
+from controlplane.ranker import TargetStanding, entry_for, rank_route, score
 from controlplane.reasons import state_reason
 from controlplane.table import RouteRanking, Table, TableEntry
 from probes import applies
@@ -163,7 +164,7 @@ class HealthModel:
             "reason": self._reason(b, now),
             "reason_code": b.reason,
             "evidence": b.evidence.to_dict(),
-            "admissible": self._admissible(b),
+            "admissible": b.admits(),
             "mode": self._cfg.breaker.mode,
             "open_until": _iso(self._wall(b.open_until, now)) if b.open_until is not None else None,
             "next_recheck": _iso(self._wall(b.next_recheck, now)) if b.next_recheck is not None else None,
@@ -346,14 +347,6 @@ class HealthModel:
     def _wall(self, mono: float | None, now: float) -> datetime:
         return self._clock.wall() + timedelta(seconds=(mono if mono is not None else now) - now)
 
-    def _admissible(self, b: Breaker) -> bool:
-        st = b.state
-        if st is State.DRAINED:
-            return False
-        if b.metrics_only or st is State.CLOSED:
-            return True
-        return st is State.HALF_OPEN and not b.probe_trials and b.trials < b.cfg.half_open_trials
-
     def _reason(self, b: Breaker, now: float) -> str:
         st = b.state
         return state_reason(
@@ -369,15 +362,15 @@ class HealthModel:
             metrics_only=b.metrics_only,
         )
 
-    def _candidate(self, t: str, b: Breaker, now: float) -> Candidate:
+    def _candidate(self, t: str, b: Breaker, now: float) -> TargetStanding:
         p, m = self._targets[t]
         lp50, lp95, tp50, tp95 = b.window.percentiles(now)
-        return Candidate(
+        return TargetStanding(
             target=t,
             provider=p,
             model=m,
             state=b.state,
-            admissible=self._admissible(b),
+            admissible=b.admits(),
             reason=self._reason(b, now),
             latency_p50_s=lp50,
             latency_p95_s=lp95,

@@ -6,6 +6,8 @@ outcome. Never request ids or free text. Each `Metrics` owns its registry, so te
 Besides the catalogue, the `observe_*` functions reflect the pipeline's values (observations, transitions,
 the published table, events) into the metrics, so every writer labels them the same way; `render` gives the
 exposition text and `catalogue_markdown` the reference page (docs/metrics.md, kept in sync by a test).
+
+Longer than most modules on purpose: the whole metric catalogue in one place is what makes labels consistent.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from controlplane.domain import State
 from controlplane.reasons import PANIC_SUFFIX, excluded_reason
 from controlplane.table import RouteRanking, TableEntry
 
-__all__ = ["Candidate", "policy_exclusion", "score", "rank_route", "entry_for", "PRICE_SCALE", "PRIORITY_STEP"]
+__all__ = ["TargetStanding", "policy_exclusion", "score", "rank_route", "entry_for", "PRICE_SCALE", "PRIORITY_STEP"]
 
 # Price (USD per million output tokens) at which the price component is 0.5.
 PRICE_SCALE = 10.0
@@ -36,8 +36,10 @@ _FLOOR = 0.01
 
 
 @dataclass(frozen=True, slots=True)
-class Candidate:
-    """What the ranker needs to know about one target (built by the health model from its breaker)."""
+class TargetStanding:
+    """What the ranker needs to know about one target: its standing (breaker state and windowed stats, built by the
+    health model). Not the data plane's `Candidate` (dataplane/selection.py), which is what a request needs to
+    send to a target."""
 
     target: str
     provider: ProviderConfig
@@ -80,7 +82,7 @@ def _inv(x: float | None, scale: float = 1.0) -> float:
     return 1.0 / (1.0 + x / scale)
 
 
-def score(c: Candidate, w: RankingConfig) -> float:
+def score(c: TargetStanding, w: RankingConfig) -> float:
     """Weighted geometric mean of components in (0, 1], plus a small priority bonus. Higher is better.
 
     Geometric rather than arithmetic: a target 10× slower, or with no headroom left, loses a real share
@@ -124,7 +126,7 @@ def _sticky_order(
 
 
 def entry_for(
-    c: Candidate,
+    c: TargetStanding,
     *,
     admissible: bool,
     rank: int | None,
@@ -157,7 +159,7 @@ def entry_for(
 
 def rank_route(
     route: RouteConfig,
-    cands: Mapping[str, Candidate],
+    cands: Mapping[str, TargetStanding],
     ranking: RankingConfig,
     previous_order: Sequence[str] = (),
 ) -> RouteRanking:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from controlplane.breaker import Drain, Evidence
 from controlplane.domain import State
+from controlplane.moves import Drain, Evidence
 
 __all__ = ["hhmmss", "state_reason", "excluded_reason", "PANIC_SUFFIX"]
 

@@ -1,4 +1,5 @@
-"""The store's tables (SQLModel): raw observations, per-minute rollups, events, health snapshot, tables.
+"""The store's tables (SQLModel): raw observations, per-minute rollups, events, health snapshot, tables; and how
+an Observation maps onto a raw row and back.
 
 Every table lives in `SQLModel.metadata`, so other parts add their own tables beside these and call
 `Store.create_schema()` after importing them. Timestamps are stored as UTC; columns only ever get added
@@ -7,13 +8,14 @@ Every table lives in `SQLModel.metadata`, so other parts add their own tables be
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Integer, String
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Integer, String, Table
 from sqlmodel import Field, SQLModel
 
-from controlplane.domain import ErrorClass
+from controlplane.domain import ErrorClass, Observation, Scope, Source
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -25,6 +27,11 @@ __all__ = [
     "HealthRow",
     "PublishedTableRow",
     "ProbeSpendRow",
+    "table_of",
+    "OBSERVATION_COLUMNS",
+    "observation_values",
+    "observation_of",
+    "empty_rollup",
 ]
 
 # Bumped whenever a column or table is added; recorded in the `turnout_meta` row `schema_version`.
@@ -32,6 +39,15 @@ SCHEMA_VERSION = 1
 
 # One counter column per error class in the rollups, e.g. `n_server_error` (atomic `col = col + n` upserts).
 CLASS_COLUMNS: dict[ErrorClass, str] = {ec: f"n_{ec.value}" for ec in ErrorClass}
+
+
+def table_of(row: type[SQLModel]) -> Table:
+    """The Core table behind a `table=True` model, typed (SQLModel sets `__table__` but does not declare it).
+
+    Core statements (bulk `update(...)` with bind parameters, `insert ... on conflict`) take the table."""
+    name = row.__tablename__
+    assert isinstance(name, str), row
+    return row.metadata.tables[name]
 
 
 def _utc_col(index: bool = False, nullable: bool = False) -> Any:
@@ -138,6 +154,76 @@ class PublishedTableRow(SQLModel, table=True):
     version: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     published_at: datetime = _utc_col()
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+# -- observations onto rows and back (the store's bulk writes name these columns in this order) ---------------
+OBSERVATION_COLUMNS = (
+    "target",
+    "provider",
+    "at",
+    "source",
+    "kind",
+    "error_class",
+    "latency_s",
+    "ttft_s",
+    "tokens_per_s",
+    "status",
+    "headroom",
+    "retry_after_s",
+    "scope",
+    "code",
+    "detail",
+    "extra",
+)
+
+
+def observation_values(o: Observation, at: object) -> tuple[Any, ...]:
+    """One raw row, in OBSERVATION_COLUMNS order; `at` is the timestamp as the dialect's bulk insert takes it."""
+    return (
+        o.target,
+        o.target.partition("/")[0],
+        at,
+        str(o.source),
+        o.kind,
+        str(o.error_class),
+        o.latency_s,
+        o.ttft_s,
+        o.tokens_per_s,
+        o.status,
+        o.headroom,
+        o.retry_after_s,
+        str(o.scope),
+        (o.code or None) and o.code[:200],
+        o.detail[:1000],
+        json.dumps(o.extra, default=str) if o.extra else "{}",
+    )
+
+
+def empty_rollup(target: str, provider: str, minute: datetime) -> dict[str, Any]:
+    base: dict[str, Any] = {"target": target, "provider": provider, "minute": minute}
+    base.update({c: 0 for c in CLASS_COLUMNS.values()})
+    base.update(latency_sum=0.0, latency_count=0, ttft_sum=0.0, ttft_count=0)
+    return base
+
+
+def observation_of(r: ObservationRow) -> Observation:
+    return Observation(
+        target=r.target,
+        at=r.at.replace(tzinfo=UTC) if r.at.tzinfo is None else r.at.astimezone(UTC),
+        source=Source(r.source),
+        kind=r.kind,
+        error_class=ErrorClass(r.error_class),
+        latency_s=r.latency_s,
+        ttft_s=r.ttft_s,
+        tokens_per_s=r.tokens_per_s,
+        status=r.status,
+        headroom=r.headroom,
+        retry_after_s=r.retry_after_s,
+        scope=Scope(r.scope),
+        code=r.code,
+        detail=r.detail,
+        extra=dict(r.extra or {}),
+    )
 
 
 class ProbeSpendRow(SQLModel, table=True):

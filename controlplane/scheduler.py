@@ -35,7 +35,7 @@ from probes import PROBE_KINDS, PROVIDER_LEVEL_KINDS, ProbeContext, ProbeFn, Pro
 from probes.budget import SpendBudget
 
 if TYPE_CHECKING:
-    from adapters.base import Adapter
+    from adapters.base import ProbeAdapter
 
 __all__ = [
     "ProbeJob",
@@ -158,7 +158,7 @@ class ProbeScheduler:
         *,
         session: aiohttp.ClientSession | None,
         sink: ObservationSink,
-        adapter_for: Callable[[ProviderConfig], Adapter],
+        adapter_for: Callable[[ProviderConfig], ProbeAdapter],
         metrics: Metrics | None = None,
         health: ShouldProbe | None = None,
         kinds: Mapping[str, ProbeFn] = PROBE_KINDS,

@@ -24,7 +24,7 @@ from sqlalchemy import case, func, select
 from controlplane.config import AuthConfig
 from controlplane.domain import ErrorClass, State
 from controlplane.events import Event
-from controlplane.rows import CLASS_COLUMNS, RollupRow
+from controlplane.rows import CLASS_COLUMNS, RollupRow, table_of
 from controlplane.seams import StatusPageDeps
 from controlplane.table import Table, TableEntry
 
@@ -153,7 +153,7 @@ def uptime_history(store: Any, now: datetime, period_s: float, periods: int = PE
     Uptime counts as the store's `uptime()` does: ok / (ok + failures); client errors say nothing about a
     target and are left out. A period with no counted observation has no bar value ("no data").
     """
-    t = RollupRow.__table__  # type: ignore[attr-defined]
+    t = table_of(RollupRow)
     start = now - timedelta(seconds=period_s * periods)
     bounds = [start + timedelta(seconds=period_s * i) for i in range(periods)]
     # A CASE over the period starts works the same on SQLite and PostgreSQL (no epoch arithmetic dialects);

@@ -14,27 +14,31 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, inspect, text
+from sqlalchemy import CursorResult, Engine, Result, delete, func, inspect, text
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, SQLModel, col, select
+from sqlmodel import Session, col, select
 
 from controlplane.bulk import BulkInsert
 from controlplane.clock import Clock
-from controlplane.domain import ErrorClass, Observation, Scope, Source
+from controlplane.database import brief, migrate, open_engine, schema_version
+from controlplane.domain import ErrorClass, Observation, Source
 from controlplane.errors import StoreError
 from controlplane.events import Event
 from controlplane.fencing import LeaseFence
 from controlplane.rows import (
     CLASS_COLUMNS,
-    SCHEMA_VERSION,
+    OBSERVATION_COLUMNS,
     EventRow,
     HealthRow,
-    MetaRow,
     ObservationRow,
     ProbeSpendRow,
     PublishedTableRow,
     RollupRow,
+    empty_rollup,
+    observation_of,
+    observation_values,
+    table_of,
 )
 from controlplane.table import Table
 
@@ -47,25 +51,6 @@ EventHook = Callable[[Session, list[Event]], None]
 UPTIME_EXCLUDED_KINDS = frozenset({"status_page"})
 # Classes that say nothing about the target (the caller's own mistake).
 _NEUTRAL = frozenset({ErrorClass.CLIENT_ERROR})
-_OBSERVATION_COLUMNS = (
-    "target",
-    "provider",
-    "at",
-    "source",
-    "kind",
-    "error_class",
-    "latency_s",
-    "ttft_s",
-    "tokens_per_s",
-    "status",
-    "headroom",
-    "retry_after_s",
-    "scope",
-    "code",
-    "detail",
-    "extra",
-)
-_SCHEMA_LOCK = 0x7363686D  # advisory lock key serialising schema migrations between processes
 KEEP_TABLES = 50  # published tables kept for history / debugging
 
 
@@ -84,14 +69,7 @@ class Store:
     def __init__(self, url: str, clock: Clock, *, create: bool = True) -> None:
         self.url, self.clock = url, clock
         self.is_sqlite = url.startswith("sqlite")
-        try:
-            if self.is_sqlite:
-                self.engine: Engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-                event.listen(self.engine, "connect", _sqlite_pragmas)
-            else:
-                self.engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
-        except (SQLAlchemyError, ModuleNotFoundError) as exc:
-            raise StoreError("open", f"{type(exc).__name__}: {_safe_url(url)}") from None
+        self.engine: Engine = open_engine(url)
         self._hooks: list[EventHook] = []
         self._before_insert: list[Callable[[Session], None]] = []
         self._obs_bulk: BulkInsert | None = None
@@ -104,72 +82,13 @@ class Store:
         if create:
             self.create_schema()
 
-    # -- schema -----------------------------------------------------------------------------------
+    # -- schema (controlplane/database.py) -------------------------------------------------------
     def create_schema(self) -> int:
-        """Create missing tables, add missing columns (additive migration), record schema_version.
-
-        On PostgreSQL this holds an advisory lock for the whole migration: replicas starting together would
-        otherwise race on CREATE TABLE (duplicate pg_type rows) and one of them would fail to start."""
-        if self.engine.dialect.name != "postgresql":
-            return self._create_schema()
-        try:
-            with self.engine.connect() as lock_conn:
-                lock_conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _SCHEMA_LOCK})
-                try:
-                    return self._create_schema()
-                finally:
-                    lock_conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _SCHEMA_LOCK})
-                    lock_conn.commit()
-        except SQLAlchemyError as exc:
-            raise StoreError("migrate", _brief(exc)) from None
-
-    def _create_schema(self) -> int:
-        try:
-            SQLModel.metadata.create_all(self.engine)
-            added = self._add_missing_columns()
-            with Session(self.engine) as s:
-                row = s.get(MetaRow, "schema_version")
-                if row is None:
-                    s.add(MetaRow(key="schema_version", value=str(SCHEMA_VERSION)))
-                elif int(row.value or 0) < SCHEMA_VERSION:
-                    row.value = str(SCHEMA_VERSION)
-                    s.add(row)
-                s.commit()
-        except SQLAlchemyError as exc:
-            raise StoreError("migrate", _brief(exc)) from None
-        for added_col in added:
-            log.info("store: added column %s", added_col)
-        return SCHEMA_VERSION
-
-    def _add_missing_columns(self) -> list[str]:
-        insp = inspect(self.engine)
-        added: list[str] = []
-        with self.engine.begin() as conn:
-            for table in SQLModel.metadata.sorted_tables:
-                if not insp.has_table(table.name):
-                    continue
-                have = {c["name"] for c in insp.get_columns(table.name)}
-                for col in table.columns:
-                    if col.name in have or col.primary_key:
-                        continue
-                    ddl_type = col.type.compile(dialect=self.engine.dialect)
-                    default = ""
-                    if col.default is not None and getattr(col.default, "is_scalar", False):
-                        default = f" DEFAULT {_sql_literal(getattr(col.default, 'arg', ''))}"
-                    elif not col.nullable:
-                        default = (
-                            " DEFAULT 0"
-                            if ddl_type.upper() in ("INTEGER", "BIGINT", "FLOAT", "REAL")
-                            else " DEFAULT ''"
-                        )
-                    conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{col.name}" {ddl_type}{default}'))
-                    added.append(f"{table.name}.{col.name}")
-        return added
+        """Create missing tables, add missing columns (additive migration), record schema_version."""
+        return migrate(self.engine)
 
     def schema_version(self) -> int:
-        with Session(self.engine) as s:
-            row = s.get(MetaRow, "schema_version")
-            return int(row.value) if row else 0
+        return schema_version(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -196,26 +115,7 @@ class Store:
                     self._fold(rollups, o, at, second)
                     continue
                 live_ok_second[o.target] = second
-            rows.append(
-                (
-                    o.target,
-                    o.target.partition("/")[0],
-                    bulk.datetime_param(at),
-                    str(o.source),
-                    o.kind,
-                    str(o.error_class),
-                    o.latency_s,
-                    o.ttft_s,
-                    o.tokens_per_s,
-                    o.status,
-                    o.headroom,
-                    o.retry_after_s,
-                    str(o.scope),
-                    (o.code or None) and o.code[:200],
-                    o.detail[:1000],
-                    json.dumps(o.extra, default=str) if o.extra else "{}",
-                )
-            )
+            rows.append(observation_values(o, bulk.datetime_param(at)))
             self._fold(rollups, o, at, second)
         upsert = self._rollup_insert()
         sums = [tuple(upsert_value(r[c]) for c, upsert_value in self._rollup_params) for r in rollups.values()]
@@ -224,7 +124,7 @@ class Store:
                 bulk.write(conn, rows)
                 upsert.write(conn, sums)
         except SQLAlchemyError as exc:
-            raise StoreError("add_observations", _brief(exc)) from None
+            raise StoreError("add_observations", brief(exc)) from None
         return len(rows)
 
     @staticmethod
@@ -236,7 +136,7 @@ class Store:
         r = rollups.get(key)
         if r is None:
             minute = at.replace(second=0, microsecond=0)
-            r = rollups[key] = _empty_rollup(o.target, o.target.partition("/")[0], minute)
+            r = rollups[key] = empty_rollup(o.target, o.target.partition("/")[0], minute)
         r[CLASS_COLUMNS[o.error_class]] += 1
         if o.error_class is ErrorClass.OK:
             if o.latency_s is not None:
@@ -249,7 +149,7 @@ class Store:
     def _observation_insert(self) -> BulkInsert:
         """Live traffic writes an observation per request: a multi-row INSERT (controlplane/bulk.py says why)."""
         if self._obs_bulk is None:
-            self._obs_bulk = BulkInsert(ObservationRow.__tablename__, _OBSERVATION_COLUMNS, self.engine.dialect)
+            self._obs_bulk = BulkInsert(ObservationRow.__tablename__, OBSERVATION_COLUMNS, self.engine.dialect)
         return self._obs_bulk
 
     def _rollup_insert(self) -> BulkInsert:
@@ -276,16 +176,16 @@ class Store:
                 .group_by(col(ObservationRow.kind))
             )
             rows = s.exec(select(ObservationRow).where(col(ObservationRow.id).in_(ids))).all()
-            return {r.kind: _row_to_obs(r) for r in rows}
+            return {r.kind: observation_of(r) for r in rows}
 
     def recent_observations(self, target: str, limit: int = 100, since: datetime | None = None) -> list[Observation]:
         """The newest observations of one target, newest first."""
         q = select(ObservationRow).where(ObservationRow.target == target)
         if since is not None:
             q = q.where(ObservationRow.at >= _utc(since))
-        q = q.order_by(ObservationRow.id.desc()).limit(limit)  # type: ignore[union-attr]
+        q = q.order_by(col(ObservationRow.id).desc()).limit(limit)
         with Session(self.engine) as s:
-            return [_row_to_obs(r) for r in s.exec(q).all()]
+            return [observation_of(r) for r in s.exec(q).all()]
 
     # -- rollups, uptime, retention ---------------------------------------------------------------
     def rollup_and_prune(
@@ -307,17 +207,17 @@ class Store:
                         col(ObservationRow.at) < now - timedelta(seconds=observation_retention)
                     )
                 )
-                out["observations"] = r.rowcount or 0  # type: ignore[attr-defined]
+                out["observations"] = _rowcount(r)
                 r = s.execute(
                     delete(RollupRow).where(col(RollupRow.minute) < now - timedelta(seconds=rollup_retention))
                 )
-                out["rollups"] = r.rowcount or 0  # type: ignore[attr-defined]
+                out["rollups"] = _rowcount(r)
                 if event_retention is not None:
                     r = s.execute(delete(EventRow).where(col(EventRow.at) < now - timedelta(seconds=event_retention)))
-                    out["events"] = r.rowcount or 0  # type: ignore[attr-defined]
+                    out["events"] = _rowcount(r)
                 s.commit()
         except SQLAlchemyError as exc:
-            raise StoreError("prune", _brief(exc)) from None
+            raise StoreError("prune", brief(exc)) from None
         return out
 
     def uptime(
@@ -326,7 +226,7 @@ class Store:
         """Per target over the last `window_s`: uptime % (ok / (ok + failures); client errors and status-page
         hints excluded), counts by class, mean latency, and the share of the error budget (1 - slo) used."""
         since = _utc(self.clock.wall()) - timedelta(seconds=window_s)
-        t = RollupRow.__table__  # type: ignore[attr-defined]
+        t = table_of(RollupRow)
         sums = [func.sum(t.c[c]).label(c) for c in (*CLASS_COLUMNS.values(), "latency_sum", "latency_count")]
         q = sa_select(t.c.target, t.c.provider, *sums).where(t.c.minute >= since.replace(second=0, microsecond=0))
         if target is not None:
@@ -398,7 +298,7 @@ class Store:
                     hook(s, stored)
                 s.commit()
         except SQLAlchemyError as exc:
-            raise StoreError("append_events", _brief(exc)) from None
+            raise StoreError("append_events", brief(exc)) from None
         return stored
 
     def list_events(
@@ -408,13 +308,13 @@ class Store:
         `after` None: the newest `limit` events, still in ascending id order."""
         q = select(EventRow)
         if types:
-            q = q.where(EventRow.type.in_(types))  # type: ignore[attr-defined]
+            q = q.where(col(EventRow.type).in_(types))
         if subject is not None:
             q = q.where(EventRow.subject == subject)
         if after is not None:
-            q = q.where(EventRow.id > after).order_by(EventRow.id.asc()).limit(limit)  # type: ignore[operator, union-attr]
+            q = q.where(col(EventRow.id) > after).order_by(col(EventRow.id).asc()).limit(limit)
         else:
-            q = q.order_by(EventRow.id.desc()).limit(limit)  # type: ignore[union-attr]
+            q = q.order_by(col(EventRow.id).desc()).limit(limit)
         with Session(self.engine) as s:
             rows = list(s.exec(q).all())
         rows.sort(key=lambda r: r.id or 0)
@@ -447,20 +347,20 @@ class Store:
                 s.add(row)
                 s.commit()
         except SQLAlchemyError as exc:
-            raise StoreError("save_health", _brief(exc)) from None
+            raise StoreError("save_health", brief(exc)) from None
 
     def load_health(self) -> tuple[dict[str, Any] | None, Table | None]:
         """The last saved snapshot and the newest published table (None, None on a fresh database)."""
         with Session(self.engine) as s:
             row = s.get(HealthRow, 1)
-            trow = s.exec(select(PublishedTableRow).order_by(PublishedTableRow.version.desc()).limit(1)).first()  # type: ignore[attr-defined]
+            trow = s.exec(select(PublishedTableRow).order_by(col(PublishedTableRow.version).desc()).limit(1)).first()
             snapshot = dict(row.snapshot) if row else None
             table = Table.from_dict(trow.data) if trow else None
         return snapshot, table
 
     def table_history(self, limit: int = 10) -> list[Table]:
         with Session(self.engine) as s:
-            rows = s.exec(select(PublishedTableRow).order_by(PublishedTableRow.version.desc()).limit(limit)).all()  # type: ignore[attr-defined]
+            rows = s.exec(select(PublishedTableRow).order_by(col(PublishedTableRow.version).desc()).limit(limit)).all()
             return [Table.from_dict(r.data) for r in rows]
 
     # -- paid-probe spend (probes/budget.py: SpendLedger) -------------------------------------------
@@ -484,7 +384,7 @@ class Store:
                 s.execute(delete(ProbeSpendRow).where(col(ProbeSpendRow.day) < (day - timedelta(days=31)).isoformat()))
                 s.commit()
         except SQLAlchemyError as exc:
-            raise StoreError("save_spend", _brief(exc)) from None
+            raise StoreError("save_spend", brief(exc)) from None
 
     # -- inspection -------------------------------------------------------------------------------
     def table_counts(self) -> dict[str, int]:
@@ -505,62 +405,10 @@ class Store:
             return False
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-    cur.execute("PRAGMA synchronous=NORMAL")  # durable on commit in WAL, minus an fsync per write
-    cur.execute("PRAGMA busy_timeout=10000")  # a second writer waits instead of failing
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
-
-
 def _as_is(value: Any) -> Any:
     return value
 
 
-def _empty_rollup(target: str, provider: str, minute: datetime) -> dict[str, Any]:
-    base: dict[str, Any] = {"target": target, "provider": provider, "minute": minute}
-    base.update({c: 0 for c in CLASS_COLUMNS.values()})
-    base.update(latency_sum=0.0, latency_count=0, ttft_sum=0.0, ttft_count=0)
-    return base
-
-
-def _row_to_obs(r: ObservationRow) -> Observation:
-    return Observation(
-        target=r.target,
-        at=_utc(r.at),
-        source=Source(r.source),
-        kind=r.kind,
-        error_class=ErrorClass(r.error_class),
-        latency_s=r.latency_s,
-        ttft_s=r.ttft_s,
-        tokens_per_s=r.tokens_per_s,
-        status=r.status,
-        headroom=r.headroom,
-        retry_after_s=r.retry_after_s,
-        scope=Scope(r.scope),
-        code=r.code,
-        detail=r.detail,
-        extra=dict(r.extra or {}),
-    )
-
-
-def _safe_url(url: str) -> str:
-    """The database URL without a password (never logged in clear)."""
-    import re
-
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
-
-
-def _brief(exc: BaseException) -> str:
-    """One line, no SQL parameters (they may hold data we do not want in logs)."""
-    orig = getattr(exc, "orig", None)
-    return f"{type(orig or exc).__name__}: {str(orig or exc).splitlines()[0][:200]}"
-
-
-def _sql_literal(v: object) -> str:
-    if isinstance(v, bool):
-        return "1" if v else "0"
-    if isinstance(v, int | float):
-        return str(v)
-    return "'" + str(v).replace("'", "''") + "'"
+def _rowcount(r: Result[Any]) -> int:
+    """Rows a DELETE touched (a DML statement's result is a CursorResult; the session types it as Result)."""
+    return (r.rowcount or 0) if isinstance(r, CursorResult) else 0

@@ -16,26 +16,19 @@ from typing import Any
 
 import orjson
 
-from adapters.base import Adapter, StreamItem, StreamTranslator, UpstreamRequest
+from adapters.base import Adapter, StreamItem, UpstreamRequest
 from adapters.calls import MAX_BODY_BYTES
+from adapters.stream_judge import StreamJudge
+from adapters.transport_faults import TRANSPORT_FAULTS, transport_fault
 from controlplane.clock import Clock
 from controlplane.domain import Classification, ErrorClass, Headroom
 from controlplane.errors import ProviderError
-from dataplane.http.upstream import (
-    UpstreamBodyTooLarge,
-    UpstreamClosed,
-    UpstreamConnectError,
-    UpstreamPool,
-    UpstreamProtocolError,
-    UpstreamResponse,
-)
+from dataplane.http.upstream import UpstreamPool, UpstreamResponse
 from dataplane.selection import Candidate
 
 __all__ = ["Timeouts", "Opened", "StreamEnd", "UpstreamAttempt", "ClientGone", "sse_error_event"]
 
 _ERROR_BODY_LIMIT = 1 << 20  # an error body larger than this is garbage anyway; never buffer a 10 MB page
-# Failures while reading an answer that has started: cut off, reset, not HTTP, undecodable.
-_READ_ERRORS = (UpstreamClosed, UpstreamProtocolError, UpstreamBodyTooLarge, OSError)
 _DONE = b"data: [DONE]\n\n"
 
 
@@ -80,24 +73,16 @@ class StreamEnd:
     client_gone: bool = False
 
 
-def _fail(error_class: ErrorClass, detail: str, status: int | None = None) -> Classification:
-    return Classification(error_class, status=status, detail=detail)
+def _fail(error_class: ErrorClass, detail: str, status: int | None = None, code: str | None = None) -> Classification:
+    return Classification(error_class, status=status, code=code, detail=detail)
 
 
-def _why(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-def _before_answer(exc: Exception) -> Classification:
-    """The class of a failure before any answer: no connection, a connection dropped, or bytes that are not HTTP."""
-    if isinstance(exc, UpstreamConnectError):
-        detail = "connect timeout" if "timeout" in str(exc) else f"cannot connect: {exc}"
-        return _fail(ErrorClass.CONNECT, detail)
-    if isinstance(exc, UpstreamProtocolError):
-        return _fail(ErrorClass.BAD_RESPONSE, f"unreadable answer: {exc}")
-    if isinstance(exc, OSError):  # UpstreamClosed (a ConnectionError) and resets
-        return _fail(ErrorClass.CONNECT, f"connection failed before a response: {_why(exc)}")
-    raise exc
+def _fault(exc: Exception, *, started: bool, timeout: str, status: int | None = None) -> Classification:
+    """A transport exception classified by the shared table (adapters/transport_faults.py); `timeout` names
+    which of our limits ran out. A non-transport exception is a bug and raises."""
+    return transport_fault(
+        exc, answer_started=started, detail=timeout if isinstance(exc, TimeoutError) else None, status=status
+    )
 
 
 def sse_error_event(c: Classification) -> bytes:
@@ -132,10 +117,9 @@ class UpstreamAttempt:
         self._clock, self._deadline = clock, deadline
         self._include_usage = include_usage  # False: drop the usage-only chunk we asked the upstream for
         self._resp: UpstreamResponse | None = None
-        self._translator: StreamTranslator | None = None
+        self._judge: StreamJudge | None = None
         self._t0 = 0.0
         self._ttft: float | None = None
-        self._usage: dict[str, int] | None = None
 
     # -- phase 1: until committable ---------------------------------------------------------------
     async def open(self) -> Opened:
@@ -148,10 +132,8 @@ class UpstreamAttempt:
         try:
             async with asyncio.timeout_at(first_byte_at):
                 self._resp = await self._pool.request(req.method, req.url, req.headers, req.body)
-        except TimeoutError:
-            return Opened(_fail(ErrorClass.TIMEOUT, "no response headers within the first-byte timeout"))
         except Exception as exc:
-            return Opened(_before_answer(exc))
+            return Opened(_fault(exc, started=False, timeout="no response headers within the first-byte timeout"))
         resp = self._resp
         headroom = self._headroom(resp)
         if resp.status >= 300:
@@ -166,17 +148,10 @@ class UpstreamAttempt:
                 resp = self._resp = await self._pool.request(req.method, req.url, req.headers, req.body)
                 ok_status = 200 <= resp.status < 300
                 body = await resp.read(MAX_BODY_BYTES) if ok_status else await resp.read_prefix(_ERROR_BODY_LIMIT)
-        except TimeoutError:
-            status = resp.status if resp is not None else None
-            return Opened(_fail(ErrorClass.TIMEOUT, "no complete answer within the first-byte timeout", status))
         except Exception as exc:
-            if resp is None:
-                return Opened(_before_answer(exc))
-            if not isinstance(exc, _READ_ERRORS):
-                raise
-            return Opened(
-                _fail(ErrorClass.BAD_RESPONSE, f"response body cut short or unreadable: {_why(exc)}", resp.status)
-            )
+            status = resp.status if resp is not None else None
+            timeout = "no complete answer within the first-byte timeout"
+            return Opened(_fault(exc, started=resp is not None, timeout=timeout, status=status))
         latency = self._clock.monotonic() - self._t0
         headroom = self._headroom(resp)
         if not ok_status:
@@ -210,12 +185,9 @@ class UpstreamAttempt:
         try:
             async with asyncio.timeout_at(first_byte_at):
                 body = await resp.read_prefix(_ERROR_BODY_LIMIT)
-        except TimeoutError:
-            return Opened(_fail(ErrorClass.TIMEOUT, "error body not complete in time", resp.status), headroom=headroom)
-        except _READ_ERRORS as exc:
-            return Opened(
-                _fail(ErrorClass.BAD_RESPONSE, f"error body cut short: {_why(exc)}", resp.status), headroom=headroom
-            )
+        except Exception as exc:
+            c = _fault(exc, started=True, timeout="error body not complete in time", status=resp.status)
+            return Opened(c, headroom=headroom)
         return Opened(
             self._classify(resp, body), latency_s=self._clock.monotonic() - self._t0, headroom=headroom, body=body
         )
@@ -227,46 +199,31 @@ class UpstreamAttempt:
             return _fail(ErrorClass.BAD_RESPONSE, f"unclassifiable error answer: {type(exc).__name__}", resp.status)
 
     async def _first_chunk(self, resp: UpstreamResponse, headroom: Headroom | None, first_byte_at: float) -> Opened:
-        """Read until the first real chunk; keep-alives and pings do not count as progress (TTFT timeout)."""
-        tr = self._translator = self.adapter.stream_translator(model=self.cand.model)
+        """Read until the stream shows it is an answer (adapters/stream_judge.py: content or a finish reason);
+        keep-alives, pings, role-only and usage-only chunks are not progress (TTFT timeout). Until then nothing
+        has reached the client, so an empty or failed stream can still fail over."""
+        judge = self._judge = StreamJudge(self.adapter.stream_translator(model=self.cand.model), status=resp.status)
         buffered: list[StreamItem] = []
         try:
             async with asyncio.timeout_at(first_byte_at):
-                while True:
-                    data = await resp.readany()
-                    items = tr.feed(data) if data else tr.close()
+                while not judge.answered and judge.verdict is None:
+                    try:
+                        data = await resp.readany()
+                    except TimeoutError:
+                        raise  # the first-byte timeout, below
+                    except TRANSPORT_FAULTS as exc:
+                        items = judge.close(cut=exc)
+                    else:
+                        items = judge.feed(data) if data else judge.close()
                     for item in items:
-                        if item.kind == "error":
-                            c = item.classification or _fail(ErrorClass.BAD_RESPONSE, "stream error")
-                            return Opened(c, headroom=headroom)
-                        if item.kind == "done" and not any(i.kind == "chunk" for i in buffered):
-                            return Opened(
-                                _fail(ErrorClass.BAD_RESPONSE, "stream ended before any chunk", resp.status),
-                                headroom=headroom,
-                            )
                         buffered.append(item)
                         self._note(item)
-                    if any(i.kind in ("chunk", "done") for i in buffered):
-                        break
-                    if not data:  # closed without an error item from the translator: still not a clean end
-                        return Opened(
-                            _fail(ErrorClass.BAD_RESPONSE, "stream closed before any chunk", resp.status),
-                            headroom=headroom,
-                        )
         except TimeoutError:
-            return Opened(
-                _fail(ErrorClass.TIMEOUT, "no chunk within the first-byte timeout", resp.status), headroom=headroom
-            )
-        except _READ_ERRORS as exc:
-            return Opened(
-                _fail(ErrorClass.BAD_RESPONSE, f"stream cut before any chunk: {_why(exc)}", resp.status),
-                headroom=headroom,
-            )
-        except Exception as exc:  # translator bug on odd bytes: classified, never a crash
-            return Opened(
-                _fail(ErrorClass.BAD_RESPONSE, f"unreadable stream: {type(exc).__name__}", resp.status),
-                headroom=headroom,
-            )
+            c = _fail(ErrorClass.TIMEOUT, "no chunk within the first-byte timeout", resp.status, "timeout")
+            return Opened(c, headroom=headroom)
+        v = judge.verdict
+        if v is not None and v.error_class is not ErrorClass.OK:
+            return Opened(v, headroom=headroom)
         latency = self._clock.monotonic() - self._t0
         return Opened(
             Classification(ErrorClass.OK, status=resp.status),
@@ -279,8 +236,6 @@ class UpstreamAttempt:
     def _note(self, item: StreamItem) -> None:
         if item.content and self._ttft is None:
             self._ttft = self._clock.monotonic() - self._t0
-        if item.usage:
-            self._usage = item.usage
 
     # -- phase 2: after commit --------------------------------------------------------------------
     def encode(self, items: list[StreamItem]) -> bytes:
@@ -306,62 +261,35 @@ class UpstreamAttempt:
 
     async def pump(self, emit: Callable[[bytes], Awaitable[None]], buffered: list[StreamItem]) -> StreamEnd:
         """Forward the buffered items and the rest of the stream; end with [DONE] or an error event."""
-        assert self._resp is not None and self._translator is not None
-        resp, tr = self._resp, self._translator
+        assert self._resp is not None and self._judge is not None
+        resp, judge = self._resp, self._judge
         loop = asyncio.get_running_loop()
         stall = self._timeouts.stall
         try:
             await emit(self.encode(buffered))
-            if any(i.kind == "done" for i in buffered):
-                return self._end(Classification(ErrorClass.OK, status=resp.status))
             progress_at = loop.time() + stall
-            cut: BaseException | None
-            while True:
+            while judge.verdict is None:
                 try:
                     async with asyncio.timeout_at(progress_at):
                         data = await resp.readany()
                 except TimeoutError:
-                    c = _fail(ErrorClass.TIMEOUT, "stream stalled after content was forwarded", resp.status)
+                    c = _fail(ErrorClass.TIMEOUT, "stream stalled after content was forwarded", resp.status, "timeout")
                     await emit(sse_error_event(c))
                     return self._end(c)
-                except _READ_ERRORS as exc:
-                    data, cut = b"", exc
+                except TRANSPORT_FAULTS as exc:
+                    items = judge.close(cut=exc)
                 else:
-                    cut = None
-                try:
-                    items = tr.feed(data) if data else tr.close()
-                except Exception as exc:
-                    items = [
-                        StreamItem(
-                            "error",
-                            classification=_fail(ErrorClass.BAD_RESPONSE, f"unreadable stream: {type(exc).__name__}"),
-                        )
-                    ]
-                out: list[StreamItem] = []
+                    items = judge.feed(data) if data else judge.close()
                 for item in items:
-                    if item.kind == "error":
-                        await emit(self.encode(out))
-                        c = item.classification or _fail(ErrorClass.BAD_RESPONSE, "stream error")
-                        await emit(sse_error_event(c))
-                        return self._end(c)
-                    out.append(item)
                     self._note(item)
-                    if item.kind in ("chunk", "done"):
+                    if item.kind == "chunk" or item.kind == "done":
                         progress_at = loop.time() + stall
-                if out:
-                    await emit(self.encode(out))
-                if any(i.kind == "done" for i in out):
-                    return self._end(Classification(ErrorClass.OK, status=resp.status))
-                if not data:
-                    # Upstream closed without its terminator and the translator said nothing: truncated.
-                    why = (
-                        f"upstream stream cut short ({type(cut).__name__})"
-                        if cut
-                        else "upstream stream ended without its terminator"
-                    )
-                    c = _fail(ErrorClass.BAD_RESPONSE, why, resp.status)
-                    await emit(sse_error_event(c))
-                    return self._end(c)
+                if items:
+                    await emit(self.encode(items))
+            v = judge.verdict
+            if v.error_class is not ErrorClass.OK:
+                await emit(sse_error_event(v))
+            return self._end(v)
         except ClientGone:
             end = self._end(Classification(ErrorClass.OK, status=resp.status))
             end.client_gone = True
@@ -370,10 +298,10 @@ class UpstreamAttempt:
     @property
     def usage(self) -> dict[str, int] | None:
         """Usage seen so far on this stream (the final usage chunk, when it came)."""
-        return self._usage
+        return self._judge.usage if self._judge is not None else None
 
     def _end(self, c: Classification) -> StreamEnd:
-        return StreamEnd(c, usage=self._usage, ttft_s=self._ttft, latency_s=self._clock.monotonic() - self._t0)
+        return StreamEnd(c, usage=self.usage, ttft_s=self._ttft, latency_s=self._clock.monotonic() - self._t0)
 
     def close(self, *, reuse: bool = False) -> None:
         """Release the upstream connection: back to the pool only when the answer was read to its end."""

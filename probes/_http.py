@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from adapters.transport_faults import TRANSPORT_FAULTS, transport_fault
 from controlplane.domain import Classification, ErrorClass
 
 __all__ = ["Exchange", "exchange", "MAX_BYTES"]
@@ -35,29 +36,20 @@ async def exchange(
     body: bytes | None = None,
 ) -> Exchange:
     started = time.perf_counter()
+    answered = False
     try:
         async with asyncio.timeout(timeout):
             async with session.request(method, url, headers=headers, data=body, allow_redirects=False) as resp:
+                answered = True
                 data = await resp.content.read(MAX_BYTES + 1)
                 hdrs = {k.lower(): v for k, v in resp.headers.items()}
                 status = resp.status
-    except TimeoutError:
+    except TRANSPORT_FAULTS as exc:  # the one table probes and live traffic share (adapters/transport_faults.py)
+        detail = f"no answer within {timeout:g}s" if isinstance(exc, TimeoutError) else None
         return Exchange(
             None,
             latency_s=time.perf_counter() - started,
-            failure=Classification(ErrorClass.TIMEOUT, detail=f"no answer within {timeout:g}s"),
-        )
-    except (aiohttp.ClientConnectionError, OSError) as exc:
-        return Exchange(
-            None,
-            latency_s=time.perf_counter() - started,
-            failure=Classification(ErrorClass.CONNECT, detail=type(exc).__name__),
-        )
-    except aiohttp.ClientError as exc:
-        return Exchange(
-            None,
-            latency_s=time.perf_counter() - started,
-            failure=Classification(ErrorClass.BAD_RESPONSE, detail=type(exc).__name__),
+            failure=transport_fault(exc, answer_started=answered, detail=detail),
         )
     latency = time.perf_counter() - started
     if len(data) > MAX_BYTES:

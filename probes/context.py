@@ -18,7 +18,7 @@ from controlplane.config import CompletionProbeConfig, ModelConfig, ProviderConf
 from controlplane.domain import TargetRef
 
 if TYPE_CHECKING:
-    from adapters.base import Adapter
+    from adapters.base import ProbeAdapter
     from controlplane.domain import Observation
     from probes.budget import SpendBudget
 
@@ -44,7 +44,7 @@ class ProbeContext:
     get just their own target there."""
 
     session: aiohttp.ClientSession
-    adapter: Adapter
+    adapter: ProbeAdapter
     provider: ProviderConfig
     model: ModelConfig | None
     clock: Clock

@@ -1,28 +1,23 @@
 """The simulator's admin API (its own port): providers and URLs, faults (list/set/clear), reset, stats,
-timeline, and each provider's status pages (Statuspage `summary.json`/`status.json`, Google `incidents.json`)
-shaped by the ST-1/2/3 faults. Documented in docs/simulator.md."""
+timeline, and each provider's status pages (adapters/sim/status_pages.py). Documented in docs/simulator.md."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
 
-from adapters.sim.catalogue import ALIASES, FAULTS, Behaviour
+from adapters.sim.catalogue import ALIASES, FAULTS
 from adapters.sim.config import SimConfig
-from adapters.sim.respond import hold
+from adapters.sim.control import SIMULATOR, SimControl, bad_request
+from adapters.sim.status_pages import add_status_page_routes
 from controlplane.durations import parse_duration
 
-if TYPE_CHECKING:
-    from adapters.sim.simulator import Simulator
-
-__all__ = ["build_admin_app", "SIMULATOR"]
-
-SIMULATOR: web.AppKey[Simulator] = web.AppKey("simulator")
+__all__ = ["build_admin_app"]
 
 
-def build_admin_app(sim: Simulator) -> web.Application:
+def build_admin_app(sim: SimControl) -> web.Application:
     app = web.Application()
     app[SIMULATOR] = sim
     r = app.router
@@ -41,23 +36,17 @@ def build_admin_app(sim: Simulator) -> web.Application:
     r.add_post("/timeline/start", _timeline_start)
     r.add_post("/timeline/stop", _timeline_stop)
     r.add_post("/advance", _advance)
-    r.add_get("/status/{provider}/api/v2/summary.json", _summary)
-    r.add_get("/status/{provider}/api/v2/status.json", _status)
-    r.add_get("/status/{provider}/incidents.json", _incidents)
+    add_status_page_routes(r)
     return app
-
-
-def _bad(message: str, status: int = 400) -> web.Response:
-    return web.json_response({"error": message}, status=status)
 
 
 async def _body(request: web.Request) -> dict[str, Any] | web.Response:
     try:
         body = await request.json()
     except ValueError:
-        return _bad("the body must be JSON")
+        return bad_request("the body must be JSON")
     if not isinstance(body, dict):
-        return _bad("the body must be a JSON object")
+        return bad_request("the body must be a JSON object")
     return body
 
 
@@ -119,12 +108,12 @@ async def _set_fault(request: web.Request) -> web.Response:
         return body
     unknown = set(body) - {"provider", "fault", "model", "count", "duration", "probability", "params"}
     if unknown:
-        return _bad(
+        return bad_request(
             f"unknown field(s) {', '.join(sorted(unknown))}; use provider, fault, model, count, duration, probability, params"
         )
     for field in ("provider", "fault"):
         if not isinstance(body.get(field), str):
-            return _bad(f"`{field}` is required (a string)")
+            return bad_request(f"`{field}` is required (a string)")
     try:
         duration = None if body.get("duration") is None else parse_duration(body["duration"])
         count = body.get("count")
@@ -146,7 +135,7 @@ async def _set_fault(request: web.Request) -> web.Response:
             **params,
         )
     except (ValueError, KeyError) as exc:
-        return _bad(str(exc).strip('"'))
+        return bad_request(str(exc).strip('"'))
     await sim.tick()
     rule = next(f for f in sim.faults() if f["id"] == fid)
     return web.json_response(rule, status=201)
@@ -157,7 +146,7 @@ async def _clear_faults(request: web.Request) -> web.Response:
     try:
         n = sim.clear_faults(request.query.get("provider"), request.query.get("model"))
     except KeyError as exc:
-        return _bad(str(exc).strip('"'), 404)
+        return bad_request(str(exc).strip('"'), 404)
     await sim.tick()
     return web.json_response({"cleared": n})
 
@@ -166,7 +155,7 @@ async def _clear_fault(request: web.Request) -> web.Response:
     sim = request.app[SIMULATOR]
     n = sim.clear_faults(fault_id=request.match_info["id"])
     if not n:
-        return _bad(f"no active fault {request.match_info['id']!r}", 404)
+        return bad_request(f"no active fault {request.match_info['id']!r}", 404)
     await sim.tick()
     return web.json_response({"cleared": n})
 
@@ -204,7 +193,7 @@ async def _timeline_set(request: web.Request) -> web.Response:
         e = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in e["loc"]).replace("timeline", "entries", 1)
         msg = str(e["msg"]).removeprefix("Value error, ").replace("timeline[", "entries[", 1)
-        return _bad(f"{where}: {msg}" if where else msg)
+        return bad_request(f"{where}: {msg}" if where else msg)
     sim.timeline.replace(list(checked.timeline))
     if body.get("start"):
         sim.timeline.start()
@@ -235,132 +224,7 @@ async def _advance(request: web.Request) -> web.Response:
         seconds = parse_duration(body.get("seconds"))
         await sim.advance(seconds)
     except ValueError as exc:
-        return _bad(str(exc))
+        return bad_request(str(exc))
     except TypeError as exc:
-        return _bad(str(exc), 409)
+        return bad_request(str(exc), 409)
     return web.json_response({"monotonic": sim.clock.monotonic()})
-
-
-# -- status pages --
-
-
-def _page_state(request: web.Request) -> tuple[Simulator, str, set[str]] | web.Response:
-    sim = request.app[SIMULATOR]
-    pid = request.match_info["provider"]
-    if pid not in sim.providers:
-        return _bad(f"unknown provider {pid!r}", 404)
-    active = {r.spec.id for r in sim.book.passive(pid, Behaviour.STATUS)}
-    return sim, pid, active
-
-
-async def _feed_down(sim: Simulator, pid: str) -> web.Response | None:
-    """ST-2: the feed itself fails (503, or holds until the fault clears)."""
-    rule = next((r for r in sim.book.passive(pid, Behaviour.STATUS) if r.spec.id == "ST-2"), None)
-    if rule is None:
-        return None
-    if str(rule.param("mode", "503")) == "timeout":
-        await hold(rule, sim.stopping, None)
-    return web.Response(status=503, text="<html><body>503 Service Unavailable</body></html>", content_type="text/html")
-
-
-def _page(sim: Simulator, pid: str, active: set[str]) -> dict[str, Any]:
-    now = sim.clock.wall().strftime("%Y-%m-%dT%H:%M:%S.000Z")
-    major = "ST-1" in active
-    component = {
-        "id": f"cmp-{pid}-api",
-        "name": "API",
-        "status": "partial_outage" if major else "operational",
-        "group_id": None,
-        "group": False,
-        "updated_at": now,
-    }
-    incidents = []
-    if major:
-        incidents.append(
-            {
-                "id": f"inc-{pid}",
-                "name": "Elevated error rates",
-                "status": "investigating",
-                "impact": "major",
-                "started_at": now,
-                "updated_at": now,
-                "shortlink": f"https://stspg.io/{pid}",
-                "incident_updates": [
-                    {"status": "investigating", "body": "We are investigating elevated error rates.", "created_at": now}
-                ],
-                "components": [component],
-            }
-        )
-    return {
-        "page": {
-            "id": f"page-{pid}",
-            "name": f"{pid} (simulated)",
-            "url": sim.status_page_url(pid),
-            "time_zone": "Etc/UTC",
-            "updated_at": now,
-        },
-        "status": {
-            "indicator": "major" if major else "none",
-            "description": "Partial System Outage" if major else "All Systems Operational",
-        },
-        "components": [component],
-        "incidents": incidents,
-        "scheduled_maintenances": [],
-    }
-
-
-async def _summary(request: web.Request) -> web.Response:
-    state = _page_state(request)
-    if isinstance(state, web.Response):
-        return state
-    sim, pid, active = state
-    return await _feed_down(sim, pid) or web.json_response(_page(sim, pid, active))
-
-
-async def _status(request: web.Request) -> web.Response:
-    state = _page_state(request)
-    if isinstance(state, web.Response):
-        return state
-    sim, pid, active = state
-    page = _page(sim, pid, active)
-    return await _feed_down(sim, pid) or web.json_response({"page": page["page"], "status": page["status"]})
-
-
-async def _incidents(request: web.Request) -> web.Response:
-    state = _page_state(request)
-    if isinstance(state, web.Response):
-        return state
-    sim, pid, active = state
-    down = await _feed_down(sim, pid)
-    if down is not None:
-        return down
-    now = sim.clock.wall().strftime("%Y-%m-%dT%H:%M:%S+00:00")
-    resolved = {
-        "id": f"old-{pid}",
-        "begin": "2025-12-01T10:00:00+00:00",
-        "end": "2025-12-01T11:00:00+00:00",
-        "external_desc": "Resolved: elevated latency",
-        "service_name": "Vertex Gemini API",
-        "severity": "low",
-        "status_impact": "SERVICE_DISRUPTION",
-        "uri": f"incidents/old-{pid}",
-        "affected_products": [{"title": "Vertex Gemini API", "id": "Z0FZJAMvEB4j3NbCJs6B"}],
-        "most_recent_update": {"created": "2025-12-01T11:00:00+00:00", "text": "Resolved.", "status": "AVAILABLE"},
-    }
-    out = [resolved]
-    if "ST-3" in active:
-        out.insert(
-            0,
-            {
-                "id": f"inc-{pid}",
-                "begin": now,
-                "external_desc": "Gemini API requests failing",
-                "service_name": "Vertex Gemini API",
-                "severity": "high",
-                "status_impact": "SERVICE_OUTAGE",
-                "uri": f"incidents/inc-{pid}",
-                "affected_products": [{"title": "Vertex Gemini API", "id": "Z0FZJAMvEB4j3NbCJs6B"}],
-                "most_recent_update": {"created": now, "text": "We are investigating.", "status": "SERVICE_OUTAGE"},
-            },
-        )
-    return web.json_response(out)

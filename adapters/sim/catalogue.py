@@ -1,5 +1,9 @@
 """The simulator's fault catalogue (provider-semantics.md §7): every fault id, what it does, the exact error
-answer it produces, how §6 classifies it, and the friendly aliases that pick the family-appropriate variant."""
+answer it produces, how §6 classifies it, and the friendly aliases that pick the family-appropriate variant.
+
+Longer than any other module on purpose: one table, a FaultSpec per §7 row with the exact answer it renders,
+kept together so a row and provider-semantics.md §7 can be read side by side.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
 """One simulated provider on its own port: routes for its wire family, key checks, rate limits, faults that
 act before the answer (auth, region, errors, hang, reset, latency), and its own listener, which closes while
-a `refused` fault holds so the connection is refused for this provider alone."""
+a `refused` fault holds so the connection is refused for this provider alone.
+
+A little over 400 lines: one provider server, whose routes and pre-answer faults are one concept.
+"""
 
 from __future__ import annotations
 

@@ -9,10 +9,11 @@ from collections.abc import Mapping
 from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from aiohttp import web
 
+from adapters.sim.admin import build_admin_app
 from adapters.sim.catalogue import resolve_fault
 from adapters.sim.config import SimConfig, TimelineEntry, load_sim_config, parse_sim_config
 from adapters.sim.faults import FaultBook
@@ -26,6 +27,15 @@ __all__ = ["Simulator"]
 log = logging.getLogger(__name__)
 
 _TICK_S = 0.2  # real-clock cadence of the background tick (durations, timeline, listener restarts)
+
+
+class SimOptions(TypedDict, total=False):
+    """Simulator's keyword options, for `Simulator.from_yaml(source, **options)`."""
+
+    clock: Clock | None
+    admin: bool
+    admin_port: int | None
+    free_ports: bool
 
 
 class Simulator:
@@ -68,7 +78,7 @@ class Simulator:
         self._started = False
 
     @classmethod
-    def from_yaml(cls, source: str | Path | Mapping[str, Any], **kwargs: Any) -> Simulator:
+    def from_yaml(cls, source: str | Path | Mapping[str, Any], **kwargs: Unpack[SimOptions]) -> Simulator:
         """From a `sim.yaml` path, YAML text containing `providers:`, or an already-parsed mapping."""
         if isinstance(source, Mapping):
             return cls(parse_sim_config(source), **kwargs)
@@ -87,8 +97,6 @@ class Simulator:
                 await server.start()
                 started.append(server)
             if self._admin_enabled:
-                from adapters.sim.admin import build_admin_app
-
                 self._admin_runner = web.AppRunner(
                     build_admin_app(self), access_log=None, shutdown_timeout=1.0, handle_signals=False
                 )

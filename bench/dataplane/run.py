@@ -15,6 +15,9 @@ bare and Turnout phases run back to back in several interleaved rounds and each 
 per-round figures, printed with the rounds' own values. `--against REV` adds `turnout serve` at another commit to the
 same rounds and prints the ratios: a change judged against its baseline in one run. Run:
 `python -m bench dataplane [SECONDS [ROUNDS]] [--against REV]`.
+
+Longer than most modules: the bench's phases in order, and bench/listener.py reuses its round and report
+helpers (splitting them out waits until that bench settles).
 """
 
 from __future__ import annotations
@@ -112,8 +115,8 @@ def _wrk(wrk: str, url: str, conns: int, seconds: int, lua: str) -> dict[str, fl
         text=True,
         check=True,
     ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    rps = float(_found(r"Requests/sec:\s+([\d.]+)", out))
+    total = int(_found(r"(\d+) requests in", out))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     lat = {p: _ms(v) for p, v in re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M)}
     return {
@@ -123,6 +126,14 @@ def _wrk(wrk: str, url: str, conns: int, seconds: int, lua: str) -> dict[str, fl
         "p50_ms": lat.get("50", float("nan")),
         "p99_ms": lat.get("99", float("nan")),
     }
+
+
+def _found(pattern: str, text: str) -> str:
+    """The first group of `pattern` in wrk's report; a report without it is a wrk failure, said as such."""
+    m = re.search(pattern, text)
+    if m is None:
+        raise RuntimeError(f"wrk output has no {pattern!r}: {text[:300]!r}")
+    return m.group(1)
 
 
 def _start(args: list[str], quiet: bool = False) -> subprocess.Popen[str]:
@@ -177,7 +188,7 @@ async def _streams(url: str, n: int, pid: int) -> list[float]:
     return samples
 
 
-async def _load(url: str, clients: int, seconds: float, stop_after: Any = None) -> tuple[int, int]:
+async def _load(url: str, clients: int, seconds: float) -> tuple[int, int]:
     """Steady load from `clients` concurrent clients for `seconds`; returns (ok, client-visible errors)."""
     ok = err = 0
     deadline = time.monotonic() + seconds

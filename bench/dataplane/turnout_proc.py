@@ -14,15 +14,17 @@ import dataclasses
 import signal
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
+from sqlalchemy import Engine
 
 from controlplane.clock import SystemClock
 from controlplane.commands.serve_cmd import tune_interpreter_for_serving
 from controlplane.config import Config
 from controlplane.config_loader import load_config
+from controlplane.decisions import Decision
 from controlplane.domain import WITHDRAW_CLASSES, ErrorClass, Observation, State
 from controlplane.metrics import Metrics
 from controlplane.store import Store
@@ -104,16 +106,17 @@ class MiniBreaker:
 @dataclass
 class BenchRuntime:
     config: Config
-    table_source: Any
-    sink: Any
+    table_source: MiniBreaker
+    sink: MiniBreaker
     metrics: Metrics = field(default_factory=Metrics)
     clock: SystemClock = field(default_factory=SystemClock)
-    store: Any = None
+    decision_engine: Engine | None = None  # the decision log writes here, as under `turnout serve`
+    forward_decision: Callable[[Decision], None] | None = None
 
 
-def build(cfg: Config, store: Any = None) -> tuple[App, MiniBreaker]:
+def build(cfg: Config, store: Store | None = None) -> tuple[App, MiniBreaker]:
     mini = MiniBreaker(cfg)
-    app = build_data_app(BenchRuntime(cfg, mini, mini, store=store))
+    app = build_data_app(BenchRuntime(cfg, mini, mini, decision_engine=store.engine if store else None))
 
     async def reset(request: Request) -> Response:
         mini.reset()

@@ -66,17 +66,17 @@ _SERVER = orjson.dumps(
     {"error": {"message": "The server had an error", "type": "server_error", "param": None, "code": None}}
 )
 
-MODE: web.AppKey[dict[str, object]] = web.AppKey("bench_mode", dict)
+MODE: web.AppKey[dict[str, str | int]] = web.AppKey("bench_mode", dict)
 
 
 def build_upstream(stream_chunks: int = 3, chunk_delay_s: float = 0.0) -> web.Application:
     """One port's app. `chunk_delay_s` spaces stream chunks (the streaming-concurrency phase holds streams open)."""
     app = web.Application()
-    state: dict[str, object] = {"mode": "ok", "count": 0}
+    state: dict[str, str | int] = {"mode": "ok", "count": 0}
     app[MODE] = state
 
     async def chat(request: web.Request) -> web.StreamResponse:
-        state["count"] = int(state["count"]) + 1  # type: ignore[call-overload]
+        state["count"] = int(state["count"]) + 1
         raw = await request.read()
         mode = state["mode"]
         if mode == "hang":

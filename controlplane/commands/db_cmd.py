@@ -36,19 +36,19 @@ def _open(args: argparse.Namespace) -> tuple[Store, Config | None]:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from controlplane.store import _safe_url
+    from controlplane.database import safe_url
 
     store, _ = _open(args)
-    print(f"schema version {store.schema_version()} at {_safe_url(store.url)}")
+    print(f"schema version {store.schema_version()} at {safe_url(store.url)}")
     store.close()
     return 0
 
 
 def _info(args: argparse.Namespace) -> int:
-    from controlplane.store import _safe_url
+    from controlplane.database import safe_url
 
     store, _ = _open(args)
-    print(f"database {_safe_url(store.url)} (schema version {store.schema_version()})")
+    print(f"database {safe_url(store.url)} (schema version {store.schema_version()})")
     counts = store.table_counts()
     width = max((len(n) for n in counts), default=5)
     for name, n in counts.items():

@@ -3,6 +3,8 @@
 Both read the control plane's status API (`GET /api/v1/table`, `GET /api/v1/events`) over HTTP, so they
 work against any running `turnout serve` (or `turnout demo --forever`). `--json` prints the API's own
 payloads for scripts; `--watch` / `--follow` keep the view current (the table by long-poll).
+
+Longer than most modules: two commands that share the HTTP reads and the table rendering.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, Group, JustifyMethod, RenderableType
 from rich.live import Live
 from rich.table import Table as RichTable
 from rich.text import Text
@@ -150,7 +152,7 @@ def _state_text(state: str) -> Text:
     return Text(state, style=STATE_STYLES.get(state, "white"))
 
 
-_COLUMNS: tuple[tuple[str, str], ...] = (
+_COLUMNS: tuple[tuple[str, JustifyMethod], ...] = (
     ("#", "right"),
     ("target", "left"),
     ("state", "left"),
@@ -188,7 +190,7 @@ def _route_table(name: str, route: dict[str, Any], *, layout: str = "full") -> R
             t.add_column(
                 col,
                 justify=justify,
-                no_wrap=True,  # type: ignore[arg-type]
+                no_wrap=True,
                 min_width=longest if col == "target" else None,
             )
     for e in entries:

@@ -10,10 +10,11 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
 __all__ = ["ClientStats", "Traffic", "percentile"]
 
-_PROMPT = [{"role": "user", "content": "In one word: is the train on time?"}]
+_PROMPT: list[ChatCompletionMessageParam] = [{"role": "user", "content": "In one word: is the train on time?"}]
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -125,7 +126,7 @@ class Traffic:
             model=route,
             messages=_PROMPT,
             max_tokens=self.max_tokens,
-            stream=stream,  # type: ignore[arg-type]
+            stream=stream,
         )
         target = raw.headers.get("x-turnout-target", "?")
         attempts = int(raw.headers.get("x-turnout-attempts", "1") or 1)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from sqlalchemy import Engine, text
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 # Imported for their SQLModel tables: the store's one migration then creates them too.
 import controlplane.decisions
@@ -85,8 +85,8 @@ def newest_table(engine: Engine, after: int = 0) -> Table | None:
         row = s.exec(
             select(PublishedTableRow)
             .where(PublishedTableRow.version > after)
-            .order_by(PublishedTableRow.version.desc())
-            .limit(1)  # type: ignore[attr-defined]
+            .order_by(col(PublishedTableRow.version).desc())
+            .limit(1)
         ).first()
         return Table.from_dict(row.data) if row is not None else None
 

@@ -9,6 +9,8 @@
   duplicate that receivers drop. Times come from the injected clock: tests advance it and call `tick()`.
 - Destinations are re-checked at each attempt (literal addresses here, resolved names in GuardedResolver);
   redirects are not followed.
+
+The SQL side (due heads, batches, recording outcomes, disabling endpoints) is controlplane/webhooks/queue.py.
 """
 
 from __future__ import annotations
@@ -18,21 +20,17 @@ import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from sqlalchemy import bindparam, func, update
-from sqlalchemy import select as sa_select
-from sqlmodel import Session, col, select
+from sqlalchemy import Engine
 
 from controlplane.clock import Clock
 from controlplane.config import WebhookConfig
 from controlplane.events import Event
 from controlplane.metrics import Metrics
+from controlplane.webhooks.queue import AttemptResult, DeliveryQueue, DisabledEndpoint, Job
 from controlplane.webhooks.retry import RETRY_SCHEDULE, retry_delay
-from controlplane.webhooks.rows import DEAD, DELIVERED, PENDING, WebhookDelivery, WebhookEndpoint
 from controlplane.webhooks.signing import signed_headers
 from controlplane.webhooks.urls import GuardedResolver, WebhookUrlError, validate_url
 
@@ -42,44 +40,9 @@ log = logging.getLogger("turnout.webhooks")
 _MAX_ERROR = 300  # stored error text is short and never contains request headers (the signature)
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptResult:
-    ok: bool
-    status: int | None
-    error: str | None
-    duration_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class _Job:
-    seq: int
-    id: str
-    endpoint_id: str
-    url: str
-    secret: str
-    payload: str
-    attempts: int
-    next_attempt_at: float
-    created_at: float
-
-
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
-
-
-def _job(r: Any) -> _Job:
-    return _Job(
-        seq=int(r.seq),
-        id=r.id,
-        endpoint_id=r.endpoint_id,
-        url=r.url,
-        secret=r.secret,
-        payload=r.payload,
-        attempts=int(r.attempts),
-        next_attempt_at=float(r.next_attempt_at),
-        created_at=float(r.created_at),
-    )
 
 
 AppendEvents = Callable[[list[Event]], Awaitable[list[Event]]]
@@ -91,7 +54,7 @@ class Dispatcher:
     def __init__(
         self,
         *,
-        engine: Any,
+        engine: Engine,
         clock: Clock,
         config: WebhookConfig | Callable[[], WebhookConfig],
         metrics: Metrics | None = None,
@@ -104,7 +67,6 @@ class Dispatcher:
         schedule: Sequence[float] | None = None,
         fence: Callable[[], bool] | None = None,
     ) -> None:
-        self._engine = engine
         # Scale-out: checked before every send; False once this replica's leader lease is no longer held, so a
         # deposed leader never sends while its successor does (the lease lapses here before it can be taken).
         self._fence = fence
@@ -112,17 +74,24 @@ class Dispatcher:
         self._clock = clock
         # A callable follows config reloads (the runtime passes `lambda: rt.config.webhooks`).
         self._config = config if callable(config) else (lambda: config)
-        self._metrics = metrics
         self._append_events = append_events
         self._rng = rng if rng is not None else random.Random()
         self._sem = asyncio.Semaphore(concurrency)
         self._batch = batch
         self._poll = poll_interval
         self._http = http
-        self._schedule = tuple(schedule) if schedule is not None else None  # None: config.webhooks.retry_schedule
+        self.queue = DeliveryQueue(
+            engine,
+            clock,
+            self._config,
+            rng=self._rng,
+            batch=batch,
+            schedule=tuple(schedule) if schedule is not None else None,  # None: config.webhooks.retry_schedule
+            metrics=metrics,
+        )
         self._own_http = http is None
         self._workers: dict[str, asyncio.Task[None]] = {}
-        self._pending: list[tuple[_Job, AttemptResult, asyncio.Future[tuple[bool, dict[str, Any] | None]]]] = []
+        self._pending: list[tuple[Job, AttemptResult, asyncio.Future[tuple[bool, DisabledEndpoint | None]]]] = []
         self._flushing = False
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -164,7 +133,8 @@ class Dispatcher:
                 self._wake.clear()
                 try:
                     self._spawn_due(await self._find_due())
-                    sleep = await asyncio.to_thread(self._seconds_to_next_due)
+                    due_in = await asyncio.to_thread(self.queue.seconds_to_next_due)
+                    sleep = self._poll if due_in is None else due_in
                 except Exception:  # a store hiccup must not end webhook delivery for good
                     log.exception("webhook dispatch pass failed; retrying")
                     sleep = self._poll
@@ -190,85 +160,11 @@ class Dispatcher:
 
     _attempts_made = 0
 
-    # -- queue queries (run in a thread) ------------------------------------------------------
-    def _due_heads(self, busy: frozenset[str] = frozenset()) -> dict[str, list[_Job]]:
-        """First batch of each enabled endpoint (not `busy`) whose oldest pending delivery is due now.
-
-        One query for all endpoints (ROW_NUMBER per endpoint, SQLite ≥ 3.25 and PostgreSQL), so a burst
-        fanned out to many endpoints costs one read, not one per endpoint. Also refreshes the queue gauge.
-        """
-        now = self._clock.wall().timestamp()
-        with Session(self._engine) as s:
-            heads = (
-                select(WebhookDelivery.endpoint_id, func.min(WebhookDelivery.seq).label("head"))
-                .where(WebhookDelivery.status == PENDING)
-                .group_by(col(WebhookDelivery.endpoint_id))
-                .subquery()
-            )
-            rows = s.exec(
-                select(WebhookDelivery.endpoint_id)
-                .join(heads, col(WebhookDelivery.seq) == heads.c.head)
-                .join(WebhookEndpoint, col(WebhookEndpoint.id) == WebhookDelivery.endpoint_id)
-                .where(WebhookEndpoint.enabled == True, WebhookDelivery.next_attempt_at <= now)  # noqa: E712
-            ).all()
-            if self._metrics is not None:
-                depth = s.exec(
-                    select(func.count()).select_from(WebhookDelivery).where(WebhookDelivery.status == PENDING)
-                ).one()
-                self._metrics.webhook_queue_depth.set(depth)
-            ids = sorted(set(rows) - busy)
-            if not ids:
-                return {}
-            d = WebhookDelivery.__table__.c  # type: ignore[attr-defined]
-            rn = func.row_number().over(partition_by=d.endpoint_id, order_by=d.seq).label("rn")
-            ranked = select(d.seq.label("seq"), rn).where(d.status == PENDING, d.endpoint_id.in_(ids)).subquery()
-            out: dict[str, list[_Job]] = {}
-            for r in s.execute(
-                self._job_query()
-                .join(ranked, ranked.c.seq == d.seq)
-                .where(ranked.c.rn <= self._batch)
-                .order_by(d.endpoint_id, d.seq)
-            ):
-                out.setdefault(r.endpoint_id, []).append(_job(r))
-        return out
-
-    @staticmethod
-    def _job_query() -> Any:
-        d = WebhookDelivery.__table__.c  # type: ignore[attr-defined]
-        e = WebhookEndpoint.__table__.c  # type: ignore[attr-defined]
-        return (
-            sa_select(
-                d.seq, d.id, d.endpoint_id, e.url, e.secret, d.payload, d.attempts, d.next_attempt_at, d.created_at
-            )
-            .join_from(WebhookDelivery.__table__, WebhookEndpoint.__table__, e.id == d.endpoint_id)  # type: ignore[attr-defined]
-            .where(e.enabled == True)  # noqa: E712
-        )
-
-    def _seconds_to_next_due(self) -> float:
-        with Session(self._engine) as s:
-            nxt = s.exec(
-                select(func.min(WebhookDelivery.next_attempt_at))
-                .join(WebhookEndpoint, col(WebhookEndpoint.id) == WebhookDelivery.endpoint_id)
-                .where(WebhookDelivery.status == PENDING, WebhookEndpoint.enabled == True)  # noqa: E712
-            ).one()
-        return self._poll if nxt is None else float(nxt) - self._clock.wall().timestamp()
-
-    def _load_batch(self, endpoint_id: str) -> list[_Job]:
-        d = WebhookDelivery.__table__.c  # type: ignore[attr-defined]
-        q = (
-            self._job_query()
-            .where(d.endpoint_id == endpoint_id, d.status == PENDING)
-            .order_by(d.seq)
-            .limit(self._batch)
-        )
-        with Session(self._engine) as s:
-            return [_job(r) for r in s.execute(q)]
-
     # -- workers ----------------------------------------------------------------------------
-    async def _find_due(self) -> dict[str, list[_Job]]:
-        return await asyncio.to_thread(self._due_heads, frozenset(self._workers))
+    async def _find_due(self) -> dict[str, list[Job]]:
+        return await asyncio.to_thread(self.queue.due_heads, frozenset(self._workers))
 
-    def _spawn_due(self, due: dict[str, list[_Job]]) -> None:
+    def _spawn_due(self, due: dict[str, list[Job]]) -> None:
         for ep_id, first in due.items():
             if ep_id in self._workers:
                 continue
@@ -283,7 +179,7 @@ class Dispatcher:
             log.error("webhook worker for %s failed: %r", ep_id, task.exception())
         self._wake.set()  # more may have arrived while this endpoint was busy
 
-    async def _drain_endpoint(self, endpoint_id: str, first: list[_Job] | None = None) -> None:
+    async def _drain_endpoint(self, endpoint_id: str, first: list[Job] | None = None) -> None:
         """Deliver this endpoint's pending rows in order until one fails, none is due, or none is left.
 
         Successes are recorded by group commit without waiting (the next send starts at once); a failure
@@ -292,9 +188,11 @@ class Dispatcher:
         """
         while True:
             jobs, first = (
-                (first, None) if first is not None else (await asyncio.to_thread(self._load_batch, endpoint_id), None)
+                (first, None)
+                if first is not None
+                else (await asyncio.to_thread(self.queue.load_batch, endpoint_id), None)
             )
-            outstanding: list[asyncio.Future[tuple[bool, dict[str, Any] | None]]] = []
+            outstanding: list[asyncio.Future[tuple[bool, DisabledEndpoint | None]]] = []
             stop = False
             try:
                 for job in jobs:
@@ -324,9 +222,9 @@ class Dispatcher:
             if stop or len(jobs) < self._batch:
                 return
 
-    def _record_soon(self, job: _Job, result: AttemptResult) -> asyncio.Future[tuple[bool, dict[str, Any] | None]]:
+    def _record_soon(self, job: Job, result: AttemptResult) -> asyncio.Future[tuple[bool, DisabledEndpoint | None]]:
         """Queue one outcome for the next group commit; the first caller flushes until the queue is empty."""
-        fut: asyncio.Future[tuple[bool, dict[str, Any] | None]] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[tuple[bool, DisabledEndpoint | None]] = asyncio.get_running_loop().create_future()
         self._pending.append((job, result, fut))
         if not self._flushing:
             self._flushing = True
@@ -338,7 +236,7 @@ class Dispatcher:
             while self._pending:
                 batch, self._pending = self._pending, []
                 try:
-                    outs = await asyncio.to_thread(self._record_many, [(j, r) for j, r, _ in batch])
+                    outs = await asyncio.to_thread(self.queue.record_many, [(j, r) for j, r, _ in batch])
                 except BaseException as exc:
                     for _, _, f in batch:
                         if not f.done():
@@ -385,103 +283,14 @@ class Dispatcher:
             except OSError as exc:
                 return done(False, None, f"connect: {exc}")
 
-    def _record_many(self, items: list[tuple[_Job, AttemptResult]]) -> list[tuple[bool, dict[str, Any] | None]]:
-        """Store attempts' outcomes in one transaction (executemany per outcome; few statements per batch).
-
-        Per item: (go on with this endpoint's next delivery?, disabled-endpoint info). Each endpoint's
-        consecutive-dead count follows the batch in order: a success resets it, each dead adds one.
-        """
-        now = self._clock.wall().timestamp()
-        cfg = self.config
-        schedule = self._schedule or tuple(getattr(cfg, "retry_schedule", RETRY_SCHEDULE))
-        out: list[tuple[bool, dict[str, Any] | None]] = []
-        rows: dict[str, list[dict[str, Any]]] = {DELIVERED: [], PENDING: [], DEAD: []}
-        order: dict[str, list[tuple[bool, int]]] = {}  # endpoint → [(ok?, item index)] for successes and deads
-        latencies: list[float] = []
-        for i, (job, result) in enumerate(items):
-            attempts = job.attempts + 1
-            row = {"b_seq": job.seq, "b_attempts": attempts, "b_code": result.status, "b_error": result.error}
-            if result.ok:
-                rows[DELIVERED].append({**row, "b_at": now})
-                order.setdefault(job.endpoint_id, []).append((True, i))
-                latencies.append(max(0.0, now - job.created_at))
-                out.append((True, None))
-            elif attempts < cfg.max_attempts:
-                rows[PENDING].append({**row, "b_next": now + retry_delay(attempts, self._rng, schedule)})
-                out.append((False, None))
-            else:
-                rows[DEAD].append(row)
-                order.setdefault(job.endpoint_id, []).append((False, i))
-                out.append((True, None))
-                log.warning(
-                    "webhook delivery %s to %s is dead after %d attempts: %s",
-                    job.id,
-                    job.endpoint_id,
-                    attempts,
-                    result.error,
-                )
-        d = WebhookDelivery.__table__.c  # type: ignore[attr-defined]
-        e = WebhookEndpoint.__table__.c  # type: ignore[attr-defined]
-        by_seq = update(WebhookDelivery.__table__).where(d.seq == bindparam("b_seq"))  # type: ignore[attr-defined]
-        common: dict[str, Any] = {
-            "attempts": bindparam("b_attempts"),
-            "last_status_code": bindparam("b_code"),
-            "last_error": bindparam("b_error"),
-        }
-        with Session(self._engine) as s:
-            if rows[DELIVERED]:
-                s.execute(by_seq.values(status=DELIVERED, delivered_at=bindparam("b_at"), **common), rows[DELIVERED])
-            if rows[PENDING]:
-                s.execute(by_seq.values(next_attempt_at=bindparam("b_next"), **common), rows[PENDING])
-            if rows[DEAD]:
-                s.execute(by_seq.values(status=DEAD, **common), rows[DEAD])
-            resets = sorted(ep for ep, seq in order.items() if seq[-1][0])
-            if resets:
-                s.execute(
-                    update(WebhookEndpoint.__table__)
-                    .where(e.id.in_(resets), e.consecutive_failures != 0)
-                    .values(consecutive_failures=0)
-                )  # type: ignore[attr-defined]
-            for ep_id, seq in order.items():
-                if seq[-1][0]:
-                    continue  # ends with a success: reset above
-                tail = len(seq) - max((k + 1 for k, (ok, _) in enumerate(seq) if ok), default=0)
-                ep = s.get(WebhookEndpoint, ep_id)
-                if ep is None:
-                    continue
-                ep.consecutive_failures = (0 if any(ok for ok, _ in seq) else ep.consecutive_failures) + tail
-                if ep.enabled and ep.consecutive_failures >= cfg.disable_after_failures:
-                    ep.enabled = False
-                    last_error = items[seq[-1][1]][1].error
-                    ep.disabled_reason = (
-                        f"{ep.consecutive_failures} deliveries in a row failed every attempt; last: {last_error}"
-                    )
-                    out[seq[-1][1]] = (
-                        False,
-                        {
-                            "endpoint_id": ep.id,
-                            "consecutive_failures": ep.consecutive_failures,
-                            "last_error": last_error,
-                        },
-                    )
-                s.add(ep)
-            s.commit()
-        if self._metrics is not None:
-            for outcome, key in (("delivered", DELIVERED), ("failed", PENDING), ("dead", DEAD)):
-                if rows[key]:
-                    self._metrics.webhook_deliveries_total.labels(outcome=outcome).inc(len(rows[key]))
-            for lat in latencies:
-                self._metrics.webhook_delivery_seconds.observe(lat)
-        return out
-
-    async def _emit_disabled(self, info: dict[str, Any]) -> None:
+    async def _emit_disabled(self, info: DisabledEndpoint) -> None:
         log.warning(
             "webhook endpoint %s disabled after %d dead deliveries", info["endpoint_id"], info["consecutive_failures"]
         )
         if self._append_events is None:
             return
         event = Event(
-            type="webhook.endpoint_disabled", at=self._clock.wall(), subject=str(info["endpoint_id"]), data=info
+            type="webhook.endpoint_disabled", at=self._clock.wall(), subject=info["endpoint_id"], data=dict(info)
         )
         try:
             await self._append_events([event])

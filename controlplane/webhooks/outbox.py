@@ -11,16 +11,20 @@ import json
 import logging
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+from sqlalchemy import Engine, insert, text
 from sqlalchemy import event as sa_event
-from sqlalchemy import insert, text
 from sqlmodel import Session, SQLModel, select
 
 from controlplane.clock import Clock
 from controlplane.events import Event
+from controlplane.rows import table_of
 from controlplane.webhooks.rows import PENDING, WebhookDelivery, WebhookEndpoint, new_message_id
+
+if TYPE_CHECKING:
+    from controlplane.store import Store
 
 __all__ = ["Outbox", "install_outbox", "ensure_schema", "event_body", "enqueue", "lock_endpoints"]
 
@@ -37,9 +41,9 @@ def event_body(event: Event) -> bytes:
     return orjson.dumps(d)
 
 
-def ensure_schema(engine: Any) -> None:
+def ensure_schema(engine: Engine) -> None:
     """Create the webhook tables if missing (idempotent), whether or not the store already did."""
-    SQLModel.metadata.create_all(engine, tables=[WebhookEndpoint.__table__, WebhookDelivery.__table__])  # type: ignore[attr-defined]
+    SQLModel.metadata.create_all(engine, tables=[table_of(WebhookEndpoint), table_of(WebhookDelivery)])
 
 
 _ENDPOINTS_LOCK = 0x77686F6B  # advisory lock key: event appends (shared) vs endpoint creation (exclusive)
@@ -134,10 +138,10 @@ class Outbox:
             sa_event.listen(session, "after_commit", _after_commit, once=True)
 
 
-_installed: weakref.WeakKeyDictionary[Any, Outbox] = weakref.WeakKeyDictionary()
+_installed: weakref.WeakKeyDictionary[Store, Outbox] = weakref.WeakKeyDictionary()
 
 
-def install_outbox(store: Any, clock: Clock) -> Outbox:
+def install_outbox(store: Store, clock: Clock) -> Outbox:
     """Create the webhook tables and register the outbox hook on `store` (once per store; idempotent)."""
     existing = _installed.get(store)
     if existing is not None:

@@ -12,14 +12,12 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
 
-if TYPE_CHECKING:
-    from dataplane.http.listener import Connection
-
 __all__ = [
+    "ClientConnection",
     "App",
     "AppKey",
     "Request",
@@ -69,6 +67,14 @@ class App:
         self._state[key] = value
 
 
+class ClientConnection(Protocol):
+    """What a streamed answer needs from the client's connection (the listener's `Connection` meets it)."""
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+
 class Request:
     """One whole request: method, path, query, lower-cased headers (repeated fields joined with ", "), body."""
 
@@ -82,7 +88,7 @@ class Request:
         query: str,
         headers: dict[str, str],
         body: bytes,
-        conn: Connection | None = None,
+        conn: ClientConnection | None = None,
         keep_alive: bool = False,
         http11: bool = True,
     ) -> None:
@@ -113,7 +119,7 @@ class StreamResponse:
 
     def __init__(self, *, status: int = 200, headers: Mapping[str, str] | None = None) -> None:
         self.status, self.headers = status, dict(headers or {})
-        self._conn: Connection | None = None
+        self._conn: ClientConnection | None = None
         self._chunked = True
         self.prepared = self.eof = False
 

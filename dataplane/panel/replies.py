@@ -1,23 +1,23 @@
 """How a panel call's outcome reaches the client: the OpenAI-shaped errors (below quorum, synthesizer
 exhausted, a refused request), the synthesizer's stream re-emitted with the panel's summed usage, and the
 degraded single answer as JSON or as a short stream. The orchestration that decides which of these applies
-lives in dataplane/panel/run.py.
+lives in dataplane/panel/handler.py, the run's state in dataplane/panel/run.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from controlplane.decisions import cost_usd
-from controlplane.domain import Classification, ErrorClass, Observation, Source
+from controlplane.domain import Classification, ErrorClass
 from dataplane.attempts import ClientGone, Opened, StreamEnd, UpstreamAttempt
 from dataplane.http.messages import Request, Response, StreamResponse
-
-if TYPE_CHECKING:
-    from dataplane.panel.run import MemberAnswer, PanelRun
+from dataplane.outcomes import tokens
+from dataplane.panel.members import MemberAnswer
+from dataplane.panel.run import PanelRun
 
 __all__ = [
     "below_quorum",
@@ -28,7 +28,6 @@ __all__ = [
     "stream_synthesis",
     "strip_usage",
     "synth_failed",
-    "tokens",
     "usage_chunk",
 ]
 
@@ -41,15 +40,6 @@ def error(
     """An OpenAI-shaped error response (`extra` adds fields such as `members` or `param`)."""
     body = {"error": {"message": message, "type": type_, "param": None, "code": code, **extra}}
     return Response(body=orjson.dumps(body), status=status, content_type="application/json", headers=headers)
-
-
-def tokens(usage: Any) -> tuple[int, int]:
-    """(input, output) tokens from an OpenAI- or Anthropic-shaped usage object; (0, 0) when absent."""
-    if not isinstance(usage, dict):
-        return 0, 0
-    tin = usage.get("prompt_tokens", usage.get("input_tokens", 0))
-    tout = usage.get("completion_tokens", usage.get("output_tokens", 0))
-    return (tin if isinstance(tin, int) else 0), (tout if isinstance(tout, int) else 0)
 
 
 def client_error(run: PanelRun) -> Response:
@@ -185,24 +175,8 @@ async def stream_synthesis(
         run.finish("client_gone", 499, end.ttft_s)
         return resp or StreamResponse()
     c = end.classification
-    rt = run.st.rt
-    # Latency = to the first chunk, as the proxy reports streams: a long synthesis is not a slow call.
-    rt.sink.submit(
-        Observation(
-            target=cand.target,
-            at=rt.clock.wall(),
-            source=Source.LIVE,
-            kind="live",
-            error_class=c.error_class,
-            latency_s=opened.latency_s,
-            ttft_s=end.ttft_s,
-            status=c.status,
-            scope=c.scope,
-            code=c.code,
-            detail=c.detail,
-            extra={"stream_duration_s": end.latency_s} if end.latency_s is not None else {},
-        )
-    )
+    # Latency = to the first chunk, as plain streams report it: a long synthesis is not a slow call.
+    run.st.outcomes.observe(cand, c, latency=opened.latency_s, ttft=end.ttft_s, headroom=None, duration=end.latency_s)
     assert resp is not None
     if c.ok:
         call.latency_s = end.latency_s

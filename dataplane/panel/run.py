@@ -15,114 +15,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-import orjson
+from typing import Any
 
 from controlplane.config import PanelConfig, RouteConfig
 from controlplane.decisions import Decision, cost_usd
-from controlplane.domain import Classification, ErrorClass, Observation, Source
+from controlplane.domain import Classification, ErrorClass
 from controlplane.table import Table
 from dataplane.attempts import Opened, UpstreamAttempt
-from dataplane.http.messages import Request, Response, StreamResponse
-from dataplane.panel.prompts import (
-    DEFAULT_JUDGE_TEMPLATE,
-    DEFAULT_SYNTHESIZER_TEMPLATE,
-    TemplateError,
-    check_template,
-    numbered_answers,
-    render,
-    transcript,
-)
-from dataplane.panel.replies import below_quorum, client_error, error, single, stream_synthesis, synth_failed, tokens
+from dataplane.failover import Answer, Exhausted, LoopOptions, first_answer
+from dataplane.outcomes import tokens
+from dataplane.panel.members import MemberAnswer, answer_text
+from dataplane.panel.trail import Call, sum_usage
 from dataplane.preferences import Preferences
-from dataplane.selection import Candidate, Plan
+from dataplane.selection import Candidate
+from dataplane.state import DataPlaneState
 
-if TYPE_CHECKING:
-    from dataplane.proxy import DataPlaneState
-
-__all__ = ["Call", "MemberAnswer", "PanelRun", "choose_members", "handle_panel", "sum_usage"]
+__all__ = ["PanelRun", "synth_ref"]
 
 _MIN_LEFT_S = 0.05  # a replacement needs at least this much of the member deadline left to be worth starting
-_NOT_FOR_PANELS = ("tools", "functions", "tool_choice", "function_call")
-
-
-@dataclass(slots=True)
-class Call:
-    """One upstream call made for a panel request (member, judge or synthesizer), for the trail and the log."""
-
-    stage: str  # member | judge | synthesizer
-    target: str
-    outcome: str  # ok, an error class, "deadline" (cut by the member deadline) or "empty" (no answer text)
-    status: int | None = None
-    latency_s: float | None = None
-    detail: str = ""
-    slot: int | None = None  # member slot (a replacement keeps its slot)
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cost_usd: float = 0.0
-
-    def brief(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "target": self.target,
-            "outcome": self.outcome,
-            "status": self.status,
-            "latency_ms": None if self.latency_s is None else round(self.latency_s * 1000, 1),
-            "tokens_in": self.tokens_in,
-            "tokens_out": self.tokens_out,
-            "cost_usd": round(self.cost_usd, 8),
-        }
-        if self.slot is not None:
-            out["slot"] = self.slot
-        if self.detail:
-            out["detail"] = self.detail
-        return out
-
-
-@dataclass(slots=True)
-class MemberAnswer:
-    """A member that answered: its slot, its target and its text (the OpenAI-shaped response kept for degrading)."""
-
-    slot: int
-    cand: Candidate
-    text: str
-    response: dict[str, Any]
-
-
-def sum_usage(calls: Sequence[Call]) -> dict[str, int]:
-    """OpenAI-shaped usage summed over every call of a panel request."""
-    tin = sum(c.tokens_in for c in calls)
-    tout = sum(c.tokens_out for c in calls)
-    return {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout}
-
-
-def choose_members(
-    plans: Sequence[Plan], size: int, distinct_providers: bool
-) -> tuple[list[Candidate], list[Candidate]]:
-    """The first `size` members in table order (one per provider when `distinct_providers`), and the rest in
-    order as replacements. `plans` hold admissible candidates only, one plan per `panel.from` entry."""
-    chosen: list[Candidate] = []
-    pool: list[Candidate] = []
-    seen: set[str] = set()
-    for plan in plans:
-        for c in plan.candidates:
-            if c.target in seen:
-                continue
-            seen.add(c.target)
-            taken = distinct_providers and any(m.provider.id == c.provider.id for m in chosen)
-            (chosen if len(chosen) < size and not taken else pool).append(c)
-    return chosen, pool
-
-
-def _text(response: dict[str, Any] | None) -> str:
-    choices = response.get("choices") if response else None
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        return ""
-    msg = choices[0].get("message")
-    content = msg.get("content") if isinstance(msg, dict) else None
-    return content if isinstance(content, str) else ""
 
 
 class PanelRun:
@@ -163,20 +73,6 @@ class PanelRun:
         self.finished = False
 
     # -- one upstream call ------------------------------------------------------------------------
-    def attempt(self, cand: Candidate, body: dict[str, Any], *, stream: bool, deadline: float) -> UpstreamAttempt:
-        st = self.st
-        assert st.pool is not None
-        return UpstreamAttempt(
-            st.pool,
-            st.adapter(cand.adapter),
-            cand,
-            body,
-            stream=stream,
-            timeouts=st.timeouts,
-            clock=st.rt.clock,
-            deadline=deadline,
-        )
-
     def record(
         self,
         stage: str,
@@ -206,79 +102,67 @@ class PanelRun:
             cost_usd(tin, tout, cand.price_in, cand.price_out),
         )
         self.calls.append(call)
-        rt = self.st.rt
-        rt.metrics.child(
-            rt.metrics.dataplane_attempts_total, self.route.name, cand.provider.id, cand.model, str(c.error_class)
-        ).inc()
+        self.st.outcomes.attempt(self.route.name, cand, c.error_class)
         if observe:
-            rt.sink.submit(
-                Observation(
-                    target=cand.target,
-                    at=rt.clock.wall(),
-                    source=Source.LIVE,
-                    kind="live",
-                    error_class=c.error_class,
-                    latency_s=latency,
-                    ttft_s=ttft,
-                    status=c.status,
-                    headroom=headroom,
-                    retry_after_s=c.retry_after_s,
-                    scope=c.scope,
-                    code=c.code,
-                    detail=c.detail,
-                )
-            )
+            self.st.outcomes.observe(cand, c, latency=latency, ttft=ttft, headroom=headroom)
         return call
 
-    async def call(
-        self, stage: str, ref: str, body: dict[str, Any], *, stream: bool
-    ) -> tuple[UpstreamAttempt, Opened] | None:
-        """A judge or synthesizer call: the candidates of `ref` in order until one answers (failover)."""
+    async def call(self, stage: str, ref: str, body: dict[str, Any], *, stream: bool) -> Answer | None:
+        """A judge or synthesizer call: the candidates of `ref` through the one failover loop (dataplane/failover.py)."""
         plan = self.st.selector.plan(self.table, ref, self.prefs)
         if plan is None:  # config validation names only known refs; a reload may have removed one since
             self.notes.append(f"{stage}: {ref!r} is no longer a route or target")
             return None
         self.skipped.extend(plan.skipped)
-        for cand in plan.candidates[: self.st.rt.config.dataplane.max_attempts]:
-            if self.loop.time() >= self.deadline:
+        options = LoopOptions(
+            max_attempts=self.st.rt.config.dataplane.max_attempts, deadline=self.deadline, stream=stream
+        )
+
+        def start(cand: Candidate) -> UpstreamAttempt:
+            return self.st.attempt(cand, body, stream=stream, deadline=self.deadline)
+
+        try:
+            answer = await first_answer(plan.candidates, start, _StageReport(self, stage), options)
+        except Exhausted as exc:
+            if exc.deadline_reached:
                 self.notes.append(f"{stage}: request deadline reached")
-                break
-            att = self.attempt(cand, body, stream=stream, deadline=self.deadline)
-            try:
-                opened = await att.open()
-            except BaseException:
-                att.close()
-                raise
-            headroom = opened.headroom.ratio if opened.headroom else None
-            if opened.ok:
-                if not stream:
-                    att.close(reuse=True)
-                    self.record(
-                        stage,
-                        cand,
-                        opened.classification,
-                        opened.latency_s,
-                        ttft=opened.ttft_s,
-                        headroom=headroom,
-                        usage=(opened.response or {}).get("usage"),
-                    )
-                return att, opened
-            att.close()
-            self.record(stage, cand, opened.classification, opened.latency_s, ttft=opened.ttft_s, headroom=headroom)
-            if opened.classification.error_class is ErrorClass.CLIENT_ERROR:
-                self.client_error = self.client_error or (opened, cand)
-                break  # the request itself was refused: another target would refuse it too
-        return None
+            if exc.client_error is not None:  # the request itself was refused: another target would refuse it too
+                self.client_error = self.client_error or exc.client_error
+            return None
+        if not stream:
+            opened = answer.opened
+            answer.attempt.close(reuse=True)
+            self.record(
+                stage,
+                answer.cand,
+                opened.classification,
+                opened.latency_s,
+                ttft=opened.ttft_s,
+                headroom=opened.headroom.ratio if opened.headroom else None,
+                usage=(opened.response or {}).get("usage"),
+            )
+        return answer
 
     # -- members ----------------------------------------------------------------------------------
     async def fan_out(self, chosen: list[Candidate], pool: list[Candidate]) -> None:
-        """Run every member slot in parallel until each has an answer or is dropped, by the member deadline."""
+        """Run every member slot in parallel until each has an answer or is dropped, by the member deadline.
+
+        Each slot is one run of the failover loop (dataplane/failover.py) starting from its chosen member: its next
+        candidate comes from `replacement`, asked only when the previous one failed (a provider no other slot holds,
+        the ones that just failed last), an empty answer is not usable, and a cut by the member deadline is not
+        reported against the target (_MemberReport).
+        """
         deadline = min(self.loop.time() + self.panel.member_deadline, self.deadline)
         busy: dict[int, str] = {}  # slot → provider id of its current (or answered) member
         failed: set[str] = set()
         body = {k: v for k, v in self.body.items() if k not in ("stream", "stream_options")}
 
         def replacement(slot: int) -> Candidate | None:
+            if self.client_error is not None:  # the request itself was refused: no other member would take it
+                return None
+            if deadline - self.loop.time() < _MIN_LEFT_S:
+                self.notes.append(f"slot {slot}: dropped, no time left for a replacement")
+                return None
             others = {p for s, p in busy.items() if s != slot}
             # A provider whose member just failed is probably struggling: try every other provider first.
             for avoid_failed in (True, False):
@@ -287,83 +171,47 @@ class PanelRun:
                         continue
                     if not (self.panel.distinct_providers and c.provider.id in others):
                         pool.remove(c)
+                        self.notes.append(f"slot {slot}: replaced by {c.target}")
                         return c
+            self.notes.append(f"slot {slot}: dropped, no admissible replacement left")
             return None
 
-        async def run_slot(slot: int, cand: Candidate | None) -> None:
-            while cand is not None:
-                busy[slot] = cand.provider.id
-                if await self.member(slot, cand, body, deadline):
-                    return
-                failed.add(cand.provider.id)
-                del busy[slot]
-                if self.client_error is not None:
-                    return
-                if deadline - self.loop.time() < _MIN_LEFT_S:
-                    self.notes.append(f"slot {slot}: dropped, no time left for a replacement")
-                    return
-                cand = replacement(slot)
-                if cand is None:
-                    self.notes.append(f"slot {slot}: dropped, no admissible replacement left")
-                else:
-                    self.notes.append(f"slot {slot}: replaced by {cand.target}")
+        async def run_slot(slot: int, cand: Candidate) -> None:
+            def start(c: Candidate) -> UpstreamAttempt:
+                busy[slot] = c.provider.id
+                return self.st.attempt(c, body, stream=False, deadline=deadline)
+
+            options = LoopOptions(
+                max_attempts=1 + len(pool) + len(chosen),  # bounded by the pool, not by dataplane.max_attempts
+                deadline=deadline,
+                replacement=lambda: replacement(slot),
+                usable=lambda opened: bool(answer_text(opened.response).strip()),
+            )
+            report = _MemberReport(self, slot, deadline, busy, failed)
+            try:
+                answer = await first_answer([cand], start, report, options)
+            except Exhausted as exc:
+                if exc.client_error is not None:
+                    self.client_error = self.client_error or exc.client_error
+                return
+            opened = answer.opened
+            answer.attempt.close(reuse=True)  # the whole body was read
+            assert opened.response is not None
+            self.record(
+                "member",
+                answer.cand,
+                opened.classification,
+                opened.latency_s,
+                slot=slot,
+                usage=opened.response.get("usage"),
+                ttft=opened.ttft_s,
+                headroom=opened.headroom.ratio if opened.headroom else None,
+            )
+            self.answers[slot] = MemberAnswer(slot, answer.cand, answer_text(opened.response), opened.response)
 
         async with asyncio.TaskGroup() as tg:  # a bug in one slot cancels the others instead of orphaning them
             for i, c in enumerate(chosen, 1):
                 tg.create_task(run_slot(i, c))
-
-    async def member(self, slot: int, cand: Candidate, body: dict[str, Any], deadline: float) -> bool:
-        att = self.attempt(cand, body, stream=False, deadline=deadline)
-        try:
-            opened = await att.open()
-        except BaseException:  # cancelled (the client left): release the connection, report nothing
-            att.close()
-            raise
-        att.close(reuse=opened.ok)  # back to the pool only when the whole body was read
-        c = opened.classification
-        headroom = opened.headroom.ratio if opened.headroom else None
-        if opened.ok:
-            text = _text(opened.response)
-            assert opened.response is not None
-            self.record(
-                "member",
-                cand,
-                c,
-                opened.latency_s,
-                slot=slot,
-                usage=opened.response.get("usage"),
-                outcome=None if text.strip() else "empty",
-                ttft=opened.ttft_s,
-                headroom=headroom,
-            )
-            if text.strip():
-                self.answers[slot] = MemberAnswer(slot, cand, text, opened.response)
-                return True
-            return False
-        # Cut by our own member deadline before the provider's first-byte timeout: not the provider's fault,
-        # so it is not reported against the target (a tight panel deadline must not open healthy breakers).
-        cut = (
-            c.error_class is ErrorClass.TIMEOUT
-            and self.loop.time() >= deadline - 0.01
-            and (opened.latency_s is None or opened.latency_s < self.st.timeouts.first_byte)
-        )
-        call = self.record(
-            "member",
-            cand,
-            c,
-            opened.latency_s,
-            slot=slot,
-            outcome="deadline" if cut else None,
-            observe=not cut,
-            ttft=opened.ttft_s,
-            headroom=headroom,
-        )
-        if cut:
-            call.latency_s = call.latency_s if call.latency_s is not None else self.panel.member_deadline
-            call.detail = f"no answer within the member deadline ({self.panel.member_deadline:g}s)"
-        if c.error_class is ErrorClass.CLIENT_ERROR:
-            self.client_error = self.client_error or (opened, cand)
-        return False
 
     def survivors(self) -> list[MemberAnswer]:
         return [self.answers[s] for s in sorted(self.answers)]
@@ -400,7 +248,7 @@ class PanelRun:
             "survivors": [a.cand.target for a in self.survivors()],
             "judge": judge,
             "synthesizer": {
-                "ref": _synth_ref(self.panel),
+                "ref": synth_ref(self.panel),
                 "calls": [c.brief() for c in self.calls if c.stage == "synthesizer"],
             },
             "skipped": [{"target": t, "reason": r} for t, r in self.skipped],
@@ -432,14 +280,14 @@ class PanelRun:
         st, rt = self.st, self.st.rt
         route = self.route.name
         latency = rt.clock.monotonic() - self.t0
-        st.count_request(route, self.stream, outcome, latency)
+        st.outcomes.request(route, self.stream, outcome, latency)
         by_target: dict[str, tuple[Call, int, int, float]] = {}
         for c in self.calls:
             if c.tokens_in or c.tokens_out:
                 _, tin, tout, cost = by_target.get(c.target, (c, 0, 0, 0.0))
                 by_target[c.target] = (c, tin + c.tokens_in, tout + c.tokens_out, cost + c.cost_usd)
         for target, (_, tin, tout, cost) in by_target.items():
-            st.count_usage(route, target, tin, tout, cost)
+            st.outcomes.usage(route, target, tin, tout, cost)
         if st.decisions is not None:
             u = self.usage()
             st.decisions.record(
@@ -462,118 +310,62 @@ class PanelRun:
             )
 
 
-def _synth_ref(panel: PanelConfig) -> str | None:
+def synth_ref(panel: PanelConfig) -> str | None:
     """The synthesizer: as configured, else the judge, else the first panel source."""
     return panel.synthesizer or panel.judge or (panel.from_[0] if panel.from_ else None)
 
 
-def _templates(route: RouteConfig, panel: PanelConfig) -> tuple[str, str]:
-    judge = panel.judge_template or DEFAULT_JUDGE_TEMPLATE
-    synth = panel.synthesizer_template or DEFAULT_SYNTHESIZER_TEMPLATE
-    check_template(judge, f"routes.{route.name}.panel.judge_template")
-    check_template(synth, f"routes.{route.name}.panel.synthesizer_template")
-    return judge, synth
+class _StageReport:
+    """A failed judge or synthesizer attempt: one call in the panel's trail, observed and counted."""
+
+    __slots__ = ("_run", "_stage")
+
+    def __init__(self, run: PanelRun, stage: str) -> None:
+        self._run, self._stage = run, stage
+
+    def failed(self, cand: Candidate, opened: Opened) -> None:
+        headroom = opened.headroom.ratio if opened.headroom else None
+        c = opened.classification
+        self._run.record(self._stage, cand, c, opened.latency_s, ttft=opened.ttft_s, headroom=headroom)
+
+    def failing_over(self, error_class: ErrorClass) -> None:
+        pass  # a panel stage's failovers show in its trail; the failover metric counts client requests' moves
 
 
-async def handle_panel(
-    request: Request,
-    body: dict[str, Any],
-    route_cfg: RouteConfig,
-    *,
-    state: DataPlaneState,
-    prefs: Preferences,
-    t0: float,
-) -> Response | StreamResponse:
-    """Serve one chat completion for a `mode: panel` route (the proxy has validated `model`, `messages`, `stream`)."""
-    panel = route_cfg.panel
-    if panel is None:
-        return error(
-            500, f"route {route_cfg.name!r} has mode panel but no panel section", "server_error", "panel_misconfigured"
+class _MemberReport:
+    """A member attempt that gave no usable answer: one call in the trail; observed unless our own member deadline
+    cut it before the provider's first-byte timeout (a tight panel deadline must not open healthy breakers)."""
+
+    __slots__ = ("_run", "_slot", "_deadline", "_busy", "_failed")
+
+    def __init__(self, run: PanelRun, slot: int, deadline: float, busy: dict[int, str], failed: set[str]) -> None:
+        self._run, self._slot, self._deadline, self._busy, self._failed = run, slot, deadline, busy, failed
+
+    def failed(self, cand: Candidate, opened: Opened) -> None:
+        run = self._run
+        self._failed.add(cand.provider.id)
+        self._busy.pop(self._slot, None)
+        c = opened.classification
+        headroom = opened.headroom.ratio if opened.headroom else None
+        if opened.ok:  # answered, with no text: observed as the success it was, logged as "empty"
+            usage = (opened.response or {}).get("usage")
+            run.record(
+                "member", cand, c, opened.latency_s, slot=self._slot, usage=usage, outcome="empty",
+                ttft=opened.ttft_s, headroom=headroom,
+            )  # fmt: skip
+            return
+        cut = (
+            c.error_class is ErrorClass.TIMEOUT
+            and run.loop.time() >= self._deadline - 0.01
+            and (opened.latency_s is None or opened.latency_s < run.st.timeouts.first_byte)
         )
-    for key in _NOT_FOR_PANELS:
-        if body.get(key) is not None:
-            return error(
-                400,
-                f"{key}: not supported on the panel route {route_cfg.name!r} (members answer in text)",
-                "invalid_request_error",
-                "unsupported_parameter",
-                param=key,
-            )
-    try:
-        judge_t, synth_t = _templates(route_cfg, panel)
-    except TemplateError as exc:
-        return error(500, f"panel misconfigured: {exc}", "server_error", "panel_misconfigured")
-    run = PanelRun(state, route_cfg, panel, body, prefs, t0, state.rt.table_source.current())
-    try:
-        return await _serve(request, run, judge_t, synth_t)
-    except asyncio.CancelledError:  # the client left (the proxy cancels its handler): every attempt was closed
-        run.finish("client_gone", 499)
-        raise
+        call = run.record(
+            "member", cand, c, opened.latency_s, slot=self._slot, outcome="deadline" if cut else None,
+            observe=not cut, ttft=opened.ttft_s, headroom=headroom,
+        )  # fmt: skip
+        if cut:
+            call.latency_s = call.latency_s if call.latency_s is not None else run.panel.member_deadline
+            call.detail = f"no answer within the member deadline ({run.panel.member_deadline:g}s)"
 
-
-async def _serve(request: Request, run: PanelRun, judge_t: str, synth_t: str) -> Response | StreamResponse:
-    panel, body, prefs, state = run.panel, run.body, run.prefs, run.st
-    plans: list[Plan] = []
-    for ref in panel.from_:
-        plan = state.selector.plan(run.table, ref, prefs)
-        if plan is None:
-            run.notes.append(f"panel.from: {ref!r} is no longer a route or target")
-            continue
-        plans.append(plan)
-        run.skipped.extend(plan.skipped)
-    chosen, pool = choose_members(plans, panel.size, panel.distinct_providers)
-    if len(chosen) < panel.size:
-        run.notes.append(f"only {len(chosen)} admissible member(s) for a panel of {panel.size}")
-    await run.fan_out(chosen, pool)
-    survivors = run.survivors()
-    if len(survivors) < panel.quorum:
-        if run.client_error is not None and not survivors:
-            return client_error(run)
-        if panel.degrade_to_single and survivors:
-            run.notes.append(f"below quorum ({len(survivors)} of {panel.quorum}): degraded to the best single answer")
-            return await single(request, run, survivors[0])
-        return below_quorum(run, len(survivors))
-    question = transcript(body.get("messages") or [])
-    answers = numbered_answers([a.text for a in survivors])
-    values = {"question": question, "answers": answers, "count": str(len(survivors))}
-    if panel.judge is not None:
-        run.judge_input = render(judge_t, values)
-        judged = await run.call(
-            "judge", panel.judge, {"messages": [{"role": "user", "content": run.judge_input}]}, stream=False
-        )
-        if judged is not None:
-            run.analysis = _text(judged[1].response).strip() or None
-        if run.analysis is None:
-            run.notes.append("judge: no analysis (failed or empty); the synthesizer works from the answers alone")
-    values["analysis"] = run.analysis or "(no analysis available)"
-    return await _synthesize(request, run, render(synth_t, values))
-
-
-async def _synthesize(request: Request, run: PanelRun, prompt: str) -> Response | StreamResponse:
-    ref = _synth_ref(run.panel)
-    system = [
-        m for m in run.body.get("messages") or [] if isinstance(m, dict) and m.get("role") in ("system", "developer")
-    ]
-    body = {k: v for k, v in run.body.items() if k not in ("messages", "stream_options")}
-    body["messages"] = [*system, {"role": "user", "content": prompt}]
-    if run.stream:
-        body["stream_options"] = {"include_usage": True}  # the summed usage needs the synthesizer's own
-    run.client_error = None  # a judge refusing our own prompt is not the client's mistake; the synthesizer's is
-    got = await run.call("synthesizer", ref, body, stream=run.stream) if ref is not None else None
-    if got is None:
-        if run.client_error is not None:
-            return client_error(run)
-        if run.panel.degrade_to_single:
-            run.notes.append("synthesizer failed: degraded to the best single answer")
-            return await single(request, run, run.survivors()[0])
-        return synth_failed(run)
-    att, opened = got
-    run.final = att.cand
-    if not run.stream:
-        out = dict(opened.response or {})
-        out["usage"] = run.usage()
-        if run.prefs.debug:
-            out["turnout"] = run.trail(full=True)
-        run.finish("ok", 200, opened.ttft_s)
-        return Response(body=orjson.dumps(out), content_type="application/json", headers=run.headers())
-    return await stream_synthesis(request, run, att, opened)
+    def failing_over(self, error_class: ErrorClass) -> None:
+        pass  # a member's replacements show in the trail; the failover metric counts client requests' moves

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from openai.types.chat import ChatCompletionFunctionToolParam
 
 from adapters.anthropic import AnthropicAdapter
 from controlplane.domain import ErrorClass as E
@@ -11,7 +12,7 @@ from controlplane.errors import ProviderError
 from tests.adapters.conftest import provider
 
 A = AnthropicAdapter()
-TOOLS = [
+TOOLS: list[ChatCompletionFunctionToolParam] = [
     {
         "type": "function",
         "function": {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from openai.types.chat import ChatCompletionFunctionToolParam
 
 from adapters.gemini import GeminiAdapter
 from controlplane.domain import ErrorClass as E
@@ -12,7 +13,7 @@ from tests.adapters.conftest import provider
 
 A = GeminiAdapter()
 BASE = "https://generativelanguage.googleapis.com/v1beta"
-TOOLS = [
+TOOLS: list[ChatCompletionFunctionToolParam] = [
     {
         "type": "function",
         "function": {

@@ -154,7 +154,13 @@ class FakeRuntime:
         return [t.key for t in self.config.targets() if t.provider == provider]
 
     async def drain(
-        self, *, target: str | None = None, provider: str | None = None, reason: str, until: Any, actor: str
+        self,
+        *,
+        target: str | None = None,
+        provider: str | None = None,
+        reason: str,
+        until: datetime | None = None,
+        actor: str,
     ) -> None:
         self.calls.append(
             ("drain", {"target": target, "provider": provider, "reason": reason, "until": until, "actor": actor})

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from adapters.base import ModelListing
 from adapters.registry import ADAPTERS, get_adapter
-from controlplane.config import ProviderConfig
+from controlplane.config import ModelConfig, ProviderConfig
 from controlplane.errors import ProviderError
 from probes.status_page import SEVERITY, assess
 from tests.chaos.conftest import SOAK
@@ -196,8 +196,8 @@ def test_list_models_of_any_answer_is_a_listing_or_provider_error(
 ) -> None:
     catalogue.answer = (status, body, ctype)
     provider = ProviderConfig(
-        id="p", adapter=name, base_url=f"http://127.0.0.1:{catalogue.port}", models=[{"name": "m"}]
-    )  # type: ignore[list-item]
+        id="p", adapter=name, base_url=f"http://127.0.0.1:{catalogue.port}", models=[ModelConfig(name="m")]
+    )
 
     async def call() -> ModelListing | ProviderError:
         try:

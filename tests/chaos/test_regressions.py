@@ -33,9 +33,9 @@ def test_half_open_with_a_pressure_trial_then_a_success_reopens_instead_of_wedgi
     assert b.record(_obs(E.OVERLOADED), 100.0) == ()
     moves = b.record(_obs(E.OK), 101.0)
     assert [(t.new, t.reason) for t in moves] == [(State.OPEN, "trials_exhausted")]
-    assert not b.admits(101.0)
+    assert not b.admits()
     b.poll(10_000.0)  # the next half_open gets fresh trials
-    assert _state(b) is State.HALF_OPEN and b.admits(10_000.0)
+    assert _state(b) is State.HALF_OPEN and b.admits()
 
 
 def test_an_ok_that_is_not_a_recheck_does_not_lift_a_withdrawal() -> None:

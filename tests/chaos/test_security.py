@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.abc import ResolveResult
+from sqlalchemy import create_engine
 
 from adapters.sim import Simulator
 from controlplane.clock import SystemClock
@@ -228,7 +229,12 @@ class _FakeDNS:
 
 
 def _dispatcher(allow: list[str]) -> Dispatcher:
-    return Dispatcher(engine=None, clock=SystemClock(), config=WebhookConfig(allow_private_networks=allow, timeout=3.0))
+    # attempt() alone never touches the database: an unused in-memory engine
+    return Dispatcher(
+        engine=create_engine("sqlite://"),
+        clock=SystemClock(),
+        config=WebhookConfig(allow_private_networks=allow, timeout=3.0),
+    )
 
 
 @pytest.mark.integration

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import threading
 from collections.abc import AsyncIterator
@@ -25,6 +26,19 @@ async def api(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[StubApi]:
     await stub.stop()
 
 
+def _settle(done: asyncio.Future[int], rc: int, exc: BaseException | None) -> None:
+    if done.done():
+        return
+    if exc is not None:
+        done.set_exception(exc)
+    else:
+        done.set_result(rc)
+
+
+def _parked_after(api: StubApi, version: int) -> bool:
+    return version in api.parked_after
+
+
 async def run_cli(*argv: str) -> int:
     """Run the synchronous CLI (urllib) off the loop that serves the API.
 
@@ -37,11 +51,9 @@ async def run_cli(*argv: str) -> int:
         try:
             rc = main(list(argv))
         except BaseException as exc:  # handed to the test
-            loop.call_soon_threadsafe(
-                lambda e=exc: done.done() or done.set_exception(e)
-            )  # `exc` is unbound after the block
+            loop.call_soon_threadsafe(_settle, done, 0, exc)  # passed now: `exc` is unbound after the block
         else:
-            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(rc))
+            loop.call_soon_threadsafe(_settle, done, rc, None)
 
     threading.Thread(target=run, daemon=True).start()
     return await done
@@ -84,7 +96,7 @@ async def test_status_watch_long_polls_and_prints_each_new_version(
 ) -> None:
     cli = asyncio.create_task(run_cli("status", "--url", api.url, "--watch", "--json", "--count", "2"))
     for version, primary in ((2, "anthropic/claude-sonnet-4"), (3, "openai/gpt-5.5")):
-        await until(lambda v=version: v - 1 in api.parked_after)  # the CLI has seen v-1 and waits for newer
+        await until(functools.partial(_parked_after, api, version - 1))  # the CLI has seen v-1 and waits for newer
         api.publish(sample_table(version, primary))
     assert await asyncio.wait_for(cli, 10) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]

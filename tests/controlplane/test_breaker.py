@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from controlplane.breaker import ALLOWED, OPERATOR_ALLOWED, Breaker, Drain, Transition
+from controlplane.breaker import Breaker
 from controlplane.config import BreakerConfig
 from controlplane.domain import ErrorClass, Observation, Source, State
 from controlplane.errors import IllegalTransition
+from controlplane.moves import ALLOWED, OPERATOR_ALLOWED, Drain, Transition
 
 T = "acme/m"
 AT = datetime(2026, 1, 1, tzinfo=UTC)
@@ -45,7 +46,7 @@ def test_opens_when_failure_rate_crosses_threshold() -> None:
     ev = moves[0].evidence
     assert (ev.calls, ev.failures, ev.error_class, ev.status) == (4, 2, "server_error", 503)
     assert ev.top_failures == (("server_error", 503, 2),)
-    assert not b.admits(3.0)
+    assert not b.admits()
 
 
 def test_stays_closed_below_min_calls() -> None:
@@ -88,9 +89,10 @@ def test_open_ignores_outcomes_and_moves_to_half_open_after_open_duration() -> N
     assert b.record(ob(E.OK, kind="live", source=Source.LIVE), 10.0) == ()
     assert b.record(ob(E.SERVER_ERROR), 10.0) == ()
     assert b.poll(29.0) == ()
-    assert b.admits(30.5)  # pure: the trial may go, the move is made by poll/record
+    assert not b.admits()  # still open: nothing is admitted until poll/record makes the move the table shows
     (m,) = b.poll(30.5)
     assert (m.old, m.new, m.reason) == (State.OPEN, State.HALF_OPEN, "open_elapsed")
+    assert b.admits()  # half_open: the trial may go
 
 
 def test_half_open_closes_after_configured_successes() -> None:
@@ -122,7 +124,7 @@ def test_half_open_admits_only_the_configured_trials() -> None:
     assert b.state is State.HALF_OPEN
     b.record(ob(E.OK), 101.0)
     b.record(ob(E.OK), 102.0)
-    assert b.trials == 2 and b.admits(102.0)
+    assert b.trials == 2 and b.admits()
     # the third trial is an overload: neither success nor failure, and the trials are spent → open again
     (m,) = b.record(ob(E.OVERLOADED), 103.0)
     assert (m.new, m.reason) == (State.OPEN, "trials_exhausted")
@@ -133,7 +135,7 @@ def test_half_open_counts_no_more_than_the_trials() -> None:
     open_breaker(b)
     b.poll(100.0)
     b.trials = 2  # both trial slots taken (outcomes still in flight)
-    assert not b.admits(100.0)
+    assert not b.admits()
     assert b.record(ob(E.OK), 101.0) == ()
     assert b.state is State.HALF_OPEN and b.trial_successes == 0
 
@@ -148,7 +150,7 @@ def test_withdraw_classes_withdraw_at_once_from_any_state(cls: ErrorClass, start
         b.poll(1000.0)
     (m,) = b.record(ob(cls, status=403), 1000.0)
     assert (m.old, m.new, m.reason) == (start, State.WITHDRAWN, str(cls))
-    assert not b.admits(1000.0)
+    assert not b.admits()
 
 
 def test_withdrawn_never_returns_without_a_successful_check() -> None:
@@ -157,7 +159,7 @@ def test_withdrawn_never_returns_without_a_successful_check() -> None:
     for i, cls in enumerate([E.TIMEOUT, E.SERVER_ERROR, E.RATE_LIMITED, E.CLIENT_ERROR, E.REGION_BLOCKED]):
         assert b.record(ob(cls), 1000.0 * (i + 1)) == ()
     assert b.poll(10_000.0) == ()
-    assert b.state is State.WITHDRAWN and not b.admits(10_000.0)
+    assert b.state is State.WITHDRAWN and not b.admits()
     (m,) = b.record(ob(E.OK), 10_001.0)
     assert (m.old, m.new, m.reason) == (State.WITHDRAWN, State.HALF_OPEN, "recheck_succeeded")
 
@@ -251,16 +253,16 @@ def test_metrics_only_moves_and_reports_but_never_blocks() -> None:
     b = brk(mode="metrics_only", consecutive_failures=2)
     moves = feed(b, [E.SERVER_ERROR, E.SERVER_ERROR])
     assert moves[0].new is State.OPEN and moves[0].evidence.would
-    assert b.admits(1.0)
+    assert b.admits()
     b.record(ob(E.AUTH), 2.0)
-    assert b.state is State.WITHDRAWN and b.admits(2.0)
+    assert b.state is State.WITHDRAWN and b.admits()
 
 
 def test_drain_keeps_detecting_underneath_and_undrain_restores_the_detector_state() -> None:
     b = brk(consecutive_failures=2)
     m = b.set_drain(Drain("maintenance", "ops", AT), 0.0)
     assert m is not None and (m.old, m.new) == (State.CLOSED, State.DRAINED)
-    assert not b.admits(0.0) and b.state is State.DRAINED
+    assert not b.admits() and b.state is State.DRAINED
     assert b.set_drain(Drain("longer", "ops", AT), 0.0) is None  # update, no second move
     moves = b.record(ob(E.REGION_BLOCKED), 1.0)
     assert moves[0].shadow and moves[0].new is State.WITHDRAWN
@@ -328,7 +330,7 @@ def test_open_moves_to_half_open_on_a_probe_of_the_opening_signal_after_a_short_
     assert b.early_half_open_at() == 2.4
     assert b.record(ob(E.OK), 2.0) == ()  # too soon: a hang's first probe may just be lucky
     assert b.record(ob(E.OK, kind="count_tokens"), 2.5)[0].reason == "probe_succeeded"
-    assert b.state is State.HALF_OPEN and b.admits(2.5)  # live traffic takes the trials as before
+    assert b.state is State.HALF_OPEN and b.admits()  # live traffic takes the trials as before
 
 
 def test_a_catalogue_opened_breaker_ends_early_only_on_a_listing() -> None:
@@ -352,7 +354,7 @@ def test_only_a_first_opening_ends_early_a_target_that_fails_its_trials_waits_it
     assert m.reason == "open_elapsed"
     b.record(ob(E.OK), 63.0)
     b.record(ob(E.OK), 64.0)
-    assert b.state is State.CLOSED
+    assert b.detector_state is State.CLOSED
     feed(b, [E.SERVER_ERROR] * 5, start=70.0, step=0.1)  # fails again soon after closing: level 3, no early return
     assert b.state is State.OPEN and b.openings == 3 and b.early_half_open_at() is None
 
@@ -391,13 +393,13 @@ def test_recovery_after_a_recheck_is_by_probe_trials_and_resets_the_backoff() ->
     b.record(ob(E.REGION_BLOCKED, status=403), 60.0)  # failed: next at 180
     (m,) = b.record(ob(E.OK), 180.0)
     assert (m.new, m.reason) == (State.HALF_OPEN, "recheck_succeeded")
-    assert not b.admits(180.0) and b.probe_trials
+    assert not b.admits() and b.probe_trials
     assert b.record(ob(E.OK, kind="live", source=Source.LIVE), 181.0) == ()  # not a trial
     assert b.record(ob(E.OK, kind="catalogue"), 181.0) == ()  # cannot see the block
     assert b.trials == 0
     assert b.record(ob(E.OK), 190.0) == ()
     (m,) = b.record(ob(E.OK), 200.0)
-    assert (m.new, m.reason) == (State.CLOSED, "trials_succeeded") and b.admits(200.0)
+    assert (m.new, m.reason) == (State.CLOSED, "trials_succeeded") and b.admits()
     b.record(ob(E.REGION_BLOCKED, status=403), 300.0)
     assert b.next_recheck == 360.0  # a fresh withdrawal starts soon again
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -39,7 +40,8 @@ class FakeHealth:
         e = TableEntry("p0/m0", "p0", "m0", State.CLOSED, True, 1, 1.0, "ok")
         return Table(self.version, self.clock.wall(), targets={"p0/m0": e})
 
-    def ingest_many(self, obs: list[Observation]) -> Out:
+    def ingest_many(self, obs_list: Iterable[Observation]) -> Out:
+        obs = list(obs_list)
         self.seen += len(obs)
         fails = [o for o in obs if not o.ok]
         if not fails:

@@ -9,11 +9,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controlplane.breaker import ALLOWED, OPERATOR_ALLOWED
 from controlplane.config import Config
 from controlplane.config_loader import parse_config
 from controlplane.domain import ErrorClass, Observation, Scope, Source, State
 from controlplane.health import HealthModel, Outcome
+from controlplane.moves import ALLOWED, OPERATOR_ALLOWED
 from tests.fakes import FakeClock
 
 TARGETS = ("a/m", "a/n", "b/m", "c/m", "d/m")

@@ -9,7 +9,7 @@ import pytest
 from controlplane.config import Config, RouteConfig
 from controlplane.config_loader import parse_config
 from controlplane.domain import State
-from controlplane.ranker import Candidate, policy_exclusion, rank_route, score
+from controlplane.ranker import TargetStanding, policy_exclusion, rank_route, score
 from controlplane.reasons import PANIC_SUFFIX
 
 CFG = parse_config(
@@ -30,7 +30,7 @@ routes:
 W = CFG.ranking
 
 
-def cand(t: str, cfg: Config = CFG, **kw: Any) -> Candidate:
+def cand(t: str, cfg: Config = CFG, **kw: Any) -> TargetStanding:
     p = cfg.provider(t.split("/")[0])
     assert p is not None
     m = p.model(t.split("/")[1])
@@ -38,7 +38,7 @@ def cand(t: str, cfg: Config = CFG, **kw: Any) -> Candidate:
     kw.setdefault("state", State.CLOSED)
     kw.setdefault("admissible", kw["state"] in (State.CLOSED, State.HALF_OPEN))
     kw.setdefault("reason", str(kw["state"]))
-    return Candidate(target=t, provider=p, model=m, **kw)
+    return TargetStanding(target=t, provider=p, model=m, **kw)
 
 
 def route(**kw: Any) -> RouteConfig:
@@ -47,14 +47,14 @@ def route(**kw: Any) -> RouteConfig:
     return RouteConfig.model_validate(base)
 
 
-def cands(*items: Candidate) -> dict[str, Candidate]:
+def cands(*items: TargetStanding) -> dict[str, TargetStanding]:
     return {c.target: c for c in items}
 
 
 ALL = ("us1/m", "eu1/m", "cn1/m", "us2/m")
 
 
-def healthy(**lat: float) -> dict[str, Candidate]:
+def healthy(**lat: float) -> dict[str, TargetStanding]:
     return cands(*(cand(t, latency_p50_s=lat.get(t.split("/")[0], 0.5), ttft_p50_s=0.2, error_rate=0.0) for t in ALL))
 
 
@@ -97,7 +97,7 @@ def test_lower_latency_lower_errors_and_lower_price_score_higher() -> None:
         cand("us1/m", latency_p50_s=0.5, ttft_p50_s=0.2, error_rate=0.0), W
     )
     big = cand("us2/big")
-    no_priority = Candidate(
+    no_priority = TargetStanding(
         target=big.target,
         provider=big.provider,
         model=big.model.model_copy(update={"priority": 0}),

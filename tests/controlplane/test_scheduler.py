@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable, Mapping
+from typing import TypedDict, Unpack
 
 import pytest
 
 from controlplane.domain import Classification, ErrorClass, Observation, TargetRef
 from controlplane.metrics import Metrics
-from controlplane.scheduler import ProbeScheduler, first_delay, next_delay, plan_jobs
+from controlplane.scheduler import ProbeScheduler, ShouldProbe, first_delay, next_delay, plan_jobs
 from probes import ProbeContext, ProbeFn
 from tests.fakes import FakeClock
 from tests.probes.scripted import ScriptedAdapter, make_config
@@ -27,12 +29,21 @@ class Sink:
             self.arrived.set()
 
 
-def _sched(cfg_kinds: str = "", clock: FakeClock | None = None, **kw: object) -> tuple[ProbeScheduler, Sink]:
+class _Options(TypedDict, total=False):
+    """The scheduler's optional parts a test may set."""
+
+    metrics: Metrics
+    health: ShouldProbe
+    kinds: Mapping[str, ProbeFn]
+    on_start: Callable[[str, float], None]
+
+
+def _sched(cfg_kinds: str = "", clock: FakeClock | None = None, **kw: Unpack[_Options]) -> tuple[ProbeScheduler, Sink]:
     cfg = make_config(probes=cfg_kinds) if cfg_kinds else make_config()
     sink = Sink()
     s = ProbeScheduler(
         cfg, clock or FakeClock(), session=None, sink=sink, adapter_for=lambda p: ScriptedAdapter(), **kw
-    )  # type: ignore[arg-type]
+    )
     return s, sink
 
 
@@ -169,7 +180,7 @@ async def test_health_decides_which_targets_are_probed_and_skips_are_counted() -
     m = Metrics()
     adapter = ScriptedAdapter(models=["m0", "m1"])
     sched, sink = _sched(metrics=m, health=Health())
-    sched.adapter_for = lambda p: adapter  # type: ignore[assignment, return-value]
+    sched.adapter_for = lambda p: adapter
     assert await sched.run_probe_job("p0/m1", "completion") == []
     assert (
         m.registry.get_sample_value(
@@ -195,7 +206,7 @@ async def test_apscheduler_fires_jobs_on_the_real_loop_and_shuts_down_cleanly() 
     lags: list[float] = []
     metrics = Metrics()
     sched, sink = _sched(probes, metrics=metrics, on_start=lambda key, lag: lags.append(lag))
-    sched.adapter_for = lambda p: ScriptedAdapter(models=["m0", "m1"])  # type: ignore[assignment, return-value]
+    sched.adapter_for = lambda p: ScriptedAdapter(models=["m0", "m1"])
     sink.wanted = 8  # two catalogue runs per provider
     sched.start()
     try:
@@ -247,7 +258,7 @@ async def test_a_due_recheck_runs_at_once_with_a_kind_that_sees_the_signal_not_a
         adapter_for=lambda p: ScriptedAdapter(),
         health=health,
         kinds={"catalogue": kind_fn("catalogue"), "completion": kind_fn("completion")},
-    )  # type: ignore[arg-type]
+    )
     await s.run_probe_job("p0/m0", "completion")  # withdraws
     assert str(health.states()["p0/m0"]) == "withdrawn"
     ran.clear()

@@ -11,6 +11,7 @@ import aiohttp
 import openai
 import pytest
 from aiohttp import web
+from openai.types.chat import ChatCompletionMessageParam
 from sqlalchemy import Engine, create_engine, select, text
 from sqlmodel import Session
 
@@ -23,7 +24,7 @@ from tests.support import require_integration
 
 pytestmark = pytest.mark.integration
 
-MSG = [{"role": "user", "content": "a secret prompt"}]
+MSG: list[ChatCompletionMessageParam] = [{"role": "user", "content": "a secret prompt"}]
 
 
 async def test_requests_leave_rows_with_attempts_tokens_and_cost_and_the_usage_api_sums_them(
@@ -205,7 +206,7 @@ async def test_decision_log_and_summary_work_on_postgres() -> None:
             )
         assert await log.flush() == 3
         with Session(engine) as s:
-            stored = s.execute(select(DecisionRow)).scalars().all()  # type: ignore[arg-type]
+            stored = s.execute(select(DecisionRow)).scalars().all()
         assert {r.at for r in stored} == {now} and {r.n_attempts for r in stored} == {1, 2}
         (row,) = summarise(engine, "route", now - timedelta(hours=1))
         assert row["requests"] == 3 and row["errors"] == 1 and row["failed_over"] == 2 and row["cost_usd"] == 1.5

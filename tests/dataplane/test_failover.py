@@ -7,12 +7,13 @@ from typing import Any
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionFunctionToolParam, ChatCompletionMessageParam
 
 from tests.dataplane.conftest import Env
 
 pytestmark = pytest.mark.integration
 
-MSG = [{"role": "user", "content": "hi"}]
+MSG: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 
 
 @pytest.mark.parametrize(
@@ -163,7 +164,7 @@ async def test_stream_usage_is_sent_only_when_the_client_asks(env: Env) -> None:
 
 
 async def test_tool_calls_pass_through_json_and_stream(env: Env) -> None:
-    tools = [
+    tools: list[ChatCompletionFunctionToolParam] = [
         {
             "type": "function",
             "function": {
@@ -173,6 +174,6 @@ async def test_tool_calls_pass_through_json_and_stream(env: Env) -> None:
         }
     ]
     env.sim.set_fault("oa", "overloaded")  # translated path too: the answer comes from whichever target is next
-    r = await env.aclient.chat.completions.create(model="cross", messages=MSG, tools=tools, tool_choice="required")  # type: ignore[arg-type]
+    r = await env.aclient.chat.completions.create(model="cross", messages=MSG, tools=tools, tool_choice="required")
     msg = r.choices[0].message
     assert msg.tool_calls or msg.content  # the simulator decides whether to call; the shape must parse either way

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from dataplane.proxy import DATA_STATE
 from tests.dataplane.conftest import Env
@@ -14,7 +15,8 @@ from tests.support import until as _until
 
 pytestmark = pytest.mark.integration
 
-BODY = {"model": "main", "messages": [{"role": "user", "content": "hi"}]}
+MSG: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
+BODY = {"model": "main", "messages": MSG}
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -39,8 +41,8 @@ async def test_a_slow_primary_is_hedged_and_the_first_answer_wins(make_env: Call
     )
     env.sim.set_fault("oa", "latency", seconds=5)
     raw = await env.aclient.chat.completions.with_raw_response.create(
-        model="hedged", messages=BODY["messages"], extra_headers={"x-turnout-debug": "1"}
-    )  # type: ignore[arg-type]
+        model="hedged", messages=MSG, extra_headers={"x-turnout-debug": "1"}
+    )
     assert raw.headers["x-turnout-target"] == "ob/gpt-x"
     trail = json.loads(raw.headers["x-turnout-decision"])
     assert any(n.startswith("hedged: ob/gpt-x") for n in trail["notes"])

@@ -7,12 +7,13 @@ import json
 import aiohttp
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.dataplane.conftest import Env
 
 pytestmark = pytest.mark.integration
 
-MSG = [{"role": "user", "content": "hi"}]
+MSG: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 
 
 @pytest.mark.parametrize(("blocked", "target"), [(("oa",), "an/claude-x"), (("oa", "an"), "gg/gem-x")])

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from adapters.sim import Simulator
 from controlplane.control_plane import ControlPlane
@@ -24,7 +25,7 @@ from tests.fakes import FakeClock
 pytestmark = pytest.mark.integration
 
 CLIENTS = 20
-MSG = [{"role": "user", "content": "hi"}]
+MSG: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 
 
 async def _wave(client: openai.AsyncOpenAI, per_client: int, errors: list[str], targets: list[str]) -> None:

@@ -93,7 +93,7 @@ def test_free_text_never_becomes_a_label_value() -> None:
 
 
 def test_transition_counts_and_metrics_only_would_block() -> None:
-    from controlplane.breaker import Evidence, Transition  # the real value the health model returns
+    from controlplane.moves import Evidence, Transition  # the real value the health model returns
 
     m = Metrics()
     t = Transition(

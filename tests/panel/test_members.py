@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from controlplane.config import ProviderConfig
+from dataplane.panel.members import choose_members
 from dataplane.panel.prompts import (
     DEFAULT_JUDGE_TEMPLATE,
     DEFAULT_SYNTHESIZER_TEMPLATE,
@@ -14,7 +15,7 @@ from dataplane.panel.prompts import (
     render,
     transcript,
 )
-from dataplane.panel.run import Call, choose_members, sum_usage
+from dataplane.panel.trail import Call, sum_usage
 from dataplane.selection import Candidate, Plan
 
 

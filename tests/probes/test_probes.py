@@ -57,7 +57,8 @@ async def _serve(routes: dict[str, web.Response | Any]) -> TestServer:
     for path, answer in routes.items():
 
         async def handler(request: web.Request, answer: Any = answer) -> web.StreamResponse:
-            return answer() if callable(answer) else answer
+            response: web.StreamResponse = answer() if callable(answer) else answer
+            return response
 
         app.router.add_route("*", path, handler)
     server = TestServer(app, host="127.0.0.1")

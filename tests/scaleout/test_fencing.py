@@ -36,8 +36,8 @@ def _count(store: Store, table: str) -> int:
 
 
 async def test_a_deposed_leaders_writes_are_refused_by_the_database(pg_url: str, clock: FakeClock) -> None:
-    old = LeaseElector(pg_url, lease=2.0, holder="old", clock=clock)  # type: ignore[arg-type]
-    new = LeaseElector(pg_url, lease=2.0, holder="new", clock=clock)  # type: ignore[arg-type]
+    old = LeaseElector(pg_url, lease=2.0, holder="old", clock=clock)
+    new = LeaseElector(pg_url, lease=2.0, holder="new", clock=clock)
     old_store, new_store = Store(pg_url, clock), Store(pg_url, clock)
     try:
         assert await old.step() and old.term == 1
@@ -71,7 +71,7 @@ async def test_a_deposed_leaders_writes_are_refused_by_the_database(pg_url: str,
 
 async def test_a_fenced_write_waits_for_no_election_and_none_slips_past_it(pg_url: str, clock: FakeClock) -> None:
     """A write that read the lease FOR SHARE commits before a new leader's acquisition can update the row."""
-    old = LeaseElector(pg_url, lease=2.0, holder="old", clock=clock)  # type: ignore[arg-type]
+    old = LeaseElector(pg_url, lease=2.0, holder="old", clock=clock)
     store = Store(pg_url, clock)
     try:
         assert await old.step()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import psycopg
 import pytest
@@ -19,7 +19,7 @@ class Log:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, int]] = []
 
-    def cb(self, who: str, what: str) -> Callable[[int], object]:
+    def cb(self, who: str, what: str) -> Callable[[int], Awaitable[None]]:
         async def f(term: int) -> None:
             self.calls.append((who, what, term))
 
@@ -38,7 +38,7 @@ async def electors(pg_url: str, clock: FakeClock) -> AsyncIterator[tuple[list[Le
             clock=clock,
             on_elected=log.cb(name, "elected"),
             on_demoted=log.cb(name, "demoted"),
-        )  # type: ignore[arg-type]
+        )
         for name in ("a", "b", "c")
     ]
     yield out, log
@@ -127,8 +127,8 @@ async def test_run_loop_elects_and_resigns_when_cancelled(pg_url: str) -> None:
     log = Log()
     a = LeaseElector(
         pg_url, lease=0.6, holder="a", on_elected=log.cb("a", "elected"), on_demoted=log.cb("a", "demoted")
-    )  # type: ignore[arg-type]
-    b = LeaseElector(pg_url, lease=0.6, holder="b", on_elected=log.cb("b", "elected"))  # type: ignore[arg-type]
+    )
+    b = LeaseElector(pg_url, lease=0.6, holder="b", on_elected=log.cb("b", "elected"))
     task = asyncio.create_task(a.run())
     while not a.is_leader:
         await asyncio.sleep(0.01)

@@ -100,6 +100,9 @@ class _Source:
     def current(self) -> Table:
         return self.table
 
+    async def wait_newer(self, version: int, timeout: float) -> Table | None:
+        return self.table if self.table.version > version else None
+
 
 def _public_config() -> Config:
     return parse_config(

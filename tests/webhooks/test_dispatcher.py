@@ -11,9 +11,16 @@ from controlplane.events import Event
 from controlplane.webhooks.dispatcher import RETRY_SCHEDULE, retry_delay
 from controlplane.webhooks.rows import WebhookEndpoint
 from tests.api.fakes import FakeRuntime
+from tests.fakes import FakeClock
 from tests.webhooks.conftest import add_endpoint, deliveries, make_dispatcher
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _advance(rt: FakeRuntime, seconds: float) -> None:
+    clock = rt.clock  # the `wrt` fixture runs on a FakeClock
+    assert isinstance(clock, FakeClock)
+    clock.advance(seconds)
 
 
 def _events(rt: FakeRuntime, n: int, kind: str = "target.state_changed") -> list[Event]:
@@ -53,9 +60,9 @@ async def test_a_failing_head_holds_its_endpoint_but_not_others(wrt: FakeRuntime
     assert bad_rows[0].last_status_code == 500 and "HTTP 500" in (bad_rows[0].last_error or "")
     # Not due yet: nothing happens until the clock passes the first backoff (5 s ± 20 %).
     assert await d.tick() == 0
-    wrt.clock.advance(6.1)
+    _advance(wrt, 6.1)
     assert await d.tick() == 1  # second attempt fails again; the rest keep waiting behind it
-    wrt.clock.advance(300 * 1.21)
+    _advance(wrt, 300 * 1.21)
     assert await d.tick() == 3
     rows = deliveries(wrt, bad.id)
     assert [x.status for x in rows] == ["delivered"] * 3 and rows[0].attempts == 3
@@ -70,7 +77,7 @@ async def test_dead_after_last_attempt_then_endpoint_disabled_with_event(wrt: Fa
     d = make_dispatcher(wrt, {ep.url: [503] * 100})
     for _ in range(20):
         await d.tick()
-        wrt.clock.advance(40_000)
+        _advance(wrt, 40_000)
     rows = deliveries(wrt, ep.id)
     max_attempts = wrt.config.webhooks.max_attempts
     assert [x.status for x in rows] == ["dead", "dead"] and all(x.attempts == max_attempts for x in rows)
@@ -108,7 +115,7 @@ async def test_stored_errors_name_only_the_origin_of_the_url(wrt: FakeRuntime) -
 
 
 async def test_dead_count_follows_the_batch_in_order(wrt: FakeRuntime) -> None:
-    from controlplane.webhooks.dispatcher import AttemptResult, _Job
+    from controlplane.webhooks.queue import AttemptResult, Job
 
     ep = add_endpoint(wrt, "http://127.0.0.1:1/a")
     _events(wrt, 2)
@@ -122,9 +129,9 @@ async def test_dead_count_follows_the_batch_in_order(wrt: FakeRuntime) -> None:
     d = make_dispatcher(wrt, {})
     last = wrt.config.webhooks.max_attempts - 1
 
-    def job(i: int) -> _Job:
+    def job(i: int) -> Job:
         r = rows[i]
-        return _Job(
+        return Job(
             seq=int(r.seq or 0),
             id=r.id,
             endpoint_id=ep.id,
@@ -137,7 +144,7 @@ async def test_dead_count_follows_the_batch_in_order(wrt: FakeRuntime) -> None:
         )
 
     ok, dead = AttemptResult(True, 200, None, 0.0), AttemptResult(False, 500, "HTTP 500", 0.0)
-    d._record_many([(job(0), ok), (job(1), dead)])
+    d.queue.record_many([(job(0), ok), (job(1), dead)])
     with Session(wrt.store.engine) as s:
         after = s.get(WebhookEndpoint, ep.id)
         assert after is not None and after.consecutive_failures == 1 and after.enabled

@@ -73,6 +73,7 @@ async def test_resolver_keeps_only_public_answers() -> None:
 
 async def test_delivery_to_a_name_that_rebinds_to_a_private_address_is_refused() -> None:
     import aiohttp
+    from sqlalchemy import create_engine
 
     from controlplane.clock import SystemClock
     from controlplane.config import WebhookConfig
@@ -80,7 +81,8 @@ async def test_delivery_to_a_name_that_rebinds_to_a_private_address_is_refused()
 
     connector = aiohttp.TCPConnector(resolver=GuardedResolver([], _Scripted(["10.0.0.5"])))
     async with aiohttp.ClientSession(connector=connector) as http:
-        d = Dispatcher(engine=None, clock=SystemClock(), config=WebhookConfig(), http=http)
+        # attempt() alone never touches the database: an unused in-memory engine
+        d = Dispatcher(engine=create_engine("sqlite://"), clock=SystemClock(), config=WebhookConfig(), http=http)
         result = await d.attempt("http://rebind.example:8080/hook", "msg_1", "whsec_AAAA", b"{}")
     assert not result.ok and result.status is None
     assert result.error is not None and "SSRF guard" in result.error

@@ -1,0 +1,297 @@
+"""The chat completions handler (`POST /v1/chat/completions`, JSON and SSE): a thin client API over the one
+failover loop (dataplane/failover.py).
+
+Per request: parse and check the body, read the published table once and plan the candidates
+(dataplane/selection.py), run the loop with retry-once, larger-context moves and hedging, and write the answer
+in OpenAI's shape: the body (passed through when the upstream speaks OpenAI), the stream, the caller's own 4xx,
+or a 503 listing every attempt. A stream fails over freely until its first chunk reaches the client; after that,
+a failure ends the client's stream with an OpenAI-style error event. Every attempt is observed and counted
+(dataplane/outcomes.py) and the request leaves one decision-log record. Panel routes go to dataplane/panel/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from controlplane.decisions import Decision, cost_usd
+from controlplane.domain import Classification, ErrorClass
+from dataplane.attempts import ClientGone, Opened, StreamEnd, UpstreamAttempt
+from dataplane.failover import Answer, AttemptOutcome, Exhausted, LoopOptions, first_answer
+from dataplane.http.messages import Request, Response, StreamResponse, error_response
+from dataplane.outcomes import tokens
+from dataplane.panel.handler import handle_panel
+from dataplane.preferences import PreferenceError, Preferences, parse_preferences
+from dataplane.selection import Candidate, Plan
+from dataplane.state import DATA_STATE, DataPlaneState
+
+__all__ = ["chat_completions"]
+
+
+@dataclass(slots=True)
+class _Request:
+    """What one client request carries through the failover loop."""
+
+    plan: Plan
+    prefs: Preferences
+    body: dict[str, Any]
+    stream: bool
+    include_usage: bool
+    tries: list[AttemptOutcome] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def trail(self) -> dict[str, Any]:
+        return {
+            "model": self.plan.name,
+            "table_version": self.plan.table_version,
+            "candidates": [c.target for c in self.plan.candidates],
+            "skipped": [{"target": t, "reason": r} for t, r in self.plan.skipped],
+            "attempts": [t.brief() for t in self.tries],
+            "notes": self.notes,
+        }
+
+
+def _bad_request(field: str, problem: str) -> Response:
+    return error_response(400, f"{field}: {problem}", "invalid_request_error", "invalid_value", param=field)
+
+
+async def chat_completions(request: Request) -> Response | StreamResponse:
+    """`POST /v1/chat/completions`: parse and check the body, then panel routes to the panel, the rest to the loop."""
+    st = request.app[DATA_STATE]
+    st.config()
+    rt = st.rt
+    t0 = rt.clock.monotonic()
+    try:  # the listener has read the whole body and held it to server.max_body_bytes (413 otherwise)
+        body = orjson.loads(request.body)
+    except orjson.JSONDecodeError as exc:
+        return _bad_request("body", f"not valid JSON ({exc.msg} at position {exc.pos})")
+    if not isinstance(body, dict):
+        return _bad_request("body", "expected a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        return _bad_request("model", "required: a route name or provider/model")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return _bad_request("messages", "required: a non-empty list of messages")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        return _bad_request("stream", "expected true or false")
+    try:
+        prefs = parse_preferences(body, request.headers)
+    except PreferenceError as exc:
+        return _bad_request(exc.field, exc.problem)
+    route_cfg = st.routes.get(model)
+    if route_cfg is not None and route_cfg.mode == "panel":
+        return await handle_panel(request, body, route_cfg, state=st, prefs=prefs, t0=t0)
+    plan = st.selector.plan(rt.table_source.current(), model, prefs)
+    if plan is None:
+        known = ", ".join(st.selector.models()) or "(none)"
+        return error_response(
+            404,
+            f"model {model!r} is neither a route nor a provider/model target; routes: {known}",
+            "invalid_request_error",
+            "model_not_found",
+            param="model",
+        )
+    include_usage = False
+    if stream:
+        so = body.get("stream_options")
+        include_usage = isinstance(so, dict) and so.get("include_usage") is True
+        # Always ask for usage: cost accounting needs it; the extra chunk is dropped if the client did not ask.
+        body["stream_options"] = {**(so if isinstance(so, dict) else {}), "include_usage": True}
+    req = _Request(plan, prefs, body, stream, include_usage)
+    return await _serve(request, st, req, t0)
+
+
+async def _serve(request: Request, st: DataPlaneState, req: _Request, t0: float) -> Response | StreamResponse:
+    dp = st.rt.config.dataplane
+    options = LoopOptions(
+        max_attempts=dp.max_attempts,
+        deadline=asyncio.get_running_loop().time() + dp.total_timeout,
+        stream=req.stream,
+        retry_once=True,
+        larger_context=True,
+        hedging=req.plan.hedging,
+        rand=st.rand,
+    )
+
+    def start(cand: Candidate) -> UpstreamAttempt:
+        return st.attempt(cand, req.body, stream=req.stream, deadline=options.deadline, include_usage=req.include_usage)
+
+    try:
+        answer = await first_answer(
+            req.plan.candidates, start, _Report(st, req.plan.name), options, tried=req.tries, notes=req.notes
+        )
+    except Exhausted as exc:
+        if exc.client_error is not None:
+            return _client_error(st, req, *exc.client_error, t0)
+        return _exhausted(st, req, t0)
+    except asyncio.CancelledError:  # the client went away: every attempt was closed, nothing counts against them
+        _finish(st, req, None, "client_gone", 499, t0)
+        raise
+    return await _commit(request, st, req, answer, t0)
+
+
+class _Report:
+    """A failed attempt of a plain request: a live observation and the attempt metric; a failover counted."""
+
+    __slots__ = ("_st", "_route")
+
+    def __init__(self, st: DataPlaneState, route: str) -> None:
+        self._st, self._route = st, route
+
+    def failed(self, cand: Candidate, opened: Opened) -> None:
+        c = opened.classification
+        headroom = opened.headroom.ratio if opened.headroom else None
+        self._st.outcomes.observe(cand, c, latency=opened.latency_s, ttft=opened.ttft_s, headroom=headroom)
+        self._st.outcomes.attempt(self._route, cand, c.error_class)
+
+    def failing_over(self, error_class: ErrorClass) -> None:
+        self._st.outcomes.failover(self._route, error_class)
+
+
+def _headers(req: _Request, target: str | None) -> dict[str, str]:
+    h = {"x-turnout-attempts": str(len(req.tries)), "x-turnout-table-version": str(req.plan.table_version)}
+    if target is not None:
+        h["x-turnout-target"] = target
+    if req.prefs.debug:
+        h["x-turnout-decision"] = json.dumps(req.trail(), separators=(",", ":"), ensure_ascii=True)
+    return h
+
+
+def _finish(
+    st: DataPlaneState,
+    req: _Request,
+    target: Candidate | None,
+    outcome: str,
+    status: int,
+    t0: float,
+    usage: Any = None,
+    ttft: float | None = None,
+) -> None:
+    """Metrics and the decision-log record for one finished client request."""
+    rt = st.rt
+    route = req.plan.name
+    latency = rt.clock.monotonic() - t0
+    st.outcomes.request(route, req.stream, outcome, latency)
+    tin, tout = tokens(usage)
+    cost = cost_usd(tin, tout, target.price_in, target.price_out) if target is not None else 0.0
+    if target is not None and (tin or tout):
+        st.outcomes.usage(route, target.target, tin, tout, cost)
+    if st.decisions is not None:
+        st.decisions.record(
+            Decision(
+                at=rt.clock.wall(),
+                route=route,
+                target=target.target if target else None,
+                outcome=outcome,
+                status=status,
+                stream=req.stream,
+                attempts=[(t.target, str(t.error_class), t.status) for t in req.tries],
+                tokens_in=tin,
+                tokens_out=tout,
+                cost_usd=cost,
+                latency_s=latency,
+                ttft_s=ttft,
+                tag=req.prefs.tag,
+                table_version=req.plan.table_version,
+            )
+        )
+
+
+def _exhausted(st: DataPlaneState, req: _Request, t0: float) -> Response:
+    attempts = [{"target": t.target, "error_class": str(t.error_class), "status": t.status} for t in req.tries]
+    # Nothing tried: say why each target was passed over (withdrawn, open, excluded by policy), from the table.
+    skipped = [{"target": t, "reason": r} for t, r in req.plan.skipped]
+    why = "; ".join(f"{s['target']}: {s['reason']}" for s in skipped)
+    tried = ", ".join(f"{a['target']}: {a['error_class']}" for a in attempts) or (
+        f"no admissible target: {why}" if why else "no admissible target"
+    )
+    _finish(st, req, None, "exhausted", 503, t0)
+    extra: dict[str, Any] = {"attempts": attempts, "skipped": skipped}
+    if req.prefs.debug:
+        extra["turnout"] = req.trail()
+    return error_response(
+        503,
+        f"no target could answer for {req.plan.name!r} ({tried})",
+        "service_unavailable",
+        "no_admissible_target",
+        headers=_headers(req, None),
+        **extra,
+    )
+
+
+def _client_error(st: DataPlaneState, req: _Request, opened: Opened, cand: Candidate, t0: float) -> Response:
+    c = opened.classification
+    status = c.status if c.status is not None and 400 <= c.status < 500 else 400
+    _finish(st, req, cand, "client_error", status, t0)
+    headers = _headers(req, cand.target)
+    if cand.adapter == "openai" and opened.body and opened.body.lstrip().startswith(b"{"):
+        return Response(body=opened.body, status=status, content_type="application/json", headers=headers)
+    return error_response(
+        status, c.detail or "the request was rejected by the provider", "invalid_request_error", c.code, headers=headers
+    )
+
+
+async def _commit(
+    request: Request, st: DataPlaneState, req: _Request, answer: Answer, t0: float
+) -> Response | StreamResponse:
+    att, opened, cand = answer.attempt, answer.opened, answer.cand
+    headroom = opened.headroom.ratio if opened.headroom else None
+    if not req.stream:
+        att.close(reuse=True)
+        st.outcomes.observe(
+            cand, opened.classification, latency=opened.latency_s, ttft=opened.ttft_s, headroom=headroom
+        )
+        st.outcomes.attempt(req.plan.name, cand, ErrorClass.OK)
+        usage = opened.response.get("usage") if opened.response else None
+        _finish(st, req, cand, "ok", 200, t0, usage, opened.ttft_s)
+        headers = _headers(req, cand.target)
+        if cand.adapter == "openai" and opened.body is not None and not req.prefs.debug:
+            return Response(body=opened.body, content_type="application/json", headers=headers)  # pass-through
+        out = dict(opened.response or {})
+        if req.prefs.debug:
+            out["turnout"] = req.trail()
+        return Response(body=orjson.dumps(out), content_type="application/json", headers=headers)
+    resp = StreamResponse(
+        headers={**_headers(req, cand.target), "Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    end: StreamEnd
+    try:
+        await resp.prepare(request)
+
+        async def emit(data: bytes) -> None:
+            if data:
+                try:
+                    await resp.write(data)
+                except (ConnectionError, RuntimeError) as exc:  # reset by peer / transport closed
+                    raise ClientGone() from exc
+
+        end = await att.pump(emit, opened.buffered)
+    except (ConnectionError, ClientGone):
+        end = StreamEnd(Classification(ErrorClass.OK), client_gone=True)
+    except asyncio.CancelledError:
+        att.close()  # the client went away mid-stream: not the provider's fault, no observation
+        _finish(st, req, cand, "client_gone", 499, t0, att.usage)
+        raise
+    att.close(reuse=end.classification.ok and not end.client_gone)
+    c = end.classification
+    if end.client_gone:
+        # The client left (disconnect or its own timeout): never counts against the provider.
+        _finish(st, req, cand, "client_gone", 499, t0, end.usage, end.ttft_s)
+        return resp
+    # latency = to the first chunk: a long generation is not a slow call (the breaker's slow-call rule reads latency)
+    st.outcomes.observe(cand, c, latency=opened.latency_s, ttft=end.ttft_s, headroom=headroom, duration=end.latency_s)
+    st.outcomes.attempt(req.plan.name, cand, c.error_class)
+    if not c.ok:
+        req.tries[-1] = AttemptOutcome(cand.target, c.error_class, c.status, c.detail, end.latency_s)
+    _finish(st, req, cand, "ok" if c.ok else "stream_error", 200, t0, end.usage, end.ttft_s)
+    try:
+        await resp.write_eof()
+    except (ConnectionError, RuntimeError):
+        pass
+    return resp
