@@ -34,7 +34,8 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m bench
 
-# The status page after a failover, rendered by headless Chromium (Debian package chromium) → screenshots/.
+# The status page rendered by headless Chromium (Debian package chromium) → screenshots/: after a failover
+# (statuspage.png) and before, during and after the demo's three faults (statuspage-1-before.png … 5-after.png).
 screenshots: $(STAMP)
 	TURNOUT_REQUIRE_INTEGRATION=1 TURNOUT_SCREENSHOT_DIR=screenshots $(BIN)/python -m pytest -q -p no:cacheprovider tests/statuspage/test_chromium.py
 

@@ -401,6 +401,10 @@ class GeminiStream(SSETranslator):
             ]
         text, reasoning, tool_calls, finish, _blocked = got
         self._calls += len(tool_calls)
+        if finish == "stop" and self._calls:
+            # Gemini sends the functionCall parts and the STOP finish in separate chunks; a non-streamed answer
+            # with the same calls ends with tool_calls, so the streamed one must too.
+            finish = "tool_calls"
         delta: dict[str, Any] = {}
         if text:
             delta["content"] = text

@@ -32,7 +32,7 @@ from typing import Any
 from controlplane.config import BreakerConfig
 from controlplane.domain import WITHDRAW_CLASSES, ErrorClass, Observation, State
 from controlplane.moves import ALLOWED, OPERATOR_ALLOWED, Drain, Evidence, Transition, check_move
-from controlplane.window import SlidingWindow, Verdict, WindowSnapshot
+from controlplane.window import SlidingWindow, Verdict, WindowSnapshot, signal_of
 
 __all__ = ["PRESSURE_CLASSES", "COUNTED_FAILURES", "NEUTRAL_KINDS", "CALL_KINDS", "signal_kinds", "Breaker"]
 
@@ -258,14 +258,15 @@ class Breaker:
 
     def _closed(self, obs: Observation, cls: ErrorClass, now: float) -> tuple[Transition, ...]:
         win = self.window
+        sig = signal_of(obs.source, obs.kind)  # figures and failure rates are kept apart per signal source
         if cls is ErrorClass.OK:
-            win.add(now, failed=False, latency_s=obs.latency_s, ttft_s=obs.ttft_s)  # may be slow
+            win.add(now, failed=False, latency_s=obs.latency_s, ttft_s=obs.ttft_s, signal=sig)  # may be slow
         elif cls in PRESSURE_CLASSES:
             # Sustained = a second pressure signal within one window; a lone 429 only cools. Pressure never
             # extends or ends the consecutive-failure streak (a 429 says nothing about a 5xx run).
             sustained = self._last_pressure is not None and now - self._last_pressure <= self.cfg.window
             self._last_pressure = now
-            win.add(now, failed=sustained, error_class=str(cls), status=obs.status, counts_in_streak=False)
+            win.add(now, failed=sustained, error_class=str(cls), status=obs.status, counts_in_streak=False, signal=sig)
         else:
             win.add(
                 now,
@@ -274,6 +275,7 @@ class Breaker:
                 ttft_s=obs.ttft_s,
                 error_class=str(cls),
                 status=obs.status,
+                signal=sig,
             )
         verdict = win.verdict(now)
         if verdict in (Verdict.OK, Verdict.BELOW_MIN_CALLS):
@@ -288,7 +290,13 @@ class Breaker:
         self.trials += 1
         failed = cls is not ErrorClass.OK
         self.window.add(
-            now, failed=failed, latency_s=obs.latency_s, ttft_s=obs.ttft_s, error_class=str(cls), status=obs.status
+            now,
+            failed=failed,
+            latency_s=obs.latency_s,
+            ttft_s=obs.ttft_s,
+            error_class=str(cls),
+            status=obs.status,
+            signal=signal_of(obs.source, obs.kind),
         )
         if cls is ErrorClass.OK:
             self.trial_successes += 1

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from adapters.sim import cli as sim_cmd
-from controlplane.commands import config_cmd, db_cmd, demo_cmd, serve_cmd, status_cmd, webhooks_cmd
+from controlplane.commands import config_cmd, db_cmd, demo_cmd, serve_cmd, status_cmd, traffic_cmd, webhooks_cmd
 from controlplane.errors import ConfigError
 
 __all__ = ["main", "COMMANDS"]
@@ -29,6 +29,7 @@ COMMANDS: tuple[_Command, ...] = (
     webhooks_cmd,  # turnout webhooks add|list|rm|test
     db_cmd,  # turnout db …
     demo_cmd,  # turnout demo
+    traffic_cmd,  # turnout traffic
 )
 
 

@@ -294,6 +294,11 @@ class BreakerConfig(_Model):
 
 class RankingConfig(_Model):
     margin: float = Field(default=0.15, ge=0, description="a challenger must beat the primary by this share of score")
+    min_dwell: Duration = Field(
+        default=10.0,
+        ge=0,
+        description="a new primary keeps its place this long unless it leaves admissibility (no flapping on noise)",
+    )
     weight_latency: float = 1.0
     weight_ttft: float = 1.0
     weight_error_rate: float = 3.0

@@ -11,7 +11,7 @@ fast (see bench/ingest.py). A new table version appears only when an order or a 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,8 +22,8 @@ from controlplane.domain import WITHDRAW_CLASSES, Observation, Scope, State
 from controlplane.events import Event
 from controlplane.moves import Drain, Transition
 from controlplane.ranker import TargetStanding, entry_for, rank_route, score
-from controlplane.reasons import state_reason
-from controlplane.table import RouteRanking, Table, TableEntry
+from controlplane.reasons import outscored_reason, state_reason
+from controlplane.table import CurrentFigures, RouteRanking, Table, TableEntry
 from probes import applies
 
 __all__ = ["Outcome", "HealthModel", "SNAPSHOT_FORMAT"]
@@ -65,8 +65,10 @@ class HealthModel:
         self._clock = clock
         self.rerank_interval = rerank_interval
         self.unknown_observations = 0  # observations for targets not in the config (dropped, counted)
+        self._observing = False  # True once an observation was recorded (a follower's view never records one)
         self._breakers: dict[str, Breaker] = {}
         self._primaries: dict[str, str | None] = {}
+        self._primary_since: dict[str, float] = {}  # monotonic time each route's primary took its place
         self._orders: dict[str, tuple[str, ...]] = {}
         self._exhausted: set[str] = set()
         self._version = 0
@@ -148,6 +150,19 @@ class HealthModel:
         now = self._clock.monotonic()
         return [(t, b.recheck_kinds()) for t, b in self._breakers.items() if b.recheck_due(now)]
 
+    def figures_now(self) -> dict[str, CurrentFigures]:
+        """Every target's window figures as of now (cached per window change, so cheap to ask per request).
+
+        Empty until this model has recorded an observation: a control replica's follower view (restored from
+        a snapshot, windows not persisted) knows no figures, and readers then show the published ones."""
+        if not self._observing:
+            return {}
+        now = self._clock.monotonic()
+        return {
+            t: CurrentFigures(b.window.figures(now), b.headroom(now) if b.admits() else None)
+            for t, b in self._breakers.items()
+        }
+
     def target_detail(self, target: str) -> dict[str, Any]:
         """Everything the status API shows about one target (JSON-able, secret-free)."""
         b = self._breakers.get(target)
@@ -175,7 +190,7 @@ class HealthModel:
             ),
             "signal_kinds": sorted(b.signal) if b.detector_state in (State.OPEN, State.WITHDRAWN) else [],
             "probe_trials": b.probe_trials,
-            "headroom": b.headroom(now),
+            "headroom": b.headroom(now) if b.admits() else None,  # no capacity claim for a target not served
             "trials": {"used": b.trials, "allowed": self._cfg.breaker.half_open_trials, "successes": b.trial_successes},
             "window": {
                 "window_s": snap.window_s,
@@ -190,6 +205,9 @@ class HealthModel:
                 "ttft_p50_s": snap.ttft_p50_s,
                 "ttft_p95_s": snap.ttft_p95_s,
                 "verdict": str(snap.verdict),
+                "judged_group": snap.group,
+                "calls_by_source": dict(snap.signal_calls),
+                "figures": asdict(snap.figures),
             },
             "override": _drain_dict(d) if d else None,
         }
@@ -208,6 +226,7 @@ class HealthModel:
             if b is None:
                 self.unknown_observations += 1
                 continue
+            self._observing = True
             if obs.scope != Scope.TARGET and obs.error_class in WITHDRAW_CLASSES:
                 for t in self._by_provider.get(b.target.partition("/")[0], ()):
                     o = obs if t == obs.target else obs.with_(target=t, extra={**obs.extra, "via": obs.target})
@@ -364,7 +383,7 @@ class HealthModel:
 
     def _candidate(self, t: str, b: Breaker, now: float) -> TargetStanding:
         p, m = self._targets[t]
-        lp50, lp95, tp50, tp95 = b.window.percentiles(now)
+        f = b.window.figures(now)  # serving figures only: never a listing's round trip
         return TargetStanding(
             target=t,
             provider=p,
@@ -372,13 +391,14 @@ class HealthModel:
             state=b.state,
             admissible=b.admits(),
             reason=self._reason(b, now),
-            latency_p50_s=lp50,
-            latency_p95_s=lp95,
-            ttft_p50_s=tp50,
-            ttft_p95_s=tp95,
-            error_rate=b.window.error_rate(now),
+            latency_p50_s=f.latency_p50_s,
+            latency_p95_s=f.latency_p95_s,
+            ttft_p50_s=f.ttft_p50_s,
+            ttft_p95_s=f.ttft_p95_s,
+            error_rate=f.error_rate,
             headroom=b.headroom(now),
             retry_in_s=(b.open_until - now) if b.open_until is not None else None,
+            figures=f,
         )
 
     def _rerank(self, now: float, events: list[Event], *, announce: bool = True) -> Table | None:
@@ -387,7 +407,8 @@ class HealthModel:
         cfg = self._cfg
         cands = {t: self._candidate(t, b, now) for t, b in self._breakers.items()}
         routes: dict[str, RouteRanking] = {
-            r.name: rank_route(r, cands, cfg.ranking, self._orders.get(r.name, ())) for r in cfg.routes
+            r.name: rank_route(r, cands, cfg.ranking, self._orders.get(r.name, ()), self._dwelling(r.name, now))
+            for r in cfg.routes
         }
         targets: dict[str, TableEntry] = {
             t: entry_for(
@@ -407,15 +428,18 @@ class HealthModel:
             old = self._primaries.get(name)
             if announce and name in self._primaries and new != old:
                 why = self._why_primary_changed(rr, old, new)
+                scores = {e.target: e.score for e in rr.entries if e.target in (old, new)}
                 events.append(
                     Event(
                         "route.primary_changed",
                         wall,
                         name,
-                        {"from": old, "to": new, "reason": why, "panic": rr.panic},
+                        {"from": old, "to": new, "reason": why, "panic": rr.panic, "scores": scores},
                         cfg.hash,
                     )
                 )
+            if name in self._primaries and new != old:  # a change (the first primary after start is not one)
+                self._primary_since[name] = now
             self._primaries[name] = new
             if new is None and name not in self._exhausted:
                 self._exhausted.add(name)
@@ -452,6 +476,13 @@ class HealthModel:
         )
         return self._table
 
+    def _dwelling(self, route: str, now: float) -> str | None:
+        """The route's primary while it is inside its minimum dwell (it then keeps first place), else None."""
+        since = self._primary_since.get(route)
+        if since is None or now - since >= self._cfg.ranking.min_dwell:
+            return None
+        return self._primaries.get(route)
+
     @staticmethod
     def _why_primary_changed(rr: RouteRanking, old: str | None, new: str | None) -> str:
         if old is None:
@@ -459,10 +490,9 @@ class HealthModel:
         was = next((e for e in rr.entries if e.target == old), None)
         if was is None:
             return "removed from route"
-        if was.admissible:  # still fine, just clearly worse now (beaten by more than the margin)
-            now_ = rr.primary
-            return f"outscored: {new} {now_.score if now_ else None} vs {old} {was.score}"
-        return was.reason
+        if was.admissible and was.state in (State.CLOSED, State.HALF_OPEN):
+            return outscored_reason(new)  # still serving, just clearly worse now (beaten by more than the margin)
+        return was.reason  # out by its state (also when panic still admits it least-bad): say why
 
     # -- persistence -----------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from controlplane.domain import ErrorClass, Observation, Source, State, TargetRe
 
 if TYPE_CHECKING:
     from controlplane.events import Event
-    from controlplane.table import Table
+    from controlplane.table import Table, TableEntry
 
 __all__ = [
     "Metrics",
@@ -156,6 +156,18 @@ class Metrics:
         )
         self.route_panic = Gauge(
             "turnout_route_panic", "1 while the route ranks least-bad (panic threshold).", ["route"], registry=r
+        )
+        self.route_severity = Gauge(
+            "turnout_route_severity",
+            "Route severity (0 operational, 1 maintenance, 2 degraded, 3 partial, 4 major = no admissible target).",
+            ["route"],
+            registry=r,
+        )
+        self.provider_severity = Gauge(
+            "turnout_provider_severity",
+            "Provider severity from its targets' states (same scale as turnout_route_severity).",
+            ["provider"],
+            registry=r,
         )
         self.table_version = Gauge("turnout_table_version", "Version of the published table.", registry=r)
         self.events_total = Counter("turnout_events_total", "Events emitted by type.", ["type"], registry=r)
@@ -385,6 +397,18 @@ def observe_table(m: Metrics, table: Table) -> None:
     _replace_series(m, "route_target_rank", m.route_target_rank, ranks)
     _replace_series(m, "route_admissible_targets", m.route_admissible_targets, routes)
     _replace_series(m, "route_panic", m.route_panic, routes)
+    # Severities come from controlplane/severity.py, as on the status page, in `turnout status` and the export.
+    from controlplane.severity import provider_severity, route_severity
+
+    for name, ranking in table.routes.items():
+        m.route_severity.labels(name).set(int(route_severity(ranking)))
+    _replace_series(m, "route_severity", m.route_severity, routes)
+    by_provider: dict[str, list[TableEntry]] = {}
+    for key, e in entries.items():
+        by_provider.setdefault(_split(key)[0], []).append(e)
+    for p, es in by_provider.items():
+        m.provider_severity.labels(p).set(int(provider_severity(es)))
+    _replace_series(m, "provider_severity", m.provider_severity, {(p,) for p in by_provider})
 
 
 def observe_event(m: Metrics, event: Event) -> None:

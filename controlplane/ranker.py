@@ -6,7 +6,10 @@ Steps, in order:
 2. Admissible targets (closed; half_open with a small traffic share) are scored (higher is better) from
    latency p50, TTFT p50, error rate, headroom, price and priority, weighted by config.ranking.
 3. Hysteresis: the previous order is kept unless a target beats the one ahead of it by `margin` (a share
-   of that target's score), so noise cannot flap the primary. Ties keep the configured route order.
+   of that target's score) measured from serving evidence, so noise cannot flap the primary. Ties keep the configured route order. A primary
+   that took its place less than `min_dwell` ago keeps it (the health model passes it as `keep_primary`)
+   unless it leaves admissibility: a score swing that reverses at once (a cool-down hold starting and ending,
+   a burst of slow calls) cannot flip the primary there and back.
 4. Panic (Envoy): when fewer than `panic_threshold` of the route's candidates are admissible, open and
    exhausted half-open targets are appended least-bad first (soonest retry, then fewest errors) instead of
    refusing everything. Withdrawn, drained and policy-excluded targets are never admitted by panic.
@@ -22,6 +25,7 @@ from controlplane.config import ModelConfig, ProviderConfig, RankingConfig, Rout
 from controlplane.domain import State
 from controlplane.reasons import PANIC_SUFFIX, excluded_reason
 from controlplane.table import RouteRanking, TableEntry
+from controlplane.window import Figures
 
 __all__ = ["TargetStanding", "policy_exclusion", "score", "rank_route", "entry_for", "PRICE_SCALE", "PRIORITY_STEP"]
 
@@ -54,6 +58,7 @@ class TargetStanding:
     error_rate: float | None = None
     headroom: float | None = None
     retry_in_s: float | None = None  # open targets: seconds until half_open (panic ordering)
+    figures: Figures = Figures()  # sources and sample counts of the figures above
 
 
 def policy_exclusion(policy: RoutePolicy, provider: ProviderConfig, model: ModelConfig, target: str) -> str | None:
@@ -107,19 +112,34 @@ def _beats(challenger: float, incumbent: float, margin: float) -> bool:
     return challenger > incumbent + margin * abs(incumbent) + 1e-9
 
 
+def _informed(c: TargetStanding) -> bool:
+    """Does the score rest on serving evidence (live calls or completion probes), not only neutral guesses?"""
+    cheap_only = c.figures.error_source == "cheap" and c.latency_p50_s is None and c.ttft_p50_s is None
+    return not cheap_only and (c.latency_p50_s is not None or c.ttft_p50_s is not None or c.error_rate is not None)
+
+
 def _sticky_order(
-    names: list[str], scores: Mapping[str, float], idx: Mapping[str, int], previous: Sequence[str], margin: float
+    names: list[str],
+    scores: Mapping[str, float],
+    idx: Mapping[str, int],
+    previous: Sequence[str],
+    margin: float,
+    informed: frozenset[str] | None = None,
 ) -> list[str]:
     """Previous order first (for those still present), newcomers by score; then a target moves ahead of
-    its neighbour only if it beats it by the margin. Deterministic for equal inputs."""
+    its neighbour only if it beats it by the margin and the neighbour's score rests on serving evidence
+    (`informed`): a target not yet measured scores a neutral guess, and the first probe answer to arrive
+    elsewhere would take its place, then lose it a second later when its own arrives. (A measured-bad target
+    may still give way to an unmeasured one.) Deterministic for equal inputs."""
     present = set(names)
     prev = [n for n in previous if n in present]
     seen = set(prev)
     fresh = sorted((n for n in names if n not in seen), key=lambda n: (-scores[n], idx[n]))
     order = prev + fresh
+    known = present if informed is None else informed
     for i in range(1, len(order)):
         j = i
-        while j > 0 and _beats(scores[order[j]], scores[order[j - 1]], margin):
+        while j > 0 and order[j - 1] in known and _beats(scores[order[j]], scores[order[j - 1]], margin):
             order[j - 1], order[j] = order[j], order[j - 1]
             j -= 1
     return order
@@ -150,10 +170,16 @@ def entry_for(
         ttft_p50_s=c.ttft_p50_s,
         ttft_p95_s=c.ttft_p95_s,
         error_rate=c.error_rate,
-        headroom=c.headroom,
+        headroom=c.headroom if admissible else None,  # no capacity claim for a target that is not served
         context_window=c.model.context_window,
         adapter=c.provider.adapter,
         half_open_share=half_open_share if c.state is State.HALF_OPEN and admissible else 0.0,
+        latency_source=c.figures.latency_source,
+        latency_samples=c.figures.latency_samples,
+        ttft_source=c.figures.ttft_source,
+        ttft_samples=c.figures.ttft_samples,
+        error_source=c.figures.error_source,
+        error_samples=c.figures.error_samples,
     )
 
 
@@ -162,8 +188,10 @@ def rank_route(
     cands: Mapping[str, TargetStanding],
     ranking: RankingConfig,
     previous_order: Sequence[str] = (),
+    keep_primary: str | None = None,
 ) -> RouteRanking:
-    """Rank one route. `previous_order` is the last published admissible order (for hysteresis)."""
+    """Rank one route. `previous_order` is the last published admissible order (for hysteresis);
+    `keep_primary`, a primary still inside its minimum dwell, stays first while it is admissible."""
     idx = {t: i for i, t in enumerate(route.targets)}
     excluded: dict[str, str] = {}
     closed: list[str] = []
@@ -183,8 +211,14 @@ def rank_route(
             (half if c.state is State.HALF_OPEN else closed).append(t)
     scores = {t: score(cands[t], ranking) for t in closed + half}
     # closed targets always rank ahead of half_open ones (those only get a trial share)
-    order = _sticky_order(closed, scores, idx, previous_order, ranking.margin)
-    order += _sticky_order(half, scores, idx, previous_order, ranking.margin)
+    informed = frozenset(t for t in closed + half if _informed(cands[t]))
+    closed_order = _sticky_order(closed, scores, idx, previous_order, ranking.margin, informed)
+    half_order = _sticky_order(half, scores, idx, previous_order, ranking.margin, informed)
+    for part in (closed_order, half_order):
+        if keep_primary in part and (part is closed_order or not closed_order):
+            part.remove(keep_primary)
+            part.insert(0, keep_primary)
+    order = closed_order + half_order
     panic = bool(pool) and len(order) / len(pool) < route.panic_threshold
     least_bad: list[str] = []
     if panic:

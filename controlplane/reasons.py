@@ -1,4 +1,6 @@
-"""Short reasons a person can read, with their evidence, for every table entry.
+"""Short reasons a person can read, with their evidence, for every table entry: the one formatter every reader
+uses (table, events, data-plane attempts, CLI, page). Reasons carry words and the few numbers a person needs;
+scores and counts stay in the API's evidence fields.
 
 Examples: `open: 7×server_error (503) in 60 s, since 12:01:05, retry at 12:01:35`,
 `withdrawn: region_blocked (403 unsupported_country_region_territory) at 12:00:12`,
@@ -12,7 +14,7 @@ from datetime import datetime
 from controlplane.domain import State
 from controlplane.moves import Drain, Evidence
 
-__all__ = ["hhmmss", "state_reason", "excluded_reason", "PANIC_SUFFIX"]
+__all__ = ["hhmmss", "state_reason", "closed_reason", "excluded_reason", "stated", "outscored_reason", "PANIC_SUFFIX"]
 
 PANIC_SUFFIX = "; admitted least-bad (route in panic)"
 
@@ -82,7 +84,12 @@ def state_reason(
     if state is State.HALF_OPEN:
         used, allowed, ok = trials
         return f"half_open: trial {used}/{allowed}, {ok} ok, since {hhmmss(since)}"
-    # closed
+    return closed_reason(latency_p50_s, error_rate)
+
+
+def closed_reason(latency_p50_s: float | None, error_rate: float | None) -> str:
+    """A closed target's line from its serving figures; readers that lay the figures of now over a table
+    entry recompute it with them, so the words never disagree with the numbers beside them."""
     if error_rate is None:
         return "closed: no recent calls"
     lat = f"p50 {latency_p50_s:.2f} s, " if latency_p50_s is not None else ""
@@ -92,3 +99,18 @@ def state_reason(
 def excluded_reason(excluded_by: str) -> str:
     """`deny_jurisdictions: cn` → `excluded: deny_jurisdictions cn`."""
     return "excluded: " + excluded_by.replace(": ", " ", 1)
+
+
+def stated(state: str, reason: str) -> str:
+    """`state: reason`, without doubling a prefix the reason already has (`withdrawn: withdrawn: …`)."""
+    st = str(state)
+    if not reason:
+        return st
+    if reason.startswith((st, "would ", "excluded")):  # the table's reasons already start with their state
+        return reason
+    return f"{st}: {reason}"
+
+
+def outscored_reason(new: str | None) -> str:
+    """Why an admissible primary gave way: the challenger's name; the scores are evidence, not prose."""
+    return f"outscored by {new} (beyond the margin)" if new else "outscored"

@@ -27,7 +27,7 @@ from controlplane.config import Config
 from controlplane.domain import Observation
 from controlplane.events import Event, EventBus
 from controlplane.metrics import Metrics
-from controlplane.table import Table
+from controlplane.table import CurrentFigures, Table
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -72,6 +72,11 @@ class HealthDetail(Protocol):
     """What the status API shows about one target beyond its table entry (breaker state, window counts)."""
 
     def target_detail(self, target: str) -> dict[str, Any]: ...
+
+    def figures_now(self) -> Mapping[str, CurrentFigures]:
+        """Each target's window figures as of now, laid over the published table by readers (empty when this
+        process observes nothing itself, e.g. a follower's view: readers then show the published figures)."""
+        ...
 
 
 class Operator(Protocol):
@@ -160,6 +165,9 @@ class StatusPageDeps(Protocol):
 
     @property
     def table_source(self) -> TableSource: ...
+
+    @property
+    def health(self) -> HealthDetail | None: ...
 
 
 class StatusPageStore(Protocol):

@@ -1,7 +1,8 @@
 """The human status page at the control plane's `/`: routes, ranked targets, 90-period uptime bars, recent events.
 
 Server-rendered HTML (Jinja2, autoescaped) that works without JavaScript and refreshes itself with
-`<meta http-equiv="refresh">`. It reads only the published table, the store's uptime and the event log.
+`<meta http-equiv="refresh">`. It reads the published table (order, states, reasons) with the health window's
+figures of now laid over it, the store's uptime and the event log. Severities come from controlplane/severity.py.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import jinja2
+import markupsafe
 from aiohttp import web
 from sqlalchemy import case, func, select
 
@@ -26,6 +28,7 @@ from controlplane.domain import ErrorClass, State
 from controlplane.events import Event
 from controlplane.rows import CLASS_COLUMNS, RollupRow, table_of
 from controlplane.seams import StatusPageDeps
+from controlplane.severity import Severity, page_severity, route_severity
 from controlplane.table import Table, TableEntry
 
 __all__ = [
@@ -60,6 +63,9 @@ STATE_COLOURS: dict[State, str] = {
     State.DRAINED: "#5f6b7a",
 }
 
+# States in which a target serves nothing: the newest uptime bar shows them as they are.
+_OUT_NOW = (State.OPEN, State.WITHDRAWN, State.DRAINED)
+
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("controlplane", "templates"),
     autoescape=True,  # every table reason, route name and event field is text from outside: escape all of it
@@ -69,30 +75,47 @@ _env = jinja2.Environment(
 )
 
 
+def _wrappable(text: object) -> markupsafe.Markup:
+    """Escaped text with line-break opportunities after `_`, so a long marker such as
+    `unsupported_country_region_territory` wraps between its words, never inside one."""
+    escaped = str(markupsafe.escape(str(text)))
+    return markupsafe.Markup(escaped.replace("_", "_<wbr>"))
+
+
+_env.filters["wrappable"] = _wrappable
+
+
 @dataclass(frozen=True, slots=True)
 class Bar:
     """One uptime period: `uptime` in 0..1, None when nothing was observed."""
 
     start: datetime
     uptime: float | None
+    # The newest bar carries the target's state now, so it never claims a state the target is not in: a target
+    # that is out (open, withdrawn, drained) shows that state's colour whatever the period's share of successes;
+    # one that serves again shows the period's trouble at worst as "major" (amber), never as red "down".
+    now_state: State | None = None
 
     @property
     def level(self) -> str:
-        """CSS class: the colour bands public status pages use."""
+        """CSS class: the colour bands public status pages use, or the target's current state."""
+        if self.now_state in _OUT_NOW:
+            return f"now-{self.now_state}"
         if self.uptime is None:
             return "none"
         if self.uptime >= 0.999:
             return "good"
         if self.uptime >= 0.99:
             return "minor"
-        if self.uptime >= 0.95:
+        if self.uptime >= 0.95 or self.now_state is not None:
             return "major"
         return "bad"
 
     @property
     def title(self) -> str:
         pct = "no data" if self.uptime is None else f"{self.uptime * 100:.2f}%"
-        return f"{self.start:%Y-%m-%d %H:%M} UTC: {pct}"
+        now = f", {self.now_state} now" if self.now_state is not None else ""
+        return f"{self.start:%Y-%m-%d %H:%M} UTC: {pct}{now}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,12 +141,11 @@ class RouteView:
     panic: bool
     primary: str | None
     rows: tuple[TargetRow, ...]
+    severity: Severity = Severity.OPERATIONAL
 
     @property
     def status(self) -> str:
-        if self.primary is None:
-            return "exhausted"
-        return "degraded" if self.panic or any(r.entry.state is not State.CLOSED for r in self.rows) else "operational"
+        return str(self.severity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,13 +160,27 @@ class StatusView:
     events: tuple[Event, ...]  # newest first
     period: str = "day"
     uptime_note: str = ""
+    severity: Severity = Severity.OPERATIONAL
 
     @property
     def overall(self) -> str:
-        statuses = {r.status for r in self.routes}
-        if "exhausted" in statuses:
-            return "exhausted"
-        return "degraded" if "degraded" in statuses else "operational"
+        return str(self.severity)
+
+    @property
+    def headline(self) -> str:
+        """The banner's words for `severity`, naming the routes that are down."""
+        down = [r.name for r in self.routes if r.severity is Severity.MAJOR]
+        if down:
+            return (
+                f"Route down: {', '.join(down)} has no admissible target"
+                if len(down) == 1
+                else (f"Routes down: {', '.join(down)} have no admissible target")
+            )
+        return {
+            Severity.PARTIAL: "Partial outage: some targets are out, every route still serves",
+            Severity.DEGRADED: "Some targets degraded",
+            Severity.MAINTENANCE: "All routes operational (targets drained by an operator)",
+        }.get(self.severity, "All routes operational")
 
 
 def uptime_history(store: Any, now: datetime, period_s: float, periods: int = PERIODS) -> dict[str, tuple[Bar, ...]]:
@@ -202,16 +238,28 @@ def build_view(
     empty = _empty_bars(now, period_s)
 
     def row(e: TableEntry) -> TargetRow:
-        return TargetRow(e, bars.get(e.target, empty))
+        return TargetRow(e, _with_state_now(bars.get(e.target, empty), e.state))
 
     routed = {e.target for r in table.routes.values() for e in r.entries}
     routes = tuple(
-        RouteView(name, r.panic, r.primary.target if r.primary else None, tuple(row(e) for e in r.entries))
+        RouteView(
+            name, r.panic, r.primary.target if r.primary else None, tuple(row(e) for e in r.entries), route_severity(r)
+        )
         for name, r in table.routes.items()  # config order: the operator chose it
     )
     others = tuple(row(e) for k, e in sorted(table.targets.items()) if k not in routed)
     recent = tuple(sorted(events, key=lambda ev: (ev.at, ev.id or 0), reverse=True)[:RECENT_EVENTS])
-    return StatusView(now, table.version, table.published_at, routes, others, recent, period, uptime_note)
+    return StatusView(
+        now, table.version, table.published_at, routes, others, recent, period, uptime_note, page_severity(table)
+    )
+
+
+def _with_state_now(bars: tuple[Bar, ...], state: State) -> tuple[Bar, ...]:
+    """Mark the newest bar with the target's state now (see `Bar.now_state`)."""
+    if not bars:
+        return bars
+    last = bars[-1]
+    return (*bars[:-1], Bar(last.start, last.uptime, state))
 
 
 def render_status_page(view: StatusView) -> str:
@@ -240,7 +288,8 @@ class _Recent:
 
 
 # Bars of day-long periods barely move between two page loads; re-reading 90 days of rollups every refresh
-# would cost far more than it shows. The newest bar may lag by up to this long.
+# would cost far more than it shows, so the older bars are cached this long. The newest bar (the last period up
+# to now) is read on every load: it is the one that moves during an incident.
 _HISTORY_TTL_S = {"day": 300.0, "hour": 30.0}
 
 
@@ -249,16 +298,28 @@ class _History:
         self.cached: dict[str, tuple[float, dict[str, tuple[Bar, ...]]]] = {}
 
     def get(self, store: Any, period: str, now: datetime, mono: float) -> dict[str, tuple[Bar, ...]]:
+        period_s = PERIOD_SECONDS[period]
         hit = self.cached.get(period)
         if hit is not None and mono - hit[0] < _HISTORY_TTL_S[period]:
-            return hit[1]
-        bars = uptime_history(store, now, PERIOD_SECONDS[period])
-        self.cached[period] = (mono, bars)
-        return bars
+            older = hit[1]
+        else:
+            older = uptime_history(store, now, period_s)
+            self.cached[period] = (mono, older)
+        newest = uptime_history(store, now, period_s, periods=1)
+        last_start = now - timedelta(seconds=period_s)
+        out: dict[str, tuple[Bar, ...]] = {}
+        for target in older.keys() | newest.keys():
+            bars = older.get(target) or _empty_bars(now, period_s)
+            fresh = newest.get(target, (Bar(last_start, None),))[0]
+            out[target] = (*bars[:-1], fresh)  # the cached newest bar gives way to the fresh one
+        return out
 
 
 async def _collect(deps: StatusPageDeps, recent: _Recent, history: _History, period: str) -> StatusView:
     table: Table = deps.table_source.current()
+    health = deps.health
+    if health is not None:  # this version's order with the window's figures of now
+        table = table.with_figures(health.figures_now())
     now: datetime = deps.clock.wall()
     mono = deps.clock.monotonic()
     store = deps.store

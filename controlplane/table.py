@@ -6,13 +6,29 @@ one reference. The version changes only when an order or a state changes.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from controlplane.domain import State
+from controlplane.reasons import closed_reason
+from controlplane.window import Figures
 
-__all__ = ["TableEntry", "RouteRanking", "Table"]
+__all__ = ["TableEntry", "RouteRanking", "Table", "CurrentFigures"]
+
+
+def _closed_reason(e: TableEntry) -> bool:
+    # A closed target's reason is made of its figures; any other reason (excluded, metrics_only) stays.
+    return e.state is State.CLOSED and e.excluded_by is None and e.reason.startswith("closed:")
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentFigures:
+    """One target's window figures as of now (the health model's `figures_now()`), to lay over a table entry."""
+
+    figures: Figures
+    headroom: float | None  # None for a target that is not admissible: no capacity claim for what is not served
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +51,34 @@ class TableEntry:
     context_window: int | None = None
     adapter: str = "openai"
     half_open_share: float = 0.0  # share of traffic while half_open
+    # Where each figure comes from ("live" | "completion" for latency and TTFT, "serving" | "cheap" for the
+    # error rate; None when unknown) and how many calls of the window it is over (controlplane/window.py).
+    latency_source: str | None = None
+    latency_samples: int = 0
+    ttft_source: str | None = None
+    ttft_samples: int = 0
+    error_source: str | None = None
+    error_samples: int = 0
+
+    def with_figures(self, now: CurrentFigures) -> TableEntry:
+        """The same entry (state, rank, score, reason) with the window's figures of now."""
+        f = now.figures
+        return replace(
+            self,
+            latency_p50_s=f.latency_p50_s,
+            latency_p95_s=f.latency_p95_s,
+            ttft_p50_s=f.ttft_p50_s,
+            ttft_p95_s=f.ttft_p95_s,
+            error_rate=f.error_rate,
+            headroom=now.headroom if self.admissible else None,
+            reason=closed_reason(f.latency_p50_s, f.error_rate) if _closed_reason(self) else self.reason,
+            latency_source=f.latency_source,
+            latency_samples=f.latency_samples,
+            ttft_source=f.ttft_source,
+            ttft_samples=f.ttft_samples,
+            error_source=f.error_source,
+            error_samples=f.error_samples,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +104,20 @@ class Table:
     # every configured target, also those in no route (explicit provider/model requests)
     targets: dict[str, TableEntry] = field(default_factory=dict)
     config_hash: str = ""
+
+    def with_figures(self, figures: Mapping[str, CurrentFigures]) -> Table:
+        """This version's order and states with the figures of now: error rates and latencies move between
+        versions while the order does not (status API and page). Entries without figures stay as published."""
+
+        def e(x: TableEntry) -> TableEntry:
+            f = figures.get(x.target)
+            return x.with_figures(f) if f is not None else x
+
+        return replace(
+            self,
+            routes={n: RouteRanking(r.route, tuple(e(x) for x in r.entries), r.panic) for n, r in self.routes.items()},
+            targets={k: e(x) for k, x in self.targets.items()},
+        )
 
     def to_dict(self) -> dict[str, Any]:
         def entry(e: TableEntry) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from controlplane.config import Config, HedgingConfig, ProviderConfig
 from controlplane.domain import State
+from controlplane.reasons import stated
 from controlplane.table import Table, TableEntry
 from dataplane.preferences import NO_PREFERENCES, Preferences
 
@@ -152,7 +153,7 @@ class Selector:
                 elif e.admissible:
                     cands.append(c)
                 else:
-                    skipped.append((e.target, e.excluded_by or f"{e.state}: {e.reason}" if e.reason else str(e.state)))
+                    skipped.append((e.target, e.excluded_by or stated(e.state, e.reason)))
         # Spill: a primary about to run out of rate-limit headroom yields to the next target (it stays as a fallback).
         if len(cands) >= 2 and cands[0].headroom is not None and cands[0].headroom < route.spill_headroom:
             skipped.append(
@@ -170,9 +171,7 @@ class Selector:
         c = self._candidate(name, entry)
         assert c is not None  # name is a configured target
         if entry is not None and (entry.state in _BLOCKED or (not entry.admissible and entry.excluded_by is None)):
-            return _RouteIndex(
-                (), ((name, f"{entry.state}: {entry.reason}" if entry.reason else str(entry.state)),), False, None
-            )
+            return _RouteIndex((), ((name, stated(entry.state, entry.reason)),), False, None)
         return _RouteIndex((c,), (), c.state is State.HALF_OPEN, None)
 
     # -- per request ------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ VOCABULARY = frozenset(
 DATAPLANE_READS = VOCABULARY | {
     "controlplane.seams",  # the small Protocols the data plane is handed (DataPlaneDeps, TableSource, ...)
     "controlplane.table",
+    "controlplane.reasons",  # the one reason formatter (attempt lines say `state: reason` without doubling it)
     "controlplane.publisher",
     "controlplane.scaleout.replication_api",
     "controlplane.config_loader",

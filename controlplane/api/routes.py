@@ -124,6 +124,12 @@ def operations(deps: ControlApiDeps) -> list[Operation]:
         "type", "query", {"type": "array", "items": {"type": "string", "enum": list(EVENT_TYPES)}}, explode=True
     )
     limit = Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000})
+    figures = Param(
+        "figures",
+        "query",
+        {"type": "string", "enum": ["now"]},
+        description="now: this version's order with the window's figures of now (no ETag; without after)",
+    )
     etag = {200: {"ETag": "the table version, quoted"}, 304: {"ETag": "the current table version, quoted"}}
     o = Operation
     return [
@@ -147,7 +153,7 @@ def operations(deps: ControlApiDeps) -> list[Operation]:
             "table",
             "read",
             {200: m.TableModel, 304: None},
-            (after, wait),
+            (after, wait, figures),
             handler=st.table,
             response_headers=etag,
         ),

@@ -98,6 +98,16 @@ class TableEntryModel(BaseModel):
     context_window: int | None = None
     adapter: str = "openai"
     half_open_share: float = 0.0
+    latency_source: Literal["live", "completion"] | None = Field(
+        default=None, description="where latency_p50_s/p95 come from: live traffic, else completion probes"
+    )
+    latency_samples: int = 0
+    ttft_source: Literal["live", "completion"] | None = None
+    ttft_samples: int = 0
+    error_source: Literal["serving", "cheap"] | None = Field(
+        default=None, description="calls error_rate is over: serving (live + completion probes), else cheap probes"
+    )
+    error_samples: int = 0
 
 
 class RouteModel(BaseModel):
@@ -157,7 +167,7 @@ class ProviderStatus(BaseModel):
     adapter: str
     region: str
     jurisdiction: str
-    status: Literal["operational", "degraded_performance", "partial_outage", "major_outage"]
+    status: Literal["operational", "under_maintenance", "degraded_performance", "partial_outage", "major_outage"]
     states: dict[str, int] = Field(description="how many of its targets are in each state")
     targets: list[TableEntryModel]
     status_page: dict[str, Any] | None = Field(description="the latest status-page probe, when configured")

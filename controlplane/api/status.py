@@ -9,9 +9,10 @@ from aiohttp import web
 
 from controlplane.api.jsonio import ApiError, choice_param, float_param, int_param, json_response
 from controlplane.api.summary import build_summary
-from controlplane.domain import State, TargetRef
+from controlplane.domain import TargetRef
 from controlplane.events import EVENT_TYPES
 from controlplane.seams import ControlApiDeps
+from controlplane.severity import provider_severity, statuspage_component
 from controlplane.table import Table, TableEntry
 
 __all__ = ["StatusHandlers", "MAX_ID", "MAX_WAIT_S", "WINDOWS"]
@@ -41,6 +42,12 @@ def _entry(e: TableEntry) -> dict[str, Any]:
         "context_window": e.context_window,
         "adapter": e.adapter,
         "half_open_share": e.half_open_share,
+        "latency_source": e.latency_source,
+        "latency_samples": e.latency_samples,
+        "ttft_source": e.ttft_source,
+        "ttft_samples": e.ttft_samples,
+        "error_source": e.error_source,
+        "error_samples": e.error_samples,
     }
 
 
@@ -70,6 +77,13 @@ class StatusHandlers:
         self.deps = deps
         self._cached: tuple[int, int, bytes] | None = None  # (id(table), version, body)
 
+    def _now(self) -> Table:
+        """The published table with the window's figures as of now (the order and states stay those of the
+        version; a control replica without a health model serves the published figures)."""
+        table: Table = self.deps.table_source.current()
+        health = self.deps.health
+        return table.with_figures(health.figures_now()) if health is not None else table
+
     # -- table ------------------------------------------------------------------------------
     def _table_body(self, table: Table) -> bytes:
         c = self._cached
@@ -84,6 +98,9 @@ class StatusHandlers:
     async def table(self, request: web.Request) -> web.StreamResponse:
         after = int_param(request, "after", minimum=0, maximum=MAX_ID)
         wait = float_param(request, "wait", minimum=0.0, maximum=MAX_WAIT_S)
+        if choice_param(request, "figures", ("now",)) == "now" and after is None:
+            # The figures of now change without a new version: not cacheable by version (no ETag).
+            return json_response(self._now().to_dict(), headers={"Cache-Control": "no-store"})
         table: Table = self.deps.table_source.current()
         if after is not None and table.version <= after:
             newer = await self.deps.table_source.wait_newer(after, wait) if wait else None
@@ -111,21 +128,21 @@ class StatusHandlers:
         }
 
     async def routes(self, request: web.Request) -> web.Response:
-        table: Table = self.deps.table_source.current()
+        table = self._now()
         return json_response(
             {"version": table.version, "routes": [self._route(n, table) for n in sorted(table.routes)]}
         )
 
     async def route(self, request: web.Request) -> web.Response:
         name = request.match_info["route"]
-        table: Table = self.deps.table_source.current()
+        table = self._now()
         if name not in table.routes:
             known = ", ".join(sorted(table.routes)) or "(none)"
             raise ApiError(404, "not_found", f"unknown route {name[:80]!r}; known: {known}", "route")
         return json_response(self._route(name, table))
 
     async def targets(self, request: web.Request) -> web.Response:
-        table: Table = self.deps.table_source.current()
+        table = self._now()
         return json_response(
             {"version": table.version, "targets": [_entry(table.targets[k]) for k in sorted(table.targets)]}
         )
@@ -147,7 +164,7 @@ class StatusHandlers:
     async def target(self, request: web.Request) -> web.Response:
         key = self.target_key(request)
         ref = TargetRef.parse(key)
-        table: Table = self.deps.table_source.current()
+        table = self._now()
         entry = table.targets.get(key)
         latest = await asyncio.to_thread(self.deps.store.latest_observations, key)
         routes = sorted(n for n, r in table.routes.items() if any(e.target == key for e in r.entries))
@@ -171,22 +188,14 @@ class StatusHandlers:
 
     # -- providers --------------------------------------------------------------------------
     async def providers(self, request: web.Request) -> web.Response:
-        table: Table = self.deps.table_source.current()
+        table = self._now()
         out = []
         for p in self.deps.config.providers:
             entries = [e for e in table.targets.values() if e.provider == p.id]
             states: dict[str, int] = {}
             for e in entries:
                 states[str(e.state)] = states.get(str(e.state), 0) + 1
-            bad = sum(1 for e in entries if e.state in (State.OPEN, State.WITHDRAWN))
-            if entries and bad == len(entries):
-                status = "major_outage"
-            elif bad:
-                status = "partial_outage"
-            elif any(e.state == State.HALF_OPEN for e in entries):
-                status = "degraded_performance"
-            else:
-                status = "operational"
+            status = statuspage_component(provider_severity(entries))
             page = None
             if p.status_page and entries:
                 latest = await asyncio.to_thread(self.deps.store.latest_observations, entries[0].target)

@@ -15,25 +15,23 @@ from pydantic import BaseModel
 
 from controlplane.config import Config
 from controlplane.domain import State
+from controlplane.severity import (
+    ComponentStatus,
+    Severity,
+    page_severity,
+    provider_severity,
+    route_severity,
+    state_severity,
+    statuspage_component,
+    statuspage_indicator,
+    target_severity,
+)
 from controlplane.table import Table, TableEntry
 
 __all__ = ["SummaryResponse", "build_summary", "COMPONENT_STATUS"]
 
-ComponentStatus = Literal["operational", "degraded_performance", "partial_outage", "major_outage", "under_maintenance"]
-COMPONENT_STATUS: dict[State, ComponentStatus] = {
-    State.CLOSED: "operational",
-    State.HALF_OPEN: "degraded_performance",
-    State.OPEN: "partial_outage",
-    State.WITHDRAWN: "major_outage",
-    State.DRAINED: "under_maintenance",
-}
-_SEVERITY: dict[str, int] = {
-    "operational": 0,
-    "under_maintenance": 1,
-    "degraded_performance": 2,
-    "partial_outage": 3,
-    "major_outage": 4,
-}
+# Kept for readers that map one target's state (each state's severity comes from controlplane/severity.py).
+COMPONENT_STATUS: dict[State, ComponentStatus] = {st: statuspage_component(state_severity(st)) for st in State}
 _IMPACT = {State.HALF_OPEN: "minor", State.OPEN: "major", State.WITHDRAWN: "critical"}
 
 
@@ -117,14 +115,13 @@ def build_summary(
     updated = _iso(table.published_at)
     components: list[dict[str, Any]] = []
     incidents: list[dict[str, Any]] = []
-    worst = 0
     position = 1
     for p in config.providers:
         gid = _cid("group", p.id)
         entries: list[TableEntry] = [e for e in table.targets.values() if e.provider == p.id]
         children: list[dict[str, Any]] = []
         for e in sorted(entries, key=lambda x: x.target):
-            status = COMPONENT_STATUS.get(e.state, "major_outage")
+            status = statuspage_component(target_severity(e))
             comp = {
                 "id": _cid("component", e.target),
                 "name": e.target,
@@ -173,8 +170,7 @@ def build_summary(
                         "components": [comp],
                     }
                 )
-        group_status = max((c["status"] for c in children), key=lambda s: _SEVERITY[s], default="operational")
-        worst = max(worst, _SEVERITY[group_status])
+        group_status = statuspage_component(provider_severity(entries))
         components.append(
             {
                 "id": gid,
@@ -195,19 +191,19 @@ def build_summary(
         )
         position += 1
         components.extend(children)
-    exhausted = [name for name, r in table.routes.items() if r.primary is None]
-    if exhausted and len(exhausted) == len(table.routes):
-        indicator, text = "critical", "All routes are exhausted"
-    elif exhausted or worst >= _SEVERITY["major_outage"]:
-        indicator, text = (
-            "major",
-            "Major outage: "
-            + (f"routes exhausted: {', '.join(sorted(exhausted))}" if exhausted else "targets withdrawn"),
-        )
-    elif worst >= _SEVERITY["degraded_performance"]:
-        indicator, text = "minor", "Partially degraded service"
+    indicator = statuspage_indicator(table)
+    down = sorted(name for name, r in table.routes.items() if route_severity(r) is Severity.MAJOR)
+    sev = page_severity(table)
+    if indicator == "critical":
+        text = "All routes are down"
+    elif down:
+        text = f"Major outage: routes down: {', '.join(down)}"
+    elif sev >= Severity.PARTIAL:
+        text = "Partial outage: some targets are out; every route still serves"
+    elif sev >= Severity.DEGRADED:
+        text = "Partially degraded service"
     else:
-        indicator, text = "none", "All Systems Operational"
+        text = "All Systems Operational"
     return {
         "page": {"id": page_id, "name": "Turnout", "url": page_url, "time_zone": "Etc/UTC", "updated_at": updated},
         "status": {"indicator": indicator, "description": text},

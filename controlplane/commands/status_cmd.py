@@ -25,6 +25,10 @@ from rich.live import Live
 from rich.table import Table as RichTable
 from rich.text import Text
 
+from controlplane.reasons import excluded_reason
+from controlplane.severity import Severity, page_severity, route_severity
+from controlplane.table import Table
+
 __all__ = [
     "DEFAULT_URL",
     "STATE_STYLES",
@@ -93,8 +97,8 @@ class StatusClient:
             raise ApiError(f"{url}: the answer is not JSON ({exc.msg}); is --url the control port?") from exc
 
     def table(self) -> dict[str, Any]:
-        """The current table (`Table.to_dict()` shape)."""
-        return _expect_table(self._get("/api/v1/table").body)
+        """The current table (`Table.to_dict()` shape) with the window's figures of now."""
+        return _expect_table(self._get("/api/v1/table", {"figures": "now"}).body)
 
     def wait_table(self, after: int, wait: float = _LONG_POLL_S) -> dict[str, Any] | None:
         """Long-poll for a table newer than `after`; None when none appeared before the deadline."""
@@ -173,8 +177,29 @@ def _layout(width: int | None) -> str:
     return "compact" if width >= _NARROW else "narrow"
 
 
-def _route_table(name: str, route: dict[str, Any], *, layout: str = "full") -> RichTable:
-    title = f"route [bold]{name}[/bold]" + ("  [red]PANIC: ranking least-bad[/red]" if route.get("panic") else "")
+_SEVERITY_STYLES = {
+    "operational": "green",
+    "maintenance": "dim",
+    "degraded": "yellow",
+    "partial": "dark_orange",
+    "major": "bold red",
+}
+
+
+def _severities(table: dict[str, Any]) -> tuple[Severity, dict[str, Severity]] | None:
+    """Page and route severities from controlplane/severity.py (the page and Statuspage export use the same)."""
+    try:
+        t = Table.from_dict(table)
+    except (KeyError, TypeError, ValueError):
+        return None  # an answer in an older shape: show the table without severities
+    return page_severity(t), {n: route_severity(r) for n, r in t.routes.items()}
+
+
+def _route_table(
+    name: str, route: dict[str, Any], *, layout: str = "full", severity: Severity | None = None
+) -> RichTable:
+    sev = f"  [{_SEVERITY_STYLES[str(severity)]}]{severity}[/]" if severity is not None else ""
+    title = f"route [bold]{name}[/bold]{sev}" + ("  [red]PANIC: ranking least-bad[/red]" if route.get("panic") else "")
     t = RichTable(title=title, title_justify="left", expand=False, pad_edge=False)
     columns = [(c, j) for c, j in _COLUMNS if layout == "full" or c in _COMPACT]
     if layout == "narrow":
@@ -197,7 +222,7 @@ def _route_table(name: str, route: dict[str, Any], *, layout: str = "full") -> R
         state = str(e.get("state", "?"))
         reason = str(e.get("reason") or "")
         if e.get("excluded_by"):
-            reason = f"excluded by {e['excluded_by']}" + (f"; {reason}" if reason else "")
+            reason = reason or excluded_reason(str(e["excluded_by"]))  # the reason already names the policy
         score = e.get("score")
         reason_text = Text(reason, style="dim" if state == "closed" else STATE_STYLES.get(state, ""))
         cells: dict[str, Any] = {
@@ -230,8 +255,20 @@ def table_renderable(table: dict[str, Any], route: str | None = None, *, width: 
         f"  published {table.get('published_at', '?')}",
         (f"  config {str(table.get('config_hash', ''))[:12]}", "dim"),
     )
+    sev = _severities(table)
     parts: list[RenderableType] = [header]
-    parts.extend(_route_table(n, routes[n], layout=_layout(width)) for n in names if n in routes)
+    if sev is not None:
+        overall, per_route = sev
+        down = [n for n, s in per_route.items() if s is Severity.MAJOR]
+        parts.append(
+            Text.assemble(
+                ("status ", "bold"),
+                (str(overall), _SEVERITY_STYLES[str(overall)]),
+                f"  routes down: {', '.join(sorted(down))}" if down else "",
+            )
+        )
+    per = sev[1] if sev is not None else {}
+    parts.extend(_route_table(n, routes[n], layout=_layout(width), severity=per.get(n)) for n in names if n in routes)
     if not routes:
         parts.append(Text("no routes configured", style="dim"))
     return Group(*parts)

@@ -13,6 +13,7 @@ import signal
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,10 @@ class DemoOptions:
     forever: bool = False  # keep everything running after the story (Ctrl-C stops)
     plain: bool | None = None  # None: plain lines when stdout is not a terminal
     workers: int = 2  # concurrent clients per route
+    # (story second, name): at each, `on_moment(name, control_url)` runs as a task beside the story (make
+    # screenshots photographs the status page before, during and after the faults); awaited before the summary.
+    moments: tuple[tuple[float, str], ...] = ()
+    on_moment: Callable[[str, str], Coroutine[Any, Any, None]] | None = None
 
 
 @dataclass
@@ -178,10 +183,14 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
         story = chapters()
         story_start = time.monotonic()
         shown = 0
+        moments = sorted(opts.moments) if opts.on_moment is not None else []
+        moment_tasks: list[asyncio.Task[None]] = []
         with view:
             while True:
                 now = time.monotonic()
                 elapsed = now - story_start
+                while moments and opts.on_moment is not None and elapsed >= scaled(moments[0][0], speed, 0.0):
+                    moment_tasks.append(asyncio.create_task(opts.on_moment(moments.pop(0)[1], control_url)))
                 while story and elapsed >= scaled(story[0].at, speed, 0.0):
                     ch = story.pop(0)
                     applied.append(_apply(sim, ch, rt.table_source.current(), applied, now))
@@ -204,6 +213,7 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
                     break
                 await asyncio.sleep(_REFRESH_S)
 
+        await asyncio.gather(*moment_tasks)
         if not opts.forever:
             await traffic.stop()
         await rt.sink.flush()

@@ -68,10 +68,20 @@ class Traffic:
     alternately). `max_retries=0`: every failure the SDK sees is counted, none is hidden by client retries."""
 
     def __init__(
-        self, base_url: str, routes: list[str], *, workers: int = 2, pause: float = 0.05, max_tokens: int = 8
+        self,
+        base_url: str,
+        routes: list[str],
+        *,
+        workers: int = 2,
+        pause: float = 0.05,
+        max_tokens: int = 8,
+        api_key: str = "demo-client",
+        limit: int | None = None,
     ) -> None:
-        self.client = openai.AsyncOpenAI(base_url=base_url, api_key="demo-client", max_retries=0, timeout=60.0)
+        self.client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=60.0)
         self.routes, self.workers, self.pause, self.max_tokens = routes, workers, pause, max_tokens
+        self.limit = limit  # stop after this many requests in all (None: until stop())
+        self._sent = 0
         self.stats: dict[str, ClientStats] = {r: ClientStats() for r in routes}
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
@@ -96,6 +106,10 @@ class Traffic:
                     asyncio.create_task(self._worker(route, stream=i % 2 == 1), name=f"demo-client-{route}-{i}")
                 )
 
+    async def wait(self) -> None:
+        """Until the workers end by themselves (`limit` reached)."""
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
     async def stop(self) -> None:
         """Let in-flight requests finish (they count), then close the client."""
         if self._stop.is_set() and not self._tasks:
@@ -108,6 +122,11 @@ class Traffic:
     async def _worker(self, route: str, *, stream: bool) -> None:
         stats = self.stats[route]
         while not self._stop.is_set():
+            if self.limit is not None:
+                if self._sent >= self.limit:
+                    self._stop.set()
+                    break
+                self._sent += 1
             started = time.monotonic()
             try:
                 target, attempts = await self._one(route, stream)

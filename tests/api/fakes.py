@@ -15,7 +15,7 @@ from controlplane.errors import ConfigError
 from controlplane.events import EventBus
 from controlplane.metrics import Metrics
 from controlplane.store import Store
-from controlplane.table import RouteRanking, Table, TableEntry
+from controlplane.table import CurrentFigures, RouteRanking, Table, TableEntry
 
 READ_TOKEN = "read-token-0123456789"
 ADMIN_TOKEN = "admin-token-0123456789"
@@ -120,8 +120,13 @@ class FakeHealth:
     def __init__(self) -> None:
         self.since: dict[str, str] = {}
 
+        self.figures: dict[str, CurrentFigures] = {}  # the window's figures of now, laid over the table by readers
+
     def target_detail(self, target: str) -> dict[str, Any]:
         return {"state": "closed", "since": self.since.get(target), "window": {"calls": 10, "failures": 0}}
+
+    def figures_now(self) -> dict[str, CurrentFigures]:
+        return dict(self.figures)
 
 
 class FakeRuntime:

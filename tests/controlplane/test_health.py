@@ -159,7 +159,8 @@ def test_a_clearly_better_challenger_takes_over_once(model: HealthModel, clock: 
         ]
         changes += [e for o in outcomes for e in o.events if e.type == "route.primary_changed"]
     assert len(changes) == 1 and changes[0].data["to"] == "b/m"
-    assert changes[0].data["reason"].startswith("outscored: b/m")
+    assert changes[0].data["reason"] == "outscored by b/m (beyond the margin)"
+    assert set(changes[0].data["scores"]) == {"a/m", "b/m"}  # the numbers are evidence, not prose
     assert primary(model) == "b/m"
 
 

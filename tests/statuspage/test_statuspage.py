@@ -49,10 +49,10 @@ def test_targets_appear_in_rank_order_per_route_and_exhausted_route_is_flagged()
     frontier = html[html.index('id="route-frontier"') :]
     order = [frontier.index(t) for t in ("openai/gpt-4o", "anthropic/claude-sonnet-4", "deepseek/deepseek-chat")]
     assert order == sorted(order)
-    assert 'class="banner exhausted"' in html
+    assert 'class="banner major"' in html
     assert html.index('id="route-frontier"') < html.index('id="route-cheap-fast"')  # config order
     cheap = html[html.index('id="route-cheap-fast"') :]
-    assert cheap.index('class="tag exhausted"') < cheap.index("</section>")
+    assert cheap.index('class="tag major"') < cheap.index("</section>")
 
 
 def test_outside_text_is_escaped() -> None:
@@ -117,6 +117,7 @@ class _Rt:
     bus: EventBus
     clock: FakeClock
     config: Config = field(default_factory=_public_config)
+    health: None = None  # no health model here: the page shows the published figures
 
 
 class _BrokenStore:
@@ -186,3 +187,21 @@ async def test_private_reads_need_a_token_by_bearer_or_basic_auth() -> None:
         assert (await client.get("/", headers=basic("s3cret-read"))).status == 200
         ok = await client.get("/", headers={"Authorization": "Bearer s3cret-read"})
         assert ok.status == 200 and "s3cret" not in await ok.text()
+
+
+def test_the_newest_bar_never_claims_a_state_the_target_is_not_in() -> None:
+    from controlplane.statuspage import PERIODS, Bar, build_view
+    from tests.api.fakes import make_config, make_table
+
+    cfg = make_config(True)
+    table = make_table(cfg, 1, {"openai/gpt-4o": State.WITHDRAWN})
+    now = table.published_at
+    start = now - timedelta(days=PERIODS)
+    green = tuple(Bar(start + timedelta(days=i), 1.0) for i in range(PERIODS))
+    red = (*green[:-1], Bar(green[-1].start, 0.5))
+    view = build_view(table, now=now, bars={"openai/gpt-4o": green, "anthropic/claude-sonnet-4": red})
+    rows = {r.entry.target: r for rv in view.routes for r in rv.rows}
+    withdrawn, serving = rows["openai/gpt-4o"].bars, rows["anthropic/claude-sonnet-4"].bars
+    assert withdrawn[-1].level == "now-withdrawn" and withdrawn[-2].level == "good"  # 100 % today, withdrawn now
+    assert "withdrawn now" in withdrawn[-1].title
+    assert serving[-1].level == "major" and "closed now" in serving[-1].title  # a bad day, but it serves now
