@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import aiohttp
 
@@ -25,6 +25,8 @@ __all__ = [
     "CompletionProbeResult",
     "ProbeAdapter",
     "Adapter",
+    "Credentialed",
+    "prepare_credentials",
 ]
 
 
@@ -71,6 +73,8 @@ class StreamTranslator(Protocol):
 class ModelListing:
     models: list[str]  # model ids as the provider names them (Gemini: without the `models/` prefix)
     headroom: Headroom | None = None
+    # Listed models this account cannot use from here, with why (Bedrock's availability: region, authorisation).
+    unavailable: dict[str, Classification] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,3 +143,27 @@ class Adapter(ProbeAdapter, Protocol):
     def stream_translator(self, *, model: str) -> StreamTranslator:
         """A fresh translator for one upstream stream, producing OpenAI `chat.completion.chunk`s."""
         ...
+
+
+@runtime_checkable
+class Credentialed(Protocol):
+    """An adapter whose credentials are fetched or refreshed over the network (SigV4 keys from the AWS chain,
+    Google and Entra ID tokens). `build_request` is synchronous and signs with what `prepare` left ready, so
+    every caller awaits `prepare` first; the fetch runs off the event loop."""
+
+    async def prepare(self, provider: ProviderConfig) -> None:
+        """Have fresh credentials for `provider`; raises ProviderError (auth, connect) when none can be had."""
+        ...
+
+
+_CREDENTIALED: dict[type, bool] = {}  # per adapter class: a Protocol isinstance costs microseconds per request
+
+
+async def prepare_credentials(adapter: object, provider: ProviderConfig) -> None:
+    """`adapter.prepare(provider)` for adapters that need it; nothing for key-in-header families."""
+    kind = type(adapter)
+    needs = _CREDENTIALED.get(kind)
+    if needs is None:
+        needs = _CREDENTIALED[kind] = isinstance(adapter, Credentialed)
+    if needs:
+        await adapter.prepare(provider)  # type: ignore[attr-defined]  # checked against Credentialed above

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+from yarl import URL
 
 from adapters.base import CompletionProbeResult, UpstreamRequest
 from adapters.headers import lower_headers
@@ -36,6 +37,7 @@ __all__ = [
     "probe_completion",
     "probe_body",
     "StreamedProbe",
+    "wire_url",
 ]
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -48,6 +50,12 @@ class Fetched:
     status: int
     headers: dict[str, str]
     body: bytes
+
+
+def wire_url(url: str) -> str | URL:
+    """The URL as aiohttp must send it: already percent-encoded parts kept as they are. yarl would decode
+    `%3A` back to `:`, and a SigV4 signature covers the path exactly as built (Bedrock model ids)."""
+    return URL(url, encoded=True) if "%" in url else url
 
 
 def transport_classification(exc: BaseException, *, after_headers: bool = False) -> Classification:
@@ -80,7 +88,7 @@ async def fetch(
     try:
         async with asyncio.timeout(timeout):
             async with session.request(
-                req.method, req.url, headers=req.headers, data=req.body, allow_redirects=False
+                req.method, wire_url(req.url), headers=req.headers, data=req.body, allow_redirects=False
             ) as resp:
                 after_headers = True
                 body = await _read_capped(resp, max_bytes)
@@ -127,7 +135,7 @@ async def probe_completion(
     try:
         async with asyncio.timeout(timeout):
             async with session.request(
-                req.method, req.url, headers=req.headers, data=req.body, allow_redirects=False
+                req.method, wire_url(req.url), headers=req.headers, data=req.body, allow_redirects=False
             ) as resp:
                 after_headers = True
                 headers = lower_headers(resp.headers)

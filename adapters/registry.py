@@ -1,11 +1,15 @@
-"""The adapters by name: `openai` (every OpenAI-compatible host), `anthropic`, `gemini`."""
+"""The adapters by name: `openai` (every OpenAI-compatible host), `anthropic`, `gemini`, and the region-pinned
+clouds `bedrock`, `vertex`, `azure` (their credentials libraries are imported only when a request needs them)."""
 
 from __future__ import annotations
 
 from adapters.anthropic import AnthropicAdapter
+from adapters.azure import AzureAdapter
 from adapters.base import Adapter
+from adapters.bedrock import BedrockAdapter
 from adapters.gemini import GeminiAdapter
 from adapters.openai import OpenAIAdapter
+from adapters.vertex import VertexAdapter
 
 __all__ = ["ADAPTERS", "get_adapter"]
 
@@ -14,6 +18,9 @@ ADAPTERS: dict[str, Adapter] = {
     "openai": OpenAIAdapter(),
     "anthropic": AnthropicAdapter(),
     "gemini": GeminiAdapter(),
+    "bedrock": BedrockAdapter(),
+    "vertex": VertexAdapter(),
+    "azure": AzureAdapter(),
 }
 
 

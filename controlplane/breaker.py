@@ -58,6 +58,12 @@ def signal_kinds(kind: str) -> frozenset[str]:
     return frozenset({"catalogue"}) if kind == "catalogue" else CALL_KINDS
 
 
+# Azure answers DeploymentNotFound for a deployment created minutes ago, until it is live (provider-semantics.md
+# §2.1): for this long after the target's config appeared or changed, that answer counts as a failure, not a
+# withdrawal. The code is adapters/azure.py's marking (the openai adapter's azure flavor keeps withdrawing at once).
+NEW_DEPLOYMENT_CODES: frozenset[str] = frozenset({"deployment_not_found"})
+NEW_DEPLOYMENT_GRACE_S = 300.0
+
 _NONE: tuple[Transition, ...] = ()
 
 
@@ -84,6 +90,7 @@ class Breaker:
         self.signal: frozenset[str] = frozenset()  # kinds that see what opened or withdrew the target
         self.probe_kinds: frozenset[str] = frozenset()  # kinds probing this target (set by the health model)
         self.probe_trials = False  # half_open after a recheck: trials are probes of the signal, not live traffic
+        self.configured_at = now  # when this target's config appeared or last changed (the deployment grace)
         self.hold_until: float = -math.inf  # headroom is 0 until then (rate limit / overload cool-down)
         self.last_headroom: float | None = None
         self._rl_level = 0  # rate-limit backoff doublings without a retry-after
@@ -180,6 +187,7 @@ class Breaker:
 
     def recheck_now(self, now: float) -> None:
         """Config changed: a withdrawn target is rechecked at once (the fix may be in the new config)."""
+        self.configured_at = now
         if self._state is _W:
             self.next_recheck = now
 
@@ -210,6 +218,12 @@ class Breaker:
         if obs.headroom is not None and 0.0 <= obs.headroom <= 1.0:
             self.last_headroom = obs.headroom
         st = self._state
+        if (
+            cls is ErrorClass.MODEL_GONE
+            and (obs.code or "").lower() in NEW_DEPLOYMENT_CODES
+            and now - self.configured_at < NEW_DEPLOYMENT_GRACE_S
+        ):
+            cls = ErrorClass.SERVER_ERROR  # maybe not live yet: counted, failed over, not withdrawn
         if st is _W:
             return self._recheck(obs, cls, now)
         if cls in WITHDRAW_CLASSES and not (cls is ErrorClass.QUOTA_EXHAUSTED and obs.retry_after_s is not None):

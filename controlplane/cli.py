@@ -9,8 +9,18 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from adapters.sim import cli as sim_cmd
-from controlplane.commands import config_cmd, db_cmd, demo_cmd, serve_cmd, status_cmd, traffic_cmd, webhooks_cmd
+from controlplane.commands import (
+    config_cmd,
+    db_cmd,
+    demo_cmd,
+    init_cmd,
+    serve_cmd,
+    status_cmd,
+    traffic_cmd,
+    webhooks_cmd,
+)
 from controlplane.errors import ConfigError
+from controlplane.version import __version__
 
 __all__ = ["main", "COMMANDS"]
 
@@ -22,6 +32,7 @@ class _Command(Protocol):
 
 
 COMMANDS: tuple[_Command, ...] = (
+    init_cmd,  # turnout init
     config_cmd,  # turnout config check
     serve_cmd,  # turnout serve
     sim_cmd,  # turnout sim
@@ -37,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="turnout", description="Health-probing and failover control plane for LLM APIs"
     )
+    parser.add_argument("--version", action="version", version=f"turnout {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMANDS:
         module.add_parser(sub)

@@ -9,17 +9,20 @@ Longer than most modules on purpose: the whole schema in one file, in the order 
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
+import os
 import re
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from controlplane.domain import TargetRef
 from controlplane.durations import Duration
 
 __all__ = [
     "ADAPTERS",
+    "CLOUD_EXTRAS",
     "PROBE_KINDS_KNOWN",
     "Config",
     "ServerConfig",
@@ -42,11 +45,26 @@ __all__ = [
     "WebhookConfig",
     "DataPlaneConfig",
     "FieldProblem",
+    "FieldProblems",
+    "route_problems_of_raw",
 ]
 
-ADAPTERS = ("openai", "anthropic", "gemini")
+ADAPTERS = ("openai", "anthropic", "gemini", "bedrock", "vertex", "azure")
+# The region-pinned clouds need their credentials library, installed as an optional extra (pyproject.toml).
+CLOUD_EXTRAS: dict[str, tuple[str, str]] = {
+    "bedrock": ("aws", "botocore"),
+    "vertex": ("gcp", "google.auth"),
+    "azure": ("azure", "azure.identity"),
+}
 # Kept in step with probes.PROBE_KINDS (a test checks the two agree).
 PROBE_KINDS_KNOWN = ("catalogue", "completion", "status_page", "count_tokens", "health")
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # the parent package (google) is missing too
+        return False
 
 
 class FieldProblem(ValueError):
@@ -55,6 +73,14 @@ class FieldProblem(ValueError):
     def __init__(self, field: str, problem: str, fix: str = "") -> None:
         self.field, self.problem, self.fix = field, problem, fix
         super().__init__(problem)
+
+
+class FieldProblems(FieldProblem):
+    """Every cross-field mistake one check found (pydantic carries a single exception out of a validator)."""
+
+    def __init__(self, problems: list[FieldProblem]) -> None:
+        self.problems = problems
+        super().__init__(problems[0].field, problems[0].problem, problems[0].fix)
 
 
 class _Model(BaseModel):
@@ -115,8 +141,15 @@ class ModelConfig(_Model):
 
 class ProviderConfig(_Model):
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    adapter: str = Field(description="openai | anthropic | gemini (openai covers all OpenAI-compatible APIs)")
-    base_url: str
+    adapter: str = Field(
+        description="openai | anthropic | gemini | bedrock | vertex | azure (openai covers all OpenAI-compatible APIs)"
+    )
+    base_url: str = Field(
+        description=(
+            "the API's base URL; bedrock and vertex derive it from region (and project) when it is left out "
+            "(bedrock: https://bedrock-runtime.{region}.amazonaws.com; vertex: the part before /projects/…)"
+        )
+    )
     api_key: SecretStr | None = Field(default=None, description='"${ENV_VAR}"; never written in clear')
     flavor: str | None = Field(
         default=None, description="openai-compatible host quirks: azure, deepseek, openrouter, groq, …"
@@ -137,7 +170,74 @@ class ProviderConfig(_Model):
         ),
     )
     probe_budget_usd_per_day: float = Field(default=1.0, ge=0, description="spend cap for paid probes per day")
+    # -- AWS Bedrock (adapter: bedrock); `region` is the signing region --
+    catalogue_url: str | None = Field(
+        default=None, description="bedrock: control-plane base (default https://bedrock.{region}.amazonaws.com)"
+    )
+    aws_access_key_id: SecretStr | None = Field(default=None, description='bedrock: "${ENV}"; absent = default chain')
+    aws_secret_access_key: SecretStr | None = Field(default=None, description='bedrock: "${ENV}"')
+    aws_session_token: SecretStr | None = Field(default=None, description='bedrock: "${ENV}" (temporary credentials)')
+    # -- Google Vertex AI (adapter: vertex); `region` is the location (or `global`) --
+    project: str | None = Field(default=None, description="vertex: the Google Cloud project id")
+    credentials_file: str | None = Field(
+        default=None,
+        description="vertex: service-account JSON (${GOOGLE_APPLICATION_CREDENTIALS}); absent = application default",
+    )
     models: list[ModelConfig] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cloud_base_url(cls, data: object) -> object:
+        """Bedrock and Vertex endpoints follow from region (and project): base_url only overrides them."""
+        if not isinstance(data, dict) or data.get("base_url"):
+            return data
+        region = data.get("region")
+        if data.get("adapter") in ("bedrock", "vertex") and (not isinstance(region, str) or region == "default"):
+            example = "eu-central-1" if data.get("adapter") == "bedrock" else "europe-west4"
+            raise FieldProblem(
+                "region",
+                f"adapter {data.get('adapter')} needs a region (it signs for and reaches that region)",
+                f"set region: {example} (or give base_url)",
+            )
+        if data.get("adapter") == "bedrock" and isinstance(region, str) and region != "default":
+            return {**data, "base_url": f"https://bedrock-runtime.{region}.amazonaws.com"}
+        if data.get("adapter") == "vertex" and isinstance(region, str) and region != "default":
+            host = "aiplatform.googleapis.com" if region == "global" else f"{region}-aiplatform.googleapis.com"
+            return {**data, "base_url": f"https://{host}/v1"}
+        return data
+
+    @model_validator(mode="after")
+    def _cloud_fields(self) -> ProviderConfig:
+        if self.adapter in ("bedrock", "vertex") and self.region == "default":
+            example = "eu-central-1" if self.adapter == "bedrock" else "europe-west4"
+            raise FieldProblem(
+                "region",
+                f"adapter {self.adapter} needs a region (it signs for and reaches that region)",
+                f"set region: {example}",
+            )
+        if self.adapter == "vertex" and not self.project:
+            raise FieldProblem("project", "adapter vertex needs the Google Cloud project id", "set project: my-project")
+        if self.credentials_file is not None and not os.path.isfile(self.credentials_file):
+            raise FieldProblem(
+                "credentials_file",
+                f"no such file: {self.credentials_file}",
+                "name a service-account JSON file, or leave it out for application default credentials",
+            )
+        keys = (self.aws_access_key_id, self.aws_secret_access_key)
+        if self.adapter == "bedrock" and (keys[0] is None) != (keys[1] is None):
+            raise FieldProblem(
+                "aws_secret_access_key" if keys[1] is None else "aws_access_key_id",
+                "aws_access_key_id and aws_secret_access_key come together",
+                "set both (each as ${ENV}), or neither to use the default credential chain",
+            )
+        return self
+
+    @field_validator("catalogue_url")
+    @classmethod
+    def _http_catalogue_url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f"catalogue_url must be an http(s) URL, got {v!r}")
+        return v.rstrip("/") if v else v
 
     @field_validator("adapter")
     @classmethod
@@ -375,57 +475,39 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
+        problems: list[FieldProblem] = []  # every mistake, not the first: `turnout config check` lists them all
         ids = [p.id for p in self.providers]
         for i, pid in enumerate(ids):
             if pid in ids[:i]:
-                raise FieldProblem(
-                    f"providers[{i}].id", f"duplicate provider id {pid!r}", "give each provider a unique id"
+                problems.append(
+                    FieldProblem(
+                        f"providers[{i}].id", f"duplicate provider id {pid!r}", "give each provider a unique id"
+                    )
                 )
         for p in self.providers:
+            extra = CLOUD_EXTRAS.get(p.adapter)
+            if p.adapter == "azure" and p.api_key is not None:
+                extra = None  # an api-key needs nothing more; azure-identity is for Entra ID tokens
+            if extra is not None and not _installed(extra[1]):
+                raise FieldProblem(
+                    f"providers.{p.id}.adapter",
+                    f"adapter {p.adapter} needs {extra[1]}, which is not installed",
+                    f"pip install 'turnout[{extra[0]}]'",
+                )
             names = [m.name for m in p.models]
             for j, name in enumerate(names):
                 if name in names[:j]:
-                    raise FieldProblem(
-                        f"providers.{p.id}.models[{j}].name", f"duplicate model {name!r}", "list each model once"
+                    problems.append(
+                        FieldProblem(
+                            f"providers.{p.id}.models[{j}].name", f"duplicate model {name!r}", "list each model once"
+                        )
                     )
         known = self.target_keys()
         route_names = [r.name for r in self.routes]
         for i, r in enumerate(self.routes):
-            if r.name in route_names[:i]:
-                raise FieldProblem(
-                    f"routes[{i}].name", f"duplicate route name {r.name!r}", "give each route a unique name"
-                )
-            if r.mode == "failover" and not r.targets:
-                raise FieldProblem(
-                    f"routes.{r.name}.targets",
-                    "a failover route needs at least one target",
-                    "list targets as provider/model",
-                )
-            for j, t in enumerate(r.targets):
-                if t not in known:
-                    raise FieldProblem(
-                        f"routes.{r.name}.targets[{j}]",
-                        f"unknown target {t!r}; known: {', '.join(sorted(known)) or '(none)'}",
-                        "define the model under its provider's models, or fix the name",
-                    )
-            if r.mode == "panel":
-                if r.panel is None:
-                    raise FieldProblem(
-                        f"routes.{r.name}.panel",
-                        "mode: panel needs a panel section",
-                        "add panel: {from: [...], size: 3}",
-                    )
-                for ref in [*r.panel.from_, r.panel.judge, r.panel.synthesizer]:
-                    if ref is not None and ref not in known and ref not in route_names:
-                        raise FieldProblem(
-                            f"routes.{r.name}.panel",
-                            f"unknown route or target {ref!r}",
-                            "name a route or provider/model",
-                        )
-                if r.panel.quorum > r.panel.size:
-                    raise FieldProblem(
-                        f"routes.{r.name}.panel.quorum", "quorum exceeds panel size", "lower quorum or raise size"
-                    )
+            problems.extend(_route_problems(r, i, known, route_names))
+        if problems:
+            raise FieldProblems(problems)
         return self
 
     # -- lookups -------------------------------------------------------------------------------
@@ -453,3 +535,77 @@ class Config(_Model):
     def probe_timeout(self, kind: str) -> float:
         k = self.probes.kinds.get(kind)
         return k.timeout if k and k.timeout is not None else self.probes.timeout
+
+
+def _route_problems(r: RouteConfig, i: int, known: set[str], route_names: list[str]) -> list[FieldProblem]:
+    """The cross-field mistakes of route `r` (the i-th): its name, its targets, its panel."""
+    out: list[FieldProblem] = []
+    if r.name in route_names[:i]:
+        out.append(
+            FieldProblem(f"routes[{i}].name", f"duplicate route name {r.name!r}", "give each route a unique name")
+        )
+    if r.mode == "failover" and not r.targets:
+        out.append(
+            FieldProblem(
+                f"routes.{r.name}.targets",
+                "a failover route needs at least one target",
+                "list targets as provider/model",
+            )
+        )
+    for j, t in enumerate(r.targets):
+        if t not in known:
+            out.append(
+                FieldProblem(
+                    f"routes.{r.name}.targets[{j}]",
+                    f"unknown target {t!r}; known: {', '.join(sorted(known)) or '(none)'}",
+                    "define the model under its provider's models, or fix the name",
+                )
+            )
+    if r.mode != "panel":
+        return out
+    if r.panel is None:
+        out.append(
+            FieldProblem(
+                f"routes.{r.name}.panel", "mode: panel needs a panel section", "add panel: {from: [...], size: 3}"
+            )
+        )
+        return out
+    for ref in [*r.panel.from_, r.panel.judge, r.panel.synthesizer]:
+        if ref is not None and ref not in known and ref not in route_names:
+            out.append(
+                FieldProblem(
+                    f"routes.{r.name}.panel", f"unknown route or target {ref!r}", "name a route or provider/model"
+                )
+            )
+    if r.panel.quorum > r.panel.size:
+        out.append(
+            FieldProblem(f"routes.{r.name}.panel.quorum", "quorum exceeds panel size", "lower quorum or raise size")
+        )
+    return out
+
+
+def route_problems_of_raw(raw: Any) -> list[FieldProblem]:
+    """The routes' cross-field mistakes (unknown targets...) read from a raw config mapping whose other parts may
+    not validate: pydantic runs `Config._cross_checks` only once every field is valid, and a file with a typo in
+    one field should still have all its unknown targets reported in the same run."""
+    if not isinstance(raw, dict):
+        return []
+    raw_providers, raw_routes = raw.get("providers"), raw.get("routes")
+    known: set[str] = set()
+    for p in raw_providers if isinstance(raw_providers, list) else []:
+        if isinstance(p, dict) and isinstance(p.get("id"), str) and isinstance(p.get("models"), list):
+            known.update(
+                f"{p['id']}/{m['name']}" for m in p["models"] if isinstance(m, dict) and isinstance(m.get("name"), str)
+            )
+    routes: list[RouteConfig | None] = []
+    for r in raw_routes if isinstance(raw_routes, list) else []:
+        try:
+            routes.append(RouteConfig.model_validate(r))
+        except ValidationError:  # its own field errors are reported by the full validation
+            routes.append(None)
+    names = [r.name if r is not None else "" for r in routes]
+    out: list[FieldProblem] = []
+    for i, r in enumerate(routes):
+        if r is not None:
+            out.extend(_route_problems(r, i, known, names))
+    return out

@@ -1,8 +1,9 @@
 """Reading `turnout.yaml` into a `Config`: YAML, `${ENV}` expansion, and errors that say where and how to fix.
 
 Every mistake becomes a `ConfigError` naming the file, the dotted field path, the problem and the fix,
-e.g. `turnout.yaml: routes.frontier.targets[2]: unknown target 'acme/x'; known: ...`. A secret that came from
-the environment is never quoted back in an error.
+e.g. `turnout.yaml: routes.frontier.targets[2]: unknown target 'acme/x'; known: ...`. Every mistake of a file is
+reported at once (a `ConfigProblems` when there are several: all unset variables, all unknown targets...), so
+one `turnout config check` run lists what to fix. A secret that came from the environment is never quoted back.
 """
 
 from __future__ import annotations
@@ -17,28 +18,32 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from controlplane.config import Config, FieldProblem
-from controlplane.errors import ConfigError
+from controlplane.config import Config, FieldProblem, FieldProblems, route_problems_of_raw
+from controlplane.errors import ConfigError, config_problems
 
 __all__ = ["load_config", "parse_config", "config_hash"]
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def _expand_env(node: Any, path: str, file: str, env: dict[str, str]) -> Any:
-    """Replace `${VAR}` in every string; a missing variable is a ConfigError naming it and the field."""
+def _expand_env(node: Any, path: str, file: str, env: dict[str, str], missing: list[ConfigError]) -> Any:
+    """Replace `${VAR}` in every string. A missing variable is appended to `missing` (naming it and the field)
+    and left empty, so the rest of the file is still checked and every mistake is reported in one run."""
     if isinstance(node, dict):
-        return {k: _expand_env(v, _join(path, str(k)), file, env) for k, v in node.items()}
+        return {k: _expand_env(v, _join(path, str(k)), file, env, missing) for k, v in node.items()}
     if isinstance(node, list):
-        return [_expand_env(v, _item_path(path, i, v), file, env) for i, v in enumerate(node)]
+        return [_expand_env(v, _item_path(path, i, v), file, env, missing) for i, v in enumerate(node)]
     if isinstance(node, str):
 
         def sub(m: re.Match[str]) -> str:
             name = m.group(1)
             if name not in env:
-                raise ConfigError(
-                    file, path, f"environment variable {name} is not set", f"export {name}=… before starting"
+                missing.append(
+                    ConfigError(
+                        file, path, f"environment variable {name} is not set", f"export {name}=… before starting"
+                    )
                 )
+                return ""
             return env[name]
 
         return _ENV.sub(sub, node)
@@ -106,8 +111,10 @@ def parse_config(text: str, source: str = "<memory>", env: dict[str, str] | None
         raise ConfigError(source, "", "the file is empty", "start from examples/turnout.yaml")
     if not isinstance(raw, dict):
         raise ConfigError(source, "", "the top level must be a mapping of sections", "start from examples/turnout.yaml")
+    env = dict(os.environ) if env is None else env
+    missing: list[ConfigError] = []
     try:
-        expanded = _expand_env(raw, "", source, dict(os.environ) if env is None else env)
+        expanded = _expand_env(raw, "", source, env, missing)
     except RecursionError:  # an alias that contains itself (`a: &a [*a]`) is an endless structure
         raise ConfigError(
             source, "", "the YAML refers to itself (a recursive alias) or is nested too deeply", "remove the alias loop"
@@ -115,7 +122,18 @@ def parse_config(text: str, source: str = "<memory>", env: dict[str, str] | None
     try:
         cfg = Config.model_validate(expanded)
     except ValidationError as exc:
-        raise _redacted(_to_config_error(exc, source, raw), raw, dict(os.environ) if env is None else env) from None
+        unset = {m.field for m in missing}  # an emptied ${VAR} may fail its field's check: the cause is reported
+        found = _problems(exc, source, raw)
+        seen = {(p.field, p.problem) for p in found}
+        found += [  # cross-checks pydantic skipped because a field failed
+            ConfigError(source, f.field, f.problem, f.fix)
+            for f in route_problems_of_raw(expanded)
+            if (f.field, f.problem) not in seen
+        ]
+        found = [p for p in found if p.field not in unset]
+        raise config_problems([*missing, *(_redacted(p, raw, env) for p in found)]) from None
+    if missing:
+        raise config_problems(missing)
     digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return cfg.model_copy(update={"source": source, "hash": digest})
 
@@ -141,14 +159,21 @@ def _redacted(err: ConfigError, raw: Any, env: dict[str, str]) -> ConfigError:
     return err if problem == err.problem else ConfigError(err.file, err.field, problem, err.fix)
 
 
-def _to_config_error(exc: ValidationError, source: str, raw: Any) -> ConfigError:
+def _problems(exc: ValidationError, source: str, raw: Any) -> list[ConfigError]:
+    """Every validation error as a ConfigError with a friendly dotted path, in pydantic's (file) order."""
     problems: list[ConfigError] = []
     for e in exc.errors(include_url=False):
         ctx_err = (e.get("ctx") or {}).get("error")
-        if isinstance(ctx_err, FieldProblem):
-            problems.append(ConfigError(source, ctx_err.field, ctx_err.problem, ctx_err.fix))
-            continue
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        if isinstance(ctx_err, FieldProblem):
+            # A nested model's own check names its field; the location says whose (providers.bedrock-eu.region).
+            # A check that found several problems reports them all (FieldProblems).
+            where = _friendly_path(loc, raw) if loc else ""
+            found = ctx_err.problems if isinstance(ctx_err, FieldProblems) else [ctx_err]
+            problems.extend(
+                ConfigError(source, f"{where}.{f.field}" if where else f.field, f.problem, f.fix) for f in found
+            )
+            continue
         field = _friendly_path(loc, raw)
         msg = str(e["msg"]).removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
@@ -156,13 +181,7 @@ def _to_config_error(exc: ValidationError, source: str, raw: Any) -> ConfigError
         elif "input" in e and e["type"] not in ("missing",) and not isinstance(e["input"], dict | list):
             msg = f"{msg} (got {e['input']!r})" if "got" not in msg else msg
         problems.append(ConfigError(source, field, msg, _fix_for(e["type"], field)))
-    first = problems[0]
-    if len(problems) > 1:
-        more = "; ".join(str(p) for p in problems[1:4])
-        first = ConfigError(
-            first.file, first.field, f"{first.problem} [and {len(problems) - 1} more: {more}]", first.fix
-        )
-    return first
+    return problems
 
 
 def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:

@@ -2,6 +2,7 @@
 
 TurnoutError
  ├── ConfigError(file, field, problem, fix)
+ │    └── ConfigProblems(problems): every mistake of one file, in file order
  ├── ProviderError(provider, target, classification)
  ├── IllegalTransition(old, new)
  └── StoreError(operation, cause)
@@ -11,6 +12,7 @@ One more subclass lives beside the code that raises it: `NotLeader` (controlplan
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -19,6 +21,8 @@ if TYPE_CHECKING:
 __all__ = [
     "TurnoutError",
     "ConfigError",
+    "ConfigProblems",
+    "config_problems",
     "ProviderError",
     "IllegalTransition",
     "StoreError",
@@ -42,6 +46,35 @@ class ConfigError(TurnoutError):
 
     def __repr__(self) -> str:
         return f"ConfigError(file={self.file!r}, field={self.field!r}, problem={self.problem!r}, fix={self.fix!r})"
+
+
+class ConfigProblems(ConfigError):
+    """Several mistakes in one file, reported together so a fix-and-retry loop is one round, not one per mistake.
+
+    The ConfigError fields are the first problem's (callers that show one field keep working); `problems` holds
+    them all."""
+
+    def __init__(self, problems: Sequence[ConfigError]) -> None:
+        if not problems:
+            raise ValueError("ConfigProblems needs at least one problem")
+        self.problems = list(problems)
+        first = self.problems[0]
+        super().__init__(first.file, first.field, first.problem, first.fix)
+
+    def __str__(self) -> str:
+        lines = [f"{self.problems[0].file}: {len(self.problems)} problems:"]
+        for p in self.problems:
+            where = f"{p.field}: " if p.field else ""
+            lines.append(f"  {where}{p.problem}" + (f" ({p.fix})" if p.fix else ""))
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"ConfigProblems(problems={self.problems!r})"
+
+
+def config_problems(problems: Sequence[ConfigError]) -> ConfigError:
+    """One problem as itself, several as a ConfigProblems."""
+    return problems[0] if len(problems) == 1 else ConfigProblems(problems)
 
 
 class ProviderError(TurnoutError):

@@ -13,6 +13,7 @@ Longer than most modules on purpose: the whole metric catalogue in one place is 
 from __future__ import annotations
 
 import functools
+import platform
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from controlplane.domain import ErrorClass, Observation, Source, State, TargetRef
+from controlplane.version import __version__
 
 if TYPE_CHECKING:
     from controlplane.events import Event
@@ -225,6 +227,13 @@ class Metrics:
             "Data replicas: 1 while serving the table kept on local disk (no control replica answered since start).",
             registry=r,
         )
+        self.build_info = Gauge(
+            "turnout_build_info",
+            "Always 1; the labels say which Turnout and Python run.",
+            ["version", "python"],
+            registry=r,
+        )
+        self.build_info.labels(__version__, platform.python_version()).set(1)
         # label sets written by observe_table, so targets and routes that leave the config lose their series
         self._table_series: dict[str, set[tuple[str, ...]]] = {}
 
@@ -460,7 +469,7 @@ def catalogue_markdown(m: Metrics | None = None) -> str:
         f"`{', '.join(str(b) for b in LATENCY_BUCKETS)}`.",
         "",
         "Label values come from fixed vocabularies: `provider` and `model` from the config, `route` from the config,",
-        "`kind` a probe kind, `source` `probe`|`live`, `error_class` and `state` as in ARCHITECTURE.md, `reason` a",
+        "`kind` a probe kind, `source` `probe`|`live`, `error_class` and `state` as in concepts.md, `reason` a",
         "breaker reason or failover error class, `outcome` a delivery or request outcome. Never request ids or free",
         "text; anything else is reported as `other`.",
         "",

@@ -26,6 +26,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from controlplane import tracing
 from controlplane.clock import Clock
 from controlplane.config import Config, ProviderConfig
 from controlplane.domain import Classification, ErrorClass, Observation, TargetRef
@@ -35,6 +36,8 @@ from probes import PROBE_KINDS, PROVIDER_LEVEL_KINDS, ProbeContext, ProbeFn, Pro
 from probes.budget import SpendBudget
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
     from adapters.base import ProbeAdapter
 
 __all__ = [
@@ -219,6 +222,7 @@ class ProbeScheduler:
             return []
         provider = self.config.provider(job.target.provider)
         assert provider is not None  # jobs are planned from this config
+        span = _probe_span(job.target, kind, provider) if tracing.tracer() is not None else None
         async with self._sem:  # type: ignore[union-attr]
             started = self.clock.monotonic()
             try:
@@ -239,6 +243,9 @@ class ProbeScheduler:
                 observations = [o for o in result if isinstance(o, Observation)]
             except ProbeSkipped as skip:
                 self._skipped(job.target, kind, skip.reason)
+                if span is not None:
+                    span.set_attribute("turnout.probe.skipped", skip.reason)
+                    span.end()
                 return []
             except TimeoutError:
                 observations = self._classified(
@@ -260,6 +267,8 @@ class ProbeScheduler:
                     ),
                 )
             duration = self.clock.monotonic() - started
+        if span is not None:
+            _end_probe_span(span, observations)
         if self.metrics is not None:
             observe_probe(self.metrics, job.target.key, kind, duration)
             for o in observations:
@@ -406,3 +415,24 @@ class ProbeScheduler:
     @property
     def running(self) -> bool:
         return self._aps is not None
+
+
+def _probe_span(target: TargetRef, kind: str, provider: ProviderConfig) -> Span:
+    """One span per probe run (a CLIENT call to the provider), named `probe {kind}`."""
+    return tracing.client_span(
+        f"probe {kind}",
+        None,
+        {
+            "gen_ai.provider.name": tracing.genai_provider(provider.adapter, provider.flavor, provider.base_url),
+            "gen_ai.request.model": target.model,
+            "turnout.target": target.key,
+            "turnout.probe.kind": kind,
+        },
+    )
+
+
+def _end_probe_span(span: Span, observations: list[Observation]) -> None:
+    failures = [o for o in observations if o.error_class is not ErrorClass.OK]
+    if failures:
+        tracing.failed(span, str(failures[0].error_class), failures[0].detail)
+    span.end()

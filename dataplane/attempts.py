@@ -12,19 +12,23 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from adapters.base import Adapter, StreamItem, UpstreamRequest
+from adapters.base import Adapter, StreamItem, UpstreamRequest, prepare_credentials
 from adapters.calls import MAX_BODY_BYTES
 from adapters.stream_judge import StreamJudge
 from adapters.transport_faults import TRANSPORT_FAULTS, transport_fault
+from controlplane import tracing
 from controlplane.clock import Clock
 from controlplane.domain import Classification, ErrorClass, Headroom
 from controlplane.errors import ProviderError
 from dataplane.http.upstream import UpstreamPool, UpstreamResponse
 from dataplane.selection import Candidate
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 __all__ = ["Timeouts", "Opened", "StreamEnd", "UpstreamAttempt", "ClientGone", "sse_error_event"]
 
@@ -111,6 +115,8 @@ class UpstreamAttempt:
         clock: Clock,
         deadline: float,
         include_usage: bool = True,
+        trace_parent: Span | None = None,
+        attempt: int = 1,
     ) -> None:
         self.cand, self.adapter, self.stream = cand, adapter, stream
         self._pool, self._body, self._timeouts = pool, body, timeouts
@@ -120,11 +126,29 @@ class UpstreamAttempt:
         self._judge: StreamJudge | None = None
         self._t0 = 0.0
         self._ttft: float | None = None
+        self._trace_parent, self._attempt_no = trace_parent, attempt  # the request's span: this attempt's is a child
+        self._span: Span | None = None
+        self._model_noted = False
 
     # -- phase 1: until committable ---------------------------------------------------------------
     async def open(self) -> Opened:
-        loop = asyncio.get_running_loop()
+        try:  # cloud adapters sign with credentials fetched off the loop (adapters.base.Credentialed)
+            await prepare_credentials(self.adapter, self.cand.provider)
+        except ProviderError as exc:
+            return Opened(exc.classification)
         req = self.adapter.build_request(self.cand.provider, self.cand.model, self._body, stream=self.stream)
+        if self._trace_parent is None:
+            return await self._open(req)
+        self._span = _attempt_span(self.cand, self._trace_parent, self._attempt_no, req)
+        opened = await self._open(req)
+        if not opened.ok:
+            tracing.failed(self._span, str(opened.classification.error_class), opened.classification.detail)
+        elif opened.response is not None:
+            _response_attributes(self._span, opened.response.get("model"), opened.response.get("usage"))
+        return opened
+
+    async def _open(self, req: UpstreamRequest) -> Opened:
+        loop = asyncio.get_running_loop()
         self._t0 = self._clock.monotonic()
         first_byte_at = min(loop.time() + self._timeouts.first_byte, self._deadline)
         if not self.stream:
@@ -236,6 +260,11 @@ class UpstreamAttempt:
     def _note(self, item: StreamItem) -> None:
         if item.content and self._ttft is None:
             self._ttft = self._clock.monotonic() - self._t0
+        if self._span is not None and item.chunk is not None and not self._model_noted:
+            model = item.chunk.get("model")
+            if isinstance(model, str) and model:  # what answered, which may be a dated snapshot of the model asked
+                self._span.set_attribute("gen_ai.response.model", model)
+                self._model_noted = True
 
     # -- phase 2: after commit --------------------------------------------------------------------
     def encode(self, items: list[StreamItem]) -> bytes:
@@ -301,13 +330,55 @@ class UpstreamAttempt:
         return self._judge.usage if self._judge is not None else None
 
     def _end(self, c: Classification) -> StreamEnd:
+        if self._span is not None:
+            _response_attributes(self._span, None, self.usage)
+            if not c.ok:
+                tracing.failed(self._span, str(c.error_class), c.detail)
         return StreamEnd(c, usage=self.usage, ttft_s=self._ttft, latency_s=self._clock.monotonic() - self._t0)
 
     def close(self, *, reuse: bool = False) -> None:
         """Release the upstream connection: back to the pool only when the answer was read to its end."""
+        if self._span is not None:
+            self._span.end()
+            self._span = None
         if self._resp is not None:
             if reuse:
                 self._resp.release()
             else:
                 self._resp.close()
             self._resp = None
+
+
+def _attempt_span(cand: Candidate, parent: Span, attempt: int, req: UpstreamRequest) -> Span:
+    """The CLIENT span of one upstream call (GenAI inference: `chat {model}`); its traceparent goes upstream."""
+    p = cand.provider
+    span = tracing.client_span(
+        f"chat {cand.model}",
+        parent,
+        {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": tracing.genai_provider(cand.adapter, p.flavor, p.base_url),
+            "gen_ai.request.model": cand.model,
+            "server.address": _host(req.url),
+            "turnout.target": cand.target,
+            "turnout.attempt": attempt,
+        },
+    )
+    tracing.inject(span, req.headers)
+    return span
+
+
+def _host(url: str) -> str:
+    return url.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1].split(":", 1)[0]
+
+
+def _response_attributes(span: Span, model: Any, usage: Any) -> None:
+    if isinstance(model, str) and model:
+        span.set_attribute("gen_ai.response.model", model)
+    if isinstance(usage, dict):
+        for key, name in (
+            ("prompt_tokens", "gen_ai.usage.input_tokens"),
+            ("completion_tokens", "gen_ai.usage.output_tokens"),
+        ):
+            if isinstance(usage.get(key), int):
+                span.set_attribute(name, usage[key])

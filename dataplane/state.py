@@ -65,9 +65,18 @@ class DataPlaneState:
         return a
 
     def attempt(
-        self, cand: Candidate, body: dict[str, Any], *, stream: bool, deadline: float, include_usage: bool = True
+        self,
+        cand: Candidate,
+        body: dict[str, Any],
+        *,
+        stream: bool,
+        deadline: float,
+        include_usage: bool = True,
+        trace_parent: Any = None,
+        attempt: int = 1,
     ) -> UpstreamAttempt:
-        """One upstream call to `cand` on the pooled connections, bounded by the request's `deadline`."""
+        """One upstream call to `cand` on the pooled connections, bounded by the request's `deadline`; with
+        `trace_parent` (the request's span) it gets a child span numbered `attempt` (controlplane/tracing.py)."""
         assert self.pool is not None, "the app has not started"
         return UpstreamAttempt(
             self.pool,
@@ -79,6 +88,8 @@ class DataPlaneState:
             clock=self.rt.clock,
             deadline=deadline,
             include_usage=include_usage,
+            trace_parent=trace_parent,
+            attempt=attempt,
         )
 
 

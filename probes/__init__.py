@@ -30,4 +30,8 @@ def applies(kind: str, provider: ProviderConfig) -> bool:
         return provider.adapter in count_tokens.SUPPORTED_ADAPTERS
     if kind == "health":
         return health.is_local(provider)
+    if kind == "catalogue" and provider.adapter in ("azure", "vertex"):
+        # Azure lists models, not deployments; Vertex has no v1 publisher listing: completions and token counts
+        # see a missing deployment or model instead.
+        return False
     return kind in PROBE_KINDS

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from adapters.calls import wire_url
 from adapters.transport_faults import TRANSPORT_FAULTS, transport_fault
 from controlplane.domain import Classification, ErrorClass
 
@@ -39,7 +40,9 @@ async def exchange(
     answered = False
     try:
         async with asyncio.timeout(timeout):
-            async with session.request(method, url, headers=headers, data=body, allow_redirects=False) as resp:
+            async with session.request(
+                method, wire_url(url), headers=headers, data=body, allow_redirects=False
+            ) as resp:
                 answered = True
                 data = await resp.content.read(MAX_BYTES + 1)
                 hdrs = {k.lower(): v for k, v in resp.headers.items()}

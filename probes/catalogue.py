@@ -57,7 +57,10 @@ async def probe(target: TargetRef, ctx: ProbeContext) -> list[Observation]:
     headroom = listing.headroom.ratio if listing.headroom is not None else None
     out: list[Observation] = []
     for t in targets:
-        if listed(t.model, names):
+        why = listing.unavailable.get(t.model)
+        if why is not None:  # listed, but this account may not use it from here (Bedrock availability)
+            out.append(Observation.from_classification(t.key, why, kind=KIND, at=at, latency_s=latency))
+        elif listed(t.model, names):
             out.append(Observation.success(t.key, kind=KIND, at=at, latency_s=latency, status=200, headroom=headroom))
         else:
             out.append(

@@ -39,6 +39,7 @@ DATAPLANE_READS = VOCABULARY | {
     "controlplane.decisions",
     "controlplane.metrics",
     "controlplane.api.metrics_endpoint",
+    "controlplane.tracing",  # a span per request and per upstream attempt (OpenTelemetry; off: one None test)
 }
 # controlplane/ reaches dataplane/ only where a role is composed: the CLI commands, the demo, the roles.
 COMPOSITION_PREFIXES = ("controlplane.commands", "controlplane.demo", "controlplane.cli", "controlplane.roles")

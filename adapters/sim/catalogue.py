@@ -91,7 +91,7 @@ class FaultSpec:
     defaults: Mapping[str, Any] = field(default_factory=dict)  # every parameter the fault takes, with its default
 
     def applies_to(self, family: str) -> bool:
-        return self.families is None or family in self.families
+        return self.families is None or bool(self.families & _TAKES.get(family, frozenset({family})))
 
     def check_params(self, params: Mapping[str, Any]) -> None:
         """Raise ValueError naming a parameter this fault does not take, or a value it cannot use."""
@@ -108,6 +108,10 @@ class FaultSpec:
         if self.render is not None:
             self.render(RenderContext("m", datetime(2026, 1, 1, tzinfo=UTC), "openai", params))  # e.g. HDR-RA's hint
 
+
+# Vertex serves Google's and Anthropic's models: platform errors in Google's shape, model errors in Anthropic's,
+# so a vertex provider takes both families' faults.
+_TAKES: dict[str, frozenset[str]] = {"vertex": frozenset({"vertex", "gemini", "anthropic"})}
 
 _NUMERIC = frozenset({"seconds", "interval", "rate", "steps", "status", "mb"})
 
@@ -268,6 +272,16 @@ def _health_loading(c: RenderContext) -> ErrorResponse:
 
 
 _OA, _AN, _GG = frozenset({"openai"}), frozenset({"anthropic"}), frozenset({"gemini"})
+_BR = frozenset({"bedrock"})
+_VX = frozenset({"vertex"})  # rows only a vertex provider answers (its bearer tokens, its IAM refusals)
+
+
+def _br(status: int, exception: str, msg: str) -> Callable[[RenderContext], ErrorResponse]:
+    """A Bedrock error: the exception name in `x-amzn-ErrorType`, only `{"message"}` in the body (§2.4)."""
+    headers = {"x-amzn-ErrorType": f"{exception}:http://internal.amazon.com/coral/com.amazon.bedrock/"}
+    return lambda c: ErrorResponse(status, _json({"message": msg.format(model=c.model)}), headers)
+
+
 E = ErrorClass
 B = Behaviour
 
@@ -675,6 +689,98 @@ _ROWS: list[FaultSpec] = [
     FaultSpec(
         "AN-MID", B.MID_ERROR, "message_start, ping, 2 deltas, then event: error overloaded_error", _AN, E.OVERLOADED
     ),
+    # -- AWS Bedrock --
+    FaultSpec(
+        "BR-429",
+        B.ERROR,
+        "ThrottlingException",
+        _BR,
+        E.RATE_LIMITED,
+        render=_br(429, "ThrottlingException", "Too many requests, please wait before trying again."),
+    ),
+    FaultSpec(
+        "BR-429N",
+        B.ERROR,
+        "ModelNotReadyException",
+        _BR,
+        E.OVERLOADED,
+        render=_br(429, "ModelNotReadyException", "The model is not ready to serve inference requests."),
+    ),
+    FaultSpec(
+        "BR-503",
+        B.ERROR,
+        "ServiceUnavailableException",
+        _BR,
+        E.OVERLOADED,
+        render=_br(503, "ServiceUnavailableException", "Bedrock is unable to process your request."),
+    ),
+    FaultSpec(
+        "BR-500",
+        B.ERROR,
+        "InternalServerException",
+        _BR,
+        E.SERVER_ERROR,
+        render=_br(500, "InternalServerException", "The server encountered an internal error."),
+    ),
+    FaultSpec(
+        "BR-424",
+        B.ERROR,
+        "ModelErrorException",
+        _BR,
+        E.SERVER_ERROR,
+        render=_br(424, "ModelErrorException", "The model produced an error while processing the request."),
+    ),
+    FaultSpec(
+        "BR-403",
+        B.ERROR,
+        "AccessDeniedException (no access to the model)",
+        _BR,
+        E.AUTH,
+        render=_br(403, "AccessDeniedException", "You don't have access to the model with the specified model ID."),
+    ),
+    FaultSpec(
+        "BR-403S",
+        B.ERROR,
+        "UnrecognizedClientException (bad key)",
+        _BR,
+        E.AUTH,
+        True,
+        render=_br(403, "UnrecognizedClientException", "The security token included in the request is invalid."),
+    ),
+    FaultSpec(
+        "BR-400R",
+        B.ERROR,
+        "ValidationException: unsupported countries (and NOT_AVAILABLE in availability)",
+        _BR,
+        E.REGION_BLOCKED,
+        render=_br(
+            400,
+            "ValidationException",
+            "Access to Anthropic models is not allowed from unsupported countries, regions, or territories. Please refer to https://www.anthropic.com/supported-countries for more information on the countries and regions Anthropic currently supports.",
+        ),
+    ),
+    FaultSpec(
+        "BR-400G",
+        B.ERROR,
+        "ValidationException: model identifier invalid (and NOT_AUTHORIZED in availability)",
+        _BR,
+        E.MODEL_GONE,
+        drops_model=True,
+        render=_br(400, "ValidationException", "The provided model identifier is invalid."),
+    ),
+    FaultSpec(
+        "BR-CTX",
+        B.ERROR,
+        "ValidationException: prompt too long",
+        _BR,
+        E.CLIENT_ERROR,
+        render=_br(
+            400,
+            "ValidationException",
+            "The model returned the following errors: prompt is too long: 210000 tokens > 200000 maximum",
+        ),
+    ),
+    FaultSpec("BR-MID", B.MID_ERROR, "2 deltas, then a modelStreamErrorException event", _BR, E.SERVER_ERROR),
     # -- Gemini and Vertex --
     FaultSpec(
         "GG-400L",
@@ -772,6 +878,31 @@ _ROWS: list[FaultSpec] = [
     ),
     FaultSpec("GG-MID", B.MID_ERROR, "2 chunks, then GG-503 as raw multi-line JSON", _GG, E.OVERLOADED),
     FaultSpec(
+        "VX-401",
+        B.ERROR,
+        "Vertex: bearer token invalid or expired",
+        _VX,
+        E.AUTH,
+        True,
+        render=_gg(
+            401,
+            "UNAUTHENTICATED",
+            "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
+        ),
+    ),
+    FaultSpec(
+        "VX-403",
+        B.ERROR,
+        "Vertex: permission denied on the model",
+        _VX,
+        E.AUTH,
+        render=_gg(
+            403,
+            "PERMISSION_DENIED",
+            "Permission 'aiplatform.endpoints.predict' denied on resource '//aiplatform.googleapis.com/projects/sim-project/locations/europe-west4/publishers/google/models/{model}' (or it may not exist).",
+        ),
+    ),
+    FaultSpec(
         "VX-429",
         B.ERROR,
         "Vertex shared capacity",
@@ -793,8 +924,16 @@ ALIASES: dict[str, dict[str, str]] = {
     "latency": {"*": "LATENCY"},
     "ttft_delay": {"*": "TTFT"},
     "slow_tokens": {"*": "NET-6"},
-    "rate_limited": {"openai": "OA-429R", "azure": "AZ-429", "anthropic": "AN-429", "gemini": "GG-429M"},
+    "rate_limited": {
+        "vertex": "GG-429M",
+        "bedrock": "BR-429",
+        "openai": "OA-429R",
+        "azure": "AZ-429",
+        "anthropic": "AN-429",
+        "gemini": "GG-429M",
+    },
     "quota_exhausted": {
+        "vertex": "GG-402",
         "openai": "OA-429Q",
         "deepseek": "DS-402",
         "openrouter": "OR-402",
@@ -802,6 +941,7 @@ ALIASES: dict[str, dict[str, str]] = {
         "gemini": "GG-402",
     },
     "overloaded": {
+        "bedrock": "BR-503",
         "openai": "OA-503",
         "deepseek": "DS-503",
         "openrouter": "OR-503",
@@ -810,17 +950,37 @@ ALIASES: dict[str, dict[str, str]] = {
         "gemini": "GG-503",
         "vertex": "VX-429",
     },
-    "server_error": {"openai": "OA-500", "anthropic": "AN-500", "gemini": "GG-500"},
-    "region_blocked": {"openai": "OA-403R", "anthropic": "AN-403G", "gemini": "GG-400L"},
+    "server_error": {
+        "vertex": "GG-500",
+        "bedrock": "BR-500",
+        "openai": "OA-500",
+        "anthropic": "AN-500",
+        "gemini": "GG-500",
+    },
+    "region_blocked": {
+        "vertex": "GG-400L",
+        "bedrock": "BR-400R",
+        "openai": "OA-403R",
+        "anthropic": "AN-403G",
+        "gemini": "GG-400L",
+    },
     "model_gone": {
+        "vertex": "GG-404",
+        "bedrock": "BR-400G",
         "openai": "OA-404",
         "azure": "AZ-404",
         "ollama": "OL-404",
         "anthropic": "AN-404",
         "gemini": "GG-404",
     },
-    "auth": {"openai": "OA-401", "anthropic": "AN-401", "gemini": "GG-400K"},
-    "context_length": {"openai": "OA-CTX", "vllm": "VL-ERR", "together": "TG-403", "anthropic": "AN-CTX"},
+    "auth": {"vertex": "VX-401", "bedrock": "BR-403S", "openai": "OA-401", "anthropic": "AN-401", "gemini": "GG-400K"},
+    "context_length": {
+        "bedrock": "BR-CTX",
+        "openai": "OA-CTX",
+        "vllm": "VL-ERR",
+        "together": "TG-403",
+        "anthropic": "AN-CTX",
+    },
     "hang": {"*": "NET-3"},
     "refused": {"*": "NET-1"},
     "reset": {"*": "NET-2"},
@@ -832,7 +992,14 @@ ALIASES: dict[str, dict[str, str]] = {
     "stream_break": {"*": "NET-7"},
     "truncated": {"*": "NET-7"},
     "stall": {"*": "NET-5"},
-    "mid_stream_error": {"openai": "OA-MID", "openrouter": "OR-MID", "anthropic": "AN-MID", "gemini": "GG-MID"},
+    "mid_stream_error": {
+        "vertex": "GG-MID",
+        "bedrock": "BR-MID",
+        "openai": "OA-MID",
+        "openrouter": "OR-MID",
+        "anthropic": "AN-MID",
+        "gemini": "GG-MID",
+    },
     "keepalive_queue": {"*": "NET-4"},
     "policy": {"*": "POL"},
     "catalogue_drift": {"*": "CAT-1"},

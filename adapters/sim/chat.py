@@ -142,6 +142,7 @@ class WireFormat(Protocol):
     """One API family's shapes. Stream methods return complete SSE events as bytes."""
 
     family: str
+    stream_content_type: str  # text/event-stream, or Bedrock's application/vnd.amazon.eventstream
 
     def parse(self, body: Any, path_model: str | None = None, *, count_only: bool = False) -> ChatCall:
         """Normalise a request body (raise BadRequest naming the field)."""

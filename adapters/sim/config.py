@@ -15,6 +15,7 @@ from controlplane.errors import ConfigError
 
 __all__ = [
     "DEMO_API_KEY",
+    "SIM_AWS_ACCESS_KEY_ID",
     "FAMILIES",
     "SimModel",
     "RateLimits",
@@ -27,7 +28,9 @@ __all__ = [
 
 # The key every example provider expects: the demo needs no real credentials.
 DEMO_API_KEY = "sim-demo-key"
-FAMILIES = ("openai", "anthropic", "gemini")
+FAMILIES = ("openai", "anthropic", "gemini", "bedrock", "vertex")
+# The access key id of every simulated Bedrock provider; its `api_key` is the secret access key.
+SIM_AWS_ACCESS_KEY_ID = "AKIASIMULATOR0000001"
 
 
 class _Model(BaseModel):
@@ -55,12 +58,15 @@ class SimProvider(_Model):
     """One simulated provider: its own port, wire family, host flavor, models, key, limits and timing."""
 
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    family: Literal["openai", "anthropic", "gemini"]
+    family: Literal["openai", "anthropic", "gemini", "bedrock", "vertex"]
     flavor: str | None = Field(
         default=None, description="openai, azure, deepseek, vllm, llamacpp, ollama, openrouter, groq, …"
     )
     port: int = Field(default=0, ge=0, le=65535, description="0 = pick a free port")
-    api_key: str | None = Field(default=DEMO_API_KEY, description="key the provider expects; null = no auth")
+    api_key: str | None = Field(
+        default=DEMO_API_KEY,
+        description="key the provider expects (bedrock: the secret access key of SIM_AWS_ACCESS_KEY_ID); null = no auth",
+    )
     models: list[SimModel] = Field(min_length=1)
     rate_limits: RateLimits = RateLimits()
     latency: Duration = Field(default=0.0, description="delay before response headers")
@@ -69,6 +75,8 @@ class SimProvider(_Model):
     region: str = "default"
     jurisdiction: str = "unknown"
     page_size: int = Field(default=20, ge=1, description="catalogue page size (Anthropic `limit`, Gemini `pageSize`)")
+    project: str = Field(default="sim-project", description="vertex: the project in its paths")
+    token_lifetime: Duration = Field(default=3600.0, description="vertex: lifetime of the access tokens it issues")
 
     @property
     def effective_flavor(self) -> str:

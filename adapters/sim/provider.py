@@ -19,23 +19,32 @@ from typing import Any
 
 from aiohttp import web
 
-from adapters.sim.catalogue import Behaviour, ErrorResponse, FaultSpec, RenderContext, resolve_fault
+from adapters.sim.catalogue import Behaviour, ErrorResponse, FaultSpec, RenderContext, gg_body, resolve_fault
 from adapters.sim.chat import BadRequest, ChatCall, WireFormat, build_answer, estimate_tokens
-from adapters.sim.config import SimProvider
+from adapters.sim.config import SIM_AWS_ACCESS_KEY_ID, SimProvider
 from adapters.sim.faults import FaultBook, Fired
+from adapters.sim.google_token import TokenIssuer
 from adapters.sim.ratelimit import RateLimiter, rate_headers
 from adapters.sim.respond import WAS_RESET, Turn, hold, pause, reset_connection, send_plain, send_stream
 from adapters.sim.stats import Stats
 from adapters.sim.wire_anthropic import AnthropicWire
+from adapters.sim.wire_bedrock import BedrockWire, base_id, br_error
 from adapters.sim.wire_gemini import GeminiWire
 from adapters.sim.wire_openai import OpenAIWire
 from controlplane.clock import Clock
 
 __all__ = ["ProviderServer", "WIRES", "BASE_PATHS"]
 
-WIRES: dict[str, Callable[[], WireFormat]] = {"openai": OpenAIWire, "anthropic": AnthropicWire, "gemini": GeminiWire}
-# What a Turnout ProviderConfig.base_url appends to http://host:port for each family.
-BASE_PATHS = {"openai": "/v1", "anthropic": "", "gemini": "/v1beta"}
+WIRES: dict[str, Callable[[], WireFormat]] = {
+    "openai": OpenAIWire,
+    "anthropic": AnthropicWire,
+    "gemini": GeminiWire,
+    "bedrock": BedrockWire,
+    "vertex": GeminiWire,  # Vertex's Google publisher; its Anthropic publisher answers with AnthropicWire
+}
+# What a Turnout ProviderConfig.base_url appends to http://host:port for each family (Bedrock: the runtime and
+# the control plane share the simulator's one port, so base_url and catalogue_url are both the root).
+BASE_PATHS = {"openai": "/v1", "anthropic": "", "gemini": "/v1beta", "bedrock": "", "vertex": "/v1"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -50,6 +59,9 @@ class ProviderServer:
         self.port = cfg.port
         self.wire = WIRES[cfg.family]()
         self.limiter = RateLimiter(cfg.rate_limits, clock)
+        # Vertex: the OAuth2 token endpoint for service-account credentials, and the check of its bearer tokens.
+        self.tokens = TokenIssuer(clock, cfg.token_lifetime) if cfg.family == "vertex" else None
+        self._anthropic_wire = AnthropicWire()
         self._book, self._stats, self._clock, self._stopping = book, stats, clock, stopping
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
@@ -131,7 +143,7 @@ class ProviderServer:
         fam = self.cfg.family
         r.add_get("/health", self._health)
         if fam == "openai":
-            for prefix in ("/v1", ""):
+            for prefix in ("/v1", "", "/openai/v1"):  # the last: Azure's v1 surface
                 r.add_post(prefix + "/chat/completions", self._chat)
                 r.add_get(prefix + "/models", self._models)
                 r.add_get(prefix + "/models/{model:.+}", self._model)
@@ -144,6 +156,16 @@ class ProviderServer:
             r.add_post("/v1/messages/count_tokens", self._count_tokens)
             r.add_get("/v1/models", self._models)
             r.add_get("/v1/models/{model}", self._model)
+        elif fam == "vertex":
+            r.add_post("/token", self._token)
+            r.add_post("/v1/projects/{project}/locations/{location}/publishers/{publisher}/models/{name}", self._vertex)
+        elif fam == "bedrock":
+            r.add_post("/model/{model}/converse", self._converse)
+            r.add_post("/model/{model}/converse-stream", self._converse_stream)
+            r.add_post("/model/{model}/count-tokens", self._bedrock_count)
+            r.add_get("/foundation-models", self._models)
+            r.add_get("/inference-profiles", self._profiles)
+            r.add_get("/foundation-model-availability/{model}", self._availability)
         else:
             r.add_get("/v1beta/models", self._models)
             r.add_route("*", "/v1beta/models/{name}", self._gemini)
@@ -169,6 +191,24 @@ class ProviderServer:
         assert spec.render is not None
         return spec.render(RenderContext(model, self._clock.wall(), self.cfg.family, params or {}))
 
+    async def _sigv4_refusal(self, request: web.Request) -> web.Response | None:
+        """Bedrock: the SigV4 signature checked by botocore's signer; AWS's 403 when it does not hold."""
+        if self.cfg.api_key is None:
+            return None
+        from adapters.sim.sigv4 import verify_sigv4
+
+        url = f"http://{request.host}{request.raw_path}"
+        region = None if self.cfg.region == "default" else self.cfg.region
+        problem = verify_sigv4(
+            request.method,
+            url,
+            request.headers,
+            await request.read(),
+            {SIM_AWS_ACCESS_KEY_ID: self.cfg.api_key},
+            region=region,
+        )
+        return None if problem is None else self._respond(br_error(403, *problem))
+
     def _auth_ok(self, request: web.Request) -> bool:
         want = self.cfg.api_key
         if want is None:
@@ -190,7 +230,14 @@ class ProviderServer:
         """Checks and faults that act before any answer; returns the response to send, or what fired."""
         if self._book.refusing(self.cfg.id):
             return reset_connection(request)  # a kept-alive connection from before the listener closed
-        if not self._auth_ok(request):
+        if self.cfg.family == "bedrock":
+            refused = await self._sigv4_refusal(request)
+            if refused is not None:
+                return refused
+        elif self.tokens is not None and self.cfg.api_key is not None:
+            if not self.tokens.valid(request.headers.get("Authorization", "")):
+                return self._respond(self._fault_answer("auth", model or ""))
+        elif not self._auth_ok(request):
             return self._respond(self._fault_answer("auth", model or ""))
         if model is not None and self.cfg.model(model) is None:
             return self._respond(self._fault_answer("model_gone", model))
@@ -243,17 +290,24 @@ class ProviderServer:
         er = self._fault_answer("rate_limited", model)
         snap = self.limiter.snapshot()
         headers = dict(er.headers) | rate_headers(self.cfg.family, self.cfg.effective_flavor, snap, self._clock)
-        if self.cfg.family != "gemini":
+        if self.cfg.family not in ("gemini", "bedrock", "vertex"):  # none of them sends retry-after
             headers["retry-after"] = str(max(1, math.ceil(snap.reset_in_s)))
         return web.Response(status=429, body=er.body, headers=headers, content_type="application/json")
 
     async def _read_call(
-        self, request: web.Request, endpoint: str, path_model: str | None = None, *, count_only: bool = False
+        self,
+        request: web.Request,
+        endpoint: str,
+        path_model: str | None = None,
+        *,
+        count_only: bool = False,
+        wire: WireFormat | None = None,
     ) -> ChatCall | web.Response:
+        wire = wire or self.wire
         raw = await request.read()
         try:
             body = json.loads(raw) if raw else None
-            call = self.wire.parse(body, path_model, count_only=count_only)
+            call = wire.parse(body, path_model, count_only=count_only)
         except ValueError as exc:
             self._stats.count(self.cfg.id, path_model, endpoint)
             msg, param = (
@@ -261,14 +315,20 @@ class ProviderServer:
                 if isinstance(exc, BadRequest)
                 else (f"could not parse the JSON body: {exc}", None)
             )
-            return self._respond(self.wire.bad_request(msg, param))
+            return self._respond(wire.bad_request(msg, param))
         self._stats.count(self.cfg.id, call.model, endpoint)
         return replace(call, rid=f"sim-{self.port}-{next(self._ids)}", created=int(self._clock.wall().timestamp()))
 
     async def _inference(
-        self, request: web.Request, endpoint: str, path_model: str | None = None, stream: bool | None = None
+        self,
+        request: web.Request,
+        endpoint: str,
+        path_model: str | None = None,
+        stream: bool | None = None,
+        wire: WireFormat | None = None,
     ) -> web.StreamResponse:
-        call = await self._read_call(request, endpoint, path_model)
+        wire = wire or self.wire
+        call = await self._read_call(request, endpoint, path_model, wire=wire)
         if isinstance(call, web.Response):
             return call
         if stream is not None:
@@ -284,7 +344,7 @@ class ProviderServer:
             return self._rate_limited(call.model)
         turn = Turn(
             request,
-            self.wire,
+            wire,
             call,
             answer,
             self._capacity(pre),
@@ -298,20 +358,105 @@ class ProviderServer:
 
     # -- handlers --
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        return await self._inference(request, "chat_completions", request.match_info.get("model"))
+        deployment = request.match_info.get("model")
+        if deployment is not None and "api-version" not in request.query:  # Azure's deployments surface needs it
+            body = {"error": {"code": "404", "message": "Resource not found"}}
+            return self._respond(ErrorResponse(404, json.dumps(body).encode()))
+        return await self._inference(request, "chat_completions", deployment)
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         return await self._inference(request, "messages")
 
-    async def _count_tokens(self, request: web.Request, path_model: str | None = None) -> web.StreamResponse:
-        call = await self._read_call(request, "count_tokens", path_model, count_only=True)
+    async def _count_tokens(
+        self, request: web.Request, path_model: str | None = None, wire: WireFormat | None = None
+    ) -> web.StreamResponse:
+        wire = wire or self.wire
+        call = await self._read_call(request, "count_tokens", path_model, count_only=True, wire=wire)
         if isinstance(call, web.Response):
             return call
         pre = await self._preflight(request, call.model, inference=False, stream=False)
         if isinstance(pre, web.StreamResponse):
             return pre
         n = estimate_tokens(call.prompt_text)
-        return web.json_response({"totalTokens": n} if self.cfg.family == "gemini" else {"input_tokens": n})
+        key = {"gemini": "totalTokens", "bedrock": "inputTokens"}.get(wire.family, "input_tokens")
+        return web.json_response({key: n})
+
+    async def _token(self, request: web.Request) -> web.StreamResponse:
+        """Google's OAuth2 token endpoint (JWT-bearer grant of a service account)."""
+        assert self.tokens is not None
+        self._stats.count(self.cfg.id, None, "token")
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        status, body = self.tokens.issue(form, f"{self.root_url}/token")
+        return web.json_response(body, status=status)
+
+    async def _vertex(self, request: web.Request) -> web.StreamResponse:
+        """`…/publishers/{google|anthropic}/models/{model}:{method}`."""
+        name, _, method = request.match_info["name"].partition(":")
+        owner = request.match_info["publisher"]
+        if request.match_info["project"] != self.cfg.project:
+            er = ErrorResponse(
+                403,
+                gg_body(
+                    403, "PERMISSION_DENIED", f"Permission denied on resource project {request.match_info['project']}."
+                ),
+            )
+            return self._respond(er)
+        if owner == "anthropic":
+            wire = self._anthropic_wire
+            if method in ("rawPredict", "streamRawPredict") and name == "count-tokens":
+                return await self._count_tokens(request, None, wire)
+            if method == "rawPredict":
+                return await self._inference(request, "raw_predict", name, stream=None, wire=wire)
+            if method == "streamRawPredict":
+                return await self._inference(request, "stream_raw_predict", name, stream=True, wire=wire)
+        elif owner == "google":
+            if method == "generateContent":
+                return await self._inference(request, "generate_content", name, stream=False)
+            if method == "streamGenerateContent":
+                return await self._inference(request, "stream_generate_content", name, stream=True)
+            if method == "countTokens":
+                return await self._count_tokens(request, name)
+        er = ErrorResponse(404, gg_body(404, "NOT_FOUND", f"Publisher model {owner}/{name}:{method} not found."))
+        return self._respond(er)
+
+    async def _converse(self, request: web.Request) -> web.StreamResponse:
+        return await self._inference(request, "converse", request.match_info["model"], stream=False)
+
+    async def _converse_stream(self, request: web.Request) -> web.StreamResponse:
+        return await self._inference(request, "converse_stream", request.match_info["model"], stream=True)
+
+    async def _bedrock_count(self, request: web.Request) -> web.StreamResponse:
+        return await self._count_tokens(request, request.match_info["model"])
+
+    async def _profiles(self, request: web.Request) -> web.StreamResponse:
+        self._stats.count(self.cfg.id, None, "inference_profiles")
+        pre = await self._preflight(request, None, inference=False, stream=False)
+        if isinstance(pre, web.StreamResponse):
+            return pre
+        assert isinstance(self.wire, BedrockWire)
+        return web.json_response(self.wire.profiles_page(self._listed(), request.query, self.cfg.page_size))
+
+    async def _availability(self, request: web.Request) -> web.StreamResponse:
+        """Bedrock's per-model availability: NOT_AVAILABLE in this region while a region block (BR-400R) holds,
+        NOT_AUTHORIZED once the model left the account (BR-400G and other drops)."""
+        name = request.match_info["model"]
+        self._stats.count(self.cfg.id, name, "model_availability")
+        pre = await self._preflight(request, None, inference=False, stream=False)
+        if isinstance(pre, web.StreamResponse):
+            return pre
+        if not any(base_id(m.name) == name for m in self.cfg.models):
+            return self._respond(br_error(404, "ResourceNotFoundException", f"Model {name} not found."))
+        blocked = any(r.spec.id == "BR-400R" for r in self._book.rules(self.cfg.id))
+        usable = any(base_id(m[0]) == name for m in self._listed())
+        return web.json_response(
+            {
+                "modelId": name,
+                "agreementAvailability": {"status": "AVAILABLE"},
+                "authorizationStatus": "AUTHORIZED" if usable else "NOT_AUTHORIZED",
+                "entitlementAvailability": "AVAILABLE" if usable else "NOT_AVAILABLE",
+                "regionAvailability": "NOT_AVAILABLE" if blocked else "AVAILABLE",
+            }
+        )
 
     async def _gemini(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]

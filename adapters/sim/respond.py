@@ -148,7 +148,7 @@ async def _trickle(t: Turn, resp: web.StreamResponse, rule: FaultRule, beat: byt
 async def send_stream(t: Turn) -> web.StreamResponse:
     """An SSE answer in the family's framing, timed by TTFT and token rate, shaped by stream faults."""
     resp = web.StreamResponse(
-        status=200, headers={**t.headers, "Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        status=200, headers={**t.headers, "Content-Type": t.wire.stream_content_type, "Cache-Control": "no-cache"}
     )
     await resp.prepare(t.request)
     try:

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from adapters.sim.admin import build_admin_app
 from adapters.sim.catalogue import resolve_fault
-from adapters.sim.config import SimConfig, TimelineEntry, load_sim_config, parse_sim_config
+from adapters.sim.config import SIM_AWS_ACCESS_KEY_ID, SimConfig, TimelineEntry, load_sim_config, parse_sim_config
 from adapters.sim.faults import FaultBook
 from adapters.sim.provider import ProviderServer
 from adapters.sim.stats import Stats
@@ -301,6 +301,21 @@ class Simulator:
     def reset_stats(self) -> None:
         self.stats_counter.reset()
 
+    # -- Vertex credentials --
+    def service_account_info(self, provider: str) -> dict[str, Any]:
+        """A service-account JSON for a simulated Vertex provider: its key is trusted by the provider's `/token`."""
+        server = self._server(provider)
+        if server.tokens is None:
+            raise ValueError(f"provider {provider!r} is not a vertex provider")
+        return server.tokens.service_account_info(f"{server.root_url}/token", server.cfg.project)
+
+    def access_token(self, provider: str) -> str:
+        """A bearer token a simulated Vertex provider accepts (for clients given a bare token)."""
+        server = self._server(provider)
+        if server.tokens is None:
+            raise ValueError(f"provider {provider!r} is not a vertex provider")
+        return server.tokens.grant()
+
     # -- Turnout config --
     def turnout_providers(self) -> list[dict[str, Any]]:
         """Turnout `providers:` entries (ProviderConfig shape) pointing at these simulated providers."""
@@ -315,7 +330,16 @@ class Simulator:
                 "jurisdiction": p.jurisdiction,
                 "models": [{"name": m.name, "context_window": m.context_window} for m in p.models],
             }
-            if p.api_key is not None:
+            if p.family == "bedrock":  # SigV4 keys instead of an api_key; the catalogue on the same port
+                entry["catalogue_url"] = server.root_url
+                entry["region"] = "us-east-1" if p.region == "default" else p.region
+                if p.api_key is not None:
+                    entry["aws_access_key_id"] = SIM_AWS_ACCESS_KEY_ID
+                    entry["aws_secret_access_key"] = p.api_key
+            elif p.family == "vertex":  # bearer tokens from credentials_file (see service_account_info)
+                entry["project"] = p.project
+                entry["region"] = "us-central1" if p.region == "default" else p.region
+            elif p.api_key is not None:
                 entry["api_key"] = p.api_key
             if p.flavor is not None:
                 entry["flavor"] = p.flavor

@@ -23,11 +23,12 @@ class AnthropicWire:
     """`/v1/messages`, `/v1/messages/count_tokens` and `/v1/models` shapes."""
 
     family = "anthropic"
+    stream_content_type = "text/event-stream"
 
     def parse(self, body: Any, path_model: str | None = None, *, count_only: bool = False) -> ChatCall:
         if not isinstance(body, dict):
             raise BadRequest("the request body must be a JSON object")
-        model = body.get("model")
+        model = body.get("model") or path_model  # Vertex's rawPredict names the model in the path
         if not isinstance(model, str) or not model:
             raise BadRequest("model: Field required", "model")
         messages = body.get("messages")

@@ -28,6 +28,7 @@ class GeminiWire:
     """`/v1beta/models…` shapes."""
 
     family = "gemini"
+    stream_content_type = "text/event-stream"
 
     def parse(self, body: Any, path_model: str | None = None, *, count_only: bool = False) -> ChatCall:
         if not isinstance(body, dict):

@@ -23,6 +23,7 @@ class OpenAIWire:
     """`/v1/chat/completions` and `/v1/models` shapes."""
 
     family = "openai"
+    stream_content_type = "text/event-stream"
 
     def parse(self, body: Any, path_model: str | None = None, *, count_only: bool = False) -> ChatCall:
         if not isinstance(body, dict):

@@ -13,8 +13,9 @@ labelled with the git commit it belongs to. Never asserted anywhere: these are m
 This machine's throughput moves by ±15 % from one 5-second window to the next (a shared VM), so the direct,
 bare and Turnout phases run back to back in several interleaved rounds and each figure is the median of the
 per-round figures, printed with the rounds' own values. `--against REV` adds `turnout serve` at another commit to the
-same rounds and prints the ratios: a change judged against its baseline in one run. Run:
-`python -m bench dataplane [SECONDS [ROUNDS]] [--against REV]`.
+same rounds and prints the ratios: a change judged against its baseline in one run. `--traced` adds `turnout serve`
+with OpenTelemetry traces on at 100 % sampling, exporting over OTLP/HTTP to a local sink, and prints the CPU per
+request the traces add. Run: `python -m bench dataplane [SECONDS [ROUNDS]] [--against REV] [--traced]`.
 
 Longer than most modules: the bench's phases in order, and bench/listener.py reuses its round and report
 helpers (splitting them out waits until that bench settles).
@@ -296,11 +297,30 @@ def _compare(rounds: list[dict[str, Any]], name: str, base: str, commit: str, sh
         print(f"    {p} ms, 1 conn        {ratio(lambda r, p=p: r[f'{name}1'][f'{p}_ms'] / r[f'{base}1'][f'{p}_ms'])}")
 
 
-def _start_serve(cfg: Path, data_url: str, *extra: str, tree: Path = _ROOT) -> subprocess.Popen[str]:
+TRACED = "turnout serve, traces on (100 % sampled, OTLP/HTTP to a local sink)"
+
+
+def _traced(rounds: list[dict[str, Any]], plain: str) -> None:
+    """What traces cost: the traced process against the same process untraced, in the same rounds."""
+
+    def fig(f: Any, fmt: str) -> str:
+        vals = [f(r) for r in rounds]
+        return f"{statistics.median(vals):{fmt}} [{' '.join(f'{v:{fmt}}' for v in vals)}]"
+
+    print("  traces on against off (turnout serve, per round):")
+    print(f"    added CPU ms/request  {fig(lambda r: r[f'{TRACED}_cpu_ms'] - r[f'{plain}_cpu_ms'], '+.3f')}")
+    print(f"    CPU ratio             ×{fig(lambda r: r[f'{TRACED}_cpu_ms'] / r[f'{plain}_cpu_ms'], '.2f')}")
+    print(f"    throughput ratio      ×{fig(lambda r: r[f'{TRACED}64']['rps'] / r[f'{plain}64']['rps'], '.2f')}")
+
+
+def _start_serve(
+    cfg: Path, data_url: str, *extra: str, tree: Path = _ROOT, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     """`turnout serve` as an operator runs it, from the source `tree`; ready once its data plane lists the routes."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "controlplane.cli", "serve", "-c", str(cfg), *extra],
         cwd=tree,
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -331,6 +351,7 @@ def _args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("seconds", nargs="?", type=int, default=4, help="length of each wrk phase (default 4)")
     p.add_argument("rounds", nargs="?", type=int, default=3, help="interleaved rounds; figures are medians (default 3)")
     p.add_argument("--against", metavar="REV", help="also measure `turnout serve` at this commit, in the same rounds")
+    p.add_argument("--traced", action="store_true", help="also measure `turnout serve` with traces on (100 %% sampled)")
     return p.parse_args(argv)
 
 
@@ -413,6 +434,19 @@ probes: {{kinds: {{catalogue: {{enabled: false}}, completion: {{enabled: false}}
                     procs[-1].pid,
                 )
             ]
+        if opts.traced:  # the same process with traces on, every request sampled, exported to a local sink
+            sink_port, x_data = _free_port(), _free_port()
+            procs.append(_start(["bench.dataplane.otlp_sink", str(sink_port)], quiet=True))
+            x_cfg = Path(tmp) / "traced.yaml"
+            x_cfg.write_text(serve_yaml(x_data, _free_port(), "traced.db"))
+            env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+            env |= {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}",
+                "OTEL_TRACES_SAMPLER": "always_on",
+                "OTEL_BSP_MAX_QUEUE_SIZE": "262144",  # no span dropped under load: every one is paid for
+            }
+            procs.append(_start_serve(x_cfg, f"http://127.0.0.1:{x_data}", env=env))
+            against.append((TRACED, f"http://127.0.0.1:{x_data}/v1/chat/completions", procs[-1].pid))
         try:
             direct_url = f"http://127.0.0.1:{up_ports[0]}/v1/chat/completions"
             turnout_url = f"http://127.0.0.1:{t_port}/v1/chat/completions"
@@ -461,8 +495,10 @@ probes: {{kinds: {{catalogue: {{enabled: false}}, completion: {{enabled: false}}
                 f"(per-round values in brackets)"
             )
             _report(rounds, [name for name, _, _ in proxies])
-            if against:
+            if baseline is not None:
                 _compare(rounds, proxies[0][0], against[0][0], commit, sha)
+            if opts.traced:
+                _traced(rounds, proxies[0][0])
             rss = asyncio.run(_streams(f"{serve_url}/v1/chat/completions", 1000, serve_pid))
             print(f"  1000 concurrent 5 s streams, 3 waves: turnout serve RSS MB {' '.join(f'{x:.0f}' for x in rss)}")
             print(

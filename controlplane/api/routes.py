@@ -24,6 +24,7 @@ from controlplane.api.webhooks_api import WebhookHandlers
 from controlplane.errors import ConfigError, TurnoutError
 from controlplane.events import EVENT_TYPES
 from controlplane.seams import ControlApiDeps
+from controlplane.version import __version__
 from controlplane.webhooks.outbox import install_outbox
 
 __all__ = ["install", "operations", "openapi_document", "PRINCIPAL_KEY"]
@@ -92,7 +93,7 @@ def operations(deps: ControlApiDeps) -> list[Operation]:
     wh = WebhookHandlers(deps, install_outbox(deps.store, deps.clock))
 
     async def healthz(request: web.Request) -> web.Response:
-        return json_response({"status": "ok"})
+        return json_response({"status": "ok", "version": __version__})
 
     async def readyz(request: web.Request) -> web.Response:
         store_ok = bool(await asyncio.to_thread(deps.store.ping))

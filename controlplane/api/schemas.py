@@ -71,6 +71,7 @@ class ErrorResponse(BaseModel):
 
 class StatusOk(BaseModel):
     status: Literal["ok"]
+    version: str  # the running Turnout (`turnout --version`)
 
 
 class Readiness(BaseModel):

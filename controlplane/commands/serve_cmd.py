@@ -18,6 +18,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from controlplane import tracing
 from controlplane.api.app import build_control_app
 from controlplane.api.runner import GuardedAppRunner
 from controlplane.config import Config
@@ -166,6 +167,7 @@ async def serve(
         log.error("--control-url is for data replicas: add --role data (see docs/scale-out.md)")
         return 2
     life, control, data = compose(cfg, config_path, role, control_urls)
+    tracing.setup_tracing("turnout")  # off unless the OTEL_* environment variables ask for it
     await life.start()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -212,4 +214,5 @@ async def serve(
         for r in reversed(runners):
             await r.cleanup()
         await life.stop()
+        tracing.shutdown_tracing()  # export the spans still buffered
     return 0

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from sqlalchemy import Engine
 
+from controlplane import tracing
 from controlplane.clock import Clock
 from controlplane.config import WebhookConfig
 from controlplane.events import Event
@@ -253,6 +254,28 @@ class Dispatcher:
 
     async def attempt(self, url: str, msg_id: str, secret: str, body: bytes) -> AttemptResult:
         """One signed POST; never raises for receiver or network faults (they come back as the result)."""
+        if tracing.tracer() is None:
+            return await self._attempt(url, msg_id, secret, body, {})
+        # One CLIENT span per delivery attempt; the receiver gets its traceparent. Only the origin is recorded:
+        # a receiver's path or query can hold its own token.
+        span = tracing.client_span(
+            "webhook deliver", None, {"server.address": _origin(url), "turnout.webhook.message_id": msg_id}
+        )
+        trace_headers: dict[str, str] = {}
+        tracing.inject(span, trace_headers)
+        try:
+            result = await self._attempt(url, msg_id, secret, body, trace_headers)
+            if result.status is not None:
+                span.set_attribute("http.response.status_code", result.status)
+            if not result.ok:
+                tracing.failed(span, "http_error" if result.status else "delivery_failed", result.error or "")
+            return result
+        finally:
+            span.end()
+
+    async def _attempt(
+        self, url: str, msg_id: str, secret: str, body: bytes, trace_headers: dict[str, str]
+    ) -> AttemptResult:
         started = asyncio.get_running_loop().time()
 
         def done(ok: bool, status: int | None, error: str | None) -> AttemptResult:
@@ -266,6 +289,7 @@ class Dispatcher:
         except WebhookUrlError as exc:
             return done(False, None, f"refused: {exc.problem}")
         headers = signed_headers(secret, msg_id, int(self._clock.wall().timestamp()), body)
+        headers.update(trace_headers)
         async with self._sem:
             try:
                 async with self._session().post(url, data=body, headers=headers, allow_redirects=False) as resp:

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from controlplane import tracing
 from controlplane.decisions import Decision, cost_usd
 from controlplane.domain import Classification, ErrorClass
 from dataplane.attempts import ClientGone, Opened, StreamEnd, UpstreamAttempt
@@ -43,6 +44,8 @@ class _Request:
     include_usage: bool
     tries: list[AttemptOutcome] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    span: Any = None  # the request's trace span when tracing is on (controlplane/tracing.py)
+    started: int = 0  # upstream attempts the loop started (hedges included): each attempt span's turnout.attempt
 
     def trail(self) -> dict[str, Any]:
         return {
@@ -104,6 +107,18 @@ async def chat_completions(request: Request) -> Response | StreamResponse:
         # Always ask for usage: cost accounting needs it; the extra chunk is dropped if the client did not ask.
         body["stream_options"] = {**(so if isinstance(so, dict) else {}), "include_usage": True}
     req = _Request(plan, prefs, body, stream, include_usage)
+    if tracing.tracer() is not None:
+        req.span = tracing.server_span(
+            f"chat {model}",
+            request.headers,
+            {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.request.model": model,
+                "turnout.route": plan.name,
+                "turnout.table_version": plan.table_version,
+                "turnout.stream": stream,
+            },
+        )
     return await _serve(request, st, req, t0)
 
 
@@ -120,7 +135,16 @@ async def _serve(request: Request, st: DataPlaneState, req: _Request, t0: float)
     )
 
     def start(cand: Candidate) -> UpstreamAttempt:
-        return st.attempt(cand, req.body, stream=req.stream, deadline=options.deadline, include_usage=req.include_usage)
+        req.started += 1
+        return st.attempt(
+            cand,
+            req.body,
+            stream=req.stream,
+            deadline=options.deadline,
+            include_usage=req.include_usage,
+            trace_parent=req.span,
+            attempt=req.started,
+        )
 
     try:
         answer = await first_answer(
@@ -173,12 +197,14 @@ def _finish(
     usage: Any = None,
     ttft: float | None = None,
 ) -> None:
-    """Metrics and the decision-log record for one finished client request."""
+    """Metrics, the decision-log record and the trace span of one finished client request."""
     rt = st.rt
     route = req.plan.name
     latency = rt.clock.monotonic() - t0
     st.outcomes.request(route, req.stream, outcome, latency)
     tin, tout = tokens(usage)
+    if req.span is not None:
+        _end_span(req, target, outcome, status, tin, tout)
     cost = cost_usd(tin, tout, target.price_in, target.price_out) if target is not None else 0.0
     if target is not None and (tin or tout):
         st.outcomes.usage(route, target.target, tin, tout, cost)
@@ -201,6 +227,25 @@ def _finish(
                 table_version=req.plan.table_version,
             )
         )
+
+
+def _end_span(req: _Request, target: Candidate | None, outcome: str, status: int, tin: int, tout: int) -> None:
+    span = req.span
+    span.set_attribute("http.response.status_code", status)
+    span.set_attribute("turnout.attempt", req.started)
+    if target is not None:
+        p = target.provider
+        span.set_attribute("turnout.target", target.target)
+        span.set_attribute("gen_ai.response.model", target.model)
+        span.set_attribute("gen_ai.provider.name", tracing.genai_provider(target.adapter, p.flavor, p.base_url))
+    if tin or tout:
+        span.set_attribute("gen_ai.usage.input_tokens", tin)
+        span.set_attribute("gen_ai.usage.output_tokens", tout)
+    if outcome != "ok":
+        last = req.tries[-1].error_class if req.tries else None
+        tracing.failed(span, str(last) if outcome == "stream_error" and last is not None else outcome)
+    span.end()
+    req.span = None
 
 
 def _exhausted(st: DataPlaneState, req: _Request, t0: float) -> Response:

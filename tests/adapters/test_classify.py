@@ -865,6 +865,9 @@ def test_retry_hints_prefer_ms_then_seconds_then_http_date(
         "openai": oa("requests", "rate_limit_exceeded", "slow"),
         "anthropic": an("rate_limit_error", "slow"),
         "gemini": gg(429, "RESOURCE_EXHAUSTED", "slow"),
+        "azure": js({"error": {"code": "429", "message": "slow"}}),
+        "bedrock": js({"__type": "ThrottlingException", "message": "slow"}),
+        "vertex": gg(429, "RESOURCE_EXHAUSTED", "slow"),
     }[adapter]
     c = get_adapter(adapter).classify(429, headers, body, now=NOW)  # type: ignore[call-arg]
     assert c.error_class is E.RATE_LIMITED

@@ -13,5 +13,5 @@ def test_registry_serves_every_adapter_the_config_accepts() -> None:
 
 
 def test_unknown_adapter_names_the_known_ones() -> None:
-    with pytest.raises(KeyError, match="known: openai, anthropic, gemini"):
-        get_adapter("bedrock")
+    with pytest.raises(KeyError, match="known: openai, anthropic, gemini, bedrock, vertex, azure"):
+        get_adapter("watsonx")

@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient
 from controlplane.domain import ErrorClass, Observation, State
 from controlplane.errors import ConfigError
 from controlplane.events import Event
+from controlplane.version import __version__
 from tests.api.conftest import ADMIN, READ
 from tests.api.fakes import ADMIN_TOKEN, FakeRuntime
 
@@ -191,7 +192,7 @@ async def test_private_reads_need_a_token(tmp_path: Any) -> None:
 
 
 async def test_health_and_readiness(client: Client) -> None:
-    assert await (await client.get("/healthz")).json() == {"status": "ok"}
+    assert await (await client.get("/healthz")).json() == {"status": "ok", "version": __version__}
     r = await client.get("/readyz")
     assert r.status == 200 and (await r.json())["checks"] == {"store": True, "table": True}
 

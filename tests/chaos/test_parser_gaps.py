@@ -22,6 +22,7 @@ from adapters.registry import ADAPTERS, get_adapter
 from controlplane.config import ModelConfig, ProviderConfig
 from controlplane.errors import ProviderError
 from probes.status_page import SEVERITY, assess
+from tests.adapters.conftest import CLOUD_FIELDS
 from tests.chaos.conftest import SOAK
 from tests.support import free_port
 
@@ -195,9 +196,9 @@ def test_list_models_of_any_answer_is_a_listing_or_provider_error(
     catalogue: _Catalogue, name: str, status: int, body: bytes, ctype: str
 ) -> None:
     catalogue.answer = (status, body, ctype)
-    provider = ProviderConfig(
-        id="p", adapter=name, base_url=f"http://127.0.0.1:{catalogue.port}", models=[ModelConfig(name="m")]
-    )
+    base = f"http://127.0.0.1:{catalogue.port}"
+    cloud = {**CLOUD_FIELDS.get(name, {}), **({"catalogue_url": base} if name == "bedrock" else {})}
+    provider = ProviderConfig(id="p", adapter=name, base_url=base, models=[ModelConfig(name="m")], **cloud)
 
     async def call() -> ModelListing | ProviderError:
         try:

@@ -12,7 +12,7 @@ import yaml
 from controlplane.cli import main
 from controlplane.config import PROBE_KINDS_KNOWN
 from controlplane.config_loader import load_config, parse_config
-from controlplane.errors import ConfigError
+from controlplane.errors import ConfigError, ConfigProblems
 
 BAD = Path(__file__).parent / "bad"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -117,3 +117,48 @@ def test_the_config_hash_changes_with_content_only() -> None:
     text = "providers: [{id: a, adapter: openai, base_url: 'https://x', models: [{name: m}]}]"
     assert parse_config(text, env={}).hash == parse_config(text + "\n# comment", env={}).hash
     assert parse_config(text, env={}).hash != parse_config(text.replace("'https://x'", "'https://y'"), env={}).hash
+
+
+def test_every_unset_variable_is_reported_in_one_run() -> None:
+    path = EXAMPLES / "turnout.yaml"
+    names = sorted(set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", re.sub(r"#.*", "", path.read_text()))))
+    with pytest.raises(ConfigProblems) as err:
+        load_config(path, env={})
+    reported = [p.problem for p in err.value.problems]
+    assert sorted(reported) == sorted(f"environment variable {n} is not set" for n in names)
+    assert len(names) >= 7  # one per provider key and the admin token
+    assert all(f"environment variable {n} is not set" in str(err.value) for n in names)
+    assert err.value.field == "auth.tokens[0].token"  # the first problem in file order, for one-field callers
+
+
+def test_every_unknown_target_and_unset_variable_is_reported_together() -> None:
+    text = (
+        "providers: [{id: a, adapter: openai, base_url: 'https://x', api_key: '${KEY_A}', models: [{name: m}]},\n"
+        "            {id: b, adapter: openai, base_url: '${B_URL}', models: [{name: m}]}]\n"
+        "routes: [{name: r, targets: [a/m, a/typo, c/m]}, {name: s, targets: [b/nope]}]\n"
+    )
+    with pytest.raises(ConfigProblems) as err:
+        parse_config(text, source="t.yaml", env={})
+    got = [(p.field, p.problem.split(";")[0]) for p in err.value.problems]
+    assert got == [
+        ("providers.a.api_key", "environment variable KEY_A is not set"),
+        ("providers.b.base_url", "environment variable B_URL is not set"),  # its emptied URL is not a 2nd problem
+        ("routes.r.targets[1]", "unknown target 'a/typo'"),
+        ("routes.r.targets[2]", "unknown target 'c/m'"),
+        ("routes.s.targets[0]", "unknown target 'b/nope'"),
+    ]
+    assert str(err.value).startswith("t.yaml: 5 problems:\n  providers.a.api_key: ")
+
+
+def test_config_check_prints_every_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "t.yaml"
+    f.write_text(
+        "providers: [{id: a, adapter: acmeai, base_url: 'https://x', models: [{name: m}]}]\n"
+        "probes: {interval: '15 seconds', intervall: 3}\n"
+    )
+    assert main(["config", "check", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert "3 problems" in err
+    assert (
+        "unknown adapter 'acmeai'" in err and "bad duration '15 seconds'" in err and "unknown field 'intervall'" in err
+    )

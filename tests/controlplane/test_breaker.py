@@ -182,6 +182,19 @@ def test_quota_with_a_known_reset_only_cools() -> None:
     assert b.headroom(3599.0) == 0.0 and b.headroom(3600.0) is None
 
 
+def test_a_new_azure_deployment_not_found_counts_as_a_failure_until_the_grace_is_over() -> None:
+    b = brk()
+    assert b.record(ob(E.MODEL_GONE, status=404, code="deployment_not_found"), 299.0) == ()
+    assert b.state is State.CLOSED and b.window.snapshot(299.0).failures == 1
+    (m,) = b.record(ob(E.MODEL_GONE, status=404, code="deployment_not_found"), 300.0)
+    assert (m.new, m.reason) == (State.WITHDRAWN, "model_gone")
+    b2 = brk()
+    b2.recheck_now(1000.0)  # a config change starts the grace again
+    assert b2.record(ob(E.MODEL_GONE, status=404, code="deployment_not_found"), 1200.0) == ()
+    (m2,) = b2.record(ob(E.MODEL_GONE, status=404, code="deploymentnotfound"), 1200.0)  # other codes: no grace
+    assert m2.new is State.WITHDRAWN
+
+
 def test_lone_rate_limits_lower_headroom_but_do_not_open() -> None:
     b = brk(min_calls=2, consecutive_failures=2, window=60.0)
     b.record(ob(headroom=0.8), 0.0)

@@ -34,6 +34,11 @@ ENV = {
         "DEEPSEEK_API_KEY",
         "MISTRAL_API_KEY",
         "OPENROUTER_API_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "GOOGLE_CLOUD_PROJECT",
+        "AZURE_OPENAI_RESOURCE",
+        "AZURE_OPENAI_API_KEY",
         "TURNOUT_ADMIN_TOKEN",
     )
 }

@@ -170,6 +170,8 @@ def test_catalogue_lists_every_metric_with_prefix_units_and_bounded_labels() -> 
         "type",
         "stream",
         "direction",
+        "version",  # turnout_build_info: one series per process, whose value is fixed at start
+        "python",
     }
     docs = catalogue()
     assert len(docs) == len({d.name for d in docs}) >= 30
@@ -181,3 +183,14 @@ def test_catalogue_lists_every_metric_with_prefix_units_and_bounded_labels() -> 
         if d.type == "histogram":
             assert d.name.endswith("_seconds"), d.name
         assert d.help
+
+
+def test_build_info_names_the_running_version() -> None:
+    import platform
+
+    from controlplane.version import __version__
+
+    m = Metrics()
+    text = render(m).decode()
+    assert f'turnout_build_info{{python="{platform.python_version()}",version="{__version__}"}} 1.0' in text
+    assert __version__ != "0+unknown"  # read from the installed package's metadata
