@@ -90,6 +90,7 @@ class Breaker:
         self.signal: frozenset[str] = frozenset()  # kinds that see what opened or withdrew the target
         self.probe_kinds: frozenset[str] = frozenset()  # kinds probing this target (set by the health model)
         self.probe_trials = False  # half_open after a recheck: trials are probes of the signal, not live traffic
+        self.catalogue_sees_region = False  # its listing says per-model availability (Bedrock): set by the health model
         self.configured_at = now  # when this target's config appeared or last changed (the deployment grace)
         self.hold_until: float = -math.inf  # headroom is 0 until then (rate limit / overload cool-down)
         self.last_headroom: float | None = None
@@ -265,6 +266,8 @@ class Breaker:
         if self.probe_trials:  # the trials after a recheck failed on a withdrawing signal: back off further
             self.recheck_level += 1
         signal = signal_kinds(obs.kind)
+        if self.catalogue_sees_region and obs.error_class is ErrorClass.REGION_BLOCKED:
+            signal |= {"catalogue"}
         move = self._move(_W, str(obs.error_class), self._ev(obs, now), now)
         self.signal = signal
         self.next_recheck = now + self.recheck_delay()

@@ -25,6 +25,7 @@ from controlplane.ranker import TargetStanding, entry_for, rank_route, score
 from controlplane.reasons import outscored_reason, state_reason
 from controlplane.table import CurrentFigures, RouteRanking, Table, TableEntry
 from probes import applies
+from probes.catalogue import SEES_REGION_BLOCKS
 
 __all__ = ["Outcome", "HealthModel", "SNAPSHOT_FORMAT"]
 
@@ -111,6 +112,7 @@ class HealthModel:
                 b.set_config(config.breaker, now)
                 b.recheck_now(now)
             b.probe_kinds = _probe_kinds(config, p)
+            b.catalogue_sees_region = p.adapter in SEES_REGION_BLOCKS
         names = {r.name for r in config.routes}
         for d in (self._primaries, self._orders):
             for name in [n for n in d if n not in names]:
