@@ -7,9 +7,16 @@ in docs/breaker.md:
     open ──(open duration elapsed, decided lazily)──► half_open
     half_open ──(half_open_successes successes)──► closed
     half_open ──(one failure, or trials used up)──► open (longer: exponential, capped)
+    open ──(first level only: a probe of the opening signal succeeds, after a short minimum)──► half_open
     closed | open | half_open ──(region_blocked, model_gone, auth, quota_exhausted)──► withdrawn
-    withdrawn ──(a successful check)──► half_open
+    withdrawn ──(a due recheck of the withdrawing signal succeeds)──► half_open (trials by probes only)
     any ◄──(operator only)──► drained
+
+A signal is seen by some probe kinds only (`signal_kinds`): a model that left the catalogue only by the
+catalogue, a region block, auth failure or hang seen on a call only by calls (completion, count_tokens). Leaving
+open early or withdrawn at all takes a success of a kind that sees the signal that put the target there; a
+failed recheck is silent (no move, no new evidence) and only pushes the next one out (doubling from
+`withdrawn_recheck_first` to `withdrawn_recheck`).
 
 Detection is kept apart from enforcement (Envoy): while drained, the detector keeps running underneath and
 its moves come back flagged `shadow`; in `metrics_only` mode every move happens and is reported, but the
@@ -27,7 +34,7 @@ from controlplane.domain import WITHDRAW_CLASSES, ErrorClass, Observation, State
 from controlplane.moves import ALLOWED, OPERATOR_ALLOWED, Drain, Evidence, Transition, check_move
 from controlplane.window import SlidingWindow, Verdict, WindowSnapshot, signal_of
 
-__all__ = ["PRESSURE_CLASSES", "COUNTED_FAILURES", "NEUTRAL_KINDS", "Breaker"]
+__all__ = ["PRESSURE_CLASSES", "COUNTED_FAILURES", "NEUTRAL_KINDS", "CALL_KINDS", "signal_kinds", "Breaker"]
 
 _C, _H, _O, _W, _D = State.CLOSED, State.HALF_OPEN, State.OPEN, State.WITHDRAWN, State.DRAINED
 
@@ -39,6 +46,18 @@ COUNTED_FAILURES: frozenset[ErrorClass] = frozenset(
 )
 # Probe kinds whose outcome never moves the breaker (provider-semantics.md §4: status pages de-rank only).
 NEUTRAL_KINDS: frozenset[str] = frozenset({"status_page"})
+# Probe kinds that make a call to the model itself: they see what calls see (region blocks, auth, hangs).
+CALL_KINDS: frozenset[str] = frozenset({"completion", "count_tokens"})
+
+
+def signal_kinds(kind: str) -> frozenset[str]:
+    """The probe kinds that can see a signal first observed by `kind` (live traffic or a probe kind).
+
+    The catalogue sees what only a listing shows (a model gone from it); everything seen on a call is seen
+    again only by a call: a healthy listing says nothing about a region block on completions."""
+    return frozenset({"catalogue"}) if kind == "catalogue" else CALL_KINDS
+
+
 # Azure answers DeploymentNotFound for a deployment created minutes ago, until it is live (provider-semantics.md
 # §2.1): for this long after the target's config appeared or changed, that answer counts as a failure, not a
 # withdrawal. The code is adapters/azure.py's marking (the openai adapter's azure flavor keeps withdrawing at once).
@@ -65,6 +84,13 @@ class Breaker:
         self.trials = 0
         self.trial_successes = 0
         self.next_recheck: float | None = None
+        self.recheck_level = 0  # failed rechecks since the last close: each doubles the next delay (capped)
+        self.last_recheck: float | None = None
+        self.last_recheck_result: str | None = None  # "ok" or the error class of the last due recheck
+        self.signal: frozenset[str] = frozenset()  # kinds that see what opened or withdrew the target
+        self.probe_kinds: frozenset[str] = frozenset()  # kinds probing this target (set by the health model)
+        self.probe_trials = False  # half_open after a recheck: trials are probes of the signal, not live traffic
+        self.catalogue_sees_region = False  # its listing says per-model availability (Bedrock): set by the health model
         self.configured_at = now  # when this target's config appeared or last changed (the deployment grace)
         self.hold_until: float = -math.inf  # headroom is 0 until then (rate limit / overload cool-down)
         self.last_headroom: float | None = None
@@ -90,7 +116,7 @@ class Breaker:
         """May traffic go to this target? The one place admissibility is decided (the ranker reads it).
 
         Drained: never. metrics_only: always (moves are reported, not enforced). Closed: yes; half_open: while
-        trial slots remain. Open and withdrawn: no; an open breaker whose duration has passed admits only after
+        trial slots remain, unless its trials are probes (after a recheck). Open and withdrawn: no; an open breaker whose duration has passed admits only after
         poll()/record() has moved it to half_open, so what the table shows and what traffic gets agree."""
         if self.drain is not None:
             return False
@@ -100,14 +126,49 @@ class Breaker:
         if st is _C:
             return True
         if st is _H:
-            return self.trials < self.cfg.half_open_trials
+            return not self.probe_trials and self.trials < self.cfg.half_open_trials
         return False
 
-    def should_probe(self, now: float) -> bool:
-        """Withdrawn targets are probed only when their recheck is due; every other state is probed."""
+    def should_probe(self, now: float, kind: str | None = None) -> bool:
+        """Withdrawn targets are probed only when their recheck is due, and only by a kind that sees the signal
+        that withdrew them (`kind` None: any kind); every other state is probed."""
         if self._state is _W:
-            return self.next_recheck is None or now >= self.next_recheck
+            due = self.next_recheck is None or now >= self.next_recheck
+            return due and (kind is None or self.sees_signal(kind))
         return True
+
+    def sees_signal(self, kind: str, *, or_any: bool = True) -> bool:
+        """Can a `kind` outcome say the signal that opened or withdrew this target is gone? When no kind probing
+        this target sees it (e.g. completion probes off), `or_any` takes any probe kind rather than none: a
+        withdrawn target has no timer to fall back on, an open one has its open duration."""
+        if kind in NEUTRAL_KINDS or kind == "live":
+            return False
+        wanted = self.signal & self.probe_kinds if self.probe_kinds else self.signal
+        return kind in wanted if wanted else or_any
+
+    def recheck_kinds(self) -> frozenset[str]:
+        """The probe kinds a recheck of this withdrawn target may be made with (what `should_probe` lets run)."""
+        kinds = self.probe_kinds - NEUTRAL_KINDS
+        return frozenset(k for k in kinds if self.sees_signal(k))
+
+    def recheck_due(self, now: float) -> bool:
+        return self._state is _W and (self.next_recheck is None or now >= self.next_recheck)
+
+    def recheck_delay(self) -> float:
+        """Seconds to the next recheck: `withdrawn_recheck_first` doubled per failed recheck, capped at
+        `withdrawn_recheck` (a transient 403 is undone within minutes, a real directive costs a few calls a day)."""
+        cap = self.cfg.withdrawn_recheck
+        first = min(self.cfg.withdrawn_recheck_first, cap)
+        return float(min(first * 2 ** min(self.recheck_level, 32), cap))
+
+    def early_half_open_at(self) -> float | None:
+        """While open at the first level (it was healthy before this failure): the earliest time a success of the
+        opening signal may move it to half_open, `open_min_duration` after it opened; a retry-after hint is
+        never cut short. None at higher levels: a target that failed its trials, or failed again before its level
+        decayed, waits its whole (doubling) open duration, so a flapping target keeps the table still."""
+        if self._state is not _O or self.open_until is None or self.openings > 1:
+            return None
+        return float(min(max(self.since + self.cfg.open_min_duration, self.hold_until), self.open_until))
 
     def headroom(self, now: float) -> float | None:
         """0 while cooling down after rate limiting / overload; else the last reading (None = unknown)."""
@@ -164,33 +225,53 @@ class Breaker:
             and now - self.configured_at < NEW_DEPLOYMENT_GRACE_S
         ):
             cls = ErrorClass.SERVER_ERROR  # maybe not live yet: counted, failed over, not withdrawn
+        if st is _W:
+            return self._recheck(obs, cls, now)
         if cls in WITHDRAW_CLASSES and not (cls is ErrorClass.QUOTA_EXHAUSTED and obs.retry_after_s is not None):
             # (a quota with a known reset, e.g. Gemini's per-day quota, only cools: §6 "cool(daily reset)")
             return self._withdraw(obs, now)
-        if st is _W:
-            if cls is ErrorClass.OK and (self.next_recheck is None or now >= self.next_recheck):
-                return (self._move(_H, "recheck_succeeded", self._ev(obs, now), now),)
-            if cls is ErrorClass.OK:
-                # Not a recheck: a probe that ran alongside the one that withdrew (e.g. a completion answering while
-                # the model left the catalogue). Counting it would undo every withdrawal in the same batch.
-                return _NONE
-            self.next_recheck = now + self.cfg.withdrawn_recheck
-            return _NONE
         out: tuple[Transition, ...] = _NONE
         if st is _O:
             out = self.poll(now)
             if not out:
-                return _NONE  # open: outcomes are not counted until the open duration is over
+                early = self.early_half_open_at()
+                seen = self.sees_signal(obs.kind, or_any=False)
+                if cls is ErrorClass.OK and seen and early is not None and now >= early:
+                    # The evidence says it is back: trials now rather than at the end of the open duration.
+                    return (self._move(_H, "probe_succeeded", self._ev(obs, now), now),)
+                return _NONE  # open: other outcomes are not counted until the open duration is over
         if self._state is _H:
             return out + self._trial(obs, cls, now)
         return out + self._closed(obs, cls, now)
 
-    def _withdraw(self, obs: Observation, now: float) -> tuple[Transition, ...]:
-        self.next_recheck = now + self.cfg.withdrawn_recheck
-        if self._state is _W:
-            self.evidence = self._ev(obs, now)  # keep the latest signal as evidence; no move
+    def _recheck(self, obs: Observation, cls: ErrorClass, now: float) -> tuple[Transition, ...]:
+        """An outcome while withdrawn. Only a due probe of a kind that sees the withdrawing signal is a recheck;
+        anything else (a listing while completions are region-blocked, an outcome in flight at the withdrawal)
+        says nothing and changes nothing. A failed recheck is silent: no move, the evidence kept, the next one
+        later."""
+        due = self.next_recheck is None or now >= self.next_recheck
+        if not due or not self.sees_signal(obs.kind):
             return _NONE
-        return (self._move(_W, str(obs.error_class), self._ev(obs, now), now),)
+        self.last_recheck = now
+        self.last_recheck_result = "ok" if cls is ErrorClass.OK else str(cls)
+        if cls is ErrorClass.OK:
+            move = self._move(_H, "recheck_succeeded", self._ev(obs, now), now)
+            self.probe_trials = not self.metrics_only
+            return (move,)
+        self.recheck_level += 1
+        self.next_recheck = now + self.recheck_delay()
+        return _NONE
+
+    def _withdraw(self, obs: Observation, now: float) -> tuple[Transition, ...]:
+        if self.probe_trials:  # the trials after a recheck failed on a withdrawing signal: back off further
+            self.recheck_level += 1
+        signal = signal_kinds(obs.kind)
+        if self.catalogue_sees_region and obs.error_class is ErrorClass.REGION_BLOCKED:
+            signal |= {"catalogue"}
+        move = self._move(_W, str(obs.error_class), self._ev(obs, now), now)
+        self.signal = signal
+        self.next_recheck = now + self.recheck_delay()
+        return (move,)
 
     def _closed(self, obs: Observation, cls: ErrorClass, now: float) -> tuple[Transition, ...]:
         win = self.window
@@ -216,11 +297,13 @@ class Breaker:
         verdict = win.verdict(now)
         if verdict in (Verdict.OK, Verdict.BELOW_MIN_CALLS):
             return _NONE
-        return (self._move(_O, str(verdict), self._ev(obs, now), now),)
+        return (self._open(str(verdict), obs, now),)
 
     def _trial(self, obs: Observation, cls: ErrorClass, now: float) -> tuple[Transition, ...]:
         if self.trials >= self.cfg.half_open_trials:
             return _NONE  # only the configured number of trial outcomes count
+        if self.probe_trials and not self.sees_signal(obs.kind):
+            return _NONE  # after a recheck only probes of the withdrawing signal are trials
         self.trials += 1
         failed = cls is not ErrorClass.OK
         self.window.add(
@@ -239,13 +322,19 @@ class Breaker:
             if self.trials >= self.cfg.half_open_trials:
                 # The last trial succeeded but too few did (an earlier one met pressure): without this move the
                 # breaker would admit nothing more and count nothing more, wedged in half_open for good.
-                return (self._move(_O, "trials_exhausted", self._ev(obs, now), now),)
+                return (self._open("trials_exhausted", obs, now),)
             return _NONE
         if cls in PRESSURE_CLASSES:  # a trial spent without an answer either way
             if self.trials >= self.cfg.half_open_trials:
-                return (self._move(_O, "trials_exhausted", self._ev(obs, now), now),)
+                return (self._open("trials_exhausted", obs, now),)
             return _NONE
-        return (self._move(_O, "trial_failed", self._ev(obs, now), now),)
+        return (self._open("trial_failed", obs, now),)
+
+    def _open(self, reason: str, obs: Observation, now: float) -> Transition:
+        """Open on `obs`'s evidence; what it was seen on decides which probes may end the open period early."""
+        move = self._move(_O, reason, self._ev(obs, now), now)
+        self.signal = signal_kinds(obs.kind)
+        return move
 
     def _cool(self, obs: Observation, cls: ErrorClass, now: float) -> None:
         ra = obs.retry_after_s
@@ -308,10 +397,12 @@ class Breaker:
         elif new is _C:
             self.closed_since = now
             self.open_until = None
+            self.recheck_level = 0
         elif new is _H:
             self.open_until = None
         if new is not _W:
             self.next_recheck = None
+        self.probe_trials = False
         self.trials = self.trial_successes = 0
         self._state = new
         self.since = now
@@ -350,6 +441,11 @@ class Breaker:
             "trials": self.trials,
             "trial_successes": self.trial_successes,
             "next_recheck": rel(self.next_recheck),
+            "recheck_level": self.recheck_level,
+            "last_recheck": rel(self.last_recheck),
+            "last_recheck_result": self.last_recheck_result,
+            "signal": sorted(self.signal),
+            "probe_trials": self.probe_trials,
             "hold_until": rel(self.hold_until),
             "last_headroom": self.last_headroom,
             "rl_level": self._rl_level,
@@ -377,6 +473,12 @@ class Breaker:
         b.trials = int(d.get("trials", 0))
         b.trial_successes = int(d.get("trial_successes", 0))
         b.next_recheck = ab(d.get("next_recheck"))
+        b.recheck_level = int(d.get("recheck_level", 0))
+        b.last_recheck = ab(d.get("last_recheck"))
+        lr = d.get("last_recheck_result")
+        b.last_recheck_result = None if lr is None else str(lr)
+        b.signal = frozenset(str(k) for k in d.get("signal", ()))
+        b.probe_trials = bool(d.get("probe_trials", False)) and b._state is _H
         hold = ab(d.get("hold_until"))
         b.hold_until = -math.inf if hold is None else hold
         lh = d.get("last_headroom")

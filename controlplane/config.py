@@ -413,9 +413,16 @@ class BreakerConfig(_Model):
     consecutive_failures: int = Field(default=5, ge=1)
     open_duration: Duration = Field(default=30.0, description="first open duration")
     open_duration_max: Duration = Field(default=300.0, description="cap for the exponential open duration")
+    open_min_duration: Duration = Field(
+        default=2.0,
+        description="a first opening lasts at least this long before a probe success moves it to half_open",
+    )
     half_open_trials: int = Field(default=3, ge=1, description="trial calls admitted in half_open")
     half_open_successes: int = Field(default=2, ge=1, description="successes that close the breaker")
-    withdrawn_recheck: Duration = Field(default=900.0, description="recheck cadence for withdrawn targets")
+    withdrawn_recheck_first: Duration = Field(
+        default=60.0, description="first recheck of a withdrawn target; doubles per failed recheck"
+    )
+    withdrawn_recheck: Duration = Field(default=900.0, description="longest recheck interval for withdrawn targets")
     overload_cooldown: Duration = Field(default=10.0, description="headroom held at 0 after overloaded")
     rate_limit_default_backoff: Duration = Field(default=1.0, description="first backoff when no retry-after")
     rate_limit_backoff_max: Duration = 60.0
@@ -513,6 +520,12 @@ class DataPlaneConfig(_Model):
     responses: ResponsesStateConfig = Field(
         default=ResponsesStateConfig(),
         description="stored Responses conversations for previous_response_id and GET /v1/responses/{id} (opt-in)",
+    )
+    table_file: str | None = Field(
+        default=None,
+        description="data replicas: the last table is kept in this file and served from it when a replica starts "
+        "while no control replica answers; unset: turnout-replica-<data port>.json in $TURNOUT_STATE_DIR (default: "
+        "the system temporary directory); empty: not kept",
     )
 
 

@@ -26,8 +26,9 @@ from controlplane.clock import Clock, SystemClock
 from controlplane.config import Config, ProviderConfig
 from controlplane.config_loader import load_config
 from controlplane.decisions import Decision
-from controlplane.errors import ConfigError
+from controlplane.errors import ConfigError, TurnoutError
 from controlplane.events import EventBus
+from controlplane.fencing import LeaseFence
 from controlplane.health import HealthModel
 from controlplane.metrics import Metrics, observe_table
 from controlplane.pipeline import OutcomeLike, Pipeline
@@ -37,14 +38,16 @@ from controlplane.seams import Leadership
 from controlplane.store import Store
 from controlplane.webhooks.service import start_dispatcher
 from probes import PROBE_KINDS
+from probes.budget import SpendBudget
 from probes.context import ProbeFn
 
-__all__ = ["ControlPlane", "TICK_INTERVAL", "HOUSEKEEPING_INTERVAL"]
+__all__ = ["ControlPlane", "TICK_INTERVAL", "HOUSEKEEPING_INTERVAL", "RECHECK_POLL_INTERVAL"]
 
 log = logging.getLogger("turnout.control_plane")
 
 TICK_INTERVAL = 1.0  # health.tick: open → half_open, drain expiry, rerank
 HOUSEKEEPING_INTERVAL = 3600.0  # retention pruning
+RECHECK_POLL_INTERVAL = 5.0  # due rechecks of withdrawn targets start within this (docs/breaker.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +93,12 @@ class ControlPlane:
         self.fire = fire  # False: build the scheduler but let the caller drive it (tests: run_due / run_probe_job)
         # A scale-out control replica passes "do I still hold the leader lease?": webhooks stop leaving at once.
         self._fence = fence
+        # Set by a control replica before each start (its term): the database refuses this leader's health and
+        # event writes once the term is over (controlplane/fencing.py).
+        self.write_fence: LeaseFence | None = None
         self._running: _Running | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._spend_flush: asyncio.Task[None] | None = None
         self.started = False
 
     # -- the running parts (readers' seams) -------------------------------------------------------
@@ -141,6 +149,7 @@ class ControlPlane:
     async def start(self) -> None:
         cfg = self.config
         store = await asyncio.to_thread(Store, cfg.database.url, self.clock)
+        store.fence = self.write_fence
         snapshot, last_table = await asyncio.to_thread(store.load_health)
         try:
             health = HealthModel(cfg, self.clock, snapshot=snapshot, last_table=last_table)
@@ -168,6 +177,10 @@ class ControlPlane:
             else None
         )
         pipeline.start()
+        # The paid-probe spend of today, from the store: a restart must not hand every provider a fresh budget.
+        self._loop = asyncio.get_running_loop()
+        budget = SpendBudget(self.clock, ledger=store, on_change=self._spend_changed)
+        await asyncio.to_thread(budget.load)
         session = aiohttp.ClientSession(headers={"User-Agent": "turnout-probe/0.1"})
         scheduler = ProbeScheduler(
             cfg,
@@ -178,8 +191,11 @@ class ControlPlane:
             metrics=self.metrics,
             health=health,
             kinds=(self._kinds or PROBE_KINDS) if self.probes_enabled else {},
+            budget=budget,
         )
         scheduler.add_periodic("tick", pipeline.tick, TICK_INTERVAL)
+        if self.probes_enabled:
+            scheduler.add_periodic("rechecks", scheduler.run_due_rechecks, RECHECK_POLL_INTERVAL)
         scheduler.add_periodic("housekeeping", lambda: pipeline.housekeeping(self.config), HOUSEKEEPING_INTERVAL)
         self._running = _Running(store, health, publisher, pipeline, session, scheduler, dispatcher)
         if self.fire:
@@ -212,8 +228,30 @@ class ControlPlane:
             r.dispatcher.cancel()
             await asyncio.gather(r.dispatcher, return_exceptions=True)
         await r.session.close()
+        if self._spend_flush is not None:
+            await asyncio.gather(self._spend_flush, return_exceptions=True)
+        await self._flush_spend()
         await asyncio.to_thread(r.store.close)
         log.info("control plane stopped at table v%d", r.publisher.current().version)
+
+    # -- paid-probe spend ---------------------------------------------------------------------------
+    def _spend_changed(self) -> None:
+        """The budget changed (a reservation or a settlement): save it soon, off the loop, one save at a time."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._start_spend_flush)
+
+    def _start_spend_flush(self) -> None:
+        if self._running is not None and (self._spend_flush is None or self._spend_flush.done()):
+            self._spend_flush = asyncio.get_running_loop().create_task(self._flush_spend(), name="turnout-spend")
+
+    async def _flush_spend(self) -> None:
+        budget = self.running.scheduler.budget
+        while budget.dirty:
+            try:
+                await asyncio.to_thread(budget.flush)
+            except TurnoutError as exc:  # kept in memory; the next change or the stop tries again
+                log.warning("paid-probe spend not saved: %s", exc)
+                return
 
     # -- operator actions -------------------------------------------------------------------------
     async def drain(

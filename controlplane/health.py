@@ -24,11 +24,13 @@ from controlplane.moves import Drain, Transition
 from controlplane.ranker import TargetStanding, entry_for, rank_route, score
 from controlplane.reasons import outscored_reason, state_reason
 from controlplane.table import CurrentFigures, RouteRanking, Table, TableEntry
+from probes import applies
+from probes.catalogue import SEES_REGION_BLOCKS
 
 __all__ = ["Outcome", "HealthModel", "SNAPSHOT_FORMAT"]
 
 SNAPSHOT_FORMAT = 1
-_TIME_KEYS = ("since", "open_until", "closed_since", "next_recheck", "hold_until")
+_TIME_KEYS = ("since", "open_until", "closed_since", "next_recheck", "last_recheck", "hold_until")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,7 @@ class Outcome:
     transitions: list[Transition] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     table: Table | None = None
+    rechecks: list[tuple[str, str]] = field(default_factory=list)  # (target, "ok" | error class): metrics only
 
 
 def _iso(dt: datetime) -> str:
@@ -101,13 +104,15 @@ class HealthModel:
         for t in list(self._breakers):
             if t not in self._targets:
                 del self._breakers[t]
-        for t in self._targets:
+        for t, (p, _m) in self._targets.items():
             b = self._breakers.get(t)
             if b is None:
-                self._breakers[t] = Breaker(t, config.breaker, now)
+                b = self._breakers[t] = Breaker(t, config.breaker, now)
             else:
                 b.set_config(config.breaker, now)
                 b.recheck_now(now)
+            b.probe_kinds = _probe_kinds(config, p)
+            b.catalogue_sees_region = p.adapter in SEES_REGION_BLOCKS
         names = {r.name for r in config.routes}
         for d in (self._primaries, self._orders):
             for name in [n for n in d if n not in names]:
@@ -140,7 +145,12 @@ class HealthModel:
         b = self._breakers.get(target)
         if b is None:
             return False
-        return kind == "status_page" or b.should_probe(self._clock.monotonic())
+        return kind == "status_page" or b.should_probe(self._clock.monotonic(), kind)
+
+    def due_rechecks(self) -> list[tuple[str, frozenset[str]]]:
+        """Withdrawn targets whose recheck is due, each with the probe kinds that may make it."""
+        now = self._clock.monotonic()
+        return [(t, b.recheck_kinds()) for t, b in self._breakers.items() if b.recheck_due(now)]
 
     def figures_now(self) -> dict[str, CurrentFigures]:
         """Every target's window figures as of now (cached per window change, so cheap to ask per request).
@@ -175,6 +185,13 @@ class HealthModel:
             "mode": self._cfg.breaker.mode,
             "open_until": _iso(self._wall(b.open_until, now)) if b.open_until is not None else None,
             "next_recheck": _iso(self._wall(b.next_recheck, now)) if b.next_recheck is not None else None,
+            "last_recheck": (
+                {"at": _iso(self._wall(b.last_recheck, now)), "result": b.last_recheck_result}
+                if b.last_recheck is not None
+                else None
+            ),
+            "signal_kinds": sorted(b.signal) if b.detector_state in (State.OPEN, State.WITHDRAWN) else [],
+            "probe_trials": b.probe_trials,
             "headroom": b.headroom(now) if b.admits() else None,  # no capacity claim for a target not served
             "trials": {"used": b.trials, "allowed": self._cfg.breaker.half_open_trials, "successes": b.trial_successes},
             "window": {
@@ -204,6 +221,7 @@ class HealthModel:
     def ingest_many(self, obs_list: Iterable[Observation]) -> Outcome:
         now = self._clock.monotonic()
         transitions: list[Transition] = []
+        rechecks: list[tuple[str, str]] = []
         urgent = False
         for obs in obs_list:
             b = self._breakers.get(obs.target)
@@ -214,20 +232,25 @@ class HealthModel:
             if obs.scope != Scope.TARGET and obs.error_class in WITHDRAW_CLASSES:
                 for t in self._by_provider.get(b.target.partition("/")[0], ()):
                     o = obs if t == obs.target else obs.with_(target=t, extra={**obs.extra, "via": obs.target})
-                    urgent |= self._record(self._breakers[t], o, now, transitions)
+                    urgent |= self._record(self._breakers[t], o, now, transitions, rechecks)
             else:
-                urgent |= self._record(b, obs, now, transitions)
+                urgent |= self._record(b, obs, now, transitions, rechecks)
         if not urgent and now - self._last_rank < self.rerank_interval:
-            return Outcome(transitions) if transitions else Outcome()
+            return Outcome(transitions, rechecks=rechecks) if transitions or rechecks else Outcome()
         events = self._transition_events(transitions)
         table = self._rerank(now, events)
-        return Outcome(transitions, events, table)
+        return Outcome(transitions, events, table, rechecks)
 
     @staticmethod
-    def _record(b: Breaker, obs: Observation, now: float, out: list[Transition]) -> bool:
+    def _record(
+        b: Breaker, obs: Observation, now: float, out: list[Transition], rechecks: list[tuple[str, str]]
+    ) -> bool:
         """Feed one breaker; True when the table must be redone now (a move, or a new cool-down hold)."""
         cool_before = b.hold_until > now
+        last_recheck = b.last_recheck
         moves = b.record(obs, now)
+        if b.last_recheck != last_recheck and b.last_recheck_result is not None:
+            rechecks.append((b.target, b.last_recheck_result))
         if moves:
             out.extend(moves)
             return True
@@ -524,6 +547,11 @@ class HealthModel:
                     dr.get("provider"),
                 )
             self._breakers[t] = b
+
+
+def _probe_kinds(config: Config, provider: ProviderConfig) -> frozenset[str]:
+    """The probe kinds that run against this provider's targets (what a recheck can be made with)."""
+    return frozenset(k for k, kc in config.probes.kinds.items() if kc.enabled and applies(k, provider))
 
 
 def _drain_dict(d: Drain) -> dict[str, Any]:

@@ -36,6 +36,7 @@ __all__ = [
     "observe_observation",
     "observe_probe",
     "observe_transition",
+    "observe_recheck",
     "observe_table",
     "observe_event",
     "render",
@@ -133,6 +134,12 @@ class Metrics:
             [*_T, "from_state", "to_state", "reason"],
             registry=r,
         )
+        self.withdrawn_rechecks_total = Counter(
+            "turnout_withdrawn_rechecks_total",
+            "Due rechecks of withdrawn targets by what they met (ok, or the error class): a failed one moves nothing.",
+            [*_T, "error_class"],
+            registry=r,
+        )
         self.would_block_total = Counter(
             "turnout_breaker_would_block_total",
             "Transitions the breaker made while in metrics_only mode.",
@@ -221,6 +228,11 @@ class Metrics:
         # -- process -------------------------------------------------------------------------
         self.leader = Gauge("turnout_leader", "1 on the replica that holds leadership.", registry=r)
         self.ready = Gauge("turnout_ready", "1 when the store is writable and a table is loaded.", registry=r)
+        self.replica_table_from_disk = Gauge(
+            "turnout_replica_table_from_disk",
+            "Data replicas: 1 while serving the table kept on local disk (no control replica answered since start).",
+            registry=r,
+        )
         self.build_info = Gauge(
             "turnout_build_info",
             "Always 1; the labels say which Turnout and Python run.",
@@ -344,6 +356,12 @@ def observe_transition(m: Metrics, t: TransitionLike, *, would_block: bool = Fal
     m.state_transitions_total.labels(provider, model, str(t.old), str(t.new), _bounded(str(t.reason))).inc()
     if would_block:
         m.would_block_total.labels(provider, model).inc()
+
+
+def observe_recheck(m: Metrics, target: str, result: str) -> None:
+    """Count one due recheck of a withdrawn target ("ok" or the error class it met)."""
+    provider, model = _split(target)
+    m.withdrawn_rechecks_total.labels(provider, model, _bounded(result)).inc()
 
 
 def _replace_series(m: Metrics, family: str, gauge: Gauge, current: set[tuple[str, ...]]) -> None:

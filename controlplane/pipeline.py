@@ -21,7 +21,14 @@ from controlplane.config import Config
 from controlplane.domain import Observation
 from controlplane.errors import TurnoutError
 from controlplane.events import Event, EventBus
-from controlplane.metrics import Metrics, observe_event, observe_observation, observe_table, observe_transition
+from controlplane.metrics import (
+    Metrics,
+    observe_event,
+    observe_observation,
+    observe_recheck,
+    observe_table,
+    observe_transition,
+)
 from controlplane.table import Table
 
 if TYPE_CHECKING:
@@ -41,6 +48,8 @@ class OutcomeLike(Protocol):
     def events(self) -> list[Event]: ...
     @property
     def table(self) -> Table | None: ...
+    @property
+    def rechecks(self) -> list[tuple[str, str]]: ...
 
 
 class HealthLike(Protocol):
@@ -69,6 +78,7 @@ class _Result:
     transitions: list[Any] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     table: Table | None = None
+    rechecks: list[tuple[str, str]] = field(default_factory=list)
 
 
 _STOP = object()
@@ -267,6 +277,8 @@ class Pipeline:
         if self.metrics is not None:
             for t in outcome.transitions:
                 observe_transition(self.metrics, t, would_block=metrics_only)
+            for target, result in outcome.rechecks:
+                observe_recheck(self.metrics, target, result)
         for e in stored:
             self.bus.publish(e)
             if self.metrics is not None:

@@ -26,6 +26,7 @@ __all__ = [
     "EventRow",
     "HealthRow",
     "PublishedTableRow",
+    "ProbeSpendRow",
     "table_of",
     "OBSERVATION_COLUMNS",
     "observation_values",
@@ -223,3 +224,14 @@ def observation_of(r: ObservationRow) -> Observation:
         detail=r.detail,
         extra=dict(r.extra or {}),
     )
+
+
+class ProbeSpendRow(SQLModel, table=True):
+    """USD spent by one provider's paid probes on one UTC day (probes/budget.py): the cap holds across restarts."""
+
+    __tablename__ = "probe_spend"
+
+    day: str = Field(primary_key=True)  # ISO date, UTC
+    provider: str = Field(primary_key=True)
+    spent_usd: float = 0.0
+    updated_at: datetime = _utc_col()

@@ -44,6 +44,8 @@ __all__ = [
     "ProbeJob",
     "ProbeScheduler",
     "ShouldProbe",
+    "DueRechecks",
+    "RECHECK_PREFERENCE",
     "plan_jobs",
     "first_delay",
     "next_delay",
@@ -59,6 +61,14 @@ START_SPREAD_MAX = 30.0
 
 class ShouldProbe(Protocol):
     def should_probe(self, target: str, kind: str) -> bool: ...
+
+
+class DueRechecks(Protocol):
+    def due_rechecks(self) -> list[tuple[str, frozenset[str]]]: ...
+
+
+# Which kind makes a due recheck when several may: the free one first, the paid completion last.
+RECHECK_PREFERENCE = ("count_tokens", "catalogue", "health", "completion")
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +175,7 @@ class ProbeScheduler:
         self._aps: AsyncIOScheduler | None = None
         self._periodic: dict[str, tuple[Callable[[], Awaitable[Any]], float]] = {}
         self._manual_next: dict[str, float] = {}
+        self._rechecking: set[str] = set()  # targets whose due recheck is running now
         self.set_config(config)
 
     # -- configuration ------------------------------------------------------------------------
@@ -284,6 +295,33 @@ class ProbeScheduler:
     def _skipped(self, target: TargetRef, kind: str, reason: str) -> None:
         if self.metrics is not None:
             self.metrics.probes_skipped_total.labels(target.provider, target.model, kind, reason).inc()
+
+    async def run_due_rechecks(self) -> list[Observation]:
+        """Recheck, now, every withdrawn target whose recheck is due, with a kind that sees its signal: a probe
+        kind's own interval (completion: 5 min by default) must not stretch a 1-minute recheck. Run every few
+        seconds by the control plane; one recheck per target at a time."""
+        due = getattr(self.health, "due_rechecks", None)
+        if due is None:
+            return []
+        runs: list[tuple[str, str]] = []
+        for target, kinds in due():
+            if target in self._rechecking:
+                continue
+            kind = next(
+                (k for k in (*RECHECK_PREFERENCE, *sorted(kinds)) if k in kinds and self.job_for(target, k)), None
+            )
+            if kind is not None:
+                runs.append((target, kind))
+                self._rechecking.add(target)
+
+        async def one(target: str, kind: str) -> list[Observation]:
+            try:
+                return await self.run_probe_job(target, kind)
+            finally:
+                self._rechecking.discard(target)
+
+        results = await asyncio.gather(*(one(t, k) for t, k in runs))
+        return [o for batch in results for o in batch]
 
     # -- driving by hand (tests) ----------------------------------------------------------------
     async def run_due(self) -> list[Observation]:

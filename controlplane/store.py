@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import CursorResult, Engine, Result, delete, func, inspect, text
@@ -26,12 +26,14 @@ from controlplane.database import brief, migrate, open_engine, schema_version
 from controlplane.domain import ErrorClass, Observation, Source
 from controlplane.errors import StoreError
 from controlplane.events import Event
+from controlplane.fencing import LeaseFence
 from controlplane.rows import (
     CLASS_COLUMNS,
     OBSERVATION_COLUMNS,
     EventRow,
     HealthRow,
     ObservationRow,
+    ProbeSpendRow,
     PublishedTableRow,
     RollupRow,
     empty_rollup,
@@ -75,6 +77,9 @@ class Store:
         self._rollup_bulk: BulkInsert | None = None
         self._rollup_params: list[tuple[str, Callable[[Any], Any]]] = []
         self._live_ok_second: dict[str, int] = {}  # target -> second of its last raw successful live row
+        # Set by an elected control replica (controlplane/fencing.py): health and event writes commit only while
+        # this leadership period still holds the lease. None: one process, nothing to fence.
+        self.fence: LeaseFence | None = None
         if create:
             self.create_schema()
 
@@ -273,6 +278,8 @@ class Store:
             return []
         try:
             with Session(self.engine) as s:
+                if self.fence is not None:
+                    self.fence.check(s, "append_events")
                 for before in self._before_insert:
                     before(s)
                 rows = [
@@ -322,6 +329,8 @@ class Store:
         """Persist the health snapshot and (when given) a newly published table in one transaction."""
         try:
             with Session(self.engine) as s:
+                if self.fence is not None:
+                    self.fence.check(s, "save_health")
                 row = s.get(HealthRow, 1) or HealthRow(id=1, saved_at=self.clock.wall())
                 row.saved_at = _utc(self.clock.wall())
                 row.snapshot = _json_safe(snapshot)
@@ -354,6 +363,29 @@ class Store:
         with Session(self.engine) as s:
             rows = s.exec(select(PublishedTableRow).order_by(col(PublishedTableRow.version).desc()).limit(limit)).all()
             return [Table.from_dict(r.data) for r in rows]
+
+    # -- paid-probe spend (probes/budget.py: SpendLedger) -------------------------------------------
+    def load_spend(self, day: date) -> dict[str, float]:
+        """USD spent per provider on `day` by paid probes, as last saved."""
+        with Session(self.engine) as s:
+            rows = s.exec(select(ProbeSpendRow).where(ProbeSpendRow.day == day.isoformat())).all()
+            return {r.provider: float(r.spent_usd) for r in rows}
+
+    def save_spend(self, day: date, spent: Mapping[str, float]) -> None:
+        """Record `day`'s spend per provider (one transaction); days older than a month are dropped."""
+        try:
+            with Session(self.engine) as s:
+                now = _utc(self.clock.wall())
+                for provider, usd in spent.items():
+                    row = s.get(ProbeSpendRow, (day.isoformat(), provider)) or ProbeSpendRow(
+                        day=day.isoformat(), provider=provider, updated_at=now
+                    )
+                    row.spent_usd, row.updated_at = float(usd), now
+                    s.add(row)
+                s.execute(delete(ProbeSpendRow).where(col(ProbeSpendRow.day) < (day - timedelta(days=31)).isoformat()))
+                s.commit()
+        except SQLAlchemyError as exc:
+            raise StoreError("save_spend", brief(exc)) from None
 
     # -- inspection -------------------------------------------------------------------------------
     def table_counts(self) -> dict[str, int]:

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
 
 from adapters.base import Adapter
 from controlplane.api.metrics_endpoint import scrape
@@ -39,11 +42,13 @@ def build_data_app(
     rand: Callable[[], float] = random.random,
     serve_metrics: bool = False,
     keys: KeyGate | None = None,
+    readiness: Callable[[], tuple[bool, dict[str, Any]]] | None = None,
 ) -> App:
     """The data-plane app, served by dataplane.http.listener (`start_listener(app, host, port)`), reading `deps`
     (controlplane/seams.py: DataPlaneDeps). `serve_metrics` adds `GET /metrics` (a data replica has no control app
-    to serve them). `keys` checks client keys (none given: keys are never required unless `auth.data.require_key`,
-    which then refuses every request).
+    to serve them); `readiness` adds `GET /readyz` (a data replica: which table it serves and from where). `keys`
+    checks client keys (none given: keys are never required unless `auth.data.require_key`, which then refuses
+    every request).
 
     A client that disconnects (or gives up on its own timeout) cancels its handler at once (the listener does
     that), so the upstream attempt is abandoned and nothing is counted against the provider.
@@ -61,6 +66,13 @@ def build_data_app(
     app.add_route("GET", "/v1/models", list_models)
     if serve_metrics:
         app.add_route("GET", "/metrics", _metrics)
+    if readiness is not None:
+
+        async def _readyz(request: Request) -> Response:
+            ready, detail = readiness()
+            return Response(orjson.dumps({"ready": ready, **detail}), status=200 if ready else 503)
+
+        app.add_route("GET", "/readyz", _readyz)
     app.on_startup.append(_startup)
     app.on_cleanup.append(_cleanup)
     return app

@@ -2,7 +2,11 @@
 
 - The table comes from any reachable control replica by long-poll (`GET /api/v1/table?after=V&wait=S`);
   a replica that answers nothing, an error or an older version is skipped for the next URL.
-- Static stability: when no control replica answers, the replica keeps serving on the last table it has.
+- Static stability: when no control replica answers, the replica keeps serving on the last table it has. Each
+  table it adopts is also written to `dataplane.table_file` (atomically: a temporary file, then a rename), so a
+  replica restarted while the control plane is unreachable opens its port at once and serves that table (its
+  withdrawn and open targets stay out) instead of starting empty; `/readyz` and the gauge
+  `turnout_replica_table_from_disk` say so until a control replica answers.
 - Passive outlier detection, always on (dataplane/ejection.py, the same mechanism as in `--role all`):
   `consecutive_failures` failures in a row (or one withdrawing answer: auth, region_blocked, model_gone,
   quota_exhausted) eject a target locally for `open_duration`, doubling on repeat ejections up to
@@ -20,9 +24,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import tempfile
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
@@ -40,7 +46,7 @@ from controlplane.scaleout.replication_api import decision_to_wire, observation_
 from controlplane.table import Table
 from dataplane.ejection import EjectingTable, OutlierDetector
 
-__all__ = ["OutlierDetector", "ReplicaTable", "OutcomeReporter", "DataReplica", "control_token"]
+__all__ = ["OutlierDetector", "ReplicaTable", "OutcomeReporter", "DataReplica", "control_token", "kept_table_path"]
 
 log = logging.getLogger("turnout.replica")
 
@@ -48,6 +54,16 @@ LONG_POLL_S = 25.0
 _ENCODE_CHUNK = 50  # report items encoded between two turns of the event loop (~0.2 ms)
 T = TypeVar("T")
 _BACKOFF_MIN, _BACKOFF_MAX = 0.1, 2.0
+
+
+def kept_table_path(config: Config, override: str | None = None) -> Path | None:
+    """Where a data replica keeps its last table: `override`, else `dataplane.table_file`, else one file per data
+    port in $TURNOUT_STATE_DIR (the temporary directory by default); an empty string keeps none."""
+    chosen = override if override is not None else config.dataplane.table_file
+    if chosen is not None:
+        return Path(chosen) if chosen else None
+    state = os.environ.get("TURNOUT_STATE_DIR") or tempfile.gettempdir()
+    return Path(state) / f"turnout-replica-{config.server.data.port}.json"
 
 
 def control_token(config: Config) -> str | None:
@@ -137,6 +153,7 @@ class DataReplica:
         long_poll: float = LONG_POLL_S,
         report_interval: float = 0.5,
         first_table_timeout: float = 10.0,
+        table_file: str | None = None,
     ) -> None:
         if not control_urls:
             raise ValueError("--control-url: a data replica needs at least one control replica URL")
@@ -154,6 +171,10 @@ class DataReplica:
         self.token = token if token is not None else control_token(config)
         self.long_poll, self.report_interval = long_poll, report_interval
         self.first_table_timeout = first_table_timeout
+        self.table_file = kept_table_path(config, table_file)
+        self.table_from_disk = False  # serving a table read from table_file; no control replica answered since
+        self._file_failed = False  # one log line per run of failed writes
+        self._writing: asyncio.Future[None] | None = None
         self._table_url = 0  # index of the control replica we follow the table from
         self._report_url = 0  # and the one we report to (the leader, once found)
         self._http: aiohttp.ClientSession | None = None
@@ -166,6 +187,11 @@ class DataReplica:
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
         self._http = aiohttp.ClientSession(headers={"User-Agent": "turnout-data-replica/0.1"})
+        kept = await asyncio.to_thread(self._read_table_file)
+        if kept is not None and self.table_source.offer(kept):
+            # The last table we had, at once: better than waiting for a control plane that may be down.
+            self._set_from_disk(True)
+            log.warning("serving table v%d from %s until a control replica answers", kept.version, self.table_file)
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._follow_forever(), name="turnout-replica-follow"),
@@ -173,7 +199,7 @@ class DataReplica:
         ]
         self.started = True
         # Open the port with a table when one is to be had: requests before the first table could only fail.
-        if await self.table_source.base.wait_newer(0, self.first_table_timeout) is None:
+        if kept is None and await self.table_source.base.wait_newer(0, self.first_table_timeout) is None:
             log.warning(
                 "no control replica answered within %.0fs (%s); serving without a table until one does",
                 self.first_table_timeout,
@@ -190,6 +216,8 @@ class DataReplica:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._writing is not None:
+            await asyncio.gather(self._writing, return_exceptions=True)
         try:
             async with asyncio.timeout(2.0):
                 await self.report_once()  # the last outcomes, if the leader is there to take them
@@ -214,7 +242,58 @@ class DataReplica:
             "buffered": len(self.sink),
             "dropped": self.sink.dropped,
             "ejected": sorted(self.detector.ejected()),
+            "table_from_disk": self.table_from_disk,
         }
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """For `/readyz` on the data port: ready once a table is loaded; which one, and where it came from."""
+        version = self.table_source.base.version
+        source = "none" if version == 0 else "disk" if self.table_from_disk else "control"
+        return version > 0 and self.started, {
+            "table_version": version,
+            "table_source": source,
+            "control_connected": self.connected,
+        }
+
+    # -- the table on local disk ------------------------------------------------------------
+    def _set_from_disk(self, on: bool) -> None:
+        self.table_from_disk = on
+        self.metrics.replica_table_from_disk.set(1 if on else 0)
+
+    def _read_table_file(self) -> Table | None:
+        """The table kept by the last run, or None (no file, or one we cannot read: logged, never fatal)."""
+        if self.table_file is None or not self.table_file.exists():
+            return None
+        try:
+            return Table.from_dict(orjson.loads(self.table_file.read_bytes()))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("%s: kept table not usable (%s); waiting for a control replica", self.table_file, exc)
+            return None
+
+    def _write_table_file(self, table: Table) -> None:
+        """Replace the kept table atomically (a crash mid-write leaves the previous one); failures are logged once
+        per run of failures and never stop serving."""
+        if self.table_file is None:
+            return
+        path = self.table_file
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(orjson.dumps(table.to_dict()))
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        except OSError as exc:
+            if not self._file_failed:
+                log.warning("could not keep table v%d in %s: %s", table.version, path, exc)
+            self._file_failed = True
+            return
+        self._file_failed = False
 
     # -- table ------------------------------------------------------------------------------
     async def follow_once(self, wait: float | None = None) -> bool:
@@ -230,6 +309,9 @@ class DataReplica:
                 timeout=aiohttp.ClientTimeout(total=wait + 5.0, sock_connect=2.0),
             ) as r:
                 if r.status == 304:
+                    self.connected = True
+                    if self.table_from_disk:  # the control plane has nothing newer: what we serve is current
+                        self._set_from_disk(False)
                     return True
                 if r.status != 200:
                     raise aiohttp.ClientResponseError(r.request_info, (), status=r.status)
@@ -240,9 +322,15 @@ class DataReplica:
             self.connected = False
             self._table_url += 1
             return False
-        if not self.table_source.offer(table):
-            self._table_url += 1  # a lagging follower: prefer another replica next time
         self.connected = True
+        if self.table_from_disk:
+            self._set_from_disk(False)
+        if self.table_source.offer(table):
+            # Shielded: a stop() while the file is written waits for it (it never leaves half a file either way).
+            self._writing = asyncio.ensure_future(asyncio.to_thread(self._write_table_file, table))
+            await asyncio.shield(self._writing)
+        else:
+            self._table_url += 1  # a lagging follower: prefer another replica next time
         return True
 
     async def _follow_forever(self) -> None:

@@ -13,7 +13,11 @@ from controlplane.domain import ErrorClass, Observation, TargetRef
 from controlplane.errors import ProviderError
 from probes.context import ProbeContext
 
-__all__ = ["probe", "listed"]
+__all__ = ["SEES_REGION_BLOCKS", "probe", "listed"]
+
+# Adapters whose listing says, per model, whether this account may use it from here (Bedrock's availability
+# call): their catalogue probe sees a region block, so it may recheck one seen on a call (controlplane/breaker.py).
+SEES_REGION_BLOCKS: frozenset[str] = frozenset({"bedrock"})
 
 KIND = "catalogue"
 

@@ -27,7 +27,7 @@ from controlplane.config_loader import load_config
 from controlplane.control_plane import ControlPlane
 from controlplane.errors import ConfigError, StoreError
 from controlplane.keys.store import ring_source
-from controlplane.scaleout.control_replica import lifecycle_for
+from controlplane.scaleout.control_replica import ControlReplica, lifecycle_for
 from controlplane.seams import ControlNode, DataPlaneDeps
 from dataplane.http.listener import Listener, start_listener
 from dataplane.keys import KeyGate
@@ -169,6 +169,26 @@ class _Role(Protocol):
     async def reload_config(self, *, actor: str = "system") -> Config: ...
 
 
+def compose(
+    cfg: Config, config_path: str | None, role: str, control_urls: Sequence[str] = ()
+) -> tuple[_Role, ControlNode | None, DataPlaneDeps | None]:
+    """What one role runs: (what starts and stops, what the control app reads, what the data plane reads).
+
+    `all` on PostgreSQL is an elected ControlReplica that also serves the data plane: two `--role all`
+    processes on one database would otherwise both probe, write health and deliver webhooks."""
+    if control_urls:  # a data-plane replica (docs/scale-out.md): no store, the table comes from control replicas
+        replica = DataReplica(cfg, control_urls, config_path=config_path)
+        return replica, None, replica
+    if role == "control":
+        node = lifecycle_for(cfg, config_path=config_path)
+        return node, node, None
+    if role == "all" and not cfg.database.url.startswith("sqlite"):
+        elected = ControlReplica(cfg, config_path=config_path)
+        return elected, elected, elected
+    plane = ControlPlane(cfg, config_path=config_path, probes=role == "all", webhooks=role == "all")
+    return plane, plane if role == "all" else None, plane
+
+
 async def serve(
     cfg: Config,
     config_path: str | None,
@@ -187,17 +207,7 @@ async def serve(
     if control_urls and role != "data":
         log.error("--control-url is for data replicas: add --role data (see docs/scale-out.md)")
         return 2
-    life: _Role
-    control: ControlNode | None = None
-    data: DataPlaneDeps | None = None
-    if control_urls:  # a data-plane replica (docs/scale-out.md): no store, the table comes from control replicas
-        life = data = DataReplica(cfg, control_urls, config_path=config_path)
-    elif role == "control":
-        life = control = lifecycle_for(cfg, config_path=config_path)
-    else:
-        plane = ControlPlane(cfg, config_path=config_path, probes=role == "all", webhooks=role == "all")
-        life = data = plane
-        control = plane if role == "all" else None
+    life, control, data = compose(cfg, config_path, role, control_urls)
     tracing.setup_tracing("turnout")  # off unless the OTEL_* environment variables ask for it
     await life.start()
     stop = stop or asyncio.Event()
@@ -232,7 +242,10 @@ async def serve(
             if problem is not None:
                 log.error("cannot start: %s", problem)
                 return 2
-            app = build_data_app(data, serve_metrics=bool(control_urls), keys=gate)  # a replica has no control app
+            replica = data if isinstance(data, DataReplica) else None  # a replica has no control app
+            app = build_data_app(
+                data, serve_metrics=replica is not None, keys=gate, readiness=replica.readiness if replica else None
+            )
             runners.append(await start_listener(app, d.host, d.port))
             log.info("data plane on http://%s:%d/v1", d.host, d.port)
         if on_ready is not None:

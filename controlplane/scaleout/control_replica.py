@@ -28,9 +28,11 @@ import controlplane.webhooks.rows  # noqa: F401
 from controlplane.clock import Clock
 from controlplane.config import Config
 from controlplane.control_plane import ControlPlane
+from controlplane.decisions import Decision
 from controlplane.domain import Observation
 from controlplane.errors import TurnoutError
 from controlplane.events import EventBus
+from controlplane.fencing import LeaseFence
 from controlplane.health import HealthModel
 from controlplane.metrics import Metrics, observe_table
 from controlplane.pipeline import OutcomeLike
@@ -291,6 +293,15 @@ class ControlReplica:
     def leadership(self) -> Leadership:
         return self
 
+    # -- what a data plane in the same process reads (`--role all` on PostgreSQL) --------------------
+    @property
+    def decision_engine(self) -> Engine:
+        return self.store.engine
+
+    @property
+    def forward_decision(self) -> Callable[[Decision], None] | None:
+        return None  # this process has a store: the decision log writes there itself
+
     def readiness_checks(self) -> Mapping[str, bool]:
         return self.plane.readiness_checks() if self.leading else {"started": self.started}
 
@@ -410,6 +421,7 @@ class ControlReplica:
     async def _elected(self, term: int) -> None:
         assert self.elector is not None
         await self._stop_following()
+        self.plane.write_fence = LeaseFence(self.elector.holder, term, self.elector.name)
         try:
             await self.plane.start()
         except Exception:
@@ -481,7 +493,7 @@ def _default_advertise(cfg: Config) -> str:
 
 def lifecycle_for(config: Config, *, config_path: str | None = None) -> ControlPlane | ControlReplica:
     """What `turnout serve --role control` runs: a ControlReplica on PostgreSQL, a ControlPlane on SQLite.
-    (`--role all` is the single-process mode and always runs a ControlPlane.)"""
+    (`--role all` runs a ControlPlane on SQLite and an elected ControlReplica on PostgreSQL: serve_cmd.compose.)"""
     if config.database.url.startswith("sqlite"):
         return ControlPlane(config, config_path=config_path)
     return ControlReplica(config, config_path=config_path)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from controlplane.clock import Clock, SystemClock
+from controlplane.fencing import LEASE_TABLE
 from controlplane.metrics import Metrics
 
 __all__ = [
@@ -43,7 +44,7 @@ __all__ = [
 log = logging.getLogger("turnout.leader")
 
 SAFETY = 0.75  # share of the lease a leader trusts its last renewal for
-_LEASE_TABLE = "turnout_leader"
+_LEASE_TABLE = LEASE_TABLE  # controlplane/fencing.py checks the same row in every leader write
 _SCHEMA_LOCK = 0x7475726E  # "turn": serialises CREATE TABLE between replicas starting together
 
 TransitionFn = Callable[[int], Awaitable[None]]

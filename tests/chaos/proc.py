@@ -25,9 +25,12 @@ __all__ = ["Serve", "until", "pg_database", "PG_ADMIN"]
 
 
 class Serve:
-    """One `turnout serve -c FILE --role all` child; `log` accumulates its stderr/stdout across restarts."""
+    """One `turnout serve -c FILE --role all` child (or another role); `log` accumulates its output across restarts."""
 
-    def __init__(self, sim: Simulator, tmp: Path, db_url: str, **overrides: Any) -> None:
+    def __init__(
+        self, sim: Simulator, tmp: Path, db_url: str, *, role: str = "all", args: tuple[str, ...] = (), **overrides: Any
+    ) -> None:
+        self.role, self.args = role, args  # e.g. role="data", args=("--control-url", URL): a data replica
         self.control_port, self.data_port = free_port(), free_port()
         raw = turnout_config(sim, db_url, self.control_port, self.data_port, **overrides)
         self.config = tmp / "turnout.yaml"
@@ -45,7 +48,17 @@ class Serve:
     def start(self) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "SIM_KEY": PROVIDER_KEY}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "controlplane.cli", "serve", "-c", str(self.config), "--role", "all"],
+            [
+                sys.executable,
+                "-m",
+                "controlplane.cli",
+                "serve",
+                "-c",
+                str(self.config),
+                "--role",
+                self.role,
+                *self.args,
+            ],
             cwd=str(self.config.parent),
             env=env,
             stdout=subprocess.PIPE,

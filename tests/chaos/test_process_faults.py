@@ -96,6 +96,13 @@ async def _kill_restart_cycle(sim: Simulator, tmp_path: Path, db_url: str) -> No
             endpoint = await _register(serve, http, receiver)
             sim.set_fault("oa", "server_error", probability=0.6)  # oa/gpt-x churns: open, half_open, closed, …
             sim.set_fault("an", "region_blocked")  # an/claude-x withdrawn, and must stay so across every crash
+
+            async def withdrawn_stored() -> bool:  # on PostgreSQL the leader may still be taking its lease
+                status, table = await serve.get(http, "/api/v1/table")
+                state = table.get("targets", {}).get("an/claude-x", {}).get("state") if status == 200 else None
+                return state == "withdrawn"
+
+            await until(withdrawn_stored, 60, "an/claude-x withdrawn before the first kill")
             seen_versions: list[int] = []
             for i in range(kills):
                 # let it work for a while (different each round, so the kill lands mid-write at different points)

@@ -84,7 +84,10 @@ def test_status_page_observations_are_neutral() -> None:
 def test_open_ignores_outcomes_and_moves_to_half_open_after_open_duration() -> None:
     b = brk(open_duration=30.0)
     open_breaker(b)
-    assert b.record(ob(E.OK), 10.0) == ()
+    # Neither a listing (it cannot see a failing call) nor a live answer that was in flight ends it early.
+    assert b.record(ob(E.OK, kind="catalogue"), 10.0) == ()
+    assert b.record(ob(E.OK, kind="live", source=Source.LIVE), 10.0) == ()
+    assert b.record(ob(E.SERVER_ERROR), 10.0) == ()
     assert b.poll(29.0) == ()
     assert not b.admits()  # still open: nothing is admitted until poll/record makes the move the table shows
     (m,) = b.poll(30.5)
@@ -162,7 +165,7 @@ def test_withdrawn_never_returns_without_a_successful_check() -> None:
 
 
 def test_withdrawn_is_probed_only_when_recheck_is_due() -> None:
-    b = brk(withdrawn_recheck=900.0)
+    b = brk(withdrawn_recheck=900.0, withdrawn_recheck_first=900.0)
     b.record(ob(E.MODEL_GONE), 0.0)
     assert not b.should_probe(899.0)
     assert b.should_probe(900.0)
@@ -330,3 +333,127 @@ def test_malformed_observations_never_crash_or_poison_the_window() -> None:
     assert b.window.calls(2.0) == 3
     unknown = Observation(target=T, at=AT, source=Source.PROBE, kind="completion", error_class="teapot")  # type: ignore[arg-type]
     assert b.record(unknown, 3.0) == () and b.window.calls(3.0) == 3
+
+
+def test_open_moves_to_half_open_on_a_probe_of_the_opening_signal_after_a_short_minimum() -> None:
+    """Issue 18 item 4: while open, a success of a probe that sees the failing calls brings trials at once
+    (after open_min_duration), not after the whole open duration."""
+    b = brk(open_duration=30.0, open_min_duration=2.0)
+    open_breaker(b)  # opened at 0.4 by failing completions
+    assert b.early_half_open_at() == 2.4
+    assert b.record(ob(E.OK), 2.0) == ()  # too soon: a hang's first probe may just be lucky
+    assert b.record(ob(E.OK, kind="count_tokens"), 2.5)[0].reason == "probe_succeeded"
+    assert b.state is State.HALF_OPEN and b.admits()  # live traffic takes the trials as before
+
+
+def test_a_catalogue_opened_breaker_ends_early_only_on_a_listing() -> None:
+    b = brk(consecutive_failures=1, open_min_duration=1.0)
+    b.record(ob(E.SERVER_ERROR, kind="catalogue"), 0.0)
+    assert b.record(ob(E.OK, kind="completion"), 5.0) == ()
+    assert b.record(ob(E.OK, kind="catalogue"), 5.0)[0].new is State.HALF_OPEN
+
+
+def test_only_a_first_opening_ends_early_a_target_that_fails_its_trials_waits_its_open_duration() -> None:
+    """Flap damping: after a failed trial (or a new failure before the open level decayed) the open duration
+    doubles and no probe success cuts it short."""
+    b = brk(open_duration=30.0, open_duration_max=300.0, open_min_duration=2.0)
+    open_breaker(b)
+    assert b.record(ob(E.OK), 2.4)[0].reason == "probe_succeeded"
+    (m,) = b.record(ob(E.SERVER_ERROR), 2.5)
+    assert m.reason == "trial_failed" and b.open_until == 2.5 + 60.0
+    assert b.early_half_open_at() is None
+    assert b.record(ob(E.OK), 10.0) == () and b.record(ob(E.OK), 62.0) == ()
+    (m,) = b.poll(62.5)
+    assert m.reason == "open_elapsed"
+    b.record(ob(E.OK), 63.0)
+    b.record(ob(E.OK), 64.0)
+    assert b.detector_state is State.CLOSED
+    feed(b, [E.SERVER_ERROR] * 5, start=70.0, step=0.1)  # fails again soon after closing: level 3, no early return
+    assert b.state is State.OPEN and b.openings == 3 and b.early_half_open_at() is None
+
+
+def test_a_target_healthy_for_long_gets_its_early_return_back() -> None:
+    b = brk(open_duration=30.0, open_duration_max=300.0, open_min_duration=2.0)
+    open_breaker(b)
+    b.record(ob(E.OK), 2.4)
+    b.record(ob(E.SERVER_ERROR), 2.5)  # level 2
+    b.poll(62.5)
+    b.record(ob(E.OK), 63.0)
+    b.record(ob(E.OK), 64.0)
+    feed(b, [E.SERVER_ERROR] * 5, start=64.0 + 2 * 300.0, step=0.1)  # two caps closed: two levels earned back
+    assert b.openings == 1 and b.early_half_open_at() is not None
+
+
+def test_failed_rechecks_are_silent_and_back_off_from_first_to_cap() -> None:
+    b = brk(withdrawn_recheck_first=60.0, withdrawn_recheck=900.0)
+    (m,) = b.record(ob(E.AUTH, status=401), 0.0)
+    evidence = m.evidence
+    due, schedule = 0.0, []
+    for _ in range(7):
+        assert b.next_recheck is not None
+        schedule.append(b.next_recheck - due)
+        due = b.next_recheck
+        assert not b.should_probe(due - 0.1, "completion")
+        assert b.should_probe(due, "completion") and not b.should_probe(due, "catalogue")
+        assert b.record(ob(E.AUTH, status=401), due) == ()
+        assert b.evidence == evidence and b.last_recheck == due and b.last_recheck_result == "auth"
+    assert schedule == [60.0, 120.0, 240.0, 480.0, 900.0, 900.0, 900.0]
+
+
+def test_recovery_after_a_recheck_is_by_probe_trials_and_resets_the_backoff() -> None:
+    b = brk(withdrawn_recheck_first=60.0, half_open_trials=3, half_open_successes=2)
+    b.record(ob(E.REGION_BLOCKED, status=403), 0.0)
+    b.record(ob(E.REGION_BLOCKED, status=403), 60.0)  # failed: next at 180
+    (m,) = b.record(ob(E.OK), 180.0)
+    assert (m.new, m.reason) == (State.HALF_OPEN, "recheck_succeeded")
+    assert not b.admits() and b.probe_trials
+    assert b.record(ob(E.OK, kind="live", source=Source.LIVE), 181.0) == ()  # not a trial
+    assert b.record(ob(E.OK, kind="catalogue"), 181.0) == ()  # cannot see the block
+    assert b.trials == 0
+    assert b.record(ob(E.OK), 190.0) == ()
+    (m,) = b.record(ob(E.OK), 200.0)
+    assert (m.new, m.reason) == (State.CLOSED, "trials_succeeded") and b.admits()
+    b.record(ob(E.REGION_BLOCKED, status=403), 300.0)
+    assert b.next_recheck == 360.0  # a fresh withdrawal starts soon again
+
+
+def test_a_trial_that_meets_the_block_again_backs_off_further() -> None:
+    b = brk(withdrawn_recheck_first=60.0)
+    b.record(ob(E.REGION_BLOCKED, status=403), 0.0)
+    b.record(ob(E.OK), 60.0)  # recheck succeeded
+    (m,) = b.record(ob(E.REGION_BLOCKED, status=403), 61.0)
+    assert (m.old, m.new) == (State.HALF_OPEN, State.WITHDRAWN)
+    assert b.next_recheck == 61.0 + 120.0
+
+
+def test_with_no_probe_that_sees_the_signal_any_probe_rechecks() -> None:
+    b = brk(withdrawn_recheck_first=60.0)
+    b.probe_kinds = frozenset({"catalogue", "status_page"})  # completion probes off, no count_tokens
+    b.record(ob(E.REGION_BLOCKED, status=403), 0.0)
+    assert b.should_probe(60.0, "catalogue") and not b.should_probe(60.0, "status_page")
+    assert b.record(ob(E.OK, kind="catalogue"), 60.0)[0].new is State.HALF_OPEN
+
+
+def test_recheck_state_round_trips_through_to_dict() -> None:
+    b = brk(withdrawn_recheck_first=60.0)
+    b.record(ob(E.REGION_BLOCKED, status=403), 0.0)
+    b.record(ob(E.REGION_BLOCKED, status=403), 60.0)
+    c = Breaker.from_dict(T, b.cfg, b.to_dict(100.0), 1100.0)
+    assert (c.recheck_level, c.next_recheck, c.last_recheck, c.last_recheck_result) == (
+        1,
+        1180.0,
+        1060.0,
+        "region_blocked",
+    )
+    assert c.signal == frozenset({"completion", "count_tokens"})
+
+
+def test_an_open_target_without_a_probe_that_sees_its_signal_waits_out_its_open_duration() -> None:
+    """A listing says nothing about hanging completions: with completion probes off it does not end the open
+    period early (the open duration still does); a withdrawn target, with no timer, takes any probe instead."""
+    b = brk(open_duration=30.0, open_min_duration=1.0)
+    b.probe_kinds = frozenset({"catalogue"})
+    open_breaker(b)
+    assert b.record(ob(E.OK, kind="catalogue"), 5.0) == ()
+    (m,) = b.poll(30.4)
+    assert m.reason == "open_elapsed"

@@ -82,15 +82,20 @@ def test_region_block_withdraws_and_fails_over_with_exactly_one_event_each(
 
 
 def test_withdrawn_target_returns_only_through_a_successful_check(model: HealthModel, clock: FakeClock) -> None:
-    model.ingest(ob(clock, "a/m", E.MODEL_GONE, status=404))
-    assert not model.should_probe("a/m", "catalogue")
+    model.ingest(ob(clock, "a/m", E.MODEL_GONE, status=404))  # seen on a call: a call rechecks it
+    assert not model.should_probe("a/m", "completion")
     clock.advance(3600)
     assert model.tick().transitions == []
     assert model.states()["a/m"] is State.WITHDRAWN
-    assert model.should_probe("a/m", "catalogue")
-    o = model.ingest(ob(clock, "a/m", E.OK, kind="catalogue"))
+    assert model.should_probe("a/m", "completion")
+    assert not model.should_probe("a/m", "catalogue")  # a listing cannot see a failing call
+    assert model.ingest(ob(clock, "a/m", E.OK, kind="catalogue")).transitions == []
+    o = model.ingest(ob(clock, "a/m", E.OK, kind="completion"))
     assert [(t.old, t.new) for t in o.transitions] == [(State.WITHDRAWN, State.HALF_OPEN)]
-    assert model.table.targets["a/m"].admissible and model.table.targets["a/m"].half_open_share == 0.1
+    assert o.rechecks == [("a/m", "ok")]
+    # Its trials are probes, not live traffic: not admissible until they succeed.
+    assert not model.table.targets["a/m"].admissible and model.table.targets["a/m"].state is State.HALF_OPEN
+    assert model.target_detail("a/m")["probe_trials"] is True
 
 
 def test_credential_scope_withdraws_every_target_of_that_provider(model: HealthModel, clock: FakeClock) -> None:
@@ -352,3 +357,64 @@ def test_restore_without_last_table_continues_after_the_snapshot_version(model: 
 def test_restore_rejects_an_unknown_snapshot_format(clock: FakeClock) -> None:
     with pytest.raises(ValueError, match="snapshot format"):
         HealthModel(config(), clock, snapshot={"format": 99})
+
+
+def test_a_long_region_block_is_rechecked_silently_with_backoff_and_recovers_with_one_event(clock: FakeClock) -> None:
+    """Issue 18: completions answer region_blocked while the model list stays healthy. While the block stands,
+    rechecks (completion probes, when due) and listings change nothing visible; the delays double from
+    withdrawn_recheck_first to withdrawn_recheck; once the block lifts the target returns through probe trials
+    with exactly one target.recovered."""
+    model = HealthModel(config(withdrawn_recheck_first="60s"), clock, rerank_interval=0.0)
+    block = {"status": 403, "code": "unsupported_country_region_territory"}
+    o = model.ingest(ob(clock, "a/m", E.REGION_BLOCKED, **block))
+    assert types(o).count("target.withdrawn") == 1
+    withdrawn_at = clock.monotonic()
+    version = model.table.version
+    events: list[str] = []
+    recheck_times: list[float] = []
+    for _ in range(6 * 3600):  # six hours, one second at a time: every probe kind every 3 s
+        clock.advance(1)
+        events += types(model.tick())
+        if int(clock.monotonic()) % 3:
+            continue
+        events += types(model.ingest(ob(clock, "a/m", E.OK, kind="catalogue")))
+        if model.should_probe("a/m", "completion"):
+            o = model.ingest(ob(clock, "a/m", E.REGION_BLOCKED, **block))
+            events += types(o)
+            assert o.rechecks == [("a/m", "region_blocked")]
+            recheck_times.append(clock.monotonic() - withdrawn_at)
+    assert events == []
+    assert model.states()["a/m"] is State.WITHDRAWN and model.table.version == version
+    gaps = [b - a for a, b in zip([0.0, *recheck_times], recheck_times, strict=False)]
+    # 60, 120, 240, 480 s, then 900 s for good (each due recheck runs at the first probe at or after it).
+    assert [round(g / 3) * 3 for g in gaps[:5]] == [60, 120, 240, 480, 900]
+    assert all(abs(g - 900) <= 3 for g in gaps[4:])
+    assert len(recheck_times) <= 4 + 6 * 3600 // 900
+    detail = model.target_detail("a/m")
+    assert detail["last_recheck"]["result"] == "region_blocked" and detail["next_recheck"] is not None
+    assert detail["evidence"]["code"] == "unsupported_country_region_territory"  # the withdrawing signal kept
+    # The block lifts: the next due recheck succeeds, two probe trials close it, one recovery event.
+    while not model.should_probe("a/m", "completion"):
+        clock.advance(1)
+    events = []
+    for _ in range(3):
+        events += types(model.ingest(ob(clock, "a/m", E.OK, kind="completion")))
+        events += types(model.ingest(ob(clock, "a/m", E.OK, kind="live", source=Source.LIVE)))
+        clock.advance(3)
+    assert model.states()["a/m"] is State.CLOSED
+    assert events.count("target.recovered") == 1 and events.count("target.withdrawn") == 0
+    assert model.table.targets["a/m"].admissible
+
+
+def test_withdrawn_recheck_state_survives_a_restart(clock: FakeClock) -> None:
+    model = HealthModel(config(withdrawn_recheck_first="60s"), clock, rerank_interval=0.0)
+    model.ingest(ob(clock, "a/m", E.REGION_BLOCKED, status=403))
+    for _ in range(3):  # three failed rechecks: the next is 480 s out
+        clock.advance(1000)
+        model.ingest(ob(clock, "a/m", E.REGION_BLOCKED, status=403))
+    again = HealthModel(config(withdrawn_recheck_first="60s"), clock, snapshot=json.loads(json.dumps(model.snapshot())))
+    clock.advance(479)
+    assert not again.should_probe("a/m", "completion")
+    clock.advance(1)
+    assert again.should_probe("a/m", "completion") and not again.should_probe("a/m", "catalogue")
+    assert again.target_detail("a/m")["last_recheck"]["result"] == "region_blocked"

@@ -26,6 +26,7 @@ class Out:
     transitions: list[Any] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     table: Table | None = None
+    rechecks: list[tuple[str, str]] = field(default_factory=list)
 
 
 class FakeHealth:

@@ -9,7 +9,7 @@ from typing import TypedDict, Unpack
 
 import pytest
 
-from controlplane.domain import ErrorClass, Observation, TargetRef
+from controlplane.domain import Classification, ErrorClass, Observation, TargetRef
 from controlplane.metrics import Metrics
 from controlplane.scheduler import ProbeScheduler, ShouldProbe, first_delay, next_delay, plan_jobs
 from probes import ProbeContext, ProbeFn
@@ -218,3 +218,62 @@ async def test_apscheduler_fires_jobs_on_the_real_loop_and_shuts_down_cleanly() 
     # the real scheduler, not a test, feeds the lag histogram the TurnoutProbeSchedulerLag alert reads
     assert (metrics.registry.get_sample_value("turnout_scheduler_lag_seconds_count") or 0) >= len(lags)
     assert not sched.running
+
+
+async def test_a_due_recheck_runs_at_once_with_a_kind_that_sees_the_signal_not_at_the_kinds_interval() -> None:
+    """Issue 18 item 1: the first recheck comes about a minute after a withdrawal even though completion probes
+    run every 5 minutes; a listing (which cannot see a region block) never makes it."""
+    from controlplane.health import HealthModel
+
+    clock = FakeClock()
+    cfg = make_config(
+        n_providers=1,
+        n_models=1,
+        probes="probes: {interval: 10s, kinds: {catalogue: {interval: 60s}, completion: {interval: 5m}}}",
+    )
+    health = HealthModel(cfg, clock, rerank_interval=0.0)
+    answers = {"completion": ErrorClass.REGION_BLOCKED}
+    ran: list[tuple[str, float]] = []
+
+    def kind_fn(kind: str) -> ProbeFn:
+        async def probe(target: TargetRef, ctx: ProbeContext) -> list[Observation]:
+            ran.append((kind, clock.monotonic()))
+            cls = answers.get(kind, ErrorClass.OK)
+            return [
+                Observation.from_classification(t.key, _classified(cls), kind=kind, at=clock.wall())
+                for t in ctx.report_targets(target)
+            ]
+
+        return probe
+
+    class HealthSink:
+        def submit(self, obs: Observation) -> None:
+            health.ingest(obs)
+
+    s = ProbeScheduler(
+        cfg,
+        clock,
+        session=None,
+        sink=HealthSink(),
+        adapter_for=lambda p: ScriptedAdapter(),
+        health=health,
+        kinds={"catalogue": kind_fn("catalogue"), "completion": kind_fn("completion")},
+    )
+    await s.run_probe_job("p0/m0", "completion")  # withdraws
+    assert str(health.states()["p0/m0"]) == "withdrawn"
+    ran.clear()
+    clock.advance(59)
+    assert await s.run_due_rechecks() == [] and ran == []
+    clock.advance(1)
+    await s.run_due_rechecks()
+    assert ran == [("completion", 60.0)], "due: made at once, by a call"
+    assert await s.run_due_rechecks() == [], "failed: the next one is 2 minutes out"
+    clock.advance(120)
+    answers["completion"] = ErrorClass.OK  # the block lifts
+    await s.run_due_rechecks()
+    assert str(health.states()["p0/m0"]) == "half_open"
+    assert [k for k, _ in ran] == ["completion", "completion"]
+
+
+def _classified(cls: ErrorClass) -> Classification:
+    return Classification(cls, status=403 if cls is ErrorClass.REGION_BLOCKED else 200)

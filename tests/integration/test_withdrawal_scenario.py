@@ -103,3 +103,62 @@ async def test_region_block_at_the_primary_withdraws_it_and_moves_the_route_once
         assert all(e.config_hash == rt.config.hash for e in withdrawn + moved)  # traceable to the config
     finally:
         await rt.stop()
+
+
+async def _drive(rt: ControlPlane, clock: FakeClock, seconds: float) -> None:
+    """What the running control plane does each second: due probes, due rechecks, the health tick."""
+    for _ in range(int(seconds)):
+        await rt.scheduler.run_due()
+        await rt.scheduler.run_due_rechecks()
+        await rt.sink.tick()
+        clock.advance(1)
+    await rt.sink.flush()
+
+
+async def test_a_long_region_block_is_silent_while_it_stands_and_recovers_with_one_event(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """Issue 18: completions answer region_blocked while the model list stays healthy. Before, each 3 s recheck
+    went withdrawn → half_open on the listing and back on the next completion (12 events in 24 s). Now the
+    rechecks are completions, fail silently, and the return is one recovery."""
+    raw = {
+        "database": {"url": f"sqlite:///{tmp_path / 't.db'}"},
+        "providers": sim.turnout_providers(),
+        "probes": {
+            "interval": "3s",
+            "jitter": 0.1,
+            "timeout": "5s",
+            "kinds": {"catalogue": {"interval": "3s"}, "completion": {"interval": "3s"}},
+        },
+        "breaker": {"withdrawn_recheck_first": "3s", "withdrawn_recheck": "3s"},
+        "routes": [{"name": "frontier", "targets": ["sim-openai/gpt-4o", "sim-anthropic/claude-sonnet-4"]}],
+    }
+    clock = FakeClock()
+    rt = ControlPlane(parse_config(json.dumps(raw), env={}), clock=clock, fire=False, webhooks=False)
+    await rt.start()
+    target = "sim-openai/gpt-4o"
+    try:
+        await _drive(rt, clock, 10)
+        sim.set_fault("sim-openai", "region_blocked", model="gpt-4o")
+        await _drive(rt, clock, 5)
+        assert rt.table_source.current().targets[target].state is State.WITHDRAWN
+        since = max((e.id or 0 for e in rt.store.list_events(limit=1000)), default=0)
+        calls_before = sim.requests("sim-openai", model="gpt-4o")
+
+        await _drive(rt, clock, 24)
+        quiet = [e for e in rt.store.list_events(after=since, limit=1000) if e.subject in (target, "frontier")]
+        assert quiet == [], [(e.type, e.data.get("reason")) for e in quiet]
+        assert rt.table_source.current().targets[target].state is State.WITHDRAWN
+        detail = rt.health.target_detail(target)
+        assert detail["last_recheck"]["result"] == "region_blocked"
+        assert sim.requests("sim-openai", model="gpt-4o") > calls_before, "rechecked by calls meanwhile"
+        latest = rt.store.latest_observations(target)
+        assert latest["catalogue"].ok, "the model list stayed healthy all along (it used to lift the block)"
+
+        sim.clear_faults()
+        await _drive(rt, clock, 15)
+        back = [e.type for e in rt.store.list_events(after=since, limit=1000) if e.subject == target]
+        assert back.count("target.recovered") == 1 and "target.withdrawn" not in back
+        assert rt.table_source.current().targets[target].state is State.CLOSED
+    finally:
+        await rt.stop()
