@@ -172,6 +172,10 @@ class DataReplica:
         self.long_poll, self.report_interval = long_poll, report_interval
         self.first_table_timeout = first_table_timeout
         self.table_file = kept_table_path(config, table_file)
+        # The key ring is kept beside the table (hashes and limits only, never a key): a replica restarted while no
+        # control replica answers checks keys against it instead of refusing everyone.
+        self.ring_file = self.table_file.with_name(self.table_file.name + ".keys") if self.table_file else None
+        self._ring_kept: bytes | None = None  # what ring_file holds (written only when the ring changed)
         self.table_from_disk = False  # serving a table read from table_file; no control replica answered since
         self._file_failed = False  # one log line per run of failed writes
         self._writing: asyncio.Future[None] | None = None
@@ -360,10 +364,46 @@ class DataReplica:
                     if r.status != 200:
                         problems.append(f"{url}: HTTP {r.status}")
                         continue
-                    return Ring.from_wire(await r.json())
+                    ring = Ring.from_wire(await r.json())
             except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError, TypeError) as exc:
                 problems.append(f"{url}: {type(exc).__name__}")
+                continue
+            await asyncio.to_thread(self._keep_ring, ring)
+            return ring
+        if self._ring_kept is None:  # nothing read yet in this run: the ring the last run kept, if any
+            kept = await asyncio.to_thread(self._read_ring_file)
+            if kept is not None:
+                log.warning("checking client keys against the ring kept in %s until a control replica answers",
+                            self.ring_file)  # fmt: skip
+                return kept
         raise ConnectionError("no control replica gave the key ring (" + "; ".join(problems) + ")")
+
+    def _keep_ring(self, ring: Ring) -> None:
+        data = orjson.dumps(ring.to_wire())
+        if self.ring_file is None or data == self._ring_kept:
+            return
+        try:
+            tmp = self.ring_file.with_name(f".{self.ring_file.name}.tmp")
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # hashes, but nobody else's business
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, self.ring_file)
+            self._ring_kept = data
+        except OSError as exc:
+            log.warning("%s: key ring not kept (%s)", self.ring_file, exc)
+
+    def _read_ring_file(self) -> Ring | None:
+        if self.ring_file is None or not self.ring_file.exists():
+            return None
+        try:
+            data = self.ring_file.read_bytes()
+            ring = Ring.from_wire(orjson.loads(data))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("%s: kept key ring not usable (%s)", self.ring_file, exc)
+            return None
+        self._ring_kept = data
+        return ring
 
     # -- reports ----------------------------------------------------------------------------
     def forward_decision(self, d: Decision) -> None:
