@@ -6,6 +6,10 @@ and, only when an order or a state changed, a new Table). The caller stores and 
 Reranking is immediate after any state change or a new rate-limit/overload hold; score-only drift (latency,
 error rate) is reranked at most every `rerank_interval` seconds and on every `tick()`, which keeps ingest
 fast (see bench/ingest.py). A new table version appears only when an order or a state changes.
+
+Longer than most modules (~550 lines) because it is the one place where the order of the pipeline's steps
+(window → breaker → holds → ranking → table) is written down; its parts (breaker.py, moves.py, window.py,
+ranker.py, reasons.py, severity.py) live in their own modules.
 """
 
 from __future__ import annotations

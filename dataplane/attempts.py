@@ -5,6 +5,9 @@ for a JSON request, the first chunk for a stream. Anything that goes wrong in th
 outcome the proxy may fail over on, because nothing has reached the client yet. `pump()` then forwards the
 rest of a stream; a failure there can only end the client's stream with an error event. Provider faults
 never raise out of this module; they come back as a `Classification`.
+
+Longer than most modules (~430 lines): one concept, one attempt, whose two phases share their state
+(the response, the stream judge, the span, the timers).
 """
 
 from __future__ import annotations
