@@ -21,11 +21,11 @@ import orjson
 from controlplane import tracing
 from controlplane.decisions import Decision, cost_usd
 from controlplane.domain import Classification, ErrorClass
-from dataplane.api.intake import route_kind
+from dataplane.api.intake import admit, identify, route_kind
 from dataplane.attempts import ClientGone, Opened, StreamEnd, UpstreamAttempt
 from dataplane.failover import Answer, AttemptOutcome, Exhausted, LoopOptions, first_answer
 from dataplane.http.messages import Request, Response, StreamResponse, error_response
-from dataplane.keys import Admission, Refusal
+from dataplane.keys import Admission, openai_refusal
 from dataplane.outcomes import tokens
 from dataplane.panel.handler import handle_panel
 from dataplane.preferences import PreferenceError, Preferences, parse_preferences
@@ -71,9 +71,9 @@ async def chat_completions(request: Request) -> Response | StreamResponse:
     st.config()
     rt = st.rt
     t0 = rt.clock.monotonic()
-    caller = await st.keys.identify(request.headers)  # 401 before the body is even read
-    if isinstance(caller, Refusal):
-        return st.refused(caller)
+    caller = await identify(st, request.headers, openai_refusal)  # 401 before the body is even read
+    if isinstance(caller, Response):
+        return caller
     try:  # the listener has read the whole body and held it to server.max_body_bytes (413 otherwise)
         body = orjson.loads(request.body)
     except orjson.JSONDecodeError as exc:
@@ -95,9 +95,9 @@ async def chat_completions(request: Request) -> Response | StreamResponse:
         return _bad_request(exc.field, exc.problem)
     if route_kind(st, model) == "embedding":
         return _bad_request("model", f"{model!r} serves embedding models; call it with POST /v1/embeddings")
-    admission = st.keys.admit(caller, model) if caller is not None else None  # 403 route, 429 limits and budget
-    if isinstance(admission, Refusal):
-        return st.refused(admission)
+    admission = admit(st, caller, model, openai_refusal)  # 403 route, 429 limits and budget
+    if isinstance(admission, Response):
+        return admission
     route_cfg = st.routes.get(model)
     if route_cfg is not None and route_cfg.mode == "panel":
         return await handle_panel(request, body, route_cfg, state=st, prefs=prefs, t0=t0, admission=admission)

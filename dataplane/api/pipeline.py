@@ -5,8 +5,8 @@ can serve it and why the others cannot, what to send each target (pass-through o
 adapter), and how to write a JSON answer, a stream and an error in its own shape. `serve` does the rest the
 same way for every API, as dataplane/api/chat.py does for chat: the candidates of the plan, the loop
 (dataplane/failover.py) with retry-once, larger-context moves and hedging, a live observation and metrics for
-every attempt (dataplane/outcomes.py), `x-turnout-*` headers, usage and cost, and one decision-log record naming
-the API. A stream fails over freely until it is an answer; after that a failure ends it with the API's own
+every attempt (dataplane/outcomes.py), `x-turnout-*` and the client key's `x-ratelimit-*` headers, usage and
+cost settled against the key's token limit and budget, and one decision-log record naming the API and the key. A stream fails over freely until it is an answer; after that a failure ends it with the API's own
 error event (the `StreamWriter`), never a clean end.
 """
 
@@ -21,9 +21,11 @@ from typing import Any, Protocol
 from adapters.base import Adapter
 from controlplane.decisions import Decision, cost_usd
 from controlplane.domain import Classification, ErrorClass
+from dataplane.api.intake import Intake
 from dataplane.attempts import ClientGone, Opened, StreamEnd, StreamWriter, UpstreamAttempt
 from dataplane.failover import Answer, AttemptOutcome, Exhausted, LoopOptions, first_answer
 from dataplane.http.messages import Request, Response, StreamResponse
+from dataplane.keys import Admission
 from dataplane.outcomes import tokens
 from dataplane.preferences import Preferences
 from dataplane.selection import Candidate, Plan
@@ -78,6 +80,7 @@ class Call:
     api: ClientApi
     plan: Plan
     prefs: Preferences
+    admission: Admission | None = None  # the client key it came with (None: keys not required)
     tries: list[AttemptOutcome] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -95,6 +98,8 @@ class Call:
 
 def trail_headers(call: Call, target: str | None) -> dict[str, str]:
     h = {"x-turnout-attempts": str(len(call.tries)), "x-turnout-table-version": str(call.plan.table_version)}
+    if call.admission is not None:
+        h.update(call.admission.headers)  # x-ratelimit-*, as chat completions sends them
     if target is not None:
         h["x-turnout-target"] = target
     if call.prefs.debug:
@@ -120,10 +125,9 @@ class _Report:
         self._st.outcomes.failover(self._route, error_class)
 
 
-async def serve(
-    request: Request, st: DataPlaneState, api: ClientApi, plan: Plan, prefs: Preferences, t0: float
-) -> Response | StreamResponse:
-    """Run `api`'s request over `plan` and answer in its shape."""
+async def serve(request: Request, got: Intake, api: ClientApi, plan: Plan) -> Response | StreamResponse:
+    """Run `api`'s request (admitted by dataplane.api.intake.plan_for) over `plan` and answer in its shape."""
+    st, t0 = got.st, got.t0
     fit: list[Candidate] = []
     for cand in plan.candidates:
         why = api.unfit(cand)
@@ -133,7 +137,7 @@ async def serve(
             plan.skipped.append((cand.target, why))
     unfit = len(plan.candidates) - len(fit)
     plan.candidates = fit
-    call = Call(api, plan, prefs)
+    call = Call(api, plan, got.prefs, got.admission)
     if not fit and unfit:
         # Nothing on this route can serve this API (or this use of it): the caller's request, not an outage.
         reasons = "; ".join(f"{t}: {r}" for t, r in plan.skipped)
@@ -191,6 +195,7 @@ def _finish(
     cost = cost_usd(tin, tout, target.price_in, target.price_out) if target is not None else 0.0
     if target is not None and (tin or tout):
         st.outcomes.usage(route, target.target, tin, tout, cost)
+    st.keys.settle(call.admission, tin + tout, cost)
     if st.decisions is not None:
         st.decisions.record(
             Decision(
@@ -209,6 +214,7 @@ def _finish(
                 tag=call.prefs.tag,
                 table_version=call.plan.table_version,
                 api=call.api.api,
+                key_id=call.admission.caller.id if call.admission is not None else None,
             )
         )
 
