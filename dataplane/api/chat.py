@@ -18,10 +18,10 @@ from typing import Any
 
 import orjson
 
-from controlplane import tracing
 from controlplane.decisions import Decision, cost_usd
 from controlplane.domain import Classification, ErrorClass
 from dataplane.api.intake import admit, identify, route_kind
+from dataplane.api.pipeline import end_request_span, request_span
 from dataplane.attempts import ClientGone, Opened, StreamEnd, UpstreamAttempt
 from dataplane.failover import Answer, AttemptOutcome, Exhausted, LoopOptions, first_answer
 from dataplane.http.messages import Request, Response, StreamResponse, error_response
@@ -118,18 +118,7 @@ async def chat_completions(request: Request) -> Response | StreamResponse:
         # Always ask for usage: cost accounting needs it; the extra chunk is dropped if the client did not ask.
         body["stream_options"] = {**(so if isinstance(so, dict) else {}), "include_usage": True}
     req = _Request(plan, prefs, body, stream, include_usage, admission)
-    if tracing.tracer() is not None:
-        req.span = tracing.server_span(
-            f"chat {model}",
-            request.headers,
-            {
-                "gen_ai.operation.name": "chat",
-                "gen_ai.request.model": model,
-                "turnout.route": plan.name,
-                "turnout.table_version": plan.table_version,
-                "turnout.stream": stream,
-            },
-        )
+    req.span = request_span(request, "chat", plan, stream)
     return await _serve(request, st, req, t0)
 
 
@@ -217,7 +206,8 @@ def _finish(
     st.outcomes.request(route, req.stream, outcome, latency)
     tin, tout = tokens(usage)
     if req.span is not None:
-        _end_span(req, target, outcome, status, tin, tout)
+        end_request_span(req.span, req.started, req.tries, target, outcome, status, tin, tout)
+        req.span = None
     cost = cost_usd(tin, tout, target.price_in, target.price_out) if target is not None else 0.0
     if target is not None and (tin or tout):
         st.outcomes.usage(route, target.target, tin, tout, cost)
@@ -242,25 +232,6 @@ def _finish(
                 key_id=req.admission.caller.id if req.admission is not None else None,
             )
         )
-
-
-def _end_span(req: _Request, target: Candidate | None, outcome: str, status: int, tin: int, tout: int) -> None:
-    span = req.span
-    span.set_attribute("http.response.status_code", status)
-    span.set_attribute("turnout.attempt", req.started)
-    if target is not None:
-        p = target.provider
-        span.set_attribute("turnout.target", target.target)
-        span.set_attribute("gen_ai.response.model", target.model)
-        span.set_attribute("gen_ai.provider.name", tracing.genai_provider(target.adapter, p.flavor, p.base_url))
-    if tin or tout:
-        span.set_attribute("gen_ai.usage.input_tokens", tin)
-        span.set_attribute("gen_ai.usage.output_tokens", tout)
-    if outcome != "ok":
-        last = req.tries[-1].error_class if req.tries else None
-        tracing.failed(span, str(last) if outcome == "stream_error" and last is not None else outcome)
-    span.end()
-    req.span = None
 
 
 def _exhausted(st: DataPlaneState, req: _Request, t0: float) -> Response:

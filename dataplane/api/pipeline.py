@@ -6,7 +6,9 @@ adapter), and how to write a JSON answer, a stream and an error in its own shape
 same way for every API, as dataplane/api/chat.py does for chat: the candidates of the plan, the loop
 (dataplane/failover.py) with retry-once, larger-context moves and hedging, a live observation and metrics for
 every attempt (dataplane/outcomes.py), `x-turnout-*` and the client key's `x-ratelimit-*` headers, usage and
-cost settled against the key's token limit and budget, and one decision-log record naming the API and the key. A stream fails over freely until it is an answer; after that a failure ends it with the API's own
+cost settled against the key's token limit and budget, one decision-log record naming the API and the key, and
+with tracing on a SERVER span per request (GenAI conventions: `gen_ai.operation.name` `chat`, or `embeddings`)
+whose child spans are the upstream attempts. A stream fails over freely until it is an answer; after that a failure ends it with the API's own
 error event (the `StreamWriter`), never a clean end.
 """
 
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from adapters.base import Adapter
+from controlplane import tracing
 from controlplane.decisions import Decision, cost_usd
 from controlplane.domain import Classification, ErrorClass
 from dataplane.api.intake import Intake
@@ -31,7 +34,7 @@ from dataplane.preferences import Preferences
 from dataplane.selection import Candidate, Plan
 from dataplane.state import DataPlaneState
 
-__all__ = ["ClientApi", "Call", "serve", "trail_headers"]
+__all__ = ["ClientApi", "Call", "serve", "trail_headers", "request_span", "end_request_span"]
 
 
 class ClientApi(Protocol):
@@ -83,6 +86,8 @@ class Call:
     admission: Admission | None = None  # the client key it came with (None: keys not required)
     tries: list[AttemptOutcome] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    span: Any = None  # the request's trace span when tracing is on (controlplane/tracing.py)
+    started: int = 0  # upstream attempts the loop started (hedges included): each attempt span's turnout.attempt
 
     def trail(self) -> dict[str, Any]:
         return {
@@ -105,6 +110,56 @@ def trail_headers(call: Call, target: str | None) -> dict[str, str]:
     if call.prefs.debug:
         h["x-turnout-decision"] = json.dumps(call.trail(), separators=(",", ":"), ensure_ascii=True)
     return h
+
+
+def request_span(request: Request, operation: str, plan: Plan, stream: bool, **attributes: Any) -> Any:
+    """The SERVER span of one client request (None when tracing is off), continuing the client's traceparent."""
+    if tracing.tracer() is None:
+        return None
+    return tracing.server_span(
+        f"{operation} {plan.name}",
+        request.headers,
+        {
+            "gen_ai.operation.name": operation,
+            "gen_ai.request.model": plan.name,
+            "turnout.route": plan.name,
+            "turnout.table_version": plan.table_version,
+            "turnout.stream": stream,
+            **attributes,
+        },
+    )
+
+
+def end_request_span(
+    span: Any,
+    started: int,
+    tries: list[AttemptOutcome],
+    target: Candidate | None,
+    outcome: str,
+    status: int,
+    tin: int,
+    tout: int,
+) -> None:
+    """Close a request's span with what came of it: status, the answering target and model, usage, the error."""
+    span.set_attribute("http.response.status_code", status)
+    span.set_attribute("turnout.attempt", started)
+    if target is not None:
+        p = target.provider
+        span.set_attribute("turnout.target", target.target)
+        span.set_attribute("gen_ai.response.model", target.model)
+        span.set_attribute("gen_ai.provider.name", tracing.genai_provider(target.adapter, p.flavor, p.base_url))
+    if tin or tout:
+        span.set_attribute("gen_ai.usage.input_tokens", tin)
+        span.set_attribute("gen_ai.usage.output_tokens", tout)
+    if outcome != "ok":
+        last = tries[-1].error_class if tries else None
+        tracing.failed(span, str(last) if outcome == "stream_error" and last is not None else outcome)
+    span.end()
+
+
+# GenAI semantic conventions' operation names: embeddings are their own; Responses, Messages and count_tokens (which
+# the conventions do not name) are chat inference, told apart by turnout.api.
+_OPERATION = {"embeddings": "embeddings"}
 
 
 class _Report:
@@ -138,6 +193,7 @@ async def serve(request: Request, got: Intake, api: ClientApi, plan: Plan) -> Re
     unfit = len(plan.candidates) - len(fit)
     plan.candidates = fit
     call = Call(api, plan, got.prefs, got.admission)
+    call.span = request_span(request, _OPERATION.get(api.api, "chat"), plan, api.stream, **{"turnout.api": api.api})
     if not fit and unfit:
         # Nothing on this route can serve this API (or this use of it): the caller's request, not an outage.
         reasons = "; ".join(f"{t}: {r}" for t, r in plan.skipped)
@@ -158,7 +214,16 @@ async def serve(request: Request, got: Intake, api: ClientApi, plan: Plan) -> Re
 
     def start(cand: Candidate) -> UpstreamAttempt:
         adapter, body = api.call(cand)
-        return st.attempt(cand, body, stream=api.stream, deadline=options.deadline, adapter=adapter)
+        call.started += 1
+        return st.attempt(
+            cand,
+            body,
+            stream=api.stream,
+            deadline=options.deadline,
+            adapter=adapter,
+            trace_parent=call.span,
+            attempt=call.started,
+        )
 
     try:
         answer = await first_answer(fit, start, _Report(st, plan.name), options, tried=call.tries, notes=call.notes)
@@ -192,6 +257,9 @@ def _finish(
     latency = rt.clock.monotonic() - t0
     st.outcomes.request(route, call.api.stream, outcome, latency, api=call.api.api)
     tin, tout = tokens(usage)
+    if call.span is not None:
+        end_request_span(call.span, call.started, call.tries, target, outcome, status, tin, tout)
+        call.span = None
     cost = cost_usd(tin, tout, target.price_in, target.price_out) if target is not None else 0.0
     if target is not None and (tin or tout):
         st.outcomes.usage(route, target.target, tin, tout, cost)

@@ -149,16 +149,21 @@ async def test_sentinel_secrets_appear_in_no_log_event_api_output_metric_or_erro
                     {"Authorization": f"Bearer {key}"},
                     {"x-api-key": key, "anthropic-version": "2023-06-01"},
                 )
-                said = {"model": "main", "messages": [{"role": "user", "content": "hi"}], "turnout": {"debug": True}}
-                for path, req, sent in (
+                said: dict[str, Any] = {
+                    "model": "main",
+                    "messages": [{"role": "user", "content": "hi"}],
+                    "turnout": {"debug": True},
+                }
+                cases: list[tuple[str, dict[str, Any], dict[str, str]]] = [
                     ("/responses", {"model": "main", "input": "hi", "turnout": {"debug": True}}, bearer),
                     ("/responses", {"model": "main", "input": "hi", "stream": True}, bearer),
                     ("/messages", {**said, "max_tokens": 5}, x_api_key),
                     ("/messages", {**said, "max_tokens": 5, "stream": True}, x_api_key),
                     ("/messages/count_tokens", said, x_api_key),
                     ("/embeddings", {"model": "main", "input": "hi"}, bearer),  # a chat route: 400, past the key
-                ):
-                    status, _ = await call("POST", path, base=serve.data, json=req, headers=sent)
+                ]
+                for path, payload, sent in cases:
+                    status, _ = await call("POST", path, base=serve.data, json=payload, headers=sent)
                     assert (status == 401) == (key == client_key), (path, key == client_key, status)
                 await call("GET", "/models", base=serve.data, headers={"x-api-key": key})
             await call(
