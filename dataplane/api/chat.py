@@ -21,14 +21,14 @@ from typing import Any
 import orjson
 
 from adapters.base import StreamItem
-from controlplane import tracing
 from controlplane.decisions import Decision, cost_usd
 from controlplane.domain import Classification, ErrorClass
-from dataplane.api.intake import route_kind
+from dataplane.api.intake import admit, identify, route_kind
+from dataplane.api.pipeline import end_request_span, request_span
 from dataplane.attempts import ClientGone, Opened, StreamEnd, UpstreamAttempt, sse_error_event
 from dataplane.failover import Answer, AttemptOutcome, Exhausted, LoopOptions, first_answer
 from dataplane.http.messages import Request, Response, StreamResponse, error_response
-from dataplane.keys import Admission, Refusal
+from dataplane.keys import Admission, openai_refusal
 from dataplane.outcomes import tokens
 from dataplane.panel.handler import handle_panel
 from dataplane.preferences import PreferenceError, Preferences, parse_preferences
@@ -75,9 +75,9 @@ async def chat_completions(request: Request) -> Response | StreamResponse:
     st.config()
     rt = st.rt
     t0 = rt.clock.monotonic()
-    caller = await st.keys.identify(request.headers)  # 401 before the body is even read
-    if isinstance(caller, Refusal):
-        return st.refused(caller)
+    caller = await identify(st, request.headers, openai_refusal)  # 401 before the body is even read
+    if isinstance(caller, Response):
+        return caller
     try:  # the listener has read the whole body and held it to server.max_body_bytes (413 otherwise)
         body = orjson.loads(request.body)
     except orjson.JSONDecodeError as exc:
@@ -99,9 +99,9 @@ async def chat_completions(request: Request) -> Response | StreamResponse:
         return _bad_request(exc.field, exc.problem)
     if route_kind(st, model) == "embedding":
         return _bad_request("model", f"{model!r} serves embedding models; call it with POST /v1/embeddings")
-    admission = st.keys.admit(caller, model) if caller is not None else None  # 403 route, 429 limits and budget
-    if isinstance(admission, Refusal):
-        return st.refused(admission)
+    admission = admit(st, caller, model, openai_refusal)  # 403 route, 429 limits and budget
+    if isinstance(admission, Response):
+        return admission
     route_cfg = st.routes.get(model)
     if route_cfg is not None and route_cfg.mode == "panel":
         return await handle_panel(request, body, route_cfg, state=st, prefs=prefs, t0=t0, admission=admission)
@@ -122,18 +122,7 @@ async def chat_completions(request: Request) -> Response | StreamResponse:
         # Always ask for usage: cost accounting needs it; the extra chunk is dropped if the client did not ask.
         body["stream_options"] = {**(so if isinstance(so, dict) else {}), "include_usage": True}
     req = _Request(plan, prefs, body, stream, include_usage, admission)
-    if tracing.tracer() is not None:
-        req.span = tracing.server_span(
-            f"chat {model}",
-            request.headers,
-            {
-                "gen_ai.operation.name": "chat",
-                "gen_ai.request.model": model,
-                "turnout.route": plan.name,
-                "turnout.table_version": plan.table_version,
-                "turnout.stream": stream,
-            },
-        )
+    req.span = request_span(request, "chat", plan, stream)
     return await _serve(request, st, req, t0)
 
 
@@ -223,7 +212,8 @@ def _finish(
     st.outcomes.request(route, req.stream, outcome, latency)
     tin, tout = tokens(usage)
     if req.span is not None:
-        _end_span(req, target, outcome, status, tin, tout)
+        end_request_span(req.span, req.started, req.tries, target, outcome, status, tin, tout)
+        req.span = None
     if parts is not None and len(parts) > 1:
         cost = 0.0
         for p in parts:
@@ -257,25 +247,6 @@ def _finish(
                 key_id=req.admission.caller.id if req.admission is not None else None,
             )
         )
-
-
-def _end_span(req: _Request, target: Candidate | None, outcome: str, status: int, tin: int, tout: int) -> None:
-    span = req.span
-    span.set_attribute("http.response.status_code", status)
-    span.set_attribute("turnout.attempt", req.started)
-    if target is not None:
-        p = target.provider
-        span.set_attribute("turnout.target", target.target)
-        span.set_attribute("gen_ai.response.model", target.model)
-        span.set_attribute("gen_ai.provider.name", tracing.genai_provider(target.adapter, p.flavor, p.base_url))
-    if tin or tout:
-        span.set_attribute("gen_ai.usage.input_tokens", tin)
-        span.set_attribute("gen_ai.usage.output_tokens", tout)
-    if outcome not in ("ok", "resumed"):  # a resumed stream reached its client whole
-        last = req.tries[-1].error_class if req.tries else None
-        tracing.failed(span, str(last) if outcome == "stream_error" and last is not None else outcome)
-    span.end()
-    req.span = None
 
 
 def _exhausted(st: DataPlaneState, req: _Request, t0: float) -> Response:

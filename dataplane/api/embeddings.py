@@ -20,6 +20,7 @@ from dataplane.api.intake import intake, plan_for
 from dataplane.api.pipeline import serve
 from dataplane.attempts import Opened, StreamWriter
 from dataplane.http.messages import Request, Response, StreamResponse, error_response
+from dataplane.keys import openai_refusal
 from dataplane.selection import Candidate
 
 __all__ = ["create_embeddings"]
@@ -110,7 +111,7 @@ class _Embeddings:
 
 async def create_embeddings(request: Request) -> Response | StreamResponse:
     """`POST /v1/embeddings`."""
-    got = intake(request, _refuse)
+    got = await intake(request, _refuse, openai_refusal)
     if isinstance(got, Response):
         return got
     plan = plan_for(got, _refuse, kind="embedding", api="embeddings")
@@ -119,4 +120,4 @@ async def create_embeddings(request: Request) -> Response | StreamResponse:
     problem = _check(got.body)
     if problem is not None:
         return _refuse(400, problem, "invalid_value", problem.split(":", 1)[0])
-    return await serve(request, got.st, _Embeddings(got.st, got.body), plan, got.prefs, got.t0)
+    return await serve(request, got, _Embeddings(got.st, got.body), plan)

@@ -27,6 +27,7 @@ from dataplane.api.pipeline import serve
 from dataplane.api.responses_translate import item_id
 from dataplane.attempts import Opened, StreamWriter
 from dataplane.http.messages import Request, Response, StreamResponse
+from dataplane.keys import anthropic_refusal
 from dataplane.selection import Candidate
 
 __all__ = ["create_message", "count_tokens", "anthropic_error"]
@@ -159,7 +160,7 @@ class _CountTokens(_MessagesBase):
 
 async def create_message(request: Request) -> Response | StreamResponse:
     """`POST /v1/messages`."""
-    got = intake(request, _refuse)
+    got = await intake(request, _refuse, anthropic_refusal)
     if isinstance(got, Response):
         return got
     body = got.body
@@ -175,12 +176,12 @@ async def create_message(request: Request) -> Response | StreamResponse:
     if body.get("stream") is True:
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}  # cost accounting reads it
-    return await serve(request, got.st, _Messages(got.st, body, chat), plan, got.prefs, got.t0)
+    return await serve(request, got, _Messages(got.st, body, chat), plan)
 
 
 async def count_tokens(request: Request) -> Response | StreamResponse:
     """`POST /v1/messages/count_tokens`."""
-    got = intake(request, _refuse)
+    got = await intake(request, _refuse, anthropic_refusal)
     if isinstance(got, Response):
         return got
     body = got.body
@@ -191,4 +192,4 @@ async def count_tokens(request: Request) -> Response | StreamResponse:
         chat = to_chat_body({**body, "max_tokens": 1})  # count_tokens takes no max_tokens; the translation needs one
     except ValueError as exc:
         return anthropic_error(400, str(exc))
-    return await serve(request, got.st, _CountTokens(got.st, body, chat), plan, got.prefs, got.t0)
+    return await serve(request, got, _CountTokens(got.st, body, chat), plan)

@@ -5,8 +5,10 @@ can serve it and why the others cannot, what to send each target (pass-through o
 adapter), and how to write a JSON answer, a stream and an error in its own shape. `serve` does the rest the
 same way for every API, as dataplane/api/chat.py does for chat: the candidates of the plan, the loop
 (dataplane/failover.py) with retry-once, larger-context moves and hedging, a live observation and metrics for
-every attempt (dataplane/outcomes.py), `x-turnout-*` headers, usage and cost, and one decision-log record naming
-the API. A stream fails over freely until it is an answer; after that a failure ends it with the API's own
+every attempt (dataplane/outcomes.py), `x-turnout-*` and the client key's `x-ratelimit-*` headers, usage and
+cost settled against the key's token limit and budget, one decision-log record naming the API and the key, and
+with tracing on a SERVER span per request (GenAI conventions: `gen_ai.operation.name` `chat`, or `embeddings`)
+whose child spans are the upstream attempts. A stream fails over freely until it is an answer; after that a failure ends it with the API's own
 error event (the `StreamWriter`), never a clean end.
 """
 
@@ -19,17 +21,20 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from adapters.base import Adapter
+from controlplane import tracing
 from controlplane.decisions import Decision, cost_usd
 from controlplane.domain import Classification, ErrorClass
+from dataplane.api.intake import Intake
 from dataplane.attempts import ClientGone, Opened, StreamEnd, StreamWriter, UpstreamAttempt
 from dataplane.failover import Answer, AttemptOutcome, Exhausted, LoopOptions, first_answer
 from dataplane.http.messages import Request, Response, StreamResponse
+from dataplane.keys import Admission
 from dataplane.outcomes import tokens
 from dataplane.preferences import Preferences
 from dataplane.selection import Candidate, Plan
 from dataplane.state import DataPlaneState
 
-__all__ = ["ClientApi", "Call", "serve", "trail_headers"]
+__all__ = ["ClientApi", "Call", "serve", "trail_headers", "request_span", "end_request_span"]
 
 
 class ClientApi(Protocol):
@@ -78,8 +83,11 @@ class Call:
     api: ClientApi
     plan: Plan
     prefs: Preferences
+    admission: Admission | None = None  # the client key it came with (None: keys not required)
     tries: list[AttemptOutcome] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    span: Any = None  # the request's trace span when tracing is on (controlplane/tracing.py)
+    started: int = 0  # upstream attempts the loop started (hedges included): each attempt span's turnout.attempt
 
     def trail(self) -> dict[str, Any]:
         return {
@@ -95,11 +103,63 @@ class Call:
 
 def trail_headers(call: Call, target: str | None) -> dict[str, str]:
     h = {"x-turnout-attempts": str(len(call.tries)), "x-turnout-table-version": str(call.plan.table_version)}
+    if call.admission is not None:
+        h.update(call.admission.headers)  # x-ratelimit-*, as chat completions sends them
     if target is not None:
         h["x-turnout-target"] = target
     if call.prefs.debug:
         h["x-turnout-decision"] = json.dumps(call.trail(), separators=(",", ":"), ensure_ascii=True)
     return h
+
+
+def request_span(request: Request, operation: str, plan: Plan, stream: bool, **attributes: Any) -> Any:
+    """The SERVER span of one client request (None when tracing is off), continuing the client's traceparent."""
+    if tracing.tracer() is None:
+        return None
+    return tracing.server_span(
+        f"{operation} {plan.name}",
+        request.headers,
+        {
+            "gen_ai.operation.name": operation,
+            "gen_ai.request.model": plan.name,
+            "turnout.route": plan.name,
+            "turnout.table_version": plan.table_version,
+            "turnout.stream": stream,
+            **attributes,
+        },
+    )
+
+
+def end_request_span(
+    span: Any,
+    started: int,
+    tries: list[AttemptOutcome],
+    target: Candidate | None,
+    outcome: str,
+    status: int,
+    tin: int,
+    tout: int,
+) -> None:
+    """Close a request's span with what came of it: status, the answering target and model, usage, the error."""
+    span.set_attribute("http.response.status_code", status)
+    span.set_attribute("turnout.attempt", started)
+    if target is not None:
+        p = target.provider
+        span.set_attribute("turnout.target", target.target)
+        span.set_attribute("gen_ai.response.model", target.model)
+        span.set_attribute("gen_ai.provider.name", tracing.genai_provider(target.adapter, p.flavor, p.base_url))
+    if tin or tout:
+        span.set_attribute("gen_ai.usage.input_tokens", tin)
+        span.set_attribute("gen_ai.usage.output_tokens", tout)
+    if outcome not in ("ok", "resumed"):  # a resumed stream reached its client whole
+        last = tries[-1].error_class if tries else None
+        tracing.failed(span, str(last) if outcome == "stream_error" and last is not None else outcome)
+    span.end()
+
+
+# GenAI semantic conventions' operation names: embeddings are their own; Responses, Messages and count_tokens (which
+# the conventions do not name) are chat inference, told apart by turnout.api.
+_OPERATION = {"embeddings": "embeddings"}
 
 
 class _Report:
@@ -120,10 +180,9 @@ class _Report:
         self._st.outcomes.failover(self._route, error_class)
 
 
-async def serve(
-    request: Request, st: DataPlaneState, api: ClientApi, plan: Plan, prefs: Preferences, t0: float
-) -> Response | StreamResponse:
-    """Run `api`'s request over `plan` and answer in its shape."""
+async def serve(request: Request, got: Intake, api: ClientApi, plan: Plan) -> Response | StreamResponse:
+    """Run `api`'s request (admitted by dataplane.api.intake.plan_for) over `plan` and answer in its shape."""
+    st, t0 = got.st, got.t0
     fit: list[Candidate] = []
     for cand in plan.candidates:
         why = api.unfit(cand)
@@ -133,7 +192,8 @@ async def serve(
             plan.skipped.append((cand.target, why))
     unfit = len(plan.candidates) - len(fit)
     plan.candidates = fit
-    call = Call(api, plan, prefs)
+    call = Call(api, plan, got.prefs, got.admission)
+    call.span = request_span(request, _OPERATION.get(api.api, "chat"), plan, api.stream, **{"turnout.api": api.api})
     if not fit and unfit:
         # Nothing on this route can serve this API (or this use of it): the caller's request, not an outage.
         reasons = "; ".join(f"{t}: {r}" for t, r in plan.skipped)
@@ -154,7 +214,16 @@ async def serve(
 
     def start(cand: Candidate) -> UpstreamAttempt:
         adapter, body = api.call(cand)
-        return st.attempt(cand, body, stream=api.stream, deadline=options.deadline, adapter=adapter)
+        call.started += 1
+        return st.attempt(
+            cand,
+            body,
+            stream=api.stream,
+            deadline=options.deadline,
+            adapter=adapter,
+            trace_parent=call.span,
+            attempt=call.started,
+        )
 
     try:
         answer = await first_answer(fit, start, _Report(st, plan.name), options, tried=call.tries, notes=call.notes)
@@ -188,9 +257,13 @@ def _finish(
     latency = rt.clock.monotonic() - t0
     st.outcomes.request(route, call.api.stream, outcome, latency, api=call.api.api)
     tin, tout = tokens(usage)
+    if call.span is not None:
+        end_request_span(call.span, call.started, call.tries, target, outcome, status, tin, tout)
+        call.span = None
     cost = cost_usd(tin, tout, target.price_in, target.price_out) if target is not None else 0.0
     if target is not None and (tin or tout):
         st.outcomes.usage(route, target.target, tin, tout, cost)
+    st.keys.settle(call.admission, tin + tout, cost)
     if st.decisions is not None:
         st.decisions.record(
             Decision(
@@ -209,6 +282,7 @@ def _finish(
                 tag=call.prefs.tag,
                 table_version=call.plan.table_version,
                 api=call.api.api,
+                key_id=call.admission.caller.id if call.admission is not None else None,
             )
         )
 

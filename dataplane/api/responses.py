@@ -17,14 +17,16 @@ import orjson
 
 from adapters.base import Adapter
 from adapters.native import NativeResponsesAdapter, serves_responses_natively
-from dataplane.api.intake import Intake, intake, plan_for
+from dataplane.api.intake import Intake, identify, intake, plan_for
 from dataplane.api.pipeline import serve
 from dataplane.api.responses_state import ResponseStore
 from dataplane.api.responses_stream import ChatToResponses, NativeResponses
 from dataplane.api.responses_translate import NativeOnly, from_chat_completion, input_items, new_id, to_chat_body
 from dataplane.attempts import Opened, StreamWriter
 from dataplane.http.messages import AppKey, Request, Response, StreamResponse, error_response
+from dataplane.keys import openai_refusal
 from dataplane.selection import Candidate
+from dataplane.state import DATA_STATE
 
 __all__ = ["create_response", "get_response", "RESPONSE_STORE", "RESPONSES_PREFIX"]
 
@@ -176,7 +178,7 @@ def _conversation(got: Intake, store: ResponseStore) -> list[dict[str, Any]] | R
 
 async def create_response(request: Request) -> Response | StreamResponse:
     """`POST /v1/responses`."""
-    got = intake(request, _refuse)
+    got = await intake(request, _refuse, openai_refusal)
     if isinstance(got, Response):
         return got
     body = got.body
@@ -201,13 +203,14 @@ async def create_response(request: Request) -> Response | StreamResponse:
         chat, native_only = None, exc.reason
     except ValueError as exc:
         return _refuse(400, str(exc), "invalid_value", str(exc).split(":", 1)[0])
-    return await serve(
-        request, got.st, _Responses(got.st, body, items, chat, native_only, store), plan, got.prefs, got.t0
-    )
+    return await serve(request, got, _Responses(got.st, body, items, chat, native_only, store), plan)
 
 
 async def get_response(request: Request) -> Response:
-    """`GET /v1/responses/{id}`: a response Turnout stored."""
+    """`GET /v1/responses/{id}`: a response Turnout stored (a client key is asked for as on every client API)."""
+    caller = await identify(request.app[DATA_STATE], request.headers, openai_refusal)
+    if isinstance(caller, Response):
+        return caller
     store = request.app[RESPONSE_STORE]
     rid = request.path[len(RESPONSES_PREFIX) :]
     if not store.enabled:

@@ -144,6 +144,27 @@ async def test_sentinel_secrets_appear_in_no_log_event_api_output_metric_or_erro
                         headers={"Authorization": f"Bearer {key}"},
                     )
                     assert status == want, (key == client_key, req.get("stream"), status)
+                # The other client APIs ask for the same key (Bearer from OpenAI SDKs, x-api-key from Anthropic's).
+                bearer, x_api_key = (
+                    {"Authorization": f"Bearer {key}"},
+                    {"x-api-key": key, "anthropic-version": "2023-06-01"},
+                )
+                said: dict[str, Any] = {
+                    "model": "main",
+                    "messages": [{"role": "user", "content": "hi"}],
+                    "turnout": {"debug": True},
+                }
+                cases: list[tuple[str, dict[str, Any], dict[str, str]]] = [
+                    ("/responses", {"model": "main", "input": "hi", "turnout": {"debug": True}}, bearer),
+                    ("/responses", {"model": "main", "input": "hi", "stream": True}, bearer),
+                    ("/messages", {**said, "max_tokens": 5}, x_api_key),
+                    ("/messages", {**said, "max_tokens": 5, "stream": True}, x_api_key),
+                    ("/messages/count_tokens", said, x_api_key),
+                    ("/embeddings", {"model": "main", "input": "hi"}, bearer),  # a chat route: 400, past the key
+                ]
+                for path, payload, sent in cases:
+                    status, _ = await call("POST", path, base=serve.data, json=payload, headers=sent)
+                    assert (status == 401) == (key == client_key), (path, key == client_key, status)
                 await call("GET", "/models", base=serve.data, headers={"x-api-key": key})
             await call(
                 "POST", "/chat/completions", base=serve.data, json=body, headers={"Authorization": f"Bearer {READER}"}

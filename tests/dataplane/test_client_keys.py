@@ -190,8 +190,9 @@ async def _messages_shape(request: Request) -> Response:
 
 
 async def test_refusals_in_the_anthropic_shape_with_the_anthropic_sdk(keyed: Keyed) -> None:
-    """The Messages client API is another helper's work in progress: its refusals come from the same gate, through
-    anthropic_refusal; this checks that shape with the anthropic SDK (x-api-key header included)."""
+    """The gate's refusals through anthropic_refusal as the anthropic SDK sees them (x-api-key header included), with
+    a spend the gate reads from the store; the real Messages and count_tokens handlers are driven the same way in
+    tests/dataplane/clients/test_client_keys_apis.py."""
     app = App(max_body_bytes=lambda: 1 << 20)
     app[GATE] = keyed.gate()
     app.add_route("POST", "/v1/messages", _messages_shape)
