@@ -26,7 +26,7 @@ import aiohttp
 import orjson
 
 from adapters import calls
-from adapters.base import CompletionProbeResult, ModelListing, UpstreamRequest
+from adapters.base import ModelListing, UpstreamRequest
 from adapters.headers import headroom_from_headers, lower_headers
 from adapters.openai import OpenAIAdapter, classify_openai
 from adapters.wire import openai as wire
@@ -174,24 +174,6 @@ class AzureAdapter(OpenAIAdapter):
 
     def headroom(self, headers: Mapping[str, str], now: datetime) -> Headroom | None:
         return azure_headroom(headers, now)
-
-    async def probe_completion(
-        self,
-        session: aiohttp.ClientSession,
-        provider: ProviderConfig,
-        model: str,
-        *,
-        prompt: str,
-        max_tokens: int,
-        timeout: float,
-    ) -> CompletionProbeResult:
-        try:
-            await self.prepare(provider)
-        except ProviderError as exc:
-            return CompletionProbeResult(exc.classification)
-        return await calls.probe_completion(
-            self, session, provider, model, prompt=prompt, max_tokens=max_tokens, timeout=timeout
-        )
 
     async def list_models(
         self, session: aiohttp.ClientSession, provider: ProviderConfig, *, timeout: float

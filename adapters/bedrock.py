@@ -20,7 +20,7 @@ import orjson
 
 from adapters import calls
 from adapters.aws_auth import AwsSigner
-from adapters.base import CompletionProbeResult, ModelListing, UpstreamRequest
+from adapters.base import ModelListing, UpstreamRequest
 from adapters.bedrock_converse import ConverseStream, from_converse, to_converse_request
 from adapters.wire import bedrock as wire
 from adapters.wire.common import ErrorInfo, json_or_none, obj
@@ -167,24 +167,6 @@ class BedrockAdapter(calls.StreamedProbe):
 
     def headroom(self, headers: Mapping[str, str], now: datetime) -> Headroom | None:
         return None  # Bedrock sends no rate-limit headers (§3)
-
-    async def probe_completion(
-        self,
-        session: aiohttp.ClientSession,
-        provider: ProviderConfig,
-        model: str,
-        *,
-        prompt: str,
-        max_tokens: int,
-        timeout: float,
-    ) -> CompletionProbeResult:
-        try:
-            await self.prepare(provider)
-        except ProviderError as exc:
-            return CompletionProbeResult(exc.classification)
-        return await super().probe_completion(
-            session, provider, model, prompt=prompt, max_tokens=max_tokens, timeout=timeout
-        )
 
     def _catalogue_base(self, provider: ProviderConfig) -> str:
         return provider.catalogue_url or f"https://bedrock.{provider.region}.amazonaws.com"

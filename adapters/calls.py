@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from yarl import URL
 
-from adapters.base import CompletionProbeResult, UpstreamRequest
+from adapters.base import CompletionProbeResult, UpstreamRequest, prepare_credentials
 from adapters.headers import lower_headers
 from adapters.stream_judge import StreamJudge
 from adapters.transport_faults import TRANSPORT_FAULTS, BodyTooLarge, transport_fault
@@ -120,7 +120,12 @@ async def probe_completion(
     monotonic: Callable[[], float] = time.monotonic,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> CompletionProbeResult:
-    """A minimal streamed completion: latency, TTFT (first content-bearing delta), tokens/s, headroom."""
+    """A minimal streamed completion: latency, TTFT (first content-bearing delta), tokens/s, headroom. A cloud
+    adapter's credentials are fetched first (adapters.base.Credentialed), as for a live attempt."""
+    try:
+        await prepare_credentials(adapter, provider)
+    except ProviderError as exc:  # no token, no signature: classified (auth, connect, …), never raised
+        return CompletionProbeResult(exc.classification)
     try:
         req = adapter.build_request(provider, model, probe_body(model, prompt, max_tokens), stream=True)
     except ValueError as exc:  # a config problem (bad base URL, …): nothing was sent

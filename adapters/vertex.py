@@ -23,13 +23,12 @@ import orjson
 
 from adapters import calls
 from adapters.anthropic import AnthropicStream, classify_anthropic_info, from_message, to_messages_request
-from adapters.base import CompletionProbeResult, ModelListing, StreamTranslator, UpstreamRequest
+from adapters.base import ModelListing, StreamTranslator, UpstreamRequest
 from adapters.gemini import GeminiStream, classify_gemini_info, from_generate, to_generate_request
 from adapters.google_auth import GoogleTokens
 from adapters.wire.common import ErrorInfo, json_or_none
 from adapters.wire.status import classify_answer, make
 from controlplane.domain import Classification, ErrorClass, Headroom, Scope
-from controlplane.errors import ProviderError
 
 if TYPE_CHECKING:
     from controlplane.config import ProviderConfig
@@ -141,24 +140,6 @@ class VertexAdapter(calls.StreamedProbe):
 
     def headroom(self, headers: Mapping[str, str], now: datetime) -> Headroom | None:
         return None  # Vertex sends no rate-limit headers (§3)
-
-    async def probe_completion(
-        self,
-        session: aiohttp.ClientSession,
-        provider: ProviderConfig,
-        model: str,
-        *,
-        prompt: str,
-        max_tokens: int,
-        timeout: float,
-    ) -> CompletionProbeResult:
-        try:
-            await self.prepare(provider)
-        except ProviderError as exc:
-            return CompletionProbeResult(exc.classification)
-        return await super().probe_completion(
-            session, provider, model, prompt=prompt, max_tokens=max_tokens, timeout=timeout
-        )
 
     async def list_models(
         self, session: aiohttp.ClientSession, provider: ProviderConfig, *, timeout: float
