@@ -148,6 +148,9 @@ class UpstreamAttempt:
         self._trace_parent, self._attempt_no = trace_parent, attempt  # the request's span: this attempt's is a child
         self._span: Span | None = None
         self._model_noted = False
+        # The loop's last candidate (nothing to fail over to): a learned deadline would only turn a slow answer
+        # into an error, so the configured first_byte_timeout applies (set by dataplane/failover.py).
+        self.last_resort = False
 
     # -- phase 1: until committable ---------------------------------------------------------------
     async def open(self) -> Opened:
@@ -169,7 +172,7 @@ class UpstreamAttempt:
     async def _open(self, req: UpstreamRequest) -> Opened:
         first_byte, learned, size = self._timeouts.first_byte, False, None
         d = self._deadlines
-        if d is not None:
+        if d is not None and not self.last_resort:
             size = None if self.stream else requested_size(self._body)
             first_byte, learned = d.first_byte(self.cand.target, self.stream, size)
         first_byte_at = min(asyncio.get_running_loop().time() + first_byte, self._deadline)
