@@ -241,7 +241,7 @@ def _finish(
                 outcome=outcome,
                 status=status,
                 stream=call.api.stream,
-                attempts=[(t.target, str(t.error_class), t.status) for t in call.tries],
+                attempts=[(t.target, t.label, t.status) for t in call.tries],
                 tokens_in=tin,
                 tokens_out=tout,
                 cost_usd=cost,
@@ -256,7 +256,7 @@ def _finish(
 
 
 def _exhausted(st: DataPlaneState, call: Call, t0: float) -> Response:
-    attempts = [{"target": t.target, "error_class": str(t.error_class), "status": t.status} for t in call.tries]
+    attempts = [{"target": t.target, "error_class": t.label, "status": t.status} for t in call.tries]
     skipped = [{"target": t, "reason": r} for t, r in call.plan.skipped]
     why = "; ".join(f"{s['target']}: {s['reason']}" for s in skipped)
     tried = ", ".join(f"{a['target']}: {a['error_class']}" for a in attempts) or (

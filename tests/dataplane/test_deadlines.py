@@ -136,3 +136,23 @@ async def test_the_last_candidate_is_not_cut_by_its_learned_deadline(
     last = records[-1]
     assert last.attempts[0] == ("oa/gpt-x", "deadline_cut", None)
     assert last.attempts[1][:2] == ("ob/gpt-x", "ok")
+
+
+async def test_a_responses_request_cut_by_a_learned_deadline_is_counted_as_such(
+    make_env: Callable[..., Awaitable[Env]],
+) -> None:
+    """Every client API's decision names a learned-deadline cut `deadline_cut`, not just chat's."""
+    records: list[Decision] = []
+    env = await make_env(forward_decision=records.append)
+    st = env.app[DATA_STATE]
+    st.deadlines.floor, st.deadlines.min_samples = 0.1, 3
+    for _ in range(3):
+        st.deadlines.record("oa/gpt-x", False, 0.01)
+    env.sim.set_fault("oa", "hang")
+    await env.sim.tick()
+    answer = await env.aclient.responses.create(model="main", input="hi")
+    assert "ob/gpt-x" in answer.output_text
+    last = records[-1]
+    assert last.api == "responses"
+    assert last.attempts[0] == ("oa/gpt-x", "deadline_cut", None)
+    assert last.attempts[1][:2] == ("ob/gpt-x", "ok")
