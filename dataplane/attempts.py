@@ -21,6 +21,7 @@ import orjson
 
 from adapters.base import Adapter, StreamItem, UpstreamRequest, prepare_credentials
 from adapters.calls import MAX_BODY_BYTES
+from adapters.embeddings import EmbeddingsAdapter
 from adapters.stream_judge import StreamJudge
 from adapters.transport_faults import TRANSPORT_FAULTS, transport_fault
 from controlplane import tracing
@@ -161,7 +162,8 @@ class UpstreamAttempt:
         req = self.adapter.build_request(self.cand.provider, self.cand.model, self._body, stream=self.stream)
         if self._trace_parent is None:
             return await self._open(req)
-        self._span = _attempt_span(self.cand, self._trace_parent, self._attempt_no, req)
+        operation = "embeddings" if isinstance(self.adapter, EmbeddingsAdapter) else "chat"
+        self._span = _attempt_span(self.cand, self._trace_parent, self._attempt_no, req, operation)
         opened = await self._open(req)
         if not opened.ok:
             tracing.failed(self._span, str(opened.classification.error_class), opened.classification.detail)
@@ -402,14 +404,15 @@ class UpstreamAttempt:
             self._resp = None
 
 
-def _attempt_span(cand: Candidate, parent: Span, attempt: int, req: UpstreamRequest) -> Span:
-    """The CLIENT span of one upstream call (GenAI inference: `chat {model}`); its traceparent goes upstream."""
+def _attempt_span(cand: Candidate, parent: Span, attempt: int, req: UpstreamRequest, operation: str) -> Span:
+    """The CLIENT span of one upstream call (GenAI `chat {model}` or `embeddings {model}`); its traceparent goes
+    upstream."""
     p = cand.provider
     span = tracing.client_span(
-        f"chat {cand.model}",
+        f"{operation} {cand.model}",
         parent,
         {
-            "gen_ai.operation.name": "chat",
+            "gen_ai.operation.name": operation,
             "gen_ai.provider.name": tracing.genai_provider(cand.adapter, p.flavor, p.base_url),
             "gen_ai.request.model": cand.model,
             "server.address": _host(req.url),
