@@ -21,6 +21,7 @@ import orjson
 
 from adapters.base import Adapter, StreamItem, UpstreamRequest, prepare_credentials
 from adapters.calls import MAX_BODY_BYTES
+from adapters.embeddings import EmbeddingsAdapter
 from adapters.stream_judge import StreamJudge
 from adapters.transport_faults import TRANSPORT_FAULTS, transport_fault
 from controlplane import tracing
@@ -148,6 +149,9 @@ class UpstreamAttempt:
         self._trace_parent, self._attempt_no = trace_parent, attempt  # the request's span: this attempt's is a child
         self._span: Span | None = None
         self._model_noted = False
+        # The loop's last candidate (nothing to fail over to): a learned deadline would only turn a slow answer
+        # into an error, so the configured first_byte_timeout applies (set by dataplane/failover.py).
+        self.last_resort = False
 
     # -- phase 1: until committable ---------------------------------------------------------------
     async def open(self) -> Opened:
@@ -158,7 +162,8 @@ class UpstreamAttempt:
         req = self.adapter.build_request(self.cand.provider, self.cand.model, self._body, stream=self.stream)
         if self._trace_parent is None:
             return await self._open(req)
-        self._span = _attempt_span(self.cand, self._trace_parent, self._attempt_no, req)
+        operation = "embeddings" if isinstance(self.adapter, EmbeddingsAdapter) else "chat"
+        self._span = _attempt_span(self.cand, self._trace_parent, self._attempt_no, req, operation)
         opened = await self._open(req)
         if not opened.ok:
             tracing.failed(self._span, str(opened.classification.error_class), opened.classification.detail)
@@ -169,7 +174,7 @@ class UpstreamAttempt:
     async def _open(self, req: UpstreamRequest) -> Opened:
         first_byte, learned, size = self._timeouts.first_byte, False, None
         d = self._deadlines
-        if d is not None:
+        if d is not None and not self.last_resort:
             size = None if self.stream else requested_size(self._body)
             first_byte, learned = d.first_byte(self.cand.target, self.stream, size)
         first_byte_at = min(asyncio.get_running_loop().time() + first_byte, self._deadline)
@@ -399,14 +404,15 @@ class UpstreamAttempt:
             self._resp = None
 
 
-def _attempt_span(cand: Candidate, parent: Span, attempt: int, req: UpstreamRequest) -> Span:
-    """The CLIENT span of one upstream call (GenAI inference: `chat {model}`); its traceparent goes upstream."""
+def _attempt_span(cand: Candidate, parent: Span, attempt: int, req: UpstreamRequest, operation: str) -> Span:
+    """The CLIENT span of one upstream call (GenAI `chat {model}` or `embeddings {model}`); its traceparent goes
+    upstream."""
     p = cand.provider
     span = tracing.client_span(
-        f"chat {cand.model}",
+        f"{operation} {cand.model}",
         parent,
         {
-            "gen_ai.operation.name": "chat",
+            "gen_ai.operation.name": operation,
             "gen_ai.provider.name": tracing.genai_provider(cand.adapter, p.flavor, p.base_url),
             "gen_ai.request.model": cand.model,
             "server.address": _host(req.url),

@@ -14,7 +14,9 @@ writes the answer in its own shape. What differs between callers are options of 
 - `usable`: a committable answer the caller cannot use (a panel member's empty text) is passed to
   `Report.failed` like a failure, without counting against the target, and the loop moves on.
 
-A `client_error` (the caller's own mistake) ends the loop: no other target would answer differently. Every
+The last attempt the loop can make (no candidate left, or the last of `max_attempts`) waits the configured
+first-byte timeout, not its target's learned one (dataplane/deadlines.py): with nowhere left to go, cutting a slow
+answer early would only turn it into an error. A `client_error` (the caller's own mistake) ends the loop: no other target would answer differently. Every
 attempt's outcome is kept in order, in `tried`, the answer's too.
 """
 
@@ -176,6 +178,7 @@ async def first_answer(
                 att, opened = result.winner
                 cand = att.cand
             else:
+                att.last_resort = (not queue and options.replacement is None) or len(tried) + 1 >= options.max_attempts
                 opened = await att.open()
         except BaseException:
             att.close()  # the client went away (handler cancelled): nothing counts against the provider

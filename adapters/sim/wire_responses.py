@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from adapters.sim.catalogue import ErrorResponse, oa_body
-from adapters.sim.chat import Answer, BadRequest, ChatCall, ToolCall, args_from_schema, text_of
+from adapters.sim.chat import Answer, BadRequest, ChatCall, ToolCall, args_from_schema, prefill_of, text_of
 
 __all__ = ["ResponsesWire"]
 
@@ -69,6 +69,7 @@ class ResponsesWire:
             stream=bool(body.get("stream", False)),
             include_usage=True,
             forced_tool=_forced_tool(body.get("tools"), body.get("tool_choice")),
+            prefill=prefill_of(raw, "assistant") if isinstance(raw, list) else "",
         )
 
     def bad_request(self, message: str, param: str | None = None) -> ErrorResponse:

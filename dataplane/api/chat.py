@@ -5,12 +5,13 @@ Per request: parse and check the body, read the published table once and plan th
 (dataplane/selection.py), run the loop with retry-once, larger-context moves and hedging, and write the answer
 in OpenAI's shape: the body (passed through when the upstream speaks OpenAI), the stream, the caller's own 4xx,
 or a 503 listing every attempt. A stream fails over freely until its first chunk reaches the client; after that,
-a failure ends the client's stream with an OpenAI-style error event. Every attempt is observed and counted
-(dataplane/outcomes.py) and the request leaves one decision-log record. Panel routes go to dataplane/panel/.
+a failure ends the client's stream with an OpenAI-style error event, or on a route with `resume_streams: true`
+is continued by the next target (dataplane/resume.py, the one resume path every client API takes). Every attempt
+is observed and counted (dataplane/api/settle.py, shared with the other client APIs) and the request leaves one
+decision-log record. Panel routes go to dataplane/panel/.
 
-Longer than most modules (~460 lines): besides the handler it still carries its own commit, stream and finish
-steps, which the other client APIs share in dataplane/api/pipeline.py; moving chat onto that pipeline is the next
-step and will shorten it.
+Besides the handler it still carries its own commit, stream and finish steps, which the other client APIs share
+in dataplane/api/pipeline.py; moving chat onto that pipeline is the next step and will shorten it.
 """
 
 from __future__ import annotations
@@ -19,24 +20,21 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import orjson
 
-from adapters.base import StreamItem
-from controlplane.decisions import Decision, cost_usd
+from controlplane.decisions import Decision
 from controlplane.domain import Classification, ErrorClass
 from dataplane.api.intake import admit, identify, route_kind
-from dataplane.api.pipeline import end_request_span, request_span
+from dataplane.api.settle import LiveReport, end_request_span, request_span, settle_stream, spend
 from dataplane.attempts import ClientGone, Opened, StreamEnd, UpstreamAttempt, sse_error_event
 from dataplane.failover import Answer, AttemptOutcome, Exhausted, LoopOptions, first_answer
 from dataplane.http.messages import Request, Response, StreamResponse, error_response
 from dataplane.keys import Admission, openai_refusal
-from dataplane.outcomes import tokens
 from dataplane.panel.handler import handle_panel
 from dataplane.preferences import PreferenceError, Preferences, parse_preferences
-from dataplane.resume import Part, StreamTap, continue_stream, sum_usage
+from dataplane.resume import Part, StreamTap, continuation_body, parts_usage, resume
 from dataplane.selection import Candidate, Plan
 from dataplane.state import DATA_STATE, DataPlaneState
 
@@ -156,7 +154,7 @@ async def _serve(request: Request, st: DataPlaneState, req: _Request, t0: float)
 
     try:
         answer = await first_answer(
-            req.plan.candidates, start, _Report(st, req.plan.name), options, tried=req.tries, notes=req.notes
+            req.plan.candidates, start, LiveReport(st, req.plan.name), options, tried=req.tries, notes=req.notes
         )
     except Exhausted as exc:
         if exc.client_error is not None:
@@ -166,24 +164,6 @@ async def _serve(request: Request, st: DataPlaneState, req: _Request, t0: float)
         _finish(st, req, None, "client_gone", 499, t0)
         raise
     return await _commit(request, st, req, answer, t0)
-
-
-class _Report:
-    """A failed attempt of a plain request: a live observation and the attempt metric; a failover counted."""
-
-    __slots__ = ("_st", "_route")
-
-    def __init__(self, st: DataPlaneState, route: str) -> None:
-        self._st, self._route = st, route
-
-    def failed(self, cand: Candidate, opened: Opened) -> None:
-        c = opened.classification
-        headroom = opened.headroom.ratio if opened.headroom else None
-        self._st.outcomes.observe(cand, c, latency=opened.latency_s, ttft=opened.ttft_s, headroom=headroom)
-        self._st.outcomes.attempt(self._route, cand, c.error_class)
-
-    def failing_over(self, error_class: ErrorClass) -> None:
-        self._st.outcomes.failover(self._route, error_class)
 
 
 def _headers(req: _Request, target: str | None) -> dict[str, str]:
@@ -214,22 +194,10 @@ def _finish(
     route = req.plan.name
     latency = rt.clock.monotonic() - t0
     st.outcomes.request(route, req.stream, outcome, latency)
-    tin, tout = tokens(usage)
+    tin, tout, cost = spend(st, route, target, usage, parts)
     if req.span is not None:
         end_request_span(req.span, req.started, req.tries, target, outcome, status, tin, tout)
         req.span = None
-    if parts is not None and len(parts) > 1:
-        cost = 0.0
-        for p in parts:
-            pin, pout = tokens(p.end.usage)
-            pc = cost_usd(pin, pout, p.cand.price_in, p.cand.price_out)
-            cost += pc
-            if pin or pout:
-                st.outcomes.usage(route, p.cand.target, pin, pout, pc)
-    else:
-        cost = cost_usd(tin, tout, target.price_in, target.price_out) if target is not None else 0.0
-        if target is not None and (tin or tout):
-            st.outcomes.usage(route, target.target, tin, tout, cost)
     st.keys.settle(req.admission, tin + tout, cost)
     if st.decisions is not None:
         st.decisions.record(
@@ -330,7 +298,7 @@ async def _commit(
         att.close()  # the client went away mid-stream: not the provider's fault, no observation
         _finish(st, req, cand, "client_gone", 499, t0, att.usage)
         raise
-    _settle_stream(st, req, answer, end)
+    settle_stream(st, req.plan.name, req.tries, answer, end)
     if end.client_gone:
         # The client left (disconnect or its own timeout): never counts against the provider.
         _finish(st, req, cand, "client_gone", 499, t0, end.usage, end.ttft_s)
@@ -340,7 +308,7 @@ async def _commit(
         parts = await _resume(st, req, parts, tap, emit, t0)
         last = parts[-1].end
         if last.client_gone:
-            _finish(st, req, parts[-1].cand, "client_gone", 499, t0, _usage(parts), end.ttft_s, parts)
+            _finish(st, req, parts[-1].cand, "client_gone", 499, t0, parts_usage(parts), end.ttft_s, parts)
             return resp
         if not last.classification.ok:
             try:
@@ -349,27 +317,12 @@ async def _commit(
                 pass
     c = parts[-1].end.classification
     outcome = ("resumed" if len(parts) > 1 else "ok") if c.ok else "stream_error"
-    _finish(st, req, parts[-1].cand, outcome, 200, t0, _usage(parts), end.ttft_s, parts)
+    _finish(st, req, parts[-1].cand, outcome, 200, t0, parts_usage(parts), end.ttft_s, parts)
     try:
         await resp.write_eof()
     except (ConnectionError, RuntimeError):
         pass
     return resp
-
-
-def _settle_stream(st: DataPlaneState, req: _Request, answer: Answer, end: StreamEnd) -> None:
-    """A committed stream ended: release its connection, observe it, count it; a failure replaces its trail entry."""
-    att, cand, opened = answer.attempt, answer.cand, answer.opened
-    att.close(reuse=end.classification.ok and not end.client_gone)
-    if end.client_gone:
-        return
-    c = end.classification
-    headroom = opened.headroom.ratio if opened.headroom else None
-    # latency = to the first chunk: a long generation is not a slow call (the breaker's slow-call rule reads latency)
-    st.outcomes.observe(cand, c, latency=opened.latency_s, ttft=end.ttft_s, headroom=headroom, duration=end.latency_s)
-    st.outcomes.attempt(req.plan.name, cand, c.error_class)
-    if not c.ok:
-        req.tries[-1] = AttemptOutcome(cand.target, c.error_class, c.status, c.detail, end.latency_s)
 
 
 async def _resume(
@@ -381,54 +334,24 @@ async def _resume(
     t0: float,
 ) -> list[Part]:
     """The stream failed after content reached the client: the next admissible targets continue it."""
-    dp = st.rt.config.dataplane
-    loop = asyncio.get_running_loop()
-    options = LoopOptions(
-        max_attempts=dp.max_attempts, deadline=loop.time() + dp.total_timeout - (st.rt.clock.monotonic() - t0)
-    )
-    if tap.resumable:
-        st.outcomes.failover(req.plan.name, parts[-1].end.classification.error_class)
 
-    def start(cand: Candidate, body: dict[str, Any]) -> UpstreamAttempt:
+    def start(cand: Candidate, sent: str, deadline: float) -> UpstreamAttempt:
         req.started += 1
         return st.attempt(
             cand,
-            body,
+            continuation_body(req.body, sent, cand.adapter),
             stream=True,
-            deadline=options.deadline,
+            deadline=deadline,
             include_usage=req.include_usage,
             trace_parent=req.span,
             attempt=req.started,
         )
 
-    async def pump(att: UpstreamAttempt, buffered: list[StreamItem]) -> StreamEnd:
-        try:
-            return await att.pump(emit, buffered, tap=tap, error_event=False)
-        except asyncio.CancelledError:
-            att.close()
-            raise
+    async def pump(answer: Answer) -> StreamEnd:
+        return await answer.attempt.pump(emit, answer.opened.buffered, tap=tap, error_event=False)
 
     try:
-        return await continue_stream(
-            parts[0],
-            tap,
-            candidates=req.plan.candidates,
-            body=req.body,
-            start=start,
-            pump=pump,
-            settle=partial(_settle_stream, st, req),
-            report=_Report(st, req.plan.name),
-            options=options,
-            tried=req.tries,
-            notes=req.notes,
-        )
+        return await resume(st, req, parts[0], tap, t0=t0, start=start, pump=pump)
     except asyncio.CancelledError:
         _finish(st, req, None, "client_gone", 499, t0)
         raise
-
-
-def _usage(parts: list[Part]) -> dict[str, Any] | None:
-    usage: dict[str, Any] | None = None
-    for p in parts:
-        usage = sum_usage(usage, p.end.usage)
-    return usage

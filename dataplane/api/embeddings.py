@@ -17,8 +17,8 @@ import orjson
 from adapters.base import Adapter
 from adapters.embeddings import embeddings_adapter, encode_answer
 from dataplane.api.intake import intake, plan_for
-from dataplane.api.pipeline import serve
-from dataplane.attempts import Opened, StreamWriter
+from dataplane.api.pipeline import JsonOnly, serve
+from dataplane.attempts import Opened
 from dataplane.http.messages import Request, Response, StreamResponse, error_response
 from dataplane.keys import openai_refusal
 from dataplane.selection import Candidate
@@ -56,7 +56,7 @@ def _check(body: Mapping[str, Any]) -> str | None:
     return None
 
 
-class _Embeddings:
+class _Embeddings(JsonOnly):
     api = "embeddings"
     stream = False
     larger_context = False
@@ -83,9 +83,6 @@ class _Embeddings:
         if trail is not None:
             out["turnout"] = trail
         return orjson.dumps(out)
-
-    def writer(self, cand: Candidate) -> StreamWriter:
-        raise TypeError("embeddings do not stream")
 
     def error(
         self, status: int, message: str, *, code: str | None, headers: Mapping[str, str] | None, **extra: Any

@@ -21,13 +21,14 @@ from adapters.native import Delegating, NativeCountTokensAdapter, NativeMessages
 from adapters.wire.common import json_or_none
 from controlplane.config import ProviderConfig
 from dataplane.api.intake import intake, plan_for
-from dataplane.api.messages_stream import ChatToMessages, NativeMessages
+from dataplane.api.messages_stream import ChatToMessages, MessagesChatView, NativeMessages
 from dataplane.api.messages_translate import error_body, error_type, from_chat_completion, to_chat_body
-from dataplane.api.pipeline import serve
+from dataplane.api.pipeline import ClientStream, JsonOnly, serve
 from dataplane.api.responses_translate import item_id
-from dataplane.attempts import Opened, StreamWriter
+from dataplane.attempts import Opened
 from dataplane.http.messages import Request, Response, StreamResponse
 from dataplane.keys import anthropic_refusal
+from dataplane.resume import ChatView, continuation_body, continuation_turns
 from dataplane.selection import Candidate
 
 __all__ = ["create_message", "count_tokens", "anthropic_error"]
@@ -93,10 +94,19 @@ class _Messages(_MessagesBase):
             out["turnout"] = trail
         return orjson.dumps(out)
 
-    def writer(self, cand: Candidate) -> StreamWriter:
+    def writer(self, cand: Candidate) -> ClientStream:
         if cand.adapter == "anthropic":
             return NativeMessages()
         return ChatToMessages(mid=self.mid, model=str(self.body.get("model")))
+
+    def chat_view(self, cand: Candidate) -> ChatView | None:
+        return MessagesChatView() if cand.adapter == "anthropic" else None
+
+    def continuation(self, cand: Candidate, sent: str) -> tuple[Adapter | None, dict[str, Any]]:
+        if cand.adapter == "anthropic":  # a prefill: the answer so far as the last assistant turn
+            adapter, body = self.call(cand)
+            return adapter, {**body, "messages": [*body["messages"], *continuation_turns(sent, cand.adapter)]}
+        return None, continuation_body(self.chat, sent, cand.adapter)
 
 
 class _GeminiCountTokens(Delegating):
@@ -130,7 +140,7 @@ class _GeminiCountTokens(Delegating):
         raise TypeError("countTokens does not stream")
 
 
-class _CountTokens(_MessagesBase):
+class _CountTokens(JsonOnly, _MessagesBase):
     api = "count_tokens"
 
     def __init__(self, st: Any, body: dict[str, Any], chat: dict[str, Any]) -> None:
@@ -153,9 +163,6 @@ class _CountTokens(_MessagesBase):
         if trail is not None:
             out["turnout"] = trail
         return orjson.dumps(out)
-
-    def writer(self, cand: Candidate) -> StreamWriter:
-        raise TypeError("count_tokens does not stream")
 
 
 async def create_message(request: Request) -> Response | StreamResponse:

@@ -5,6 +5,12 @@
 `message_delta` (stop_reason, usage) and `message_stop`. `NativeMessages` forwards an Anthropic target's own
 events. Both end a stream cut after content reached the client with Anthropic's `error` event, never with
 `message_stop`.
+
+A resumed stream (dataplane/resume.py) is written on by `continued()`: the same `ChatToMessages`, or for a native
+stream one that carries on from what was forwarded (the message's id and model, the last content block and
+whether it is open), so the client sees one message: the open text block continues, a new block takes the next
+index, and one `message_delta` (the continuing target's stop reason, the summed usage) and `message_stop` end it.
+`MessagesChatView` reads a native stream's events as chat chunks, for the tap and for a native continuation.
 """
 
 from __future__ import annotations
@@ -13,11 +19,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from adapters.base import StreamItem
+from adapters.wire.common import obj
 from controlplane.domain import Classification
 from dataplane.api.messages_translate import STOP_REASON, error_type, message_usage
 from dataplane.api.responses_stream import sse_event
+from dataplane.resume import EventView, chat_item
 
-__all__ = ["ChatToMessages", "NativeMessages", "error_event"]
+__all__ = ["ChatToMessages", "NativeMessages", "MessagesChatView", "error_event"]
 
 
 def error_event(c: Classification) -> bytes:
@@ -36,10 +44,21 @@ class ChatToMessages:
         self._mid, self._model = mid, model
         self._started = False
         self._index = -1  # index of the open content block
-        self._open: str | None = None  # "text" | "tool" while a block is open
+        self._open: str | None = None  # "text" | "tool" (or a carried-on block's type) while a block is open
         self._calls: dict[int, int] = {}  # chat tool_calls index → content block index
         self._finish: str | None = None
         self._usage: Mapping[str, Any] | None = None
+
+    @classmethod
+    def carrying_on(cls, *, mid: str, model: str, index: int, open_block: str | None) -> ChatToMessages:
+        """The writer that goes on with a stream whose events so far were another's: its message `mid`, its last
+        content block `index`, and the type of that block while it is open."""
+        w = cls(mid=mid, model=model)
+        w._started, w._index, w._open = True, index, open_block
+        return w
+
+    def continued(self) -> ChatToMessages:
+        return self
 
     def _start(self) -> list[bytes]:
         self._started = True
@@ -141,10 +160,70 @@ class ChatToMessages:
 
 
 class NativeMessages:
-    """An Anthropic target's events, forwarded as they came."""
+    """An Anthropic target's events, forwarded as they came. It keeps what the client has been told (the message,
+    the last content block) so that a continuation can go on."""
+
+    def __init__(self) -> None:
+        self._message: dict[str, Any] = {}  # message_start's message
+        self._index = -1  # the last content block's index
+        self._open: str | None = None  # its type while it is open
+        self._continued: ChatToMessages | None = None
 
     def encode(self, items: Sequence[StreamItem]) -> bytes:
+        for item in items:
+            doc = item.chunk
+            if doc is None:
+                continue
+            kind = doc.get("type")
+            if kind == "message_start" and isinstance(doc.get("message"), dict):
+                self._message = doc["message"]
+            elif kind == "content_block_start" and isinstance(doc.get("index"), int):
+                block = doc.get("content_block")
+                self._index = doc["index"]
+                self._open = str(block.get("type") or "") if isinstance(block, dict) else ""
+            elif kind == "content_block_stop":
+                self._open = None
         return b"".join(item.raw for item in items if item.raw is not None)
+
+    def continued(self) -> ChatToMessages:
+        if self._continued is None:
+            m = self._message
+            self._continued = ChatToMessages.carrying_on(
+                mid=str(m.get("id") or ""), model=str(m.get("model") or ""), index=self._index, open_block=self._open
+            )
+        return self._continued
 
     def error(self, c: Classification) -> bytes:
         return error_event(c)
+
+
+class MessagesChatView(EventView):
+    """An Anthropic stream's items read as chat chunks (dataplane/resume.py `ChatView`): text, thinking and
+    tool-use deltas, and the end with its stop reason (as a chat finish reason) and usage."""
+
+    def read(self, doc: dict[str, Any], item: StreamItem) -> StreamItem | None:
+        kind, index = doc.get("type"), doc.get("index")
+        at = index if isinstance(index, int) else 0
+        if kind == "content_block_start":
+            block = obj(doc.get("content_block"))
+            if block.get("type") != "tool_use":
+                return None
+            fn = {"name": str(block.get("name") or ""), "arguments": ""}
+            call = {"index": self.call_index(at), "id": str(block.get("id") or ""), "type": "function"}
+            return chat_item({"tool_calls": [{**call, "function": fn}]}, content=True)
+        if kind == "content_block_delta":
+            d = obj(doc.get("delta"))
+            dt = d.get("type")
+            if dt == "text_delta":
+                delta: dict[str, Any] = {"content": str(d.get("text") or "")}
+            elif dt == "thinking_delta":
+                delta = {"reasoning_content": str(d.get("thinking") or "")}
+            elif dt == "input_json_delta":
+                args = {"arguments": str(d.get("partial_json") or "")}
+                delta = {"tool_calls": [{"index": self.call_index(at), "function": args}]}
+            else:
+                return None
+            return chat_item(delta, content=item.content)
+        if kind == "message_delta":
+            return chat_item({}, finish=item.finish_reason, usage=item.usage)
+        return None

@@ -8,33 +8,45 @@ same way for every API, as dataplane/api/chat.py does for chat: the candidates o
 every attempt (dataplane/outcomes.py), `x-turnout-*` and the client key's `x-ratelimit-*` headers, usage and
 cost settled against the key's token limit and budget, one decision-log record naming the API and the key, and
 with tracing on a SERVER span per request (GenAI conventions: `gen_ai.operation.name` `chat`, or `embeddings`)
-whose child spans are the upstream attempts. A stream fails over freely until it is an answer; after that a failure ends it with the API's own
-error event (the `StreamWriter`), never a clean end.
+whose child spans are the upstream attempts. A stream fails over freely until it is an answer; after that a
+failure ends it with the API's own error event (the `ClientStream`), never a clean end; on a route with
+`resume_streams: true` the next target continues it instead, written on in the same event sequence
+(dataplane/resume.py). What each request and attempt leaves behind (spans, observations, spend) is
+dataplane/api/settle.py's, shared with chat.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from adapters.base import Adapter
-from controlplane import tracing
-from controlplane.decisions import Decision, cost_usd
+from controlplane.decisions import Decision
 from controlplane.domain import Classification, ErrorClass
 from dataplane.api.intake import Intake
+from dataplane.api.settle import LiveReport, end_request_span, request_span, settle_stream, spend
 from dataplane.attempts import ClientGone, Opened, StreamEnd, StreamWriter, UpstreamAttempt
 from dataplane.failover import Answer, AttemptOutcome, Exhausted, LoopOptions, first_answer
 from dataplane.http.messages import Request, Response, StreamResponse
 from dataplane.keys import Admission
-from dataplane.outcomes import tokens
 from dataplane.preferences import Preferences
+from dataplane.resume import ChatView, Part, StreamTap, parts_usage, resume
 from dataplane.selection import Candidate, Plan
 from dataplane.state import DataPlaneState
 
-__all__ = ["ClientApi", "Call", "serve", "trail_headers", "request_span", "end_request_span"]
+__all__ = ["ClientApi", "ClientStream", "JsonOnly", "Call", "serve", "trail_headers"]
+
+
+class ClientStream(StreamWriter, Protocol):
+    """A client API's stream writer that a resumed stream can carry on (dataplane/resume.py)."""
+
+    def continued(self) -> StreamWriter:
+        """The writer for a continuation's chat chunks: it carries on the event sequence this one has written
+        (same ids, the open text block or item continued, indices and sequence numbers going on, one end)."""
+        ...
 
 
 class ClientApi(Protocol):
@@ -56,8 +68,16 @@ class ClientApi(Protocol):
         """The JSON answer in the client's shape (`trail` added when the caller asked for the decision)."""
         ...
 
-    def writer(self, cand: Candidate) -> StreamWriter:
+    def writer(self, cand: Candidate) -> ClientStream:
         """The stream writer for `cand`'s stream in the client's shape."""
+        ...
+
+    def chat_view(self, cand: Candidate) -> ChatView | None:
+        """How `cand`'s stream items read as chat chunks (None: they are chat chunks, a translated target's)."""
+        ...
+
+    def continuation(self, cand: Candidate, sent: str) -> tuple[Adapter | None, dict[str, Any]]:
+        """As `call`, asking `cand` to continue the answer `sent` so far (dataplane/resume.py)."""
         ...
 
     def error(
@@ -74,6 +94,19 @@ class ClientApi(Protocol):
         """The answer went to the client: `result` is the upstream's JSON answer; None for a stream (the API's
         own writer saw it)."""
         ...
+
+
+class JsonOnly:
+    """The stream side of a `ClientApi` that never streams (embeddings, count_tokens): asking for it is a bug."""
+
+    def writer(self, cand: Candidate) -> ClientStream:
+        raise TypeError(f"{type(self).__name__} does not stream")
+
+    def chat_view(self, cand: Candidate) -> ChatView | None:
+        raise TypeError(f"{type(self).__name__} does not stream")
+
+    def continuation(self, cand: Candidate, sent: str) -> tuple[Adapter | None, dict[str, Any]]:
+        raise TypeError(f"{type(self).__name__} does not stream")
 
 
 @dataclass(slots=True)
@@ -112,72 +145,9 @@ def trail_headers(call: Call, target: str | None) -> dict[str, str]:
     return h
 
 
-def request_span(request: Request, operation: str, plan: Plan, stream: bool, **attributes: Any) -> Any:
-    """The SERVER span of one client request (None when tracing is off), continuing the client's traceparent."""
-    if tracing.tracer() is None:
-        return None
-    return tracing.server_span(
-        f"{operation} {plan.name}",
-        request.headers,
-        {
-            "gen_ai.operation.name": operation,
-            "gen_ai.request.model": plan.name,
-            "turnout.route": plan.name,
-            "turnout.table_version": plan.table_version,
-            "turnout.stream": stream,
-            **attributes,
-        },
-    )
-
-
-def end_request_span(
-    span: Any,
-    started: int,
-    tries: list[AttemptOutcome],
-    target: Candidate | None,
-    outcome: str,
-    status: int,
-    tin: int,
-    tout: int,
-) -> None:
-    """Close a request's span with what came of it: status, the answering target and model, usage, the error."""
-    span.set_attribute("http.response.status_code", status)
-    span.set_attribute("turnout.attempt", started)
-    if target is not None:
-        p = target.provider
-        span.set_attribute("turnout.target", target.target)
-        span.set_attribute("gen_ai.response.model", target.model)
-        span.set_attribute("gen_ai.provider.name", tracing.genai_provider(target.adapter, p.flavor, p.base_url))
-    if tin or tout:
-        span.set_attribute("gen_ai.usage.input_tokens", tin)
-        span.set_attribute("gen_ai.usage.output_tokens", tout)
-    if outcome not in ("ok", "resumed"):  # a resumed stream reached its client whole
-        last = tries[-1].error_class if tries else None
-        tracing.failed(span, str(last) if outcome == "stream_error" and last is not None else outcome)
-    span.end()
-
-
 # GenAI semantic conventions' operation names: embeddings are their own; Responses, Messages and count_tokens (which
 # the conventions do not name) are chat inference, told apart by turnout.api.
 _OPERATION = {"embeddings": "embeddings"}
-
-
-class _Report:
-    """A failed attempt: a live observation and the attempt metric; a failover counted."""
-
-    __slots__ = ("_st", "_route")
-
-    def __init__(self, st: DataPlaneState, route: str) -> None:
-        self._st, self._route = st, route
-
-    def failed(self, cand: Candidate, opened: Opened) -> None:
-        c = opened.classification
-        headroom = opened.headroom.ratio if opened.headroom else None
-        self._st.outcomes.observe(cand, c, latency=opened.latency_s, ttft=opened.ttft_s, headroom=headroom)
-        self._st.outcomes.attempt(self._route, cand, c.error_class)
-
-    def failing_over(self, error_class: ErrorClass) -> None:
-        self._st.outcomes.failover(self._route, error_class)
 
 
 async def serve(request: Request, got: Intake, api: ClientApi, plan: Plan) -> Response | StreamResponse:
@@ -226,7 +196,7 @@ async def serve(request: Request, got: Intake, api: ClientApi, plan: Plan) -> Re
         )
 
     try:
-        answer = await first_answer(fit, start, _Report(st, plan.name), options, tried=call.tries, notes=call.notes)
+        answer = await first_answer(fit, start, LiveReport(st, plan.name), options, tried=call.tries, notes=call.notes)
     except Exhausted as exc:
         if exc.client_error is not None:
             opened, cand = exc.client_error
@@ -250,19 +220,17 @@ def _finish(
     t0: float,
     usage: Any = None,
     ttft: float | None = None,
+    parts: list[Part] | None = None,
 ) -> None:
-    """Metrics and the decision-log record for one finished client request."""
+    """Metrics and the decision-log record for one finished client request (`parts`: a resumed stream's)."""
     rt = st.rt
     route = call.plan.name
     latency = rt.clock.monotonic() - t0
     st.outcomes.request(route, call.api.stream, outcome, latency, api=call.api.api)
-    tin, tout = tokens(usage)
+    tin, tout, cost = spend(st, route, target, usage, parts)
     if call.span is not None:
         end_request_span(call.span, call.started, call.tries, target, outcome, status, tin, tout)
         call.span = None
-    cost = cost_usd(tin, tout, target.price_in, target.price_out) if target is not None else 0.0
-    if target is not None and (tin or tout):
-        st.outcomes.usage(route, target.target, tin, tout, cost)
     st.keys.settle(call.admission, tin + tout, cost)
     if st.decisions is not None:
         st.decisions.record(
@@ -273,7 +241,7 @@ def _finish(
                 outcome=outcome,
                 status=status,
                 stream=call.api.stream,
-                attempts=[(t.target, str(t.error_class), t.status) for t in call.tries],
+                attempts=[(t.target, t.label, t.status) for t in call.tries],
                 tokens_in=tin,
                 tokens_out=tout,
                 cost_usd=cost,
@@ -288,7 +256,7 @@ def _finish(
 
 
 def _exhausted(st: DataPlaneState, call: Call, t0: float) -> Response:
-    attempts = [{"target": t.target, "error_class": str(t.error_class), "status": t.status} for t in call.tries]
+    attempts = [{"target": t.target, "error_class": t.label, "status": t.status} for t in call.tries]
     skipped = [{"target": t, "reason": r} for t, r in call.plan.skipped]
     why = "; ".join(f"{s['target']}: {s['reason']}" for s in skipped)
     tried = ", ".join(f"{a['target']}: {a['error_class']}" for a in attempts) or (
@@ -328,6 +296,8 @@ async def _commit(
         headers={**trail_headers(call, cand.target), "Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
     writer = api.writer(cand)
+    route_cfg = st.routes.get(route)
+    tap = StreamTap(api.chat_view(cand)) if route_cfg is not None and route_cfg.resume_streams else None
     end: StreamEnd
     try:
         await resp.prepare(request)
@@ -339,28 +309,67 @@ async def _commit(
                 except (ConnectionError, RuntimeError) as exc:  # reset by peer / transport closed
                     raise ClientGone() from exc
 
-        end = await att.pump(emit, opened.buffered, writer)
+        end = await att.pump(emit, opened.buffered, writer, tap=tap, error_event=tap is None)
     except (ConnectionError, ClientGone):
         end = StreamEnd(Classification(ErrorClass.OK), client_gone=True)
     except asyncio.CancelledError:
         att.close()  # the client went away mid-stream: not the provider's fault, no observation
         _finish(st, call, cand, "client_gone", 499, t0, att.usage)
         raise
-    att.close(reuse=end.classification.ok and not end.client_gone)
-    c = end.classification
+    settle_stream(st, route, call.tries, answer, end)
     if end.client_gone:
         _finish(st, call, cand, "client_gone", 499, t0, end.usage, end.ttft_s)
         return resp
-    # latency = to the first chunk: a long generation is not a slow call (the breaker's slow-call rule reads latency)
-    st.outcomes.observe(cand, c, latency=opened.latency_s, ttft=end.ttft_s, headroom=headroom, duration=end.latency_s)
-    st.outcomes.attempt(route, cand, c.error_class)
-    if not c.ok:
-        call.tries[-1] = AttemptOutcome(cand.target, c.error_class, c.status, c.detail, end.latency_s)
-    _finish(st, call, cand, "ok" if c.ok else "stream_error", 200, t0, end.usage, end.ttft_s)
+    parts = [Part(cand, end)]
+    if tap is not None and not end.classification.ok:
+        parts = await _resume(st, call, parts, tap, writer, emit, t0)
+        last = parts[-1].end
+        if last.client_gone:
+            _finish(st, call, parts[-1].cand, "client_gone", 499, t0, parts_usage(parts), end.ttft_s, parts)
+            return resp
+        if not last.classification.ok:
+            current = writer.continued() if len(parts) > 1 else writer
+            try:
+                await emit(current.error(last.classification))
+            except ClientGone:
+                pass
+    c = parts[-1].end.classification
+    outcome = ("resumed" if len(parts) > 1 else "ok") if c.ok else "stream_error"
+    _finish(st, call, parts[-1].cand, outcome, 200, t0, parts_usage(parts), end.ttft_s, parts)
     if c.ok:
-        api.finished(cand, None)  # the API's writer holds what it wrote
+        api.finished(parts[-1].cand, None)  # the API's writer holds what it wrote
     try:
         await resp.write_eof()
     except (ConnectionError, RuntimeError):
         pass
     return resp
+
+
+async def _resume(
+    st: DataPlaneState,
+    call: Call,
+    parts: list[Part],
+    tap: StreamTap,
+    writer: ClientStream,
+    emit: Callable[[bytes], Awaitable[None]],
+    t0: float,
+) -> list[Part]:
+    """The stream failed after content reached the client: the next admissible targets continue it, written on by
+    `writer`'s continuation in the client's event sequence."""
+    api = call.api
+
+    def start(cand: Candidate, sent: str, deadline: float) -> UpstreamAttempt:
+        adapter, body = api.continuation(cand, sent)
+        call.started += 1
+        return st.attempt(
+            cand, body, stream=True, deadline=deadline, adapter=adapter, trace_parent=call.span, attempt=call.started
+        )
+
+    async def pump(answer: Answer) -> StreamEnd:
+        return await answer.attempt.pump(emit, answer.opened.buffered, writer.continued(), tap=tap, error_event=False)
+
+    try:
+        return await resume(st, call, parts[0], tap, t0=t0, start=start, pump=pump, view=api.chat_view)
+    except asyncio.CancelledError:
+        _finish(st, call, None, "client_gone", 499, t0)
+        raise

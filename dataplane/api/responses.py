@@ -18,13 +18,14 @@ import orjson
 from adapters.base import Adapter
 from adapters.native import NativeResponsesAdapter, serves_responses_natively
 from dataplane.api.intake import Intake, identify, intake, plan_for
-from dataplane.api.pipeline import serve
+from dataplane.api.pipeline import ClientStream, serve
 from dataplane.api.responses_state import ResponseStore
-from dataplane.api.responses_stream import ChatToResponses, NativeResponses
+from dataplane.api.responses_stream import ChatToResponses, NativeResponses, ResponsesChatView
 from dataplane.api.responses_translate import NativeOnly, from_chat_completion, input_items, new_id, to_chat_body
-from dataplane.attempts import Opened, StreamWriter
+from dataplane.attempts import Opened
 from dataplane.http.messages import AppKey, Request, Response, StreamResponse, error_response
 from dataplane.keys import openai_refusal
+from dataplane.resume import ChatView, continuation_body, continuation_turns
 from dataplane.selection import Candidate
 from dataplane.state import DATA_STATE
 
@@ -115,12 +116,23 @@ class _Responses:
             out = {**out, "turnout": trail}
         return orjson.dumps(out)
 
-    def writer(self, cand: Candidate) -> StreamWriter:
+    def writer(self, cand: Candidate) -> ClientStream:
         model = str(self.body.get("model") or "")
         self._writer = (
             NativeResponses() if self._native(cand) else ChatToResponses(self.body, rid=self.rid, model=model)
         )
         return self._writer
+
+    def chat_view(self, cand: Candidate) -> ChatView | None:
+        return ResponsesChatView() if self._native(cand) else None
+
+    def continuation(self, cand: Candidate, sent: str) -> tuple[Adapter | None, dict[str, Any]]:
+        if self._native(cand):
+            turns = [{"type": "message", **t} for t in continuation_turns(sent, cand.adapter)]
+            adapter, body = self.call(cand)
+            return adapter, {**body, "input": [*body["input"], *turns]}
+        assert self.chat is not None  # a request chat cannot express has native targets only
+        return None, continuation_body(self.chat, sent, cand.adapter)
 
     def error(
         self, status: int, message: str, *, code: str | None, headers: Mapping[str, str] | None, **extra: Any

@@ -109,3 +109,50 @@ async def test_a_hang_is_cut_by_the_learned_deadline_and_the_decision_counts_it(
     assert env.rt.sink.classes("oa/gpt-x")[-1] == "timeout"  # the breaker sees a timeout, as before
     [obs] = [o for o in env.rt.sink.observations if o.target == "oa/gpt-x" and str(o.error_class) == "timeout"]
     assert "learned first-byte deadline" in obs.detail
+
+
+async def test_the_last_candidate_is_not_cut_by_its_learned_deadline(
+    make_env: Callable[..., Awaitable[Env]],
+) -> None:
+    """Both targets learned a 0.1 s deadline; the primary hangs and the other answers after 0.4 s. The primary is
+    cut by its learned deadline; the other is the last candidate, so it gets first_byte_timeout (1 s here) and
+    answers, instead of being cut too and the client getting a 503."""
+    records: list[Decision] = []
+    env = await make_env(forward_decision=records.append)
+    st = env.app[DATA_STATE]
+    st.deadlines.floor, st.deadlines.min_samples = 0.1, 3
+    for target in ("oa/gpt-x", "ob/gpt-x"):
+        for _ in range(3):
+            st.deadlines.record(target, True, 0.01)
+        assert st.deadlines.first_byte(target, True) == (0.1, True)
+    env.sim.set_fault("oa", "hang")
+    env.sim.set_fault("ob", "LATENCY", seconds=0.4)
+    await env.sim.tick()
+    stream = await env.aclient.chat.completions.create(
+        model="main", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert "ob/gpt-x" in text
+    last = records[-1]
+    assert last.attempts[0] == ("oa/gpt-x", "deadline_cut", None)
+    assert last.attempts[1][:2] == ("ob/gpt-x", "ok")
+
+
+async def test_a_responses_request_cut_by_a_learned_deadline_is_counted_as_such(
+    make_env: Callable[..., Awaitable[Env]],
+) -> None:
+    """Every client API's decision names a learned-deadline cut `deadline_cut`, not just chat's."""
+    records: list[Decision] = []
+    env = await make_env(forward_decision=records.append)
+    st = env.app[DATA_STATE]
+    st.deadlines.floor, st.deadlines.min_samples = 0.1, 3
+    for _ in range(3):
+        st.deadlines.record("oa/gpt-x", False, 0.01)
+    env.sim.set_fault("oa", "hang")
+    await env.sim.tick()
+    answer = await env.aclient.responses.create(model="main", input="hi")
+    assert "ob/gpt-x" in answer.output_text
+    last = records[-1]
+    assert last.api == "responses"
+    assert last.attempts[0] == ("oa/gpt-x", "deadline_cut", None)
+    assert last.attempts[1][:2] == ("ob/gpt-x", "ok")

@@ -111,11 +111,13 @@ class Cluster:
         extra = [a for url in self.control_urls for a in ("--control-url", url)]
         self.spawn(f"data{i}", "data", free_port(), self.data_ports[i], extra)
 
-    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+    async def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         proc = self.procs[name]
         if proc.poll() is None:
             proc.send_signal(sig)
-        proc.wait(timeout=20)
+        # Waited for off the event loop: the simulator answers the data replicas from this loop, and a graceful
+        # stop can take seconds under load (a blocked loop would stall every upstream call meanwhile).
+        await asyncio.to_thread(proc.wait, 20)
 
     def stop_all(self) -> None:
         for proc in self.procs.values():
@@ -169,9 +171,14 @@ async def _long_poll(http: aiohttp.ClientSession, urls: list[str], seen: list[in
 
 
 async def _traffic(
-    http: aiohttp.ClientSession, urls: list[str], results: list[tuple[float, int]], stop: asyncio.Event
+    http: aiohttp.ClientSession,
+    urls: list[str],
+    results: list[tuple[float, int]],
+    stop: asyncio.Event,
+    failures: list[str],
 ) -> None:
-    """Chat completions against the data replicas, alternating; records (time, HTTP status or -1)."""
+    """Chat completions against the data replicas, alternating; records (time, HTTP status or -1) and, for each
+    failure, what the client got (so a red run says which replica answered what, and when)."""
     n = 0
     body = {"model": ROUTE, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
     while not stop.is_set():
@@ -179,10 +186,13 @@ async def _traffic(
         n += 1
         try:
             async with http.post(f"{url}/v1/chat/completions", json=body, timeout=aiohttp.ClientTimeout(total=10)) as r:
-                await r.read()
+                answer = await r.read()
                 results.append((time.monotonic(), r.status))
-        except (aiohttp.ClientError, TimeoutError, OSError):
+                if r.status != 200:
+                    failures.append(f"t={time.monotonic():.2f} {url} {r.status} {answer[:300]!r}")
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
             results.append((time.monotonic(), -1))
+            failures.append(f"t={time.monotonic():.2f} {url} {e!r}")
         await asyncio.sleep(0.05)
 
 
@@ -199,6 +209,8 @@ async def test_cluster_survives_leader_kill_and_control_plane_outage(
     stop = asyncio.Event()
     seen: list[int] = []
     traffic: list[tuple[float, int]] = []
+    failures: list[str] = []
+    marks: dict[str, float] = {}  # when each step began, to place a failure in the scenario
     tasks: list[asyncio.Task[None]] = []
     try:
         async with aiohttp.ClientSession() as http:
@@ -239,23 +251,26 @@ async def test_cluster_survives_leader_kill_and_control_plane_outage(
             await _until(data_ready, what="two data replicas serving")
             tasks = [
                 asyncio.create_task(_long_poll(http, cluster.control_urls, seen, stop)),
-                asyncio.create_task(_traffic(http, cluster.data_urls, traffic, stop)),
+                asyncio.create_task(_traffic(http, cluster.data_urls, traffic, stop, failures)),
             ]
 
             # 1. A withdrawal under the first leader: events and webhooks.
+            marks["fault"] = time.monotonic()
             sim.set_fault("sim-openai", "region_blocked", model="gpt-4o")
             await _until(lambda: _delivered_any(receiver), what="a first webhook")
 
             # 2. SIGKILL the leader mid-scenario: a follower must lead within the bound.
             leader_name = f"control{cluster.control_urls.index(leader)}"
+            marks["kill"] = time.monotonic()
             killed_at = time.monotonic()
-            cluster.kill(leader_name)
+            await cluster.kill(leader_name)
             survivors = [u for u in cluster.control_urls if u != leader]
             new_leader = await _until(lambda: _leader(http, survivors), timeout=15, what="a new leader")
             takeover = time.monotonic() - killed_at
             assert takeover < 10.0, f"takeover took {takeover:.1f} s"
 
             # 3. The fault clears under the new leader: more events, more webhooks.
+            marks["clear"] = time.monotonic()
             sim.clear_faults()
             before = len(receiver.unique())
             await _until(lambda: _more_than(receiver, before), what="webhooks from the new leader")
@@ -263,8 +278,8 @@ async def test_cluster_survives_leader_kill_and_control_plane_outage(
             # 4. Every control replica stops; the data replicas keep answering on their last table.
             await asyncio.sleep(0.5)  # some traffic before the outage
             for name in [n for n in cluster.procs if n.startswith("control")]:
-                cluster.kill(name, signal.SIGTERM)
-            outage_start = time.monotonic()
+                await cluster.kill(name, signal.SIGTERM)
+            outage_start = marks["outage"] = time.monotonic()
             live_before = _sql(pg_url, "SELECT count(*) FROM observations WHERE source = 'live'")[0][0]
             await asyncio.sleep(OUTAGE_S)
             outage_end = time.monotonic()
@@ -273,6 +288,7 @@ async def test_cluster_survives_leader_kill_and_control_plane_outage(
             assert "turnout_dataplane_reports_dropped_total" in exposition, "a data replica serves its own metrics"
 
             # 5. The control plane returns; buffered live outcomes arrive.
+            marks["return"] = time.monotonic()
             cluster.spawn_control(0)
             cluster.spawn_control(1)
             await _until(lambda: _leader(http, cluster.control_urls[:2]), timeout=20, what="a leader after the outage")
@@ -321,7 +337,7 @@ async def test_cluster_survives_leader_kill_and_control_plane_outage(
     during = [s for t, s in traffic if outage_start <= t <= outage_end]
     assert len(during) >= OUTAGE_S * 5, "the client kept sending during the outage"
     errors = [s for _, s in traffic if s != 200]
-    assert not errors, f"client errors: {errors[:10]} of {len(traffic)}"
+    assert not errors, f"client errors: {errors[:10]} of {len(traffic)}; {failures[:5]}; phases {marks}"
     print(
         f"takeover after SIGKILL: {takeover:.2f} s; {new_leader} leads; versions {seen[0]}..{seen[-1]} ({len(seen)} seen); "
         f"{len(traffic)} requests, {len(during)} during the outage; {len(events)} events delivered"

@@ -28,7 +28,7 @@ from dataplane.keys import Caller, KeyGate, Refusal
 from dataplane.proxy import build_data_app
 from dataplane.replica import DataReplica
 from tests.api.fakes import FakeRuntime, FakeTableSource, make_table
-from tests.support import serve_app, two_fast_providers, until
+from tests.support import free_port, serve_app, two_fast_providers, until
 
 pytestmark = pytest.mark.integration
 
@@ -153,3 +153,37 @@ async def test_request_rates_are_counted_per_process(pair: Pair) -> None:
     first = [g.admit(c, "main") for g, c in zip(gates, callers, strict=True)]  # type: ignore[arg-type]
     assert not any(isinstance(a, Refusal) for a in first)  # each replica admits the key's whole rpm
     assert all(isinstance(g.admit(c, "main"), Refusal) for g, c in zip(gates, callers, strict=True))  # type: ignore[arg-type]
+
+
+async def test_a_replica_restarted_while_no_control_replica_answers_checks_keys_against_its_kept_ring(
+    pair: Pair,
+) -> None:
+    """The ring is kept beside the table (hashes and limits, never a key): a replica started while every control
+    replica is unreachable admits the keys it knew and refuses the rest, instead of refusing everyone."""
+    created = await pair.admin("POST", "/api/v1/keys", {"name": "team-a"})
+    anon = pair.client("unused")
+
+    async def anonymous_refused() -> bool:  # the replica read the ring with the key (and kept it)
+        return await _answers(anon) == 401
+
+    await until(anonymous_refused, timeout=5, what="keys required on the replica", interval=0.05)
+    assert await _answers(pair.client(created["key"])) == 200
+    ring_file = pair.replica.ring_file
+    assert ring_file is not None and created["id"] in ring_file.read_text()
+    assert created["key"] not in ring_file.read_text(), "the kept ring holds no key"
+
+    dead = f"http://127.0.0.1:{free_port()}"  # no control replica answers there
+    cfg = pair.replica.config
+    again = DataReplica(cfg, [dead], token=ADMIN, first_table_timeout=0, table_file=str(pair.replica.table_file))
+    await again.start()
+    gate = KeyGate(again.fetch_ring, again.clock, lambda: cfg.auth.data)
+    runner, port = await serve_app(build_data_app(again, keys=gate))
+    try:
+        assert again.table_from_disk
+        for key, status in ((created["key"], 200), ("unused", 401), ("tk-" + "0" * 40, 401)):
+            client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0)
+            assert await _answers(client) == status, key
+            await client.close()
+    finally:
+        await runner.cleanup()
+        await again.stop()

@@ -86,3 +86,5 @@ async def test_responses_messages_count_tokens_and_embeddings_are_request_spans_
     assert failed.attributes["turnout.target"] == "oa/emb-x" and failed.error
     assert failed.attributes["error.type"] == "overloaded"
     assert ok.attributes["turnout.target"] == "vl/emb-x" and not ok.error
+    assert [a.name for a in attempts] == ["embeddings emb-x", "embeddings emb-x"]
+    assert all(a.attributes["gen_ai.operation.name"] == "embeddings" for a in attempts)
