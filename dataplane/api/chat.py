@@ -10,24 +10,32 @@ is continued by the next target (dataplane/resume.py, the one resume path every 
 is observed and counted (dataplane/api/settle.py, shared with the other client APIs) and the request leaves one
 decision-log record. Panel routes go to dataplane/panel/.
 
-Besides the handler it still carries its own commit, stream and finish steps, which the other client APIs share
-in dataplane/api/pipeline.py; moving chat onto that pipeline is the next step and will shorten it.
+Finishing a request (metrics, span, key spend, decision record), its x-turnout-* headers, its trail and the 503's
+text are the ones every client API uses (dataplane/api/settle.py). Its commit stays its own, not the pipeline's
+(dataplane/api/pipeline.py): chat passes an OpenAI target's body through untouched and streams chat chunks as they
+are, with no client-shape writer in between, which is what keeps the hot path short.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from controlplane.decisions import Decision
 from controlplane.domain import Classification, ErrorClass
 from dataplane.api.intake import admit, identify, route_kind
-from dataplane.api.settle import LiveReport, end_request_span, request_span, settle_stream, spend
+from dataplane.api.settle import (
+    LiveReport,
+    exhaustion,
+    finish_request,
+    request_span,
+    settle_stream,
+    trail,
+    trail_headers,
+)
 from dataplane.attempts import ClientGone, Opened, StreamEnd, UpstreamAttempt, sse_error_event
 from dataplane.failover import Answer, AttemptOutcome, Exhausted, LoopOptions, first_answer
 from dataplane.http.messages import Request, Response, StreamResponse, error_response
@@ -56,15 +64,10 @@ class _Request:
     span: Any = None  # the request's trace span when tracing is on (controlplane/tracing.py)
     started: int = 0  # upstream attempts the loop started (hedges included): each attempt span's turnout.attempt
 
+    api_name = "chat"
+
     def trail(self) -> dict[str, Any]:
-        return {
-            "model": self.plan.name,
-            "table_version": self.plan.table_version,
-            "candidates": [c.target for c in self.plan.candidates],
-            "skipped": [{"target": t, "reason": r} for t, r in self.plan.skipped],
-            "attempts": [t.brief() for t in self.tries],
-            "notes": self.notes,
-        }
+        return trail(self.plan, self.tries, self.notes)
 
 
 def _bad_request(field: str, problem: str) -> Response:
@@ -161,93 +164,24 @@ async def _serve(request: Request, st: DataPlaneState, req: _Request, t0: float)
             return _client_error(st, req, *exc.client_error, t0)
         return _exhausted(st, req, t0)
     except asyncio.CancelledError:  # the client went away: every attempt was closed, nothing counts against them
-        _finish(st, req, None, "client_gone", 499, t0)
+        finish_request(st, req, None, "client_gone", 499, t0)
         raise
     return await _commit(request, st, req, answer, t0)
 
 
-def _headers(req: _Request, target: str | None) -> dict[str, str]:
-    h = {"x-turnout-attempts": str(len(req.tries)), "x-turnout-table-version": str(req.plan.table_version)}
-    if req.admission is not None:
-        h.update(req.admission.headers)  # x-ratelimit-*: the one place client-key headers join an answer
-    if target is not None:
-        h["x-turnout-target"] = target
-    if req.prefs.debug:
-        h["x-turnout-decision"] = json.dumps(req.trail(), separators=(",", ":"), ensure_ascii=True)
-    return h
-
-
-def _finish(
-    st: DataPlaneState,
-    req: _Request,
-    target: Candidate | None,
-    outcome: str,
-    status: int,
-    t0: float,
-    usage: Any = None,
-    ttft: float | None = None,
-    parts: list[Part] | None = None,
-) -> None:
-    """Metrics, the decision-log record and the trace span of one finished client request (`parts`: a resumed
-    stream's, each target's tokens and spend counted against it; `usage` their sum)."""
-    rt = st.rt
-    route = req.plan.name
-    latency = rt.clock.monotonic() - t0
-    st.outcomes.request(route, req.stream, outcome, latency)
-    tin, tout, cost = spend(st, route, target, usage, parts)
-    if req.span is not None:
-        end_request_span(req.span, req.started, req.tries, target, outcome, status, tin, tout)
-        req.span = None
-    st.keys.settle(req.admission, tin + tout, cost)
-    if st.decisions is not None:
-        st.decisions.record(
-            Decision(
-                at=rt.clock.wall(),
-                route=route,
-                target=target.target if target else None,
-                outcome=outcome,
-                status=status,
-                stream=req.stream,
-                attempts=[(t.target, t.label, t.status) for t in req.tries],
-                tokens_in=tin,
-                tokens_out=tout,
-                cost_usd=cost,
-                latency_s=latency,
-                ttft_s=ttft,
-                tag=req.prefs.tag,
-                table_version=req.plan.table_version,
-                key_id=req.admission.caller.id if req.admission is not None else None,
-            )
-        )
-
-
 def _exhausted(st: DataPlaneState, req: _Request, t0: float) -> Response:
-    attempts = [{"target": t.target, "error_class": t.label, "status": t.status} for t in req.tries]
-    # Nothing tried: say why each target was passed over (withdrawn, open, excluded by policy), from the table.
-    skipped = [{"target": t, "reason": r} for t, r in req.plan.skipped]
-    why = "; ".join(f"{s['target']}: {s['reason']}" for s in skipped)
-    tried = ", ".join(f"{a['target']}: {a['error_class']}" for a in attempts) or (
-        f"no admissible target: {why}" if why else "no admissible target"
-    )
-    _finish(st, req, None, "exhausted", 503, t0)
-    extra: dict[str, Any] = {"attempts": attempts, "skipped": skipped}
-    if req.prefs.debug:
-        extra["turnout"] = req.trail()
+    finish_request(st, req, None, "exhausted", 503, t0)
+    message, extra = exhaustion(req)
     return error_response(
-        503,
-        f"no target could answer for {req.plan.name!r} ({tried})",
-        "service_unavailable",
-        "no_admissible_target",
-        headers=_headers(req, None),
-        **extra,
+        503, message, "service_unavailable", "no_admissible_target", headers=trail_headers(req, None), **extra
     )
 
 
 def _client_error(st: DataPlaneState, req: _Request, opened: Opened, cand: Candidate, t0: float) -> Response:
     c = opened.classification
     status = c.status if c.status is not None and 400 <= c.status < 500 else 400
-    _finish(st, req, cand, "client_error", status, t0)
-    headers = _headers(req, cand.target)
+    finish_request(st, req, cand, "client_error", status, t0)
+    headers = trail_headers(req, cand.target)
     if cand.adapter == "openai" and opened.body and opened.body.lstrip().startswith(b"{"):
         return Response(body=opened.body, status=status, content_type="application/json", headers=headers)
     return error_response(
@@ -267,8 +201,8 @@ async def _commit(
         )
         st.outcomes.attempt(req.plan.name, cand, ErrorClass.OK)
         usage = opened.response.get("usage") if opened.response else None
-        _finish(st, req, cand, "ok", 200, t0, usage, opened.ttft_s)
-        headers = _headers(req, cand.target)
+        finish_request(st, req, cand, "ok", 200, t0, usage, opened.ttft_s)
+        headers = trail_headers(req, cand.target)
         if cand.adapter == "openai" and opened.body is not None and not req.prefs.debug:
             return Response(body=opened.body, content_type="application/json", headers=headers)  # pass-through
         out = dict(opened.response or {})
@@ -276,7 +210,7 @@ async def _commit(
             out["turnout"] = req.trail()
         return Response(body=orjson.dumps(out), content_type="application/json", headers=headers)
     resp = StreamResponse(
-        headers={**_headers(req, cand.target), "Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        headers={**trail_headers(req, cand.target), "Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
     route = st.routes.get(req.plan.name)
     tap = StreamTap() if route is not None and route.resume_streams else None  # dataplane/resume.py
@@ -296,19 +230,19 @@ async def _commit(
         end = StreamEnd(Classification(ErrorClass.OK), client_gone=True)
     except asyncio.CancelledError:
         att.close()  # the client went away mid-stream: not the provider's fault, no observation
-        _finish(st, req, cand, "client_gone", 499, t0, att.usage)
+        finish_request(st, req, cand, "client_gone", 499, t0, att.usage)
         raise
     settle_stream(st, req.plan.name, req.tries, answer, end)
     if end.client_gone:
         # The client left (disconnect or its own timeout): never counts against the provider.
-        _finish(st, req, cand, "client_gone", 499, t0, end.usage, end.ttft_s)
+        finish_request(st, req, cand, "client_gone", 499, t0, end.usage, end.ttft_s)
         return resp
     parts = [Part(cand, end)]
     if tap is not None and not end.classification.ok:
         parts = await _resume(st, req, parts, tap, emit, t0)
         last = parts[-1].end
         if last.client_gone:
-            _finish(st, req, parts[-1].cand, "client_gone", 499, t0, parts_usage(parts), end.ttft_s, parts)
+            finish_request(st, req, parts[-1].cand, "client_gone", 499, t0, parts_usage(parts), end.ttft_s, parts)
             return resp
         if not last.classification.ok:
             try:
@@ -317,7 +251,7 @@ async def _commit(
                 pass
     c = parts[-1].end.classification
     outcome = ("resumed" if len(parts) > 1 else "ok") if c.ok else "stream_error"
-    _finish(st, req, parts[-1].cand, outcome, 200, t0, parts_usage(parts), end.ttft_s, parts)
+    finish_request(st, req, parts[-1].cand, outcome, 200, t0, parts_usage(parts), end.ttft_s, parts)
     try:
         await resp.write_eof()
     except (ConnectionError, RuntimeError):
@@ -353,5 +287,5 @@ async def _resume(
     try:
         return await resume(st, req, parts[0], tap, t0=t0, start=start, pump=pump)
     except asyncio.CancelledError:
-        _finish(st, req, None, "client_gone", 499, t0)
+        finish_request(st, req, None, "client_gone", 499, t0)
         raise

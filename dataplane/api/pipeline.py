@@ -18,16 +18,22 @@ dataplane/api/settle.py's, shared with chat.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from adapters.base import Adapter
-from controlplane.decisions import Decision
 from controlplane.domain import Classification, ErrorClass
 from dataplane.api.intake import Intake
-from dataplane.api.settle import LiveReport, end_request_span, request_span, settle_stream, spend
+from dataplane.api.settle import (
+    LiveReport,
+    exhaustion,
+    finish_request,
+    request_span,
+    settle_stream,
+    trail,
+    trail_headers,
+)
 from dataplane.attempts import ClientGone, Opened, StreamEnd, StreamWriter, UpstreamAttempt
 from dataplane.failover import Answer, AttemptOutcome, Exhausted, LoopOptions, first_answer
 from dataplane.http.messages import Request, Response, StreamResponse
@@ -37,7 +43,7 @@ from dataplane.resume import ChatView, Part, StreamTap, parts_usage, resume
 from dataplane.selection import Candidate, Plan
 from dataplane.state import DataPlaneState
 
-__all__ = ["ClientApi", "ClientStream", "JsonOnly", "Call", "serve", "trail_headers"]
+__all__ = ["ClientApi", "ClientStream", "JsonOnly", "Call", "serve"]
 
 
 class ClientStream(StreamWriter, Protocol):
@@ -122,27 +128,16 @@ class Call:
     span: Any = None  # the request's trace span when tracing is on (controlplane/tracing.py)
     started: int = 0  # upstream attempts the loop started (hedges included): each attempt span's turnout.attempt
 
+    @property
+    def api_name(self) -> str:
+        return self.api.api
+
+    @property
+    def stream(self) -> bool:
+        return self.api.stream
+
     def trail(self) -> dict[str, Any]:
-        return {
-            "api": self.api.api,
-            "model": self.plan.name,
-            "table_version": self.plan.table_version,
-            "candidates": [c.target for c in self.plan.candidates],
-            "skipped": [{"target": t, "reason": r} for t, r in self.plan.skipped],
-            "attempts": [t.brief() for t in self.tries],
-            "notes": self.notes,
-        }
-
-
-def trail_headers(call: Call, target: str | None) -> dict[str, str]:
-    h = {"x-turnout-attempts": str(len(call.tries)), "x-turnout-table-version": str(call.plan.table_version)}
-    if call.admission is not None:
-        h.update(call.admission.headers)  # x-ratelimit-*, as chat completions sends them
-    if target is not None:
-        h["x-turnout-target"] = target
-    if call.prefs.debug:
-        h["x-turnout-decision"] = json.dumps(call.trail(), separators=(",", ":"), ensure_ascii=True)
-    return h
+        return trail(self.plan, self.tries, self.notes, self.api.api)
 
 
 # GenAI semantic conventions' operation names: embeddings are their own; Responses, Messages and count_tokens (which
@@ -167,7 +162,7 @@ async def serve(request: Request, got: Intake, api: ClientApi, plan: Plan) -> Re
     if not fit and unfit:
         # Nothing on this route can serve this API (or this use of it): the caller's request, not an outage.
         reasons = "; ".join(f"{t}: {r}" for t, r in plan.skipped)
-        _finish(st, call, None, "client_error", 400, t0)
+        finish_request(st, call, None, "client_error", 400, t0)
         return api.error(
             400, f"route {plan.name!r} cannot serve this request ({reasons})", code="unsupported", headers=None
         )
@@ -202,77 +197,19 @@ async def serve(request: Request, got: Intake, api: ClientApi, plan: Plan) -> Re
             opened, cand = exc.client_error
             c = opened.classification
             status = c.status if c.status is not None and 400 <= c.status < 500 else 400
-            _finish(st, call, cand, "client_error", status, t0)
+            finish_request(st, call, cand, "client_error", status, t0)
             return api.refusal(cand, opened, status, trail_headers(call, cand.target))
         return _exhausted(st, call, t0)
     except asyncio.CancelledError:  # the client went away: every attempt was closed, nothing counts against them
-        _finish(st, call, None, "client_gone", 499, t0)
+        finish_request(st, call, None, "client_gone", 499, t0)
         raise
     return await _commit(request, st, call, answer, t0)
 
 
-def _finish(
-    st: DataPlaneState,
-    call: Call,
-    target: Candidate | None,
-    outcome: str,
-    status: int,
-    t0: float,
-    usage: Any = None,
-    ttft: float | None = None,
-    parts: list[Part] | None = None,
-) -> None:
-    """Metrics and the decision-log record for one finished client request (`parts`: a resumed stream's)."""
-    rt = st.rt
-    route = call.plan.name
-    latency = rt.clock.monotonic() - t0
-    st.outcomes.request(route, call.api.stream, outcome, latency, api=call.api.api)
-    tin, tout, cost = spend(st, route, target, usage, parts)
-    if call.span is not None:
-        end_request_span(call.span, call.started, call.tries, target, outcome, status, tin, tout)
-        call.span = None
-    st.keys.settle(call.admission, tin + tout, cost)
-    if st.decisions is not None:
-        st.decisions.record(
-            Decision(
-                at=rt.clock.wall(),
-                route=route,
-                target=target.target if target else None,
-                outcome=outcome,
-                status=status,
-                stream=call.api.stream,
-                attempts=[(t.target, t.label, t.status) for t in call.tries],
-                tokens_in=tin,
-                tokens_out=tout,
-                cost_usd=cost,
-                latency_s=latency,
-                ttft_s=ttft,
-                tag=call.prefs.tag,
-                table_version=call.plan.table_version,
-                api=call.api.api,
-                key_id=call.admission.caller.id if call.admission is not None else None,
-            )
-        )
-
-
 def _exhausted(st: DataPlaneState, call: Call, t0: float) -> Response:
-    attempts = [{"target": t.target, "error_class": t.label, "status": t.status} for t in call.tries]
-    skipped = [{"target": t, "reason": r} for t, r in call.plan.skipped]
-    why = "; ".join(f"{s['target']}: {s['reason']}" for s in skipped)
-    tried = ", ".join(f"{a['target']}: {a['error_class']}" for a in attempts) or (
-        f"no admissible target: {why}" if why else "no admissible target"
-    )
-    _finish(st, call, None, "exhausted", 503, t0)
-    extra: dict[str, Any] = {"attempts": attempts, "skipped": skipped}
-    if call.prefs.debug:
-        extra["turnout"] = call.trail()
-    return call.api.error(
-        503,
-        f"no target could answer for {call.plan.name!r} ({tried})",
-        code="no_admissible_target",
-        headers=trail_headers(call, None),
-        **extra,
-    )
+    finish_request(st, call, None, "exhausted", 503, t0)
+    message, extra = exhaustion(call)
+    return call.api.error(503, message, code="no_admissible_target", headers=trail_headers(call, None), **extra)
 
 
 async def _commit(
@@ -288,7 +225,7 @@ async def _commit(
         )
         st.outcomes.attempt(route, cand, ErrorClass.OK)
         usage = opened.response.get("usage") if opened.response else None
-        _finish(st, call, cand, "ok", 200, t0, usage, opened.ttft_s)
+        finish_request(st, call, cand, "ok", 200, t0, usage, opened.ttft_s)
         body = api.answer(cand, opened, call.trail() if call.prefs.debug else None)
         api.finished(cand, opened.response)
         return Response(body=body, content_type="application/json", headers=trail_headers(call, cand.target))
@@ -314,18 +251,18 @@ async def _commit(
         end = StreamEnd(Classification(ErrorClass.OK), client_gone=True)
     except asyncio.CancelledError:
         att.close()  # the client went away mid-stream: not the provider's fault, no observation
-        _finish(st, call, cand, "client_gone", 499, t0, att.usage)
+        finish_request(st, call, cand, "client_gone", 499, t0, att.usage)
         raise
     settle_stream(st, route, call.tries, answer, end)
     if end.client_gone:
-        _finish(st, call, cand, "client_gone", 499, t0, end.usage, end.ttft_s)
+        finish_request(st, call, cand, "client_gone", 499, t0, end.usage, end.ttft_s)
         return resp
     parts = [Part(cand, end)]
     if tap is not None and not end.classification.ok:
         parts = await _resume(st, call, parts, tap, writer, emit, t0)
         last = parts[-1].end
         if last.client_gone:
-            _finish(st, call, parts[-1].cand, "client_gone", 499, t0, parts_usage(parts), end.ttft_s, parts)
+            finish_request(st, call, parts[-1].cand, "client_gone", 499, t0, parts_usage(parts), end.ttft_s, parts)
             return resp
         if not last.classification.ok:
             current = writer.continued() if len(parts) > 1 else writer
@@ -335,7 +272,7 @@ async def _commit(
                 pass
     c = parts[-1].end.classification
     outcome = ("resumed" if len(parts) > 1 else "ok") if c.ok else "stream_error"
-    _finish(st, call, parts[-1].cand, outcome, 200, t0, parts_usage(parts), end.ttft_s, parts)
+    finish_request(st, call, parts[-1].cand, outcome, 200, t0, parts_usage(parts), end.ttft_s, parts)
     if c.ok:
         api.finished(parts[-1].cand, None)  # the API's writer holds what it wrote
     try:
@@ -371,5 +308,5 @@ async def _resume(
     try:
         return await resume(st, call, parts[0], tap, t0=t0, start=start, pump=pump, view=api.chat_view)
     except asyncio.CancelledError:
-        _finish(st, call, None, "client_gone", 499, t0)
+        finish_request(st, call, None, "client_gone", 499, t0)
         raise

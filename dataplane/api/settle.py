@@ -4,20 +4,35 @@ committed stream), and its spend, each target's share of a resumed stream counte
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 from controlplane import tracing
-from controlplane.decisions import cost_usd
+from controlplane.decisions import Decision, cost_usd
 from controlplane.domain import ErrorClass
 from dataplane.attempts import Opened, StreamEnd
 from dataplane.failover import Answer, AttemptOutcome
 from dataplane.http.messages import Request
+from dataplane.keys import Admission
 from dataplane.outcomes import tokens
+from dataplane.preferences import Preferences
 from dataplane.selection import Candidate, Plan
 from dataplane.state import DataPlaneState
 
-__all__ = ["LiveReport", "Share", "request_span", "end_request_span", "settle_stream", "spend"]
+__all__ = [
+    "Finishing",
+    "LiveReport",
+    "Share",
+    "exhaustion",
+    "finish_request",
+    "request_span",
+    "end_request_span",
+    "settle_stream",
+    "spend",
+    "trail",
+    "trail_headers",
+]
 
 
 class Share(Protocol):
@@ -28,6 +43,115 @@ class Share(Protocol):
 
     @property
     def end(self) -> StreamEnd: ...
+
+
+class Finishing(Protocol):
+    """What a client request carries that finishing it reads (chat's and the pipeline's)."""
+
+    plan: Plan
+    prefs: Preferences
+    admission: Admission | None
+    tries: list[AttemptOutcome]
+    span: Any
+    started: int
+
+    @property
+    def api_name(self) -> str:
+        """The client API it came in by, as metrics and the decision log name it (chat | responses | …)."""
+        ...
+
+    @property
+    def stream(self) -> bool: ...
+
+    def trail(self) -> dict[str, Any]: ...
+
+
+def trail(plan: Plan, tries: list[AttemptOutcome], notes: list[str], api: str | None = None) -> dict[str, Any]:
+    """How a request was routed, for `x-turnout-decision` and a debug answer's `turnout` field (`api`: named
+    by the client APIs other than chat completions)."""
+    out: dict[str, Any] = {"api": api} if api is not None else {}
+    out.update(
+        model=plan.name,
+        table_version=plan.table_version,
+        candidates=[c.target for c in plan.candidates],
+        skipped=[{"target": t, "reason": r} for t, r in plan.skipped],
+        attempts=[t.brief() for t in tries],
+        notes=notes,
+    )
+    return out
+
+
+def trail_headers(req: Finishing, target: str | None) -> dict[str, str]:
+    """The x-turnout-* headers (and a client key's x-ratelimit-*) of an answer, an error or a stream."""
+    h = {"x-turnout-attempts": str(len(req.tries)), "x-turnout-table-version": str(req.plan.table_version)}
+    if req.admission is not None:
+        h.update(req.admission.headers)  # x-ratelimit-*: the one place client-key headers join an answer
+    if target is not None:
+        h["x-turnout-target"] = target
+    if req.prefs.debug:
+        h["x-turnout-decision"] = json.dumps(req.trail(), separators=(",", ":"), ensure_ascii=True)
+    return h
+
+
+def finish_request(
+    st: DataPlaneState,
+    req: Finishing,
+    target: Candidate | None,
+    outcome: str,
+    status: int,
+    t0: float,
+    usage: Any = None,
+    ttft: float | None = None,
+    parts: Sequence[Share] | None = None,
+) -> None:
+    """Metrics, the trace span's end, the key's spend and the decision-log record of one finished client request
+    (`parts`: a resumed stream's, each target's tokens and spend counted against it; `usage` their sum)."""
+    rt = st.rt
+    route = req.plan.name
+    latency = rt.clock.monotonic() - t0
+    api, stream = req.api_name, req.stream
+    st.outcomes.request(route, stream, outcome, latency, api=api)
+    tin, tout, cost = spend(st, route, target, usage, parts)
+    if req.span is not None:
+        end_request_span(req.span, req.started, req.tries, target, outcome, status, tin, tout)
+        req.span = None
+    st.keys.settle(req.admission, tin + tout, cost)
+    if st.decisions is not None:
+        st.decisions.record(
+            Decision(
+                at=rt.clock.wall(),
+                route=route,
+                target=target.target if target else None,
+                outcome=outcome,
+                status=status,
+                stream=stream,
+                attempts=[(t.target, t.label, t.status) for t in req.tries],
+                tokens_in=tin,
+                tokens_out=tout,
+                cost_usd=cost,
+                latency_s=latency,
+                ttft_s=ttft,
+                tag=req.prefs.tag,
+                table_version=req.plan.table_version,
+                api=api,
+                key_id=req.admission.caller.id if req.admission is not None else None,
+            )
+        )
+
+
+def exhaustion(req: Finishing) -> tuple[str, dict[str, Any]]:
+    """The message and the extra fields of the 503 a request gets when no target answered: every attempt, and
+    why each target was passed over (withdrawn, open, excluded by policy) when nothing was tried."""
+    attempts = [{"target": t.target, "error_class": t.label, "status": t.status} for t in req.tries]
+    skipped = [{"target": t, "reason": r} for t, r in req.plan.skipped]
+    why = "; ".join(f"{s['target']}: {s['reason']}" for s in skipped)
+    tried = ", ".join(f"{a['target']}: {a['error_class']}" for a in attempts) or (
+        f"no admissible target: {why}" if why else "no admissible target"
+    )
+    extra: dict[str, Any] = {"attempts": attempts, "skipped": skipped}
+    if req.prefs.debug:
+        extra["turnout"] = req.trail()
+    return f"no target could answer for {req.plan.name!r} ({tried})", extra
 
 
 def request_span(request: Request, operation: str, plan: Plan, stream: bool, **attributes: Any) -> Any:
