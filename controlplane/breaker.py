@@ -97,6 +97,10 @@ class Breaker:
         self._rl_level = 0  # rate-limit backoff doublings without a retry-after
         self._last_pressure: float | None = None
         self.drain: Drain | None = None
+        # Targets whose credential/egress fan-out this target's own recheck proved wrong (withdrawn via them, then
+        # its own call succeeded): the health model does not spread their signal here again until they leave
+        # withdrawn or this target sees a withdrawing signal on its own calls (see `_recheck`).
+        self.refuted_spreads: frozenset[str] = frozenset()
 
     # -- reading ---------------------------------------------------------------------------------
     @property
@@ -225,6 +229,8 @@ class Breaker:
             and now - self.configured_at < NEW_DEPLOYMENT_GRACE_S
         ):
             cls = ErrorClass.SERVER_ERROR  # maybe not live yet: counted, failed over, not withdrawn
+        if cls in WITHDRAW_CLASSES and _via(obs) is None:
+            self.refuted_spreads = frozenset()  # its own call sees a block now: the old refutations are stale
         if st is _W:
             return self._recheck(obs, cls, now)
         if cls in WITHDRAW_CLASSES and not (cls is ErrorClass.QUOTA_EXHAUSTED and obs.retry_after_s is not None):
@@ -246,15 +252,23 @@ class Breaker:
 
     def _recheck(self, obs: Observation, cls: ErrorClass, now: float) -> tuple[Transition, ...]:
         """An outcome while withdrawn. Only a due probe of a kind that sees the withdrawing signal is a recheck;
-        anything else (a listing while completions are region-blocked, an outcome in flight at the withdrawal)
-        says nothing and changes nothing. A failed recheck is silent: no move, the evidence kept, the next one
-        later."""
+        anything else (a listing while completions are region-blocked, an outcome in flight at the withdrawal, a
+        sibling's signal fanned out here) says nothing and changes nothing. A failed recheck is silent: no move,
+        the evidence kept, the next one later.
+
+        A successful recheck of a withdrawal fanned out from a sibling (evidence `via`) refutes that fan-out for
+        this target: its own call of the withdrawing kind just worked, so the block does not reach this far (a
+        per-model directive answered with an egress-wide code). Remembering it stops the cycle withdrawn →
+        half_open → withdrawn (two events and webhooks per recheck) that the sibling's next observation of its
+        own standing block would otherwise cause, for as long as that block stands."""
         due = self.next_recheck is None or now >= self.next_recheck
-        if not due or not self.sees_signal(obs.kind):
+        if not due or not self.sees_signal(obs.kind) or _via(obs) is not None:
             return _NONE
         self.last_recheck = now
         self.last_recheck_result = "ok" if cls is ErrorClass.OK else str(cls)
         if cls is ErrorClass.OK:
+            if self.evidence.via is not None:
+                self.refuted_spreads |= {self.evidence.via}
             move = self._move(_H, "recheck_succeeded", self._ev(obs, now), now)
             self.probe_trials = not self.metrics_only
             return (move,)
@@ -355,10 +369,7 @@ class Breaker:
             self.open_until = max(self.open_until, now + ra)  # a retry-after extends, never shortens
 
     def _ev(self, obs: Observation, now: float) -> Evidence:
-        via = obs.extra.get("via") if obs.extra else None
-        return Evidence.of_window(
-            self.window.snapshot(now), obs, via=via if isinstance(via, str) else None, would=self.metrics_only
-        )
+        return Evidence.of_window(self.window.snapshot(now), obs, via=_via(obs), would=self.metrics_only)
 
     # -- operator --------------------------------------------------------------------------------
     def set_drain(self, drain: Drain, now: float) -> Transition | None:
@@ -449,6 +460,7 @@ class Breaker:
             "hold_until": rel(self.hold_until),
             "last_headroom": self.last_headroom,
             "rl_level": self._rl_level,
+            "refuted_spreads": sorted(self.refuted_spreads),
         }
 
     @classmethod
@@ -484,7 +496,14 @@ class Breaker:
         lh = d.get("last_headroom")
         b.last_headroom = None if lh is None else float(lh)
         b._rl_level = int(d.get("rl_level", 0))
+        b.refuted_spreads = frozenset(str(t) for t in d.get("refuted_spreads", ()))
         return b
+
+
+def _via(obs: Observation) -> str | None:
+    """The sibling whose credential/egress signal the health model fanned out as `obs` (None: this target's own)."""
+    via = obs.extra.get("via") if obs.extra else None
+    return via if isinstance(via, str) else None
 
 
 def _sane(x: float | None) -> bool:

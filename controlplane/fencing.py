@@ -2,10 +2,15 @@
 
 A leader that is partitioned away (or paused) may still believe it leads for up to `lease × SAFETY` seconds
 after its last renewal (controlplane/scaleout/leader.py). Its local step-down is not the guarantee; this is:
-every write that carries leadership (health snapshot and tables, events and their webhook outbox rows) first
-reads the lease row `FOR SHARE` in its own transaction and commits only while that row still names this
-holder and term with an unexpired lease. The share lock makes a new leader's acquisition (an UPDATE of the
-same row) wait until the write has committed, so no write of term N lands after term N+1 began.
+every write that carries leadership (health snapshot and tables, events and their webhook outbox rows, the claim
+of each webhook delivery attempt before its POST and that attempt's outcome) first reads the lease row
+`FOR SHARE` in its own transaction and commits only while that row still names this holder and term with an
+unexpired lease. The share lock makes a new leader's acquisition (an UPDATE of the same row) wait until the
+write has committed, so no write of term N lands after term N+1 began.
+
+A webhook POST is not a database write, so the claim bounds it rather than fences it: a send leaves only
+after a claim of its term committed, and one that was under way when the term ended has its outcome refused,
+so the next leader sends that message again with the same `webhook-id` (controlplane/webhooks/dispatcher.py).
 """
 
 from __future__ import annotations

@@ -117,6 +117,7 @@ class HealthModel:
                 b.recheck_now(now)
             b.probe_kinds = _probe_kinds(config, p)
             b.catalogue_sees_region = p.adapter in SEES_REGION_BLOCKS
+            b.refuted_spreads &= frozenset(self._by_provider[p.id])  # a removed sibling spreads nothing
         names = {r.name for r in config.routes}
         for d in (self._primaries, self._orders):
             for name in [n for n in d if n not in names]:
@@ -196,6 +197,7 @@ class HealthModel:
             ),
             "signal_kinds": sorted(b.signal) if b.detector_state in (State.OPEN, State.WITHDRAWN) else [],
             "probe_trials": b.probe_trials,
+            "refuted_spreads": sorted(b.refuted_spreads),  # siblings whose fanned-out block is not spread here
             "headroom": b.headroom(now) if b.admits() else None,  # no capacity claim for a target not served
             "trials": {"used": b.trials, "allowed": self._cfg.breaker.half_open_trials, "successes": b.trial_successes},
             "window": {
@@ -235,8 +237,15 @@ class HealthModel:
             self._observing = True
             if obs.scope != Scope.TARGET and obs.error_class in WITHDRAW_CLASSES:
                 for t in self._by_provider.get(b.target.partition("/")[0], ()):
+                    sib = self._breakers[t]
+                    if t != obs.target and obs.target in sib.refuted_spreads:
+                        # The sibling's own recheck showed this block does not reach it: spreading it again
+                        # would withdraw it once more and cost an event and a webhook per recheck for as long
+                        # as the block stands. It lasts until the source leaves withdrawn (below) or the
+                        # sibling's own calls see a block (Breaker.record).
+                        continue
                     o = obs if t == obs.target else obs.with_(target=t, extra={**obs.extra, "via": obs.target})
-                    urgent |= self._record(self._breakers[t], o, now, transitions, rechecks)
+                    urgent |= self._record(sib, o, now, transitions, rechecks)
             else:
                 urgent |= self._record(b, obs, now, transitions, rechecks)
         if not urgent and now - self._last_rank < self.rerank_interval:
@@ -245,9 +254,8 @@ class HealthModel:
         table = self._rerank(now, events)
         return Outcome(transitions, events, table, rechecks)
 
-    @staticmethod
     def _record(
-        b: Breaker, obs: Observation, now: float, out: list[Transition], rechecks: list[tuple[str, str]]
+        self, b: Breaker, obs: Observation, now: float, out: list[Transition], rechecks: list[tuple[str, str]]
     ) -> bool:
         """Feed one breaker; True when the table must be redone now (a move, or a new cool-down hold)."""
         cool_before = b.hold_until > now
@@ -257,6 +265,9 @@ class HealthModel:
             rechecks.append((b.target, b.last_recheck_result))
         if moves:
             out.extend(moves)
+            if any(m.old is State.WITHDRAWN for m in moves):  # its block lifted: a new one may spread again
+                for t in self._by_provider.get(b.target.partition("/")[0], ()):
+                    self._breakers[t].refuted_spreads -= {b.target}
             return True
         return not cool_before and b.hold_until > now
 

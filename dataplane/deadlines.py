@@ -21,16 +21,16 @@ from typing import Any
 from controlplane.clock import Clock
 from controlplane.config import DataPlaneConfig
 
-__all__ = ["FirstByteDeadlines", "requested_size"]
+__all__ = ["OUTPUT_SIZE_KEYS", "FirstByteDeadlines", "requested_size"]
 
 _MAX_SAMPLES = 256  # per series: a p99 of the last 256 answers is what "recent" means on a busy target
 _RECOMPUTE_EVERY_S = 1.0
-_SIZE_KEYS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+OUTPUT_SIZE_KEYS = ("max_completion_tokens", "max_tokens", "max_output_tokens")  # chat, Messages, Responses
 
 
 def requested_size(body: dict[str, Any]) -> int | None:
     """The requested output size of an OpenAI-shaped body, when it says one."""
-    for k in _SIZE_KEYS:
+    for k in OUTPUT_SIZE_KEYS:
         v = body.get(k)
         if isinstance(v, int) and not isinstance(v, bool) and v > 0:
             return v

@@ -23,6 +23,7 @@ with the error event as before.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -30,6 +31,7 @@ from typing import Any, Protocol
 from adapters.base import StreamItem
 from dataplane.api.settle import LiveReport, settle_stream
 from dataplane.attempts import StreamEnd, UpstreamAttempt
+from dataplane.deadlines import OUTPUT_SIZE_KEYS
 from dataplane.failover import Answer, AttemptOutcome, Exhausted, LoopOptions, first_answer
 from dataplane.selection import Candidate, Plan
 from dataplane.state import DataPlaneState
@@ -44,6 +46,7 @@ __all__ = [
     "StreamTap",
     "chat_item",
     "continuation_body",
+    "remaining_output",
     "continuation_turns",
     "resume",
     "sum_usage",
@@ -100,7 +103,23 @@ def continuation_turns(sent: str, adapter: str) -> list[dict[str, str]]:
 
 def continuation_body(body: dict[str, Any], sent: str, adapter: str) -> dict[str, Any]:
     """The original OpenAI-shaped request asking `adapter`'s target to continue the answer `sent` so far."""
-    return {**body, "messages": [*(body.get("messages") or []), *continuation_turns(sent, adapter)]}
+    return remaining_output(
+        {**body, "messages": [*(body.get("messages") or []), *continuation_turns(sent, adapter)]}, sent
+    )
+
+
+def remaining_output(body: dict[str, Any], sent: str) -> dict[str, Any]:
+    """`body` with its requested output size (`max_tokens`, `max_completion_tokens`, `max_output_tokens`) less
+    what the answer `sent` so far has used, so the whole answer stays within what the client asked for. A cut
+    stream rarely reports its usage, so that is estimated: one token per four characters (a stream whose budget
+    was spent ended with a finish reason, and is not resumed), never below one token."""
+    used = math.ceil(len(sent) / 4)
+    out = dict(body)
+    for key in OUTPUT_SIZE_KEYS:
+        limit = body.get(key)
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+            out[key] = max(1, limit - used)
+    return out
 
 
 def sum_usage(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:

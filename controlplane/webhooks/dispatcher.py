@@ -9,6 +9,12 @@
   duplicate that receivers drop. Times come from the injected clock: tests advance it and call `tick()`.
 - Destinations are re-checked at each attempt (literal addresses here, resolved names in GuardedResolver);
   redirects are not followed.
+- Scale-out: with a `write_fence` (the leader's term, controlplane/fencing.py) every attempt is claimed in a
+  transaction that checks the lease before the POST, and its outcome is recorded under the same check. A
+  deposed leader (partitioned or paused while it still believes it leads) has its claims refused, so it sends
+  nothing more, and an attempt in flight when the term ended has its outcome refused, so the new leader sends
+  that message again with the same `webhook-id` (at least once, as after a crash). The local lease check
+  (`fence`) is also made right before each POST: it catches a pause between the claim and the send.
 
 The SQL side (due heads, batches, recording outcomes, disabling endpoints) is controlplane/webhooks/queue.py.
 """
@@ -29,8 +35,10 @@ from controlplane import tracing
 from controlplane.clock import Clock
 from controlplane.config import WebhookConfig
 from controlplane.events import Event
+from controlplane.fencing import Fenced, LeaseFence
 from controlplane.metrics import Metrics
-from controlplane.webhooks.queue import AttemptResult, DeliveryQueue, DisabledEndpoint, Job
+from controlplane.webhooks.group_commit import GroupCommit
+from controlplane.webhooks.queue import AttemptResult, Claim, DeliveryQueue, DisabledEndpoint, Job, Outcome, Record
 from controlplane.webhooks.retry import RETRY_SCHEDULE, retry_delay
 from controlplane.webhooks.signing import signed_headers
 from controlplane.webhooks.urls import GuardedResolver, WebhookUrlError, validate_url
@@ -67,10 +75,14 @@ class Dispatcher:
         http: aiohttp.ClientSession | None = None,
         schedule: Sequence[float] | None = None,
         fence: Callable[[], bool] | None = None,
+        write_fence: LeaseFence | None = None,
     ) -> None:
         # Scale-out: checked before every send; False once this replica's leader lease is no longer held, so a
         # deposed leader never sends while its successor does (the lease lapses here before it can be taken).
         self._fence = fence
+        # Scale-out: the database's check of the same lease, in the transaction of every claim and outcome. Needed
+        # beside `fence` because a paused or partitioned leader can believe its lease for longer than it holds it.
+        self._write_fence = write_fence
         self._fenced_logged = False
         self._clock = clock
         # A callable follows config reloads (the runtime passes `lambda: rt.config.webhooks`).
@@ -89,11 +101,13 @@ class Dispatcher:
             batch=batch,
             schedule=tuple(schedule) if schedule is not None else None,  # None: config.webhooks.retry_schedule
             metrics=metrics,
+            fence=write_fence,
         )
         self._own_http = http is None
         self._workers: dict[str, asyncio.Task[None]] = {}
-        self._pending: list[tuple[Job, AttemptResult, asyncio.Future[tuple[bool, DisabledEndpoint | None]]]] = []
-        self._flushing = False
+        # Group commit: what the workers ask for while a write is under way goes in the next transaction together,
+        # so many endpoints share one commit, and one send's outcome shares it with the claim of the next.
+        self._writes: GroupCommit[Claim | Record, Outcome] = GroupCommit(self.queue.write)
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -185,31 +199,55 @@ class Dispatcher:
 
         Successes are recorded by group commit without waiting (the next send starts at once); a failure
         waits for its record. Everything outstanding is recorded before the next batch is read, so a row
-        is never read back as pending after it was delivered (in this process).
+        is never read back as pending after it was delivered (in this process). A claim or record refused
+        by the fence ends the worker and leaves this endpoint's rows pending for the leader that holds the lease.
         """
+        try:
+            await self._drain(endpoint_id, first)
+        except Fenced as exc:
+            self._paused(f"the database refused it ({exc.cause}); the leader that holds the lease sends the rest")
+
+    def _paused(self, why: str) -> None:
+        if not self._fenced_logged:
+            log.warning("webhook delivery paused: %s", why)
+            self._fenced_logged = True
+
+    def _leads(self) -> bool:
+        """The local lease check (scale-out); always True in one process."""
+        if self._fence is None or self._fence():
+            return True
+        self._paused("this replica no longer holds the leader lease")
+        return False
+
+    async def _drain(self, endpoint_id: str, first: list[Job] | None) -> None:
         while True:
             jobs, first = (
                 (first, None)
                 if first is not None
                 else (await asyncio.to_thread(self.queue.load_batch, endpoint_id), None)
             )
-            outstanding: list[asyncio.Future[tuple[bool, DisabledEndpoint | None]]] = []
+            outstanding: list[asyncio.Future[Outcome]] = []
             stop = False
             try:
                 for job in jobs:
                     if job.next_attempt_at > self._clock.wall().timestamp():
                         stop = True
                         break
-                    if self._fence is not None and not self._fence():
-                        if not self._fenced_logged:
-                            log.warning("webhook delivery paused: this replica no longer holds the leader lease")
-                            self._fenced_logged = True
+                    if not self._leads():
                         stop = True
                         break
+                    if self._write_fence is not None:
+                        # Fenced propagates: this term is over, nothing more leaves from here.
+                        claimed, _ = await self._writes.submit(Claim(job))
+                        if not claimed:
+                            continue  # no longer pending (deleted, or dead/delivered meanwhile): nothing to send
+                        if not self._leads():  # the process may have been paused during the claim
+                            stop = True
+                            break
                     self._fenced_logged = False
                     result = await self.attempt(job.url, job.id, job.secret, job.payload.encode())
                     self._attempts_made += 1
-                    recorded = self._record_soon(job, result)
+                    recorded = self._writes.submit(Record(job, result))
                     outstanding.append(recorded)
                     if not result.ok:
                         proceed, _ = await asyncio.shield(recorded)
@@ -222,35 +260,6 @@ class Dispatcher:
                         await self._emit_disabled(disabled)
             if stop or len(jobs) < self._batch:
                 return
-
-    def _record_soon(self, job: Job, result: AttemptResult) -> asyncio.Future[tuple[bool, DisabledEndpoint | None]]:
-        """Queue one outcome for the next group commit; the first caller flushes until the queue is empty."""
-        fut: asyncio.Future[tuple[bool, DisabledEndpoint | None]] = asyncio.get_running_loop().create_future()
-        self._pending.append((job, result, fut))
-        if not self._flushing:
-            self._flushing = True
-            asyncio.get_running_loop().create_task(self._flush())
-        return fut
-
-    async def _flush(self) -> None:
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                try:
-                    outs = await asyncio.to_thread(self.queue.record_many, [(j, r) for j, r, _ in batch])
-                except BaseException as exc:
-                    for _, _, f in batch:
-                        if not f.done():
-                            f.set_exception(exc if isinstance(exc, Exception) else RuntimeError("flush cancelled"))
-                    if not isinstance(exc, Exception):
-                        raise
-                    log.error("recording webhook attempts failed: %r", exc)
-                    continue
-                for (_, _, f), out in zip(batch, outs, strict=True):
-                    if not f.done():
-                        f.set_result(out)
-        finally:
-            self._flushing = False
 
     async def attempt(self, url: str, msg_id: str, secret: str, body: bytes) -> AttemptResult:
         """One signed POST; never raises for receiver or network faults (they come back as the result)."""

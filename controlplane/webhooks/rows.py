@@ -74,3 +74,7 @@ class WebhookDelivery(SQLModel, table=True):
     last_status_code: Optional[int] = None  # noqa: UP045
     created_at: float = 0.0
     delivered_at: Optional[float] = None  # noqa: UP045
+    # Scale-out: the leader term whose attempt is under way (claimed in a fenced transaction before the send,
+    # cleared when its outcome is recorded). Still set on a pending row: that term's outcome never landed, so the
+    # message may have arrived; the next attempt sends it again with the same webhook-id. None on SQLite.
+    claimed_term: Optional[int] = None  # noqa: UP045

@@ -40,7 +40,9 @@ def start_dispatcher(
     """Install the outbox hook on `store` (idempotent) and start delivering; cancel the task to stop.
 
     Only the leader should run it (one dispatcher per store keeps per-endpoint order); `fence` says whether this
-    process still leads. Call it after the store schema exists; it creates the webhook tables itself if needed.
+    process still leads, and the store's own fence (`store.fence`, the leader's term) makes the database refuse
+    this dispatcher's claims and outcomes once the term is over (controlplane/fencing.py). Call it after the
+    store schema exists; it creates the webhook tables itself if needed.
     `config` is read per delivery round (reloads apply); tests shorten `schedule`.
     """
     outbox = install_outbox(store, clock)
@@ -57,6 +59,7 @@ def start_dispatcher(
         poll_interval=poll_interval,
         schedule=schedule,
         fence=fence,
+        write_fence=store.fence,
     )
     unhook = outbox.add_waker(dispatcher.wake)
     task = asyncio.get_running_loop().create_task(dispatcher.run(), name="turnout-webhook-dispatcher")

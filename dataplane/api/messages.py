@@ -28,7 +28,7 @@ from dataplane.api.responses_translate import item_id
 from dataplane.attempts import Opened
 from dataplane.http.messages import Request, Response, StreamResponse
 from dataplane.keys import anthropic_refusal
-from dataplane.resume import ChatView, continuation_body, continuation_turns
+from dataplane.resume import ChatView, continuation_body, continuation_turns, remaining_output
 from dataplane.selection import Candidate
 
 __all__ = ["create_message", "count_tokens", "anthropic_error"]
@@ -105,7 +105,8 @@ class _Messages(_MessagesBase):
     def continuation(self, cand: Candidate, sent: str) -> tuple[Adapter | None, dict[str, Any]]:
         if cand.adapter == "anthropic":  # a prefill: the answer so far as the last assistant turn
             adapter, body = self.call(cand)
-            return adapter, {**body, "messages": [*body["messages"], *continuation_turns(sent, cand.adapter)]}
+            turns = continuation_turns(sent, cand.adapter)
+            return adapter, remaining_output({**body, "messages": [*body["messages"], *turns]}, sent)
         return None, continuation_body(self.chat, sent, cand.adapter)
 
 

@@ -25,7 +25,7 @@ from dataplane.api.responses_translate import NativeOnly, from_chat_completion, 
 from dataplane.attempts import Opened
 from dataplane.http.messages import AppKey, Request, Response, StreamResponse, error_response
 from dataplane.keys import openai_refusal
-from dataplane.resume import ChatView, continuation_body, continuation_turns
+from dataplane.resume import ChatView, continuation_body, continuation_turns, remaining_output
 from dataplane.selection import Candidate
 from dataplane.state import DATA_STATE
 
@@ -130,7 +130,7 @@ class _Responses:
         if self._native(cand):
             turns = [{"type": "message", **t} for t in continuation_turns(sent, cand.adapter)]
             adapter, body = self.call(cand)
-            return adapter, {**body, "input": [*body["input"], *turns]}
+            return adapter, remaining_output({**body, "input": [*body["input"], *turns]}, sent)
         assert self.chat is not None  # a request chat cannot express has native targets only
         return None, continuation_body(self.chat, sent, cand.adapter)
 

@@ -14,7 +14,7 @@ from adapters.base import StreamItem
 from adapters.sim import Simulator
 from controlplane.decisions import Decision
 from dataplane.proxy import build_data_app
-from dataplane.resume import CONTINUE_INSTRUCTION, StreamTap, continuation_body, sum_usage
+from dataplane.resume import CONTINUE_INSTRUCTION, StreamTap, continuation_body, remaining_output, sum_usage
 from tests.dataplane.conftest import KEY, parse_with_key, start_app
 from tests.dataplane.helpers import Rt, StaticTables, make_table
 from tests.fakes import FakeClock
@@ -112,6 +112,36 @@ async def test_a_cut_stream_is_continued_by_the_next_target_without_repeating_a_
     assert sim.requests(second) == 1
     classes = [str(o.error_class) for o in rt.sink.observations]
     assert classes[-1] == "ok" and classes[0] != "ok"
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+async def test_a_resumed_answer_stays_within_the_requested_max_tokens(
+    sim: Simulator, setup: tuple[openai.AsyncOpenAI, Records, Rt], family: str
+) -> None:
+    """The continuation asks only for what is left of max_tokens (the tokens sent estimated from the text): the
+    stitched answer is no longer than the client asked for, and ends with `length` (the sim counts words)."""
+    client, records, _ = setup
+    first, _second = FAMILIES[family]
+    sim.set_fault(first, "reset")
+    sim.set_fault(first, "slow_tokens", rate=50)
+    limit = 12  # of the answer's 18 words
+    stream = await client.chat.completions.create(model=family, messages=MSG, stream=True, max_tokens=limit)
+    chunks = [c async for c in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert ANSWER.startswith(text) and text
+    assert len(text.split()) <= limit, text
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes == ["length"]
+    [d] = records.got
+    assert d.outcome == "resumed"
+
+
+def test_a_continuation_asks_for_what_is_left_of_the_output_size() -> None:
+    body: dict[str, Any] = {"messages": MSG, "max_tokens": 100, "max_completion_tokens": 3, "stream": True}
+    out = continuation_body(body, "x" * 40, "openai")  # 40 characters: about 10 tokens used
+    assert out["max_tokens"] == 90 and out["max_completion_tokens"] == 1  # never below one
+    assert remaining_output({"max_output_tokens": 50, "input": "hi"}, "abc") == {"max_output_tokens": 49, "input": "hi"}
+    assert remaining_output({"input": "hi"}, "abc") == {"input": "hi"}  # no size asked: none set
 
 
 async def test_continuation_across_adapter_kinds_and_a_second_cut(

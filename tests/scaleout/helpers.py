@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from aiohttp import web
 
 from controlplane.config import Config
@@ -13,6 +14,7 @@ from controlplane.config_loader import parse_config
 from controlplane.domain import Observation
 from controlplane.health import HealthModel
 from controlplane.publisher import TablePublisher
+from controlplane.scaleout.leader import pg_conninfo
 from controlplane.table import Table
 from tests.fakes import FakeClock
 from tests.support import free_port
@@ -30,6 +32,12 @@ routes:
 auth: {{tokens: [{{token: {ADMIN}, scope: admin, name: ops}}, {{token: {READ}, scope: read, name: reader}}]}}
 {extra}
 """)
+
+
+def expire_lease(pg_url: str) -> None:
+    """What a whole lease without renewal does in the database: the old leader is partitioned or paused."""
+    with psycopg.connect(pg_conninfo(pg_url), autocommit=True) as conn:
+        conn.execute("UPDATE turnout_leader SET expires_at = now() - interval '1 second'")
 
 
 def table_v(config: Config, version: int) -> Table:

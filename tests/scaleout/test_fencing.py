@@ -4,7 +4,6 @@ event writes are refused by the database (the lease term checked in the write's 
 
 from __future__ import annotations
 
-import psycopg
 import pytest
 from sqlalchemy import text
 
@@ -12,22 +11,16 @@ from controlplane.commands.serve_cmd import compose
 from controlplane.events import Event
 from controlplane.fencing import Fenced, LeaseFence
 from controlplane.scaleout.control_replica import ControlReplica
-from controlplane.scaleout.leader import LeaseElector, pg_conninfo
+from controlplane.scaleout.leader import LeaseElector
 from controlplane.store import Store
 from controlplane.table import Table
 from controlplane.webhooks.outbox import install_outbox
 from tests.fakes import FakeClock
-from tests.scaleout.helpers import small_config
+from tests.scaleout.helpers import expire_lease, small_config
 from tests.support import free_port
 from tests.support import until as _until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.integration]
-
-
-def _expire(pg_url: str) -> None:
-    """What a whole lease without renewal does in the database: the old leader is partitioned or paused."""
-    with psycopg.connect(pg_conninfo(pg_url), autocommit=True) as conn:
-        conn.execute("UPDATE turnout_leader SET expires_at = now() - interval '1 second'")
 
 
 def _count(store: Store, table: str) -> int:
@@ -46,7 +39,7 @@ async def test_a_deposed_leaders_writes_are_refused_by_the_database(pg_url: str,
         old_store.save_health({"format": 1, "targets": {}}, Table(version=1, published_at=clock.wall()))
         assert old_store.append_events([Event("target.state_changed", clock.wall(), "p/m", {"n": 1})])
 
-        _expire(pg_url)  # the old leader is cut off; it has not noticed (no step since)
+        expire_lease(pg_url)  # the old leader is cut off; it has not noticed (no step since)
         assert await new.step() and new.term == 2
         assert old.is_leader, "the old leader still believes it leads: only the database can stop its writes"
         events_before, tables_before = _count(old_store, "events"), _count(old_store, "published_tables")

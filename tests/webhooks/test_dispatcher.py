@@ -115,7 +115,7 @@ async def test_stored_errors_name_only_the_origin_of_the_url(wrt: FakeRuntime) -
 
 
 async def test_dead_count_follows_the_batch_in_order(wrt: FakeRuntime) -> None:
-    from controlplane.webhooks.queue import AttemptResult, Job
+    from controlplane.webhooks.queue import AttemptResult, Job, Record
 
     ep = add_endpoint(wrt, "http://127.0.0.1:1/a")
     _events(wrt, 2)
@@ -144,7 +144,7 @@ async def test_dead_count_follows_the_batch_in_order(wrt: FakeRuntime) -> None:
         )
 
     ok, dead = AttemptResult(True, 200, None, 0.0), AttemptResult(False, 500, "HTTP 500", 0.0)
-    d.queue.record_many([(job(0), ok), (job(1), dead)])
+    d.queue.write([Record(job(0), ok), Record(job(1), dead)])
     with Session(wrt.store.engine) as s:
         after = s.get(WebhookEndpoint, ep.id)
         assert after is not None and after.consecutive_failures == 1 and after.enabled
