@@ -8,10 +8,20 @@ throughput at 64 connections (wrk) as a share of direct, CPU ms per proxied requ
 the wrk window plus the moments after it until the process is quiet again, so writes that lag behind the load
 are counted), and added latency p50/p99 at one connection. Then resident memory of `turnout serve` while 1,000
 streams are open, upstream attempts per target during a withdrawal phase and a hang phase, and a hang→recover
-phase through `turnout serve` (and the `--against` commit): requests held until a first-byte deadline, how long
-they waited, and how soon the primary gets traffic again once it answers. Every figure is
-labelled with the git commit it belongs to. The Responses and Messages APIs are measured beside chat on the data
-plane alone (bench/dataplane/client_apis.py). Never asserted anywhere: these are measurements.
+phase through `turnout serve` (and the `--against` commit; bench/dataplane/hang_recover.py): requests held until
+a first-byte deadline, how long they waited, the deadline in use, and how soon the primary answers requests again
+once it recovers. Every figure is labelled with the git commit it belongs to. The Responses and Messages APIs are
+measured beside chat on the data plane alone (bench/dataplane/client_apis.py). Never asserted anywhere: these are
+measurements.
+
+Probes: the processes of the throughput, latency, CPU and memory phases run with probes off, so no probe traffic
+or probe work is in their figures (and the upstreams' request counts are live traffic only). The hang→recover
+phase needs them on, as a user runs Turnout: only a probe brings an open target back early. It runs a fresh
+`turnout serve` per commit and round with completion and catalogue probes every second, which the upstream
+answers in its mode (bench/dataplane/upstream.py) and counts apart from live requests. The route's primary is
+p1 by configuration (`priority: 20` on its model, clear of the ranker's hysteresis margin), as the peers'
+ordered fallbacks have one: with equal upstreams the ranking alone would keep the traffic wherever it went
+first, and "back on the primary" would mean nothing.
 
 This machine's throughput moves by ±15 % from one 5-second window to the next (a shared VM), so the direct,
 bare and Turnout phases run back to back in several interleaved rounds and each figure is the median of the
@@ -44,6 +54,7 @@ from typing import Any
 
 import aiohttp
 
+from bench.dataplane import hang_recover
 from bench.dataplane.against import worktree
 
 __all__ = ["main"]
@@ -54,6 +65,7 @@ wrk.body = '{_BODY}'
 wrk.headers["Content-Type"] = "application/json"
 """
 _TICKS = os.sysconf("SC_CLK_TCK")
+_FIRST_BYTE_S = 3.0  # the bench config's dataplane.first_byte_timeout
 _ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -238,62 +250,6 @@ async def _phase(name: str, turnout: str, admin: list[str], mode: str, seconds: 
     )
 
 
-async def _hang_phase(turnout: str, admin: list[str], hang_s: float, after_s: float, label: str) -> None:
-    """The primary hangs for `hang_s`, then answers again; 20 clients throughout. Prints how many requests were held
-    (waited ≥ 0.5 s: an attempt held until its first-byte deadline), how long they waited, and how long after the
-    primary recovered the first request reached it again."""
-    url = f"{turnout}/v1/chat/completions"
-    held: list[float] = []
-    ok = err = 0
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
-        for a in admin:
-            await (await s.post(f"{a}/_admin/mode", json={"mode": "ok"})).read()
-
-        async def counts() -> list[int]:
-            return [int((await (await s.get(f"{a}/_admin/stats")).json())["count"]) for a in admin]
-
-        before = await counts()
-        await _load(url, 20, 2.0)  # recent answers for the learned first-byte deadline
-        # the primary is whichever upstream the ranking sends the traffic to (prices and latency decide it)
-        primary = max(zip(await counts(), before, admin, strict=True), key=lambda x: x[0] - x[1])[2]
-        await (await s.post(f"{primary}/_admin/mode", json={"mode": "hang"})).read()
-        start = time.monotonic()
-        end = start + hang_s + after_s
-        back: float | None = None
-        recovered_at: float | None = None
-
-        async def client() -> None:
-            nonlocal ok, err
-            while time.monotonic() < end:
-                t0 = time.monotonic()
-                async with s.post(url, data=_BODY, headers={"content-type": "application/json"}) as r:
-                    await r.read()
-                waited = time.monotonic() - t0
-                ok, err = (ok + 1, err) if r.status == 200 else (ok, err + 1)
-                if waited >= 0.5 and t0 < start + hang_s:
-                    held.append(waited)
-
-        async def recover() -> None:
-            nonlocal back, recovered_at
-            await asyncio.sleep(hang_s)
-            await (await s.post(f"{primary}/_admin/mode", json={"mode": "ok"})).read()
-            recovered_at = time.monotonic()
-            base = (await (await s.get(f"{primary}/_admin/stats")).json())["count"]
-            while time.monotonic() < end and back is None:
-                await asyncio.sleep(0.05)
-                if (await (await s.get(f"{primary}/_admin/stats")).json())["count"] > base:
-                    back = time.monotonic() - recovered_at
-
-        await asyncio.gather(recover(), *(client() for _ in range(20)))
-    held.sort()
-    waits = f"waited median {held[len(held) // 2]:.2f} s, max {held[-1]:.2f} s" if held else "none waited"
-    again = f"{back:.1f} s" if back is not None else f"not within {after_s:.0f} s"
-    print(
-        f"  hang→recover {hang_s:.0f}s+{after_s:.0f}s, 20 clients, {label}: ok={ok} errors={err}; "
-        f"requests held ≥0.5 s until a deadline: {len(held)} ({waits}); back on the primary {again} after it recovered"
-    )
-
-
 def _cpu_settled(pid: int, since: float) -> float:
     """CPU seconds used since `since`, once the process has gone quiet: work deferred past the load window
     (decision-log and observation writes catching up) belongs to the requests that caused it."""
@@ -425,6 +381,16 @@ def _start_serve(
     return proc
 
 
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """Terminate and wait (kill after 5 s); a process already gone is fine."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench dataplane", description=__doc__.split("\n\n")[0])
     p.add_argument("seconds", nargs="?", type=int, default=4, help="length of each wrk phase (default 4)")
@@ -447,31 +413,30 @@ def main(argv: list[str] | None = None) -> None:
         cfg = Path(tmp) / "bench.yaml"
         targets = f"""
 providers:
-  - {{id: p1, adapter: openai, base_url: "http://127.0.0.1:{up_ports[0]}/v1", models: [{{name: m, price: {{input: 1, output: 2}}}}]}}
+  - {{id: p1, adapter: openai, base_url: "http://127.0.0.1:{up_ports[0]}/v1", models: [{{name: m, price: {{input: 1, output: 2}}, priority: 20}}]}}
   - {{id: p2, adapter: openai, base_url: "http://127.0.0.1:{up_ports[1]}/v1", models: [{{name: m}}]}}
   - {{id: slow, adapter: openai, base_url: "http://127.0.0.1:{up_ports[2]}/v1", models: [{{name: m}}]}}
 routes:
   - {{name: main, targets: [p1/m, p2/m]}}
   - {{name: stream, targets: [slow/m]}}
-dataplane: {{first_byte_timeout: 3s, total_timeout: 10s}}
+dataplane: {{first_byte_timeout: {_FIRST_BYTE_S:g}s, total_timeout: 10s}}
 """
         cfg.write_text(targets)
-        # The full product: control plane, pipeline, SQLite store and data plane in one process. Probes are off:
-        # the upstreams answer chat completions only, and the figures are about proxied requests.
+        # The full product: control plane, pipeline, SQLite store and data plane in one process. Probes are off
+        # (the figures are about proxied requests), except in the hang→recover phase (the module docstring).
         serve_cfg = Path(tmp) / "serve.yaml"
-        common = (
-            targets
-            + f"""
-auth: {{tokens: [{{token: "bench-admin-{os.getpid()}-0123456789abcdef", scope: admin}}]}}
-probes: {{kinds: {{catalogue: {{enabled: false}}, completion: {{enabled: false}}, status_page: {{enabled: false}}}}}}
-"""
-        )
+        token = f"bench-admin-{os.getpid()}-0123456789abcdef"
+        auth = f'auth: {{tokens: [{{token: "{token}", scope: admin}}]}}\n'
+        off = "{enabled: false}"
+        no_probes = f"probes: {{kinds: {{catalogue: {off}, completion: {off}, status_page: {off}}}}}\n"
 
-        def serve_yaml(data: int, control: int, db: str | None) -> str:
+        def serve_yaml(data: int, control: int, db: str | None, probes: str = no_probes) -> str:
             """`turnout serve` on these ports; with a SQLite file of its own, or none (a data replica)."""
             store = f'database: {{url: "sqlite:///{tmp}/{db}"}}\n' if db else ""
             return (
-                common
+                targets
+                + auth
+                + probes
                 + f"server: {{data: {{host: 127.0.0.1, port: {data}}}, control: {{host: 127.0.0.1, port: {control}}}}}\n"
                 + store
             )
@@ -583,7 +548,7 @@ probes: {{kinds: {{catalogue: {{enabled: false}}, completion: {{enabled: false}}
             usage = asyncio.run(
                 _get_json(
                     f"http://127.0.0.1:{s_control}/api/v1/usage?by=route&window=1h",
-                    f"bench-admin-{os.getpid()}-0123456789abcdef",
+                    token,
                 )
             )
             print(
@@ -617,16 +582,35 @@ probes: {{kinds: {{catalogue: {{enabled: false}}, completion: {{enabled: false}}
             t_base = f"http://127.0.0.1:{t_port}"
             asyncio.run(_phase("withdrawal", t_base, admin, "region_blocked", seconds))
             asyncio.run(_phase("hang", t_base, admin, "hang", max(seconds, 6)))  # > the 3 s first-byte timeout
-            # The full product: learned first-byte deadlines (dataplane/deadlines.py) and its own breaker's return.
-            asyncio.run(_hang_phase(serve_url, admin, max(seconds, 6), 10.0, f"turnout serve @ {commit}"))
-            for _, url, _ in against:  # before and after, on the same upstreams
-                base_url = url.removesuffix("/v1/chat/completions")
-                asyncio.run(_hang_phase(base_url, admin, max(seconds, 6), 10.0, f"turnout serve @ {sha}"))
+            # The full product with probes on: learned first-byte deadlines (dataplane/deadlines.py) and its own
+            # breaker's return. Before and after on the same upstreams, interleaved round by round; a fresh process
+            # each time, so every run starts closed at the first open level with an empty window.
+            hang_s, after_s = max(seconds, 6), 10.0
+            revs = [(f"turnout serve @ {commit}", _ROOT)]
+            if baseline is not None:
+                revs.append((f"turnout serve @ {sha}", baseline[0]))
+            runs: dict[str, list[hang_recover.HangRun]] = {label: [] for label, _ in revs}
+            targets_admin = {"p1/m": admin[0], "p2/m": admin[1]}
+            for i in range(n_rounds):
+                for j, (label, tree) in enumerate(revs):
+                    h_data, h_control = _free_port(), _free_port()
+                    h_cfg = Path(tmp) / f"hang-{i}-{j}.yaml"
+                    h_cfg.write_text(serve_yaml(h_data, h_control, f"hang-{i}-{j}.db", hang_recover.probes_yaml()))
+                    h_proc = _start_serve(h_cfg, f"http://127.0.0.1:{h_data}", tree=tree)
+                    procs.append(h_proc)
+                    run = hang_recover.hang_phase(
+                        f"http://127.0.0.1:{h_data}",
+                        f"http://127.0.0.1:{h_control}",
+                        token,
+                        targets_admin,
+                        hang_s,
+                        after_s,
+                    )
+                    runs[label].append(asyncio.run(run))
+                    _stop(h_proc)
+            hang_recover.report(runs, hang_s, after_s, _FIRST_BYTE_S)
         finally:
             for p in procs:
                 p.terminate()
             for p in procs:
-                try:
-                    p.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+                _stop(p)

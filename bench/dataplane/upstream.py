@@ -1,8 +1,13 @@
 """An instant OpenAI-compatible upstream for the data-plane bench: canned JSON or SSE, as fast as aiohttp allows.
 
 One process serves several ports; each port has its own mode, switchable at runtime through
-`POST /_admin/mode` with `{"mode": "ok" | "region_blocked" | "hang" | "server_error"}`, and counts the chat
-requests it received (`GET /_admin/stats`). Run: `python -m bench.dataplane.upstream [--chunk-delay=S] [--chunks=N] PORT [PORT…]`.
+`POST /_admin/mode` with `{"mode": "ok" | "region_blocked" | "hang" | "server_error"}`. The mode applies to
+everything Turnout sends: live chat completions and its probes alike (the catalogue's `GET /v1/models`, and
+completion probes, which are chat completions too), so a hanging upstream hangs its probes as well and a
+recovered one answers them. `GET /_admin/stats` counts live chat requests (`count`) apart from probes
+(`catalogue_probes`, `completion_probes`): a chat request carrying `PROBE_PROMPT` is a completion probe (the
+bench configures Turnout's `probes.completion.prompt` with it). The model list names `models` (the bench's
+config calls its models `m`). Run: `python -m bench.dataplane.upstream [--chunk-delay=S] [--chunks=N] PORT [PORT…]`.
 """
 
 from __future__ import annotations
@@ -13,7 +18,11 @@ import sys
 import orjson
 from aiohttp import web
 
-__all__ = ["build_upstream", "main"]
+__all__ = ["MODE", "PROBE_PROMPT", "build_upstream", "main"]
+
+# What Turnout's completion probes ask when the bench runs them (`probes.completion.prompt`): how this upstream
+# tells a probe from live traffic.
+PROBE_PROMPT = "bench probe: reply with the single word ok"
 
 _COMPLETION = orjson.dumps(
     {
@@ -69,22 +78,40 @@ _SERVER = orjson.dumps(
 MODE: web.AppKey[dict[str, str | int]] = web.AppKey("bench_mode", dict)
 
 
-def build_upstream(stream_chunks: int = 3, chunk_delay_s: float = 0.0) -> web.Application:
-    """One port's app. `chunk_delay_s` spaces stream chunks (the streaming-concurrency phase holds streams open)."""
+async def _failure(mode: str | int) -> web.Response | None:
+    """The answer of a failing mode (a hang never answers); None in mode ok."""
+    if mode == "hang":
+        await asyncio.sleep(3600)
+    if mode == "region_blocked":
+        return web.Response(body=_REGION, status=403, content_type="application/json")
+    if mode == "server_error":
+        return web.Response(body=_SERVER, status=500, content_type="application/json")
+    return None
+
+
+def build_upstream(
+    stream_chunks: int = 3, chunk_delay_s: float = 0.0, models: tuple[str, ...] = ("m",)
+) -> web.Application:
+    """One port's app. `chunk_delay_s` spaces stream chunks (the streaming-concurrency phase holds streams open);
+    `models` is what its model list names."""
     app = web.Application()
-    state: dict[str, str | int] = {"mode": "ok", "count": 0}
+    state: dict[str, str | int] = {"mode": "ok", "count": 0, "catalogue_probes": 0, "completion_probes": 0}
     app[MODE] = state
+    listing = orjson.dumps(
+        {
+            "object": "list",
+            "data": [{"id": m, "object": "model", "created": 1767225600, "owned_by": "bench"} for m in models],
+        }
+    )
+    probe_marker = PROBE_PROMPT.encode()
 
     async def chat(request: web.Request) -> web.StreamResponse:
-        state["count"] = int(state["count"]) + 1
         raw = await request.read()
-        mode = state["mode"]
-        if mode == "hang":
-            await asyncio.sleep(3600)
-        if mode == "region_blocked":
-            return web.Response(body=_REGION, status=403, content_type="application/json")
-        if mode == "server_error":
-            return web.Response(body=_SERVER, status=500, content_type="application/json")
+        counter = "completion_probes" if probe_marker in raw else "count"
+        state[counter] = int(state[counter]) + 1
+        failed = await _failure(state["mode"])
+        if failed is not None:
+            return failed
         if b'"stream":true' not in raw:
             return web.Response(body=_COMPLETION, content_type="application/json")
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -97,6 +124,11 @@ def build_upstream(stream_chunks: int = 3, chunk_delay_s: float = 0.0) -> web.Ap
         await resp.write(_chunk({}, "stop") + _USAGE + b"data: [DONE]\n\n")
         return resp
 
+    async def catalogue(request: web.Request) -> web.Response:
+        state["catalogue_probes"] = int(state["catalogue_probes"]) + 1
+        failed = await _failure(state["mode"])
+        return failed if failed is not None else web.Response(body=listing, content_type="application/json")
+
     async def set_mode(request: web.Request) -> web.Response:
         state["mode"] = (await request.json())["mode"]
         return web.json_response(state)
@@ -105,6 +137,7 @@ def build_upstream(stream_chunks: int = 3, chunk_delay_s: float = 0.0) -> web.Ap
         return web.json_response(state)
 
     app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_get("/v1/models", catalogue)
     app.router.add_post("/_admin/mode", set_mode)
     app.router.add_get("/_admin/stats", stats)
     return app
