@@ -225,6 +225,7 @@ class ProbeScheduler:
         span = _probe_span(job.target, kind, provider) if tracing.tracer() is not None else None
         async with self._sem:  # type: ignore[union-attr]
             started = self.clock.monotonic()
+            started_at = self.clock.wall()
             try:
                 ctx = ProbeContext(
                     session=self.session,  # type: ignore[arg-type]
@@ -267,6 +268,8 @@ class ProbeScheduler:
                     ),
                 )
             duration = self.clock.monotonic() - started
+        # Every outcome says when its call began: a call begun before a half_open period is no trial of it.
+        observations = [o if o.started_at is not None else o.with_(started_at=started_at) for o in observations]
         if span is not None:
             _end_probe_span(span, observations)
         if self.metrics is not None:
