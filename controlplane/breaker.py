@@ -7,6 +7,7 @@ in docs/breaker.md:
     open ──(open duration elapsed, decided lazily)──► half_open
     half_open ──(half_open_successes successes)──► closed
     half_open ──(one failure, or trials used up)──► open (longer: exponential, capped)
+        (a trial is a call begun inside the half_open period, and not a listing of a target opened on calls)
     open ──(first level only: a probe of the opening signal succeeds, after a short minimum)──► half_open
     closed | open | half_open ──(region_blocked, model_gone, auth, quota_exhausted)──► withdrawn
     withdrawn ──(a due recheck of the withdrawing signal succeeds)──► half_open (trials by probes only)
@@ -318,6 +319,8 @@ class Breaker:
             return _NONE  # only the configured number of trial outcomes count
         if self.probe_trials and not self.sees_signal(obs.kind):
             return _NONE  # after a recheck only probes of the withdrawing signal are trials
+        if not self._is_trial(obs, now):
+            return _NONE
         self.trials += 1
         failed = cls is not ErrorClass.OK
         self.window.add(
@@ -343,6 +346,22 @@ class Breaker:
                 return (self._open("trials_exhausted", obs, now),)
             return _NONE
         return (self._open("trial_failed", obs, now),)
+
+    def _is_trial(self, obs: Observation, now: float) -> bool:
+        """Is `obs` evidence about this half_open period? Two outcomes are not, and are ignored like outcomes
+        beyond the trials (no trial spent, not in the window, no move either way):
+
+        - a call that began before the period did (it was sent while the target was open, e.g. a probe in flight
+          through a hang that is cut at its deadline just after the move): it says how the target was then.
+          Its start is `now - age` (`_call_age`); an observation recorded later than it was made only looks
+          fresher, so the rule can let a stale call count (as before), never drop a fresh one. Age unknown:
+          a trial, as before.
+        - a listing, for a target opened on calls (a hang or 5xx on completions): the catalogue cannot see that
+          signal (`signal_kinds`), so neither its timeout nor its success says whether the calls are back."""
+        age = _call_age(obs)
+        if age is not None and now - age < self.since:
+            return False
+        return not (obs.kind == "catalogue" and self.signal and "catalogue" not in self.signal)
 
     def _open(self, reason: str, obs: Observation, now: float) -> Transition:
         """Open on `obs`'s evidence; what it was seen on decides which probes may end the open period early."""
@@ -504,6 +523,14 @@ def _via(obs: Observation) -> str | None:
     """The sibling whose credential/egress signal the health model fanned out as `obs` (None: this target's own)."""
     via = obs.extra.get("via") if obs.extra else None
     return via if isinstance(via, str) else None
+
+
+def _call_age(obs: Observation) -> float | None:
+    """Seconds from the start of `obs`'s call to its outcome: `at - started_at`, else its latency; None unknown."""
+    if obs.started_at is not None:
+        age = (obs.at - obs.started_at).total_seconds()
+        return age if _sane(age) else None
+    return obs.latency_s  # already made sane by `record`
 
 
 def _sane(x: float | None) -> bool:

@@ -441,7 +441,10 @@ class RankingConfig(_Model):
     min_dwell: Duration = Field(
         default=10.0,
         ge=0,
-        description="a new primary keeps its place this long unless it leaves admissibility (no flapping on noise)",
+        description=(
+            "a primary that won its place by score keeps it this long unless it leaves admissibility (no flapping on"
+            " noise); one standing in after a failover does not"
+        ),
     )
     weight_latency: float = 1.0
     weight_ttft: float = 1.0

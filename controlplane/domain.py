@@ -155,6 +155,7 @@ class Measurements(TypedDict, total=False):
     ttft_s: float | None
     tokens_per_s: float | None
     headroom: float | None
+    started_at: datetime | None
     extra: dict[str, object]
 
 
@@ -196,6 +197,9 @@ class Observation:
     scope: Scope = Scope.TARGET
     code: str | None = None
     detail: str = ""
+    # When the call began (wall, UTC); None: unknown, then `at - latency_s` when the latency is known. The breaker
+    # uses it to tell a call that began before the target's half_open period from a trial of that period.
+    started_at: datetime | None = None
     extra: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
 
     @property

@@ -456,7 +456,13 @@ class HealthModel:
                     )
                 )
             if name in self._primaries and new != old:  # a change (the first primary after start is not one)
-                self._primary_since[name] = now
+                if self._outscored(rr, old):
+                    self._primary_since[name] = now
+                else:
+                    # The old primary left by its state (a failover): no dwell for the stand-in, so the old one
+                    # takes its place back as soon as it serves again and ranks ahead. Its breaker already damps a
+                    # flapping target (trials, growing open durations); a dwell would only delay a return.
+                    self._primary_since.pop(name, None)
             self._primaries[name] = new
             if new is None and name not in self._exhausted:
                 self._exhausted.add(name)
@@ -501,13 +507,19 @@ class HealthModel:
         return self._primaries.get(route)
 
     @staticmethod
+    def _outscored(rr: RouteRanking, old: str | None) -> bool:
+        """The route's old primary still serves: it lost first place by score, not by its state."""
+        was = next((e for e in rr.entries if e.target == old), None) if old is not None else None
+        return was is not None and was.admissible and was.state in (State.CLOSED, State.HALF_OPEN)
+
+    @staticmethod
     def _why_primary_changed(rr: RouteRanking, old: str | None, new: str | None) -> str:
         if old is None:
             return "route recovered"
         was = next((e for e in rr.entries if e.target == old), None)
         if was is None:
             return "removed from route"
-        if was.admissible and was.state in (State.CLOSED, State.HALF_OPEN):
+        if HealthModel._outscored(rr, old):
             return outscored_reason(new)  # still serving, just clearly worse now (beaten by more than the margin)
         return was.reason  # out by its state (also when panic still admits it least-bad): say why
 

@@ -7,8 +7,8 @@ Steps, in order:
    latency p50, TTFT p50, error rate, headroom, price and priority, weighted by config.ranking.
 3. Hysteresis: the previous order is kept unless a target beats the one ahead of it by `margin` (a share
    of that target's score) measured from serving evidence, so noise cannot flap the primary. Ties keep the configured route order. A primary
-   that took its place less than `min_dwell` ago keeps it (the health model passes it as `keep_primary`)
-   unless it leaves admissibility: a score swing that reverses at once (a cool-down hold starting and ending,
+   that won its place by score less than `min_dwell` ago keeps it (the health model passes it as `keep_primary`;
+   not a stand-in after a failover, so a recovered primary returns at once) unless it leaves admissibility: a score swing that reverses at once (a cool-down hold starting and ending,
    a burst of slow calls) cannot flip the primary there and back.
 4. Panic (Envoy): when fewer than `panic_threshold` of the route's candidates are admissible, open and
    exhausted half-open targets are appended least-bad first (soonest retry, then fewest errors) instead of

@@ -250,6 +250,7 @@ class ProbeScheduler:
         async with self._sem:  # type: ignore[union-attr]
             started = self.clock.monotonic()
             deadline = self.deadlines.deadline(job.key, job.interval, job.timeout)
+            started_at = self.clock.wall()
             try:
                 ctx = ProbeContext(
                     session=self.session,  # type: ignore[arg-type]
@@ -295,6 +296,8 @@ class ProbeScheduler:
                     ),
                 )
             duration = self.clock.monotonic() - started
+        # Every outcome says when its call began: a call begun before a half_open period is no trial of it.
+        observations = [o if o.started_at is not None else o.with_(started_at=started_at) for o in observations]
         if span is not None:
             _end_probe_span(span, observations)
         if self.metrics is not None:

@@ -176,16 +176,21 @@ class Selector:
 
     # -- per request ------------------------------------------------------------------------------
     def _half_open_share(self, cands: list[Candidate], skipped: list[tuple[str, str]]) -> list[Candidate]:
-        """A half_open target gets only its small share of requests; otherwise it is only a last resort."""
-        front: list[Candidate] = []
+        """A half_open target takes its trial share of requests first (the ranker puts it after the closed ones,
+        where it would never be tried while they answer); outside its share it is only a last resort. One trial
+        per request: a second half_open target drawn for the same request waits behind the rest."""
+        trial: Candidate | None = None
+        rest: list[Candidate] = []
         back: list[Candidate] = []
         for c in cands:
-            if c.state is State.HALF_OPEN and self._rand() >= c.half_open_share:
+            if c.state is not State.HALF_OPEN:
+                rest.append(c)
+            elif trial is None and self._rand() < c.half_open_share:
+                trial = c
+            else:
                 back.append(c)
                 skipped.append((c.target, f"half_open: outside its {c.half_open_share:.0%} trial share, last resort"))
-            else:
-                front.append(c)
-        return front + back
+        return ([trial] if trial is not None else []) + rest + back
 
 
 def _apply_preferences(cands: list[Candidate], skipped: list[tuple[str, str]], prefs: Preferences) -> list[Candidate]:

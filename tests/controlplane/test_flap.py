@@ -1,6 +1,6 @@
 """No flapping, proved over random inputs: the primary of a route never changes twice within the ranking's
-minimum dwell unless the primary it leaves is no longer admissible by its own state, and a change away from an
-admissible primary is always earned by the margin.
+minimum dwell unless the primary it leaves is no longer admissible by its own state (or it only stood in for a
+primary that failed over), and a change away from an admissible primary is always earned by the margin.
 
 The 156 ms gemini → claude → gemini flip (issue 17) came from score swings that reversed at once: catalogue
 listings' 2 ms round trips mixed into p50, and cool-down holds starting and ending. Latency now comes only from
@@ -107,9 +107,11 @@ def run(ops_: list[tuple[Any, ...]]) -> list[tuple[float, str | None, str | None
 )
 def test_primary_never_changes_twice_within_the_dwell_unless_it_left_admissibility(ops_: list[Any]) -> None:
     changes = run(ops_)
-    for (t1, _, _, _), (t2, old, new, table) in zip(changes, changes[1:], strict=False):
+    for (t1, old1, _, table1), (t2, old, new, table) in zip(changes, changes[1:], strict=False):
         if t2 - t1 >= DWELL or old is None:
             continue
+        if old1 is not None and not _serves(_entry(table1, old1)):
+            continue  # the first change was a failover: a stand-in has no dwell, the old primary may return
         was, now_ = _entry(table, old), _entry(table, new)
         left = not _serves(was)
         trial_to_full = (
@@ -171,3 +173,34 @@ def test_the_first_probe_answer_does_not_take_the_place_of_a_primary_not_yet_mea
     m.ingest(Observation("a/m", clock.wall(), Source.PROBE, error_class=E.OK, **slow))  # type: ignore[arg-type]
     m.tick()
     assert m.table.routes["r"].primary.target == "b/m"  # type: ignore[union-attr]  # measured, and beaten
+
+
+def test_a_primary_that_failed_over_takes_its_place_back_as_soon_as_it_serves_again() -> None:
+    """The stand-in after a failover has no dwell: the recovered primary (ranked ahead by its priority) is back
+    first as soon as its breaker closes, within what would have been the dwell; a change by score still dwells."""
+    yaml = YAML.replace("models: [{name: m}]}", "models: [{name: m, priority: 20}]}", 1).replace(
+        "half_open_successes: 1", "half_open_successes: 1, open_min_duration: 1s"
+    )
+    clock = FakeClock()
+    m = HealthModel(parse_config(yaml), clock, rerank_interval=0.0)
+
+    def obs(target: str, cls: ErrorClass) -> None:
+        m.ingest(Observation(target, clock.wall(), Source.PROBE, "completion", cls, latency_s=0.2, ttft_s=0.1))
+
+    def primary() -> str | None:
+        p = m.table.routes["r"].primary
+        return p.target if p is not None else None
+
+    for t in TARGETS:
+        obs(t, E.OK)
+    assert primary() == "a/m"
+    for _ in range(3):
+        obs("a/m", E.TIMEOUT)  # a/m opens: b/m stands in
+    assert m.states()["a/m"] is State.OPEN and primary() == "b/m"
+    clock.advance(1.5)
+    obs("a/m", E.OK)  # a probe success past open_min_duration: half_open
+    clock.advance(0.5)  # a trial is a call begun inside half_open (this one took 0.2 s)
+    obs("a/m", E.OK)  # its trial: closed
+    m.tick()
+    assert m.states()["a/m"] is State.CLOSED
+    assert primary() == "a/m", "back at once, 1.5 s after the failover (the dwell is 10 s)"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from controlplane.domain import State
+from controlplane.table import RouteRanking
 from dataplane.preferences import Preferences
 from dataplane.selection import Selector
 from tests.dataplane.helpers import entry, make_table, parse
@@ -63,6 +64,22 @@ def test_half_open_target_gets_only_its_share_otherwise_last_resort() -> None:
     outside = Selector(cfg, rand=lambda: 0.5).plan(table, "main")
     assert inside is not None and order(inside) == ["a/m1", "b/m1", "c/m2"]
     assert outside is not None and order(outside) == ["b/m1", "c/m2", "a/m1"]
+
+
+def test_a_half_open_target_ranked_behind_the_closed_ones_is_tried_first_within_its_share() -> None:
+    """The ranker puts a half_open target after every closed one: inside its trial share the request tries it
+    first (live traffic takes the trials), outside it stays a last resort; one trial per request."""
+    cfg = parse(CONFIG)
+    half = {t: entry(t, State.HALF_OPEN, half_open_share=0.1) for t in ("a/m1", "b/m1")}
+    table = make_table(cfg, overrides=half)
+    ranked = table.routes["main"]
+    by_target = {e.target: e for e in ranked.entries}
+    table.routes["main"] = RouteRanking("main", tuple(by_target[t] for t in ("c/m2", "a/m1", "b/m1")))
+    inside = Selector(cfg, rand=lambda: 0.05).plan(table, "main")
+    outside = Selector(cfg, rand=lambda: 0.5).plan(table, "main")
+    assert inside is not None and order(inside) == ["a/m1", "c/m2", "b/m1"]
+    assert [t for t, _ in inside.skipped] == ["b/m1"]  # drawn too, but the request already has its trial
+    assert outside is not None and order(outside) == ["c/m2", "a/m1", "b/m1"]
 
 
 def test_preferences_filter_and_reorder() -> None:

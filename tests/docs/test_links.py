@@ -75,6 +75,14 @@ def test_relative_links_resolve_inside_the_repository(page: Path) -> None:
     assert not problems, f"{page.relative_to(ROOT)}: " + "; ".join(problems)
 
 
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_page_links_outside_the_repository(page: Path) -> None:
+    """A web address is cited as text (`https://…` in code), never a link: the docs stand alone in a checkout."""
+    prose = _prose(page.read_text(encoding="utf-8"))
+    web = [t for t in _links(page) if SCHEME.match(t)] + re.findall(r"<([a-z][a-z0-9+.-]*:[^>\s]+)>", prose)
+    assert web == [], f"{page.relative_to(ROOT)}: links outside the repository: {web}"
+
+
 def _outside(page: Path, text: str) -> list[str]:
     found = re.findall(r"(?<![\w.])(?:\.\./)+[\w.-]+|/work/[\w./-]+|\bshared/design\b|\bARCHITECTURE\.md\b", text)
     return [o for o in found if not o.startswith("..") or not (page.parent / o).resolve().is_relative_to(ROOT)]
