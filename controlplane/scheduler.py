@@ -7,8 +7,10 @@ Three layers, so each can be tested alone:
   FakeClock; it owns the deadline, the metrics and the translation of hangs and bugs into observations;
 - APScheduler's AsyncIOScheduler only fires the job bodies at the planned times (`start()`), and tests can
   drive the same plan by hand with `run_due()`.
-A probe that hangs is cut at its timeout (`timeout` observation); one that raises yields `bad_response` naming
-the exception type; neither stops any other probe.
+A probe that hangs is cut at its deadline (`timeout` observation): `probes.timeout`, or less once the job has
+answered a few times (probes/deadline.py: a multiple of its recent answers); one that raises yields
+`bad_response` naming the exception type; neither stops any other probe. At most `MAX_IN_FLIGHT` (2) runs of one
+job at a time: a hung probe never keeps the next one from starting when due, and a hung target costs two probes.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from controlplane.metrics import Metrics, observe_probe
 from controlplane.seams import ObservationSink
 from probes import PROBE_KINDS, PROVIDER_LEVEL_KINDS, ProbeContext, ProbeFn, ProbeSkipped, applies
 from probes.budget import SpendBudget
+from probes.deadline import MAX_IN_FLIGHT, ProbeDeadlines
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -166,11 +169,14 @@ class ProbeScheduler:
         health: ShouldProbe | None = None,
         kinds: Mapping[str, ProbeFn] = PROBE_KINDS,
         budget: SpendBudget | None = None,
+        deadlines: ProbeDeadlines | None = None,
         on_start: Callable[[str, float], None] | None = None,
     ) -> None:
         self.clock, self.session, self.sink = clock, session, sink
         self.adapter_for, self.metrics, self.health, self.kinds = adapter_for, metrics, health, kinds
         self.budget = budget if budget is not None else SpendBudget(clock)
+        self.deadlines = deadlines if deadlines is not None else ProbeDeadlines(clock)
+        self._in_flight: dict[str, int] = {}  # job key → runs started and not finished (scheduled and rechecks)
         self.on_start = on_start  # (job key, lag seconds): the bench listens here
         self._aps: AsyncIOScheduler | None = None
         self._periodic: dict[str, tuple[Callable[[], Awaitable[Any]], float]] = {}
@@ -222,9 +228,28 @@ class ProbeScheduler:
             return []
         provider = self.config.provider(job.target.provider)
         assert provider is not None  # jobs are planned from this config
+        if self._in_flight.get(job.key, 0) >= MAX_IN_FLIGHT:
+            self._skipped(job.target, kind, "in_flight")
+            return []
+        self._in_flight[job.key] = self._in_flight.get(job.key, 0) + 1
+        try:
+            return await self._run(job, fn, report, provider)
+        finally:
+            self._in_flight[job.key] -= 1
+
+    def in_flight(self, target: TargetRef | str, kind: str) -> int:
+        """Runs of the job probing `target` with `kind` started and not yet finished."""
+        job = self.job_for(target, kind)
+        return 0 if job is None else self._in_flight.get(job.key, 0)
+
+    async def _run(
+        self, job: ProbeJob, fn: ProbeFn, report: tuple[TargetRef, ...], provider: ProviderConfig
+    ) -> list[Observation]:
+        kind = job.kind
         span = _probe_span(job.target, kind, provider) if tracing.tracer() is not None else None
         async with self._sem:  # type: ignore[union-attr]
             started = self.clock.monotonic()
+            deadline = self.deadlines.deadline(job.key, job.interval, job.timeout)
             started_at = self.clock.wall()
             try:
                 ctx = ProbeContext(
@@ -233,15 +258,17 @@ class ProbeScheduler:
                     provider=provider,
                     model=provider.model(job.target.model),
                     clock=self.clock,
-                    timeout=job.timeout,
+                    timeout=deadline,
                     completion=self.config.probes.completion,
                     logger=logging.getLogger(f"turnout.probes.{kind}"),
                     budget=self.budget,
                     targets=report if kind in PROVIDER_LEVEL_KINDS else (),
                 )
-                async with asyncio.timeout(job.timeout):
+                async with asyncio.timeout(deadline):
                     result = await fn(report[0], ctx)
                 observations = [o for o in result if isinstance(o, Observation)]
+                if observations and all(o.error_class is ErrorClass.OK for o in observations):
+                    self.deadlines.succeeded(job.key, self.clock.monotonic() - started)
             except ProbeSkipped as skip:
                 self._skipped(job.target, kind, skip.reason)
                 if span is not None:
@@ -255,7 +282,8 @@ class ProbeScheduler:
                     Classification(
                         ErrorClass.TIMEOUT,
                         code="probe_timeout",
-                        detail=f"{kind} probe cut at its {job.timeout:g}s deadline",
+                        detail=f"{kind} probe cut at its {deadline:g}s deadline"
+                        + ("" if deadline == job.timeout else f" (learned; timeout {job.timeout:g}s)"),
                     ),
                 )
             except Exception as exc:  # a bug in a probe or adapter: classify it, log one line, carry on
@@ -388,7 +416,16 @@ class ProbeScheduler:
     def _add_aps_job(self, job: ProbeJob) -> None:
         assert self._aps is not None
         trigger = _JitterTrigger(job.key, job.interval, self.config.probes.jitter)
-        self._aps.add_job(self._fire, trigger, args=(job.key, trigger), id=job.key, replace_existing=True)
+        # One more instance than MAX_IN_FLIGHT: run_probe_job's bound (which also counts rechecks) decides and counts
+        # the skip, APScheduler's never holds a due run back while a probe hangs.
+        self._aps.add_job(
+            self._fire,
+            trigger,
+            args=(job.key, trigger),
+            id=job.key,
+            replace_existing=True,
+            max_instances=MAX_IN_FLIGHT + 1,
+        )
 
     async def _fire(self, key: str, trigger: _JitterTrigger) -> None:
         job = self.jobs.get(key)

@@ -13,6 +13,7 @@ from controlplane.domain import Classification, ErrorClass, Observation, TargetR
 from controlplane.metrics import Metrics
 from controlplane.scheduler import ProbeScheduler, ShouldProbe, first_delay, next_delay, plan_jobs
 from probes import ProbeContext, ProbeFn
+from probes.deadline import MAX_IN_FLIGHT, ProbeDeadlines
 from tests.fakes import FakeClock
 from tests.probes.scripted import ScriptedAdapter, make_config
 
@@ -36,6 +37,7 @@ class _Options(TypedDict, total=False):
     health: ShouldProbe
     kinds: Mapping[str, ProbeFn]
     on_start: Callable[[str, float], None]
+    deadlines: ProbeDeadlines
 
 
 def _sched(cfg_kinds: str = "", clock: FakeClock | None = None, **kw: Unpack[_Options]) -> tuple[ProbeScheduler, Sink]:
@@ -277,3 +279,55 @@ async def test_a_due_recheck_runs_at_once_with_a_kind_that_sees_the_signal_not_a
 
 def _classified(cls: ErrorClass) -> Classification:
     return Classification(cls, status=403 if cls is ErrorClass.REGION_BLOCKED else 200)
+
+
+async def test_a_hung_probe_never_holds_back_the_next_one_and_at_most_two_run_per_target() -> None:
+    clock, release, started = FakeClock(), asyncio.Event(), []
+
+    async def hangs(target: TargetRef, ctx: ProbeContext) -> list[Observation]:
+        started.append(clock.monotonic())
+        await release.wait()
+        return [Observation.success(target.key, kind="completion", at=ctx.clock.wall())]
+
+    metrics = Metrics()
+    probes = "probes: {kinds: {completion: {interval: 20s, timeout: 60s}}}"
+    sched, sink = _sched(probes, clock, kinds={"catalogue": hangs, "completion": hangs}, metrics=metrics)
+    first = asyncio.create_task(sched.run_probe_job("p0/m0", "completion"))
+    await asyncio.sleep(0)
+    clock.advance(20.0)  # the next one is due while the first still hangs: it starts at once
+    second = asyncio.create_task(sched.run_probe_job("p0/m0", "completion"))
+    await asyncio.sleep(0)
+    assert started == [0.0, 20.0] and sched.in_flight("p0/m0", "completion") == MAX_IN_FLIGHT == 2
+    clock.advance(20.0)
+    assert await sched.run_probe_job("p0/m0", "completion") == []  # a third while two hang: skipped, counted
+    skipped = metrics.probes_skipped_total.labels("p0", "m0", "completion", "in_flight")._value.get()
+    assert started == [0.0, 20.0] and skipped == 1
+    release.set()
+    await asyncio.gather(first, second)
+    assert sched.in_flight("p0/m0", "completion") == 0 and len(sink.observations) == 2
+    assert len(await sched.run_probe_job("p0/m0", "completion")) == 1  # the bound frees as runs end
+
+
+async def test_a_hang_is_cut_by_what_is_normal_for_the_job_and_the_timeout_returns_when_history_ages() -> None:
+    clock, hang = FakeClock(), False
+
+    async def answers(target: TargetRef, ctx: ProbeContext) -> list[Observation]:
+        clock.advance(0.002)  # a normal answer takes 2 ms
+        if hang:
+            await asyncio.Event().wait()
+        return [Observation.success(target.key, kind="completion", at=ctx.clock.wall())]
+
+    probes = "probes: {kinds: {completion: {interval: 20s, timeout: 60s}}}"
+    deadlines = ProbeDeadlines(clock, factor=3.0, floor=0.001, min_samples=3)
+    sched, _ = _sched(probes, clock, kinds={"catalogue": answers, "completion": answers}, deadlines=deadlines)
+    job = sched.job_for("p0/m0", "completion")
+    assert job is not None and deadlines.deadline(job.key, 20.0, 60.0) == 60.0  # no history: the timeout
+    for _ in range(3):
+        await sched.run_probe_job("p0/m0", "completion")
+    assert deadlines.deadline(job.key, 20.0, 60.0) == pytest.approx(0.006)
+    hang = True
+    async with asyncio.timeout(5):  # cut at the learned 6 ms, not the 60 s timeout
+        [obs] = await sched.run_probe_job("p0/m0", "completion")
+    assert obs.error_class is ErrorClass.TIMEOUT and "learned; timeout 60s" in obs.detail
+    clock.advance(10 * 20.0 + 1)  # successes older than ten intervals are forgotten: a slower normal is relearned
+    assert deadlines.deadline(job.key, 20.0, 60.0) == 60.0
