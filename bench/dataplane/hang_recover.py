@@ -97,7 +97,10 @@ async def hang_phase(
         for a in admin.values():
             await post(f"{a}/_admin/mode", {"mode": "ok"})
         answered: dict[str, int] = {}
-        warm_until = time.monotonic() + 2.0  # recent answers for the learned first-byte deadline
+        # Recent answers for the learned deadlines: the data plane's first-byte deadline and the probes' own
+        # (probes/deadline.py wants 3 answers of a job; at a 1 s interval that is 4-5 s). A real target has
+        # hours of them; a fresh process per round has none.
+        warm_until = time.monotonic() + 5.0
 
         async def warm() -> None:
             while time.monotonic() < warm_until:
